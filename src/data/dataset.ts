@@ -1,0 +1,43 @@
+/** An in-memory labelled dataset: samples are row-major float32, labels are class indices. */
+export interface Dataset {
+  /** n * prod(sampleShape) values. */
+  x: Float32Array;
+  /** n class indices in [0, numClasses). */
+  y: Int32Array;
+  n: number;
+  /** Shape of one sample, e.g. [28, 28, 1] or [784]. */
+  sampleShape: number[];
+  numClasses: number;
+}
+
+export interface Splits {
+  train: Dataset;
+  validation: Dataset;
+  test: Dataset;
+}
+
+export function sampleSize(d: Pick<Dataset, 'sampleShape'>): number {
+  return d.sampleShape.reduce((a, b) => a * b, 1);
+}
+
+/** Rows `indices` of `d`, copied. */
+export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
+  const s = sampleSize(d);
+  const x = new Float32Array(indices.length * s);
+  const y = new Int32Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    const j = indices[i];
+    x.set(d.x.subarray(j * s, (j + 1) * s), i * s);
+    y[i] = d.y[j];
+  }
+  return { x, y, n: indices.length, sampleShape: d.sampleShape.slice(), numClasses: d.numClasses };
+}
+
+/** The same samples viewed with another per-sample shape of equal size (e.g. [784] -> [28,28,1]). */
+export function reshapeSamples(d: Dataset, sampleShape: number[]): Dataset {
+  const want = sampleShape.reduce((a, b) => a * b, 1);
+  if (want !== sampleSize(d)) {
+    throw new Error(`cannot view samples of shape [${d.sampleShape}] as [${sampleShape}]`);
+  }
+  return { ...d, sampleShape: sampleShape.slice() };
+}

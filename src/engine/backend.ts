@@ -1,0 +1,62 @@
+import { createRequire } from 'node:module';
+import type * as tfType from '@tensorflow/tfjs';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendChoice = BackendName | 'auto';
+
+const require = createRequire(import.meta.url);
+
+/** Whether `@tensorflow/tfjs-node` can be resolved, without loading it (loading costs ~1 s). */
+export function tfjsNodeAvailable(): boolean {
+  try {
+    require.resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The backend `auto` would pick, decided without loading any engine, so cache keys are cheap. */
+export function resolveBackend(choice: BackendChoice): BackendName {
+  if (choice !== 'auto') return choice;
+  return tfjsNodeAvailable() ? 'tensorflow' : 'wasm';
+}
+
+export function tfjsVersion(): string {
+  return (require('@tensorflow/tfjs/package.json') as { version: string }).version;
+}
+
+/** Engine identity that goes into every cache key: same identity => same numerics. */
+export function engineIdentity(choice: BackendChoice): string {
+  return `tfjs@${tfjsVersion()}/${resolveBackend(choice)}`;
+}
+
+let engine: { tf: typeof tfType; backend: BackendName } | undefined;
+
+/**
+ * Loads tfjs with the chosen backend, registers compress's extra kernels, and returns the module.
+ * tfjs-node replaces the `tf` namespace with its own build, so the module itself is returned.
+ */
+export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: typeof tfType; backend: BackendName }> {
+  const backend = resolveBackend(choice);
+  if (engine) {
+    if (engine.backend !== backend) throw new Error(`engine already initialised with backend ${engine.backend}, not ${backend}`);
+    return engine;
+  }
+  let tf: typeof tfType;
+  if (backend === 'tensorflow') {
+    tf = (await import('@tensorflow/tfjs-node' as string)) as typeof tfType;
+  } else {
+    tf = await import('@tensorflow/tfjs');
+    if (backend === 'wasm') {
+      await import('@tensorflow/tfjs-backend-wasm');
+      const { registerWasmKernels } = await import('./kernels/index.js');
+      registerWasmKernels(tf);
+    }
+  }
+  const ok = await tf.setBackend(backend);
+  if (!ok) throw new Error(`backend ${backend} could not be initialised`);
+  await tf.ready();
+  engine = { tf, backend };
+  return engine;
+}

@@ -1,0 +1,289 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, open } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { canonicalJson, hashFile, hashJson, sha256 } from './hash.js';
+import { describeFsError, writeFileAtomic } from './fsutil.js';
+
+export interface FileEntry {
+  sha256: string;
+  size: number;
+}
+
+/** Output files of a stage, by path relative to its output directory ('/'-separated). */
+export type Manifest = Record<string, FileEntry>;
+
+export interface RunRecord {
+  key: string;
+  /** The inputs the key was computed from, kept so `status` can say what changed. */
+  keyInputs: Record<string, unknown>;
+  stageKind: string;
+  /** The stage id that produced it (informational: ids are not part of the key). */
+  stageId: string;
+  outputs: Manifest;
+  /** Digest of the outputs (over the manifest): what downstream keys are computed from. */
+  outputsDigest: string;
+  metrics: Record<string, unknown>;
+  createdAt: string;
+  durationMs: number;
+  /** sha256 of the record without this field: a damaged record is detected, not trusted. */
+  checksum?: string;
+}
+
+export class CacheCorruptError extends Error {
+  constructor(
+    message: string,
+    readonly key: string,
+  ) {
+    super(message);
+    this.name = 'CacheCorruptError';
+  }
+}
+
+export class CacheWriteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheWriteError';
+  }
+}
+
+export function manifestDigest(m: Manifest): string {
+  return hashJson(m);
+}
+
+/**
+ * A content-addressed store: `objects/ab/<sha256>` hold file contents, `runs/ab/<key>.json` map a
+ * stage key to its outputs and metrics. Everything is written to a temp name and renamed, so a
+ * crash leaves either the whole entry or none; everything read is verified against its digest.
+ */
+export class CacheStore {
+  constructor(readonly root: string) {}
+
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+
+  objectPath(digest: string): string {
+    return join(this.root, 'objects', digest.slice(0, 2), digest);
+  }
+
+  recordPath(key: string): string {
+    return join(this.root, 'runs', key.slice(0, 2), `${key}.json`);
+  }
+
+  /** A fresh private directory for a stage to write into (under the cache, so renames stay on one disk). */
+  async makeWorkDir(label: string): Promise<string> {
+    const dir = join(this.tmpDir, `${label.replace(/[^A-Za-z0-9_-]/g, '_')}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (e) {
+      throw new CacheWriteError(describeFsError(e, `cannot create a work directory in the cache ${this.root}`));
+    }
+    return dir;
+  }
+
+  /** Moves every file of `dir` into the object store and returns the manifest. */
+  async putDir(dir: string): Promise<Manifest> {
+    const manifest: Manifest = {};
+    for (const file of await listFiles(dir)) {
+      const rel = relative(dir, file).split(sep).join('/');
+      const { sha256: digest, size } = await hashFile(file);
+      manifest[rel] = { sha256: digest, size };
+      const dest = this.objectPath(digest);
+      try {
+        if (await isValidObject(dest, size)) continue;
+        await mkdir(dirname(dest), { recursive: true });
+        // fsync the content before it gets its final name.
+        const fh = await open(file, 'r+');
+        await fh.sync();
+        await fh.close();
+        await rename(file, dest);
+      } catch (e) {
+        throw new CacheWriteError(describeFsError(e, `cannot store '${rel}' in the cache ${this.root}`));
+      }
+    }
+    return sortManifest(manifest);
+  }
+
+  async putRecord(rec: Omit<RunRecord, 'checksum'>): Promise<RunRecord> {
+    const full: RunRecord = { ...rec, checksum: hashJson(rec) };
+    try {
+      await writeFileAtomic(this.recordPath(rec.key), canonicalJson(full));
+    } catch (e) {
+      throw new CacheWriteError(describeFsError(e, `cannot write cache record in ${this.root}`));
+    }
+    return full;
+  }
+
+  /** The record for a key: undefined when absent; CacheCorruptError when damaged. */
+  async getRecord(key: string): Promise<RunRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.recordPath(key), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    let rec: RunRecord;
+    try {
+      rec = JSON.parse(text);
+    } catch {
+      throw new CacheCorruptError(`cache record ${key.slice(0, 12)} is not valid JSON`, key);
+    }
+    const { checksum, ...rest } = rec;
+    if (!checksum || hashJson(rest) !== checksum || rec.key !== key || manifestDigest(rec.outputs) !== rec.outputsDigest) {
+      throw new CacheCorruptError(`cache record ${key.slice(0, 12)} fails its checksum`, key);
+    }
+    return rec;
+  }
+
+  /** Checks that every object of a record exists with the right size (cheap); content is checked on copy. */
+  async hasObjects(rec: RunRecord): Promise<boolean> {
+    for (const e of Object.values(rec.outputs)) if (!(await isValidObject(this.objectPath(e.sha256), e.size))) return false;
+    return true;
+  }
+
+  /**
+   * Copies a record's files into `dest`, hashing as it copies; a file whose content does not match its
+   * digest is removed from the store and reported (the stage is then recomputed).
+   */
+  async materialize(rec: RunRecord, dest: string): Promise<void> {
+    const staging = `${dest}.${randomBytes(4).toString('hex')}.tmp`;
+    await mkdir(staging, { recursive: true });
+    try {
+      for (const [rel, e] of Object.entries(rec.outputs)) {
+        const src = this.objectPath(e.sha256);
+        const out = join(staging, ...rel.split('/'));
+        await mkdir(dirname(out), { recursive: true });
+        let got: string;
+        try {
+          got = await copyHashing(src, out);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is missing`, rec.key);
+          throw err;
+        }
+        if (got !== e.sha256) {
+          await rm(src, { force: true });
+          throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is corrupt (digest ${got.slice(0, 12)}, expected ${e.sha256.slice(0, 12)})`, rec.key);
+        }
+      }
+      await rm(dest, { recursive: true, force: true });
+      await mkdir(dirname(dest), { recursive: true });
+      await rename(staging, dest);
+    } catch (e) {
+      await rm(staging, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async removeRecord(key: string): Promise<void> {
+    await rm(this.recordPath(key), { force: true });
+  }
+
+  async listRecords(): Promise<RunRecord[]> {
+    const out: RunRecord[] = [];
+    const runs = join(this.root, 'runs');
+    for (const f of await listFiles(runs).catch(() => [] as string[])) {
+      if (!f.endsWith('.json')) continue;
+      const key = f.slice(f.lastIndexOf(sep) + 1, -5);
+      try {
+        const r = await this.getRecord(key);
+        if (r) out.push(r);
+      } catch {
+        // Damaged records are listed by `cache ls` as such via verify; skip here.
+      }
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Removes records not in `keep` and objects no kept record references. Returns counts and bytes freed. */
+  async gc(keep: Set<string>): Promise<{ records: number; objects: number; bytes: number }> {
+    let records = 0;
+    const live = new Set<string>();
+    for (const r of await this.listRecords()) {
+      if (keep.has(r.key)) for (const e of Object.values(r.outputs)) live.add(e.sha256);
+      else {
+        await this.removeRecord(r.key);
+        records++;
+      }
+    }
+    let objects = 0;
+    let bytes = 0;
+    for (const f of await listFiles(join(this.root, 'objects')).catch(() => [] as string[])) {
+      const digest = f.slice(f.lastIndexOf(sep) + 1);
+      if (live.has(digest)) continue;
+      bytes += (await stat(f)).size;
+      await rm(f, { force: true });
+      objects++;
+    }
+    await rm(this.tmpDir, { recursive: true, force: true });
+    return { records, objects, bytes };
+  }
+
+  async clean(): Promise<void> {
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  /** Removes work directories left by processes that no longer run (killed runs). */
+  async sweepTmp(): Promise<number> {
+    let n = 0;
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const m = /-(\d+)-[0-9a-f]{8}$/.exec(name);
+      if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+        await rm(join(this.tmpDir, name), { recursive: true, force: true });
+        n++;
+      }
+    }
+    return n;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function isValidObject(path: string, size: number): Promise<boolean> {
+  try {
+    return (await stat(path)).size === size;
+  } catch {
+    return false;
+  }
+}
+
+async function copyHashing(src: string, dest: string): Promise<string> {
+  const h = createHash('sha256');
+  const tap = new Transform({
+    transform(chunk, _enc, cb) {
+      h.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(createReadStream(src), tap, createWriteStream(dest));
+  return h.digest('hex');
+}
+
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const ent of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, ent.name);
+    if (ent.isDirectory()) out.push(...(await listFiles(p)));
+    else if (ent.isFile()) out.push(p);
+  }
+  return out.sort();
+}
+
+function sortManifest(m: Manifest): Manifest {
+  const out: Manifest = {};
+  for (const k of Object.keys(m).sort()) out[k] = m[k];
+  return out;
+}
+
+export { sha256, copyFile };

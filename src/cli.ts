@@ -1,0 +1,118 @@
+import { Command, CommanderError, Option } from 'commander';
+import { RecipeError, UsageError, formatProblem } from './recipe/errors.js';
+import { FrozenLockError } from './run/execute.js';
+import { runCommand } from './commands/run.js';
+import { planCommand, statusCommand, validateCommand } from './commands/inspect.js';
+import { cacheClean, cacheGc, cacheLs } from './commands/cache.js';
+import { initCommand } from './commands/init.js';
+import { collect, parseConcurrency } from './commands/common.js';
+import { EXIT } from './exit-codes.js';
+
+const VERSION = '0.1.0';
+
+function program(): Command {
+  const p = new Command('compress')
+    .description('Turn a neural network into smaller, faster deployable models from a YAML recipe.')
+    .version(VERSION)
+    .option('--verbose', 'print stack traces and worker output')
+    .exitOverride()
+    .showSuggestionAfterError()
+    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch), 3 a gate failed, 130 interrupted.`);
+  const setOpt = () => new Option('--set <path=value>', 'override a recipe value, e.g. stages.prune.with.epochs=3 (repeatable)').argParser(collect);
+
+  p.command('run')
+    .description('run the recipe\'s stages in dependency order, re-running only what changed')
+    .argument('[recipe]', 'recipe file', undefined)
+    .addOption(setOpt())
+    .option('--cache-dir <dir>', 'cache directory (default: env COMPRESS_CACHE_DIR, recipe cache.dir, .compress/cache)')
+    .option('-j, --concurrency <n>', 'stages run at once (default: CPU count)', parseConcurrency)
+    .option('--only <stage>', 'run only this stage; its upstream must be cached (repeatable)', collect)
+    .option('--from <stage>', 'run this stage and everything downstream of it')
+    .option('--until <stage>', 'run this stage and everything upstream of it')
+    .option('--force [stages...]', 'ignore the cache (for the given stages, or all selected)')
+    .option('--frozen', 'fail (exit 2) if the run would change the lock file: the CI mode')
+    .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .option('--json', 'machine-readable events (one JSON object per line) and summary')
+    .option('-q, --quiet', 'print only errors')
+    .action(async (recipe, opts, cmd) => {
+      const force = opts.force === true ? true : Array.isArray(opts.force) ? opts.force : undefined;
+      process.exitCode = await runCommand(recipe, { ...opts, force, verbose: cmd.optsWithGlobals().verbose });
+    });
+
+  p.command('validate')
+    .description('check a recipe against the schema and the stage graph; print every problem with its position')
+    .argument('[recipe]')
+    .addOption(setOpt())
+    .action((recipe, opts) => {
+      process.exitCode = validateCommand(recipe, opts);
+    });
+
+  p.command('plan')
+    .description('print the stage graph')
+    .argument('[recipe]')
+    .addOption(setOpt())
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'mermaid', 'dot', 'json']).default('text'))
+    .option('--status', 'annotate stages with cached/stale')
+    .option('--cache-dir <dir>', 'cache directory')
+    .action(async (recipe, opts) => {
+      process.exitCode = await planCommand(recipe, opts);
+    });
+
+  p.command('status')
+    .description('show which stages are cached and why the others would run, without running anything')
+    .argument('[recipe]')
+    .addOption(setOpt())
+    .option('--cache-dir <dir>', 'cache directory')
+    .option('--json', 'machine-readable output')
+    .action(async (recipe, opts) => {
+      process.exitCode = await statusCommand(recipe, opts);
+    });
+
+  const cache = p.command('cache').description('inspect and prune the artifact cache');
+  cache.command('ls').argument('[recipe]').option('--cache-dir <dir>').option('--json').description('list cache entries').action(async (recipe, opts) => {
+    process.exitCode = await cacheLs(recipe, opts);
+  });
+  cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference').action(async (recipe, opts) => {
+    process.exitCode = await cacheGc(recipe, opts);
+  });
+  cache.command('clean').argument('[recipe]').option('--cache-dir <dir>').description('remove the whole cache').action(async (recipe, opts) => {
+    process.exitCode = await cacheClean(recipe, opts);
+  });
+
+  p.command('init')
+    .description('write a starter recipe (for a model file when given one); asks nothing')
+    .argument('[model]', 'a TF.js model.json, Keras .h5 or .keras file')
+    .option('-o, --output <file>', 'recipe to write', 'compress.config.yaml')
+    .option('--force', 'overwrite an existing recipe')
+    .action((model, opts) => {
+      process.exitCode = initCommand(model, opts);
+    });
+  return p;
+}
+
+/** Runs the CLI; every error becomes a message and a documented exit code (stack only with --verbose). */
+export async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes('--verbose');
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    if (e instanceof RecipeError) {
+      for (const p of e.problems) process.stderr.write(formatProblem(p) + '\n');
+      process.stderr.write(`${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}; recipe not run\n`);
+      return EXIT.usage;
+    }
+    if (e instanceof UsageError || e instanceof FrozenLockError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    const err = e as Error;
+    process.stderr.write(`error: ${err?.message ?? String(e)}\n`);
+    if (verbose && err?.stack) process.stderr.write(err.stack + '\n');
+    return EXIT.stageFailed;
+  }
+}

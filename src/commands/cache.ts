@@ -1,0 +1,46 @@
+import { CacheStore } from '../cache/store.js';
+import { cacheDirFor, stageStates } from '../run/execute.js';
+import { readLock, lockPathFor } from '../run/lockfile.js';
+import { openRecipe } from './common.js';
+import { existsSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+
+function storeFor(file: string | undefined, flags: { cacheDir?: string }): CacheStore {
+  if (flags.cacheDir) return new CacheStore(resolve(flags.cacheDir));
+  if (file || existsSync('compress.config.yaml')) return new CacheStore(cacheDirFor(openRecipe(file, {}), undefined));
+  return new CacheStore(process.env.COMPRESS_CACHE_DIR ? resolve(process.env.COMPRESS_CACHE_DIR) : join(resolve('.'), '.compress', 'cache'));
+}
+
+export async function cacheLs(file: string | undefined, flags: { cacheDir?: string; json?: boolean }): Promise<number> {
+  const store = storeFor(file, flags);
+  const recs = await store.listRecords();
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(recs.map((r) => ({ key: r.key, stage: r.stageId, uses: r.stageKind, createdAt: r.createdAt, bytes: Object.values(r.outputs).reduce((a, e) => a + e.size, 0) })), null, 2) + '\n');
+    return 0;
+  }
+  for (const r of recs) {
+    const bytes = Object.values(r.outputs).reduce((a, e) => a + e.size, 0);
+    process.stdout.write(`${r.key.slice(0, 12)}  ${r.stageId.padEnd(16)} ${r.stageKind.padEnd(10)} ${(bytes / 1024).toFixed(1).padStart(9)} KiB  ${r.createdAt}\n`);
+  }
+  process.stdout.write(`${recs.length} entries in ${store.root}\n`);
+  return 0;
+}
+
+/** Keeps what the recipe's lock and current keys reference; removes the rest. */
+export async function cacheGc(file: string | undefined, flags: { cacheDir?: string }): Promise<number> {
+  const recipe = openRecipe(file, {});
+  const store = flags.cacheDir ? new CacheStore(resolve(flags.cacheDir)) : new CacheStore(cacheDirFor(recipe));
+  const keep = new Set<string>();
+  for (const s of await stageStates(recipe, flags)) if (s.key && s.state === 'cached') keep.add(s.key);
+  for (const e of Object.values(readLock(lockPathFor(recipe.file))?.stages ?? {})) keep.add(e.key);
+  const r = await store.gc(keep);
+  process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries\n`);
+  return 0;
+}
+
+export async function cacheClean(file: string | undefined, flags: { cacheDir?: string }): Promise<number> {
+  const store = storeFor(file, flags);
+  await store.clean();
+  process.stdout.write(`removed ${store.root}\n`);
+  return 0;
+}

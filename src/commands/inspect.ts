@@ -1,0 +1,33 @@
+import { formatPlan, type PlanFormat } from '../graph/plan.js';
+import { stageStates } from '../run/execute.js';
+import { UsageError } from '../recipe/errors.js';
+import { openRecipe, type RecipeFlags } from './common.js';
+
+export function validateCommand(file: string | undefined, flags: RecipeFlags): number {
+  const r = openRecipe(file, flags);
+  process.stdout.write(`${r.file}: ok (${r.stages.length} stages, ${Object.keys(r.data).length} datasets)\n`);
+  return 0;
+}
+
+export async function planCommand(file: string | undefined, flags: RecipeFlags & { format?: string; status?: boolean; cacheDir?: string }): Promise<number> {
+  const format = (flags.format ?? 'text') as PlanFormat;
+  if (!['text', 'mermaid', 'dot', 'json'].includes(format)) throw new UsageError(`--format must be text, mermaid, dot or json (got '${format}')`);
+  const r = openRecipe(file, flags);
+  const states = flags.status ? new Map((await stageStates(r, flags)).map((s) => [s.id, s])) : undefined;
+  const nodes = r.stages.map((s) => ({ id: s.id, needs: s.needs, uses: s.uses, status: states?.get(s.id)?.state }));
+  process.stdout.write(formatPlan(nodes, format) + '\n');
+  return 0;
+}
+
+export async function statusCommand(file: string | undefined, flags: RecipeFlags & { cacheDir?: string; json?: boolean }): Promise<number> {
+  const r = openRecipe(file, flags);
+  const states = await stageStates(r, flags);
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ stages: states }, null, 2) + '\n');
+    return 0;
+  }
+  for (const s of states) process.stdout.write(`  ${s.id.padEnd(16)} ${s.state.padEnd(7)} ${s.state === 'stale' ? s.reason : ''}\n`);
+  const stale = states.filter((s) => s.state === 'stale').length;
+  process.stdout.write(stale ? `${stale} of ${states.length} stages would run\n` : `everything is cached (${states.length} stages)\n`);
+  return 0;
+}

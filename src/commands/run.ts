@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import { createProgress, progressMode } from '../run/progress.js';
+import { runRecipe, type RunSummary } from '../run/execute.js';
+import { writeReports } from '../report/write.js';
+import { openRecipe, type RecipeFlags } from './common.js';
+
+export interface RunFlags extends RecipeFlags {
+  cacheDir?: string;
+  concurrency?: number;
+  only?: string[];
+  from?: string;
+  until?: string;
+  force?: boolean | string[];
+  frozen?: boolean;
+  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+  const recipe = openRecipe(file, flags);
+  const mode = progressMode(flags);
+  const progress = createProgress(mode, recipe.stages, flags.verbose);
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\ninterrupted: stopping stages (cached results are kept; press Ctrl-C again to force)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  let summary: RunSummary;
+  try {
+    summary = await runRecipe(recipe, { ...flags, signal: controller.signal, onEvent: progress.onEvent });
+  } finally {
+    await progress.done();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+  const reportDir = await writeReports(summary, join(recipe.dir, '.compress', 'reports'));
+  if (mode !== 'json') printSummary(summary, reportDir, mode === 'quiet', flags.verbose);
+  return summary.exitCode;
+}
+
+function printSummary(s: RunSummary, reportDir: string, quiet: boolean, verbose?: boolean): void {
+  const err = (l: string) => process.stderr.write(l + '\n');
+  for (const st of s.stages.filter((x) => x.status === 'failed')) {
+    err(`error: stage '${st.id}' failed: ${st.reason}`);
+    if (verbose && st.error?.stack) err(st.error.stack);
+  }
+  for (const g of s.gates.filter((x) => !x.passed)) err(`error: ${g.message} (stage '${g.stage}')`);
+  if (quiet) return;
+  const out = (l: string) => process.stdout.write(l + '\n');
+  const ran = s.stages.filter((x) => x.status === 'ran').length;
+  const cached = s.stages.filter((x) => x.status === 'cached').length;
+  for (const st of s.stages) {
+    const m = st.metrics as Record<string, unknown>;
+    const bits = [
+      typeof m.accuracy === 'number' ? `accuracy ${(m.accuracy * 100).toFixed(2)}%` : '',
+      typeof m.sparsity === 'number' ? `sparsity ${(m.sparsity * 100).toFixed(1)}%` : '',
+      typeof m.compressionRatio === 'number' ? `ratio ${m.compressionRatio.toFixed(1)}x` : '',
+      typeof m.bytes === 'number' ? `${(m.bytes / 1024).toFixed(1)} KiB` : '',
+      typeof m.latencyMs === 'number' ? `${m.latencyMs.toFixed(3)} ms/sample` : '',
+    ].filter(Boolean);
+    out(`  ${st.id.padEnd(16)} ${st.status.padEnd(8)} ${bits.join(', ')}`);
+  }
+  for (const g of s.gates.filter((x) => x.passed)) out(`  ${g.message}`);
+  out(`${s.stages.length} stages: ${ran} ran, ${cached} cached${s.exitCode ? `, exit ${s.exitCode}` : ''} in ${s.seconds.toFixed(1)} s · engine ${s.engine}`);
+  out(`report: ${reportDir}/summary.md · lock: ${s.lockPath}`);
+}

@@ -1,0 +1,31 @@
+import { resolve } from 'node:path';
+import type { DataSpec } from '../recipe/schema.js';
+import type { Splits } from './dataset.js';
+import { loadMnist, mnistFiles, splitDataset } from './mnist.js';
+
+const DEFAULT_SPLIT = { train: 0.8, validation: 0.1, test: 0.1 };
+
+/** Loads a recipe dataset and splits it with its seed (the recipe seed unless the dataset sets one). */
+export async function loadSplits(spec: DataSpec, recipeDir: string, recipeSeed: number): Promise<Splits> {
+  const seed = spec.seed ?? recipeSeed;
+  if (spec.source === 'mnist') return splitDataset(loadMnist(), spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+  const { loadUserData } = await import('./validate.js');
+  const all = loadUserData(
+    {
+      features: spec.features,
+      labels: spec.labels,
+      format: spec.format,
+      labelColumn: spec.labelColumn,
+      numClasses: spec.numClasses,
+      sampleShape: spec.sampleShape,
+    },
+    recipeDir,
+  );
+  return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+}
+
+/** Files whose content the dataset depends on: their digests go into cache keys. */
+export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
+  if (spec.source === 'mnist') return mnistFiles();
+  return [spec.features, spec.labels].filter((f): f is string => Boolean(f)).map((f) => resolve(recipeDir, f));
+}

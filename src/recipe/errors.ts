@@ -1,0 +1,69 @@
+/** A problem found in a recipe, with where it is. Positions are 1-based, like editors show them. */
+export interface RecipeProblem {
+  file: string;
+  line?: number;
+  col?: number;
+  /** Dotted path inside the recipe (`stages.prune.with.epochs`), or '' for the document. */
+  path: string;
+  message: string;
+  /** Where the value came from when not from the file, e.g. `--set stages.x.with.y=3`. */
+  origin?: string;
+}
+
+export function formatProblem(p: RecipeProblem): string {
+  const where = p.origin ?? (p.line !== undefined ? `${p.file}:${p.line}:${p.col ?? 1}` : p.file);
+  return `${where}  ${p.path || '(recipe)'}  ${p.message}`;
+}
+
+/** Thrown when a recipe is invalid; carries every problem found, not just the first. */
+export class RecipeError extends Error {
+  readonly problems: RecipeProblem[];
+  constructor(problems: RecipeProblem[]) {
+    super(
+      `${problems.length} problem${problems.length === 1 ? '' : 's'} in recipe:\n` +
+        problems.map((p) => '  ' + formatProblem(p)).join('\n'),
+    );
+    this.name = 'RecipeError';
+    this.problems = problems;
+  }
+}
+
+/** Bad command-line usage (exit code 2, like an invalid recipe). */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Damerau-free Levenshtein distance; recipes are short, so the O(nm) table is fine. */
+export function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) dp[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      dp[i][j] = Math.min(dp[i - 1][j] + 1, dp[i][j - 1] + 1, dp[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return dp[a.length][b.length];
+}
+
+/** The closest candidate when it is close enough to be a likely typo. */
+export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  return best !== undefined && bestD <= limit ? best : undefined;
+}
+
+export function suggestion(word: string, candidates: Iterable<string>): string {
+  const s = didYouMean(word, candidates);
+  return s ? `; did you mean '${s}'?` : '';
+}

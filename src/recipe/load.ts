@@ -1,0 +1,247 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { STAGE_KINDS, stageKind } from '../stages/registry.js';
+import { RecipeError, suggestion, type RecipeProblem } from './errors.js';
+import { interpolateParams, type Unresolved } from './interpolate.js';
+import { dotted, findNode, locate, pointerToPath } from './locate.js';
+import { parseOverride, type Override } from './overrides.js';
+import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
+import { findCycle } from '../graph/dag.js';
+import { checkGates } from './gates-check.js';
+
+export interface ResolvedStage {
+  id: string;
+  uses: string;
+  needs: string[];
+  with: Record<string, any>;
+  /** Datasets the stage reads (defaulted to the only dataset when the recipe declares one). */
+  datasets: string[];
+  timeout?: number;
+  memoryMb?: number;
+  description?: string;
+}
+
+export interface LoadedRecipe {
+  file: string;
+  dir: string;
+  name: string;
+  seed: number;
+  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  cacheDir?: string;
+  outDir?: string;
+  data: Record<string, DataSpec>;
+  params: Record<string, unknown>;
+  /** In file order. */
+  stages: ResolvedStage[];
+  stageById: Map<string, ResolvedStage>;
+  overrides: Override[];
+}
+
+let validator: ReturnType<Ajv2020['compile']> | undefined;
+
+function getValidator() {
+  if (validator) return validator;
+  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+  for (const k of STAGE_KINDS) ajv.addSchema(buildStageSchema(k), stageSchemaId(k.kind));
+  validator = ajv.compile(buildRecipeSchema(STAGE_KINDS));
+  return validator;
+}
+
+export interface LoadOptions {
+  /** `--set path=value` strings. */
+  sets?: string[];
+}
+
+export function loadRecipe(file: string, opts: LoadOptions = {}): LoadedRecipe {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RecipeError([{ file, path: '', message: code === 'ENOENT' ? 'recipe file not found' : `cannot read recipe (${code})` }]);
+  }
+  return parseRecipe(text, file, opts);
+}
+
+/** Parses, overrides, interpolates, validates and checks a recipe; throws RecipeError with every problem. */
+export function parseRecipe(text: string, file: string, opts: LoadOptions = {}): LoadedRecipe {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const problems: RecipeProblem[] = [];
+  for (const err of doc.errors) {
+    const lp = err.linePos?.[0];
+    problems.push({ file, line: lp?.line, col: lp?.col, path: '', message: `YAML: ${err.message.split('\n')[0]}` });
+  }
+  if (problems.length) throw new RecipeError(problems);
+
+  const overrides = (opts.sets ?? []).map(parseOverride);
+  for (const o of overrides) doc.setIn(typedPath(doc, o.path), doc.createNode(o.value));
+
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new RecipeError([{ file, path: '', message: `YAML: ${(e as Error).message.split('\n')[0]}` }]);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new RecipeError([{ file, line: 1, col: 1, path: '', message: 'a recipe must be a mapping with `version` and `stages`' }]);
+  }
+
+  const where = (path: Array<string | number>, atKey = false) => {
+    const o = overrides.find((ov) => ov.path.length <= path.length && ov.path.every((s, i) => String(path[i]) === s));
+    if (o) return { origin: `--set ${o.text}` };
+    return locate(doc, lc, path, atKey) ?? {};
+  };
+  const problem = (path: Array<string | number>, message: string, atKey = false) =>
+    problems.push({ file, path: dotted(path), message, ...where(path, atKey) });
+
+  // ${params.x}: resolve before validation so types are checked on the values stages will see.
+  const params = ((raw as Record<string, unknown>).params ?? {}) as Record<string, unknown>;
+  const unresolved: Unresolved[] = [];
+  const obj = raw as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (key === 'params') continue;
+    obj[key] = interpolateParams(obj[key], params, [key], unresolved);
+  }
+  for (const u of unresolved) problem(u.path, `unknown parameter '${u.name}'${suggestion(u.name, Object.keys(params))}`);
+
+  const validate = getValidator();
+  if (!validate(obj)) {
+    for (const err of relevantErrors(validate.errors ?? [])) {
+      const { path, message, atKey } = describeAjvError(err);
+      problem(path, message, atKey);
+    }
+  }
+  if (problems.length) throw new RecipeError(sortProblems(problems));
+
+  const recipe = obj as unknown as Recipe;
+  const dataNames = Object.keys(recipe.data ?? {});
+  const stageIds = Object.keys(recipe.stages);
+  const stages: ResolvedStage[] = [];
+  for (const id of stageIds) {
+    const spec = recipe.stages[id];
+    const kind = stageKind(spec.uses)!;
+    const w = (spec.with ?? {}) as Record<string, any>;
+    const needs = (spec.needs ?? []) as string[];
+    needs.forEach((n, i) => {
+      if (n === id) problem(['stages', id, 'needs', i], `stage '${id}' cannot need itself`);
+      else if (!stageIds.includes(n)) problem(['stages', id, 'needs', i], `unknown stage '${n}'${suggestion(n, stageIds)}`);
+    });
+    if (w.data === undefined && dataNames.length === 1 && kindReadsData(kind.withSchema)) w.data = dataNames[0];
+    const datasets = kind.datasets(w);
+    for (const d of datasets) {
+      if (!dataNames.includes(d)) {
+        problem(['stages', id, 'with', 'data'], `unknown dataset '${d}'${suggestion(d, dataNames)}${dataNames.length ? ` (declared: ${dataNames.join(', ')})` : '; declare it under `data:`'}`);
+      }
+    }
+    if (kindReadsData(kind.withSchema) && datasets.length === 0 && kind.datasets.length && requiresData(kind.withSchema)) {
+      problem(['stages', id, 'with'], `stage needs a dataset: set with.data (declared: ${dataNames.join(', ') || 'none'})`);
+    }
+    const models = needs.filter((n) => stageIds.includes(n) && stageKind(recipe.stages[n].uses)?.producesModel);
+    const [min, max] = kind.needsModels;
+    if (models.length < min) problem(['stages', id, needs.length ? 'needs' : 'uses'], `a '${kind.kind}' stage needs ${min === max ? min : `at least ${min}`} upstream model stage${min === 1 ? '' : 's'} in needs (has ${models.length})`);
+    if (models.length > max) problem(['stages', id, 'needs'], `a '${kind.kind}' stage takes at most ${max} upstream model stage${max === 1 ? '' : 's'} (has ${models.length}: ${models.join(', ')})`);
+    stages.push({ id, uses: spec.uses, needs, with: w, datasets, timeout: spec.timeout, memoryMb: spec.memoryMb, description: spec.description });
+  }
+  const stageById = new Map(stages.map((s) => [s.id, s]));
+  const cycle = findCycle(stages.map((s) => ({ id: s.id, needs: s.needs.filter((n) => stageById.has(n) && n !== s.id) })));
+  if (cycle) problem(['stages', cycle[0], 'needs'], `dependency cycle: ${cycle.join(' needs ')}`);
+  for (const g of checkGates(stages, stageById)) problem(g.path, g.message);
+  if (problems.length) throw new RecipeError(sortProblems(problems));
+
+  return {
+    file,
+    dir: dirname(resolve(file)),
+    name: recipe.name ?? stripExt(file),
+    seed: recipe.seed ?? 0,
+    backend: recipe.backend ?? 'auto',
+    cacheDir: recipe.cache?.dir,
+    outDir: recipe.outDir,
+    data: (recipe.data ?? {}) as Record<string, DataSpec>,
+    params,
+    stages,
+    stageById,
+    overrides,
+  };
+}
+
+function kindReadsData(schema: object): boolean {
+  return Boolean((schema as { properties?: Record<string, unknown> }).properties?.data);
+}
+function requiresData(schema: object): boolean {
+  return ((schema as { required?: string[] }).required ?? []).includes('data');
+}
+
+function stripExt(file: string): string {
+  return file.replace(/^.*[\\/]/, '').replace(/\.(ya?ml)$/, '');
+}
+
+/** Paths with numeric segments where the document has sequences, so setIn edits lists in place. */
+function typedPath(doc: Document, path: string[]): Array<string | number> {
+  const out: Array<string | number> = [];
+  for (const seg of path) {
+    const { node, depth } = findNode(doc, out);
+    out.push(depth === out.length && isSeq(node) && /^\d+$/.test(seg) ? Number(seg) : seg);
+  }
+  return out;
+}
+
+/** Drops the noise ajv adds for if/then branches and repeats, keeping the errors a person acts on. */
+function relevantErrors(errors: ErrorObject[]): ErrorObject[] {
+  const seen = new Set<string>();
+  const out: ErrorObject[] = [];
+  for (const e of errors) {
+    if (e.keyword === 'if') continue;
+    const key = `${e.instancePath}|${e.keyword}|${JSON.stringify(e.params)}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(e);
+  }
+  // A property error that a more specific error below it explains adds nothing.
+  return out.filter((e) => !(e.keyword === 'propertyNames' && out.some((o) => o.keyword === 'pattern' && o.instancePath.startsWith(e.instancePath))));
+}
+
+function describeAjvError(e: ErrorObject): { path: Array<string | number>; message: string; atKey?: boolean } {
+  const path = pointerToPath(e.instancePath);
+  const parent = e.parentSchema as { properties?: Record<string, unknown>; enum?: unknown[] } | undefined;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const key = (e.params as { additionalProperty: string }).additionalProperty;
+      const allowed = Object.keys(parent?.properties ?? {});
+      return {
+        path: [...path, key],
+        atKey: true,
+        message: `unknown key '${key}'${suggestion(key, allowed)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}`,
+      };
+    }
+    case 'required': {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return { path, message: `missing required key '${missing}'` };
+    }
+    case 'enum': {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
+      const got = String(e.data);
+      const isKind = path.length === 3 && path[0] === 'stages' && path[2] === 'uses';
+      const what = isKind ? `unknown stage kind '${got}'` : `'${got}' is not allowed`;
+      return { path, message: `${what}${suggestion(got, allowed.map(String))} (allowed: ${allowed.map(String).join(', ')})` };
+    }
+    case 'const':
+      return { path, message: `must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}` };
+    case 'propertyNames':
+      return { path, message: e.message ?? 'invalid key' };
+    case 'pattern': {
+      const isName = e.instancePath === '' ? false : true;
+      return { path, message: isName ? `invalid name '${String(e.data)}': use letters, digits, '_' and '-', starting with a letter or '_'` : e.message! };
+    }
+    case 'type':
+      return { path, message: `must be ${(e.params as { type: string | string[] }).type}${e.data === null ? ' (got null)' : `, got ${Array.isArray(e.data) ? 'array' : typeof e.data}`}` };
+    default:
+      return { path, message: e.message ?? e.keyword };
+  }
+}
+
+function sortProblems(ps: RecipeProblem[]): RecipeProblem[] {
+  return ps.sort((a, b) => (a.line ?? 1e9) - (b.line ?? 1e9) || (a.col ?? 0) - (b.col ?? 0));
+}

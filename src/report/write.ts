@@ -1,0 +1,66 @@
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stableJson } from '../model/io.js';
+import type { RunSummary } from '../run/execute.js';
+import { tfjsVersion } from '../engine/backend.js';
+
+export const REPORT_VERSION = 1;
+
+/** The documented, stable shape of report.json (see README, "Reports"). */
+export function reportJson(s: RunSummary) {
+  return {
+    reportVersion: REPORT_VERSION,
+    runId: s.runId,
+    recipe: s.recipe,
+    startedAt: s.startedAt,
+    seconds: s.seconds,
+    engine: s.engine,
+    versions: { compress: '0.1.0', tfjs: tfjsVersion(), node: process.version },
+    exitCode: s.exitCode,
+    cache: { hits: s.stages.filter((x) => x.status === 'cached').length, ran: s.stages.filter((x) => x.status === 'ran').length },
+    stages: s.stages.map((x) => ({
+      id: x.id,
+      uses: x.uses,
+      status: x.status,
+      reason: x.reason,
+      key: x.key,
+      seconds: x.seconds,
+      metrics: x.metrics,
+      outputs: x.outputs,
+      error: x.error ? { name: x.error.name, message: x.error.message } : undefined,
+    })),
+    gates: s.gates,
+  };
+}
+
+const pct = (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(2)}%` : '');
+const num = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '');
+const kb = (v: unknown) => (typeof v === 'number' ? `${(v / 1024).toFixed(1)} KiB` : '');
+
+/** Markdown for GitHub step summaries and PR comments: one table of stages, then gates. */
+export function summaryMarkdown(s: RunSummary): string {
+  const lines = [`## compress: ${s.recipe.replace(/^.*[\\/]/, '')}`, '', `engine \`${s.engine}\` · ${s.seconds.toFixed(1)} s · exit ${s.exitCode}`, ''];
+  lines.push('| stage | kind | status | accuracy | sparsity | size | ratio | latency |', '|---|---|---|---:|---:|---:|---:|---:|');
+  for (const x of s.stages) {
+    const m = x.metrics as Record<string, unknown>;
+    const size = m.finalBytes ?? m.bytes;
+    lines.push(`| ${x.id} | ${x.uses} | ${x.status}${x.status === 'ran' ? ` (${x.seconds.toFixed(1)} s)` : ''} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${kb(size)} | ${m.compressionRatio !== undefined ? `${num(m.compressionRatio)}x` : ''} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
+  }
+  if (s.gates.length) {
+    lines.push('', '| gate | stage | result |', '|---|---|---|');
+    for (const g of s.gates) lines.push(`| \`${g.gate}\` | ${g.stage} | ${g.passed ? 'pass' : '**FAIL**'}: ${g.left !== undefined ? `${g.left.toPrecision(6)} vs ${g.right!.toPrecision(6)}` : g.message} |`);
+  }
+  const failed = s.stages.filter((x) => x.status === 'failed');
+  if (failed.length) lines.push('', ...failed.map((f) => `**${f.id} failed:** ${f.reason}`));
+  return lines.join('\n') + '\n';
+}
+
+export async function writeReports(s: RunSummary, reportsRoot: string): Promise<string> {
+  const dir = join(reportsRoot, s.runId);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'report.json'), stableJson(reportJson(s)));
+  const md = summaryMarkdown(s);
+  await writeFile(join(dir, 'summary.md'), md);
+  if (process.env.GITHUB_STEP_SUMMARY) await appendFile(process.env.GITHUB_STEP_SUMMARY, md).catch(() => undefined);
+  return dir;
+}

@@ -1,0 +1,73 @@
+import { hashJson } from '../cache/hash.js';
+import type { FileDigests } from '../cache/file-digests.js';
+import { dataFiles } from '../data/load.js';
+import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
+import { stageKind } from '../stages/registry.js';
+
+/** `with` keys that do not change a stage's outputs (so changing them re-uses the cache). */
+const OUTPUT_NEUTRAL_KEYS = new Set(['gates']);
+
+export interface KeyInputs {
+  kind: string;
+  version: string;
+  with: Record<string, unknown>;
+  inputs: string[];
+  data: Record<string, string>;
+  engine: string;
+  seed: number;
+  [k: string]: unknown;
+}
+
+export async function dataDigest(recipe: LoadedRecipe, name: string, files: FileDigests): Promise<string> {
+  const spec = recipe.data[name];
+  const digests = [];
+  for (const f of dataFiles(spec, recipe.dir)) digests.push(await files.digest(f));
+  return hashJson({ spec, files: digests });
+}
+
+/**
+ * Everything that changes a stage's output, nothing else (Turborepo-style): kind and implementation
+ * version, resolved `with` (params and defaults applied), upstream output digests in `needs` order,
+ * data content, engine identity and seed. Stage ids are not in it: renaming a stage keeps its cache.
+ */
+export function keyInputsFor(stage: ResolvedStage, upstreamDigests: string[], data: Record<string, string>, engine: string, seed: number): KeyInputs {
+  const kind = stageKind(stage.uses)!;
+  const w: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stage.with)) if (!OUTPUT_NEUTRAL_KEYS.has(k)) w[k] = v;
+  return { kind: kind.kind, version: kind.version, with: w, inputs: upstreamDigests, data, engine, seed };
+}
+
+export function keyOf(inputs: KeyInputs): string {
+  return hashJson(inputs);
+}
+
+/** Why a key differs from the previous one, in words (`with.epochs: 3 -> 5`, `upstream changed`). */
+export function explainChange(prev: KeyInputs | undefined, cur: KeyInputs, needs: string[]): string {
+  if (!prev) return 'not in cache';
+  const reasons: string[] = [];
+  if (prev.kind !== cur.kind) reasons.push(`kind ${prev.kind} -> ${cur.kind}`);
+  else if (prev.version !== cur.version) reasons.push(`${cur.kind} implementation ${prev.version} -> ${cur.version}`);
+  const changes = diffValues(prev.with, cur.with, 'with');
+  if (changes.length) reasons.push(changes.slice(0, 3).join(', ') + (changes.length > 3 ? ` (+${changes.length - 3} more)` : ''));
+  const changedUp = needs.filter((_, i) => prev.inputs[i] !== cur.inputs[i]);
+  if (prev.inputs.length !== cur.inputs.length) reasons.push('upstream stages changed');
+  else if (changedUp.length) reasons.push(`upstream ${changedUp.map((n) => `'${n}'`).join(', ')} changed`);
+  const dataChanged = Object.keys({ ...prev.data, ...cur.data }).filter((k) => prev.data[k] !== cur.data[k]);
+  if (dataChanged.length) reasons.push(`data ${dataChanged.map((n) => `'${n}'`).join(', ')} changed`);
+  if (prev.engine !== cur.engine) reasons.push(`engine ${prev.engine} -> ${cur.engine}`);
+  if (prev.seed !== cur.seed) reasons.push(`seed ${prev.seed} -> ${cur.seed}`);
+  return reasons.length ? reasons.join('; ') : 'not in cache';
+}
+
+function diffValues(a: unknown, b: unknown, path: string): string[] {
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const out: string[] = [];
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      out.push(...diffValues((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`));
+    }
+    return out;
+  }
+  const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+  return [`${path}: ${show(a)} -> ${show(b)}`];
+}

@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { writeFileAtomic } from '../cache/fsutil.js';
+import { acquireLock } from '../cache/proc-lock.js';
+
+export interface LockStage {
+  uses: string;
+  key: string;
+  outputsDigest: string;
+  outputs: Record<string, string>;
+  metrics: Record<string, number>;
+}
+
+export interface LockFile {
+  lockfileVersion: 1;
+  recipe: string;
+  engine: string;
+  stages: Record<string, LockStage>;
+}
+
+/** `compress.config.yaml` locks to `compress.lock`; `pipelines/x.yaml` to `pipelines/x.lock` (as dvc.yaml/dvc.lock). */
+export function lockPathFor(recipeFile: string): string {
+  const name = basename(recipeFile).replace(/\.ya?ml$/, '');
+  return join(dirname(recipeFile), `${name === 'compress.config' ? 'compress' : name}.lock`);
+}
+
+export function readLock(path: string): LockFile | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const v = parse(text) as LockFile;
+    return v && typeof v === 'object' && v.stages ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Numbers only, and no timings: the lock is for reviewing diffs, and wall-clock numbers would make
+ * every re-run look like a change.
+ */
+export function lockMetrics(m: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(m).sort()) {
+    const v = m[k];
+    if (/(Seconds|Ms)$/.test(k)) continue;
+    if (typeof v === 'number' && Number.isFinite(v)) out[k] = Number(v.toPrecision(6));
+  }
+  return out;
+}
+
+/**
+ * Merges this run's stages into the lock under an inter-process lock (two runs of one recipe must not
+ * lose each other's entries), dropping stages the recipe no longer has.
+ */
+export async function updateLock(path: string, recipe: string, engine: string, stageIds: string[], entries: Record<string, LockStage>): Promise<LockFile> {
+  const release = await acquireLock(`${path}.writing`);
+  try {
+    const prev = readLock(path);
+    const stages: Record<string, LockStage> = {};
+    for (const id of stageIds) {
+      const e = entries[id] ?? prev?.stages[id];
+      if (e) stages[id] = e;
+    }
+    const lock: LockFile = { lockfileVersion: 1, recipe, engine, stages };
+    await writeFileAtomic(path, `# Written by compress: every stage's cache key, output digests and metrics. Commit it.\n${stringify(lock, { lineWidth: 0 })}`);
+    return lock;
+  } finally {
+    await release();
+  }
+}

@@ -1,0 +1,121 @@
+import { Listr, type ListrTaskWrapper } from 'listr2';
+import type { RunEvent, StageOutcome } from './execute.js';
+
+export type ProgressMode = 'tty' | 'plain' | 'json' | 'quiet';
+
+export function progressMode(opts: { json?: boolean; quiet?: boolean }): ProgressMode {
+  if (opts.json) return 'json';
+  if (opts.quiet) return 'quiet';
+  return process.stdout.isTTY && !process.env.CI ? 'tty' : 'plain';
+}
+
+interface StageSlot {
+  resolve: () => void;
+  reject: (e: Error) => void;
+  task?: ListrTaskWrapper<unknown, any, any>;
+  pending: Array<(t: ListrTaskWrapper<unknown, any, any>) => void>;
+  lastPlain?: number;
+}
+
+/**
+ * The run's display: listr2 with one task a stage (animated on a TTY, one line per event otherwise),
+ * NDJSON events with --json, nothing with --quiet. The runner only emits events; this turns them
+ * into output.
+ */
+export function createProgress(mode: ProgressMode, stages: Array<{ id: string; uses: string }>, verbose = false) {
+  if (mode === 'json') {
+    return {
+      onEvent(e: RunEvent) {
+        const out = e.type === 'stage-end' && !verbose && e.outcome.error ? { ...e, outcome: { ...e.outcome, error: { ...e.outcome.error, stack: undefined } } } : e;
+        process.stdout.write(JSON.stringify(out) + '\n');
+      },
+      done: async () => undefined,
+    };
+  }
+  if (mode === 'quiet') return { onEvent: (_e: RunEvent) => undefined, done: async () => undefined };
+
+  const slots = new Map<string, StageSlot>();
+  const withTask = (id: string, f: (t: ListrTaskWrapper<unknown, any, any>) => void) => {
+    const s = slots.get(id);
+    if (!s) return;
+    if (s.task) f(s.task);
+    else s.pending.push(f);
+  };
+  const tasks = stages.map((st) => ({
+    title: `${st.id} (${st.uses})`,
+    task: (_ctx: unknown, task: ListrTaskWrapper<unknown, any, any>) =>
+      new Promise<void>((resolve, reject) => {
+        const slot = slots.get(st.id)!;
+        slot.resolve = resolve;
+        slot.reject = reject;
+        slot.task = task;
+        for (const f of slot.pending.splice(0)) f(task);
+      }),
+  }));
+  for (const st of stages) slots.set(st.id, { resolve: () => undefined, reject: () => undefined, pending: [] });
+  const listr = new Listr(tasks, {
+    concurrent: true,
+    exitOnError: false,
+    renderer: mode === 'tty' ? 'default' : 'simple',
+    rendererOptions: mode === 'tty' ? { collapseErrors: false, formatOutput: 'truncate' } : { timestamp: undefined },
+    fallbackRenderer: 'simple',
+  } as never);
+  const running = listr.run().catch(() => undefined);
+  const label = (st: { id: string; uses: string }) => `${st.id} (${st.uses})`;
+  const byId = new Map(stages.map((s) => [s.id, s]));
+  return {
+    onEvent(e: RunEvent) {
+      switch (e.type) {
+        case 'stage-start':
+          withTask(e.id, (t) => {
+            t.title = `${label(byId.get(e.id)!)}: running (${e.reason})`;
+          });
+          break;
+        case 'stage-progress':
+          withTask(e.id, (t) => {
+            // Plain logs get a line every few seconds, not one per batch.
+            const slot = slots.get(e.id)!;
+            if (mode === 'plain') {
+              const now = Date.now();
+              if (slot.lastPlain && now - slot.lastPlain < 5000) return;
+              slot.lastPlain = now;
+            }
+            t.output = e.message;
+          });
+          break;
+        case 'stage-log':
+          withTask(e.id, (t) => {
+            t.output = e.message;
+          });
+          break;
+        case 'stage-end':
+          finish(e.outcome);
+          break;
+        default:
+          break;
+      }
+    },
+    async done() {
+      await running;
+    },
+  };
+
+  function finish(o: StageOutcome) {
+    withTask(o.id, (t) => {
+      const slot = slots.get(o.id)!;
+      const st = byId.get(o.id)!;
+      if (o.status === 'cached') {
+        t.title = `${label(st)}: cached`;
+        slot.resolve();
+      } else if (o.status === 'ran') {
+        t.title = `${label(st)}: ran in ${o.seconds.toFixed(1)} s (${o.reason})`;
+        slot.resolve();
+      } else if (o.status === 'skipped' || o.status === 'interrupted') {
+        t.skip(`${label(st)}: skipped (${o.reason})`);
+        slot.resolve();
+      } else {
+        slot.reject(new Error(`${label(st)}: failed: ${o.reason}`));
+      }
+    });
+  }
+}

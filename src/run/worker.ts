@@ -1,0 +1,70 @@
+/**
+ * Runs one stage in a worker thread: each stage gets its own tfjs engine (no shared global state
+ * between concurrent stages), real parallelism on several cores, and can be stopped or bounded in
+ * memory without taking the runner down.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadSplits } from '../data/load.js';
+import type { Splits } from '../data/dataset.js';
+import type { DataSpec } from '../recipe/schema.js';
+import { stageKind } from '../stages/registry.js';
+import type { StageContext, StageInput } from '../stages/types.js';
+import type { BackendChoice } from '../engine/backend.js';
+
+export interface WorkerJob {
+  stageId: string;
+  uses: string;
+  with: Record<string, unknown>;
+  seed: number;
+  backend: BackendChoice;
+  outDir: string;
+  workspace: string;
+  inputs: StageInput[];
+  data: Record<string, DataSpec>;
+}
+
+export type WorkerMessage =
+  | { type: 'progress'; message: string; fraction?: number }
+  | { type: 'log'; message: string }
+  | { type: 'done'; metrics: Record<string, unknown> }
+  | { type: 'error'; name: string; message: string; stack?: string };
+
+async function main(job: WorkerJob): Promise<void> {
+  const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+  const kind = stageKind(job.uses);
+  if (!kind) throw new Error(`unknown stage kind '${job.uses}'`);
+  const controller = new AbortController();
+  parentPort!.on('message', (m: { type: string }) => {
+    if (m.type === 'abort') controller.abort();
+  });
+  const dataCache = new Map<string, Promise<Splits>>();
+  const ctx: StageContext<unknown> = {
+    stageId: job.stageId,
+    with: job.with,
+    seed: job.seed,
+    backend: job.backend,
+    outDir: job.outDir,
+    workspace: job.workspace,
+    inputs: job.inputs,
+    loadData(name) {
+      if (!dataCache.has(name)) {
+        const spec = job.data[name];
+        if (!spec) throw new Error(`unknown dataset '${name}'`);
+        dataCache.set(name, loadSplits(spec, job.workspace, job.seed));
+      }
+      return dataCache.get(name)!;
+    },
+    progress: (p) => post({ type: 'progress', message: p.message, fraction: p.fraction }),
+    log: (message) => post({ type: 'log', message }),
+    signal: controller.signal,
+  };
+  const result = await kind.run(ctx);
+  post({ type: 'done', metrics: result.metrics });
+}
+
+if (parentPort) {
+  main(workerData as WorkerJob).catch((e: unknown) => {
+    const err = e instanceof Error ? e : new Error(String(e));
+    parentPort!.postMessage({ type: 'error', name: err.name, message: err.message, stack: err.stack } satisfies WorkerMessage);
+  });
+}

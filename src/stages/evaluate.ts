@@ -1,0 +1,186 @@
+import type { FromSchema } from 'json-schema-to-ts';
+import type * as tfType from '@tensorflow/tfjs';
+import { accountSizes, type SizeLayerInput } from '../compression/size.js';
+import { dataRefSchema } from './common-schema.js';
+import { defineStage } from './types.js';
+import { engineFor, inputShapeOf, loadInputModel } from './support.js';
+import { fitDataToModel } from '../data/fit.js';
+import type { ModelMeta } from '../model/meta.js';
+
+export const evaluateWithSchema = {
+  type: 'object',
+  properties: {
+    data: dataRefSchema,
+    split: { enum: ['test', 'validation', 'train'], default: 'test' },
+    batchSize: { type: 'integer', minimum: 1, default: 256 },
+    topK: { type: 'integer', minimum: 1, default: 5 },
+    latencySamples: { type: 'integer', minimum: 0, default: 50, description: 'batch-1 inferences timed for latencyMs (0: skip)' },
+    indexBits: { type: 'integer', minimum: 1, maximum: 16, description: 'relative-index width for sparse size (default 5 dense, 8 conv)' },
+    gates: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'e.g. "accuracy >= stages.baseline.accuracy - 0.005"' },
+  },
+  additionalProperties: false,
+} as const;
+
+export type EvaluateWith = FromSchema<typeof evaluateWithSchema>;
+
+export const EVALUATE_METRICS = [
+  'accuracy', 'topK', 'loss', 'sparsity', 'params', 'nonzeros', 'denseBytes', 'sparseBytes', 'finalBytes',
+  'gzipBytes', 'compressionRatio', 'macs', 'effectiveMacs', 'latencyMs',
+] as const;
+
+export const evaluateStage = defineStage<EvaluateWith>({
+  kind: 'evaluate',
+  version: '1',
+  description: 'measure accuracy, sparsity, size, MACs and latency of the upstream model on held-out data',
+  withSchema: evaluateWithSchema,
+  datasets: (w) => (w.data ? [w.data] : []),
+  producesModel: false,
+  metrics: EVALUATE_METRICS,
+  needsModels: [1, 1],
+  async run(ctx) {
+    const { tf, backend } = await engineFor(ctx);
+    const { evaluateModel } = await import('../engine/train.js');
+    const w = ctx.with;
+    const { model, meta } = await loadInputModel(tf, ctx);
+    const splits = await ctx.loadData(w.data!);
+    const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId);
+    ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
+    const ev = evaluateModel(tf, model, data, w.batchSize ?? 256);
+    const topK = topKAccuracy(tf, model, data, w.topK ?? 5);
+    const sizes = sizeReport(model, meta, w.indexBits);
+    const macs = countMacs(model);
+    ctx.progress({ message: 'timing latency' });
+    const latencyMs = (w.latencySamples ?? 50) > 0 ? measureLatency(tf, model, data, w.latencySamples ?? 50) : undefined;
+    model.dispose();
+    const t = sizes.total;
+    return {
+      metrics: {
+        accuracy: ev.accuracy,
+        topK,
+        loss: ev.loss,
+        sparsity: t.params ? 1 - t.nonzeros / t.params : 0,
+        params: t.params + t.biasParams,
+        nonzeros: t.nonzeros,
+        denseBytes: t.denseBytes,
+        sparseBytes: t.sparseBytes,
+        finalBytes: t.finalBytes,
+        gzipBytes: t.gzipBytes,
+        compressionRatio: t.ratio,
+        macs: macs.dense,
+        effectiveMacs: macs.effective,
+        latencyMs,
+        backend,
+        samples: data.n,
+        layers: sizes.layers.map((l) => ({
+          name: l.name,
+          shape: l.shape,
+          params: l.params,
+          nonzeros: l.nonzeros,
+          kept: l.keptFraction,
+          bits: l.bits,
+          storage: l.storage,
+          denseBytes: l.denseBytes,
+          finalBytes: l.finalBytes,
+          ratio: l.ratio,
+          macs: macs.layers[l.name]?.dense,
+          effectiveMacs: macs.layers[l.name]?.effective,
+          quant: meta.weightQuant[l.name]?.method,
+          pruning: meta.pruning[l.name]?.method,
+        })),
+      },
+    };
+  },
+});
+
+/** Every layer with weights: its first weight is the kernel (gamma for BatchNorm), the rest count as bias. */
+export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits?: number) {
+  const layers: SizeLayerInput[] = [];
+  for (const layer of model.layers) {
+    const ws = layer.getWeights();
+    if (!ws.length) continue;
+    const [k, ...rest] = ws;
+    const restValues = rest.map((t) => t.dataSync() as Float32Array);
+    const bias = new Float32Array(restValues.reduce((n, a) => n + a.length, 0));
+    let off = 0;
+    for (const a of restValues) {
+      bias.set(a, off);
+      off += a.length;
+    }
+    layers.push({
+      name: layer.name,
+      kernel: Float32Array.from(k.dataSync() as Float32Array),
+      shape: k.shape.slice(),
+      bias: bias.length ? bias : undefined,
+      quant: meta.weightQuant[layer.name],
+      indexBits,
+    });
+  }
+  return accountSizes(layers, {});
+}
+
+/** Multiply-accumulates per sample: dense counts every weight, effective only non-zero ones. */
+export function countMacs(model: tfType.LayersModel): { dense: number; effective: number; layers: Record<string, { dense: number; effective: number }> } {
+  const layers: Record<string, { dense: number; effective: number }> = {};
+  let dense = 0;
+  let effective = 0;
+  for (const layer of model.layers) {
+    const cls = layer.getClassName();
+    const ws = layer.getWeights();
+    if (!ws.length || !['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D'].includes(cls)) continue;
+    const out = layer.outputShape as number[];
+    const positions = cls === 'Dense' ? out.slice(1, -1).reduce((a, b) => a * (b ?? 1), 1) : (out[1] ?? 1) * (out[2] ?? 1);
+    let d = 0;
+    let e = 0;
+    const kernels = cls === 'SeparableConv2D' ? ws.slice(0, 2) : ws.slice(0, 1);
+    for (const k of kernels) {
+      const v = k.dataSync();
+      let nz = 0;
+      for (let i = 0; i < v.length; i++) if (v[i] !== 0) nz++;
+      d += v.length * positions;
+      e += nz * positions;
+    }
+    layers[layer.name] = { dense: d, effective: e };
+    dense += d;
+    effective += e;
+  }
+  return { dense, effective, layers };
+}
+
+function topKAccuracy(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; y: Int32Array; n: number; sampleShape: number[] }, k: number): number {
+  let hits = 0;
+  const bs = 256;
+  const size = data.sampleShape.reduce((a, b) => a * b, 1);
+  for (let s = 0; s < data.n; s += bs) {
+    const n = Math.min(bs, data.n - s);
+    hits += tf.tidy(() => {
+      const x = tf.tensor(data.x.subarray(s * size, (s + n) * size), [n, ...data.sampleShape]);
+      const p = model.predict(x) as tfType.Tensor;
+      const kk = Math.min(k, p.shape[p.shape.length - 1] as number);
+      const { indices } = tf.topk(p, kk);
+      const idx = indices.dataSync();
+      let h = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < kk; j++) if (idx[i * kk + j] === data.y[s + i]) h++;
+      return h;
+    });
+  }
+  return data.n ? hits / data.n : 0;
+}
+
+/** Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend. */
+export function measureLatency(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; n: number; sampleShape: number[] }, samples: number): number {
+  const size = data.sampleShape.reduce((a, b) => a * b, 1);
+  const run = (i: number) =>
+    tf.tidy(() => {
+      const x = tf.tensor(data.x.subarray((i % data.n) * size, ((i % data.n) + 1) * size), [1, ...data.sampleShape]);
+      (model.predict(x) as tfType.Tensor).dataSync();
+    });
+  for (let i = 0; i < 5; i++) run(i);
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    run(i);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}

@@ -1,0 +1,12 @@
+import type { StageKind } from './types.js';
+import { trainStage } from './train.js';
+import { evaluateStage } from './evaluate.js';
+
+/** Every stage kind, in the order `compress --help` and the schema list them. */
+export const STAGE_KINDS: StageKind[] = [trainStage, evaluateStage];
+
+const byKind = new Map(STAGE_KINDS.map((k) => [k.kind, k]));
+
+export function stageKind(kind: string): StageKind | undefined {
+  return byKind.get(kind);
+}

@@ -36,13 +36,14 @@ export class UsageError extends Error {
   }
 }
 
-/** Damerau-free Levenshtein distance; recipes are short, so the O(nm) table is fine. */
+/** Optimal-string-alignment distance (a swap of two letters counts 1); recipes are short, so O(nm) is fine. */
 export function editDistance(a: string, b: string): number {
   const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) dp[0][j] = j;
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       dp[i][j] = Math.min(dp[i - 1][j] + 1, dp[i][j - 1] + 1, dp[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) dp[i][j] = Math.min(dp[i][j], dp[i - 2][j - 2] + 1);
     }
   }
   return dp[a.length][b.length];

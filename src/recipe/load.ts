@@ -71,8 +71,8 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: RecipeProblem[] = [];
   for (const err of doc.errors) {
-    const lp = err.linePos?.[0];
-    problems.push({ file, line: lp?.line, col: lp?.col, path: '', message: `YAML: ${err.message.split('\n')[0]}` });
+    const lp = err.linePos?.[0] ?? lc.linePos(err.pos[0]);
+    problems.push({ file, line: lp.line, col: lp.col, path: '', message: `YAML: ${err.message.split('\n')[0]}` });
   }
   if (problems.length) throw new RecipeError(problems);
 
@@ -141,8 +141,8 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     }
     const models = needs.filter((n) => stageIds.includes(n) && stageKind(recipe.stages[n].uses)?.producesModel);
     const [min, max] = kind.needsModels;
-    if (models.length < min) problem(['stages', id, needs.length ? 'needs' : 'uses'], `a '${kind.kind}' stage needs ${min === max ? min : `at least ${min}`} upstream model stage${min === 1 ? '' : 's'} in needs (has ${models.length})`);
-    if (models.length > max) problem(['stages', id, 'needs'], `a '${kind.kind}' stage takes at most ${max} upstream model stage${max === 1 ? '' : 's'} (has ${models.length}: ${models.join(', ')})`);
+    if (models.length < min) problem(['stages', id, needs.length ? 'needs' : 'uses'], `${article(kind.kind)} '${kind.kind}' stage needs ${min === max ? min : `at least ${min}`} upstream model stage${min === 1 ? '' : 's'} in needs (has ${models.length})`);
+    if (models.length > max) problem(['stages', id, 'needs'], `${article(kind.kind)} '${kind.kind}' stage takes at most ${max} upstream model stage${max === 1 ? '' : 's'} (has ${models.length}: ${models.join(', ')})`);
     stages.push({ id, uses: spec.uses, needs, with: w, datasets, timeout: spec.timeout, memoryMb: spec.memoryMb, description: spec.description });
   }
   const stageById = new Map(stages.map((s) => [s.id, s]));
@@ -165,6 +165,10 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     stageById,
     overrides,
   };
+}
+
+function article(word: string): string {
+  return /^[aeiou]/i.test(word) ? 'an' : 'a';
 }
 
 function kindReadsData(schema: object): boolean {

@@ -1,0 +1,275 @@
+import type { FromSchema } from 'json-schema-to-ts';
+import type * as tfType from '@tensorflow/tfjs';
+import {
+  createSchedule,
+  globalMagnitudeMasks,
+  layerInfos,
+  magnitudeMask,
+  MaskSet,
+  modelStats,
+  nmMask,
+  pruningMeta,
+  readKernel,
+  removeUnits,
+  resolveLayerSettings,
+  sensitivityMask,
+  structuredMask,
+  taylorImportance,
+  thresholdMask,
+  type PruningSchedule,
+  type ScheduleSpec,
+} from '../prune/index.js';
+import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
+import { defineStage, type StageContext } from './types.js';
+import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { fitDataToModel } from '../data/fit.js';
+import { plannedSteps, trainOptions } from './training-options.js';
+import type { Dataset } from '../data/dataset.js';
+import type { LayerPruning } from '../model/meta.js';
+
+const sparsity = { type: 'number', minimum: 0, exclusiveMaximum: 1 } as const;
+
+export const scheduleSchema = {
+  type: 'object',
+  description: 'When and how far to prune (TF-MOT / Zhu & Gupta semantics); steps are optimizer steps.',
+  properties: {
+    kind: { enum: ['one-shot', 'constant', 'polynomial-decay', 'agp', 'iterative'] },
+    sparsity: { ...sparsity, description: 'one-shot: target sparsity' },
+    step: { type: 'integer', minimum: 0, description: 'one-shot: the step to prune at (default 0)' },
+    targetSparsity: { ...sparsity, description: 'constant: target sparsity' },
+    initialSparsity: sparsity,
+    finalSparsity: sparsity,
+    beginStep: { type: 'integer', minimum: 0 },
+    endStep: { type: 'integer', minimum: -1 },
+    startStep: { type: 'integer', minimum: 0, description: 'agp: t0' },
+    numEvents: { type: 'integer', minimum: 1, description: 'agp: n pruning events' },
+    power: { type: 'number', minimum: 0 },
+    frequency: { type: 'integer', minimum: 1 },
+    rounds: { type: 'integer', minimum: 1, description: 'iterative: prune-then-retrain rounds' },
+    rate: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'iterative: fraction of remaining weights pruned each round' },
+  },
+  required: ['kind'],
+  additionalProperties: false,
+} as const;
+
+export const pruneWithSchema = {
+  type: 'object',
+  properties: {
+    method: { enum: ['magnitude', 'structured', 'n:m'], default: 'magnitude' },
+    scope: { enum: ['layer', 'global'], default: 'layer', description: 'one threshold per layer, or one across all selected layers' },
+    criterion: { enum: ['l1', 'l2', 'taylor'], default: 'l1', description: 'importance: weight magnitude / filter norm, or first-order Taylor |w·dL/dw|' },
+    sparsity: { ...sparsity, description: 'one-shot target sparsity (shorthand for schedule: {kind: one-shot})' },
+    threshold: { type: 'number', minimum: 0, description: 'prune |w| < threshold instead of a target sparsity' },
+    sensitivity: { type: 'number', minimum: 0, description: 'prune |w| < sensitivity * std(w) (Distiller)' },
+    n: { type: 'integer', minimum: 1, description: 'n:m: weights kept per group' },
+    m: { type: 'integer', minimum: 2, description: 'n:m: group size along the input dimension' },
+    schedule: scheduleSchema,
+    layers: {
+      type: 'array',
+      description: 'per-layer settings; later entries override earlier ones',
+      items: {
+        type: 'object',
+        properties: { ...selectorKeys, finalSparsity: sparsity, threshold: { type: 'number', minimum: 0 }, sensitivity: { type: 'number', minimum: 0 } },
+        additionalProperties: false,
+      },
+    },
+    remove: { type: 'boolean', default: true, description: 'structured: physically remove pruned filters/neurons' },
+    calibrationBatches: { type: 'integer', minimum: 1, default: 8, description: 'taylor: batches of training data to score on' },
+    train: { ...trainingSchema, description: 'training during a gradual schedule, or fine-tuning after one-shot pruning' },
+    data: dataRefSchema,
+  },
+  additionalProperties: false,
+} as const;
+
+export type PruneWith = FromSchema<typeof pruneWithSchema>;
+
+interface LayerSetting {
+  finalSparsity?: number;
+  threshold?: number;
+  sensitivity?: number;
+}
+
+export const pruneStage = defineStage<PruneWith>({
+  kind: 'prune',
+  version: '1',
+  description: 'prune weights (magnitude, structured filters/neurons, n:m) on a schedule, training in between',
+  withSchema: pruneWithSchema,
+  datasets: (w) => (w.data ? [w.data] : []),
+  producesModel: true,
+  metrics: ['accuracy', 'loss', 'sparsity', 'params', 'nonzeros', 'paramsBefore', 'removedUnits', 'steps', 'macs', 'effectiveMacs'],
+  needsModels: [1, 1],
+  async run(ctx) {
+    const { tf } = await engineFor(ctx);
+    const { trainModel, evaluateModel } = await import('../engine/train.js');
+    const w = ctx.with;
+    let { model, meta } = await loadInputModel(tf, ctx);
+    const splits = await ctx.loadData(w.data!);
+    const shape = inputShapeOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId);
+    const validation = fitDataToModel(splits.validation, shape, ctx.stageId);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const paramsBefore = model.countParams();
+
+    const spec = scheduleSpec(w);
+    const finalDefault = finalOf(spec);
+    const settings = resolveLayerSettings<LayerSetting>(layerInfos(model), (w.layers ?? []) as never, {
+      finalSparsity: finalDefault,
+      threshold: w.threshold,
+      sensitivity: w.sensitivity,
+    });
+    const layerNames = [...settings.keys()];
+    const schedules = new Map<string, PruningSchedule>();
+    for (const [name, s] of settings) schedules.set(name, createSchedule(withFinal(spec, s.finalSparsity ?? finalDefault)));
+    const anySchedule = schedules.values().next().value as PruningSchedule | undefined;
+    if (!anySchedule) throw new Error(`stage '${ctx.stageId}': no prunable layer selected`);
+
+    const masks = new MaskSet();
+    const methods: Record<string, LayerPruning['method']> = {};
+    const units: Record<string, number[]> = {};
+    let importance: Map<string, Float32Array> | undefined;
+
+    const prune = (step: number) => {
+      if (w.criterion === 'taylor') importance = taylorScores(tf, model, train, w.calibrationBatches ?? 8, layerNames);
+      const values = (name: string) => importance?.get(name) ?? (readKernel(model, name).values as Float32Array);
+      if (w.method === 'magnitude' && w.scope === 'global' && w.threshold === undefined && w.sensitivity === undefined) {
+        const target = anySchedule.sparsityAt(step);
+        const global = globalMagnitudeMasks(layerNames.map((name) => ({ name, values: values(name) })), target);
+        for (const [name, m] of global) {
+          masks.set(name, m);
+          methods[name] = 'magnitude';
+        }
+      } else {
+        for (const name of layerNames) {
+          const s = settings.get(name)!;
+          const target = schedules.get(name)!.sparsityAt(step);
+          const k = readKernel(model, name);
+          const cls = model.getLayer(name).getClassName();
+          if (w.method === 'structured') {
+            const r = structuredMask(values(name), k.shape, { sparsity: target, norm: w.criterion === 'l2' ? 'l2' : 'l1', depthwise: cls === 'DepthwiseConv2D' });
+            masks.set(name, r.mask, { bias: r.unitMask });
+            units[name] = r.units;
+            methods[name] = 'structured';
+          } else if (w.method === 'n:m') {
+            masks.set(name, nmMask(values(name), k.shape, w.n ?? 2, w.m ?? 4, { className: cls }));
+            methods[name] = 'n:m';
+          } else if (s.threshold !== undefined) {
+            masks.set(name, thresholdMask(values(name), s.threshold));
+            methods[name] = 'magnitude';
+          } else if (s.sensitivity !== undefined) {
+            masks.set(name, sensitivityMask(values(name), s.sensitivity));
+            methods[name] = 'magnitude';
+          } else {
+            masks.set(name, magnitudeMask(values(name), target));
+            methods[name] = 'magnitude';
+          }
+        }
+      }
+      masks.applyMasks(tf, model);
+    };
+
+    const gradual = spec.kind !== 'one-shot';
+    const t = w.train;
+    let steps = 0;
+    if (!gradual || !t) {
+      ctx.progress({ message: 'pruning (one shot)' });
+      prune(Number.MAX_SAFE_INTEGER);
+    }
+    if (t) {
+      const total = plannedSteps(t, train.n);
+      const end = Math.max(...[...schedules.values()].map((s) => s.endStep));
+      if (gradual && end > total) ctx.log(`warning: the schedule ends at step ${end} but training takes ${total} steps; final sparsity is not reached (raise train.epochs or lower endStep)`);
+      if (gradual) masks.bind(tf, model);
+      const result = await trainModel(tf, model, train, trainOptions(ctx, t, validation, {
+        beforeStep: gradual ? (step) => {
+          if ([...schedules.values()].some((s) => s.shouldPrune(step))) prune(step);
+        } : undefined,
+        transformGradients: (grads) => (masks.size ? masks.maskGradients(grads) : grads),
+        afterStep: () => {
+          if (masks.size) masks.applyMasks(tf, model);
+        },
+      }, 'pruning: '));
+      steps = result.steps;
+    }
+
+    let removed: Record<string, number[]> = {};
+    if (w.method === 'structured' && (w.remove ?? true)) {
+      ctx.progress({ message: 'removing pruned filters/neurons' });
+      const r = removeUnits(tf, model, units, { name: model.name });
+      model.dispose();
+      model = r.model;
+      removed = r.removed;
+    }
+    meta = { ...meta, pruning: { ...meta.pruning, ...pruningMeta(model, filterExisting(model, methods), removed) } };
+    const ev = evaluateModel(tf, model, test);
+    const stats = modelStats(model);
+    await saveOutputModel(tf, model, meta, ctx);
+    masks.dispose();
+    const result = {
+      accuracy: ev.accuracy,
+      loss: ev.loss,
+      sparsity: stats.kernelSparsity,
+      params: model.countParams(),
+      nonzeros: stats.kernelNonZero,
+      paramsBefore,
+      removedUnits: Object.values(removed).reduce((a, r) => a + r.length, 0),
+      steps,
+      macs: stats.macs,
+      effectiveMacs: stats.effectiveMacs,
+      layers: stats.layers.filter((l) => layerNames.includes(l.name)).map((l) => ({ name: l.name, sparsity: l.sparsity, params: l.params, removed: removed[l.name]?.length ?? 0 })),
+    };
+    model.dispose();
+    return { metrics: result };
+  },
+});
+
+function filterExisting(model: tfType.LayersModel, methods: Record<string, LayerPruning['method']>): Record<string, LayerPruning['method']> {
+  const names = new Set(model.layers.map((l) => l.name));
+  return Object.fromEntries(Object.entries(methods).filter(([n]) => names.has(n)));
+}
+
+function scheduleSpec(w: PruneWith): ScheduleSpec {
+  if (w.schedule) return w.schedule as unknown as ScheduleSpec;
+  return { kind: 'one-shot', sparsity: w.sparsity ?? 0.5 };
+}
+
+function finalOf(spec: ScheduleSpec): number {
+  switch (spec.kind) {
+    case 'one-shot':
+      return spec.sparsity;
+    case 'constant':
+      return spec.targetSparsity;
+    default:
+      return spec.finalSparsity ?? 0;
+  }
+}
+
+function withFinal(spec: ScheduleSpec, final: number): ScheduleSpec {
+  switch (spec.kind) {
+    case 'one-shot':
+      return { ...spec, sparsity: final };
+    case 'constant':
+      return { ...spec, targetSparsity: final };
+    default:
+      return { ...spec, finalSparsity: final } as ScheduleSpec;
+  }
+}
+
+function taylorScores(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, batches: number, layers: string[]): Map<string, Float32Array> {
+  const bs = 64;
+  const size = data.sampleShape.reduce((a, b) => a * b, 1);
+  const n = Math.min(batches, Math.floor(data.n / bs));
+  const xs: tfType.Tensor[] = [];
+  const ys: tfType.Tensor[] = [];
+  for (let b = 0; b < Math.max(1, n); b++) {
+    const m = Math.min(bs, data.n - b * bs);
+    xs.push(tf.tensor(data.x.subarray(b * bs * size, (b * bs + m) * size), [m, ...data.sampleShape]));
+    ys.push(tf.tensor1d(Array.from(data.y.subarray(b * bs, b * bs + m)), 'int32'));
+  }
+  try {
+    return taylorImportance(tf, model, xs, ys, { layers });
+  } finally {
+    tf.dispose([...xs, ...ys]);
+  }
+}
+
+export type { StageContext };

@@ -24,7 +24,8 @@ export function buildModel(tf: typeof tfType, name: BuiltinModel, opts: BuildOpt
     case 'lenet-300-100':
     case 'mlp-small': {
       const [h1, h2] = name === 'lenet-300-100' ? [300, 100] : [64, 32];
-      x = tf.layers.flatten({ name: 'flatten' }).apply(input) as tfType.SymbolicTensor;
+      // Flatten needs rank >= 2 per sample; flat feature vectors go straight in.
+      x = opts.inputShape.length > 1 ? (tf.layers.flatten({ name: 'flatten' }).apply(input) as tfType.SymbolicTensor) : input;
       x = dense(h1, 'dense_1').apply(x) as tfType.SymbolicTensor;
       x = dense(h2, 'dense_2').apply(x) as tfType.SymbolicTensor;
       x = dense(opts.numClasses, 'dense_3', 'softmax').apply(x) as tfType.SymbolicTensor;

@@ -12,7 +12,7 @@ import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { UsageError } from '../recipe/errors.js';
 import type { StageInput } from '../stages/types.js';
 import { evaluateGates, type GateResult } from './gates.js';
-import { dataDigest, explainChange, keyInputsFor, keyOf, type KeyInputs } from './keys.js';
+import { dataDigest, explainChange, keyInputsFor, keyOf, stageFileDigests, type KeyInputs } from './keys.js';
 import { lockMetrics, lockPathFor, readLock, updateLock, type LockStage } from './lockfile.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 
@@ -119,7 +119,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   for (const name of new Set(order.flatMap((id) => recipe.stageById.get(id)!.datasets))) dataDigests[name] = await dataDigest(recipe, name, files);
   await files.save().catch(() => undefined);
 
-  if (opts.frozen) checkFrozen(recipe, order, lock, dataDigests, engine);
+  if (opts.frozen) await checkFrozen(recipe, order, lock, dataDigests, engine, files);
 
   const concurrency = Math.max(1, opts.concurrency ?? Math.max(1, availableParallelism()));
   let running = 0;
@@ -154,7 +154,14 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
       emit({ type: 'stage-end', outcome: o });
       return o;
     }
-    const keyInputs = keyInputsFor(stage, ups.map((u) => u.record!.outputsDigest), pick(dataDigests, stage.datasets), engine, recipe.seed);
+    let keyInputs: KeyInputs;
+    try {
+      keyInputs = keyInputsFor(stage, ups.map((u) => u.record!.outputsDigest), pick(dataDigests, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files));
+    } catch (e) {
+      const o: StageOutcome = { ...base, status: 'failed', reason: (e as Error).message, seconds: 0 };
+      emit({ type: 'stage-end', outcome: o });
+      return o;
+    }
     const key = keyOf(keyInputs);
     const outDir = join(outRoot, stage.id);
     let reason = '';
@@ -334,7 +341,7 @@ async function previousReason(store: CacheStore, locked: LockStage | undefined, 
 }
 
 /** In --frozen mode, every key must be derivable from the lock alone and equal to it. */
-function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnType<typeof readLock>, data: Record<string, string>, engine: string): void {
+async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnType<typeof readLock>, data: Record<string, string>, engine: string, files: FileDigests): Promise<void> {
   if (!lock) throw new FrozenLockError(`--frozen: no lock file ${lockPathFor(recipe.file)}; run without --frozen first and commit it`);
   const problems: string[] = [];
   for (const id of order) {
@@ -345,7 +352,13 @@ function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnType<typ
       continue;
     }
     const ups = stage.needs.map((n) => lock.stages[n]?.outputsDigest ?? 'missing');
-    const key = keyOf(keyInputsFor(stage, ups, pick(data, stage.datasets), engine, recipe.seed));
+    let key: string;
+    try {
+      key = keyOf(keyInputsFor(stage, ups, pick(data, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files)));
+    } catch (e) {
+      problems.push(`'${id}': ${(e as Error).message}`);
+      continue;
+    }
     if (key !== entry.key) problems.push(`'${id}' would change (its params, data, upstream or engine differ from the lock)`);
   }
   for (const id of Object.keys(lock.stages)) if (!recipe.stageById.has(id)) problems.push(`'${id}' is in the lock but not in the recipe`);
@@ -424,7 +437,13 @@ export async function stageStates(recipe: LoadedRecipe, opts: Pick<RunOptions, '
       out.push({ id, uses: stage.uses, state: 'stale', reason: `upstream ${staleUp.map((n) => `'${n}'`).join(', ')} will run` });
       continue;
     }
-    const ki = keyInputsFor(stage, stage.needs.map((n) => digests.get(n)!), pick(data, stage.datasets), engine, recipe.seed);
+    let ki: KeyInputs;
+    try {
+      ki = keyInputsFor(stage, stage.needs.map((n) => digests.get(n)!), pick(data, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files));
+    } catch (e) {
+      out.push({ id, uses: stage.uses, state: 'stale', reason: (e as Error).message });
+      continue;
+    }
     const key = keyOf(ki);
     let rec: RunRecord | undefined;
     let corrupt: string | undefined;

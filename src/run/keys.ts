@@ -1,3 +1,4 @@
+import { relative } from 'node:path';
 import { hashJson } from '../cache/hash.js';
 import type { FileDigests } from '../cache/file-digests.js';
 import { dataFiles } from '../data/load.js';
@@ -13,6 +14,8 @@ export interface KeyInputs {
   with: Record<string, unknown>;
   inputs: string[];
   data: Record<string, string>;
+  /** Digests of repository files `with` refers to (models to load, scripts to exec). */
+  files?: Record<string, string>;
   engine: string;
   seed: number;
   [k: string]: unknown;
@@ -30,11 +33,26 @@ export async function dataDigest(recipe: LoadedRecipe, name: string, files: File
  * version, resolved `with` (params and defaults applied), upstream output digests in `needs` order,
  * data content, engine identity and seed. Stage ids are not in it: renaming a stage keeps its cache.
  */
-export function keyInputsFor(stage: ResolvedStage, upstreamDigests: string[], data: Record<string, string>, engine: string, seed: number): KeyInputs {
+export function keyInputsFor(stage: ResolvedStage, upstreamDigests: string[], data: Record<string, string>, engine: string, seed: number, files?: Record<string, string>): KeyInputs {
   const kind = stageKind(stage.uses)!;
   const w: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(stage.with)) if (!OUTPUT_NEUTRAL_KEYS.has(k)) w[k] = v;
-  return { kind: kind.kind, version: kind.version, with: w, inputs: upstreamDigests, data, engine, seed };
+  return { kind: kind.kind, version: kind.version, with: w, inputs: upstreamDigests, data, files, engine, seed };
+}
+
+/** Digests of the repository files a stage reads, keyed by path relative to the recipe. */
+export async function stageFileDigests(stage: ResolvedStage, recipe: LoadedRecipe, digests: FileDigests): Promise<Record<string, string> | undefined> {
+  const kind = stageKind(stage.uses)!;
+  if (!kind.files) return undefined;
+  const out: Record<string, string> = {};
+  for (const f of kind.files(stage.with as never, recipe.dir)) {
+    try {
+      out[relative(recipe.dir, f)] = await digests.digest(f);
+    } catch {
+      out[relative(recipe.dir, f)] = 'missing';
+    }
+  }
+  return out;
 }
 
 export function keyOf(inputs: KeyInputs): string {
@@ -54,6 +72,10 @@ export function explainChange(prev: KeyInputs | undefined, cur: KeyInputs, needs
   else if (changedUp.length) reasons.push(`upstream ${changedUp.map((n) => `'${n}'`).join(', ')} changed`);
   const dataChanged = Object.keys({ ...prev.data, ...cur.data }).filter((k) => prev.data[k] !== cur.data[k]);
   if (dataChanged.length) reasons.push(`data ${dataChanged.map((n) => `'${n}'`).join(', ')} changed`);
+  const pf = prev.files ?? {};
+  const cf = cur.files ?? {};
+  const filesChanged = Object.keys({ ...pf, ...cf }).filter((k) => pf[k] !== cf[k]);
+  if (filesChanged.length) reasons.push(`file${filesChanged.length > 1 ? 's' : ''} ${filesChanged.join(', ')} changed`);
   if (prev.engine !== cur.engine) reasons.push(`engine ${prev.engine} -> ${cur.engine}`);
   if (prev.seed !== cur.seed) reasons.push(`seed ${prev.seed} -> ${cur.seed}`);
   return reasons.length ? reasons.join('; ') : 'not in cache';

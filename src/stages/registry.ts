@@ -1,10 +1,11 @@
 import type { StageKind } from './types.js';
+import { loadStage } from './load.js';
 import { trainStage } from './train.js';
 import { evaluateStage } from './evaluate.js';
 import { pruneStage } from './prune.js';
 
 /** Every stage kind, in the order `compress --help` and the schema list them. */
-export const STAGE_KINDS: StageKind[] = [trainStage, pruneStage, evaluateStage];
+export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, evaluateStage];
 
 const byKind = new Map(STAGE_KINDS.map((k) => [k.kind, k]));
 

@@ -49,6 +49,8 @@ export interface StageKind<W = any> {
   withSchema: object;
   /** Dataset names `with` refers to (their content digests go into the cache key). */
   datasets(w: W): string[];
+  /** Repository files `with` refers to (e.g. a model to load): their content digests go into the cache key. */
+  files?(w: W, workspace: string): string[];
   /** Whether the stage produces a model artifact (model.json + weights.bin + meta.json) in outDir. */
   producesModel: boolean;
   /** Numeric metrics the stage reports (what gates may reference). */

@@ -1,0 +1,234 @@
+import type * as tfType from '@tensorflow/tfjs';
+import type { ActivationRange } from '../model/meta.js';
+import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './graph.js';
+
+/**
+ * Activation calibration: run representative samples through the model layer by layer and
+ * compute a quantization range for the model input (`__input__`) and each layer's output
+ * (keyed by layer name), as stored in ModelMeta.activationRanges.
+ *
+ * Methods:
+ *   minmax      observed min / max
+ *   percentile  the (100 - p)-th and p-th percentiles (p default 99.99) from a 2048-bin histogram
+ *   mse         the clipping range minimizing the int8 (asymmetric) quantization MSE over the
+ *               observed distribution, searched over shrinking factors of the min/max range
+ * Every range is widened to contain 0 (so 0 is exactly representable) and is never empty.
+ */
+
+export type CalibrationMethod = 'minmax' | 'percentile' | 'mse';
+
+export interface CalibrateOptions {
+  method?: CalibrationMethod;
+  /** For 'percentile'. Default 99.99. */
+  percentile?: number;
+  /** For 'mse': bits of the simulated quantizer. Default 8. */
+  bits?: number;
+  /** Default 64. */
+  batchSize?: number;
+  /** Use at most this many samples (the first ones). Default all. */
+  maxSamples?: number;
+  /** Histogram bins for 'percentile' / 'mse'. Default 2048. */
+  bins?: number;
+  /** Only these layer names (plus always `__input__`). Default every non-input layer. */
+  layers?: string[];
+}
+
+export const INPUT_KEY = '__input__';
+
+interface Stat {
+  min: number;
+  max: number;
+  hist?: Float64Array;
+  zeros: number;
+  count: number;
+}
+
+export async function calibrateActivations(
+  tf: typeof tfType,
+  model: tfType.LayersModel,
+  samples: Samples,
+  opts: CalibrateOptions = {},
+): Promise<Record<string, ActivationRange>> {
+  const method = opts.method ?? 'minmax';
+  const batchSize = opts.batchSize ?? 64;
+  const bins = opts.bins ?? 2048;
+  const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
+  if (n <= 0) throw new Error('calibration needs at least one sample');
+  const graph = modelGraph(model);
+  const wanted = opts.layers ? new Set(opts.layers) : null;
+  const stats = new Map<string, Stat>();
+
+  const pass = (observe: (key: string, values: Float32Array) => void) => {
+    for (let start = 0; start < n; start += batchSize) {
+      const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
+      const outs = runLayerByLayer(tf, graph, x, {
+        onInput: (t) => void observe(INPUT_KEY, t.dataSync() as Float32Array),
+        onOutput: (layer, t) => {
+          if (!wanted || wanted.has(layer.name)) observe(layer.name, t.dataSync() as Float32Array);
+        },
+      });
+      x.dispose();
+      outs.forEach((o) => o.dispose());
+    }
+  };
+
+  // Pass 1: min / max.
+  pass((key, values) => {
+    let s = stats.get(key);
+    if (!s) stats.set(key, (s = { min: Infinity, max: -Infinity, zeros: 0, count: 0 }));
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v < s.min) s.min = v;
+      if (v > s.max) s.max = v;
+    }
+  });
+  if (method !== 'minmax') {
+    // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
+    for (const s of stats.values()) s.hist = new Float64Array(bins);
+    pass((key, values) => {
+      const s = stats.get(key)!;
+      const width = (s.max - s.min) / bins;
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        s.count++;
+        if (v === 0) {
+          s.zeros++;
+          continue;
+        }
+        const b = width > 0 ? Math.min(bins - 1, Math.floor((v - s.min) / width)) : 0;
+        s.hist![b]++;
+      }
+    });
+  }
+  const out: Record<string, ActivationRange> = {};
+  for (const [key, s] of stats) {
+    let r: ActivationRange;
+    if (method === 'minmax') r = { min: s.min, max: s.max };
+    else if (method === 'percentile') r = percentileRange(s, opts.percentile ?? 99.99);
+    else if (method === 'mse') r = mseRange(s, opts.bits ?? 8);
+    else throw new Error(`unknown calibration method '${method as string}'`);
+    out[key] = widenRange(r);
+  }
+  return out;
+}
+
+/** Contains 0, finite, non-empty. */
+export function widenRange(r: ActivationRange): ActivationRange {
+  let min = Math.min(0, Number.isFinite(r.min) ? r.min : 0);
+  let max = Math.max(0, Number.isFinite(r.max) ? r.max : 0);
+  if (max === min) max = min + 1e-6;
+  return { min, max };
+}
+
+function binEdges(s: Stat): { width: number; bins: number } {
+  const bins = s.hist!.length;
+  return { width: (s.max - s.min) / bins, bins };
+}
+
+function percentileRange(s: Stat, p: number): ActivationRange {
+  if (!(p > 50 && p <= 100)) throw new Error(`percentile must be in (50, 100], got ${p}`);
+  const { width, bins } = binEdges(s);
+  if (!(width > 0)) return { min: s.min, max: s.max };
+  const total = s.count;
+  const tail = ((100 - p) / 100) * total;
+  const zeroBin = Math.min(bins - 1, Math.max(0, Math.floor((0 - s.min) / width)));
+  const counts = Float64Array.from(s.hist!);
+  if (s.min <= 0 && s.max >= 0) counts[zeroBin] += s.zeros;
+  // lower: first bin where the cumulative count exceeds the tail; upper symmetric.
+  let acc = 0;
+  let lo = 0;
+  for (; lo < bins; lo++) {
+    acc += counts[lo];
+    if (acc > tail) break;
+  }
+  acc = 0;
+  let hi = bins - 1;
+  for (; hi >= 0; hi--) {
+    acc += counts[hi];
+    if (acc > tail) break;
+  }
+  const min = lo === 0 ? s.min : s.min + lo * width;
+  const max = hi === bins - 1 ? s.max : s.min + (hi + 1) * width;
+  return { min, max: Math.max(min, max) };
+}
+
+/** Expected squared error of asymmetric `bits` quantization with range [a, b] over the histogram. */
+export function histogramQuantMse(hist: ArrayLike<number>, histMin: number, histMax: number, a: number, b: number, bits: number): number {
+  const bins = hist.length;
+  const width = (histMax - histMin) / bins;
+  const lo = Math.min(a, 0);
+  const hi = Math.max(b, 0);
+  const scale = (hi - lo) / (2 ** bits - 1);
+  const inside = (scale * scale) / 12;
+  let err = 0;
+  for (let i = 0; i < bins; i++) {
+    const c = hist[i];
+    if (c === 0) continue;
+    const x = histMin + (i + 0.5) * width;
+    if (x < lo) err += c * ((lo - x) ** 2 + inside);
+    else if (x > hi) err += c * ((x - hi) ** 2 + inside);
+    else err += c * inside;
+  }
+  return err;
+}
+
+function mseRange(s: Stat, bits: number): ActivationRange {
+  return mseClipRange(s.hist!, s.min, s.max, bits);
+}
+
+/**
+ * The clipping range [a, b] (a = shrink * min, b = shrink' * max on a 128 x 128 grid) minimizing
+ * `histogramQuantMse` for a histogram of non-zero values over [histMin, histMax].
+ */
+export function mseClipRange(hist: ArrayLike<number>, histMin: number, histMax: number, bits: number): ActivationRange {
+  const bins = hist.length;
+  const width = (histMax - histMin) / bins;
+  const s = { min: histMin, max: histMax };
+  if (!(width > 0)) return { min: s.min, max: s.max };
+  // Prefix sums over bin centres x_i: count, sum x, sum x^2, so each candidate costs O(log bins).
+  const C = new Float64Array(bins + 1);
+  const S1 = new Float64Array(bins + 1);
+  const S2 = new Float64Array(bins + 1);
+  for (let i = 0; i < bins; i++) {
+    const x = s.min + (i + 0.5) * width;
+    C[i + 1] = C[i] + hist[i];
+    S1[i + 1] = S1[i] + hist[i] * x;
+    S2[i + 1] = S2[i] + hist[i] * x * x;
+  }
+  // index of the first bin whose centre is >= v
+  const firstAtOrAbove = (v: number) => Math.min(bins, Math.max(0, Math.ceil((v - s.min) / width - 0.5)));
+  const total = C[bins];
+  const mse = (a: number, b: number): number => {
+    const scale = (b - a) / (2 ** bits - 1);
+    const ia = firstAtOrAbove(a);
+    let ib = firstAtOrAbove(b);
+    // bins with centre exactly at b are inside
+    while (ib < bins && s.min + (ib + 0.5) * width <= b) ib++;
+    const below = a * a * C[ia] - 2 * a * S1[ia] + S2[ia];
+    const cAbove = total - C[ib];
+    const s1Above = S1[bins] - S1[ib];
+    const s2Above = S2[bins] - S2[ib];
+    const above = s2Above - 2 * b * s1Above + b * b * cAbove;
+    return below + above + (total * scale * scale) / 12;
+  };
+  const lo0 = Math.min(0, s.min);
+  const hi0 = Math.max(0, s.max);
+  let best = { min: lo0, max: hi0 };
+  let bestErr = Infinity;
+  // Independent shrink factors for each side (one side is fixed at 0 for one-signed data).
+  const steps = 128;
+  const fa = lo0 < 0 ? steps : 1;
+  const fb = hi0 > 0 ? steps : 1;
+  for (let i = 1; i <= fa; i++) {
+    const a = lo0 * (i / fa);
+    for (let j = 1; j <= fb; j++) {
+      const b = hi0 * (j / fb);
+      const e = mse(a, b);
+      if (e < bestErr) {
+        bestErr = e;
+        best = { min: a, max: b };
+      }
+    }
+  }
+  return best;
+}

@@ -1,0 +1,335 @@
+import type * as tfType from '@tensorflow/tfjs';
+import type { ActivationRange, WeightQuant } from '../model/meta.js';
+import { INPUT_KEY } from './calibrate.js';
+import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './graph.js';
+import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
+import {
+  chooseQParams,
+  codeRange,
+  defaultChannelAxis,
+  encodeFloat16,
+  decodeFloat16,
+  float16WeightQuant,
+  quantizeLinear,
+  toLinearWeightQuant,
+  type KernelKind,
+} from './linear.js';
+
+/**
+ * Fake quantization: weights are replaced in place by their dequantized values (so evaluating the
+ * model measures what the deployed integer model computes), activations are quantized/dequantized
+ * per layer output while running layer by layer (so full-int8 accuracy can be estimated).
+ */
+
+type Layer = tfType.layers.Layer;
+
+export type WeightQuantSpec =
+  | { method: 'linear'; bits: number; /** default true */ symmetric?: boolean; /** default true */ perChannel?: boolean; /** default: defaultChannelAxis */ axis?: number }
+  | { method: 'kmeans'; bits: number; init?: KmeansInit; maxIter?: number; seed?: number }
+  | { method: 'float16' };
+
+export interface ErrorStats {
+  /** ||x - ref||_2 / ||ref||_2 (0 when both are 0). */
+  relL2: number;
+  /** 10 log10(sum ref^2 / sum (x - ref)^2); Infinity when exact. */
+  sqnrDb: number;
+  maxAbs: number;
+}
+
+export interface QuantizedKernel {
+  dequantized: Float32Array;
+  quant: WeightQuant;
+  /** Linear: codes q (Int32Array); k-means: indices; float16: the half bits (Uint16Array). */
+  codes: Int32Array | Uint8Array | Uint16Array;
+}
+
+export interface AppliedWeightQuant {
+  weightQuant: Record<string, WeightQuant>;
+  codes: Record<string, Int32Array | Uint8Array | Uint16Array>;
+  /** Weight error of each quantized kernel. */
+  errors: Record<string, ErrorStats>;
+}
+
+export function errorStats(ref: ArrayLike<number>, approx: ArrayLike<number>): ErrorStats {
+  if (ref.length !== approx.length) throw new Error(`errorStats: lengths ${ref.length} and ${approx.length} differ`);
+  let s = 0;
+  let e = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = approx[i] - ref[i];
+    s += ref[i] * ref[i];
+    e += d * d;
+    if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
+  }
+  return { relL2: s > 0 ? Math.sqrt(e / s) : e > 0 ? Infinity : 0, sqnrDb: e > 0 ? 10 * Math.log10(s / e) : Infinity, maxAbs };
+}
+
+/** Index in layer.weights of the layer's kernel (`kernel`, `depthwise_kernel`), or -1. */
+export function kernelIndex(layer: Layer): number {
+  return layer.weights.findIndex((w) => /(^|\/)(depthwise_)?kernel(_\d+)?$/.test(w.originalName ?? w.name) || /kernel$/.test(w.name));
+}
+
+export function kernelKind(layer: Layer): KernelKind {
+  const cls = layer.getClassName();
+  if (cls === 'DepthwiseConv2D') return 'depthwise';
+  const k = kernelIndex(layer);
+  return k >= 0 && layer.weights[k].shape.length === 4 ? 'conv2d' : 'dense';
+}
+
+/** Quantizes one kernel according to a spec. */
+export function quantizeKernel(values: Float32Array, shape: number[], kind: KernelKind, spec: WeightQuantSpec): QuantizedKernel {
+  switch (spec.method) {
+    case 'linear': {
+      const perChannel = spec.perChannel ?? true;
+      const axis = perChannel ? (spec.axis ?? defaultChannelAxis(shape, kind)) : null;
+      const r = quantizeLinear(values, shape, { bits: spec.bits, symmetric: spec.symmetric ?? true, axis });
+      return { dequantized: r.dequantized, quant: toLinearWeightQuant(r), codes: r.q };
+    }
+    case 'kmeans': {
+      const r = kmeansQuantize(values, { bits: spec.bits, init: spec.init, maxIter: spec.maxIter, seed: spec.seed });
+      return { dequantized: r.dequantized, quant: toKmeansWeightQuant(r), codes: r.indices };
+    }
+    case 'float16': {
+      const h = encodeFloat16(values);
+      return { dequantized: decodeFloat16(h), quant: float16WeightQuant(), codes: h };
+    }
+    default:
+      throw new Error(`unknown weight quantization method '${(spec as { method: string }).method}'`);
+  }
+}
+
+/**
+ * Quantizes the kernel of each layer named in `policy` and writes the dequantized values back into
+ * the model (in place; other weights untouched). Returns the ModelMeta.weightQuant records, the codes
+ * and the weight errors.
+ */
+export function applyWeightQuant(tf: typeof tfType, model: tfType.LayersModel, policy: Record<string, WeightQuantSpec>): AppliedWeightQuant {
+  const out: AppliedWeightQuant = { weightQuant: {}, codes: {}, errors: {} };
+  for (const [name, spec] of Object.entries(policy)) {
+    const layer = model.layers.find((l) => l.name === name);
+    if (!layer) throw new Error(`quantize: no layer named ${name}`);
+    const k = kernelIndex(layer);
+    if (k < 0) throw new Error(`quantize: layer ${name} (${layer.getClassName()}) has no kernel`);
+    const weights = layer.getWeights();
+    const kernel = weights[k];
+    const values = kernel.dataSync() as Float32Array;
+    const q = quantizeKernel(values, kernel.shape.slice(), kernelKind(layer), spec);
+    out.errors[name] = errorStats(values, q.dequantized);
+    tf.tidy(() => {
+      const next = weights.slice();
+      next[k] = tf.tensor(q.dequantized, kernel.shape, 'float32');
+      layer.setWeights(next);
+    });
+    out.weightQuant[name] = q.quant;
+    out.codes[name] = q.codes;
+  }
+  return out;
+}
+
+/** Quantize/dequantize a tensor with an asymmetric `bits` quantizer over `range` (signed codes). */
+export function fakeQuantTensor(tf: typeof tfType, x: tfType.Tensor, range: ActivationRange, bits = 8): tfType.Tensor {
+  const { scale, zeroPoint } = chooseQParams(range.min, range.max, bits, false);
+  const { qmin, qmax } = codeRange(bits, false);
+  return tf.tidy(() => {
+    const v = x.div(scale);
+    const r = v.sign().mul(v.abs().add(0.5).floor()); // round half away from zero
+    return r.add(zeroPoint).clipByValue(qmin, qmax).sub(zeroPoint).mul(scale);
+  });
+}
+
+export interface ActivationQuantOptions {
+  /** Default 8. */
+  bits?: number;
+  /** Default 64. */
+  batchSize?: number;
+  maxSamples?: number;
+  /**
+   * Mimic converter fusion (default true): no quantization between a Conv/Dense/BatchNorm and a
+   * following BatchNormalization / ReLU / Activation that is its only consumer, and none after
+   * layers that keep their input's grid (Flatten, Reshape, MaxPooling, Dropout, ...).
+   */
+  fuse?: boolean;
+}
+
+const FUSABLE_PRODUCERS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Dense', 'BatchNormalization']);
+const FUSABLE_CONSUMERS = new Set(['BatchNormalization', 'ReLU', 'Activation']);
+const PASSTHROUGH = new Set(['Flatten', 'Reshape', 'MaxPooling2D', 'MaxPooling1D', 'GlobalMaxPooling2D', 'GlobalMaxPooling1D', 'Dropout', 'SpatialDropout2D', 'Permute']);
+
+/** Names of layers whose output the simulated converter would quantize. */
+export function quantizedOutputLayers(graph: ModelGraph, fuse = true): Set<string> {
+  const out = new Set<string>();
+  for (const step of graph.steps) {
+    const cls = step.layer.getClassName();
+    if (fuse) {
+      if (PASSTHROUGH.has(cls)) continue;
+      if (FUSABLE_PRODUCERS.has(cls) && step.outputIds.length === 1) {
+        const consumers = graph.consumerLayers.get(step.outputIds[0]) ?? [];
+        const isOutput = graph.outputIds.includes(step.outputIds[0]);
+        if (!isOutput && consumers.length === 1 && FUSABLE_CONSUMERS.has(consumers[0].getClassName())) continue;
+      }
+    }
+    out.add(step.layer.name);
+  }
+  return out;
+}
+
+function activationHooks(tf: typeof tfType, graph: ModelGraph, ranges: Record<string, ActivationRange>, bits: number, fuse: boolean) {
+  const quantized = quantizedOutputLayers(graph, fuse);
+  return {
+    onInput: (t: tfType.Tensor) => (ranges[INPUT_KEY] ? fakeQuantTensor(tf, t, ranges[INPUT_KEY], bits) : undefined),
+    onOutput: (layer: Layer, t: tfType.Tensor) =>
+      quantized.has(layer.name) && ranges[layer.name] ? fakeQuantTensor(tf, t, ranges[layer.name], bits) : undefined,
+  };
+}
+
+/**
+ * Predictions of the model with every layer output (and the input) fake-quantized to `bits` with
+ * the calibrated ranges: an estimate of full-integer accuracy. Layers without a range run in float.
+ * Returns the model's (first) output for all samples, concatenated; the caller disposes it.
+ */
+export async function predictWithActivationQuant(
+  tf: typeof tfType,
+  model: tfType.LayersModel,
+  samples: Samples,
+  ranges: Record<string, ActivationRange>,
+  opts: ActivationQuantOptions = {},
+): Promise<tfType.Tensor> {
+  const graph = modelGraph(model);
+  const hooks = activationHooks(tf, graph, ranges, opts.bits ?? 8, opts.fuse ?? true);
+  const batchSize = opts.batchSize ?? 64;
+  const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
+  const parts: tfType.Tensor[] = [];
+  for (let start = 0; start < n; start += batchSize) {
+    const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
+    const outs = runLayerByLayer(tf, graph, x, hooks);
+    x.dispose();
+    parts.push(outs[0]);
+    outs.slice(1).forEach((o) => o.dispose());
+    await Promise.resolve();
+  }
+  const all = tf.concat(parts, 0);
+  parts.forEach((p) => p.dispose());
+  return all;
+}
+
+/** Fraction of samples whose argmax prediction equals the label. */
+export function accuracyOf(predictions: tfType.Tensor, labels: ArrayLike<number>): number {
+  const pred = predictions.argMax(-1);
+  const p = pred.dataSync();
+  pred.dispose();
+  let ok = 0;
+  for (let i = 0; i < p.length; i++) if (p[i] === labels[i]) ok++;
+  return p.length > 0 ? ok / p.length : 0;
+}
+
+export interface LayerErrorRow {
+  layer: string;
+  /** Kernel error (when both models have a kernel of the same shape for this layer). */
+  weight?: ErrorStats;
+  /** Error of the layer's output on the samples, accumulated over all of them. */
+  output: ErrorStats;
+}
+
+export interface ErrorReportOptions {
+  /** Fake-quantize activations of the candidate with these ranges. */
+  activationRanges?: Record<string, ActivationRange>;
+  bits?: number;
+  fuse?: boolean;
+  /** Default 64. */
+  batchSize?: number;
+  /** Default 256. */
+  maxSamples?: number;
+}
+
+/**
+ * Per-layer error of `candidate` (quantized / factorized, optionally with activation fake-quant)
+ * against `reference` (float): relative L2 and SQNR of kernels and of layer outputs. Layers are
+ * matched by name; a factorized `<name>_v` output is compared with `<name>`.
+ */
+export async function layerErrorReport(
+  tf: typeof tfType,
+  reference: tfType.LayersModel,
+  candidate: tfType.LayersModel,
+  samples: Samples,
+  opts: ErrorReportOptions = {},
+): Promise<LayerErrorRow[]> {
+  const refGraph = modelGraph(reference);
+  const candGraph = modelGraph(candidate);
+  const hooks: Partial<ReturnType<typeof activationHooks>> = opts.activationRanges
+    ? activationHooks(tf, candGraph, opts.activationRanges, opts.bits ?? 8, opts.fuse ?? true)
+    : {};
+  const refNames = new Set(refGraph.steps.map((s) => s.layer.name));
+  const candToRef = (name: string): string | null =>
+    refNames.has(name) ? name : name.endsWith('_v') && refNames.has(name.slice(0, -2)) ? name.slice(0, -2) : null;
+  const acc = new Map<string, { s: number; e: number; max: number }>();
+  const batchSize = opts.batchSize ?? 64;
+  const n = Math.min(sampleCount(samples), opts.maxSamples ?? 256);
+  for (let start = 0; start < n; start += batchSize) {
+    const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
+    const refOut = new Map<string, Float32Array>();
+    runLayerByLayer(tf, refGraph, x, {
+      onOutput: (layer, t) => void refOut.set(layer.name, t.dataSync() as Float32Array),
+    }).forEach((t) => t.dispose());
+    runLayerByLayer(tf, candGraph, x, {
+      onInput: hooks.onInput,
+      onOutput: (layer, t) => {
+        const q = hooks.onOutput?.(layer, t) ?? t;
+        const refName = candToRef(layer.name);
+        const r = refName ? refOut.get(refName) : undefined;
+        if (refName && r && r.length === q.size) {
+          const c = q.dataSync();
+          const a = acc.get(refName) ?? { s: 0, e: 0, max: 0 };
+          for (let i = 0; i < r.length; i++) {
+            const d = c[i] - r[i];
+            a.s += r[i] * r[i];
+            a.e += d * d;
+            if (Math.abs(d) > a.max) a.max = Math.abs(d);
+          }
+          acc.set(refName, a);
+        }
+        return q === t ? undefined : q;
+      },
+    }).forEach((t) => t.dispose());
+    x.dispose();
+    await Promise.resolve();
+  }
+  const rows: LayerErrorRow[] = [];
+  for (const step of refGraph.steps) {
+    const name = step.layer.name;
+    const a = acc.get(name);
+    if (!a) continue;
+    const row: LayerErrorRow = {
+      layer: name,
+      output: {
+        relL2: a.s > 0 ? Math.sqrt(a.e / a.s) : a.e > 0 ? Infinity : 0,
+        sqnrDb: a.e > 0 ? 10 * Math.log10(a.s / a.e) : Infinity,
+        maxAbs: a.max,
+      },
+    };
+    const cl = candidate.layers.find((l) => l.name === name);
+    const rk = kernelIndex(step.layer);
+    if (cl && rk >= 0) {
+      const ck = kernelIndex(cl);
+      const rw = step.layer.weights[rk];
+      const cw = ck >= 0 ? cl.weights[ck] : undefined;
+      if (cw && cw.shape.join(',') === rw.shape.join(',')) {
+        row.weight = errorStats(rw.read().dataSync(), cw.read().dataSync());
+      }
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+/** A deep copy of a model (topology and weights), e.g. to keep a float reference before quantizing. */
+export async function cloneModel(tf: typeof tfType, model: tfType.LayersModel): Promise<tfType.LayersModel> {
+  let saved: tfType.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      saved = artifacts;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  if (!saved) throw new Error('cloneModel: model could not be serialised');
+  return tf.loadLayersModel(tf.io.fromMemory(saved));
+}

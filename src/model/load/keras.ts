@@ -1,0 +1,560 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+import { InputError, describeError } from '../../errors/input-error.js';
+import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
+import { readZip } from './zip.js';
+
+type Tf = typeof tfType;
+type Json = Record<string, unknown>;
+
+/**
+ * Keras models into tf.LayersModel:
+ *  - Keras 2 `.h5`: root attribute `model_config` (JSON), weights in `model_weights/<layer>/` with
+ *    a `weight_names` attribute per layer group naming datasets such as `<layer>/kernel:0`;
+ *  - Keras 3 `.keras`: a zip of `config.json` + `model.weights.h5`, whose weights are in
+ *    `layers/<key>/vars/0..n` (key = the snake-cased class name with a per-class counter, as Keras
+ *    writes it; files keyed by layer name are accepted too).
+ * The Keras config is converted to the tfjs dialect (Keras 3 `module`/`registered_name` wrappers,
+ * dtype policies, `batch_shape`, `__keras_tensor__` node args...), then weights are set by layer.
+ */
+
+/** Layer classes the converter knows how to translate faithfully. */
+export const SUPPORTED_KERAS_LAYERS = [
+  'InputLayer', 'Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'MaxPooling2D', 'AveragePooling2D',
+  'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
+  'Activation', 'ReLU', 'LeakyReLU', 'Softmax', 'Add', 'Multiply', 'Average', 'Maximum', 'Concatenate', 'ZeroPadding2D',
+] as const;
+
+const ALIASES: Record<string, string> = {
+  Convolution2D: 'Conv2D',
+  MaxPool2D: 'MaxPooling2D',
+  AvgPool2D: 'AveragePooling2D',
+  GlobalAvgPool2D: 'GlobalAveragePooling2D',
+  GlobalMaxPool2D: 'GlobalMaxPooling2D',
+  SeparableConvolution2D: 'SeparableConv2D',
+};
+
+const COMMON_KEYS = ['name', 'trainable', 'dtype', 'batch_input_shape'];
+const CONV_KEYS = ['kernel_size', 'strides', 'padding', 'data_format', 'dilation_rate', 'activation', 'use_bias', 'bias_regularizer', 'activity_regularizer', 'bias_constraint'];
+const LAYER_KEYS: Record<string, string[]> = {
+  InputLayer: ['sparse'],
+  Dense: ['units', 'activation', 'use_bias', 'kernel_regularizer', 'bias_regularizer', 'activity_regularizer', 'kernel_constraint', 'bias_constraint'],
+  Conv2D: ['filters', ...CONV_KEYS, 'kernel_regularizer', 'kernel_constraint'],
+  DepthwiseConv2D: [...CONV_KEYS, 'depth_multiplier', 'depthwise_regularizer', 'depthwise_constraint'],
+  SeparableConv2D: ['filters', ...CONV_KEYS, 'depth_multiplier', 'depthwise_regularizer', 'pointwise_regularizer', 'depthwise_constraint', 'pointwise_constraint'],
+  MaxPooling2D: ['pool_size', 'strides', 'padding', 'data_format'],
+  AveragePooling2D: ['pool_size', 'strides', 'padding', 'data_format'],
+  GlobalAveragePooling2D: ['data_format'],
+  GlobalMaxPooling2D: ['data_format'],
+  BatchNormalization: ['axis', 'momentum', 'epsilon', 'center', 'scale', 'beta_regularizer', 'gamma_regularizer', 'beta_constraint', 'gamma_constraint'],
+  Dropout: ['rate', 'noise_shape', 'seed'],
+  Flatten: ['data_format'],
+  Reshape: ['target_shape'],
+  Activation: ['activation'],
+  ReLU: ['max_value'],
+  LeakyReLU: ['alpha'],
+  Softmax: ['axis'],
+  Add: [],
+  Multiply: [],
+  Average: [],
+  Maximum: [],
+  Concatenate: ['axis'],
+  ZeroPadding2D: ['padding', 'data_format'],
+};
+
+const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new']);
+const KNOWN_CONSTRAINTS = new Set(['MaxNorm', 'UnitNorm', 'NonNeg', 'MinMaxNorm']);
+
+/** Loads a `.h5` (Keras 2 HDF5) or `.keras` (Keras 3 zip) model file. */
+export async function loadKerasModel(tf: Tf, path: string): Promise<tfType.LayersModel> {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.keras') return loadKeras3(tf, path);
+  return loadKerasH5(tf, path);
+}
+
+async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    throw new InputError(`cannot read: ${describeError(e)}`, { file: path });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keras 2 .h5
+
+interface LayerWeights {
+  /** Weight names as stored (e.g. `conv_1/kernel:0`, or `0`, `1` for Keras 3). */
+  names: string[];
+  values: Array<{ values: Float32Array; shape: number[] }>;
+}
+
+export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersModel> {
+  const bytes = await readBytes(path);
+  const { config, weights, kerasVersion } = await withH5File(bytes, path, (f) => {
+    const attrs = attrNames(f);
+    if (!attrs.includes('model_config')) {
+      const weightsOnly = attrs.includes('layer_names');
+      throw new InputError(
+        weightsOnly ? 'file holds only weights (saved with save_weights), no model_config' : "no 'model_config' attribute: not a Keras model file",
+        { file: path, hint: 'save the whole model with model.save("model.h5") (Keras 2) or model.save("model.keras") (Keras 3)' },
+      );
+    }
+    const config = parseJsonAttr(f, 'model_config', path);
+    const kerasVersion = attrs.includes('keras_version') ? String(f.get_attribute('keras_version', false)) : undefined;
+    const root = f.keys().includes('model_weights') ? (f.get('model_weights') as H5Group) : (f as H5Group);
+    const weights = readKeras2Weights(root, path);
+    return { config, weights, kerasVersion };
+  });
+  const model = await buildFromKerasConfig(tf, config, path, kerasVersion);
+  try {
+    const weighted = new Set(model.layers.filter((l) => l.weights.length > 0).map((l) => l.name));
+    const extra = [...weights.entries()].filter(([k, g]) => g.values.length > 0 && !weighted.has(k)).map(([k]) => k);
+    assignWeights(tf, model, path, (layer) => weights.get(layer), (l) => `model_weights/${l}`, extra);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+function attrNames(g: H5Group): string[] {
+  return Object.keys((g as unknown as { attrs: Record<string, unknown> }).attrs ?? {});
+}
+
+function attrStrings(g: H5Group, name: string): string[] {
+  if (!attrNames(g).includes(name)) return [];
+  const v = g.get_attribute(name, false) as unknown;
+  const one = (x: unknown): string => (typeof x === 'string' ? x : x instanceof Uint8Array ? new TextDecoder().decode(x) : String(x));
+  if (Array.isArray(v)) return v.map(one);
+  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<unknown>, one); // e.g. an empty float64 array
+  if (typeof v === 'string') return v === '' ? [] : [v];
+  if (v === null || v === undefined) return [];
+  return [one(v)];
+}
+
+function parseJsonAttr(f: H5File, name: string, file: string): Json {
+  const raw = f.get_attribute(name, false) as unknown;
+  const text = typeof raw === 'string' ? raw : raw instanceof Uint8Array ? new TextDecoder().decode(raw) : String(raw);
+  try {
+    const j = JSON.parse(text);
+    if (!j || typeof j !== 'object') throw new Error('not an object');
+    return j as Json;
+  } catch (e) {
+    throw new InputError(`attribute '${name}' is not valid JSON: ${describeError(e)}`, { file });
+  }
+}
+
+/** `model_weights/<layer>` groups, in `layer_names` order, each with its `weight_names` datasets. */
+function readKeras2Weights(root: H5Group, file: string): Map<string, LayerWeights> {
+  const out = new Map<string, LayerWeights>();
+  const keys = root.keys();
+  const layerNames = attrNames(root).includes('layer_names') ? attrStrings(root, 'layer_names') : keys;
+  for (const layer of layerNames) {
+    if (!keys.includes(layer)) {
+      throw new InputError(`'layer_names' lists '${layer}' but there is no such group in model_weights`, { file, layer });
+    }
+    const g = root.get(layer) as H5Group;
+    const names = attrStrings(g, 'weight_names');
+    const values = names.map((n) => {
+      const ds = g.get(n) as H5Dataset | null;
+      if (!ds || !('shape' in ds)) throw new InputError(`weight '${n}' is listed in weight_names but its dataset is missing`, { file, layer });
+      try {
+        return datasetToFloat32(ds);
+      } catch (e) {
+        throw new InputError(`weight '${n}': ${describeError(e)}`, { file, layer });
+      }
+    });
+    out.set(layer, { names, values });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keras 3 .keras
+
+export async function loadKeras3(tf: Tf, path: string): Promise<tfType.LayersModel> {
+  const bytes = await readBytes(path);
+  const entries = readZip(bytes, path);
+  const cfgBytes = entries.get('config.json');
+  if (!cfgBytes) throw new InputError("archive has no 'config.json': not a Keras 3 model file", { file: path });
+  let config: Json;
+  try {
+    config = JSON.parse(new TextDecoder().decode(cfgBytes));
+  } catch (e) {
+    throw new InputError(`config.json is not valid JSON: ${describeError(e)}`, { file: `${path} (config.json)` });
+  }
+  let kerasVersion: string | undefined;
+  const meta = entries.get('metadata.json');
+  if (meta) {
+    try {
+      kerasVersion = JSON.parse(new TextDecoder().decode(meta)).keras_version;
+    } catch {
+      // metadata is informative only
+    }
+  }
+  const wBytes = entries.get('model.weights.h5');
+  if (!wBytes) throw new InputError("archive has no 'model.weights.h5'", { file: path });
+  const weightsFile = `${path} (model.weights.h5)`;
+  const groups = await withH5File(wBytes, weightsFile, (f) => readKeras3Weights(f, weightsFile));
+  const model = await buildFromKerasConfig(tf, config, path, kerasVersion);
+  try {
+    const layerConfigs = kerasLayerList(config);
+    const byClass = keras3ClassKeys(layerConfigs);
+    const isWeighted = (name: string) => model.getLayer(name).weights.length > 0;
+    const fits = (key: (l: string) => string | undefined) =>
+      model.layers.every((l) => {
+        if (!isWeighted(l.name)) return true;
+        const k = key(l.name);
+        const g = k !== undefined ? groups.get(k) : undefined;
+        return !!g && g.values.length === l.weights.length && g.values.every((v, i) => sameShape(v.shape, l.weights[i].shape));
+      });
+    // Keras 3 keys layers by class (`dense`, `dense_1`); some writers key them by layer name.
+    const scheme = fits((n) => byClass.get(n)) ? (n: string) => byClass.get(n) : fits((n) => n) ? (n: string) => n : (n: string) => byClass.get(n);
+    const claimed = model.layers.filter((l) => isWeighted(l.name)).map((l) => scheme(l.name));
+    const unclaimed = [...groups.entries()].filter(([k, g]) => g.values.length > 0 && !claimed.includes(k)).map(([k]) => k);
+    assignWeights(tf, model, weightsFile, (layer) => {
+      const k = scheme(layer);
+      return k !== undefined ? groups.get(k) : undefined;
+    }, (layer) => `layers/${scheme(layer)}/vars`, unclaimed);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/** `layers/<key>/vars/<i>` datasets, by key. */
+function readKeras3Weights(f: H5File, file: string): Map<string, LayerWeights> {
+  const out = new Map<string, LayerWeights>();
+  if (!f.keys().includes('layers')) return out;
+  const layers = f.get('layers') as H5Group;
+  for (const key of layers.keys()) {
+    const g = layers.get(key) as H5Group;
+    if (!g || typeof (g as H5Group).keys !== 'function') continue;
+    const sub = g.keys();
+    if (!sub.includes('vars')) continue;
+    const vars = g.get('vars') as H5Group;
+    const names = vars.keys().filter((k) => /^\d+$/.test(k)).sort((a, b) => Number(a) - Number(b));
+    // Other sub-groups (e.g. a Dropout's seed_generator state) hold no layer weights; nested
+    // models are rejected from the config.
+    const values = names.map((n) => {
+      try {
+        return datasetToFloat32(vars.get(n) as H5Dataset);
+      } catch (e) {
+        throw new InputError(`weight 'vars/${n}': ${describeError(e)}`, { file, layer: key });
+      }
+    });
+    out.set(key, { names, values });
+  }
+  return out;
+}
+
+/** Keras's naming.to_snake_case. */
+export function toSnakeCase(name: string): string {
+  return name
+    .replace(/\W+/g, '')
+    .replace(/(.)([A-Z][a-z]+)/g, '$1_$2')
+    .replace(/([a-z])([A-Z])/g, '$1_$2')
+    .toLowerCase();
+}
+
+/** Layer name -> the key Keras 3 saves its variables under (class name, snake-cased, deduplicated). */
+function keras3ClassKeys(layers: Json[]): Map<string, string> {
+  const used = new Map<string, number>();
+  const out = new Map<string, string>();
+  for (const l of layers) {
+    let key = toSnakeCase(String(l.class_name));
+    const n = used.get(key);
+    if (n === undefined) used.set(key, 0);
+    else {
+      used.set(key, n + 1);
+      key = `${key}_${n + 1}`;
+    }
+    out.set(layerName(l), key);
+  }
+  return out;
+}
+
+/** The layers as Keras 3 tracks them for saving (Sequential omits its InputLayer). */
+function kerasLayerList(config: Json): Json[] {
+  const cls = String(config.class_name);
+  const cfg = config.config as Json | Json[];
+  const layers = (Array.isArray(cfg) ? cfg : (cfg?.layers as Json[])) ?? [];
+  if (cls === 'Sequential') return layers.filter((l, i) => !(i === 0 && l.class_name === 'InputLayer'));
+  return layers;
+}
+
+function layerName(l: Json): string {
+  return String(l.name ?? (l.config as Json | undefined)?.name ?? '');
+}
+
+// ---------------------------------------------------------------------------------------------
+// weights
+
+function assignWeights(
+  tf: Tf,
+  model: tfType.LayersModel,
+  file: string,
+  lookup: (layer: string) => LayerWeights | undefined,
+  groupPath: (layer: string) => string,
+  extraGroups: string[],
+): void {
+  if (extraGroups.length) {
+    throw new InputError(
+      `file has weights for ${extraGroups.length} layer(s) the model config does not have: ${extraGroups.slice(0, 5).map((g) => `'${g}'`).join(', ')}`,
+      { file, layer: extraGroups[0], hint: 'the model config and the stored weights do not match' },
+    );
+  }
+  for (const layer of model.layers) {
+    const want = layer.weights;
+    if (want.length === 0) continue;
+    const got = lookup(layer.name);
+    if (!got) {
+      throw new InputError(`has ${want.length} weight(s) but the file has no weights for it (looked for '${groupPath(layer.name)}')`, {
+        file,
+        layer: layer.name,
+        hint: 'the model config and the stored weights do not match',
+      });
+    }
+    if (got.values.length !== want.length) {
+      throw new InputError(
+        `expects ${want.length} weight(s) (${want.map((w) => baseName(w.originalName)).join(', ')}), the file has ${got.values.length}` +
+          (got.names.length ? ` (${got.names.join(', ')})` : ''),
+        { file, layer: layer.name },
+      );
+    }
+    const order = matchByName(want.map((w) => baseName(w.originalName)), got.names.map(baseName));
+    const tensors = want.map((w, i) => {
+      const j = order[i];
+      const v = got.values[j];
+      const name = got.names[j] ?? String(j);
+      if (!sameShape(v.shape, w.shape)) {
+        throw new InputError(`weight '${name}' has shape ${shapeStr(v.shape)}, the layer's ${baseName(w.originalName)} needs ${shapeStr(w.shape)}`, {
+          file,
+          layer: layer.name,
+        });
+      }
+      assertFiniteWeights(v.values, file, layer.name, name);
+      return v;
+    });
+    const ts = tensors.map((v) => tf.tensor(v.values, v.shape, 'float32'));
+    try {
+      layer.setWeights(ts);
+    } finally {
+      ts.forEach((t) => t.dispose());
+    }
+  }
+}
+
+/** `conv_1/kernel:0` -> `kernel`; `stem_bn/moving_mean` -> `moving_mean`. */
+function baseName(n: string): string {
+  const last = n.split('/').pop() ?? n;
+  return last.replace(/:\d+$/, '');
+}
+
+/** For each wanted weight, the index of the stored one: by name when all names pair up, else by order. */
+function matchByName(want: string[], got: string[]): number[] {
+  const order = want.map((w) => got.indexOf(w));
+  const ok = order.every((j) => j >= 0) && new Set(order).size === order.length && got.every((g, i) => got.indexOf(g) === i);
+  return ok ? order : want.map((_, i) => i);
+}
+
+// ---------------------------------------------------------------------------------------------
+// config conversion
+
+async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVersion?: string): Promise<tfType.LayersModel> {
+  const topology = kerasConfigToTfjs(config, file);
+  try {
+    return await tf.models.modelFromJSON({
+      modelTopology: { ...topology, keras_version: kerasVersion ?? 'unknown', backend: 'tensor_flow.js' } as unknown as tfType.io.ModelJSON['modelTopology'],
+    });
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot build the model from its Keras config: ${describeError(e)}`, { file, cause: e });
+  }
+}
+
+/**
+ * Converts a Keras 2 or Keras 3 model config (`{class_name, config}`) to the Keras-2 dialect that
+ * tf.models.modelFromJSON reads. Throws InputError for layers it cannot translate faithfully.
+ */
+export function kerasConfigToTfjs(config: Json, file: string): Json {
+  if ('model_config' in config && config.model_config && typeof config.model_config === 'object') {
+    return kerasConfigToTfjs(config.model_config as Json, file);
+  }
+  const cls = String(config.class_name ?? '');
+  const cfg = config.config as Json | Json[] | undefined;
+  if (cls === 'Sequential') {
+    const layers = ((Array.isArray(cfg) ? cfg : cfg?.layers) ?? []) as Json[];
+    if (!Array.isArray(layers)) throw new InputError('Sequential config has no layer list', { file });
+    const out = layers.map((l) => convertLayer(l, file, false));
+    // tfjs Sequential wants the input shape on the first real layer, not an InputLayer.
+    let batchShape: unknown;
+    if (out.length && out[0].class_name === 'InputLayer') {
+      batchShape = (out[0].config as Json).batch_input_shape;
+      out.shift();
+    } else if (!Array.isArray(cfg) && cfg?.build_input_shape) batchShape = cfg.build_input_shape;
+    if (out.length === 0) throw new InputError('Sequential model has no layers', { file });
+    const first = out[0].config as Json;
+    if (batchShape && !first.batch_input_shape) first.batch_input_shape = batchShape;
+    if (!first.batch_input_shape) {
+      throw new InputError('Sequential model has no input shape (it was never built)', { file, layer: String(first.name), hint: 'build or call the model once before saving it' });
+    }
+    return { class_name: 'Sequential', config: { name: Array.isArray(cfg) ? 'sequential' : (cfg?.name ?? 'sequential'), layers: out } };
+  }
+  if (cls === 'Functional' || cls === 'Model') {
+    if (!cfg || Array.isArray(cfg) || !Array.isArray(cfg.layers)) {
+      throw new InputError(`${cls} config has no layer list`, { file, hint: 'subclassed Keras models cannot be loaded; save a Functional or Sequential model' });
+    }
+    return {
+      class_name: 'Model',
+      config: {
+        name: cfg.name ?? 'model',
+        layers: (cfg.layers as Json[]).map((l) => convertLayer(l, file, true)),
+        input_layers: tensorRefs(cfg.input_layers, 'input_layers', file),
+        output_layers: tensorRefs(cfg.output_layers, 'output_layers', file),
+      },
+    };
+  }
+  throw new InputError(`model class '${cls || '(none)'}' is not supported; only Sequential and Functional models can be loaded`, {
+    file,
+    hint: 'subclassed Keras models keep their forward pass in Python code; rebuild it as a Functional model',
+  });
+}
+
+/** `["in", 0, 0]` or `[["in", 0, 0], ...]` -> the list form. */
+function tensorRefs(v: unknown, what: string, file: string): unknown[] {
+  if (!Array.isArray(v) || v.length === 0) throw new InputError(`model config has no ${what}`, { file });
+  if (typeof v[0] === 'string') return [v.slice(0, 3)];
+  return v.map((r) => (Array.isArray(r) ? r.slice(0, 3) : r));
+}
+
+function convertLayer(l: Json, file: string, functional: boolean): Json {
+  const rawCls = String(l.class_name ?? '');
+  const cls = ALIASES[rawCls] ?? rawCls;
+  const cfg = (l.config ?? {}) as Json;
+  const name = layerName(l);
+  if (cls === 'Functional' || cls === 'Sequential' || cls === 'Model') {
+    throw new InputError(`nested model (class ${rawCls}) is not supported`, { file, layer: name, hint: 'flatten the nested model into one Functional model before saving' });
+  }
+  if (!(cls in LAYER_KEYS)) {
+    throw new InputError(`layer class '${rawCls}' is not supported`, {
+      file,
+      layer: name,
+      hint: `supported: ${SUPPORTED_KERAS_LAYERS.join(', ')}`,
+    });
+  }
+  const unsupported = (what: string) => new InputError(`${rawCls} with ${what} is not supported`, { file, layer: name });
+  const c: Json = {};
+  // Keras 3 InputLayer says batch_shape; Keras 2 batch_input_shape.
+  const src: Json = { ...cfg };
+  if (src.batch_shape !== undefined && src.batch_input_shape === undefined) src.batch_input_shape = src.batch_shape;
+  if (cls === 'InputLayer' && src.batch_input_shape === undefined && Array.isArray(src.input_shape)) src.batch_input_shape = [null, ...(src.input_shape as unknown[])];
+  if (cls === 'LeakyReLU' && src.alpha === undefined && src.negative_slope !== undefined) src.alpha = src.negative_slope;
+  for (const k of [...COMMON_KEYS, ...LAYER_KEYS[cls]]) if (src[k] !== undefined) c[k] = src[k];
+  c.name = name;
+  if ('dtype' in c || cls === 'InputLayer') c.dtype = 'float32';
+
+  // Per-class checks for options tfjs does not have.
+  if ((cls === 'Conv2D' || cls === 'SeparableConv2D') && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
+  if (cls === 'ReLU') {
+    if (num(src.negative_slope) !== 0) throw unsupported(`negative_slope=${src.negative_slope}`);
+    if (num(src.threshold) !== 0) throw unsupported(`threshold=${src.threshold}`);
+  }
+  if ((cls === 'GlobalAveragePooling2D' || cls === 'GlobalMaxPooling2D') && src.keepdims === true) throw unsupported('keepdims=true');
+  if (cls === 'BatchNormalization') {
+    if (src.renorm === true) throw unsupported('renorm=true');
+    if (src.virtual_batch_size !== undefined && src.virtual_batch_size !== null) throw unsupported('virtual_batch_size');
+    if (Array.isArray(c.axis)) {
+      if (c.axis.length !== 1) throw unsupported(`axis=${JSON.stringify(c.axis)}`);
+      c.axis = c.axis[0];
+    }
+  }
+  if (cls === 'InputLayer' && src.sparse === true) throw unsupported('sparse=true');
+  if (cls === 'InputLayer') delete c.sparse;
+  if (c.activation !== undefined) c.activation = convertActivation(c.activation, rawCls, name, file);
+  for (const k of Object.keys(c)) {
+    if (k.endsWith('_regularizer')) c[k] = convertRegularizer(c[k]);
+    else if (k.endsWith('_constraint')) c[k] = convertConstraint(c[k]);
+  }
+  const out: Json = { class_name: cls, name, config: c };
+  if (functional) out.inbound_nodes = convertInboundNodes(l.inbound_nodes, name, file);
+  return out;
+}
+
+function num(v: unknown): number {
+  return v === undefined || v === null ? 0 : Number(v);
+}
+
+function convertActivation(a: unknown, cls: string, layer: string, file: string): string {
+  // Keras 3 may wrap builtins: {"module": ..., "class_name": "function", "config": "relu", ...}
+  let name: unknown = a;
+  if (name && typeof name === 'object') {
+    const o = name as Json;
+    name = typeof o.config === 'string' ? o.config : o.class_name;
+  }
+  if (name === null || name === undefined) return 'linear';
+  let s = String(name);
+  if (s === 'silu') s = 'swish';
+  if (!TFJS_ACTIVATIONS.has(s)) {
+    throw new InputError(`${cls} activation '${s}' is not supported`, { file, layer, hint: `supported: ${[...TFJS_ACTIVATIONS].join(', ')}` });
+  }
+  return s;
+}
+
+function convertRegularizer(r: unknown): unknown {
+  if (!r || typeof r !== 'object') return null;
+  const o = r as Json;
+  const cfg = (o.config ?? {}) as Json;
+  const cls = String(o.class_name);
+  if (cls === 'L1L2' || cls === 'L1' || cls === 'L2' || cls === 'l1_l2' || cls === 'l1' || cls === 'l2') {
+    return { class_name: 'L1L2', config: { l1: Number(cfg.l1 ?? 0), l2: Number(cfg.l2 ?? 0) } };
+  }
+  return null;
+}
+
+function convertConstraint(r: unknown): unknown {
+  if (!r || typeof r !== 'object') return null;
+  const o = r as Json;
+  if (!KNOWN_CONSTRAINTS.has(String(o.class_name))) return null;
+  return { class_name: o.class_name, config: o.config ?? {} };
+}
+
+/**
+ * Keras 2 nodes are `[[["layer", node, tensor, {kwargs}], ...], ...]`; Keras 3 nodes are
+ * `[{"args": [...], "kwargs": {...}}]` whose args hold `__keras_tensor__` objects (possibly in
+ * lists, for merge layers). Both become the Keras 2 form with empty kwargs.
+ */
+function convertInboundNodes(nodes: unknown, layer: string, file: string): unknown[] {
+  if (nodes === undefined || nodes === null) return [];
+  if (!Array.isArray(nodes)) throw new InputError('inbound_nodes is not a list', { file, layer });
+  return nodes.map((node) => {
+    if (Array.isArray(node)) {
+      return node.map((ref) => {
+        if (!Array.isArray(ref) || typeof ref[0] !== 'string') throw new InputError('inbound node entry is malformed', { file, layer });
+        return [ref[0], ref[1] ?? 0, ref[2] ?? 0, {}];
+      });
+    }
+    if (node && typeof node === 'object') {
+      const refs: unknown[] = [];
+      const walk = (v: unknown) => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v && typeof v === 'object') {
+          const o = v as Json;
+          if (o.class_name === '__keras_tensor__') {
+            const h = (o.config as Json | undefined)?.keras_history;
+            if (!Array.isArray(h)) throw new InputError('inbound tensor has no keras_history', { file, layer });
+            refs.push([h[0], h[1] ?? 0, h[2] ?? 0, {}]);
+          }
+        }
+      };
+      walk((node as Json).args);
+      if (refs.length === 0) throw new InputError('inbound node has no input tensors', { file, layer });
+      return refs;
+    }
+    throw new InputError('inbound node is malformed', { file, layer });
+  });
+}

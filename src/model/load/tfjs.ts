@@ -1,0 +1,219 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+import { InputError, describeError } from '../../errors/input-error.js';
+import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+
+type Tf = typeof tfType;
+
+interface WeightSpec {
+  name: string;
+  shape: number[];
+  dtype: string;
+  group?: string;
+  quantization?: { dtype: string; scale?: number; min?: number };
+}
+interface ManifestGroup {
+  paths: string[];
+  weights: WeightSpec[];
+}
+
+const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, float16: 2, string: NaN, complex64: 8 };
+const QUANT_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
+
+/**
+ * Loads a TF.js layers model from a directory (containing model.json) or a model.json path:
+ * the JSON, the weight shards named in its weightsManifest (several allowed), with checks that
+ * turn every way these can be wrong into an InputError naming the file (and layer).
+ */
+export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.LayersModel> {
+  let jsonPath = path;
+  try {
+    if ((await stat(path)).isDirectory()) jsonPath = join(path, 'model.json');
+  } catch {
+    throw new InputError('no such file or directory', { file: path });
+  }
+  let text: string;
+  try {
+    text = await readFile(jsonPath, 'utf8');
+  } catch (e) {
+    throw new InputError(`cannot read: ${describeError(e)}`, { file: jsonPath, hint: 'a TF.js model directory must contain model.json' });
+  }
+  const json = parseModelJson(text, jsonPath);
+  const groups = validateManifest(json.weightsManifest, jsonPath);
+
+  let model: tfType.LayersModel;
+  try {
+    model = await tf.models.modelFromJSON({ modelTopology: json.modelTopology as tfType.io.ModelJSON['modelTopology'] });
+  } catch (e) {
+    throw new InputError(`cannot build the model from modelTopology: ${describeError(e)}`, { file: jsonPath, cause: e });
+  }
+  try {
+    await loadWeightsInto(tf, model, groups, dirname(jsonPath), jsonPath);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+function parseModelJson(text: string, file: string): { modelTopology: Record<string, unknown>; weightsManifest: unknown } {
+  if (text.trim() === '') throw new InputError('file is empty', { file });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`not valid JSON (truncated or corrupt?): ${describeError(e)}`, { file, cause: e });
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new InputError('expected a JSON object', { file });
+  const o = json as Record<string, unknown>;
+  if (o.format === 'graph-model' || (o.modelTopology && typeof o.modelTopology === 'object' && 'node' in (o.modelTopology as object))) {
+    throw new InputError('this is a TF.js graph model; only layers models can be loaded', {
+      file,
+      hint: 'convert the Keras model with tensorflowjs_converter --output_format=tfjs_layers_model',
+    });
+  }
+  if (!o.modelTopology || typeof o.modelTopology !== 'object') {
+    throw new InputError("missing 'modelTopology'", { file, hint: 'expected a TF.js layers model.json (model.save() output)' });
+  }
+  return { modelTopology: o.modelTopology as Record<string, unknown>, weightsManifest: o.weightsManifest };
+}
+
+function validateManifest(m: unknown, file: string): ManifestGroup[] {
+  if (m === undefined || m === null) return [];
+  if (!Array.isArray(m)) throw new InputError("'weightsManifest' must be an array", { file });
+  return m.map((g, gi) => {
+    const where = `weightsManifest[${gi}]`;
+    if (!g || typeof g !== 'object') throw new InputError(`${where} must be an object`, { file });
+    const { paths, weights } = g as Record<string, unknown>;
+    if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string')) {
+      throw new InputError(`${where}.paths must be an array of file names`, { file });
+    }
+    if (!Array.isArray(weights)) throw new InputError(`${where}.weights must be an array`, { file });
+    weights.forEach((w, wi) => {
+      const ok =
+        w && typeof w === 'object' && typeof w.name === 'string' && typeof w.dtype === 'string' &&
+        Array.isArray(w.shape) && w.shape.every((d: unknown) => Number.isInteger(d) && (d as number) >= 0);
+      if (!ok) throw new InputError(`${where}.weights[${wi}] needs a name, an integer shape and a dtype`, { file });
+      if (w.dtype === 'string') throw new InputError(`weight '${w.name}': string weights are not supported`, { file });
+      if (!(w.dtype in DTYPE_BYTES)) throw new InputError(`weight '${w.name}': unknown dtype '${w.dtype}'`, { file });
+      if (w.quantization && !(w.quantization.dtype in QUANT_BYTES)) {
+        throw new InputError(`weight '${w.name}': unknown quantization dtype '${w.quantization.dtype}'`, { file });
+      }
+    });
+    return { paths: paths as string[], weights: weights as WeightSpec[] };
+  });
+}
+
+function specBytes(w: WeightSpec): number {
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  return n * (w.quantization ? QUANT_BYTES[w.quantization.dtype] : DTYPE_BYTES[w.dtype]);
+}
+
+/** Reads a group's shards and checks their sizes against what the specs need. */
+async function readGroup(group: ManifestGroup, dir: string, jsonFile: string): Promise<ArrayBuffer> {
+  const expected = group.weights.reduce((a, w) => a + specBytes(w), 0);
+  const shards: Buffer[] = [];
+  for (const p of group.paths) {
+    const shardPath = resolve(dir, p);
+    try {
+      shards.push(await readFile(shardPath));
+    } catch {
+      throw new InputError(`weight shard '${p}' named in ${basename(jsonFile)} is missing (expected at ${shardPath})`, {
+        file: shardPath,
+        hint: 'copy all weight files listed in weightsManifest next to model.json',
+      });
+    }
+  }
+  const actual = shards.reduce((a, b) => a + b.length, 0);
+  if (actual !== expected) {
+    // Attribute the difference to one shard: every shard but the last has the common shard size.
+    const n = shards.length;
+    let culprit = n - 1;
+    let want = expected;
+    if (n > 1) {
+      const sizes = shards.slice(0, n - 1).map((b) => b.length);
+      const common = mode(sizes);
+      const odd = sizes.findIndex((s) => s !== common);
+      if (odd >= 0) {
+        culprit = odd;
+        want = common;
+      } else want = expected - common * (n - 1);
+    }
+    const shardPath = resolve(dir, group.paths[culprit] ?? '');
+    throw new InputError(
+      `weight shard '${group.paths[culprit]}' is ${shards[culprit]?.length ?? 0} bytes, expected ${want} ` +
+        `(weights of this manifest group need ${expected} bytes in all, the shards hold ${actual})`,
+      { file: shardPath, hint: actual < expected ? 'the shard is truncated; re-copy or re-export the model' : 'the shard does not belong to this model.json' },
+    );
+  }
+  const out = new Uint8Array(actual);
+  let off = 0;
+  for (const b of shards) {
+    out.set(b, off);
+    off += b.length;
+  }
+  return out.buffer;
+}
+
+function mode(xs: number[]): number {
+  const counts = new Map<number, number>();
+  for (const x of xs) counts.set(x, (counts.get(x) ?? 0) + 1);
+  return [...counts.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0][0];
+}
+
+async function loadWeightsInto(tf: Tf, model: tfType.LayersModel, groups: ManifestGroup[], dir: string, file: string): Promise<void> {
+  const decoded = new Map<string, tfType.Tensor>();
+  const specs = new Map<string, WeightSpec>();
+  try {
+    for (const g of groups) {
+      const weights = g.weights.filter((w) => w.group !== 'optimizer');
+      if (g.weights.length === 0) continue;
+      const buf = await readGroup(g, dir, file);
+      const map = tf.io.decodeWeights(buf, g.weights as tfType.io.WeightsManifestEntry[]);
+      for (const w of g.weights) {
+        if (!weights.includes(w)) {
+          map[w.name]?.dispose();
+          continue;
+        }
+        if (decoded.has(w.name)) throw new InputError(`weight '${w.name}' appears twice in weightsManifest`, { file });
+        decoded.set(w.name, map[w.name]);
+        specs.set(w.name, w);
+      }
+    }
+    const used = new Set<string>();
+    for (const layer of model.layers) {
+      const values: tfType.Tensor[] = [];
+      for (const w of layer.weights) {
+        const name = w.originalName;
+        const t = decoded.get(name);
+        if (!t) {
+          throw new InputError(`weight '${name}' (shape ${shapeStr(w.shape)}) is not in the weightsManifest`, {
+            file,
+            layer: layer.name,
+            hint: 'model.json and its weights do not match; re-export the model',
+          });
+        }
+        if (!sameShape(t.shape, w.shape)) {
+          throw new InputError(`weight '${name}' has shape ${shapeStr(t.shape)} in the manifest, the layer needs ${shapeStr(w.shape)}`, {
+            file,
+            layer: layer.name,
+          });
+        }
+        if (t.dtype === 'float32') assertFiniteWeights(t.dataSync() as Float32Array, file, layer.name, name);
+        values.push(t);
+        used.add(name);
+      }
+      if (values.length) layer.setWeights(values);
+    }
+    const extra = [...decoded.keys()].filter((n) => !used.has(n));
+    if (extra.length) {
+      throw new InputError(
+        `weightsManifest has ${extra.length} weight(s) that match no layer of modelTopology: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
+        { file, hint: 'model.json and its weights do not match; re-export the model' },
+      );
+    }
+  } finally {
+    for (const t of decoded.values()) t.dispose();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Per-layer settings from a list of selector entries (shared by pruning and quantization).
+ *
+ * Semantics of `resolveLayerSettings(layers, entries, defaults)`:
+ *   - only *considered* layers take part: by default the prunable ones (a kernel: Dense, Conv2D,
+ *     DepthwiseConv2D, SeparableConv2D); pass `opts.classes` (or `'all'`) to change that;
+ *   - every considered layer starts with `defaults`;
+ *   - entries are applied in order; an entry selects the considered layers matched by ALL of its
+ *     criteria (`match` and/or `type`; neither = every considered layer); for each selected layer a
+ *     normal entry merges its other (non-undefined) fields over the layer's current settings (or over
+ *     `defaults` if an earlier entry excluded it), `exclude: true` removes the layer; so later entries
+ *     override earlier ones, and a later entry can bring back an excluded layer;
+ *   - `match`: a glob over the full layer name (`*` any run, `?` one char, `[abc]`/`[a-z]`/`[!a]` a
+ *     class), or `re:<regex>` (JavaScript syntax, must match the WHOLE name; add `.*` for a prefix);
+ *   - `type`: the tfjs class name (`layer.getClassName()`), exact, or a list of them;
+ *   - an entry that selects no considered layer throws a SelectorError listing the model's layers.
+ * The keys `match`, `type`, `exclude` are reserved and never copied into the settings.
+ */
+
+export interface LayerInfo {
+  name: string;
+  className: string;
+}
+
+export interface SelectorEntry {
+  match?: string;
+  type?: string | string[];
+  exclude?: boolean;
+}
+
+export const PRUNABLE_CLASSES: readonly string[] = Object.freeze(['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D']);
+
+export interface ResolveOptions {
+  /** Layer classes taken into account; default PRUNABLE_CLASSES. */
+  classes?: readonly string[] | 'all';
+}
+
+export class SelectorError extends Error {
+  constructor(
+    message: string,
+    readonly entryIndex: number,
+    readonly layers: readonly LayerInfo[],
+  ) {
+    super(message);
+    this.name = 'SelectorError';
+  }
+}
+
+/** The layer list selectors work on, from a tfjs model (any object with `layers: {name, getClassName()}[]`). */
+export function layerInfos(model: { layers: Array<{ name: string; getClassName(): string }> }): LayerInfo[] {
+  return model.layers.map((l) => ({ name: l.name, className: l.getClassName() }));
+}
+
+/** Compiles a glob (`*`, `?`, `[...]`) or `re:<regex>` into an anchored RegExp. */
+export function compileMatcher(pattern: string): RegExp {
+  if (pattern.startsWith('re:')) {
+    const src = pattern.slice(3);
+    try {
+      return new RegExp(`^(?:${src})$`);
+    } catch (e) {
+      throw new SelectorError(`invalid regular expression in selector ${JSON.stringify(pattern)}: ${(e as Error).message}`, -1, []);
+    }
+  }
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '*') out += '.*';
+    else if (c === '?') out += '.';
+    else if (c === '[') {
+      const close = pattern.indexOf(']', i + 2);
+      if (close === -1) {
+        out += '\\[';
+        continue;
+      }
+      let body = pattern.slice(i + 1, close);
+      const negate = body.startsWith('!') || body.startsWith('^');
+      if (negate) body = body.slice(1);
+      out += `[${negate ? '^' : ''}${body.replace(/[\\\]]/g, '\\$&')}]`;
+      i = close;
+    } else out += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
+  }
+  return new RegExp(`^${out}$`);
+}
+
+function describeLayers(layers: readonly LayerInfo[], considered: ReadonlySet<string>): string {
+  return layers.map((l) => `${l.name} (${l.className})${considered.has(l.name) ? '' : ' [not selectable]'}`).join(', ');
+}
+
+function describeEntry(e: SelectorEntry): string {
+  const parts: string[] = [];
+  if (e.match !== undefined) parts.push(`match: ${JSON.stringify(e.match)}`);
+  if (e.type !== undefined) parts.push(`type: ${JSON.stringify(e.type)}`);
+  if (e.exclude) parts.push('exclude: true');
+  return `{ ${parts.join(', ') || '(all layers)'} }`;
+}
+
+const RESERVED = new Set(['match', 'type', 'exclude']);
+
+export function resolveLayerSettings<T extends object>(
+  layers: ReadonlyArray<LayerInfo>,
+  entries: ReadonlyArray<SelectorEntry & Partial<T>>,
+  defaults: T,
+  opts: ResolveOptions = {},
+): Map<string, T> {
+  const classes = opts.classes ?? PRUNABLE_CLASSES;
+  const consideredLayers = classes === 'all' ? [...layers] : layers.filter((l) => classes.includes(l.className));
+  const considered = new Set(consideredLayers.map((l) => l.name));
+  const result = new Map<string, T>();
+  for (const l of consideredLayers) result.set(l.name, { ...defaults });
+
+  entries.forEach((entry, i) => {
+    if (entry === null || typeof entry !== 'object') throw new SelectorError(`selector entry #${i} must be an object`, i, layers);
+    if (entry.match !== undefined && typeof entry.match !== 'string') throw new SelectorError(`selector entry #${i}: match must be a string`, i, layers);
+    const re = entry.match !== undefined ? compileMatcher(entry.match) : undefined;
+    const types = entry.type === undefined ? undefined : Array.isArray(entry.type) ? entry.type : [entry.type];
+    const selected = consideredLayers.filter((l) => (!re || re.test(l.name)) && (!types || types.includes(l.className)));
+    if (selected.length === 0) {
+      const why = classes === 'all' ? '' : ` (selectable classes: ${classes.join(', ')})`;
+      throw new SelectorError(
+        `selector entry #${i} ${describeEntry(entry)} matches no layer${why}; the model's layers are: ${describeLayers(layers, considered)}`,
+        i,
+        layers,
+      );
+    }
+    const overrides: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(entry)) if (!RESERVED.has(k) && v !== undefined) overrides[k] = v;
+    for (const l of selected) {
+      if (entry.exclude) result.delete(l.name);
+      else result.set(l.name, { ...(result.get(l.name) ?? defaults), ...overrides } as T);
+    }
+  });
+
+  // Keep the model's layer order in the result.
+  const ordered = new Map<string, T>();
+  for (const l of consideredLayers) {
+    const v = result.get(l.name);
+    if (v) ordered.set(l.name, v);
+  }
+  return ordered;
+}

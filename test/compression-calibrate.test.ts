@@ -1,0 +1,170 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as tfType from '@tensorflow/tfjs';
+import {
+  calibrateActivations,
+  applyWeightQuant,
+  predictWithActivationQuant,
+  layerErrorReport,
+  cloneModel,
+  modelGraph,
+  runLayerByLayer,
+  fakeQuantTensor,
+  accuracyOf,
+  quantizedOutputLayers,
+  INPUT_KEY,
+  mseClipRange,
+  histogramQuantMse,
+} from '../src/compression/index.js';
+import { initEngine } from '../src/engine/backend.js';
+import { buildModel } from '../src/engine/models.js';
+import { createRng } from '../src/util/rng.js';
+
+type Tensor = tfType.Tensor;
+
+function samples(n: number, seed: number) {
+  const rng = createRng(seed);
+  // MNIST-like: mostly 0 with some bright pixels
+  const x = Float32Array.from({ length: n * 784 }, () => (rng() < 0.8 ? 0 : rng()));
+  return { x, n, sampleShape: [28, 28, 1] };
+}
+
+/** Every layer's output on the samples, via a multi-output model (independent of the walker). */
+function observed(tf: typeof tfType, model: tfType.LayersModel, x: Tensor): Map<string, Float32Array> {
+  const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
+  const probe = tf.model({ inputs: model.inputs, outputs: layers.map((l) => l.output as tfType.SymbolicTensor) });
+  const outs = probe.predict(x) as Tensor[];
+  const m = new Map<string, Float32Array>();
+  layers.forEach((l, i) => m.set(l.name, outs[i].dataSync() as Float32Array));
+  outs.forEach((o) => o.dispose());
+  return m;
+}
+
+function minmax(a: Float32Array): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < a.length; i++) (min = Math.min(min, a[i])), (max = Math.max(max, a[i]));
+  return { min, max };
+}
+
+test('calibration: minmax ranges contain every observed activation; percentile / mse lie inside them', async () => {
+  const { tf } = await initEngine('wasm');
+  const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 3 });
+  const s = samples(48, 1);
+  const x = tf.tensor(s.x, [48, 28, 28, 1]);
+  const obs = observed(tf, model, x);
+  const mm = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 20 });
+  assert.deepEqual(Object.keys(mm).sort(), [INPUT_KEY, ...obs.keys()].sort());
+  for (const [name, values] of obs) {
+    const o = minmax(values);
+    const r = mm[name];
+    assert.ok(r.min <= 0 && r.max >= 0 && r.max > r.min);
+    assert.ok(r.min <= o.min + 1e-6 && r.max >= o.max - 1e-6, `${name}: [${r.min}, ${r.max}] misses [${o.min}, ${o.max}]`);
+    assert.ok(Math.abs(Math.min(0, o.min) - r.min) < 1e-5 && Math.abs(Math.max(0, o.max) - r.max) < 1e-5, `${name} not tight`);
+  }
+  assert.equal(mm[INPUT_KEY].min, 0);
+  assert.ok(mm[INPUT_KEY].max > 0.99 && mm[INPUT_KEY].max <= 1);
+  // also from a tensor, and restricted to some layers
+  const some = await calibrateActivations(tf, model, x, { layers: ['classifier'] });
+  assert.deepEqual(Object.keys(some).sort(), [INPUT_KEY, 'classifier']);
+  assert.deepEqual(some.classifier, mm.classifier);
+
+  for (const method of ['percentile', 'mse'] as const) {
+    const r = await calibrateActivations(tf, model, s, { method, percentile: 99.9, batchSize: 48 });
+    for (const [name, values] of obs) {
+      const o = { min: Math.min(0, minmax(values).min), max: Math.max(0, minmax(values).max) };
+      const width = (o.max - o.min) / 2048 + 1e-6;
+      assert.ok(r[name].min >= o.min - width && r[name].max <= o.max + width, `${method} ${name} outside minmax`);
+      if (method === 'percentile') {
+        let inside = 0;
+        for (let i = 0; i < values.length; i++) if (values[i] >= r[name].min - width && values[i] <= r[name].max + width) inside++;
+        assert.ok(inside >= 0.998 * values.length, `${method} ${name}: only ${inside}/${values.length} inside`);
+      }
+    }
+  }
+  x.dispose();
+  model.dispose();
+});
+
+test('mse calibration: the chosen range minimizes the histogram MSE and clips long tails', () => {
+  // a ReLU-like histogram with a long thin tail
+  const bins = 512;
+  const hist = Float64Array.from({ length: bins }, (_, i) => Math.round(10000 * Math.exp(-i / 20)) + (i === bins - 1 ? 1 : 0));
+  const r = mseClipRange(hist, 0, 10, 8);
+  assert.equal(r.min, 0);
+  assert.ok(r.max < 10 && r.max > 1, `max ${r.max}`);
+  const best = histogramQuantMse(hist, 0, 10, r.min, r.max, 8);
+  for (let j = 1; j <= 128; j++) assert.ok(best <= histogramQuantMse(hist, 0, 10, 0, (10 * j) / 128, 8) * (1 + 1e-9));
+  // two-sided
+  const two = Float64Array.from({ length: bins }, (_, i) => Math.round(5000 * Math.exp(-Math.abs(i - 100) / 10)));
+  const t = mseClipRange(two, -2, 8, 4);
+  assert.ok(t.min < 0 && t.max > 0 && t.max < 8);
+});
+
+test('layer-by-layer run reproduces predict; fake-quant of weights in place; int8 activation simulation', async () => {
+  const { tf } = await initEngine('wasm');
+  const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 5 });
+  // non-trivial batch-norm statistics so inference mode matters
+  const bn = model.getLayer('block_1_dw_bn');
+  bn.setWeights(bn.getWeights().map((w, i) => (i === 2 ? tf.fill(w.shape, 0.01) : i === 3 ? tf.fill(w.shape, 0.25) : w)));
+  // a random-init classifier gives near-uniform softmax; sharpen it so predictions mean something
+  const cls = model.getLayer('classifier');
+  cls.setWeights([tf.mul(cls.getWeights()[0], 200), cls.getWeights()[1]]);
+  const s = samples(32, 2);
+  const x = tf.tensor(s.x, [32, 28, 28, 1]);
+  const graph = modelGraph(model);
+  const [walked] = runLayerByLayer(tf, graph, x);
+  const direct = model.predict(x) as Tensor;
+  assert.ok(tf.max(tf.abs(tf.sub(walked, direct))).dataSync()[0] < 1e-6);
+  // converter-style fusion: no quantization between conv and its batch norm, nor after pure reshapes
+  const q = quantizedOutputLayers(graph);
+  assert.ok(!q.has('stem_conv') && !q.has('stem_bn') && q.has('stem_relu') && q.has('classifier'));
+
+  const reference = await cloneModel(tf, model);
+  const ranges = await calibrateActivations(tf, model, s);
+  const applied = applyWeightQuant(tf, model, {
+    stem_conv: { method: 'linear', bits: 8 },
+    block_1_dw: { method: 'linear', bits: 8, symmetric: false },
+    block_1_pw: { method: 'kmeans', bits: 4 },
+    classifier: { method: 'float16' },
+  });
+  const dw = applied.weightQuant.block_1_dw;
+  assert.ok(dw.method === 'linear' && dw.axis === 2 && dw.scales.length === 16 && !dw.symmetric);
+  const stem = applied.weightQuant.stem_conv;
+  assert.ok(stem.method === 'linear' && stem.axis === 3 && stem.scales.length === 16 && stem.symmetric);
+  const pw = applied.weightQuant.block_1_pw;
+  assert.ok(pw.method === 'kmeans' && pw.codebook.length <= 16);
+  assert.equal(new Set(model.getLayer('block_1_pw').getWeights()[0].dataSync()).size, pw.codebook.length);
+  assert.deepEqual(applied.weightQuant.classifier, { method: 'float16', bits: 16 });
+  // the model now computes with the codes' values
+  const kernel = model.getLayer('stem_conv').getWeights()[0].dataSync();
+  const codes = applied.codes.stem_conv;
+  for (let i = 0; i < kernel.length; i++) assert.equal(kernel[i], Math.fround(codes[i] * stem.scales[i % 16]));
+  assert.ok(applied.errors.stem_conv.sqnrDb > 35 && applied.errors.block_1_pw.sqnrDb > 15);
+
+  const yRef = reference.predict(x) as Tensor;
+  const yW = model.predict(x) as Tensor;
+  const y8 = await predictWithActivationQuant(tf, model, s, ranges, { batchSize: 16 });
+  const y3 = await predictWithActivationQuant(tf, model, s, ranges, { bits: 3 });
+  assert.deepEqual(y8.shape, [32, 10]);
+  const err = (a: Tensor) => tf.norm(tf.sub(a, yRef)).dataSync()[0] / tf.norm(yRef).dataSync()[0];
+  assert.ok(err(yW) < 0.1, `weights-only error ${err(yW)}`);
+  assert.ok(err(y8) < 0.1, `int8 error ${err(y8)}`);
+  assert.ok(err(y3) > err(y8), 'fewer activation bits should hurt');
+  const labels = Int32Array.from(yRef.argMax(-1).dataSync());
+  assert.ok(accuracyOf(y8, labels) >= 0.8);
+  // fakeQuantTensor keeps 0 exact and snaps to the grid
+  const fq = fakeQuantTensor(tf, tf.tensor([-1, 0, 0.3, 5]), { min: -1, max: 2 }).dataSync();
+  assert.equal(fq[1], 0);
+  assert.ok(Math.abs(fq[0] + 1) < 1e-6 && Math.abs(fq[3] - 2) < 0.01 && Math.abs(fq[2] - 0.3) <= 3 / 255 / 2 + 1e-6);
+
+  const report = await layerErrorReport(tf, reference, model, s, { activationRanges: ranges, maxSamples: 16 });
+  const byName = new Map(report.map((r) => [r.layer, r]));
+  assert.ok(byName.get('stem_conv')!.weight!.sqnrDb > 35);
+  assert.ok(byName.get('classifier')!.weight!.sqnrDb > 50);
+  assert.equal(byName.get('block_2_dw')!.weight!.relL2, 0);
+  for (const r of report) assert.ok(Number.isFinite(r.output.relL2) && r.output.relL2 < 0.5, `${r.layer}: ${r.output.relL2}`);
+  const weightsOnly = await layerErrorReport(tf, reference, model, s, { maxSamples: 16 });
+  assert.ok(weightsOnly.find((r) => r.layer === 'gap')!.output.sqnrDb > byName.get('gap')!.output.sqnrDb);
+  x.dispose();
+});

@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolveLayerSettings, SelectorError, compileMatcher, type LayerInfo } from '../src/prune/selectors.js';
+
+// lenet-5 / dw-cnn layer lists as built by src/engine/models.ts
+const lenet5: LayerInfo[] = [
+  { name: 'input', className: 'InputLayer' },
+  { name: 'conv_1', className: 'Conv2D' },
+  { name: 'pool_1', className: 'MaxPooling2D' },
+  { name: 'conv_2', className: 'Conv2D' },
+  { name: 'pool_2', className: 'MaxPooling2D' },
+  { name: 'flatten', className: 'Flatten' },
+  { name: 'dense_1', className: 'Dense' },
+  { name: 'dense_2', className: 'Dense' },
+];
+const dw: LayerInfo[] = [
+  { name: 'stem_conv', className: 'Conv2D' },
+  { name: 'stem_bn', className: 'BatchNormalization' },
+  { name: 'block_1_dw', className: 'DepthwiseConv2D' },
+  { name: 'block_1_pw', className: 'Conv2D' },
+  { name: 'block_2_dw', className: 'DepthwiseConv2D' },
+  { name: 'block_2_pw', className: 'Conv2D' },
+  { name: 'classifier', className: 'Dense' },
+];
+
+interface P {
+  sparsity: number;
+  method: string;
+}
+const D: P = { sparsity: 0.5, method: 'magnitude' };
+const obj = (m: Map<string, P>) => Object.fromEntries(m);
+
+test('defaults apply to every prunable layer only, in model order', () => {
+  const r = resolveLayerSettings<P>(lenet5, [], D);
+  assert.deepEqual([...r.keys()], ['conv_1', 'conv_2', 'dense_1', 'dense_2']);
+  assert.deepEqual(r.get('conv_1'), D);
+  assert.notEqual(r.get('conv_1'), D); // a copy
+});
+
+test('glob, regex, type, override order and exclude', () => {
+  const r = resolveLayerSettings<P>(lenet5, [
+    { match: 'dense*', sparsity: 0.9 },
+    { match: 'conv_?', method: 'structured' },
+    { match: 're:conv_[2-9]', sparsity: 0.7 },
+    { match: 'dense_2', exclude: true },
+  ], D);
+  assert.deepEqual(obj(r), {
+    conv_1: { sparsity: 0.5, method: 'structured' },
+    conv_2: { sparsity: 0.7, method: 'structured' },
+    dense_1: { sparsity: 0.9, method: 'magnitude' },
+  });
+  // type selector (tfjs className) and match+type conjunction
+  const t = resolveLayerSettings<P>(dw, [{ type: 'DepthwiseConv2D', exclude: true }, { type: ['Conv2D', 'Dense'], match: 'block_*', sparsity: 0.8 }], D);
+  assert.deepEqual(obj(t), { stem_conv: D, block_1_pw: { ...D, sparsity: 0.8 }, block_2_pw: { ...D, sparsity: 0.8 }, classifier: D });
+  // a later entry brings an excluded layer back (starting from defaults)
+  const only = resolveLayerSettings<P>(lenet5, [{ match: '*', exclude: true }, { match: 'dense_1', sparsity: 0.95 }], D);
+  assert.deepEqual(obj(only), { dense_1: { ...D, sparsity: 0.95 } });
+  // undefined fields do not override; reserved keys are not copied
+  const u = resolveLayerSettings<P>(lenet5, [{ match: 'conv_1', sparsity: undefined, method: 'n:m' }], D);
+  assert.deepEqual(u.get('conv_1'), { sparsity: 0.5, method: 'n:m' });
+});
+
+test('regex must match the whole name; glob character classes', () => {
+  assert.equal(compileMatcher('re:conv').test('conv_1'), false);
+  assert.equal(compileMatcher('re:conv.*').test('conv_1'), true);
+  assert.equal(compileMatcher('block_[12]_pw').test('block_2_pw'), true);
+  assert.equal(compileMatcher('block_[!12]_pw').test('block_2_pw'), false);
+  assert.equal(compileMatcher('a.b').test('axb'), false); // '.' is literal in globs
+  assert.equal(compileMatcher('dense*').test('dense_1'), true);
+});
+
+test('a selector matching nothing throws SelectorError listing the layers and their types', () => {
+  assert.throws(
+    () => resolveLayerSettings<P>(lenet5, [{ match: 'dense*' }, { match: 'fc_*', sparsity: 0.9 }], D),
+    (e: unknown) => {
+      assert.ok(e instanceof SelectorError);
+      assert.equal(e.entryIndex, 1);
+      assert.match(e.message, /selector entry #1 \{ match: "fc_\*" \} matches no layer/);
+      for (const l of lenet5) assert.ok(e.message.includes(`${l.name} (${l.className})`), l.name);
+      assert.match(e.message, /flatten \(Flatten\) \[not selectable\]/);
+      return true;
+    },
+  );
+  // a non-prunable layer is not selectable; a missing type neither
+  assert.throws(() => resolveLayerSettings<P>(lenet5, [{ match: 'flatten' }], D), SelectorError);
+  assert.throws(() => resolveLayerSettings<P>(lenet5, [{ type: 'DepthwiseConv2D', exclude: true }], D), /matches no layer/);
+  // quantization-style reuse: all classes considered
+  const all = resolveLayerSettings<{ bits: number }>(lenet5, [{ match: 'flatten', bits: 4 }], { bits: 8 }, { classes: 'all' });
+  assert.equal(all.get('flatten')?.bits, 4);
+  assert.equal(all.size, lenet5.length);
+});

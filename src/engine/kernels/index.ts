@@ -1,6 +1,63 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { makeConv2DKernels } from './conv2d.js';
+import { makeMatMulKernels } from './matmul.js';
+import { makeDepthwiseKernels } from './depthwise.js';
+import { registerConvGradients } from './gradients.js';
+import { makePoolKernels } from './pool.js';
+import { makeSegmentKernels } from './segment.js';
+import type { KernelImpl } from './util.js';
 
-/** Registers the training kernels the wasm backend lacks (see ../../../docs in the engine issue). */
-export function registerWasmKernels(_tf: typeof tfType): void {
-  // Filled in by the engine kernels work.
+/**
+ * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
+ * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
+ * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands).
+ */
+export const WASM_KERNEL_NAMES = [
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput',
+  'DepthwiseConv2dNativeBackpropFilter',
+  'MaxPoolGrad',
+  'UnsortedSegmentSum',
+  'BatchMatMul',
+] as const;
+
+let registered = false;
+/** tfjs-backend-wasm's own kernels that compress replaced, kept for comparison (benchmarks, tests). */
+export const originalWasmKernels: Record<string, KernelImpl> = {};
+
+/** Registers the training kernels the wasm backend lacks or runs slowly. Idempotent. */
+export function registerWasmKernels(tf: typeof tfType): void {
+  if (registered) return;
+  registered = true;
+  const dw = makeDepthwiseKernels(tf);
+  const pool = makePoolKernels(tf);
+  const seg = makeSegmentKernels(tf);
+  const mm = makeMatMulKernels(tf);
+  const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
+  const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
+    Conv2DBackpropInput: conv.conv2DBackpropInput,
+    Conv2DBackpropFilter: conv.conv2DBackpropFilter,
+    DepthwiseConv2dNativeBackpropInput: dw.depthwiseConv2dNativeBackpropInput,
+    DepthwiseConv2dNativeBackpropFilter: dw.depthwiseConv2dNativeBackpropFilter,
+    MaxPoolGrad: pool.maxPoolGrad,
+    UnsortedSegmentSum: seg.unsortedSegmentSum,
+    BatchMatMul: mm.batchMatMul,
+  };
+  for (const name of WASM_KERNEL_NAMES) {
+    const existing = tf.getKernel(name, 'wasm');
+    if (existing) {
+      originalWasmKernels[name] = existing.kernelFunc as unknown as KernelImpl;
+      tf.unregisterKernel(name, 'wasm');
+    }
+    // Keep the replaced kernel's setupFunc: it binds the wasm function that the original (which
+    // ours may still call, e.g. BatchMatMul without transposes) needs when the backend starts.
+    tf.registerKernel({
+      kernelName: name,
+      backendName: 'wasm',
+      kernelFunc: impls[name] as unknown as tfType.KernelFunc,
+      ...(existing?.setupFunc ? { setupFunc: existing.setupFunc } : {}),
+    });
+  }
+  registerConvGradients(tf);
 }

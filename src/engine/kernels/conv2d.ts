@@ -1,0 +1,220 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { assertNHWC, f32, pair, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+
+/** Largest im2col buffer (floats) built at once; larger problems are split over the batch. */
+const COLS_LIMIT = 1 << 22;
+
+/**
+ * Conv2D gradients for wasm. XNNPACK (wasm's Conv2D and BatchMatMul without transposes) does the
+ * arithmetic; JS only lays out operands on the wasm heap. Measured on LeNet-5 shapes (batch 64):
+ *  - input gradient, stride 1 and 'same'-like padding: a forward conv of dy (padded by effK-1-pad)
+ *    with the spatially flipped, in/out-swapped filter (costs one forward conv);
+ *  - input gradient otherwise (valid padding, strides): colsT = W[KH*KW*Ci,Co] . dy^T[Co,P], then a
+ *    col2im scatter-add into channel-major dx; no work is spent on padding or stride holes;
+ *  - filter gradient: im2col^T[KH*KW*Ci, P] . dy[P, Co], im2col built from channel-major x
+ *    (LeNet-5 conv1: 12.4 ms as a transposed forward conv -> ~5 ms; conv2: ~17 ms, of which ~9.5 ms
+ *    is the matMul and the rest the JS im2col, whose 8-wide rows make JS loop overhead dominate).
+ * Both accept an optional `dilations` attribute (tfjs's own gradient never passes one; ours does).
+ */
+export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
+  const conv2d = wasmKernel(tf, 'Conv2D');
+  const transpose = wasmKernel(tf, 'Transpose');
+
+  function conv2DBackpropInput({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
+    const backend = b as WasmBackend;
+    const { dy, filter } = inputs;
+    assertNHWC('Conv2DBackpropInput', attrs.dataFormat);
+    const inputShape = attrs.inputShape as [number, number, number, number];
+    const info = tf.backend_util.computeConv2DInfo(
+      inputShape, filter.shape as [number, number, number, number], attrs.strides as [number, number],
+      pair(attrs.dilations), attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
+    );
+    const { batchSize: N, inHeight: H, inWidth: W, inChannels: Ci, outHeight: oH, outWidth: oW, outChannels: Co } = info;
+    const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
+    const eKH = info.effectiveFilterHeight, eKW = info.effectiveFilterWidth;
+    const pt = eKH - 1 - info.padInfo.top, pl = eKW - 1 - info.padInfo.left;
+    const Hp = H + eKH - 1, Wp = W + eKW - 1;
+    const pb = Hp - pt - ((oH - 1) * sh + 1), pr = Wp - pl - ((oW - 1) * sw + 1);
+
+    const direct = sh === 1 && sw === 1 && pt >= 0 && pl >= 0 && pb >= 0 && pr >= 0;
+    // The conv formulation computes every input position against the whole kernel; the col2im one
+    // only real (output, tap) pairs. Use the conv one where they cost about the same ('same' padding).
+    if (!direct || H * W > 1.3 * oH * oW) return backpropInputCol2im(backend, dy, filter, info);
+
+    // Flipped, in/out-swapped filter: wf[kh,kw,co,ci] = w[KH-1-kh, KW-1-kw, ci, co].
+    const wf = backend.makeOutput([KH, KW, Co, Ci], 'float32');
+    const dyp = direct ? dy : backend.makeOutput([N, Hp, Wp, Co], 'float32');
+    {
+      const w = f32(backend, filter), o = f32(backend, wf);
+      for (let kh = 0; kh < KH; kh++)
+        for (let kw = 0; kw < KW; kw++) {
+          const src = ((KH - 1 - kh) * KW + (KW - 1 - kw)) * Ci * Co;
+          const dst = (kh * KW + kw) * Co * Ci;
+          for (let ci = 0; ci < Ci; ci++) for (let co = 0; co < Co; co++) o[dst + co * Ci + ci] = w[src + ci * Co + co];
+        }
+    }
+    if (!direct) {
+      // Dilate dy by the stride and pad it so that a 'valid' stride-1 conv yields [N,H,W,Ci].
+      const g = f32(backend, dy), p = f32(backend, dyp);
+      p.fill(0);
+      for (let n = 0; n < N; n++)
+        for (let oh = 0; oh < oH; oh++) {
+          const r = pt + oh * sh;
+          if (r < 0 || r >= Hp) continue;
+          for (let ow = 0; ow < oW; ow++) {
+            const c = pl + ow * sw;
+            if (c < 0 || c >= Wp) continue;
+            const src = ((n * oH + oh) * oW + ow) * Co;
+            p.set(g.subarray(src, src + Co), ((n * Hp + r) * Wp + c) * Co);
+          }
+        }
+    }
+    const pad = direct ? [[0, 0], [pt, pb], [pl, pr], [0, 0]] : 'valid';
+    const out = conv2d({
+      inputs: { x: dyp, filter: wf },
+      backend,
+      attrs: { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [dh, dw], dimRoundingMode: undefined },
+    });
+    backend.disposeData(wf.dataId);
+    if (!direct) backend.disposeData(dyp.dataId);
+    return out;
+  }
+
+  type ConvInfo = ReturnType<typeof tf.backend_util.computeConv2DInfo>;
+
+  /** Samples per chunk so that one im2col buffer stays under COLS_LIMIT floats. */
+  const chunkOf = (info: ConvInfo) =>
+    Math.max(1, Math.min(info.batchSize, Math.floor(COLS_LIMIT / (info.outHeight * info.outWidth * info.filterHeight * info.filterWidth * info.inChannels))));
+
+  /** dy rows of samples [n0, n0+nb) as a [nb*oH*oW, Co] matrix (a view when it is all of dy). */
+  function dyRows(backend: WasmBackend, dy: tfType.TensorInfo, info: ConvInfo, n0: number, nb: number) {
+    const rows = info.outHeight * info.outWidth, Co = info.outChannels;
+    if (nb === info.batchSize) return { t: { dataId: dy.dataId, shape: [nb * rows, Co], dtype: dy.dtype } as tfType.TensorInfo, owned: false };
+    const t = backend.makeOutput([nb * rows, Co], 'float32');
+    f32(backend, t).set(f32(backend, dy).subarray(n0 * rows * Co, (n0 + nb) * rows * Co));
+    return { t, owned: true };
+  }
+
+  /** Range [lo, hi) of output columns whose tap kw lands inside the input (iw = ow*sw - left + kw*dw). */
+  function validRange(kOff: number, stride: number, size: number, outSize: number): [number, number] {
+    // iw = ow*stride + kOff must lie in [0, size)
+    const lo = Math.max(0, Math.ceil(-kOff / stride));
+    const hi = Math.min(outSize, Math.floor((size - 1 - kOff) / stride) + 1);
+    return [lo, Math.max(lo, hi)];
+  }
+
+  /**
+   * Input gradient as colsT = W[KH*KW*Ci, Co] . dy^T[Co, P], then a col2im scatter-add into a
+   * channel-major dx^T [Ci, N, H, W] (contiguous runs on both sides) and one transpose to NHWC.
+   */
+  function backpropInputCol2im(backend: WasmBackend, dy: tfType.TensorInfo, filter: tfType.TensorInfo, info: ConvInfo): tfType.TensorInfo {
+    const { batchSize: N, inHeight: H, inWidth: W, inChannels: Ci, outHeight: oH, outWidth: oW, outChannels: Co } = info;
+    const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
+    const top = info.padInfo.top, left = info.padInfo.left;
+    const KK = KH * KW * Ci;
+    const w2d = { dataId: filter.dataId, shape: [KK, Co], dtype: filter.dtype } as tfType.TensorInfo;
+    const dxt = backend.makeOutput([Ci, N, H, W], 'float32');
+    f32(backend, dxt).fill(0);
+    const nbMax = chunkOf(info);
+    for (let n0 = 0; n0 < N; n0 += nbMax) {
+      const nb = Math.min(nbMax, N - n0);
+      const Pc = nb * oH * oW;
+      const rows = dyRows(backend, dy, info, n0, nb);
+      const dyt = transpose({ inputs: { x: rows.t }, backend, attrs: { perm: [1, 0] } });
+      if (rows.owned) backend.disposeData(rows.t.dataId);
+      const cols = matMul({ inputs: { a: w2d, b: dyt }, backend, attrs: { transposeA: false, transposeB: false } });
+      backend.disposeData(dyt.dataId);
+      const c = f32(backend, cols), dx = f32(backend, dxt);
+      for (let kh = 0; kh < KH; kh++)
+        for (let kw = 0; kw < KW; kw++) {
+          const kOff = kw * dw - left;
+          const [lo, hi] = validRange(kOff, sw, W, oW);
+          for (let ci = 0; ci < Ci; ci++) {
+            let idx = ((kh * KW + kw) * Ci + ci) * Pc;
+            for (let n = n0; n < n0 + nb; n++)
+              for (let oh = 0; oh < oH; oh++, idx += oW) {
+                const ih = oh * sh - top + kh * dh;
+                if (ih < 0 || ih >= H) continue;
+                const base = ((ci * N + n) * H + ih) * W + kOff;
+                if (sw === 1) for (let ow = lo; ow < hi; ow++) dx[base + ow] += c[idx + ow];
+                else for (let ow = lo; ow < hi; ow++) dx[base + ow * sw] += c[idx + ow];
+              }
+          }
+        }
+      backend.disposeData(cols.dataId);
+    }
+    const out = transpose({ inputs: { x: dxt }, backend, attrs: { perm: [1, 2, 3, 0] } });
+    backend.disposeData(dxt.dataId);
+    return out;
+  }
+
+  function conv2DBackpropFilter({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
+    const backend = b as WasmBackend;
+    const { x, dy } = inputs;
+    assertNHWC('Conv2DBackpropFilter', attrs.dataFormat);
+    const filterShape = attrs.filterShape as [number, number, number, number];
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number], filterShape, attrs.strides as [number, number],
+      pair(attrs.dilations), attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
+    );
+    const { batchSize: N, inHeight: H, inWidth: W, inChannels: Ci, outHeight: oH, outWidth: oW, outChannels: Co } = info;
+    const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
+    const top = info.padInfo.top, left = info.padInfo.left;
+    const KK = KH * KW * Ci;
+    // Channel-major x^T [Ci, N, H, W], so every im2col row is built from contiguous runs.
+    const xt = Ci === 1 ? x : transpose({ inputs: { x }, backend, attrs: { perm: [3, 0, 1, 2] } });
+    const nbMax = chunkOf(info);
+    let acc: Float32Array | undefined;
+    let result: tfType.TensorInfo | undefined;
+    for (let n0 = 0; n0 < N; n0 += nbMax) {
+      const nb = Math.min(nbMax, N - n0);
+      const P = nb * oH * oW;
+      // im2col^T: [KH*KW*Ci, P], row (kh,kw,ci), column (n,oh,ow); zero where the tap hits padding.
+      const cols = backend.makeOutput([KK, P], 'float32');
+      {
+        const xs = f32(backend, xt), o = f32(backend, cols);
+        let idx = 0;
+        for (let kh = 0; kh < KH; kh++)
+          for (let kw = 0; kw < KW; kw++) {
+            const kOff = kw * dw - left;
+            const [lo, hi] = validRange(kOff, sw, W, oW);
+            for (let ci = 0; ci < Ci; ci++)
+              for (let n = n0; n < n0 + nb; n++)
+                for (let oh = 0; oh < oH; oh++, idx += oW) {
+                  const ih = oh * sh - top + kh * dh;
+                  if (ih < 0 || ih >= H) {
+                    o.fill(0, idx, idx + oW);
+                    continue;
+                  }
+                  const base = ((ci * N + n) * H + ih) * W + kOff;
+                  for (let ow = 0; ow < lo; ow++) o[idx + ow] = 0;
+                  if (sw === 1) for (let ow = lo; ow < hi; ow++) o[idx + ow] = xs[base + ow];
+                  else for (let ow = lo; ow < hi; ow++) o[idx + ow] = xs[base + ow * sw];
+                  for (let ow = hi; ow < oW; ow++) o[idx + ow] = 0;
+                }
+          }
+      }
+      const rows = dyRows(backend, dy, info, n0, nb);
+      const part = matMul({ inputs: { a: cols, b: rows.t }, backend, attrs: { transposeA: false, transposeB: false } });
+      backend.disposeData(cols.dataId);
+      if (rows.owned) backend.disposeData(rows.t.dataId);
+      if (nb === N) {
+        result = part;
+        break;
+      }
+      const pv = f32(backend, part);
+      if (!acc) acc = Float32Array.from(pv);
+      else for (let i = 0; i < acc.length; i++) acc[i] += pv[i];
+      backend.disposeData(part.dataId);
+    }
+    if (xt !== x) backend.disposeData(xt.dataId);
+    if (!result) {
+      result = backend.makeOutput([KK, Co], 'float32');
+      f32(backend, result).set(acc!);
+    }
+    result.shape = filterShape;
+    return result;
+  }
+
+  return { conv2DBackpropInput, conv2DBackpropFilter };
+}

@@ -1,0 +1,96 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { f32, pair, type KernelArgs, type WasmBackend } from './util.js';
+
+/**
+ * Depthwise conv gradients for wasm as direct loops over the wasm heap (channels innermost, so the
+ * inner loops are contiguous). Depthwise convs cost C*K*K per output, so these stay cheap; they
+ * support any channel multiplier, strides, dilations and padding.
+ */
+export function makeDepthwiseKernels(tf: typeof tfType) {
+  function info(xShape: number[], filterShape: number[], attrs: Record<string, unknown>) {
+    return tf.backend_util.computeConv2DInfo(
+      xShape as [number, number, number, number], filterShape as [number, number, number, number],
+      attrs.strides as [number, number], pair(attrs.dilations), attrs.pad as 'same',
+      attrs.dimRoundingMode as 'floor' | undefined, true, 'channelsLast',
+    );
+  }
+
+  function depthwiseConv2dNativeBackpropInput({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
+    const backend = b as WasmBackend;
+    const { dy, filter } = inputs;
+    const ci = info(attrs.inputShape as number[], filter.shape, attrs);
+    const { batchSize: N, inHeight: H, inWidth: W, inChannels: C, outHeight: oH, outWidth: oW, outChannels: CM } = ci;
+    const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = ci;
+    const M = CM / C;
+    const top = ci.padInfo.top, left = ci.padInfo.left;
+    const out = backend.makeOutput([N, H, W, C], 'float32');
+    const dx = f32(backend, out), g = f32(backend, dy), w = f32(backend, filter);
+    dx.fill(0);
+    for (let n = 0; n < N; n++)
+      for (let oh = 0; oh < oH; oh++)
+        for (let kh = 0; kh < KH; kh++) {
+          const ih = oh * sh - top + kh * dh;
+          if (ih < 0 || ih >= H) continue;
+          for (let ow = 0; ow < oW; ow++) {
+            const gBase = ((n * oH + oh) * oW + ow) * CM;
+            for (let kw = 0; kw < KW; kw++) {
+              const iw = ow * sw - left + kw * dw;
+              if (iw < 0 || iw >= W) continue;
+              const xBase = ((n * H + ih) * W + iw) * C;
+              const wBase = (kh * KW + kw) * CM;
+              if (M === 1) {
+                for (let c = 0; c < C; c++) dx[xBase + c] += g[gBase + c] * w[wBase + c];
+              } else {
+                for (let c = 0; c < C; c++) {
+                  let s = 0;
+                  for (let m = 0; m < M; m++) s += g[gBase + c * M + m] * w[wBase + c * M + m];
+                  dx[xBase + c] += s;
+                }
+              }
+            }
+          }
+        }
+    return out;
+  }
+
+  function depthwiseConv2dNativeBackpropFilter({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
+    const backend = b as WasmBackend;
+    const { x, dy } = inputs;
+    const filterShape = attrs.filterShape as number[];
+    const ci = info(x.shape, filterShape, attrs);
+    const { batchSize: N, inHeight: H, inWidth: W, inChannels: C, outHeight: oH, outWidth: oW, outChannels: CM } = ci;
+    const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = ci;
+    const M = CM / C;
+    const top = ci.padInfo.top, left = ci.padInfo.left;
+    const acc = new Float64Array(KH * KW * CM);
+    const xs = f32(backend, x), g = f32(backend, dy);
+    for (let n = 0; n < N; n++)
+      for (let oh = 0; oh < oH; oh++)
+        for (let kh = 0; kh < KH; kh++) {
+          const ih = oh * sh - top + kh * dh;
+          if (ih < 0 || ih >= H) continue;
+          for (let ow = 0; ow < oW; ow++) {
+            const gBase = ((n * oH + oh) * oW + ow) * CM;
+            for (let kw = 0; kw < KW; kw++) {
+              const iw = ow * sw - left + kw * dw;
+              if (iw < 0 || iw >= W) continue;
+              const xBase = ((n * H + ih) * W + iw) * C;
+              const wBase = (kh * KW + kw) * CM;
+              if (M === 1) {
+                for (let c = 0; c < C; c++) acc[wBase + c] += xs[xBase + c] * g[gBase + c];
+              } else {
+                for (let c = 0; c < C; c++) {
+                  const xv = xs[xBase + c];
+                  for (let m = 0; m < M; m++) acc[wBase + c * M + m] += xv * g[gBase + c * M + m];
+                }
+              }
+            }
+          }
+        }
+    const out = backend.makeOutput(filterShape, 'float32');
+    f32(backend, out).set(acc);
+    return out;
+  }
+
+  return { depthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropFilter };
+}

@@ -1,0 +1,335 @@
+import type * as tfType from '@tensorflow/tfjs';
+import type { Dataset } from '../data/dataset.js';
+import { sampleSize } from '../data/dataset.js';
+import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
+
+/**
+ * compress's one training loop: every stage that trains (baseline training, retraining, gradual
+ * pruning, quantization-aware fine-tuning, distillation) calls trainModel. It is written with
+ * tf.variableGrads + optimizer.applyGradients (not model.fit) so that hooks can see and change
+ * gradients and weights at every step.
+ */
+
+export interface OptimizerSpec {
+  name: 'sgd' | 'adam' | 'adamw';
+  learningRate: number;
+  /** sgd: momentum (0 = plain SGD). */
+  momentum?: number;
+  /** sgd with momentum: Nesterov momentum. */
+  nesterov?: boolean;
+  /** sgd/adam: L2 penalty added to kernel gradients; adamw: decoupled decay of kernels (w -= lr*wd*w). */
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+}
+
+/** Learning rate as a function of the (0-based) epoch. */
+export type LrSchedule =
+  | { kind: 'constant' }
+  | { kind: 'step'; stepSize: number /* epochs */; gamma: number }
+  | { kind: 'cosine'; minLearningRate?: number };
+
+export interface EarlyStopping {
+  patience: number;
+  minDelta?: number;
+  /** Default val_loss; without validation data the training loss (or accuracy) is monitored. */
+  monitor?: 'val_loss' | 'val_accuracy';
+  restoreBest?: boolean;
+}
+
+export interface TrainHooks {
+  /** Called before step `step` (0-based count of optimizer steps taken so far). */
+  beforeStep?(step: number): void;
+  /**
+   * Called inside the step's tf.tidy with the gradients keyed by variable name (the names of
+   * model.trainableWeights); returns the gradients to apply. Tensors it creates are disposed by the loop.
+   */
+  transformGradients?(grads: Record<string, tfType.Tensor>, step: number): Record<string, tfType.Tensor>;
+  /** Called after step `step` was applied (inside a tf.tidy), e.g. to re-apply pruning masks. */
+  afterStep?(step: number): void;
+  /** Extra loss term computed inside the gradient tape (e.g. an L1 penalty). */
+  extraLoss?(): tfType.Scalar;
+  /**
+   * Knowledge distillation. Both models output softmax probabilities; logits are their logs.
+   * loss = alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(labels, s).
+   */
+  teacher?: { model: tfType.LayersModel; temperature: number; alpha: number };
+}
+
+export interface TrainProgress {
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  step: number;
+  loss: number;
+  accuracy?: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  phase: 'batch' | 'epoch';
+}
+
+export interface TrainOptions {
+  epochs?: number;
+  /** Stop after this many optimizer steps in total (with epochs, whichever comes first). */
+  steps?: number;
+  batchSize: number;
+  seed: number;
+  optimizer: OptimizerSpec;
+  lrSchedule?: LrSchedule;
+  validation?: Dataset;
+  earlyStopping?: EarlyStopping;
+  hooks?: TrainHooks;
+  onProgress?: (p: TrainProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  /** Mean training loss over the epoch's batches (weighted by batch size). */
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  lr: number;
+}
+
+export interface TrainResult {
+  history: EpochRecord[];
+  steps: number;
+  stoppedEarly: boolean;
+  /** Epoch (0-based) with the best monitored value, when early stopping was configured. */
+  bestEpoch?: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  /** Top-5 accuracy, when there are more than 5 classes. */
+  top5?: number;
+  predictions: Int32Array;
+}
+
+const EPS = 1e-7;
+
+/** The learning rate of epoch `epoch` (0-based) out of `totalEpochs` under `schedule`. */
+export function learningRateAt(schedule: LrSchedule | undefined, baseLr: number, epoch: number, totalEpochs: number): number {
+  if (!schedule || schedule.kind === 'constant') return baseLr;
+  if (schedule.kind === 'step') return baseLr * Math.pow(schedule.gamma, Math.floor(epoch / Math.max(1, schedule.stepSize)));
+  const min = schedule.minLearningRate ?? 0;
+  if (totalEpochs <= 1) return baseLr;
+  // Cosine annealing from baseLr at epoch 0 to min at the last epoch.
+  return min + ((baseLr - min) * (1 + Math.cos((Math.PI * epoch) / (totalEpochs - 1)))) / 2;
+}
+
+function makeOptimizer(tf: typeof tfType, o: OptimizerSpec): tfType.Optimizer {
+  switch (o.name) {
+    case 'sgd':
+      return o.momentum ? tf.train.momentum(o.learningRate, o.momentum, o.nesterov ?? false) : tf.train.sgd(o.learningRate);
+    case 'adam':
+    case 'adamw':
+      return tf.train.adam(o.learningRate, o.beta1 ?? 0.9, o.beta2 ?? 0.999);
+    default:
+      throw new Error(`unknown optimizer ${(o as { name: string }).name}`);
+  }
+}
+
+function setLearningRate(opt: tfType.Optimizer, lr: number): void {
+  const o = opt as unknown as { setLearningRate?: (lr: number) => void; learningRate: number };
+  if (o.learningRate === lr) return;
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else o.learningRate = lr;
+}
+
+/** Sparse categorical cross-entropy of softmax probabilities, mean over the batch. */
+function crossEntropy(tf: typeof tfType, probs: tfType.Tensor, oneHot: tfType.Tensor): tfType.Scalar {
+  const logp = tf.log(tf.clipByValue(probs, EPS, 1));
+  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, logp), -1)));
+}
+
+/** KL(softmax(t/T) || softmax(s/T)) from softmax probabilities t and s, mean over the batch. */
+function distillationKl(tf: typeof tfType, student: tfType.Tensor, teacher: tfType.Tensor, T: number): tfType.Scalar {
+  const sl = tf.div(tf.log(tf.clipByValue(student, EPS, 1)), T);
+  const tl = tf.div(tf.log(tf.clipByValue(teacher, EPS, 1)), T);
+  const pt = tf.softmax(tl);
+  const kl = tf.sum(tf.mul(pt, tf.sub(tf.logSoftmax(tl), tf.logSoftmax(sl))), -1);
+  return tf.mean(kl);
+}
+
+interface Batcher {
+  x: (idx: ArrayLike<number>) => tfType.Tensor;
+  labels: (idx: ArrayLike<number>) => Int32Array;
+}
+
+function batcher(tf: typeof tfType, d: Dataset): Batcher {
+  const s = sampleSize(d);
+  return {
+    x: (idx) => {
+      const buf = new Float32Array(idx.length * s);
+      for (let i = 0; i < idx.length; i++) buf.set(d.x.subarray(idx[i] * s, (idx[i] + 1) * s), i * s);
+      return tf.tensor(buf, [idx.length, ...d.sampleShape]);
+    },
+    labels: (idx) => {
+      const y = new Int32Array(idx.length);
+      for (let i = 0; i < idx.length; i++) y[i] = d.y[idx[i]];
+      return y;
+    },
+  };
+}
+
+interface DropoutLike {
+  seed?: number;
+  getClassName(): string;
+  name: string;
+}
+
+/** Evaluates `model` on `data`: sparse categorical cross-entropy of its softmax outputs, accuracy, top-5. */
+export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, batchSize = 256): EvalResult {
+  const predictions = new Int32Array(data.n);
+  const b = batcher(tf, data);
+  let lossSum = 0, correct = 0, top5 = 0;
+  const withTop5 = data.numClasses > 5;
+  for (let start = 0; start < data.n; start += batchSize) {
+    const idx = Array.from({ length: Math.min(batchSize, data.n - start) }, (_, i) => start + i);
+    const labels = b.labels(idx);
+    const [loss, pred, in5] = tf.tidy(() => {
+      const probs = model.apply(b.x(idx), { training: false }) as tfType.Tensor;
+      const y = tf.tensor1d(labels, 'int32');
+      const onehot = tf.oneHot(y, data.numClasses);
+      const l = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1)))));
+      const p = tf.argMax(probs, -1);
+      // In the top 5 when the label's probability is at least the 5th largest one.
+      const t5 = withTop5
+        ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
+        : tf.scalar(0, 'int32');
+      return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0]] as const;
+    });
+    lossSum += loss;
+    top5 += in5;
+    for (let i = 0; i < idx.length; i++) {
+      predictions[start + i] = pred[i];
+      if (pred[i] === labels[i]) correct++;
+    }
+  }
+  const n = Math.max(1, data.n);
+  return { loss: lossSum / n, accuracy: correct / n, ...(withTop5 ? { top5: top5 / n } : {}), predictions };
+}
+
+/** Trains `model` in place on `train`. See TrainOptions for the knobs and TrainHooks for the extension points. */
+export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, train: Dataset, opts: TrainOptions): Promise<TrainResult> {
+  if (!(opts.batchSize >= 1)) throw new Error(`batchSize must be >= 1, got ${opts.batchSize}`);
+  if (train.n === 0) throw new Error('cannot train on an empty dataset');
+  const hooks = opts.hooks ?? {};
+  const batchSize = Math.min(opts.batchSize, train.n);
+  const batches = Math.ceil(train.n / batchSize);
+  const maxSteps = opts.steps ?? Infinity;
+  const epochs = opts.epochs ?? (opts.steps ? Math.ceil(opts.steps / batches) : 1);
+  const baseLr = opts.optimizer.learningRate;
+  const wd = opts.optimizer.weightDecay ?? 0;
+  const decoupled = opts.optimizer.name === 'adamw';
+
+  const layerVars = model.trainableWeights;
+  const vars = layerVars.map((w) => w.read() as tfType.Variable);
+  const isKernel = new Set(layerVars.filter((w) => /kernel$/.test(w.originalName ?? w.name)).map((w) => (w.read() as tfType.Variable).name));
+  const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as DropoutLike[];
+  const dropoutSeeds = dropouts.map((l) => l.seed);
+  const teacher = hooks.teacher;
+
+  const optimizer = makeOptimizer(tf, opts.optimizer);
+  const b = batcher(tf, train);
+  const history: EpochRecord[] = [];
+  let step = 0;
+  let stoppedEarly = false;
+  const es = opts.earlyStopping;
+  const monitorAcc = es?.monitor === 'val_accuracy';
+  let best = monitorAcc ? -Infinity : Infinity;
+  let bestEpoch: number | undefined;
+  let wait = 0;
+  let bestWeights: Float32Array[] | undefined;
+
+  try {
+    for (let epoch = 0; epoch < epochs && step < maxSteps; epoch++) {
+      const lr = learningRateAt(opts.lrSchedule, baseLr, epoch, epochs);
+      setLearningRate(optimizer, lr);
+      const order = shuffledIndices(train.n, createRng(deriveSeed(opts.seed, 'epoch' + epoch)));
+      let lossSum = 0, correctSum = 0, seen = 0;
+      for (let bi = 0; bi < batches && step < maxSteps; bi++) {
+        opts.signal?.throwIfAborted();
+        const idx = order.subarray(bi * batchSize, Math.min(train.n, (bi + 1) * batchSize));
+        const labels = b.labels(idx);
+        dropouts.forEach((l, i) => (l.seed = deriveSeed(opts.seed, `dropout:${i}:${step}`)));
+        hooks.beforeStep?.(step);
+        const [lossT, correctT] = tf.tidy(() => {
+          const xb = b.x(idx);
+          const yb = tf.oneHot(tf.tensor1d(labels, 'int32'), train.numClasses);
+          const yi = tf.tensor1d(labels, 'int32');
+          const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
+          let correct: tfType.Tensor | undefined;
+          const f = (): tfType.Scalar => {
+            const probs = model.apply(xb, { training: true }) as tfType.Tensor;
+            correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
+            let loss = crossEntropy(tf, probs, yb);
+            if (teacher && tProbs) {
+              const T = teacher.temperature;
+              const kd = tf.mul(distillationKl(tf, probs, tProbs, T), teacher.alpha * T * T);
+              loss = tf.add(kd, tf.mul(loss, 1 - teacher.alpha));
+            }
+            if (hooks.extraLoss) loss = tf.add(loss, hooks.extraLoss());
+            return loss;
+          };
+          const { value, grads } = tf.variableGrads(f, vars);
+          let g: Record<string, tfType.Tensor> = grads;
+          if (wd > 0 && !decoupled) {
+            g = { ...g };
+            for (const v of vars) if (isKernel.has(v.name) && g[v.name]) g[v.name] = tf.add(g[v.name], tf.mul(v, wd));
+          }
+          if (hooks.transformGradients) g = hooks.transformGradients(g, step);
+          if (wd > 0 && decoupled) for (const v of vars) if (isKernel.has(v.name)) v.assign(tf.mul(v, 1 - lr * wd));
+          optimizer.applyGradients(g as tfType.NamedTensorMap);
+          return [value, correct!];
+        });
+        const loss = lossT.dataSync()[0];
+        const correct = correctT.dataSync()[0];
+        tf.dispose([lossT, correctT]);
+        if (hooks.afterStep) tf.tidy(() => hooks.afterStep!(step));
+        step++;
+        lossSum += loss * idx.length;
+        correctSum += correct;
+        seen += idx.length;
+        opts.onProgress?.({ epoch, epochs, batch: bi + 1, batches, step, loss, accuracy: correct / idx.length, phase: 'batch' });
+        if ((bi & 7) === 7) await new Promise((r) => setImmediate(r));
+      }
+      const rec: EpochRecord = { epoch, loss: lossSum / Math.max(1, seen), accuracy: correctSum / Math.max(1, seen), lr };
+      if (opts.validation && opts.validation.n > 0) {
+        const ev = evaluateModel(tf, model, opts.validation);
+        rec.valLoss = ev.loss;
+        rec.valAccuracy = ev.accuracy;
+      }
+      history.push(rec);
+      opts.onProgress?.({ epoch, epochs, batch: batches, batches, step, loss: rec.loss, accuracy: rec.accuracy, valLoss: rec.valLoss, valAccuracy: rec.valAccuracy, phase: 'epoch' });
+      await new Promise((r) => setImmediate(r));
+      if (es) {
+        const value = monitorAcc ? (rec.valAccuracy ?? rec.accuracy) : (rec.valLoss ?? rec.loss);
+        const minDelta = es.minDelta ?? 0;
+        const improved = monitorAcc ? value > best + minDelta : value < best - minDelta;
+        if (improved) {
+          best = value;
+          bestEpoch = epoch;
+          wait = 0;
+          if (es.restoreBest) bestWeights = vars.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+        } else if (++wait >= es.patience) {
+          stoppedEarly = epoch < epochs - 1 && step < maxSteps;
+          break;
+        }
+      }
+    }
+    if (es?.restoreBest && bestWeights && bestEpoch !== history.length - 1) {
+      const w = bestWeights;
+      tf.tidy(() => vars.forEach((v, i) => v.assign(tf.tensor(w[i], v.shape, v.dtype))));
+    }
+  } finally {
+    optimizer.dispose();
+    dropouts.forEach((l, i) => (l.seed = dropoutSeeds[i]));
+  }
+  return { history, steps: step, stoppedEarly, ...(bestEpoch !== undefined ? { bestEpoch } : {}) };
+}

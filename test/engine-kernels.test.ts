@@ -1,0 +1,214 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as tfType from '@tensorflow/tfjs';
+import { initEngine } from '../src/engine/backend.js';
+import { WASM_KERNEL_NAMES } from '../src/engine/kernels/index.js';
+import { createRng } from '../src/util/rng.js';
+
+let tf: typeof tfType;
+before(async () => {
+  ({ tf } = await initEngine('wasm'));
+});
+
+const TOL = 1e-4;
+
+/** max|a-b| / max|b| (norm-relative error), so tiny entries do not dominate. */
+function relErr(a: Float32Array | number[], b: Float32Array | number[]): number {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(m, 1e-6);
+}
+
+function randn(rng: () => number, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng() * 2 - 1;
+  return a;
+}
+
+const int = (rng: () => number, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** Runs fn on a backend and returns the values of its outputs as plain arrays. */
+async function on(backend: string, fn: () => tfType.Tensor[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const outs = tf.tidy(fn);
+  const vals = outs.map((t) => t.dataSync() as Float32Array);
+  tf.dispose(outs);
+  await tf.setBackend('wasm');
+  return vals;
+}
+
+/** Spreads a filter [KH,KW,...] over a dilated grid: conv with it at dilation 1 == conv with w at dilation d. */
+function dilateFilter(w: Float32Array, shape: number[], dh: number, dw: number): { w: Float32Array; shape: number[] } {
+  const [KH, KW, ...rest] = shape;
+  const inner = size(rest);
+  const EH = (KH - 1) * dh + 1, EW = (KW - 1) * dw + 1;
+  const out = new Float32Array(EH * EW * inner);
+  for (let kh = 0; kh < KH; kh++)
+    for (let kw = 0; kw < KW; kw++) out.set(w.subarray((kh * KW + kw) * inner, (kh * KW + kw + 1) * inner), (kh * dh * EW + kw * dw) * inner);
+  return { w: out, shape: [EH, EW, ...rest] };
+}
+function undilateGrad(g: Float32Array, shape: number[], dh: number, dw: number): Float32Array {
+  const [KH, KW, ...rest] = shape;
+  const inner = size(rest);
+  const EW = (KW - 1) * dw + 1;
+  const out = new Float32Array(KH * KW * inner);
+  for (let kh = 0; kh < KH; kh++)
+    for (let kw = 0; kw < KW; kw++) out.set(g.subarray((kh * dh * EW + kw * dw) * inner, (kh * dh * EW + kw * dw + 1) * inner), (kh * KW + kw) * inner);
+  return out;
+}
+
+interface ConvCase {
+  xShape: [number, number, number, number];
+  wShape: [number, number, number, number];
+  stride: [number, number];
+  dilation: [number, number];
+  pad: 'same' | 'valid';
+}
+
+function convCases(seed: number, count: number, depthwise: boolean): ConvCase[] {
+  const rng = createRng(seed);
+  const cases: ConvCase[] = [];
+  while (cases.length < count) {
+    const K: [number, number] = [int(rng, 1, 4), int(rng, 1, 4)];
+    const dil = rng() < 0.35;
+    const stride: [number, number] = dil ? [1, 1] : [int(rng, 1, 3), int(rng, 1, 3)];
+    const dilation: [number, number] = dil ? [int(rng, 1, 3), int(rng, 2, 3)] : [1, 1];
+    const pad = rng() < 0.5 ? 'same' : 'valid';
+    const H = int(rng, 4, 11), W = int(rng, 4, 11);
+    const eKH = (K[0] - 1) * dilation[0] + 1, eKW = (K[1] - 1) * dilation[1] + 1;
+    if (pad === 'valid' && (eKH > H || eKW > W)) continue;
+    const Ci = int(rng, 1, 5);
+    const last = depthwise ? int(rng, 1, 3) : int(rng, 1, 6);
+    cases.push({ xShape: [int(rng, 1, 3), H, W, Ci], wShape: [K[0], K[1], Ci, last], stride, dilation, pad });
+  }
+  return cases;
+}
+
+test('all compress wasm kernels are registered for wasm', () => {
+  for (const name of WASM_KERNEL_NAMES) assert.ok(tf.getKernel(name, 'wasm'), name);
+});
+
+for (const depthwise of [false, true]) {
+  const label = depthwise ? 'DepthwiseConv2dNativeBackpropInput/Filter' : 'Conv2DBackpropInput/Filter';
+  test(`${label}: wasm gradients equal cpu over random shapes, strides, paddings, dilations`, async () => {
+    const cases = convCases(depthwise ? 202 : 101, 40, depthwise);
+    let worst = 0;
+    for (const [i, c] of cases.entries()) {
+      const rng = createRng(1000 + i);
+      const xv = randn(rng, size(c.xShape)), wv = randn(rng, size(c.wShape));
+      const conv = (x: tfType.Tensor4D, w: tfType.Tensor4D, d: [number, number]) =>
+        depthwise ? tf.depthwiseConv2d(x, w, c.stride, c.pad, 'NHWC', d) : tf.conv2d(x, w, c.stride, c.pad, 'NHWC', d);
+      const yShape = tf.tidy(() => conv(tf.zeros(c.xShape), tf.zeros(c.wShape), c.dilation).shape);
+      const dyv = randn(rng, size(yShape));
+      const grads = (wv2: Float32Array, ws: number[], d: [number, number]) => () => {
+        const x = tf.tensor4d(xv, c.xShape), w = tf.tensor4d(wv2, ws as [number, number, number, number]);
+        const dy = tf.tensor4d(dyv, yShape as [number, number, number, number]);
+        const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => conv(a as tfType.Tensor4D, b as tfType.Tensor4D, d).mul(dy).sum());
+        return g([x, w]);
+      };
+      const [gx, gw] = await on('wasm', grads(wv, c.wShape, c.dilation));
+      // Reference on cpu: dilation is emulated with a zero-spread filter at dilation 1, which tfjs's cpu gradients support.
+      const dil = c.dilation[0] > 1 || c.dilation[1] > 1;
+      const e = dil ? dilateFilter(wv, c.wShape, c.dilation[0], c.dilation[1]) : { w: wv, shape: c.wShape };
+      const [rx, rwFull] = await on('cpu', grads(e.w, e.shape, [1, 1]));
+      const rw = dil ? undilateGrad(rwFull, c.wShape, c.dilation[0], c.dilation[1]) : rwFull;
+      const ex = relErr(gx, rx), ew = relErr(gw, rw);
+      worst = Math.max(worst, ex, ew);
+      assert.ok(ex <= TOL && ew <= TOL, `case ${i} ${JSON.stringify(c)}: dx err ${ex}, dw err ${ew}`);
+    }
+    assert.ok(worst <= TOL);
+  });
+}
+
+test('MaxPoolGrad and AvgPoolGrad: wasm equals cpu over random shapes, strides, paddings', async () => {
+  const rng = createRng(303);
+  for (let i = 0; i < 40; i++) {
+    const f: [number, number] = [int(rng, 1, 3), int(rng, 1, 3)];
+    const s: [number, number] = [int(rng, 1, 3), int(rng, 1, 3)];
+    const pad = rng() < 0.5 ? 'same' : 'valid';
+    const shape: [number, number, number, number] = [int(rng, 1, 3), int(rng, 3, 10), int(rng, 3, 10), int(rng, 1, 5)];
+    const xv = randn(rng, size(shape));
+    for (const kind of ['max', 'avg'] as const) {
+      const pool = (x: tfType.Tensor4D) => (kind === 'max' ? tf.maxPool(x, f, s, pad) : tf.avgPool(x, f, s, pad));
+      const yShape = tf.tidy(() => pool(tf.zeros(shape)).shape);
+      const dyv = randn(createRng(i), size(yShape));
+      const fn = () => {
+        const dy = tf.tensor(dyv, yShape);
+        return [tf.grad((x: tfType.Tensor) => pool(x as tfType.Tensor4D).mul(dy).sum())(tf.tensor4d(xv, shape))];
+      };
+      const [a] = await on('wasm', fn);
+      const [b] = await on('cpu', fn);
+      const e = relErr(a, b);
+      assert.ok(e <= TOL, `${kind} case ${i} ${JSON.stringify({ f, s, pad, shape })}: err ${e}`);
+    }
+  }
+});
+
+test('UnsortedSegmentSum (and the gather gradient): wasm equals cpu', async () => {
+  const rng = createRng(404);
+  for (let i = 0; i < 20; i++) {
+    const n = int(rng, 1, 12), inner = [int(rng, 1, 4), int(rng, 1, 3)];
+    const segs = int(rng, 1, 6);
+    const xv = randn(rng, n * size(inner));
+    const ids = Int32Array.from({ length: n }, () => int(rng, 0, segs - 1));
+    const table = randn(rng, segs * size(inner));
+    const fn = () => {
+      const x = tf.tensor(xv, [n, ...inner]);
+      const s = tf.unsortedSegmentSum(x, tf.tensor1d(ids, 'int32'), segs);
+      const g = tf.grad((t: tfType.Tensor) => tf.gather(t, tf.tensor1d(ids, 'int32')).mul(x).sum())(tf.tensor(table, [segs, ...inner]));
+      return [s, g];
+    };
+    const [a1, a2] = await on('wasm', fn);
+    const [b1, b2] = await on('cpu', fn);
+    assert.ok(relErr(a1, b1) <= TOL && relErr(a2, b2) <= TOL, `case ${i}`);
+  }
+});
+
+test('every layer type trains on wasm: variable gradients equal cpu', async () => {
+  const L = tf.layers;
+  const input = tf.input({ shape: [12, 12, 2] });
+  let x = L.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tfType.SymbolicTensor;
+  x = L.batchNormalization().apply(x) as tfType.SymbolicTensor;
+  x = L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', activation: 'tanh', depthwiseInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(x) as tfType.SymbolicTensor;
+  x = L.separableConv2d({ filters: 6, kernelSize: 3, padding: 'valid', activation: 'sigmoid', depthwiseInitializer: tf.initializers.glorotUniform({ seed: 3 }), pointwiseInitializer: tf.initializers.glorotUniform({ seed: 4 }) }).apply(x) as tfType.SymbolicTensor;
+  const a = L.maxPooling2d({ poolSize: 2, strides: 1, padding: 'same' }).apply(x) as tfType.SymbolicTensor;
+  const b = L.averagePooling2d({ poolSize: 2, strides: 1, padding: 'same' }).apply(x) as tfType.SymbolicTensor;
+  x = L.add().apply([a, b]) as tfType.SymbolicTensor;
+  x = L.conv2d({ filters: 3, kernelSize: 2, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) }).apply(x) as tfType.SymbolicTensor;
+  x = L.flatten().apply(x) as tfType.SymbolicTensor;
+  x = L.dropout({ rate: 0.3, seed: 7 }).apply(x) as tfType.SymbolicTensor;
+  x = L.dense({ units: 5, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 6 }) }).apply(x) as tfType.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: x });
+  const rng = createRng(505);
+  const xv = randn(rng, 4 * 12 * 12 * 2);
+  const labels = Int32Array.from({ length: 4 }, (_, i) => i % 5);
+  const lossOf = (training: boolean) => () => {
+    const y = model.apply(tf.tensor4d(xv, [4, 12, 12, 2]), { training }) as tfType.Tensor;
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, 'int32'), 5), y.log()) as tfType.Scalar;
+  };
+  // Training mode (dropout active, batch statistics) must run on wasm without a missing kernel.
+  await tf.setBackend('wasm');
+  tf.tidy(() => {
+    const { grads } = tf.variableGrads(lossOf(true));
+    for (const g of Object.values(grads)) assert.ok(Number.isFinite(g.sum().dataSync()[0]));
+  });
+  // Inference mode is deterministic: compare every variable gradient with cpu (moving stats are not trainable).
+  const names = model.trainableWeights.map((w) => w.originalName);
+  const fn = () => {
+    const { grads } = tf.variableGrads(lossOf(false));
+    return model.trainableWeights.map((w) => grads[(w as unknown as { val: tfType.Variable }).val.name]);
+  };
+  const ga = await on('wasm', fn);
+  const gb = await on('cpu', fn);
+  assert.equal(ga.length, names.length);
+  for (let i = 0; i < ga.length; i++) {
+    const e = relErr(ga[i], gb[i]);
+    assert.ok(e <= TOL, `${names[i]}: err ${e}`);
+  }
+  model.dispose();
+});

@@ -1,0 +1,262 @@
+import onnxProto from 'onnx-proto';
+import type { ModelMeta } from '../../model/meta.js';
+import { ExportError } from '../errors.js';
+import { samePads, type IrGraph, type IrOp } from '../graph.js';
+import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
+
+const { onnx } = onnxProto;
+type INode = onnxProto.onnx.INodeProto;
+type ITensor = onnxProto.onnx.ITensorProto;
+type IAttr = onnxProto.onnx.IAttributeProto;
+
+export type OnnxPrecision = 'float32' | 'int8';
+export const ONNX_IR_VERSION = 8;
+export const ONNX_OPSET = 13;
+
+/**
+ * Weights use the reduced grid [-63, 63] ("reduce_range"): onnxruntime's fused U8S8 kernels on
+ * AVX2 CPUs without VNNI add pairs of u8*s8 products in int16 (VPMADDUBSW), which saturates for
+ * 255 * 127 * 2 (measured: 4e-2 output error on an MLP). 255 * 63 * 2 fits, and fused == unfused.
+ * Activations keep the full uint8 grid (7-bit activations cost more agreement than 7-bit weights).
+ */
+export const ONNX_WEIGHT_QMAX = 63;
+export const ONNX_ACT_QMAX = 255;
+const ACT_QMAX = ONNX_ACT_QMAX;
+
+const DT = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
+const AT = onnx.AttributeProto.AttributeType;
+
+function raw(a: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+}
+
+class GraphBuilder {
+  nodes: INode[] = [];
+  inits: ITensor[] = [];
+  private used = new Set<string>();
+
+  unique(base: string): string {
+    let n = base;
+    for (let i = 1; this.used.has(n); i++) n = `${base}_${i}`;
+    this.used.add(n);
+    return n;
+  }
+  init(name: string, dataType: number, dims: number[], data: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): string {
+    const n = this.unique(name);
+    this.inits.push({ name: n, dataType, dims, rawData: raw(data) });
+    return n;
+  }
+  node(opType: string, inputs: string[], outName: string, attrs: IAttr[] = []): string {
+    const out = this.unique(outName);
+    this.nodes.push({ opType, input: inputs, output: [out], name: this.unique(`${out}/${opType}`), attribute: attrs });
+    return out;
+  }
+}
+
+const ints = (name: string, v: number[]): IAttr => ({ name, type: AT.INTS, ints: v });
+const int = (name: string, v: number): IAttr => ({ name, type: AT.INT, i: v });
+
+/**
+ * Writes the IR as an ONNX model (IR 8, opset 13). The graph input stays NHWC float (callers pass
+ * the same data as to the Keras model); a Transpose moves it to NCHW for the convolutions.
+ * int8 is QDQ: uint8 activations (asymmetric per tensor), int8 symmetric per-axis weights, int32
+ * biases without zero point. A ReLU/ReLU6 after a quantized op is expressed by the uint8 output
+ * range starting at 0 (zero point 0), so DQ -> Conv/Gemm -> Q groups fuse into QLinearConv/QGemm.
+ */
+export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision, ranges?: Range[]): { bytes: Uint8Array; notes: string[] } {
+  const g = new GraphBuilder();
+  const notes: string[] = [];
+  const int8 = precision === 'int8';
+  if (int8 && !ranges) throw new ExportError('onnx', undefined, 'int8 export needs activation ranges');
+  const name = new Map<number, string>(); // IR tensor -> value name (int8: the uint8 value)
+  const params: Array<QParams | undefined> = [];
+  const nchw = (id: number) => ir.tensors[id].shape.length === 3;
+  const own = (id: number): QParams => activationParams(ranges![id].min, ranges![id].max, 0, ACT_QMAX);
+  const qparamInits = (base: string, p: QParams): [string, string] => [
+    g.init(`${base}/scale`, DT.FLOAT, [], Float32Array.of(p.scale)),
+    g.init(`${base}/zero_point`, DT.UINT8, [], Uint8Array.of(p.zeroPoint)),
+  ];
+  /** A float view of IR tensor `id` for one consumer. */
+  const floatIn = (id: number): string => {
+    if (!int8) return name.get(id) as string;
+    const [s, z] = qparamInits(ir.tensors[id].layer, params[id]!);
+    return g.node('DequantizeLinear', [name.get(id) as string, s, z], `${ir.tensors[id].layer}/dq`);
+  };
+  /** Publishes the float value `v` as IR tensor `id` (int8: quantized with `p`). */
+  const publish = (id: number, v: string, p?: QParams) => {
+    if (!int8) {
+      name.set(id, v);
+      return;
+    }
+    const q = p ?? own(id);
+    params[id] = q;
+    const [s, z] = qparamInits(ir.tensors[id].layer, q);
+    name.set(id, g.node('QuantizeLinear', [v, s, z], `${ir.tensors[id].layer}/q`));
+  };
+  /** Applies a layout-only node chain in int8 as its own QDQ group (params unchanged). */
+  const layoutStep = (id: number, opType: string, extra: string[], attrs: IAttr[], label: string): void => {
+    const v = g.node(opType, [floatIn(id), ...extra], label, attrs);
+    if (int8) {
+      const [s, z] = qparamInits(label, params[id]!);
+      name.set(id, g.node('QuantizeLinear', [v, s, z], `${label}/q`));
+    } else name.set(id, v);
+  };
+
+  // Input: NHWC float; images go to NCHW before anything else.
+  const inShape = ir.tensors[ir.input].shape;
+  let x0 = 'input';
+  if (nchw(ir.input)) x0 = g.node('Transpose', ['input'], 'input_nchw', [ints('perm', [0, 3, 1, 2])]);
+  publish(ir.input, x0, int8 ? own(ir.input) : undefined);
+
+  const weightAndBias = (op: Extract<IrOp, { kind: 'conv2d' | 'depthwise' | 'dense' }>, layout: number[], reorder: <T extends Float32Array | Int8Array>(a: T) => T): [string, string] => {
+    if (!int8) {
+      return [g.init(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
+    }
+    // Depthwise convs run in MLAS's int32 depthwise kernel (no pairwise int16 sums): full grid there.
+    const qw = quantizeWeights(op, meta, true, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
+    if (qw.fromMeta) notes.push(`${op.layer}: reused compress's int8 weight scales`);
+    const n = qw.scales.length;
+    const wq = g.init(`${op.layer}/kernel_q`, DT.INT8, layout, reorder(qw.q));
+    const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, [n], qw.scales);
+    const wz = g.init(`${op.layer}/kernel_zero_point`, DT.INT8, [n], new Int8Array(n));
+    const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, [int('axis', 0)]);
+    const qb = quantizeBias(op.bias, params[op.inputs[0]]!.scale, qw.scales);
+    const bq = g.init(`${op.layer}/bias_q`, DT.INT32, [n], qb.q);
+    const bs = g.init(`${op.layer}/bias_scale`, DT.FLOAT, [n], qb.scales);
+    const b = g.node('DequantizeLinear', [bq, bs], `${op.layer}/bias`, [int('axis', 0)]);
+    return [w, b];
+  };
+  /** Float activation after a compute op; in int8 ReLU/ReLU6 become the output range. */
+  const activate = (op: IrOp & { activation: string }, v: string): string => {
+    if (op.activation === 'none' || int8) return v;
+    if (op.activation === 'relu') return g.node('Relu', [v], `${op.layer}/relu`);
+    const lo = g.init(`${op.layer}/clip_min`, DT.FLOAT, [], Float32Array.of(0));
+    const hi = g.init(`${op.layer}/clip_max`, DT.FLOAT, [], Float32Array.of(6));
+    return g.node('Clip', [v, lo, hi], `${op.layer}/relu6`);
+  };
+  const spatialPads = (inId: number, k: [number, number], s: [number, number], d: [number, number], padding: string): number[] => {
+    if (padding === 'valid') return [0, 0, 0, 0];
+    const [H, W] = ir.tensors[inId].shape;
+    const ph = samePads(H, k[0], s[0], d[0]);
+    const pw = samePads(W, k[1], s[1], d[1]);
+    return [ph[0], pw[0], ph[1], pw[1]];
+  };
+  const actOut = (id: number, act: string): QParams | undefined => {
+    if (!int8) return undefined;
+    const r = ranges![id];
+    // A fused ReLU/ReLU6 must clamp at 0 (and 6): make the uint8 grid start at exactly 0.
+    if (act === 'relu') return activationParams(0, Math.max(r.max, 1e-6), 0, ACT_QMAX);
+    if (act === 'relu6') return activationParams(0, Math.min(Math.max(r.max, 1e-6), 6), 0, ACT_QMAX);
+    return own(id);
+  };
+
+  const lastOp = ir.ops.length ? ir.ops[ir.ops.length - 1] : undefined;
+  const finalFloat = int8 && lastOp !== undefined && lastOp.kind === 'softmax' && lastOp.output === ir.output;
+  let finalName: string | undefined;
+
+  for (const op of ir.ops) {
+    const x = op.inputs[0];
+    const label = ir.tensors[op.output].layer;
+    switch (op.kind) {
+      case 'conv2d':
+      case 'depthwise': {
+        const [kh, kw, ci, m] = op.kernelShape;
+        const depth = op.kind === 'depthwise';
+        const layout = depth ? [ci * m, 1, kh, kw] : [m, ci, kh, kw];
+        const [w, b] = weightAndBias(op, layout, (a) => permute(a, op.kernelShape, depth ? [2, 3, 0, 1] : [3, 2, 0, 1]));
+        const v = g.node('Conv', [floatIn(x), w, b], label, [
+          ints('kernel_shape', [kh, kw]), ints('strides', op.strides), ints('dilations', op.dilation),
+          ints('pads', spatialPads(x, [kh, kw], op.strides, op.dilation, op.padding)), int('group', depth ? ci : 1),
+        ]);
+        publish(op.output, activate(op, v), actOut(op.output, op.activation));
+        break;
+      }
+      case 'dense': {
+        const [kin, kout] = op.kernelShape;
+        const [w, b] = weightAndBias(op, [kout, kin], (a) => permute(a, [kin, kout], [1, 0]));
+        const v = g.node('Gemm', [floatIn(x), w, b], label, [int('transB', 1)]);
+        publish(op.output, activate(op, v), actOut(op.output, op.activation));
+        break;
+      }
+      case 'maxpool':
+      case 'avgpool': {
+        const attrs = [ints('kernel_shape', op.pool), ints('strides', op.strides), ints('pads', spatialPads(x, op.pool, op.strides, [1, 1], op.padding))];
+        if (op.kind === 'avgpool') attrs.push(int('count_include_pad', 0));
+        const v = g.node(op.kind === 'maxpool' ? 'MaxPool' : 'AveragePool', [floatIn(x)], label, attrs);
+        publish(op.output, v, int8 ? params[x] : undefined);
+        break;
+      }
+      case 'gap': {
+        const v = g.node('GlobalAveragePool', [floatIn(x)], `${label}_nchw`);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
+        const shape = g.init(`${label}/shape`, DT.INT64, [2], BigInt64Array.of(0n, -1n));
+        layoutStep(op.output, 'Reshape', [shape], [], label);
+        break;
+      }
+      case 'reshape': {
+        // Keras reshapes in NHWC order: go back to NHWC first, and to NCHW after if the result is an image.
+        name.set(op.output, name.get(x) as string);
+        params[op.output] = params[x];
+        if (nchw(x)) layoutStep(op.output, 'Transpose', [], [ints('perm', [0, 2, 3, 1])], `${label}_nhwc`);
+        const shape = g.init(`${label}/shape`, DT.INT64, [op.shape.length + 1], BigInt64Array.from([0, ...op.shape].map(BigInt)));
+        layoutStep(op.output, 'Reshape', [shape], [], nchw(op.output) ? `${label}_nhwc_out` : label);
+        if (nchw(op.output)) layoutStep(op.output, 'Transpose', [], [ints('perm', [0, 3, 1, 2])], label);
+        break;
+      }
+      case 'add': {
+        const v = g.node('Add', [floatIn(op.inputs[0]), floatIn(op.inputs[1])], label);
+        publish(op.output, activate(op, v), actOut(op.output, op.activation));
+        break;
+      }
+      case 'concat': {
+        const axis = nchw(op.output) ? [2, 3, 1][op.axis] : op.axis + 1;
+        const v = g.node('Concat', op.inputs.map(floatIn), label, [int('axis', axis)]);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
+        break;
+      }
+      case 'softmax':
+      case 'sigmoid':
+      case 'tanh':
+      case 'relu':
+      case 'relu6': {
+        let v: string;
+        const inp = floatIn(x);
+        if (op.kind === 'softmax') v = g.node('Softmax', [inp], label, [int('axis', nchw(x) ? 1 : -1)]);
+        else if (op.kind === 'relu6') {
+          const lo = g.init(`${label}/clip_min`, DT.FLOAT, [], Float32Array.of(0));
+          const hi = g.init(`${label}/clip_max`, DT.FLOAT, [], Float32Array.of(6));
+          v = g.node('Clip', [inp, lo, hi], label);
+        } else v = g.node({ sigmoid: 'Sigmoid', tanh: 'Tanh', relu: 'Relu' }[op.kind], [inp], label);
+        if (finalFloat && op === lastOp) {
+          finalName = v;
+          break;
+        }
+        const fixed = op.kind === 'softmax' || op.kind === 'sigmoid' ? { scale: 1 / ACT_QMAX, zeroPoint: 0 } : undefined;
+        publish(op.output, v, int8 ? fixed ?? own(op.output) : undefined);
+        break;
+      }
+    }
+  }
+
+  // Output: NHWC float.
+  let out = finalName ?? floatIn(ir.output);
+  if (!finalName && nchw(ir.output)) out = g.node('Transpose', [out], 'output_nhwc', [ints('perm', [0, 2, 3, 1])]);
+  g.nodes.push({ opType: 'Identity', input: [out], output: ['output'], name: 'output/Identity' });
+
+  const dims = (shape: number[]) => ({ dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] });
+  const model = onnx.ModelProto.create({
+    irVersion: ONNX_IR_VERSION,
+    opsetImport: [{ domain: '', version: ONNX_OPSET }],
+    producerName: 'compress',
+    producerVersion: '0.1.0',
+    docString: `compress ${precision} export of ${ir.name}`,
+    graph: {
+      name: ir.name || 'model',
+      node: g.nodes,
+      initializer: g.inits,
+      input: [{ name: 'input', type: { tensorType: { elemType: DT.FLOAT, shape: dims(inShape) } } }],
+      output: [{ name: 'output', type: { tensorType: { elemType: DT.FLOAT, shape: dims(ir.tensors[ir.output].shape) } } }],
+    },
+  });
+  return { bytes: onnx.ModelProto.encode(model).finish(), notes };
+}

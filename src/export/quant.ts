@@ -1,0 +1,231 @@
+import type * as tfType from '@tensorflow/tfjs';
+import type { ModelMeta } from '../model/meta.js';
+import { ExportError } from './errors.js';
+import { shapeSize, type IrGraph, type IrOp, type WeightOp } from './graph.js';
+
+/** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
+export function outChannels(op: WeightOp): number {
+  if (op.kind === 'depthwise') return op.kernelShape[2] * op.kernelShape[3];
+  return op.kernelShape[op.kernelShape.length - 1];
+}
+
+export interface QuantizedWeights {
+  /** Int8 values in the Keras layout of the op's kernel. */
+  q: Int8Array;
+  /** One scale per output channel (per-tensor: all equal). */
+  scales: Float32Array;
+  perChannel: boolean;
+  /** Whether the scales came from meta.weightQuant (the grid compress evaluated). */
+  fromMeta: boolean;
+}
+
+/**
+ * Symmetric int8 weights (zero point 0, values in [-qmax, qmax], qmax 127 unless reduced). When meta.weightQuant holds a
+ * symmetric linear grid of <= 8 bits for this layer and no BatchNorm was folded into it, its
+ * scales are reused, so the integers are exactly the ones compress evaluated.
+ */
+export function quantizeWeights(op: WeightOp, meta: ModelMeta, perChannel: boolean, qmax = 127): QuantizedWeights {
+  const n = outChannels(op);
+  const k = op.kernel;
+  const wq = meta.weightQuant[op.layer];
+  let scales: Float32Array | undefined;
+  let fromMeta = false;
+  if (wq && wq.method === 'linear' && !op.folded && (1 << (wq.bits - 1)) - 1 <= qmax && wq.zeroPoints.every((z) => z === 0)) {
+    const s = new Float32Array(n);
+    if (wq.axis === null || wq.scales.length === 1) s.fill(wq.scales[0]);
+    else if (op.kind === 'depthwise') {
+      // Meta indexes depthwise scales by input channel (Keras axis 2); output channel = c * mult + m.
+      const mult = op.kernelShape[3];
+      for (let c = 0; c < n; c++) s[c] = wq.scales[Math.floor(c / mult)] ?? wq.scales[0];
+    } else for (let c = 0; c < n; c++) s[c] = wq.scales[c];
+    const uniform = s.every((v) => v === s[0]);
+    if (s.every((v) => v > 0 && Number.isFinite(v)) && (perChannel || uniform)) {
+      scales = s;
+      fromMeta = true;
+    }
+  }
+  if (!scales) {
+    scales = new Float32Array(n);
+    if (perChannel) {
+      for (let i = 0; i < k.length; i++) scales[i % n] = Math.max(scales[i % n], Math.abs(k[i]));
+    } else {
+      let m = 0;
+      for (let i = 0; i < k.length; i++) m = Math.max(m, Math.abs(k[i]));
+      scales.fill(m);
+    }
+    for (let c = 0; c < n; c++) scales[c] = scales[c] > 0 ? scales[c] / qmax : 1;
+  }
+  const q = new Int8Array(k.length);
+  for (let i = 0; i < k.length; i++) q[i] = Math.max(-qmax, Math.min(qmax, Math.round(k[i] / scales[i % n])));
+  return { q, scales, perChannel: perChannel || !scales.every((v) => v === scales![0]), fromMeta };
+}
+
+export interface QParams {
+  scale: number;
+  zeroPoint: number;
+}
+
+/** Asymmetric per-tensor parameters for [min, max] (widened to include 0) on the grid [qmin, qmax]. */
+export function activationParams(min: number, max: number, qmin: number, qmax: number): QParams {
+  min = Math.min(min, 0);
+  max = Math.max(max, 0);
+  if (max - min < 1e-8) max = min + 1e-8;
+  const scale = (max - min) / (qmax - qmin);
+  const zeroPoint = Math.max(qmin, Math.min(qmax, Math.round(qmin - min / scale)));
+  return { scale, zeroPoint };
+}
+
+export function quantizeBias(bias: Float32Array, inputScale: number, weightScales: Float32Array): { q: Int32Array; scales: Float32Array } {
+  const scales = new Float32Array(bias.length);
+  const q = new Int32Array(bias.length);
+  for (let i = 0; i < bias.length; i++) {
+    scales[i] = inputScale * weightScales[i];
+    q[i] = Math.max(-2147483647, Math.min(2147483647, Math.round(bias[i] / scales[i])));
+  }
+  return { q, scales };
+}
+
+/** Permutes a row-major array of `shape` by `perm` (output dim i = input dim perm[i]). */
+export function permute<T extends Float32Array | Int8Array | Uint16Array>(data: T, shape: number[], perm: number[]): T {
+  const out = new (data.constructor as new (n: number) => T)(data.length);
+  const rank = shape.length;
+  const outShape = perm.map((p) => shape[p]);
+  const inStrides = new Array<number>(rank);
+  let s = 1;
+  for (let i = rank - 1; i >= 0; i--) {
+    inStrides[i] = s;
+    s *= shape[i];
+  }
+  const strideForOut = perm.map((p) => inStrides[p]);
+  const idx = new Array<number>(rank).fill(0);
+  for (let o = 0; o < data.length; o++) {
+    let src = 0;
+    for (let d = 0; d < rank; d++) src += idx[d] * strideForOut[d];
+    out[o] = data[src];
+    for (let d = rank - 1; d >= 0; d--) {
+      if (++idx[d] < outShape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** Runs the IR in float with tf ops (the reference for calibration and for checking the walk). */
+export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'all' | 'output' = 'all'): Map<number, tfType.Tensor> {
+  const vals = new Map<number, tfType.Tensor>();
+  vals.set(ir.input, x);
+  const act = (t: tfType.Tensor, a: string): tfType.Tensor => (a === 'relu' ? tf.relu(t) : a === 'relu6' ? tf.relu6(t) : t);
+  for (const op of ir.ops) {
+    const ins = op.inputs.map((i) => vals.get(i) as tfType.Tensor);
+    const y = tf.tidy(() => runOp(tf, op, ins, act));
+    vals.set(op.output, y);
+  }
+  if (keep === 'output') {
+    const out = vals.get(ir.output) as tfType.Tensor;
+    for (const [id, t] of vals) if (id !== ir.output && id !== ir.input) t.dispose();
+    return new Map([[ir.output, out]]);
+  }
+  return vals;
+}
+
+function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor): tfType.Tensor {
+  const x = ins[0];
+  switch (op.kind) {
+    case 'conv2d': {
+      const k = tf.tensor4d(op.kernel, op.kernelShape);
+      const y = tf.conv2d(x as tfType.Tensor4D, k, op.strides, op.padding, 'NHWC', op.dilation);
+      return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
+    }
+    case 'depthwise': {
+      const k = tf.tensor4d(op.kernel, op.kernelShape);
+      const y = tf.depthwiseConv2d(x as tfType.Tensor4D, k, op.strides, op.padding, 'NHWC', op.dilation);
+      return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
+    }
+    case 'dense':
+      return act(tf.add(tf.matMul(x as tfType.Tensor2D, tf.tensor2d(op.kernel, op.kernelShape)), tf.tensor1d(op.bias)), op.activation);
+    case 'maxpool':
+      return tf.maxPool(x as tfType.Tensor4D, op.pool, op.strides, op.padding);
+    case 'avgpool':
+      return tf.avgPool(x as tfType.Tensor4D, op.pool, op.strides, op.padding);
+    case 'gap':
+      return tf.mean(x, [1, 2]);
+    case 'reshape':
+      return tf.reshape(x, [x.shape[0], ...op.shape]);
+    case 'add':
+      return act(tf.add(ins[0], ins[1]), op.activation);
+    case 'concat':
+      return tf.concat(ins, op.axis + 1);
+    case 'softmax':
+      return tf.softmax(x);
+    case 'relu':
+      return tf.relu(x);
+    case 'relu6':
+      return tf.relu6(x);
+    case 'sigmoid':
+      return tf.sigmoid(x);
+    case 'tanh':
+      return tf.tanh(x);
+  }
+}
+
+export interface Range {
+  min: number;
+  max: number;
+}
+
+/**
+ * The float range of every IR tensor: meta.activationRanges (by the Keras layer the tensor equals)
+ * first, the calibration samples (run through the IR) for the rest.
+ */
+export function tensorRanges(
+  tf: typeof tfType,
+  ir: IrGraph,
+  meta: ModelMeta,
+  target: string,
+  calibration?: Float32Array,
+  calibrationShape?: number[],
+): Range[] {
+  const ranges: Array<Range | undefined> = ir.tensors.map((t) => {
+    const r = meta.activationRanges[t.layer];
+    return r && Number.isFinite(r.min) && Number.isFinite(r.max) ? { min: r.min, max: r.max } : undefined;
+  });
+  const missing = ir.tensors.filter((t, i) => !ranges[i]);
+  if (missing.length === 0) return ranges as Range[];
+  if (!calibration || calibration.length === 0) {
+    throw new ExportError(
+      target,
+      missing[0].layer,
+      `int8 export needs activation ranges for ${missing.map((t) => `'${t.layer}'`).join(', ')}: pass opts.calibration (representative input samples) or calibrate the model so meta.activationRanges has them`,
+    );
+  }
+  const sample = ir.tensors[ir.input].shape;
+  const per = shapeSize(sample);
+  if (calibration.length % per !== 0) throw new ExportError(target, undefined, `calibration has ${calibration.length} values, not a multiple of the input size ${per}`);
+  if (calibrationShape && shapeSize(calibrationShape) !== calibration.length && shapeSize(calibrationShape) !== per) {
+    throw new ExportError(target, undefined, `calibrationShape [${calibrationShape}] does not match ${calibration.length} values`);
+  }
+  const n = calibration.length / per;
+  const batch = 64;
+  const mins = new Float64Array(ir.tensors.length).fill(Infinity);
+  const maxs = new Float64Array(ir.tensors.length).fill(-Infinity);
+  for (let s = 0; s < n; s += batch) {
+    const m = Math.min(batch, n - s);
+    const x = tf.tensor(calibration.subarray(s * per, (s + m) * per), [m, ...sample]);
+    const vals = runIr(tf, ir, x);
+    for (const [id, t] of vals) {
+      if (!ranges[id]) {
+        const d = t.dataSync();
+        let lo = mins[id], hi = maxs[id];
+        for (let i = 0; i < d.length; i++) {
+          const v = d[i];
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        mins[id] = lo;
+        maxs[id] = hi;
+      }
+      t.dispose();
+    }
+  }
+  return ranges.map((r, i) => r ?? { min: mins[i], max: maxs[i] });
+}

@@ -1,0 +1,218 @@
+import type { ModelMeta } from '../../model/meta.js';
+import { ExportError } from '../errors.js';
+import { toFloat16 } from '../f16.js';
+import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '../graph.js';
+import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
+import {
+  AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, Op, Options, Padding, Pool2DSlot,
+  ReducerSlot, ReshapeSlot, SoftmaxSlot, TensorType,
+} from './schema.js';
+import { bytesOf, TfliteModelBuilder, type OptionsTable } from './writer.js';
+
+export type TflitePrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8';
+
+const INT8_FIXED: Partial<Record<IrOp['kind'], QParams>> = {
+  softmax: { scale: 1 / 256, zeroPoint: -128 },
+  sigmoid: { scale: 1 / 256, zeroPoint: -128 },
+  tanh: { scale: 1 / 128, zeroPoint: 0 },
+};
+
+function fusedAct(a: Activation): number {
+  return a === 'relu' ? FusedActivation.RELU : a === 'relu6' ? FusedActivation.RELU6 : FusedActivation.NONE;
+}
+function pad(p: IrPadding): number {
+  return p === 'same' ? Padding.SAME : Padding.VALID;
+}
+
+/**
+ * Writes the IR as a TFLite flatbuffer. Activations run batch 1 (the shape TFLite runtimes
+ * allocate by default); the input and output are float32 in every precision.
+ */
+export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[]): { bytes: Uint8Array; notes: string[] } {
+  const m = new TfliteModelBuilder();
+  const notes: string[] = [];
+  const int8 = precision === 'int8';
+  const hybrid = precision === 'dynamic-int8';
+  if (int8 && !ranges) throw new ExportError('tflite', undefined, 'int8 export needs activation ranges');
+  const params: Array<QParams | undefined> = [];
+  const tfl: number[] = []; // IR tensor id -> TFLite tensor index
+  const v = (float: number, q: number, hyb = float) => (int8 ? q : hybrid ? hyb : float);
+
+  const actTensor = (id: number, name: string, p?: QParams) => {
+    const shape = [1, ...ir.tensors[id].shape];
+    if (!int8) return m.addTensor(name, shape, TensorType.FLOAT32);
+    params[id] = p;
+    return m.addTensor(name, shape, TensorType.INT8, undefined, { scale: [p!.scale], zeroPoint: [p!.zeroPoint] });
+  };
+  const ownParams = (id: number): QParams => {
+    const r = ranges![id];
+    return activationParams(r.min, r.max, -128, 127);
+  };
+  /** A float constant, stored as float16 + DEQUANTIZE when precision is float16. */
+  const floatConst = (name: string, shape: number[], data: Float32Array): number => {
+    if (precision !== 'float16') return m.addTensor(name, shape, TensorType.FLOAT32, bytesOf(data));
+    const half = m.addTensor(`${name}_fp16`, shape, TensorType.FLOAT16, bytesOf(toFloat16(data)));
+    const full = m.addTensor(name, shape, TensorType.FLOAT32);
+    m.addOperator(Op.DEQUANTIZE, 3, [half], [full]);
+    return full;
+  };
+  const int32Const = (name: string, data: number[]) => m.addTensor(name, [data.length], TensorType.INT32, bytesOf(Int32Array.from(data)));
+
+  // Input: float32; full-int8 quantizes it first.
+  const inputName = 'input';
+  if (int8) {
+    const f = m.addTensor(inputName, [1, ...ir.tensors[ir.input].shape], TensorType.FLOAT32);
+    m.inputs = [f];
+    tfl[ir.input] = actTensor(ir.input, 'input_int8', ownParams(ir.input));
+    m.addOperator(Op.QUANTIZE, 1, [f], [tfl[ir.input]]);
+  } else {
+    tfl[ir.input] = actTensor(ir.input, inputName);
+    m.inputs = [tfl[ir.input]];
+  }
+
+  /** Weights [+ bias] of a conv/dense op in the TFLite layout and this precision. */
+  const weightInputs = (op: WeightOp, layout: number[], perm: number[] | null, quantDim: number, perChannel: boolean): [number, number] => {
+    const name = op.layer;
+    const kshape = op.kernelShape as number[];
+    const reorder = <T extends Float32Array | Int8Array>(a: T): T => (perm ? permute(a, kshape, perm) : a);
+    if (!int8 && !hybrid) {
+      return [floatConst(`${name}/kernel`, layout, reorder(op.kernel)), floatConst(`${name}/bias`, [op.bias.length], op.bias)];
+    }
+    const qw = quantizeWeights(op, meta, perChannel);
+    if (qw.fromMeta) notes.push(`${name}: reused compress's int8 weight scales`);
+    const wt = m.addTensor(`${name}/kernel`, layout, TensorType.INT8, bytesOf(reorder(qw.q)), {
+      scale: qw.perChannel ? Array.from(qw.scales) : [qw.scales[0]],
+      zeroPoint: qw.perChannel ? new Array(qw.scales.length).fill(0) : [0],
+      quantizedDimension: qw.perChannel ? quantDim : 0,
+    });
+    if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
+    const inScale = params[op.inputs[0]]!.scale;
+    const qb = quantizeBias(op.bias, inScale, qw.scales);
+    const bt = m.addTensor(`${name}/bias`, [op.bias.length], TensorType.INT32, bytesOf(qb.q), {
+      scale: Array.from(qb.scales),
+      zeroPoint: new Array(qb.scales.length).fill(0),
+      quantizedDimension: 0,
+    });
+    return [wt, bt];
+  };
+
+  for (const op of ir.ops) {
+    const x = tfl[op.inputs[0]];
+    const outName = ir.tensors[op.output].layer;
+    const inP = params[op.inputs[0]];
+    let out: number;
+    let options: OptionsTable | undefined;
+    switch (op.kind) {
+      case 'conv2d': {
+        const [kh, kw, ci, co] = op.kernelShape;
+        const [w, b] = weightInputs(op, [co, kh, kw, ci], [3, 0, 1, 2], 0, true);
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = {
+          type: Options.Conv2DOptions, numFields: Conv2DSlot.numFields,
+          fields: [[Conv2DSlot.padding, 'i8', pad(op.padding)], [Conv2DSlot.stride_w, 'i32', op.strides[1]], [Conv2DSlot.stride_h, 'i32', op.strides[0]],
+            [Conv2DSlot.fused_activation, 'i8', fusedAct(op.activation)], [Conv2DSlot.dilation_w, 'i32', op.dilation[1]], [Conv2DSlot.dilation_h, 'i32', op.dilation[0]]],
+        };
+        m.addOperator(Op.CONV_2D, v(1, 3, 5), [x, w, b], [out], options);
+        break;
+      }
+      case 'depthwise': {
+        const [kh, kw, ci, mult] = op.kernelShape;
+        const [w, b] = weightInputs(op, [1, kh, kw, ci * mult], null, 3, true);
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = {
+          type: Options.DepthwiseConv2DOptions, numFields: DepthwiseSlot.numFields,
+          fields: [[DepthwiseSlot.padding, 'i8', pad(op.padding)], [DepthwiseSlot.stride_w, 'i32', op.strides[1]], [DepthwiseSlot.stride_h, 'i32', op.strides[0]],
+            [DepthwiseSlot.depth_multiplier, 'i32', mult], [DepthwiseSlot.fused_activation, 'i8', fusedAct(op.activation)],
+            [DepthwiseSlot.dilation_w, 'i32', op.dilation[1]], [DepthwiseSlot.dilation_h, 'i32', op.dilation[0]]],
+        };
+        m.addOperator(Op.DEPTHWISE_CONV_2D, v(1, 3, 6), [x, w, b], [out], options);
+        break;
+      }
+      case 'dense': {
+        const [kin, kout] = op.kernelShape;
+        const [w, b] = weightInputs(op, [kout, kin], [1, 0], 0, true);
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = {
+          type: Options.FullyConnectedOptions, numFields: FullyConnectedSlot.numFields,
+          fields: [[FullyConnectedSlot.fused_activation, 'i8', fusedAct(op.activation)], [FullyConnectedSlot.weights_format, 'i8', 0],
+            [FullyConnectedSlot.keep_num_dims, 'bool', false], [FullyConnectedSlot.asymmetric_quantize_inputs, 'bool', hybrid]],
+        };
+        m.addOperator(Op.FULLY_CONNECTED, v(1, 4, 3), [x, w, b], [out], options);
+        break;
+      }
+      case 'maxpool':
+      case 'avgpool': {
+        out = actTensor(op.output, outName, inP);
+        options = {
+          type: Options.Pool2DOptions, numFields: Pool2DSlot.numFields,
+          fields: [[Pool2DSlot.padding, 'i8', pad(op.padding)], [Pool2DSlot.stride_w, 'i32', op.strides[1]], [Pool2DSlot.stride_h, 'i32', op.strides[0]],
+            [Pool2DSlot.filter_w, 'i32', op.pool[1]], [Pool2DSlot.filter_h, 'i32', op.pool[0]], [Pool2DSlot.fused_activation, 'i8', 0]],
+        };
+        m.addOperator(op.kind === 'maxpool' ? Op.MAX_POOL_2D : Op.AVERAGE_POOL_2D, v(1, 2), [x], [out], options);
+        break;
+      }
+      case 'gap': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        const axes = int32Const(`${op.layer}/axes`, [1, 2]);
+        options = { type: Options.ReducerOptions, numFields: ReducerSlot.numFields, fields: [[ReducerSlot.keep_dims, 'bool', false]] };
+        m.addOperator(Op.MEAN, v(1, 2), [x, axes], [out], options);
+        break;
+      }
+      case 'reshape': {
+        out = actTensor(op.output, outName, inP);
+        const newShape = [1, ...op.shape];
+        const shapeT = int32Const(`${op.layer}/shape`, newShape);
+        options = { type: Options.ReshapeOptions, numFields: ReshapeSlot.numFields, fields: [[ReshapeSlot.new_shape, 'i32vec', newShape]] };
+        m.addOperator(Op.RESHAPE, 1, [x, shapeT], [out], options);
+        break;
+      }
+      case 'softmax':
+      case 'sigmoid':
+      case 'tanh':
+      case 'relu':
+      case 'relu6': {
+        out = actTensor(op.output, outName, int8 ? INT8_FIXED[op.kind] ?? ownParams(op.output) : undefined);
+        if (op.kind === 'softmax') {
+          if (ir.tensors[op.output].shape.length !== 1) throw new ExportError('tflite', op.layer, 'softmax is only exported on [batch, classes] tensors');
+          options = { type: Options.SoftmaxOptions, numFields: SoftmaxSlot.numFields, fields: [[SoftmaxSlot.beta, 'f32', 1.0]] };
+        }
+        const code = { softmax: Op.SOFTMAX, sigmoid: Op.LOGISTIC, tanh: Op.TANH, relu: Op.RELU, relu6: Op.RELU6 }[op.kind];
+        m.addOperator(code, v(1, 2), [x], [out], options);
+        break;
+      }
+      case 'add': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = { type: Options.AddOptions, numFields: AddSlot.numFields, fields: [[AddSlot.fused_activation, 'i8', fusedAct(op.activation)]] };
+        m.addOperator(Op.ADD, v(1, 2), op.inputs.map((i) => tfl[i]), [out], options);
+        break;
+      }
+      case 'concat': {
+        const p = int8 ? ownParams(op.output) : undefined;
+        out = actTensor(op.output, outName, p);
+        // int8 CONCATENATION needs every input on the output's grid: requantize the others.
+        const ins = op.inputs.map((i) => {
+          const ip = params[i];
+          if (!int8 || (ip!.scale === p!.scale && ip!.zeroPoint === p!.zeroPoint)) return tfl[i];
+          const rq = m.addTensor(`${ir.tensors[i].layer}/requantized`, [1, ...ir.tensors[i].shape], TensorType.INT8, undefined, { scale: [p!.scale], zeroPoint: [p!.zeroPoint] });
+          m.addOperator(Op.QUANTIZE, 2, [tfl[i]], [rq]);
+          return rq;
+        });
+        options = {
+          type: Options.ConcatenationOptions, numFields: ConcatenationSlot.numFields,
+          fields: [[ConcatenationSlot.axis, 'i32', op.axis + 1], [ConcatenationSlot.fused_activation, 'i8', 0]],
+        };
+        m.addOperator(Op.CONCATENATION, v(1, 2), ins, [out], options);
+        break;
+      }
+    }
+    tfl[op.output] = out!;
+  }
+
+  const last = tfl[ir.output];
+  if (int8) {
+    const f = m.addTensor('output', [1, ...ir.tensors[ir.output].shape], TensorType.FLOAT32);
+    m.addOperator(Op.DEQUANTIZE, 2, [last], [f]);
+    m.outputs = [f];
+  } else m.outputs = [last];
+  return { bytes: m.finish(`compress ${precision} export of ${ir.name}`), notes };
+}

@@ -2,10 +2,12 @@ import type { StageKind } from './types.js';
 import { loadStage } from './load.js';
 import { trainStage } from './train.js';
 import { evaluateStage } from './evaluate.js';
+import { exportStage } from './export.js';
 import { pruneStage } from './prune.js';
+import { quantizeStage } from './quantize.js';
 
 /** Every stage kind, in the order `compress --help` and the schema list them. */
-export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, evaluateStage];
+export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, quantizeStage, evaluateStage, exportStage];
 
 const byKind = new Map(STAGE_KINDS.map((k) => [k.kind, k]));
 

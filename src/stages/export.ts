@@ -1,0 +1,102 @@
+import { join } from 'node:path';
+import type { FromSchema } from 'json-schema-to-ts';
+import { dataRefSchema } from './common-schema.js';
+import { defineStage } from './types.js';
+import { engineFor, inputShapeOf, loadInputModel } from './support.js';
+import { fitDataToModel } from '../data/fit.js';
+import { subset } from '../data/dataset.js';
+
+const TARGETS = ['tflite', 'onnx', 'tfjs'] as const;
+const PRECISIONS = ['float32', 'float16', 'dynamic-int8', 'int8', 'uint8', 'uint16'] as const;
+
+/** Deployment profiles: shorthands for the exports a target environment wants. */
+export const PROFILES = {
+  mobile: [{ target: 'tflite', precision: 'int8' }],
+  edge: [{ target: 'onnx', precision: 'int8' }],
+  cloud: [
+    { target: 'tfjs', precision: 'float32' },
+    { target: 'onnx', precision: 'float32' },
+  ],
+} as const;
+
+const one = {
+  type: 'object',
+  properties: { target: { enum: TARGETS }, precision: { enum: PRECISIONS } },
+  required: ['target'],
+  additionalProperties: false,
+} as const;
+
+export const exportWithSchema = {
+  type: 'object',
+  properties: {
+    target: { enum: TARGETS, description: 'tflite (mobile), onnx (edge), tfjs (cloud / web)' },
+    precision: { enum: PRECISIONS, description: 'tflite: float32/float16/dynamic-int8/int8; onnx: float32/int8; tfjs: float32/float16/uint8/uint16' },
+    profile: { enum: ['mobile', 'edge', 'cloud'], description: 'mobile = tflite int8; edge = onnx int8; cloud = tfjs float32 + onnx float32' },
+    targets: { type: 'array', items: one, minItems: 1, description: 'several exports from one stage' },
+    verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
+    threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
+    calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
+    data: dataRefSchema,
+    gates: { type: 'array', items: { type: 'string', minLength: 1 } },
+  },
+  additionalProperties: false,
+} as const;
+
+export type ExportWith = FromSchema<typeof exportWithSchema>;
+
+export function exportsOf(w: ExportWith): Array<{ target: (typeof TARGETS)[number]; precision: (typeof PRECISIONS)[number] }> {
+  if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32' }));
+  if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p }));
+  if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32' }];
+  return [];
+}
+
+export const EXPORT_METRICS = ['bytes', 'gzipBytes', 'accuracy', 'agreement', 'maxAbsDiff', 'latencyMs'] as const;
+
+export const exportStage = defineStage<ExportWith>({
+  kind: 'export',
+  version: '1',
+  description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
+  withSchema: exportWithSchema,
+  datasets: (w) => (w.data ? [w.data] : []),
+  producesModel: false,
+  metrics: EXPORT_METRICS,
+  needsModels: [1, 1],
+  async run(ctx) {
+    const { tf } = await engineFor(ctx);
+    const { exportModel, verifyExport } = await import('../export/index.js');
+    const w = ctx.with;
+    const list = exportsOf(w);
+    if (!list.length) throw new Error(`stage '${ctx.stageId}': set with.target, with.profile or with.targets`);
+    const { model, meta } = await loadInputModel(tf, ctx);
+    const splits = await ctx.loadData(w.data!);
+    const shape = inputShapeOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const calib = subset(train, Array.from({ length: Math.min(train.n, w.calibrationSamples ?? 256) }, (_, i) => i));
+    const rows: Array<Record<string, unknown>> = [];
+    for (const e of list) {
+      const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}`);
+      ctx.progress({ message: `exporting ${e.target} ${e.precision}` });
+      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
+      const row: Record<string, unknown> = { target: e.target, precision: e.precision, files: res.files, bytes: res.bytes, gzipBytes: res.gzipBytes };
+      if (w.verify ?? true) {
+        ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
+        const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold });
+        Object.assign(row, v);
+      }
+      rows.push(row);
+    }
+    model.dispose();
+    const first = rows[0];
+    return {
+      metrics: {
+        ...Object.fromEntries(EXPORT_METRICS.map((k) => [k, first[k]])),
+        target: first.target,
+        precision: first.precision,
+        runtime: first.runtime,
+        exports: rows,
+      },
+    };
+  },
+});

@@ -1,0 +1,215 @@
+import type { FromSchema } from 'json-schema-to-ts';
+import type * as tfType from '@tensorflow/tfjs';
+import { applyWeightQuant, cloneModel, layerErrorReport, predictWithActivationQuant, accuracyOf, type WeightQuantSpec } from '../compression/fakequant.js';
+import { calibrateActivations } from '../compression/calibrate.js';
+import { layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
+import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
+import { defineStage } from './types.js';
+import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { fitDataToModel } from '../data/fit.js';
+import { subset, type Dataset } from '../data/dataset.js';
+import { trainOptions } from './training-options.js';
+import { quantFinetuneHooks } from './quant-finetune.js';
+
+const quantSettings = {
+  method: { enum: ['linear', 'kmeans', 'float16'], description: 'uniform int-N, k-means weight sharing, or float16' },
+  bits: {
+    oneOf: [{ type: 'integer', minimum: 1, maximum: 16 }, { const: 'auto' }],
+    description: 'linear: 2..8; kmeans: 1..16 (2^bits shared values); auto: chosen per layer under `budget`',
+  },
+  symmetric: { type: 'boolean', description: 'linear: zero point 0 (default true)' },
+  perChannel: { type: 'boolean', description: 'linear: one scale per output channel (default true)' },
+  init: { enum: ['linear', 'density', 'kmeans++'], description: 'kmeans: centroid initialisation (default linear)' },
+} as const;
+
+export const quantizeWithSchema = {
+  type: 'object',
+  properties: {
+    default: { type: 'object', properties: quantSettings, additionalProperties: false },
+    layers: {
+      type: 'array',
+      description: 'per-layer overrides by selector; later entries override earlier ones',
+      items: { type: 'object', properties: { ...selectorKeys, ...quantSettings }, additionalProperties: false },
+    },
+    budget: { type: 'number', minimum: 0, maximum: 1, default: 0.005, description: 'bits: auto: allowed accuracy drop on the validation split' },
+    activations: {
+      type: 'object',
+      description: 'activation calibration for full-integer exports',
+      properties: {
+        calibrate: { type: 'boolean', default: true },
+        method: { enum: ['minmax', 'percentile', 'mse'], default: 'minmax' },
+        percentile: { type: 'number', exclusiveMinimum: 50, maximum: 100 },
+        samples: { type: 'integer', minimum: 1, default: 512 },
+      },
+      additionalProperties: false,
+    },
+    finetune: {
+      ...trainingSchema,
+      properties: { ...trainingSchema.properties, centroidLearningRate: { type: 'number', exclusiveMinimum: 0, description: 'kmeans: Adam step for the shared centroids (default 1e-4)' } },
+      description: 'fine-tune on the quantization grid: k-means centroids (Deep Compression) or linear weights with a straight-through estimator',
+    },
+    data: dataRefSchema,
+  },
+  additionalProperties: false,
+} as const;
+
+export type QuantizeWith = FromSchema<typeof quantizeWithSchema>;
+
+interface LayerQuantSetting {
+  method: 'linear' | 'kmeans' | 'float16';
+  bits: number | 'auto';
+  symmetric?: boolean;
+  perChannel?: boolean;
+  init?: 'linear' | 'density' | 'kmeans++';
+}
+
+export const quantizeStage = defineStage<QuantizeWith>({
+  kind: 'quantize',
+  version: '1',
+  description: 'quantize weights per layer (int-N linear, k-means sharing, float16), calibrate activations, optionally fine-tune on the grid',
+  withSchema: quantizeWithSchema,
+  datasets: (w) => (w.data ? [w.data] : []),
+  producesModel: true,
+  metrics: ['accuracy', 'floatAccuracy', 'accuracyDrop', 'int8Accuracy', 'meanBits', 'loss'],
+  needsModels: [1, 1],
+  async run(ctx) {
+    const { tf } = await engineFor(ctx);
+    const { trainModel, evaluateModel } = await import('../engine/train.js');
+    const w = ctx.with;
+    const { model, meta } = await loadInputModel(tf, ctx);
+    const splits = await ctx.loadData(w.data!);
+    const shape = inputShapeOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId);
+    const validation = fitDataToModel(splits.validation.n ? splits.validation : splits.test, shape, ctx.stageId);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const reference = await cloneModel(tf, model);
+    const floatAccuracy = evaluateModel(tf, reference, test).accuracy;
+
+    const defaults: LayerQuantSetting = { method: 'linear', bits: 8, ...(w.default as Partial<LayerQuantSetting>) };
+    const settings = resolveLayerSettings<LayerQuantSetting>(layerInfos(model), (w.layers ?? []) as never, defaults);
+    for (const [name, s] of settings) {
+      if (s.method === 'linear' && s.bits !== 'auto' && (s.bits < 2 || s.bits > 8)) throw new Error(`layer '${name}': linear quantization takes 2..8 bits (got ${s.bits}); use method: kmeans for other widths`);
+    }
+    const toSpec = (s: LayerQuantSetting, bits: number): WeightQuantSpec =>
+      s.method === 'float16'
+        ? { method: 'float16' }
+        : s.method === 'kmeans'
+          ? { method: 'kmeans', bits, init: s.init, seed: ctx.seed }
+          : { method: 'linear', bits, symmetric: s.symmetric ?? true, perChannel: s.perChannel ?? true };
+
+    // bits: auto: a per-layer sensitivity scan on the validation split, then a joint check.
+    const chosen = new Map<string, number>();
+    const auto = [...settings].filter(([, s]) => s.bits === 'auto' && s.method !== 'float16');
+    for (const [name, s] of settings) if (s.bits !== 'auto') chosen.set(name, s.bits as number);
+    if (auto.length) {
+      const budget = w.budget ?? 0.005;
+      const base = evaluateModel(tf, model, validation).accuracy;
+      const candidates = (s: LayerQuantSetting) => (s.method === 'kmeans' ? [2, 3, 4, 5, 6, 7, 8] : [2, 3, 4, 5, 6, 7, 8]);
+      const drops = new Map<string, Map<number, number>>();
+      for (const [name, s] of auto) {
+        const row = new Map<number, number>();
+        for (const b of candidates(s)) {
+          ctx.progress({ message: `sensitivity scan: ${name} at ${b} bits` });
+          const acc = withTemporaryQuant(tf, model, name, toSpec(s, b), () => evaluateModel(tf, model, validation).accuracy);
+          row.set(b, base - acc);
+        }
+        drops.set(name, row);
+        const per = budget / auto.length;
+        chosen.set(name, candidates(s).find((b) => (row.get(b) ?? 1) <= per) ?? 8);
+      }
+      // Joint check: raise the bits of the most sensitive layer until the whole model is within budget.
+      for (let guard = 0; guard < 64; guard++) {
+        const policy = Object.fromEntries([...settings].map(([n, s]) => [n, toSpec(s, chosen.get(n) ?? 8)]));
+        const acc = withTemporaryPolicy(tf, model, policy, () => evaluateModel(tf, model, validation).accuracy);
+        if (base - acc <= budget) break;
+        const raisable = auto.filter(([n]) => (chosen.get(n) ?? 8) < 8);
+        if (!raisable.length) break;
+        raisable.sort(([a], [b]) => (drops.get(b)!.get(chosen.get(b)!) ?? 0) - (drops.get(a)!.get(chosen.get(a)!) ?? 0));
+        chosen.set(raisable[0][0], chosen.get(raisable[0][0])! + 1);
+      }
+      ctx.log(`bits: auto chose ${[...chosen].map(([n, b]) => `${n}=${b}`).join(', ')}`);
+    }
+
+    const policy = Object.fromEntries([...settings].map(([n, s]) => [n, toSpec(s, chosen.get(n) ?? 8)]));
+    ctx.progress({ message: `quantizing ${Object.keys(policy).length} layers` });
+    const applied = applyWeightQuant(tf, model, policy);
+    let weightQuant = applied.weightQuant;
+
+    if (w.finetune) {
+      const ft = quantFinetuneHooks(tf, model, weightQuant, w.finetune.centroidLearningRate ?? 1e-4);
+      await trainModel(tf, model, train, trainOptions(ctx, { ...w.finetune, epochs: w.finetune.epochs ?? 1 }, validation, ft.hooks, 'fine-tuning on the grid: '));
+      weightQuant = ft.finish();
+    }
+
+    const act: Partial<NonNullable<QuantizeWith["activations"]>> = w.activations ?? {};
+    let int8Accuracy: number | undefined;
+    meta.weightQuant = { ...meta.weightQuant, ...weightQuant };
+    if (act.calibrate ?? true) {
+      ctx.progress({ message: `calibrating activations (${act.method ?? 'minmax'})` });
+      const calib = subset(train, Array.from({ length: Math.min(train.n, act.samples ?? 512) }, (_, i) => i));
+      meta.activationRanges = await calibrateActivations(tf, model, calib, { method: act.method ?? 'minmax', percentile: act.percentile });
+      const pred = await predictWithActivationQuant(tf, model, test, meta.activationRanges);
+      int8Accuracy = accuracyOf(pred, test.y);
+      pred.dispose();
+    }
+    ctx.progress({ message: 'measuring per-layer error' });
+    const errors = await layerErrorReport(tf, reference, model, test, { activationRanges: act.calibrate === false ? undefined : meta.activationRanges, maxSamples: 256 });
+    const ev = evaluateModel(tf, model, test);
+    await saveOutputModel(tf, model, meta, ctx);
+    const bitsOf = (n: string) => (weightQuant[n]?.bits ?? 32);
+    const counts = [...settings.keys()].map((n) => ({ n, size: sizeOf(model, n) }));
+    const total = counts.reduce((a, c) => a + c.size, 0);
+    const metrics = {
+      accuracy: ev.accuracy,
+      loss: ev.loss,
+      floatAccuracy,
+      accuracyDrop: floatAccuracy - ev.accuracy,
+      int8Accuracy,
+      meanBits: total ? counts.reduce((a, c) => a + c.size * bitsOf(c.n), 0) / total : 32,
+      layers: [...settings.keys()].map((n) => {
+        const e = errors.find((r) => r.layer === n);
+        return {
+          name: n,
+          method: weightQuant[n]?.method,
+          bits: bitsOf(n),
+          weightRelL2: applied.errors[n]?.relL2,
+          weightSqnrDb: finite(applied.errors[n]?.sqnrDb),
+          outputRelL2: e?.output.relL2,
+          outputSqnrDb: finite(e?.output.sqnrDb),
+        };
+      }),
+    };
+    reference.dispose();
+    model.dispose();
+    return { metrics };
+  },
+});
+
+function finite(v: number | undefined): number | undefined {
+  return v === undefined || Number.isFinite(v) ? v : undefined;
+}
+
+function sizeOf(model: tfType.LayersModel, layer: string): number {
+  const v = kernelVariable(model.getLayer(layer));
+  return v ? (v.shape as number[]).reduce((a, b) => a * b, 1) : 0;
+}
+
+/** Runs `f` with one layer quantized, restoring its float kernel afterwards. */
+function withTemporaryQuant<T>(tf: typeof tfType, model: tfType.LayersModel, layer: string, spec: WeightQuantSpec, f: () => T): T {
+  return withTemporaryPolicy(tf, model, { [layer]: spec }, f);
+}
+
+function withTemporaryPolicy<T>(tf: typeof tfType, model: tfType.LayersModel, policy: Record<string, WeightQuantSpec>, f: () => T): T {
+  const saved = Object.keys(policy).map((n) => ({ layer: model.getLayer(n), weights: model.getLayer(n).getWeights().map((t) => t.clone()) }));
+  try {
+    applyWeightQuant(tf, model, policy);
+    return f();
+  } finally {
+    for (const s of saved) {
+      s.layer.setWeights(s.weights);
+      tf.dispose(s.weights);
+    }
+  }
+}
+
+export type { Dataset };

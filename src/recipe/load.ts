@@ -143,6 +143,7 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     const [min, max] = kind.needsModels;
     if (models.length < min) problem(['stages', id, needs.length ? 'needs' : 'uses'], `${article(kind.kind)} '${kind.kind}' stage needs ${min === max ? min : `at least ${min}`} upstream model stage${min === 1 ? '' : 's'} in needs (has ${models.length})`);
     if (models.length > max) problem(['stages', id, 'needs'], `${article(kind.kind)} '${kind.kind}' stage takes at most ${max} upstream model stage${max === 1 ? '' : 's'} (has ${models.length}: ${models.join(', ')})`);
+    for (const c of kind.check?.(w as never, { id, needs }) ?? []) problem(['stages', id, ...c.path], c.message);
     stages.push({ id, uses: spec.uses, needs, with: w, datasets, timeout: spec.timeout, memoryMb: spec.memoryMb, description: spec.description });
   }
   const stageById = new Map(stages.map((s) => [s.id, s]));

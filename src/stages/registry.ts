@@ -5,9 +5,11 @@ import { evaluateStage } from './evaluate.js';
 import { exportStage } from './export.js';
 import { pruneStage } from './prune.js';
 import { quantizeStage } from './quantize.js';
+import { retrainStage } from './retrain.js';
+import { factorizeStage } from './factorize.js';
 
 /** Every stage kind, in the order `compress --help` and the schema list them. */
-export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, quantizeStage, evaluateStage, exportStage];
+export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, retrainStage, quantizeStage, factorizeStage, evaluateStage, exportStage];
 
 const byKind = new Map(STAGE_KINDS.map((k) => [k.kind, k]));
 

@@ -57,6 +57,8 @@ export interface StageKind<W = any> {
   metrics: readonly string[];
   /** Minimum and maximum number of upstream model stages in `needs`. */
   needsModels: [min: number, max: number];
+  /** Checks of `with` that need the stage's place in the graph (positioned under the stage by the caller). */
+  check?(w: W, stage: { id: string; needs: string[] }): Array<{ path: Array<string | number>; message: string }>;
   run(ctx: StageContext<W>): Promise<StageResult>;
 }
 

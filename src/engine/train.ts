@@ -2,6 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
+import { FusedAdam } from './optimizers.js';
 
 /**
  * compress's one training loop: every stage that trains (baseline training, retraining, gradual
@@ -122,19 +123,22 @@ export function learningRateAt(schedule: LrSchedule | undefined, baseLr: number,
   return min + ((baseLr - min) * (1 + Math.cos((Math.PI * epoch) / (totalEpochs - 1)))) / 2;
 }
 
-function makeOptimizer(tf: typeof tfType, o: OptimizerSpec): tfType.Optimizer {
+/** What the loop needs of an optimizer: tfjs's, or compress's fused Adam (same arithmetic, one pass per variable). */
+type StepOptimizer = Pick<tfType.Optimizer, 'applyGradients' | 'dispose'>;
+
+function makeOptimizer(tf: typeof tfType, o: OptimizerSpec): StepOptimizer {
   switch (o.name) {
     case 'sgd':
       return o.momentum ? tf.train.momentum(o.learningRate, o.momentum, o.nesterov ?? false) : tf.train.sgd(o.learningRate);
     case 'adam':
     case 'adamw':
-      return tf.train.adam(o.learningRate, o.beta1 ?? 0.9, o.beta2 ?? 0.999);
+      return new FusedAdam(tf, o.learningRate, o.beta1 ?? 0.9, o.beta2 ?? 0.999);
     default:
       throw new Error(`unknown optimizer ${(o as { name: string }).name}`);
   }
 }
 
-function setLearningRate(opt: tfType.Optimizer, lr: number): void {
+function setLearningRate(opt: StepOptimizer, lr: number): void {
   const o = opt as unknown as { setLearningRate?: (lr: number) => void; learningRate: number };
   if (o.learningRate === lr) return;
   if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);

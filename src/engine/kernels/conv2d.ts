@@ -104,8 +104,10 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
   }
 
   /**
-   * Input gradient as colsT = W[KH*KW*Ci, Co] . dy^T[Co, P], then a col2im scatter-add into a
-   * channel-major dx^T [Ci, N, H, W] (contiguous runs on both sides) and one transpose to NHWC.
+   * Input gradient as cols = dy[P, Co] . W^T[Co, KH*KW*Ci] (dy is used in place; only the small
+   * filter is transposed, so XNNPACK packs just KK*Co weights), then a col2im scatter-add straight
+   * into NHWC dx: for one output position and one kernel row the (kw, ci) block of cols lands on a
+   * contiguous run of dx when the dilation is 1 (KW*Ci floats); no work on padding or stride holes.
    */
   function backpropInputCol2im(backend: WasmBackend, dy: tfType.TensorInfo, filter: tfType.TensorInfo, info: ConvInfo): tfType.TensorInfo {
     const { batchSize: N, inHeight: H, inWidth: W, inChannels: Ci, outHeight: oH, outWidth: oW, outChannels: Co } = info;
@@ -113,38 +115,44 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const top = info.padInfo.top, left = info.padInfo.left;
     const KK = KH * KW * Ci;
     const w2d = { dataId: filter.dataId, shape: [KK, Co], dtype: filter.dtype } as tfType.TensorInfo;
-    const dxt = backend.makeOutput([Ci, N, H, W], 'float32');
-    f32(backend, dxt).fill(0);
+    const wT = transpose({ inputs: { x: w2d }, backend, attrs: { perm: [1, 0] } });
+    const out = backend.makeOutput([N, H, W, Ci], 'float32');
+    f32(backend, out).fill(0);
+    // Per output column: the kernel columns [kwLo, kwHi) that land inside the input (dilation 1).
+    const kwLo = new Int32Array(oW), kwHi = new Int32Array(oW);
+    for (let ow = 0; ow < oW; ow++) {
+      const iw0 = ow * sw - left;
+      kwLo[ow] = Math.min(KW, Math.max(0, Math.ceil(-iw0 / dw)));
+      kwHi[ow] = Math.max(kwLo[ow], Math.min(KW, Math.floor((W - 1 - iw0) / dw) + 1));
+    }
     const nbMax = chunkOf(info);
     for (let n0 = 0; n0 < N; n0 += nbMax) {
       const nb = Math.min(nbMax, N - n0);
-      const Pc = nb * oH * oW;
       const rows = dyRows(backend, dy, info, n0, nb);
-      const dyt = transpose({ inputs: { x: rows.t }, backend, attrs: { perm: [1, 0] } });
+      const cols = matMul({ inputs: { a: rows.t, b: wT }, backend, attrs: { transposeA: false, transposeB: false } });
       if (rows.owned) backend.disposeData(rows.t.dataId);
-      const cols = matMul({ inputs: { a: w2d, b: dyt }, backend, attrs: { transposeA: false, transposeB: false } });
-      backend.disposeData(dyt.dataId);
-      const c = f32(backend, cols), dx = f32(backend, dxt);
-      for (let kh = 0; kh < KH; kh++)
-        for (let kw = 0; kw < KW; kw++) {
-          const kOff = kw * dw - left;
-          const [lo, hi] = validRange(kOff, sw, W, oW);
-          for (let ci = 0; ci < Ci; ci++) {
-            let idx = ((kh * KW + kw) * Ci + ci) * Pc;
-            for (let n = n0; n < n0 + nb; n++)
-              for (let oh = 0; oh < oH; oh++, idx += oW) {
-                const ih = oh * sh - top + kh * dh;
-                if (ih < 0 || ih >= H) continue;
-                const base = ((ci * N + n) * H + ih) * W + kOff;
-                if (sw === 1) for (let ow = lo; ow < hi; ow++) dx[base + ow] += c[idx + ow];
-                else for (let ow = lo; ow < hi; ow++) dx[base + ow * sw] += c[idx + ow];
+      const c = f32(backend, cols), dx = f32(backend, out);
+      let p = 0;
+      for (let n = n0; n < n0 + nb; n++)
+        for (let oh = 0; oh < oH; oh++)
+          for (let ow = 0; ow < oW; ow++, p += KK) {
+            const lo = kwLo[ow], hi = kwHi[ow];
+            if (lo >= hi) continue;
+            const iw0 = ow * sw - left;
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * sh - top + kh * dh;
+              if (ih < 0 || ih >= H) continue;
+              const rowBase = ((n * H + ih) * W + iw0) * Ci;
+              if (dw === 1) {
+                addRun(dx, rowBase + lo * Ci, c, p + (kh * KW + lo) * Ci, (hi - lo) * Ci);
+              } else {
+                for (let kw = lo; kw < hi; kw++) addRun(dx, rowBase + kw * dw * Ci, c, p + (kh * KW + kw) * Ci, Ci);
               }
+            }
           }
-        }
       backend.disposeData(cols.dataId);
     }
-    const out = transpose({ inputs: { x: dxt }, backend, attrs: { perm: [1, 2, 3, 0] } });
-    backend.disposeData(dxt.dataId);
+    backend.disposeData(wT.dataId);
     return out;
   }
 
@@ -187,8 +195,12 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
                     continue;
                   }
                   const base = ((ci * N + n) * H + ih) * W + kOff;
+                  if (sw === 1 && lo === 0 && hi === oW) {
+                    copyRun(o, idx, xs, base, oW);
+                    continue;
+                  }
                   for (let ow = 0; ow < lo; ow++) o[idx + ow] = 0;
-                  if (sw === 1) for (let ow = lo; ow < hi; ow++) o[idx + ow] = xs[base + ow];
+                  if (sw === 1) copyRun(o, idx + lo, xs, base + lo, hi - lo);
                   else for (let ow = lo; ow < hi; ow++) o[idx + ow] = xs[base + ow * sw];
                   for (let ow = hi; ow < oW; ow++) o[idx + ow] = 0;
                 }
@@ -217,4 +229,28 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
   }
 
   return { conv2DBackpropInput, conv2DBackpropFilter };
+}
+
+/** dst[d..d+len) = src[s..s+len), unrolled by 4 (the runs here are short: JS loop overhead dominates). */
+function copyRun(dst: Float32Array, d: number, src: Float32Array, s: number, len: number): void {
+  let j = 0;
+  for (; j + 4 <= len; j += 4) {
+    dst[d + j] = src[s + j];
+    dst[d + j + 1] = src[s + j + 1];
+    dst[d + j + 2] = src[s + j + 2];
+    dst[d + j + 3] = src[s + j + 3];
+  }
+  for (; j < len; j++) dst[d + j] = src[s + j];
+}
+
+/** dst[d..d+len) += src[s..s+len), unrolled by 4. */
+function addRun(dst: Float32Array, d: number, src: Float32Array, s: number, len: number): void {
+  let j = 0;
+  for (; j + 4 <= len; j += 4) {
+    dst[d + j] += src[s + j];
+    dst[d + j + 1] += src[s + j + 1];
+    dst[d + j + 2] += src[s + j + 2];
+    dst[d + j + 3] += src[s + j + 3];
+  }
+  for (; j < len; j++) dst[d + j] += src[s + j];
 }

@@ -18,6 +18,10 @@ export function makePoolKernels(tf: typeof tfType) {
     const top = info.padInfo.top, left = info.padInfo.left;
     const out = backend.makeOutput(input.shape, 'float32');
     const dx = f32(backend, out), xs = f32(backend, input), g = f32(backend, dy);
+    if (eKH === 2 && eKW === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && oH === H >> 1 && oW === W >> 1) {
+      maxPoolGrad2x2(dx, xs, g, N, H, W, C);
+      return out;
+    }
     dx.fill(0);
     for (let n = 0; n < N; n++)
       for (let oh = 0; oh < oH; oh++) {
@@ -44,4 +48,36 @@ export function makePoolKernels(tf: typeof tfType) {
     return out;
   }
   return { maxPoolGrad };
+}
+
+/**
+ * 2x2 windows, stride 2, no padding (the common pooling layer): every input element belongs to at
+ * most one window, so dx is written once (no fill, no scatter-add) with the same rule as the
+ * general loop (first maximum in row-major order, strict >, starting from -Infinity).
+ */
+function maxPoolGrad2x2(dx: Float32Array, xs: Float32Array, g: Float32Array, N: number, H: number, W: number, C: number): void {
+  const oH = H >> 1, oW = W >> 1;
+  const rowStride = W * C;
+  if (H & 1 || W & 1) dx.fill(0); // an odd last row/column belongs to no window
+  let gi = 0;
+  for (let n = 0; n < N; n++)
+    for (let oh = 0; oh < oH; oh++) {
+      let a = (n * H + 2 * oh) * rowStride;
+      for (let ow = 0; ow < oW; ow++, a += 2 * C) {
+        const b = a + C, c2 = a + rowStride, d = c2 + C;
+        for (let c = 0; c < C; c++, gi++) {
+          const v0 = xs[a + c], v1 = xs[b + c], v2 = xs[c2 + c], v3 = xs[d + c];
+          let best = Number.NEGATIVE_INFINITY, pos = -1;
+          if (v0 > best) { best = v0; pos = 0; }
+          if (v1 > best) { best = v1; pos = 1; }
+          if (v2 > best) { best = v2; pos = 2; }
+          if (v3 > best) pos = 3;
+          const gv = g[gi];
+          dx[a + c] = pos === 0 ? gv : 0;
+          dx[b + c] = pos === 1 ? gv : 0;
+          dx[c2 + c] = pos === 2 ? gv : 0;
+          dx[d + c] = pos === 3 ? gv : 0;
+        }
+      }
+    }
 }

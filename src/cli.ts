@@ -5,6 +5,7 @@ import { runCommand } from './commands/run.js';
 import { planCommand, statusCommand, validateCommand } from './commands/inspect.js';
 import { cacheClean, cacheGc, cacheLs } from './commands/cache.js';
 import { initCommand } from './commands/init.js';
+import { layersCommand } from './commands/layers.js';
 import { collect, parseConcurrency } from './commands/common.js';
 import { EXIT } from './exit-codes.js';
 
@@ -68,6 +69,17 @@ function program(): Command {
       process.exitCode = await statusCommand(recipe, opts);
     });
 
+  p.command('report')
+    .description('print the summary of the latest run (or of [run]: a run id, latest, previous, or a report dir); --compare two runs')
+    .argument('[run]', 'run id (or unique prefix), latest, previous, or a report directory', undefined)
+    .option('--recipe <file>', 'recipe whose runs to read (reports live in <recipe dir>/.compress/reports/)', 'compress.config.yaml')
+    .addOption(new Option('--format <format>', 'md: the summary; json: report.json; html-path: where report.html is').choices(['md', 'json', 'html-path']).default('md'))
+    .option('--compare <runs...>', 'what changed from run A to run B: metrics per stage and which stages re-ran (e.g. --compare previous latest)')
+    .action(async (run, opts) => {
+      const { reportCommand } = await import('./commands/report.js');
+      process.exitCode = await reportCommand(run, opts);
+    });
+
   const cache = p.command('cache').description('inspect and prune the artifact cache');
   cache.command('ls').argument('[recipe]').option('--cache-dir <dir>').option('--json').description('list cache entries').action(async (recipe, opts) => {
     process.exitCode = await cacheLs(recipe, opts);
@@ -78,6 +90,15 @@ function program(): Command {
   cache.command('clean').argument('[recipe]').option('--cache-dir <dir>').description('remove the whole cache').action(async (recipe, opts) => {
     process.exitCode = await cacheClean(recipe, opts);
   });
+
+  p.command('layers')
+    .description('list a model\'s layers (name, type, shape, params, sparsity) to write selectors from')
+    .argument('<model-or-stage>', 'a stage id of the recipe, a model path (model.json, .h5, .keras) or a built-in architecture')
+    .option('--recipe <file>', 'recipe to look stages up in', 'compress.config.yaml')
+    .option('--json', 'machine-readable output')
+    .action(async (target, opts) => {
+      process.exitCode = await layersCommand(target, opts);
+    });
 
   p.command('init')
     .description('write a starter recipe (for a model file when given one); asks nothing')

@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 import { stableJson } from '../model/io.js';
-import type { RunSummary } from '../run/execute.js';
+import type { RunSummary, StageOutcome } from '../run/execute.js';
 import { tfjsVersion } from '../engine/backend.js';
+import { renderHtml } from './html.js';
 
 export const REPORT_VERSION = 1;
 
@@ -33,13 +36,27 @@ export function reportJson(s: RunSummary) {
   };
 }
 
+export type ReportJson = ReturnType<typeof reportJson>;
+
+/** What the markdown summary reads: a RunSummary, or a report.json read back. */
+export interface SummaryInput {
+  runId: string;
+  recipe: string;
+  engine: string;
+  seconds: number;
+  exitCode: number;
+  stages: Array<Pick<StageOutcome, 'id' | 'uses' | 'status' | 'seconds' | 'metrics' | 'reason'>>;
+  gates: RunSummary['gates'];
+}
+
 const pct = (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(2)}%` : '');
 const num = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '');
 const kb = (v: unknown) => (typeof v === 'number' ? `${(v / 1024).toFixed(1)} KiB` : '');
 
 /** Markdown for GitHub step summaries and PR comments: one table of stages, then gates. */
-export function summaryMarkdown(s: RunSummary): string {
-  const lines = [`## compress: ${s.recipe.replace(/^.*[\\/]/, '')}`, '', `engine \`${s.engine}\` · ${s.seconds.toFixed(1)} s · exit ${s.exitCode}`, ''];
+export function summaryMarkdown(s: SummaryInput): string {
+  const cached = s.stages.filter((x) => x.status === 'cached').length;
+  const lines = [`## compress: ${s.recipe.replace(/^.*[\\/]/, '')}`, '', `run \`${s.runId}\` · engine \`${s.engine}\` · ${s.seconds.toFixed(1)} s · ${cached} of ${s.stages.length} stages cached · exit ${s.exitCode}`, ''];
   lines.push('| stage | kind | status | accuracy | sparsity | size | ratio | latency |', '|---|---|---|---:|---:|---:|---:|---:|');
   for (const x of s.stages) {
     const m = x.metrics as Record<string, unknown>;
@@ -55,12 +72,25 @@ export function summaryMarkdown(s: RunSummary): string {
   return lines.join('\n') + '\n';
 }
 
+/** The recipe's `name:`, read back from the recipe file (RunSummary records only its path). */
+export function recipeNameOf(file: string): string | undefined {
+  try {
+    const doc = parse(readFileSync(file, 'utf8')) as { name?: unknown } | null;
+    return typeof doc?.name === 'string' ? doc.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes `<reportsRoot>/<runId>/{report.json,summary.md,report.html}`; returns that directory. */
 export async function writeReports(s: RunSummary, reportsRoot: string): Promise<string> {
   const dir = join(reportsRoot, s.runId);
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'report.json'), stableJson(reportJson(s)));
+  const json = reportJson(s);
+  await writeFile(join(dir, 'report.json'), stableJson(json));
   const md = summaryMarkdown(s);
   await writeFile(join(dir, 'summary.md'), md);
+  await writeFile(join(dir, 'report.html'), renderHtml(json, { recipeName: recipeNameOf(s.recipe) }));
   if (process.env.GITHUB_STEP_SUMMARY) await appendFile(process.env.GITHUB_STEP_SUMMARY, md).catch(() => undefined);
   return dir;
 }

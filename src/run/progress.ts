@@ -15,6 +15,7 @@ interface StageSlot {
   task?: ListrTaskWrapper<unknown, any, any>;
   pending: Array<(t: ListrTaskWrapper<unknown, any, any>) => void>;
   lastPlain?: number;
+  ended?: boolean;
 }
 
 /**
@@ -96,11 +97,19 @@ export function createProgress(mode: ProgressMode, stages: Array<{ id: string; u
       }
     },
     async done() {
+      // A run that ended early (an error before stages ran, or stages outside the selection) leaves
+      // tasks open; close them so the display ends instead of waiting forever.
+      for (const [id, slot] of slots) if (!slot.ended) withTask(id, (t) => {
+        t.skip(`${label(byId.get(id)!)}: not run`);
+        slot.resolve();
+      });
       await running;
     },
   };
 
   function finish(o: StageOutcome) {
+    const s = slots.get(o.id);
+    if (s) s.ended = true;
     withTask(o.id, (t) => {
       const slot = slots.get(o.id)!;
       const st = byId.get(o.id)!;

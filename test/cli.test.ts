@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { JSDOM } from 'jsdom';
+import { cli, TINY, workspace } from './helpers.js';
+
+test('plan --format mermaid is a valid mermaid flowchart (parsed by mermaid itself)', async () => {
+  const { dir } = workspace(TINY.replace('  report:', '  other-branch:\n    uses: evaluate\n    needs: [baseline]\n  report:'));
+  const r = await cli(['plan', '--format', 'mermaid'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const dom = new JSDOM('<!doctype html><html><body></body></html>');
+  Object.assign(globalThis, { window: dom.window, document: dom.window.document });
+  const { default: mermaid } = await import('mermaid');
+  mermaid.initialize({ startOnLoad: false });
+  const parsed = await mermaid.parse(r.stdout);
+  assert.ok(parsed && parsed.diagramType.startsWith('flowchart'));
+  assert.match(r.stdout, /s_baseline --> s_prune/);
+  assert.match(r.stdout, /s_baseline --> s_other_2d_branch/);
+  await assert.rejects(mermaid.parse(r.stdout.replace('-->', '--> [')), 'the parser does reject broken graphs');
+  for (const format of ['dot', 'json', 'text']) assert.equal((await cli(['plan', '--format', format], dir)).exitCode, 0);
+  const json = JSON.parse((await cli(['plan', '--format', 'json'], dir)).stdout);
+  assert.deepEqual(json.stages.map((s: { id: string }) => s.id), ['baseline', 'prune', 'other-branch', 'report']);
+});
+
+test('validate reports every problem with file:line:col, exit 2, no stack trace', async () => {
+  const { dir } = workspace(TINY.replace('seed: 7', 'sed: 7').replace('uses: evaluate', 'uses: evaluat'));
+  const r = await cli(['validate'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stderr, /compress\.config\.yaml:3:1  sed  unknown key 'sed'; did you mean 'seed'\?/);
+  assert.match(r.stderr, /compress\.config\.yaml:\d+:11  stages\.report\.uses  unknown stage kind 'evaluat'; did you mean 'evaluate'\?/);
+  assert.match(r.stderr, /2 problems; recipe not run/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+});
+
+test('run, status, --frozen, --only, --force, cache ls/gc; gates exit 3', async () => {
+  const { dir, file } = workspace(TINY);
+  assert.equal((await cli(['status'], dir)).stdout.match(/stale/g)?.length, 3);
+  const first = await cli(['run'], dir);
+  assert.equal(first.exitCode, 0, first.stderr);
+  assert.ok(existsSync(join(dir, 'compress.lock')));
+  assert.match((await cli(['status'], dir)).stdout, /everything is cached \(3 stages\)/);
+  // --frozen passes when nothing changes and fails (exit 2) after a param change.
+  assert.equal((await cli(['run', '--frozen'], dir)).exitCode, 0);
+  const frozen = await cli(['run', '--frozen', '--set', 'params.sparsity=0.7'], dir);
+  assert.equal(frozen.exitCode, 2);
+  assert.match(frozen.stderr, /'prune' would change/);
+  // status explains without running.
+  assert.match((await cli(['status', '--set', 'params.sparsity=0.7'], dir)).stdout, /prune\s+stale\s+with\.sparsity: 0\.6 -> 0\.7/);
+  // --force re-runs a stage (same inputs: same digests, so downstream stays cached).
+  const forced = await cli(['run', '--json', '--force', 'prune'], dir);
+  const ends = forced.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === 'stage-end');
+  assert.deepEqual(Object.fromEntries(ends.map((e) => [e.outcome.id, e.outcome.status])), { baseline: 'cached', prune: 'ran', report: 'cached' });
+  // --only with a missing upstream is refused.
+  writeFileSync(file, readFileSync(file, 'utf8').replace('epochs: 1, batchSize: 32 }\n  prune', 'epochs: 2, batchSize: 32 }\n  prune'));
+  const only = await cli(['run', '--only', 'report'], dir);
+  assert.equal(only.exitCode, 1);
+  assert.match(only.stderr, /not in the cache/);
+  // A deliberately strict gate exits 3 and names the gate, its value and its bound.
+  const gate = await cli(['run', '--set', 'stages.report.with.gates=["accuracy >= 0.999"]'], dir);
+  assert.equal(gate.exitCode, 3, gate.stderr);
+  assert.match(gate.stderr, /gate 'accuracy >= 0\.999' FAILED: 0\.\d+ >= 0\.999 is false/);
+  // cache ls and gc.
+  assert.match((await cli(['cache', 'ls'], dir)).stdout, /entries in/);
+  assert.match((await cli(['cache', 'gc'], dir)).stdout, /removed \d+ entries/);
+  assert.match((await cli(['status'], dir)).stdout, /everything is cached/);
+});
+
+test('init writes a recipe that validates; layers lists a stage model', async () => {
+  const { dir } = workspace('', 'unused.yaml');
+  const init = await cli(['init'], dir);
+  assert.equal(init.exitCode, 0, init.stderr);
+  assert.equal((await cli(['validate'], dir)).exitCode, 0);
+  assert.equal((await cli(['init'], dir)).exitCode, 2, 'refuses to overwrite');
+  const layers = await cli(['layers', 'lenet-5'], dir);
+  assert.match(layers.stdout, /conv_1\s+Conv2D\s+\[\?,24,24,20\]\s+520/);
+});

@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli, workspace } from './helpers.js';
+import { loadRecipe } from '../src/recipe/load.js';
+import { runRecipe, type RunSummary } from '../src/run/execute.js';
+
+const metricsOf = (s: RunSummary, id: string) => s.stages.find((x) => x.id === id)!.metrics as Record<string, any>;
+
+function kernel(dir: string, layer: string): Float32Array {
+  const mj = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+  const bin = readFileSync(join(dir, 'weights.bin'));
+  let off = 0;
+  for (const w of mj.weightsManifest[0].weights) {
+    const n = w.shape.reduce((a: number, b: number) => a * b, 1);
+    if (w.name === `${layer}/kernel`) return new Float32Array(bin.buffer.slice(bin.byteOffset + off, bin.byteOffset + off + n * 4));
+    off += n * 4;
+  }
+  throw new Error(`no kernel for ${layer}`);
+}
+
+const zeros = (a: Float32Array) => a.reduce((n, v) => n + (v === 0 ? 1 : 0), 0);
+const distinct = (a: Float32Array) => new Set(a).size;
+
+const PIPE = `version: 1
+seed: 11
+data:
+  digits: { source: mnist, limit: 600 }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, epochs: 2, batchSize: 32 }
+  pruned:
+    uses: prune
+    needs: [base]
+    with: { method: magnitude, scope: global, sparsity: 0.8, train: { epochs: 1, batchSize: 32 } }
+  shared:
+    uses: quantize
+    needs: [pruned]
+    with:
+      default: { method: kmeans, bits: 4 }
+      layers: [ { match: dense_3, bits: 5 } ]
+      finetune: { epochs: 1, batchSize: 32 }
+  distilled:
+    uses: retrain
+    needs: [pruned, base]
+    with: { teacher: base, train: { epochs: 1, batchSize: 32 }, l1: 0.00001 }
+  lowrank:
+    uses: factorize
+    needs: [base]
+    with: { rank: 8 }
+  neurons:
+    uses: prune
+    needs: [base]
+    with: { method: structured, sparsity: 0.5, layers: [ { type: Dense }, { match: dense_3, exclude: true } ] }
+  nm:
+    uses: prune
+    needs: [base]
+    with: { method: "n:m", n: 2, m: 4 }
+  report:
+    uses: evaluate
+    needs: [shared]
+    with: { latencySamples: 5 }
+  ship:
+    uses: export
+    needs: [shared]
+    with: { targets: [ { target: tflite, precision: int8 }, { target: onnx, precision: int8 }, { target: tfjs, precision: uint8 } ] }
+`;
+
+test('stages end to end: prune, k-means with fine-tuning, distillation, factorization, structured, n:m, export', async () => {
+  const { file, dir } = workspace(PIPE);
+  const s = await runRecipe(loadRecipe(file));
+  for (const st of s.stages) assert.equal(st.status, 'ran', `${st.id}: ${st.reason}`);
+  const out = (id: string) => join(dir, '.compress', 'out', id);
+
+  // Pruning: 80% global sparsity exactly; zeros survive quantization and fine-tuning on the grid.
+  const prunedZeros = ['dense_1', 'dense_2', 'dense_3'].map((l) => zeros(kernel(out('pruned'), l)));
+  assert.ok(Math.abs(metricsOf(s, 'pruned').sparsity - 0.8) < 0.002, `sparsity ${metricsOf(s, 'pruned').sparsity}`);
+  ['dense_1', 'dense_2', 'dense_3'].forEach((l, i) => {
+    const k = kernel(out('shared'), l);
+    assert.ok(zeros(k) >= prunedZeros[i], `${l}: zeros kept`);
+    // 4 bits => at most 16 values (zero included); dense_3 has 5 bits.
+    assert.ok(distinct(k) <= (l === 'dense_3' ? 32 : 16), `${l}: ${distinct(k)} shared values`);
+  });
+  const meta = JSON.parse(readFileSync(join(out('shared'), 'meta.json'), 'utf8'));
+  assert.equal(meta.weightQuant.dense_1.method, 'kmeans');
+  assert.ok(Object.keys(meta.activationRanges).includes('__input__'));
+  const q = metricsOf(s, 'shared');
+  assert.ok(q.accuracy > 0.5, `quantized accuracy ${q.accuracy}`);
+  assert.equal(q.layers.length, 3);
+  assert.ok(q.layers.every((l: any) => typeof l.outputSqnrDb === 'number' && l.outputSqnrDb > 5), JSON.stringify(q.layers));
+
+  // Retraining with a teacher keeps the pruned zeros exactly.
+  for (const [i, l] of ['dense_1', 'dense_2', 'dense_3'].entries()) assert.equal(zeros(kernel(out('distilled'), l)), prunedZeros[i], l);
+
+  // Factorization and structured pruning really shrink the model.
+  assert.ok(metricsOf(s, 'lowrank').params < metricsOf(s, 'lowrank').paramsBefore * 0.5);
+  assert.ok(metricsOf(s, 'neurons').params < metricsOf(s, 'neurons').paramsBefore * 0.6, JSON.stringify(metricsOf(s, 'neurons')));
+  assert.equal(metricsOf(s, 'neurons').removedUnits, 32 + 16);
+
+  // n:m: every group of 4 input weights of every output keeps exactly 2.
+  const nm = kernel(out('nm'), 'dense_2'); // [64, 32]
+  for (let o = 0; o < 32; o++) for (let g = 0; g < 64; g += 4) {
+    let nz = 0;
+    for (let i = g; i < g + 4; i++) if (nm[i * 32 + o] !== 0) nz++;
+    assert.ok(nz <= 2, `group ${g} of output ${o} has ${nz} non-zeros`);
+  }
+
+  // Size accounting sees the sparsity and the codebooks.
+  const r = metricsOf(s, 'report');
+  assert.ok(r.compressionRatio > 10, `ratio ${r.compressionRatio}`);
+  assert.ok(r.finalBytes < r.denseBytes / 10);
+
+  // Three exports, each verified in its runtime.
+  const exps = metricsOf(s, 'ship').exports as Array<Record<string, any>>;
+  assert.deepEqual(exps.map((e) => `${e.target}-${e.precision}`), ['tflite-int8', 'onnx-int8', 'tfjs-uint8']);
+  for (const e of exps) {
+    assert.ok(e.agreement >= 0.99, `${e.target}: agreement ${e.agreement}`);
+    assert.ok(e.latencyMs > 0 && e.bytes > 0 && e.gzipBytes < e.bytes);
+  }
+  assert.ok(statSync(join(out('ship'), 'tflite-int8', 'model.tflite')).size > 1000);
+  assert.ok(existsSync(join(out('ship'), 'onnx-int8', 'model.onnx')));
+});
+
+test('a selector that matches no layer fails the stage and lists the layers', async () => {
+  const { dir } = workspace(`version: 1
+data: { d: { source: mnist, limit: 200 } }
+stages:
+  base: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  p: { uses: prune, needs: [base], with: { sparsity: 0.5, layers: [ { match: "conv*" } ] } }
+  other: { uses: evaluate, needs: [base], with: { latencySamples: 0 } }
+`);
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 1);
+  assert.match(r.stderr, /stage 'p' failed: .*matches no layer.*dense_1 \(Dense\)/s);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.match(r.stdout, /other\s+ran/, 'unrelated branches finish');
+});
+
+test('retrain teacher must be upstream (validation error, exit 2)', async () => {
+  const { dir } = workspace(`version: 1
+data: { d: { source: mnist, limit: 200 } }
+stages:
+  base: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  r: { uses: retrain, needs: [base], with: { teacher: bse } }
+`);
+  const r = await cli(['validate'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stderr, /compress\.config\.yaml:5:\d+  stages\.r\.with\.teacher  teacher 'bse' must be listed in needs/);
+});

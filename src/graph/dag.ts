@@ -76,8 +76,9 @@ export function descendantsOf(nodes: GraphNode[], id: string): Set<string> {
 
 export interface Selection {
   only?: string[];
-  from?: string;
-  until?: string;
+  /** Stages from these on (several: the branches of a sweep). */
+  from?: string[];
+  until?: string[];
 }
 
 /**
@@ -88,14 +89,12 @@ export interface Selection {
 export function selectStages(nodes: GraphNode[], sel: Selection): Set<string> {
   let set = new Set(nodes.map((n) => n.id));
   if (sel.only?.length) set = new Set(sel.only);
-  if (sel.from) {
-    const d = descendantsOf(nodes, sel.from);
-    d.add(sel.from);
+  if (sel.from?.length) {
+    const d = new Set(sel.from.flatMap((f) => [f, ...descendantsOf(nodes, f)]));
     set = new Set([...set].filter((x) => d.has(x)));
   }
-  if (sel.until) {
-    const a = ancestorsOf(nodes, sel.until);
-    a.add(sel.until);
+  if (sel.until?.length) {
+    const a = new Set(sel.until.flatMap((u) => [u, ...ancestorsOf(nodes, u)]));
     set = new Set([...set].filter((x) => a.has(x)));
   }
   return set;

@@ -10,6 +10,7 @@ import { parseOverride, type Override } from './overrides.js';
 import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
 import { findCycle } from '../graph/dag.js';
 import { checkGates } from './gates-check.js';
+import { expandMatrix, sourcePath, type BranchOrigin } from './matrix.js';
 
 export interface ResolvedStage {
   id: string;
@@ -89,13 +90,15 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     throw new RecipeError([{ file, line: 1, col: 1, path: '', message: 'a recipe must be a mapping with `version` and `stages`' }]);
   }
 
-  const where = (path: Array<string | number>, atKey = false) => {
+  let origins = new Map<string, BranchOrigin>();
+  const where = (at: Array<string | number>, atKey = false) => {
+    const path = sourcePath(at, origins, atKey);
     const o = overrides.find((ov) => ov.path.length <= path.length && ov.path.every((s, i) => String(path[i]) === s));
     if (o) return { origin: `--set ${o.text}` };
     return locate(doc, lc, path, atKey) ?? {};
   };
   const problem = (path: Array<string | number>, message: string, atKey = false) =>
-    problems.push({ file, path: dotted(path), message, ...where(path, atKey) });
+    problems.push({ file, path: dotted(sourcePath(path, origins, atKey)), message, ...where(path, atKey) });
 
   // ${params.x}: resolve before validation so types are checked on the values stages will see.
   const params = ((raw as Record<string, unknown>).params ?? {}) as Record<string, unknown>;
@@ -106,6 +109,14 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     obj[key] = interpolateParams(obj[key], params, [key], unresolved);
   }
   for (const u of unresolved) problem(u.path, `unknown parameter '${u.name}'${suggestion(u.name, Object.keys(params))}`);
+
+  // Sweeps expand before validation, so each branch is checked like a stage written by hand.
+  if (obj.stages !== null && typeof obj.stages === 'object' && !Array.isArray(obj.stages)) {
+    const ex = expandMatrix(obj.stages as Record<string, unknown>);
+    obj.stages = ex.stages;
+    origins = ex.origins;
+    for (const p of ex.problems) problem(p.path, p.message);
+  }
 
   const validate = getValidator();
   if (!validate(obj)) {
@@ -247,6 +258,12 @@ function describeAjvError(e: ErrorObject): { path: Array<string | number>; messa
   }
 }
 
+/** Sorted by position; sweep branches that share a mistake report it once, at the line it is on. */
 function sortProblems(ps: RecipeProblem[]): RecipeProblem[] {
+  const seen = new Set<string>();
+  ps = ps.filter((p) => {
+    const k = `${p.line}:${p.col}:${p.origin ?? ''}:${p.path}:${p.message}`;
+    return !seen.has(k) && Boolean(seen.add(k));
+  });
   return ps.sort((a, b) => (a.line ?? 1e9) - (b.line ?? 1e9) || (a.col ?? 0) - (b.col ?? 0));
 }

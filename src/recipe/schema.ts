@@ -2,6 +2,8 @@ import type { FromSchema } from 'json-schema-to-ts';
 
 export const SCHEMA_ID = 'https://compress.dev/schemas/recipe.schema.json';
 export const STAGE_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*$';
+/** A stage id, or a sweep branch's id (`prune[finalSparsity=0.9]`, made by src/recipe/matrix.ts). */
+const BRANCH_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*(\\[[A-Za-z0-9_.+=,-]+\\])?$';
 
 const splitSchema = {
   type: 'object',
@@ -85,12 +87,17 @@ export const recipeBaseSchema = {
     stages: {
       type: 'object',
       minProperties: 1,
-      propertyNames: { pattern: STAGE_ID_PATTERN },
+      propertyNames: { pattern: BRANCH_ID_PATTERN },
       additionalProperties: {
         type: 'object',
         properties: {
           uses: { type: 'string' },
-          needs: { type: 'array', items: { type: 'string', pattern: STAGE_ID_PATTERN }, uniqueItems: true },
+          needs: { type: 'array', items: { type: 'string', pattern: BRANCH_ID_PATTERN }, uniqueItems: true },
+          matrix: {
+            type: 'object',
+            description: 'a sweep: `with` paths (dotted, or nested mappings) to lists of values; the stage and everything downstream run once per combination, as branches like `prune[finalSparsity=0.9]`',
+            minProperties: 1,
+          },
           with: { type: 'object' },
           description: { type: 'string' },
           timeout: { type: 'number', exclusiveMinimum: 0, description: 'seconds before the stage is stopped' },

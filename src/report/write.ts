@@ -6,6 +6,7 @@ import { stableJson } from '../model/io.js';
 import type { RunSummary, StageOutcome } from '../run/execute.js';
 import { tfjsVersion } from '../engine/backend.js';
 import { renderHtml } from './html.js';
+import { sweepMarkdown } from './sweep.js';
 
 export const REPORT_VERSION = 1;
 
@@ -67,6 +68,7 @@ export function summaryMarkdown(s: SummaryInput): string {
     lines.push('', '| gate | stage | result |', '|---|---|---|');
     for (const g of s.gates) lines.push(`| \`${g.gate}\` | ${g.stage} | ${g.passed ? 'pass' : '**FAIL**'}: ${g.left !== undefined ? `${g.left.toPrecision(6)} vs ${g.right!.toPrecision(6)}` : g.message} |`);
   }
+  lines.push(...sweepMarkdown(s.stages));
   const failed = s.stages.filter((x) => x.status === 'failed');
   if (failed.length) lines.push('', ...failed.map((f) => `**${f.id} failed:** ${f.reason}`));
   return lines.join('\n') + '\n';

@@ -9,6 +9,7 @@ import { acquireLock } from '../cache/proc-lock.js';
 import { engineIdentity, resolveBackend } from '../engine/backend.js';
 import { ancestorsOf, selectStages, topoOrder } from '../graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
+import { selectIds } from '../recipe/matrix.js';
 import { UsageError } from '../recipe/errors.js';
 import type { StageInput } from '../stages/types.js';
 import { evaluateGates, type GateResult } from './gates.js';
@@ -103,14 +104,20 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   await store.sweepTmp();
 
   const nodes = recipe.stages.map((s) => ({ id: s.id, needs: s.needs }));
-  for (const id of [...(opts.only ?? []), opts.from, opts.until, ...(Array.isArray(opts.force) ? opts.force : [])]) {
-    if (id !== undefined && !recipe.stageById.has(id)) throw new UsageError(`unknown stage '${id}' (stages: ${recipe.stages.map((s) => s.id).join(', ')})`);
-  }
-  const selected = selectStages(nodes, { only: opts.only, from: opts.from, until: opts.until });
+  // A selector names a stage, or every branch of a swept one (`--only prune` = all `prune[...]`).
+  const ids = (sel: string | undefined): string[] => {
+    if (sel === undefined) return [];
+    const found = selectIds(sel, recipe.stageById.keys());
+    if (!found.length) throw new UsageError(`unknown stage '${sel}' (stages: ${recipe.stages.map((s) => s.id).join(', ')})`);
+    return found;
+  };
+  const only = (opts.only ?? []).flatMap(ids);
+  const forcedIds = Array.isArray(opts.force) ? opts.force.flatMap(ids) : [];
+  const selected = selectStages(nodes, { only, from: ids(opts.from), until: ids(opts.until) });
   const needed = new Set(selected);
   for (const id of selected) for (const a of ancestorsOf(nodes, id)) needed.add(a);
   const order = topoOrder(nodes).filter((id) => needed.has(id));
-  const forced = (id: string) => opts.force === true ? selected.has(id) : Array.isArray(opts.force) && opts.force.includes(id);
+  const forced = (id: string) => opts.force === true ? selected.has(id) : forcedIds.includes(id);
 
   emit({ type: 'run-start', runId, recipe: recipe.file, engine, stages: order });
 

@@ -117,6 +117,9 @@ test('a 3x3 sweep on LeNet-300-100: branches run concurrently, upstream shared f
   const evalTable = tables.find((t) => t.stage === 'eval')!;
   assert.deepEqual(evalTable.axes, ['finalSparsity', 'bits']);
   assert.ok(evalTable.rows.some((r) => r.pareto) && evalTable.rows.every((r, i, a) => i === 0 || a[i - 1].size! <= r.size!));
+  const html = readFileSync(join(dir, '.compress', 'reports', events[0].runId, 'report.html'), 'utf8');
+  const table = /<table class="sweep" data-sweep="eval">([\s\S]*?)<\/table>/.exec(html)?.[1] ?? '';
+  assert.equal((table.match(/<tr/g) ?? []).length, 1 + 9, 'header + 9 branches in the HTML pareto table');
   // The smallest model is the sparsest, most coarsely quantized one.
   assert.deepEqual(evalTable.rows[0].coords, { finalSparsity: '0.9', bits: '4' });
 

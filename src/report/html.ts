@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ReportJson } from './write.js';
+import { sweepHtml } from './sweep.js';
 import { barChart, esc, lineChart, scatterChart, type ScatterPoint, type Series } from './svg.js';
 
 /**
@@ -223,6 +224,7 @@ table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;pad
 .tag{font-size:11px;border:1px solid var(--line);border-radius:10px;padding:0 6px;color:var(--muted);font-weight:normal}
 .badge{display:inline-block;font-size:12px;font-weight:600;border-radius:10px;padding:0 8px;border:1px solid currentColor}
 .badge.ran,.badge.pass,.badge.ok{color:var(--ok)}.badge.cached{color:var(--accent)}.badge.failed,.badge.fail,.badge.interrupted{color:var(--bad)}.badge.skipped{color:var(--warn)}
+table.sweep tr.pareto td{font-weight:600}
 .error{color:var(--bad);margin-top:4px;white-space:pre-wrap}code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{color:var(--muted);font-size:12px;margin-top:4px}
 svg.chart{max-width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px;font-size:11px;fill:var(--fg)}
@@ -299,6 +301,7 @@ export function renderHtml(r: ReportJson, opts: HtmlOptions = {}): string {
 <section id="models"><h2>Models</h2>${modelsTable(r)}</section>
 <section id="gates"><h2>Gates</h2>${gatesSection(r)}</section>
 <section id="pareto"><h2>Accuracy vs size</h2>${scatterSection(r)}</section>
+${sweepHtml(r.stages)}
 <section id="layers"><h2>Per-layer sparsity and bits</h2>${layersSection(r)}</section>
 <section id="training"><h2>Training curves</h2>${curvesSection(r)}</section>
 <section id="stages"><h2>Stages</h2>${stagesTable(r)}</section>

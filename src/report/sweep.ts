@@ -1,5 +1,6 @@
 import { fmtBytes, fmtPct, modelPoint, paretoFront, type ModelPoint } from './html.js';
 import type { ReportJson } from './write.js';
+import { esc } from './svg.js';
 
 type Stage = Pick<ReportJson['stages'][number], 'id' | 'uses' | 'status' | 'metrics'>;
 
@@ -75,4 +76,15 @@ export function sweepMarkdown(stages: Stage[]): string[] {
     }
   }
   return lines;
+}
+
+/** The HTML pareto tables of a run's sweeps (empty when it has none). */
+export function sweepHtml(stages: Stage[]): string {
+  const tables = sweepTables(stages);
+  if (!tables.length) return '';
+  return `<section id="sweeps"><h2>Sweeps</h2>${tables.map((t) => {
+    const head = `<tr>${t.axes.map((a) => `<th class="n">${esc(a)}</th>`).join('')}<th class="n">accuracy</th><th class="n">size</th><th class="n">compression</th><th class="n">sparsity</th><th>pareto</th><th>stage</th></tr>`;
+    const rows = t.rows.map((r) => `<tr${r.pareto ? ' class="pareto"' : ''}>${t.axes.map((a) => `<td class="n">${esc(r.coords[a] ?? '')}</td>`).join('')}<td class="n">${fmtPct(r.accuracy)}</td><td class="n">${fmtBytes(r.size)}</td><td class="n">${r.ratio !== undefined ? `${r.ratio.toFixed(1)}×` : '—'}</td><td class="n">${fmtPct(r.sparsity, 1)}</td><td>${r.pareto ? '★ front' : ''}</td><td><code>${esc(r.id)}</code></td></tr>`);
+    return `<h3><code>${esc(t.stage)}</code>: ${t.rows.length} branches, ${t.rows.filter((r) => r.pareto).length} on the accuracy-vs-size pareto front</h3><table class="sweep" data-sweep="${esc(t.stage)}"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table>`;
+  }).join('')}</section>`;
 }

@@ -105,8 +105,8 @@ function program(): Command {
     .argument('[model]', 'a TF.js model.json, Keras .h5 or .keras file')
     .option('-o, --output <file>', 'recipe to write', 'compress.config.yaml')
     .option('--force', 'overwrite an existing recipe')
-    .action((model, opts) => {
-      process.exitCode = initCommand(model, opts);
+    .action(async (model, opts) => {
+      process.exitCode = await initCommand(model, opts);
     });
   return p;
 }

@@ -4,6 +4,10 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { JSDOM } from 'jsdom';
 import { cli, TINY, workspace } from './helpers.js';
+import { initEngine } from '../src/engine/backend.js';
+import { buildModel } from '../src/engine/models.js';
+import { saveModelDir } from '../src/model/io.js';
+import { emptyMeta } from '../src/model/meta.js';
 
 test('plan --format mermaid is a valid mermaid flowchart (parsed by mermaid itself)', async () => {
   const { dir } = workspace(TINY.replace('  report:', '  other-branch:\n    uses: evaluate\n    needs: [baseline]\n  report:'));
@@ -64,6 +68,29 @@ test('run, status, --frozen, --only, --force, cache ls/gc; gates exit 3', async 
   assert.match((await cli(['cache', 'ls'], dir)).stdout, /entries in/);
   assert.match((await cli(['cache', 'gc'], dir)).stdout, /removed \d+ entries/);
   assert.match((await cli(['status'], dir)).stdout, /everything is cached/);
+});
+
+test('init for a model file: MNIST-shaped models get a recipe that runs; others get a files data entry', async () => {
+  const { dir } = workspace('', 'unused.yaml');
+  const { tf } = await initEngine('wasm');
+  for (const [name, inputShape, classes] of [['digits', [28, 28, 1], 10], ['tabular', [8], 3]] as const) {
+    const model = buildModel(tf, 'mlp-small', { inputShape: [...inputShape], numClasses: classes, seed: 1 });
+    await saveModelDir(tf, model, emptyMeta(), join(dir, name));
+    model.dispose();
+  }
+  const init = await cli(['init', join('digits', 'model.json')], dir);
+  assert.equal(init.exitCode, 0, init.stderr);
+  const recipe = readFileSync(join(dir, 'compress.config.yaml'), 'utf8');
+  assert.match(recipe, /\$schema=\.\.?\/.*schemas\/recipe\.schema\.json/);
+  assert.match(recipe, /path: "digits\/model\.json"/);
+  const run = await cli(['run', '--set', 'data.digits.limit=300', '--set', 'stages.prune.with.train.epochs=1'], dir);
+  assert.ok(run.exitCode === 0 || run.exitCode === 3, run.stderr);
+  assert.match(run.stdout, /report\s+ran/);
+  const other = await cli(['init', join('tabular', 'model.json'), '--output', 'tabular.yaml'], dir);
+  assert.equal(other.exitCode, 0, other.stderr);
+  assert.match(other.stdout, /does not take 28x28 MNIST digits/);
+  assert.match(readFileSync(join(dir, 'tabular.yaml'), 'utf8'), /source: files, features: data\/features\.npy, labels: data\/labels\.npy, numClasses: 3/);
+  assert.equal((await cli(['validate', 'tabular.yaml'], dir)).exitCode, 0);
 });
 
 test('init writes a recipe that validates; layers lists a stage model', async () => {

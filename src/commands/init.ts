@@ -1,10 +1,21 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { relative, resolve, dirname } from 'node:path';
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UsageError } from '../recipe/errors.js';
 
+/** What `init` learned about a given model: whether MNIST digits fit it, and its class count. */
+export interface ModelFit {
+  mnist: boolean;
+  numClasses?: number;
+  inputShape?: number[];
+}
+
 /** A starter recipe: for a model file when given one, else the built-in MNIST pipeline. */
-export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe.schema.json'): string {
-  const head = `# yaml-language-server: $schema=${schemaPath}\nversion: 1\nname: ${modelPath ? 'compress-my-model' : 'mnist-mlp'}\nseed: 42\nparams:\n  sparsity: 0.8\ndata:\n  digits: { source: mnist, split: { train: 0.8, validation: 0.1, test: 0.1 } }\nstages:\n`;
+export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe.schema.json', fit: ModelFit = { mnist: true }): string {
+  const data = fit.mnist
+    ? `data:\n  digits: { source: mnist, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
+    : `# Your model's input is ${JSON.stringify(fit.inputShape ?? [])}, not a 28x28 digit: point this at your data\n# (.npy features [N, ...inputShape] + integer labels [N], or CSV with a label column).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`;
+  const head = `# yaml-language-server: $schema=${schemaPath}\nversion: 1\nname: ${modelPath ? 'compress-my-model' : 'mnist-mlp'}\nseed: 42\nparams:\n  sparsity: 0.8\n${data}stages:\n`;
   const first = modelPath
     ? `  model:\n    uses: load\n    with: { path: ${JSON.stringify(modelPath)} }\n  baseline:\n    uses: evaluate\n    needs: [model]\n`
     : `  model:\n    uses: train\n    with: { model: lenet-300-100, epochs: 3, optimizer: { name: adam, learningRate: 0.001 } }\n  baseline:\n    uses: evaluate\n    needs: [model]\n`;
@@ -17,12 +28,35 @@ export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe
   );
 }
 
-export function initCommand(modelPath: string | undefined, flags: { output?: string; force?: boolean }): number {
+/** The recipe schema shipped with this package, relative to the recipe (works in this repo and under node_modules). */
+function schemaPathFor(recipeFile: string): string {
+  const schema = fileURLToPath(new URL('../../../schemas/recipe.schema.json', import.meta.url));
+  const rel = relative(dirname(resolve(recipeFile)), schema).split('\\').join('/');
+  return rel.startsWith('.') ? rel : `./${rel}`;
+}
+
+/** Reads the model's input and output shapes to decide whether the MNIST digits fit it. */
+async function fitOf(modelPath: string): Promise<ModelFit> {
+  const { initEngine } = await import('../engine/backend.js');
+  const { loadModelFrom } = await import('../model/load/index.js');
+  const { tf } = await initEngine('auto');
+  const model = await loadModelFrom(tf, modelPath);
+  const input = (model.inputs[0].shape ?? []).slice(1).map((d) => d ?? 0);
+  const out = model.outputs[0].shape ?? [];
+  model.dispose();
+  const numClasses = out[out.length - 1] ?? undefined;
+  const size = input.reduce((a, b) => a * b, 1);
+  return { mnist: size === 784 && numClasses === 10, numClasses: numClasses ?? undefined, inputShape: input };
+}
+
+export async function initCommand(modelPath: string | undefined, flags: { output?: string; force?: boolean }): Promise<number> {
   const out = flags.output ?? 'compress.config.yaml';
   if (existsSync(out) && !flags.force) throw new UsageError(`${out} already exists; pass --force to overwrite or --output to write elsewhere`);
   if (modelPath && !existsSync(modelPath)) throw new UsageError(`model '${modelPath}' not found`);
-  const rel = modelPath ? relative(dirname(resolve(out)), resolve(modelPath)) : undefined;
-  writeFileSync(out, starterRecipe(rel));
-  process.stdout.write(`wrote ${out}; run it with: npx compress run ${out === 'compress.config.yaml' ? '' : out}\n`);
+  const rel = modelPath ? relative(dirname(resolve(out)), resolve(modelPath)).split('\\').join('/') : undefined;
+  const fit = modelPath ? await fitOf(modelPath) : { mnist: true };
+  writeFileSync(out, starterRecipe(rel, schemaPathFor(out), fit));
+  process.stdout.write(`wrote ${out}; run it with: npx compress run${out === 'compress.config.yaml' ? '' : ` ${out}`}\n`);
+  if (!fit.mnist) process.stdout.write(`note: the model's input ${JSON.stringify(fit.inputShape)} does not take 28x28 MNIST digits; edit data: in ${out} to point at your .npy or CSV data\n`);
   return 0;
 }

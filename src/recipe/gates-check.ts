@@ -74,7 +74,12 @@ export function checkGates(stages: StageLike[], byId: Map<string, StageLike>): A
           problems.push({ path, message: `gate '${src}': stage '${r.stage}' is not upstream of '${s.id}'; add it to needs` });
           continue;
         }
-        const metrics = stageKind(target.uses)?.metrics ?? [];
+        const kind = stageKind(target.uses);
+        const metrics = kind?.metrics ?? [];
+        if (kind?.openMetrics) {
+          if (!kind.openMetrics(target.with as never)) problems.push({ path, message: `gate '${src}': stage '${r.stage}' reports no metrics; set its with.metrics to the JSON file its command writes` });
+          continue;
+        }
         if (!metrics.includes(r.metric)) {
           problems.push({ path, message: `gate '${src}': '${target.uses}' stages have no metric '${r.metric}'${suggestion(r.metric, metrics)} (metrics: ${metrics.join(', ')})` });
         }

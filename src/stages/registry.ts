@@ -7,9 +7,10 @@ import { pruneStage } from './prune.js';
 import { quantizeStage } from './quantize.js';
 import { retrainStage } from './retrain.js';
 import { factorizeStage } from './factorize.js';
+import { execStage } from './exec.js';
 
 /** Every stage kind, in the order `compress --help` and the schema list them. */
-export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, retrainStage, quantizeStage, factorizeStage, evaluateStage, exportStage];
+export const STAGE_KINDS: StageKind[] = [loadStage, trainStage, pruneStage, retrainStage, quantizeStage, factorizeStage, evaluateStage, exportStage, execStage];
 
 const byKind = new Map(STAGE_KINDS.map((k) => [k.kind, k]));
 

@@ -55,6 +55,12 @@ export interface StageKind<W = any> {
   producesModel: boolean;
   /** Numeric metrics the stage reports (what gates may reference). */
   metrics: readonly string[];
+  /**
+   * For kinds whose metric names are only known at run time (exec reads them from the JSON file its
+   * `with.metrics` names): true lets gates name any metric (a missing one fails the gate when it is
+   * evaluated), false means the stage reports none.
+   */
+  openMetrics?(w: W): boolean;
   /** Minimum and maximum number of upstream model stages in `needs`. */
   needsModels: [min: number, max: number];
   /** Checks of `with` that need the stage's place in the graph (positioned under the stage by the caller). */

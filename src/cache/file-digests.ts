@@ -40,7 +40,7 @@ export class FileDigests {
 
   async save(): Promise<void> {
     if (!this.dirty) return;
-    await writeFileAtomic(this.path, JSON.stringify(this.entries));
+    await writeFileAtomic(this.path, JSON.stringify(this.entries), 'digests');
     this.dirty = false;
   }
 }

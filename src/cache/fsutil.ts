@@ -1,29 +1,103 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
 import { open, rename, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
-/** Writes a file so readers see the old content or the new, never a part: temp file, fsync, rename. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+/**
+ * Crash-safety test hooks. Inert unless one of these environment variables is set (they are read once,
+ * when this module loads; unset, `checkpoint` is an empty function):
+ *
+ * - `COMPRESS_TEST_KILL_AT=<event>:<n>`: the process SIGKILLs itself the n-th time it reaches the
+ *   checkpoint named `<event>` (as a power cut or the OOM killer would stop it there).
+ * - `COMPRESS_TEST_FAIL_AT=<event>:<n>[:<CODE>]`: from the n-th time on, the write at checkpoint
+ *   `<event>` fails with errno CODE (default ENOSPC), as on a full disk. Only write checkpoints
+ *   (`writeCheckpoint`) fail; `<event>` may be `write`, which every write checkpoint also counts as.
+ * - `COMPRESS_TEST_PAUSE_AT=<event>:<n>:<ms>`: blocks the main thread for <ms> at the n-th `<event>`
+ *   (to make a race between two processes happen on purpose).
+ * - `COMPRESS_TEST_TRACE=<file>`: appends the name of every checkpoint reached to <file>, one a line
+ *   (tests pick kill points from the trace of an uninterrupted run).
+ *
+ * Checkpoint names are `<area>:<step>` (store:object-synced, lockfile:written, run:progress:<stage>, ...).
+ */
+interface Hook {
+  event: string;
+  n: number;
+  arg?: string;
 }
 
-/** Describes a filesystem failure in words a user acts on (full disk, read-only, permissions). */
+function parseHook(v: string | undefined): Hook | undefined {
+  if (!v) return undefined;
+  const m = /^(.+?):(\d+)(?::([^:]+))?$/.exec(v);
+  if (!m) throw new Error(`invalid test hook '${v}' (expected <event>:<n>[:<arg>])`);
+  return { event: m[1], n: Number(m[2]), arg: m[3] };
+}
+
+const KILL = parseHook(process.env.COMPRESS_TEST_KILL_AT);
+const FAIL = parseHook(process.env.COMPRESS_TEST_FAIL_AT);
+const PAUSE = parseHook(process.env.COMPRESS_TEST_PAUSE_AT);
+const TRACE = process.env.COMPRESS_TEST_TRACE;
+const counts = new Map<string, number>();
+
+function count(event: string): number {
+  const n = (counts.get(event) ?? 0) + 1;
+  counts.set(event, n);
+  return n;
+}
+
+function reach(event: string): void {
+  if (TRACE) appendFileSync(TRACE, event + '\n');
+  const n = count(event);
+  if (PAUSE && PAUSE.event === event && PAUSE.n === n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(PAUSE.arg ?? 1000));
+  if (KILL && KILL.event === event && KILL.n === n) process.kill(process.pid, 'SIGKILL');
+}
+
+/** A named point of the run where a crash test may kill the process. Free when no hook is set. */
+export const checkpoint: (event: string) => void = KILL || PAUSE || TRACE ? reach : () => undefined;
+
+/** A checkpoint just before bytes are written to disk: the full-disk hook can make the write fail here. */
+export const writeCheckpoint: (event: string) => void =
+  KILL || PAUSE || TRACE || FAIL
+    ? (event) => {
+        reach(event);
+        if (!FAIL) return;
+        const n = FAIL.event === 'write' ? count('write') : FAIL.event === event ? counts.get(event)! : 0;
+        if (n > 0 && n >= FAIL.n) {
+          const code = FAIL.arg ?? 'ENOSPC';
+          const err = new Error(`${code}: ${code === 'ENOSPC' ? 'no space left on device' : 'injected failure'}, write (test hook at ${event})`) as NodeJS.ErrnoException;
+          err.code = code;
+          throw err;
+        }
+      }
+    : () => undefined;
+
+/** Writes a file so readers see the old content or the new, never a part: temp file, fsync, rename. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, event = 'atomic'): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const fh = await open(tmp, 'w');
+    try {
+      checkpoint(`${event}:tmp-open`);
+      writeCheckpoint(`${event}:write`);
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    checkpoint(`${event}:tmp-synced`);
+    await rename(tmp, path);
+  } catch (e) {
+    // A failed write (full disk) must not leave its partial temp file behind.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw e;
+  }
+  checkpoint(`${event}:renamed`);
+}
+
+/** Describes a filesystem failure in words a user acts on (full disk, read-only, permissions), naming the path. */
 export function describeFsError(e: unknown, what: string): string {
-  const code = (e as NodeJS.ErrnoException).code;
+  const err = e as NodeJS.ErrnoException;
+  const code = err?.code;
   const hint =
     code === 'ENOSPC'
       ? 'the disk is full'
@@ -33,6 +107,16 @@ export function describeFsError(e: unknown, what: string): string {
           ? 'permission denied'
           : code === 'EDQUOT'
             ? 'disk quota exceeded'
-            : (e as Error).message;
-  return `${what}: ${hint}`;
+            : code === 'ENOTDIR'
+              ? 'a parent of the path is not a directory'
+              : code === 'EEXIST'
+                ? 'a file is in the way'
+                : err?.message ?? String(e);
+  const at = err?.path && !what.includes(err.path) ? ` (${err.path})` : '';
+  return `${what}: ${hint}${at}`;
+}
+
+/** Errors of the file system itself (not of a stage's logic): a disk or permission problem to report plainly. */
+export function isFsError(e: unknown): boolean {
+  return ['ENOSPC', 'EROFS', 'EACCES', 'EPERM', 'EDQUOT', 'ENOTDIR', 'EIO', 'EMFILE', 'ENFILE'].includes((e as NodeJS.ErrnoException)?.code ?? '');
 }

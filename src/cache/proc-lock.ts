@@ -1,21 +1,38 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { checkpoint } from './fsutil.js';
 import { pidAlive } from './store.js';
+
+/** An empty lock file (its creator died between creating and writing it) is stale after this long. */
+const EMPTY_LOCK_STALE_MS = 5000;
+
+export interface LockOptions {
+  pollMs?: number;
+  /** Called once when the lock is held by another live process and we start waiting. */
+  onWait?: (holder: string) => void;
+  /** Called when a lock left by a process that no longer runs is taken over. */
+  onStale?: (holder: string) => void;
+}
 
 /**
  * An exclusive lock between processes: a file created with O_EXCL holding `pid@host`. A lock whose
  * process on this host is gone (killed run) is stale and taken over.
  */
-export async function acquireLock(path: string, opts: { pollMs?: number; onWait?: (holder: string) => void } = {}): Promise<() => Promise<void>> {
+export async function acquireLock(path: string, opts: LockOptions = {}): Promise<() => Promise<void>> {
   await mkdir(dirname(path), { recursive: true });
   const me = `${process.pid}@${hostname()}`;
   let warned = false;
   for (;;) {
     try {
       const fh = await open(path, 'wx');
-      await fh.writeFile(me);
-      await fh.close();
+      try {
+        await fh.writeFile(me);
+      } finally {
+        await fh.close();
+      }
+      checkpoint('lock:acquired');
       return async () => {
         try {
           if ((await readFile(path, 'utf8')) === me) await rm(path, { force: true });
@@ -27,19 +44,28 @@ export async function acquireLock(path: string, opts: { pollMs?: number; onWait?
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     let holder = '';
+    let age = 0;
     try {
       holder = await readFile(path, 'utf8');
+      age = Date.now() - (await stat(path)).mtimeMs;
     } catch {
       continue; // released between our attempts
     }
     const [pid, host] = holder.split('@');
-    if (holder === '' || (host === hostname() && !pidAlive(Number(pid)))) {
-      // Stale: the process that held it is gone. Remove only if unchanged since we read it.
+    const stale = holder === '' ? age > EMPTY_LOCK_STALE_MS : host === hostname() && !pidAlive(Number(pid));
+    if (stale) {
+      // Take it over by renaming it away (only one of several processes doing this wins), then make
+      // sure what was moved is still the stale lock and not a live one created in between.
+      const grave = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
       try {
-        if ((await readFile(path, 'utf8')) === holder) await rm(path, { force: true });
+        await rename(path, grave);
       } catch {
-        // Someone else removed it.
+        continue; // someone else removed it
       }
+      const moved = await readFile(grave, 'utf8').catch(() => undefined);
+      if (moved === holder) opts.onStale?.(holder || '(unknown process)');
+      else await link(grave, path).catch(() => undefined); // a live lock: put it back
+      await rm(grave, { force: true }).catch(() => undefined);
       continue;
     }
     if (!warned) {
@@ -48,4 +74,10 @@ export async function acquireLock(path: string, opts: { pollMs?: number; onWait?
     }
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 100));
   }
+}
+
+/** `pid@host` of a lock's holder, in words. */
+export function describeHolder(holder: string): string {
+  const [pid, host] = holder.split('@');
+  return host ? `process ${pid} on ${host}` : holder;
 }

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, open } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { canonicalJson, hashFile, hashJson, sha256 } from './hash.js';
-import { describeFsError, writeFileAtomic } from './fsutil.js';
+import { checkpoint, describeFsError, writeCheckpoint, writeFileAtomic } from './fsutil.js';
+import { acquireLock } from './proc-lock.js';
 
 export interface FileEntry {
   sha256: string;
@@ -94,13 +95,17 @@ export class CacheStore {
       manifest[rel] = { sha256: digest, size };
       const dest = this.objectPath(digest);
       try {
-        if (await isValidObject(dest, size)) continue;
+        // An object already there is kept only if its content is right: a damaged one is replaced.
+        if ((await isValidObject(dest, size)) && (await hashFile(dest)).sha256 === digest) continue;
+        writeCheckpoint('store:object');
         await mkdir(dirname(dest), { recursive: true });
         // fsync the content before it gets its final name.
         const fh = await open(file, 'r+');
         await fh.sync();
         await fh.close();
+        checkpoint('store:object-synced');
         await rename(file, dest);
+        checkpoint('store:object-renamed');
       } catch (e) {
         throw new CacheWriteError(describeFsError(e, `cannot store '${rel}' in the cache ${this.root}`));
       }
@@ -110,10 +115,11 @@ export class CacheStore {
 
   async putRecord(rec: Omit<RunRecord, 'checksum'>): Promise<RunRecord> {
     const full: RunRecord = { ...rec, checksum: hashJson(rec) };
+    const path = this.recordPath(rec.key);
     try {
-      await writeFileAtomic(this.recordPath(rec.key), canonicalJson(full));
+      await writeFileAtomic(path, canonicalJson(full), 'store:record');
     } catch (e) {
-      throw new CacheWriteError(describeFsError(e, `cannot write cache record in ${this.root}`));
+      throw new CacheWriteError(describeFsError(e, `cannot write the cache record ${path}`));
     }
     return full;
   }
@@ -148,34 +154,75 @@ export class CacheStore {
 
   /**
    * Copies a record's files into `dest`, hashing as it copies; a file whose content does not match its
-   * digest is removed from the store and reported (the stage is then recomputed).
+   * digest is removed from the store and reported (the stage is then recomputed). The copy is built
+   * beside `dest` and swapped in by renames, under a lock (two runs may materialise the same stage):
+   * `dest` is always a complete earlier or complete new copy. A `dest` that already holds exactly these
+   * files is left alone, so a concurrent run's stage reading it as input is never disturbed.
    */
   async materialize(rec: RunRecord, dest: string): Promise<void> {
-    const staging = `${dest}.${randomBytes(4).toString('hex')}.tmp`;
-    await mkdir(staging, { recursive: true });
+    const parent = dirname(dest);
     try {
-      for (const [rel, e] of Object.entries(rec.outputs)) {
-        const src = this.objectPath(e.sha256);
-        const out = join(staging, ...rel.split('/'));
-        await mkdir(dirname(out), { recursive: true });
-        let got: string;
-        try {
-          got = await copyHashing(src, out);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is missing`, rec.key);
-          throw err;
-        }
-        if (got !== e.sha256) {
-          await rm(src, { force: true });
-          throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is corrupt (digest ${got.slice(0, 12)}, expected ${e.sha256.slice(0, 12)})`, rec.key);
-        }
-      }
-      await rm(dest, { recursive: true, force: true });
-      await mkdir(dirname(dest), { recursive: true });
-      await rename(staging, dest);
+      await mkdir(parent, { recursive: true });
     } catch (e) {
-      await rm(staging, { recursive: true, force: true });
-      throw e;
+      throw new CacheWriteError(describeFsError(e, `cannot create the output directory ${parent}`));
+    }
+    let release: () => Promise<void>;
+    try {
+      release = await acquireLock(join(parent, `.${basename(dest)}.lock`));
+    } catch (e) {
+      throw new CacheWriteError(describeFsError(e, `cannot write to the output directory ${parent}`));
+    }
+    try {
+      if (await dirHolds(dest, rec.outputs)) {
+        // The outputs are in place, but the store must still hold them intact: a damaged object is
+        // reported (and the stage recomputed) now rather than when some other run needs it.
+        for (const [rel, e] of Object.entries(rec.outputs)) {
+          const src = this.objectPath(e.sha256);
+          const got = await hashFile(src).catch(() => undefined);
+          if (got?.sha256 === e.sha256) continue;
+          await rm(src, { force: true });
+          throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is ${got ? 'corrupt' : 'missing'}`, rec.key);
+        }
+        return;
+      }
+      const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+      const staging = `${dest}.${tag}.tmp`;
+      const old = `${dest}.${tag}.old`;
+      try {
+        await mkdir(staging, { recursive: true });
+        for (const [rel, e] of Object.entries(rec.outputs)) {
+          const src = this.objectPath(e.sha256);
+          const out = join(staging, ...rel.split('/'));
+          await mkdir(dirname(out), { recursive: true });
+          let got: string;
+          try {
+            writeCheckpoint('materialize:copy');
+            got = await copyHashing(src, out);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (err as NodeJS.ErrnoException).path === src) throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is missing`, rec.key);
+            throw err;
+          }
+          checkpoint('materialize:copied');
+          if (got !== e.sha256) {
+            await rm(src, { force: true });
+            throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is corrupt (digest ${got.slice(0, 12)}, expected ${e.sha256.slice(0, 12)})`, rec.key);
+          }
+        }
+        await rename(dest, old).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        checkpoint('materialize:old-moved');
+        await rename(staging, dest);
+        checkpoint('materialize:swapped');
+      } catch (e) {
+        await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+        if (e instanceof CacheCorruptError) throw e;
+        throw new CacheWriteError(describeFsError(e, `cannot write the outputs of '${rec.stageId}' to ${dest}`));
+      } finally {
+        await rm(old, { recursive: true, force: true }).catch(() => undefined);
+      }
+    } finally {
+      await release();
     }
   }
 
@@ -233,12 +280,80 @@ export class CacheStore {
     for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
       const m = /-(\d+)-[0-9a-f]{8}$/.exec(name);
       if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
-        await rm(join(this.tmpDir, name), { recursive: true, force: true });
+        await rm(join(this.tmpDir, name), { recursive: true, force: true }).catch(() => undefined);
         n++;
       }
     }
     return n;
   }
+
+  /**
+   * Checks every record (its checksum) and every object a record names (its content digest). What a
+   * run would read as valid is exactly what passes here; the problems are listed, nothing is changed.
+   */
+  async verify(): Promise<{ records: number; objects: number; problems: string[] }> {
+    const problems: string[] = [];
+    let records = 0;
+    const seen = new Set<string>();
+    for (const f of await listFiles(join(this.root, 'runs')).catch(() => [] as string[])) {
+      const name = basename(f);
+      if (!name.endsWith('.json')) {
+        problems.push(`stray file in runs/: ${name}`);
+        continue;
+      }
+      let rec: RunRecord | undefined;
+      try {
+        rec = await this.getRecord(name.slice(0, -5));
+      } catch (e) {
+        problems.push((e as Error).message);
+        continue;
+      }
+      if (!rec) continue;
+      records++;
+      for (const [rel, e] of Object.entries(rec.outputs)) {
+        if (seen.has(e.sha256)) continue;
+        seen.add(e.sha256);
+        const got = await hashFile(this.objectPath(e.sha256)).catch(() => undefined);
+        if (!got) problems.push(`object of '${rel}' (${rec.stageId}) is missing`);
+        else if (got.sha256 !== e.sha256 || got.size !== e.size) problems.push(`object of '${rel}' (${rec.stageId}) is corrupt`);
+      }
+    }
+    return { records, objects: seen.size, problems };
+  }
+}
+
+/**
+ * Removes what a killed materialisation left beside the output directories (`<id>.<pid>-<hex>.tmp`
+ * copies, `.old` directories and taken-over `.stale` locks of processes that no longer run).
+ */
+export async function sweepOutDir(outRoot: string): Promise<number> {
+  let n = 0;
+  for (const name of await readdir(outRoot).catch(() => [] as string[])) {
+    const m = /\.(\d+)-[0-9a-f]{8}\.(tmp|old|stale)$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+      await rm(join(outRoot, name), { recursive: true, force: true }).catch(() => undefined);
+      n++;
+    }
+  }
+  return n;
+}
+
+/** Whether `dir` holds exactly the manifest's files with their content (and nothing else). */
+async function dirHolds(dir: string, m: Manifest): Promise<boolean> {
+  let files: string[];
+  try {
+    files = await listFiles(dir);
+  } catch {
+    return false;
+  }
+  if (files.length !== Object.keys(m).length) return false;
+  for (const f of files) {
+    const e = m[relative(dir, f).split(sep).join('/')];
+    if (!e) return false;
+    const got = await hashFile(f).catch(() => undefined);
+    if (!got || got.size !== e.size || got.sha256 !== e.sha256) return false;
+  }
+  return true;
 }
 
 export function pidAlive(pid: number): boolean {
@@ -285,5 +400,3 @@ function sortManifest(m: Manifest): Manifest {
   for (const k of Object.keys(m).sort()) out[k] = m[k];
   return out;
 }
-
-export { sha256, copyFile };

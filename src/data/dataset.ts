@@ -8,6 +8,8 @@ export interface Dataset {
   /** Shape of one sample, e.g. [28, 28, 1] or [784]. */
   sampleShape: number[];
   numClasses: number;
+  /** The file the samples were read from, so errors about them can name it (none for MNIST). */
+  source?: string;
 }
 
 export interface Splits {
@@ -30,7 +32,7 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
     x.set(d.x.subarray(j * s, (j + 1) * s), i * s);
     y[i] = d.y[j];
   }
-  return { x, y, n: indices.length, sampleShape: d.sampleShape.slice(), numClasses: d.numClasses };
+  return { x, y, n: indices.length, sampleShape: d.sampleShape.slice(), numClasses: d.numClasses, ...(d.source ? { source: d.source } : {}) };
 }
 
 /** The same samples viewed with another per-sample shape of equal size (e.g. [784] -> [28,28,1]). */

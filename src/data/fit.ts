@@ -12,6 +12,6 @@ export function fitDataToModel(d: Dataset, inputShape: number[], where: string):
   if (inputShape.every((v) => v > 0) && want === sampleSize(d)) return reshapeSamples(d, inputShape);
   throw new InputError(
     `${where}: data samples have shape [${d.sampleShape.join(', ')}] but the model's input expects [${inputShape.map((v) => (v < 0 ? '?' : v)).join(', ')}]`,
-    { hint: 'choose a model whose input matches the data, or set the dataset\'s sampleShape' },
+    { file: d.source, hint: 'choose a model whose input matches the data, or set the dataset\'s sampleShape' },
   );
 }

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { confinedPath } from '../util/paths.js';
 import type { DataSpec } from '../recipe/schema.js';
 import type { Splits } from './dataset.js';
 import { loadMnist, mnistFiles, splitDataset } from './mnist.js';
@@ -12,8 +12,9 @@ export async function loadSplits(spec: DataSpec, recipeDir: string, recipeSeed: 
   const { loadUserData } = await import('./validate.js');
   const all = loadUserData(
     {
-      features: spec.features,
-      labels: spec.labels,
+      // Recipe strings: they may not reach files outside the recipe's directory (nor via symlinks).
+      features: confinedPath(recipeDir, spec.features, 'data features path'),
+      labels: spec.labels === undefined ? undefined : confinedPath(recipeDir, spec.labels, 'data labels path'),
       format: spec.format,
       labelColumn: spec.labelColumn,
       numClasses: spec.numClasses,
@@ -27,5 +28,7 @@ export async function loadSplits(spec: DataSpec, recipeDir: string, recipeSeed: 
 /** Files whose content the dataset depends on: their digests go into cache keys. */
 export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
   if (spec.source === 'mnist') return mnistFiles();
-  return [spec.features, spec.labels].filter((f): f is string => Boolean(f)).map((f) => resolve(recipeDir, f));
+  const files = [confinedPath(recipeDir, spec.features, 'data features path')];
+  if (spec.labels) files.push(confinedPath(recipeDir, spec.labels, 'data labels path'));
+  return files;
 }

@@ -169,7 +169,7 @@ export function buildDataset(raw: Raw, labels: RawLabels, opts: BuildOptions = {
       hint: 'numClasses is too small, or the labels are not 0-based class indices',
     });
   }
-  return { x: raw.x, y: Int32Array.from(labels.values), n: raw.n, sampleShape, numClasses };
+  return { x: raw.x, y: Int32Array.from(labels.values), n: raw.n, sampleShape, numClasses, source: file };
 }
 
 /** What checkModelInput needs of a model (a tf.LayersModel fits). */

@@ -12,6 +12,7 @@ import { parseDocument, stringify } from 'yaml';
 import { createRng } from '../util/rng.js';
 import { parseRecipe } from '../recipe/load.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';
+import { checkTree } from '../recipe/yaml-guard.js';
 
 export interface FuzzCase {
   /** Index in the seeded sequence: (seed, index) regenerates the case. */
@@ -89,7 +90,7 @@ stages:
       train: { epochs: 4 }
   report:
     uses: evaluate
-    needs: [prune, baseline]
+    needs: [prune]
     with:
       topK: 3
       gates:
@@ -421,6 +422,9 @@ function garbageSet(rng: Rng): string {
   return `${path}=${value}`;
 }
 
+/** Every mutation family a case can name (`set` is the `--set` overrides). */
+export const MUTATION_FAMILIES: string[] = [...Object.keys(TEXT_MUTATIONS), ...Object.keys(VALUE_MUTATIONS), 'set'];
+
 /** The case (seed, index): 1 to 3 mutations of a base recipe, sometimes with `--set` overrides. */
 export function generateCase(seed: number, index: number): FuzzCase {
   const rng = createRng((seed * 0x9e3779b1) ^ (index * 0x85ebca6b) ^ 0x5bd1e995);
@@ -437,7 +441,8 @@ export function generateCase(seed: number, index: number): FuzzCase {
       let obj: unknown;
       try {
         const doc = parseDocument(text, { uniqueKeys: false });
-        obj = doc.errors.length ? undefined : doc.toJS({ maxAliasCount: 50 });
+        // Value mutations walk the tree recursively: a cycle or deep nesting would stall the generator.
+        obj = doc.errors.length || checkTree(doc) ? undefined : doc.toJS({ maxAliasCount: 50 });
       } catch {
         obj = undefined;
       }

@@ -12,23 +12,28 @@ export interface Unresolved {
   name: string;
 }
 
+/**
+ * Only the parameters' own keys count: `${params.constructor}` is an unknown parameter, not
+ * Object.prototype.constructor. Recursion depth is bounded by checkTree (yaml-guard.ts) upstream.
+ */
 export function interpolateParams(
   value: unknown,
   params: Record<string, unknown>,
   path: Array<string | number> = [],
   unresolved: Unresolved[] = [],
 ): unknown {
+  const has = (name: string) => params !== null && typeof params === 'object' && !Array.isArray(params) && Object.hasOwn(params, name);
   if (typeof value === 'string') {
     const whole = WHOLE.exec(value);
     if (whole) {
-      if (!(whole[1] in params)) {
+      if (!has(whole[1])) {
         unresolved.push({ path, name: whole[1] });
         return value;
       }
       return structuredClone(params[whole[1]]);
     }
     return value.replace(PART, (ref, name: string) => {
-      if (!(name in params)) {
+      if (!has(name)) {
         unresolved.push({ path, name });
         return ref;
       }

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { STAGE_KINDS, stageKind } from '../stages/registry.js';
 import { RecipeError, suggestion, type RecipeProblem } from './errors.js';
 import { interpolateParams, type Unresolved } from './interpolate.js';
-import { dotted, findNode, locate, pointerToPath } from './locate.js';
-import { parseOverride, type Override } from './overrides.js';
+import { dotted, locate, pointerToPath, positionOf } from './locate.js';
+import { applyOverride, parseOverride, type Override } from './overrides.js';
+import { checkTree } from './yaml-guard.js';
 import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
 import { findCycle } from '../graph/dag.js';
 import { checkGates } from './gates-check.js';
@@ -76,13 +77,17 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     problems.push({ file, line: lp.line, col: lp.col, path: '', message: `YAML: ${err.message.split('\n')[0]}` });
   }
   if (problems.length) throw new RecipeError(problems);
+  const tree = checkTree(doc);
+  if (tree) throw new RecipeError([{ file, ...positionOf(lc, tree.offset), path: '', message: `YAML: ${tree.message}` }]);
 
   const overrides = (opts.sets ?? []).map(parseOverride);
-  for (const o of overrides) doc.setIn(typedPath(doc, o.path), doc.createNode(o.value));
+  for (const o of overrides) applyOverride(doc, o);
 
   let raw: unknown;
   try {
-    raw = doc.toJS({ maxAliasCount: 100 });
+    // checkTree bounded what aliases expand to (and with a position); yaml's own count would refuse
+    // ordinary reuse of an anchor over 100 times, without one.
+    raw = doc.toJS({ maxAliasCount: -1 });
   } catch (e) {
     throw new RecipeError([{ file, path: '', message: `YAML: ${(e as Error).message.split('\n')[0]}` }]);
   }
@@ -95,7 +100,11 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     const path = sourcePath(at, origins, atKey);
     const o = overrides.find((ov) => ov.path.length <= path.length && ov.path.every((s, i) => String(path[i]) === s));
     if (o) return { origin: `--set ${o.text}` };
-    return locate(doc, lc, path, atKey) ?? {};
+    const pos = locate(doc, lc, path, atKey);
+    if (pos) return pos;
+    // A node only --set made (`--set stages.x.with.y=1` makes `stages.x`) has no place in the file.
+    const maker = overrides.find((ov) => path.every((s, i) => ov.path[i] === String(s)));
+    return maker ? { origin: `--set ${maker.text}` } : {};
   };
   const problem = (path: Array<string | number>, message: string, atKey = false) =>
     problems.push({ file, path: dotted(sourcePath(path, origins, atKey)), message, ...where(path, atKey) });
@@ -122,6 +131,8 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   if (!validate(obj)) {
     for (const err of relevantErrors(validate.errors ?? [])) {
       const { path, message, atKey } = describeAjvError(err);
+      // A value still holding an unknown `${params.x}` is reported once, as the unknown parameter.
+      if (unresolved.some((u) => u.path.join('.') === path.join('.'))) continue;
       problem(path, message, atKey);
     }
   }
@@ -192,16 +203,6 @@ function requiresData(schema: object): boolean {
 
 function stripExt(file: string): string {
   return file.replace(/^.*[\\/]/, '').replace(/\.(ya?ml)$/, '');
-}
-
-/** Paths with numeric segments where the document has sequences, so setIn edits lists in place. */
-function typedPath(doc: Document, path: string[]): Array<string | number> {
-  const out: Array<string | number> = [];
-  for (const seg of path) {
-    const { node, depth } = findNode(doc, out);
-    out.push(depth === out.length && isSeq(node) && /^\d+$/.test(seg) ? Number(seg) : seg);
-  }
-  return out;
 }
 
 /** Drops the noise ajv adds for if/then branches and repeats, keeping the errors a person acts on. */

@@ -46,6 +46,8 @@ export function locate(doc: Document, lc: LineCounter, path: Array<string | numb
   }
   if (node?.range) return positionOf(lc, node.range[0]);
   if (pair && (pair.key as Node | null)?.range) return positionOf(lc, (pair.key as Node).range![0]);
+  // The document itself, when it has no source (an empty file given content by --set), starts at 1:1.
+  if (path.length === 0) return { line: 1, col: 1 };
   return undefined;
 }
 

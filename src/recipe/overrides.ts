@@ -1,5 +1,6 @@
-import { parse as parseYamlValue } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { UsageError } from './errors.js';
+import { checkTree } from './yaml-guard.js';
 
 export interface Override {
   /** As the user wrote it, for messages. */
@@ -14,11 +15,45 @@ export function parseOverride(text: string): Override {
   if (eq <= 0) throw new UsageError(`--set ${text}: expected path=value, e.g. --set stages.prune.with.epochs=3`);
   const path = text.slice(0, eq).trim().split('.');
   if (path.some((p) => p === '')) throw new UsageError(`--set ${text}: empty segment in path '${text.slice(0, eq)}'`);
-  let value: unknown;
-  try {
-    value = parseYamlValue(text.slice(eq + 1));
-  } catch (e) {
-    throw new UsageError(`--set ${text}: value is not valid YAML (${(e as Error).message.split('\n')[0]})`);
-  }
+  const doc = parseDocument(text.slice(eq + 1));
+  if (doc.errors.length) throw new UsageError(`--set ${text}: value is not valid YAML (${doc.errors[0].message.split('\n')[0]})`);
+  // The same limits as the recipe file: `&a [*a]` would otherwise become a cyclic value.
+  const bad = checkTree(doc);
+  if (bad) throw new UsageError(`--set ${text}: ${bad.message}`);
+  const value = doc.toJS({ maxAliasCount: -1 });
   return { text, path, value: value === undefined ? null : value };
+}
+
+/**
+ * Sets the override's value in the document, creating missing maps on the way (an empty value such
+ * as `params:` counts as missing). A path through a scalar, an alias or a list with a non-index
+ * segment is a UsageError naming the `--set` argument.
+ */
+export function applyOverride(doc: Document, o: Override): void {
+  const fail = (i: number, why: string) => new UsageError(`--set ${o.text}: '${o.path.slice(0, i).join('.') || '(recipe)'}' ${why}`);
+  const at: unknown[] = [];
+  let node: unknown = doc.contents;
+  o.path.forEach((seg, i) => {
+    if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
+      node = doc.createNode({});
+      if (at.length) doc.setIn(at, node);
+      else doc.contents = node as Document['contents'];
+    }
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
+      at.push(pair ? (pair.key as { value: unknown }).value : seg);
+      node = pair?.value;
+    } else if (isSeq(node)) {
+      if (!/^\d+$/.test(seg)) throw fail(i, `is a list, so '${seg}' must be an index (0, 1, ...)`);
+      if (Number(seg) > node.items.length) throw fail(i, `has ${node.items.length} items, so index ${seg} is past its end`);
+      at.push(Number(seg));
+      node = node.items[Number(seg)];
+    } else if (isAlias(node)) {
+      throw fail(i, `is an alias (*${node.source}); set the anchored value instead`);
+    } else {
+      const shown = isScalar(node) ? JSON.stringify(node.value)?.slice(0, 40) : 'a value';
+      throw fail(i, `is ${shown}, not a mapping, so it cannot hold '${seg}'`);
+    }
+  });
+  doc.setIn(at, doc.createNode(o.value));
 }

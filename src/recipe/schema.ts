@@ -126,7 +126,11 @@ export function buildRecipeSchema(kinds: Array<{ kind: string; description: stri
   stage.properties.uses = { enum: kinds.map((k) => k.kind), description: kinds.map((k) => `${k.kind}: ${k.description}`).join('\n') };
   stage.allOf = kinds.map((k) => ({
     if: { properties: { uses: { const: k.kind } }, required: ['uses'] },
-    then: { properties: { with: { $ref: `stages/${k.kind}.schema.json` } } },
+    then: {
+      properties: { with: { $ref: `stages/${k.kind}.schema.json` } },
+      // A kind with required settings needs `with:` itself, or its checks would see none of them.
+      ...((k.withSchema as { required?: string[] }).required?.length ? { required: ['with'] } : {}),
+    },
   }));
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',

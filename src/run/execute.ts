@@ -10,7 +10,8 @@ import { engineIdentity, resolveBackend } from '../engine/backend.js';
 import { ancestorsOf, selectStages, topoOrder } from '../graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { selectIds } from '../recipe/matrix.js';
-import { UsageError } from '../recipe/errors.js';
+import { RecipeError, UsageError } from '../recipe/errors.js';
+import { confinedWriteDir, PathEscapeError } from '../util/paths.js';
 import type { StageInput } from '../stages/types.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { dataDigest, explainChange, keyInputsFor, keyOf, stageFileDigests, type KeyInputs } from './keys.js';
@@ -53,6 +54,10 @@ export interface RunOptions {
   /** CI mode: fail (exit 2) when the run would change the lock file. */
   frozen?: boolean;
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  /** Where stage outputs are placed instead of the recipe's out dir (`verify` keeps the real one untouched). */
+  outDir?: string;
+  /** false: leave the lock file as it is (`verify` compares against it, so must not rewrite it). */
+  writeLock?: boolean;
   onEvent?: (e: RunEvent) => void;
   signal?: AbortSignal;
 }
@@ -79,12 +84,22 @@ export class FrozenLockError extends Error {
 export function cacheDirFor(recipe: LoadedRecipe, flag?: string): string {
   if (flag) return resolve(flag);
   if (process.env.COMPRESS_CACHE_DIR) return resolve(process.env.COMPRESS_CACHE_DIR);
-  if (recipe.cacheDir) return resolve(recipe.dir, recipe.cacheDir);
+  if (recipe.cacheDir) return recipeWriteDir(recipe, recipe.cacheDir, 'cache.dir');
   return join(recipe.dir, '.compress', 'cache');
 }
 
 export function outDirFor(recipe: LoadedRecipe): string {
-  return recipe.outDir ? resolve(recipe.dir, recipe.outDir) : join(recipe.dir, '.compress', 'out');
+  return recipe.outDir ? recipeWriteDir(recipe, recipe.outDir, 'outDir') : join(recipe.dir, '.compress', 'out');
+}
+
+/** A directory the recipe names for compress to write (and `cache clean` to delete): kept inside the workspace. */
+function recipeWriteDir(recipe: LoadedRecipe, p: string, what: string): string {
+  try {
+    return confinedWriteDir(recipe.dir, p, what);
+  } catch (e) {
+    if (e instanceof PathEscapeError) throw new RecipeError([{ file: recipe.file, path: what, message: what === 'cache.dir' ? `${e.message} (a cache outside the workspace is chosen with --cache-dir or COMPRESS_CACHE_DIR)` : e.message }]);
+    throw e;
+  }
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -98,7 +113,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   const engine = engineIdentity(backend);
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir));
   const files = new FileDigests(store.root);
-  const outRoot = outDirFor(recipe);
+  const outRoot = opts.outDir ? resolve(opts.outDir) : outDirFor(recipe);
   const lockPath = lockPathFor(recipe.file);
   const lock = readLock(lockPath);
   await store.sweepTmp();
@@ -277,7 +292,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   if (opts.frozen) {
     const drift = results.filter((r) => r.record && lock?.stages[r.id] && lock.stages[r.id].outputsDigest !== r.record.outputsDigest);
     if (drift.length) throw new FrozenLockError(`--frozen: outputs differ from ${lockPathFor(recipe.file)} for ${drift.map((d) => `'${d.id}'`).join(', ')} (non-deterministic stage or changed environment)`);
-  } else if (Object.keys(entries).length) {
+  } else if (Object.keys(entries).length && opts.writeLock !== false) {
     await updateLock(lockPath, relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries);
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { writeFileAtomic } from '../cache/fsutil.js';
+import { checkpoint, describeFsError, writeFileAtomic } from '../cache/fsutil.js';
 import { acquireLock } from '../cache/proc-lock.js';
 
 export interface LockStage {
@@ -56,21 +56,48 @@ export function lockMetrics(m: Record<string, unknown>): Record<string, number> 
 
 /**
  * Merges this run's stages into the lock under an inter-process lock (two runs of one recipe must not
- * lose each other's entries), dropping stages the recipe no longer has.
+ * lose each other's entries), dropping stages the recipe no longer has. The file is replaced
+ * atomically: a crash leaves the previous lock or the new one.
  */
-export async function updateLock(path: string, recipe: string, engine: string, stageIds: string[], entries: Record<string, LockStage>): Promise<LockFile> {
-  const release = await acquireLock(`${path}.writing`);
+export async function updateLock(
+  path: string,
+  recipe: string,
+  engine: string,
+  stageIds: string[],
+  entries: Record<string, LockStage>,
+  opts: { onStale?: (holder: string) => void; onWait?: (holder: string) => void } = {},
+): Promise<LockFile> {
+  let release: () => Promise<void>;
   try {
+    release = await acquireLock(`${path}.writing`, opts);
+  } catch (e) {
+    throw new LockWriteError(describeFsError(e, `cannot write the lock file ${path}`));
+  }
+  try {
+    checkpoint('lockfile:locked');
     const prev = readLock(path);
+    checkpoint('lockfile:read');
     const stages: Record<string, LockStage> = {};
     for (const id of stageIds) {
       const e = entries[id] ?? prev?.stages[id];
       if (e) stages[id] = e;
     }
     const lock: LockFile = { lockfileVersion: 1, recipe, engine, stages };
-    await writeFileAtomic(path, `# Written by compress: every stage's cache key, output digests and metrics. Commit it.\n${stringify(lock, { lineWidth: 0 })}`);
+    try {
+      await writeFileAtomic(path, `# Written by compress: every stage's cache key, output digests and metrics. Commit it.\n${stringify(lock, { lineWidth: 0 })}`, 'lockfile');
+    } catch (e) {
+      throw new LockWriteError(describeFsError(e, `cannot write the lock file ${path}`));
+    }
+    checkpoint('lockfile:written');
     return lock;
   } finally {
     await release();
+  }
+}
+
+export class LockWriteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LockWriteError';
   }
 }

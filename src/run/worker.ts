@@ -27,7 +27,7 @@ export type WorkerMessage =
   | { type: 'progress'; message: string; fraction?: number }
   | { type: 'log'; message: string }
   | { type: 'done'; metrics: Record<string, unknown> }
-  | { type: 'error'; name: string; message: string; stack?: string };
+  | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string };
 
 async function main(job: WorkerJob): Promise<void> {
   const post = (m: WorkerMessage) => parentPort!.postMessage(m);
@@ -64,7 +64,10 @@ async function main(job: WorkerJob): Promise<void> {
 
 if (parentPort) {
   main(workerData as WorkerJob).catch((e: unknown) => {
-    const err = e instanceof Error ? e : new Error(String(e));
-    parentPort!.postMessage({ type: 'error', name: err.name, message: err.message, stack: err.stack } satisfies WorkerMessage);
+    const err = (e instanceof Error ? e : new Error(String(e))) as NodeJS.ErrnoException;
+    // code and path let the runner word file-system failures (full disk, read-only cache) plainly.
+    const code = typeof err.code === 'string' ? err.code : undefined;
+    const path = typeof err.path === 'string' ? err.path : undefined;
+    parentPort!.postMessage({ type: 'error', name: err.name, message: err.message, stack: err.stack, code, path } satisfies WorkerMessage);
   });
 }

@@ -2,7 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { emptyMeta } from '../model/meta.js';
-import { confinedPath } from '../util/paths.js';
+import { confinedPath, lexicalEscape } from '../util/paths.js';
 import { defineStage } from './types.js';
 import { engineFor, saveOutputModel } from './support.js';
 
@@ -40,6 +40,11 @@ export const loadStage = defineStage<LoadWith>({
   producesModel: true,
   metrics: ['params'],
   needsModels: [0, 0],
+  // At validation time, so the error points at the recipe line; symlinks are judged when read.
+  check(w) {
+    const why = lexicalEscape(w.path);
+    return why ? [{ path: ['with', 'path'], message: `model path '${w.path}' ${why}` }] : [];
+  },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { loadModelFrom } = await import('../model/load/index.js');

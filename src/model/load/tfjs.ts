@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
+import { confinedPath } from '../../util/paths.js';
 import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
 
 type Tf = typeof tfType;
@@ -115,7 +116,13 @@ async function readGroup(group: ManifestGroup, dir: string, jsonFile: string): P
   const expected = group.weights.reduce((a, w) => a + specBytes(w), 0);
   const shards: Buffer[] = [];
   for (const p of group.paths) {
-    const shardPath = resolve(dir, p);
+    // model.json is untrusted input too: its shard paths must stay next to it (no '..', no links out).
+    let shardPath: string;
+    try {
+      shardPath = confinedPath(dir, p, 'weight shard', 'the model directory');
+    } catch (e) {
+      throw new InputError((e as Error).message, { file: jsonFile, hint: 'weightsManifest paths are file names next to model.json' });
+    }
     try {
       shards.push(await readFile(shardPath));
     } catch {

@@ -89,12 +89,14 @@ test('matrix: mistakes are positioned at the matrix entry, once for all branches
 test('a 3x3 sweep on LeNet-300-100: branches run concurrently, upstream shared from cache, pareto table of 9', async () => {
   const { dir } = workspace(readFileSync(join(ROOT, 'pipelines', 'sweep-lenet-300-100.yaml'), 'utf8'));
   // The committed recipe, shrunk: 600 digits, one epoch each, the pruning schedule fitted to 8 steps/epoch.
-  const small = ['data.digits.limit=600', 'stages.baseline.with.epochs=1', 'stages.prune.with.train.epochs=2', 'stages.prune.with.schedule.endStep=12', 'stages.prune.with.schedule.frequency=2', 'stages.quantize.with.finetune.epochs=1'].flatMap((s) => ['--set', s]);
+  const small = ['data.digits.limit=600', 'stages.baseline.with.epochs=1', 'stages.prune.with.train.epochs=2', 'stages.prune.with.schedule.endStep=12', 'stages.prune.with.schedule.frequency=2', 'stages.quantize.with.finetune.epochs=1',
+    // A model trained one epoch on 600 digits has near-tied logits: int8 agrees with float on ~95%, not 99%.
+    'stages.mobile.with.threshold=0.9', 'stages.edge.with.threshold=0.9'].flatMap((s) => ['--set', s]);
   const first = await cli(['run', '--json', '--concurrency', '2', ...small], dir);
   assert.ok([0, 3].includes(first.exitCode!), first.stderr);
   const events = first.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
   const ends = events.filter((e) => e.type === 'stage-end').map((e) => e.outcome);
-  assert.equal(ends.length, 23, 'baseline, baseline-eval, 3 prune, 9 quantize, 9 eval');
+  assert.equal(ends.length, 26, 'baseline, baseline-eval, 3 prune, 9 quantize, 9 eval, 3 exports of one branch');
   assert.ok(ends.every((o) => o.status === 'ran'), JSON.stringify(ends.map((o) => [o.id, o.status, o.reason])));
   // Concurrency: at some point two branches were running at once.
   let running = 0, most = 0;
@@ -128,5 +130,5 @@ test('a 3x3 sweep on LeNet-300-100: branches run concurrently, upstream shared f
   const ends2 = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === 'stage-end').map((e) => e.outcome);
   const ran = ends2.filter((o) => o.status === 'ran').map((o) => o.id).sort();
   assert.deepEqual(ran, ['0.5', '0.75', '0.9'].flatMap((s) => [`eval[finalSparsity=${s},bits=5]`, `quantize[finalSparsity=${s},bits=5]`]).sort());
-  assert.equal(ends2.filter((o) => o.status === 'cached').length, 2 + 3 + 6 + 6);
+  assert.equal(ends2.filter((o) => o.status === 'cached').length, 2 + 3 + 6 + 6 + 3);
 });

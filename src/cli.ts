@@ -18,7 +18,7 @@ function program(): Command {
     .option('--verbose', 'print stack traces and worker output')
     .exitOverride()
     .showSuggestionAfterError()
-    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch), 3 a gate failed, 130 interrupted.`);
+    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch, or verify found outputs differing from the lock), 3 a gate failed, 130 interrupted.`);
   const setOpt = () => new Option('--set <path=value>', 'override a recipe value, e.g. stages.prune.with.epochs=3 (repeatable)').argParser(collect);
 
   p.command('run')
@@ -38,6 +38,22 @@ function program(): Command {
     .action(async (recipe, opts, cmd) => {
       const force = opts.force === true ? true : Array.isArray(opts.force) ? opts.force : undefined;
       process.exitCode = await runCommand(recipe, { ...opts, force, verbose: cmd.optsWithGlobals().verbose });
+    });
+
+  p.command('verify')
+    .description('recompute stages in a temporary cache and check their outputs against the lock file (your outputs, lock and cache are untouched); exit 2 when any differs')
+    .argument('[recipe]', 'recipe file', undefined)
+    .addOption(setOpt())
+    .option('--only <stage>', 'verify only this stage (repeatable); its inputs come from the cache when it holds them as locked, else are recomputed too', collect)
+    .option('--cache-dir <dir>', 'the cache --only reads inputs from (read only; default as for run)')
+    .option('-j, --concurrency <n>', 'stages run at once (default: CPU count)', parseConcurrency)
+    .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .option('--keep', 'keep the recomputed outputs (the path is printed) to diff them')
+    .option('--json', 'machine-readable result')
+    .option('-q, --quiet', 'print only stages that differ and errors')
+    .action(async (recipe, opts, cmd) => {
+      const { verifyCommand } = await import('./commands/verify.js');
+      process.exitCode = await verifyCommand(recipe, { ...opts, verbose: cmd.optsWithGlobals().verbose });
     });
 
   p.command('validate')

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { hashFile } from './hash.js';
 import { writeFileAtomic } from './fsutil.js';
 
@@ -40,7 +40,7 @@ export class FileDigests {
 
   async save(): Promise<void> {
     if (!this.dirty) return;
-    await writeFileAtomic(this.path, JSON.stringify(this.entries), 'digests');
+    await writeFileAtomic(this.path, JSON.stringify(this.entries), 'digests', { tmpDir: join(dirname(this.path), 'tmp') });
     this.dirty = false;
   }
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import { open, rename, mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open, rename, mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * Crash-safety test hooks. Inert unless one of these environment variables is set (they are read once,
@@ -70,10 +70,17 @@ export const writeCheckpoint: (event: string) => void =
       }
     : () => undefined;
 
-/** Writes a file so readers see the old content or the new, never a part: temp file, fsync, rename. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, event = 'atomic'): Promise<void> {
+/**
+ * Writes a file so readers see the old content or the new, never a part: temp file, fsync, rename.
+ * The temp file is `<tmpDir>/atomic-<pid>-<hex>` when `tmpDir` is given (the cache's tmp dir, swept of
+ * dead processes' files), else `.<name>.<pid>-<hex>.tmp` beside the file (see `sweepAtomicTemps`):
+ * either way what a killed writer leaves is found and removed, never mistaken for content.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, event = 'atomic', opts: { tmpDir?: string } = {}): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  if (opts.tmpDir) await mkdir(opts.tmpDir, { recursive: true });
+  const tmp = opts.tmpDir ? join(opts.tmpDir, `atomic-${tag}`) : join(dirname(path), `.${basename(path)}.${tag}.tmp`);
   try {
     const fh = await open(tmp, 'w');
     try {
@@ -92,6 +99,30 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, e
     throw e;
   }
   checkpoint(`${event}:renamed`);
+}
+
+/** Removes the temp files of `writeFileAtomic(join(dir, name))` calls whose process no longer runs. */
+export async function sweepAtomicTemps(dir: string, name: string): Promise<number> {
+  let n = 0;
+  const prefix = `.${name}.`;
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^(\d+)-[0-9a-f]{8}\.tmp$/.exec(f.startsWith(prefix) ? f.slice(prefix.length) : '');
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+      await rm(join(dir, f), { force: true }).catch(() => undefined);
+      n++;
+    }
+  }
+  return n;
+}
+
+/** Whether a process of this host runs with that pid. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Describes a filesystem failure in words a user acts on (full disk, read-only, permissions), naming the path. */

@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { checkpoint } from './fsutil.js';
-import { pidAlive } from './store.js';
+import { checkpoint, pidAlive } from './fsutil.js';
 
 /** An empty lock file (its creator died between creating and writing it) is stale after this long. */
 const EMPTY_LOCK_STALE_MS = 5000;
@@ -51,21 +50,8 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     } catch {
       continue; // released between our attempts
     }
-    const [pid, host] = holder.split('@');
-    const stale = holder === '' ? age > EMPTY_LOCK_STALE_MS : host === hostname() && !pidAlive(Number(pid));
-    if (stale) {
-      // Take it over by renaming it away (only one of several processes doing this wins), then make
-      // sure what was moved is still the stale lock and not a live one created in between.
-      const grave = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
-      try {
-        await rename(path, grave);
-      } catch {
-        continue; // someone else removed it
-      }
-      const moved = await readFile(grave, 'utf8').catch(() => undefined);
-      if (moved === holder) opts.onStale?.(holder || '(unknown process)');
-      else await link(grave, path).catch(() => undefined); // a live lock: put it back
-      await rm(grave, { force: true }).catch(() => undefined);
+    if (isStale(holder, age)) {
+      await takeOver(path, holder, opts);
       continue;
     }
     if (!warned) {
@@ -74,6 +60,47 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     }
     await new Promise((r) => setTimeout(r, opts.pollMs ?? 100));
   }
+}
+
+function isStale(holder: string, age: number): boolean {
+  const [pid, host] = holder.split('@');
+  return holder === '' ? age > EMPTY_LOCK_STALE_MS : host === hostname() && !pidAlive(Number(pid));
+}
+
+/**
+ * Removes a stale lock by renaming it away (only one of several processes doing this wins), then
+ * makes sure what was moved is still the stale lock and not a live one created in between.
+ */
+async function takeOver(path: string, holder: string, opts: Pick<LockOptions, 'onStale'>): Promise<void> {
+  const grave = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
+  try {
+    await rename(path, grave);
+  } catch {
+    return; // someone else removed it
+  }
+  const moved = await readFile(grave, 'utf8').catch(() => undefined);
+  if (moved === holder) opts.onStale?.(holder || '(unknown process)');
+  else await link(grave, path).catch(() => undefined); // a live lock: put it back
+  await rm(grave, { force: true }).catch(() => undefined);
+}
+
+/**
+ * Removes the lock at `path` if the process that holds it no longer runs (a killed run left it);
+ * a live lock is left alone. Returns whether a stale lock was removed.
+ */
+export async function clearStaleLock(path: string, opts: Pick<LockOptions, 'onStale'> = {}): Promise<boolean> {
+  let holder: string;
+  let age: number;
+  try {
+    holder = await readFile(path, 'utf8');
+    age = Date.now() - (await stat(path)).mtimeMs;
+  } catch {
+    return false;
+  }
+  if (!isStale(holder, age)) return false;
+  let cleared = false;
+  await takeOver(path, holder, { onStale: (h) => ((cleared = true), opts.onStale?.(h)) });
+  return cleared;
 }
 
 /** `pid@host` of a lock's holder, in words. */

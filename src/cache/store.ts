@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { canonicalJson, hashFile, hashJson, sha256 } from './hash.js';
-import { checkpoint, describeFsError, writeCheckpoint, writeFileAtomic } from './fsutil.js';
+import { checkpoint, describeFsError, pidAlive, writeCheckpoint, writeFileAtomic } from './fsutil.js';
+
+export { pidAlive };
 import { acquireLock } from './proc-lock.js';
 
 export interface FileEntry {
@@ -51,6 +53,13 @@ export class CacheWriteError extends Error {
   }
 }
 
+export class CacheReadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheReadError';
+  }
+}
+
 export function manifestDigest(m: Manifest): string {
   return hashJson(m);
 }
@@ -61,7 +70,11 @@ export function manifestDigest(m: Manifest): string {
  * crash leaves either the whole entry or none; everything read is verified against its digest.
  */
 export class CacheStore {
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    /** Told when a lock left by a process that no longer runs (a killed run) is taken over. */
+    private readonly opts: { onStaleLock?: (path: string, holder: string) => void } = {},
+  ) {}
 
   get tmpDir(): string {
     return join(this.root, 'tmp');
@@ -117,7 +130,7 @@ export class CacheStore {
     const full: RunRecord = { ...rec, checksum: hashJson(rec) };
     const path = this.recordPath(rec.key);
     try {
-      await writeFileAtomic(path, canonicalJson(full), 'store:record');
+      await writeFileAtomic(path, canonicalJson(full), 'store:record', { tmpDir: this.tmpDir });
     } catch (e) {
       throw new CacheWriteError(describeFsError(e, `cannot write the cache record ${path}`));
     }
@@ -131,7 +144,7 @@ export class CacheStore {
       text = await readFile(this.recordPath(key), 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
+      throw new CacheReadError(describeFsError(e, `cannot read the cache ${this.root}`));
     }
     let rec: RunRecord;
     try {
@@ -168,7 +181,8 @@ export class CacheStore {
     }
     let release: () => Promise<void>;
     try {
-      release = await acquireLock(join(parent, `.${basename(dest)}.lock`));
+      const lockPath = join(parent, `.${basename(dest)}.lock`);
+      release = await acquireLock(lockPath, { onStale: (holder) => this.opts.onStaleLock?.(lockPath, holder) });
     } catch (e) {
       throw new CacheWriteError(describeFsError(e, `cannot write to the output directory ${parent}`));
     }
@@ -354,15 +368,6 @@ async function dirHolds(dir: string, m: Manifest): Promise<boolean> {
     if (!got || got.size !== e.size || got.sha256 !== e.sha256) return false;
   }
   return true;
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function isValidObject(path: string, size: number): Promise<boolean> {

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
-import { rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { readdir, rm } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { CacheCorruptError, CacheStore, manifestDigest, type RunRecord } from '../cache/store.js';
+import { CacheCorruptError, CacheStore, CacheWriteError, manifestDigest, sweepOutDir, type RunRecord } from '../cache/store.js';
+import { checkpoint, describeFsError, sweepAtomicTemps } from '../cache/fsutil.js';
 import { FileDigests } from '../cache/file-digests.js';
-import { acquireLock } from '../cache/proc-lock.js';
+import { acquireLock, clearStaleLock, describeHolder } from '../cache/proc-lock.js';
 import { engineIdentity, resolveBackend } from '../engine/backend.js';
 import { ancestorsOf, selectStages, topoOrder } from '../graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
@@ -41,6 +42,8 @@ export type RunEvent =
   | { type: 'stage-log'; id: string; message: string }
   | { type: 'stage-end'; outcome: StageOutcome }
   | { type: 'gate'; result: GateResult }
+  /** Something the user should know that is not a stage's failure (a stale lock of a killed run taken over). */
+  | { type: 'warning'; message: string }
   | { type: 'run-end'; summary: RunSummary };
 
 export interface RunOptions {
@@ -72,6 +75,14 @@ export interface RunSummary {
   gates: GateResult[];
   exitCode: 0 | 1 | 2 | 3 | 130;
   lockPath: string;
+}
+
+/** A stage went over its `timeout` or `memoryMb` budget and was stopped. */
+export class BudgetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BudgetError';
+  }
 }
 
 export class FrozenLockError extends Error {
@@ -111,12 +122,25 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   const emit = opts.onEvent ?? (() => undefined);
   const backend = opts.backend ?? recipe.backend;
   const engine = engineIdentity(backend);
-  const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir));
+  // A lock naming a process that no longer runs was left by a killed run: it is taken over, and said so.
+  const onStaleLock = (path: string, holder: string) =>
+    emit({ type: 'warning', message: `recovered the stale lock ${path} left by ${describeHolder(holder)}, which no longer runs (killed or crashed run)` });
+  const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const files = new FileDigests(store.root);
   const outRoot = opts.outDir ? resolve(opts.outDir) : outDirFor(recipe);
   const lockPath = lockPathFor(recipe.file);
   const lock = readLock(lockPath);
+  // What killed runs left behind: their work directories and temp files in the cache, half-swapped
+  // output copies, the lock file's temp files, and the locks they held (taken over, and said so).
   await store.sweepTmp();
+  await sweepOutDir(outRoot);
+  await sweepAtomicTemps(dirname(lockPath), basename(lockPath));
+  const heldLocks = [
+    ...(await readdir(join(store.root, 'locks')).catch(() => [] as string[])).filter((n) => n.endsWith('.lock')).map((n) => join(store.root, 'locks', n)),
+    ...(await readdir(outRoot).catch(() => [] as string[])).filter((n) => n.startsWith('.') && n.endsWith('.lock')).map((n) => join(outRoot, n)),
+    `${lockPath}.writing`,
+  ];
+  for (const p of heldLocks) await clearStaleLock(p, { onStale: (holder) => onStaleLock(p, holder) });
 
   const nodes = recipe.stages.map((s) => ({ id: s.id, needs: s.needs }));
   // A selector names a stage, or every branch of a swept one (`--only prune` = all `prune[...]`).
@@ -186,10 +210,31 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     }
     const key = keyOf(keyInputs);
     const outDir = join(outRoot, stage.id);
+    const failedOutcome = (e: unknown): StageOutcome => {
+      const err = e as Error;
+      const interrupted = opts.signal?.aborted;
+      const o: StageOutcome = {
+        ...base,
+        status: interrupted ? 'interrupted' : 'failed',
+        reason: interrupted ? 'interrupted' : err.message,
+        key,
+        seconds: (Date.now() - t0) / 1000,
+        error: { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
+      };
+      emit({ type: 'stage-end', outcome: o });
+      return o;
+    };
     let reason = '';
     if (forced(stage.id)) reason = 'forced';
     else {
-      const cached = await tryCached(store, key, outDir);
+      let cached: Awaited<ReturnType<typeof tryCached>>;
+      try {
+        cached = await tryCached(store, key, outDir);
+      } catch (e) {
+        // A cache that cannot be read or an output directory that cannot be written: this stage fails
+        // with the path in words; independent stages still run and the lock keeps what succeeded.
+        return failedOutcome(e);
+      }
       if (cached.record) {
         const o = { ...base, status: 'cached' as const, reason: 'cached', key, seconds: (Date.now() - t0) / 1000, metrics: cached.record.metrics, outputs: digestsOf(cached.record), outDir, record: cached.record };
         await applyGates(stage, o);
@@ -207,9 +252,17 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
 
     const release = await slot();
     // Another process may be computing the same key: wait for it, then take its result.
-    const releaseKey = await acquireLock(join(store.root, 'locks', `${key}.lock`), {
-      onWait: (holder) => emit({ type: 'stage-log', id: stage.id, message: `waiting for process ${holder} computing the same stage` }),
-    });
+    const keyLock = join(store.root, 'locks', `${key}.lock`);
+    let releaseKey: () => Promise<void>;
+    try {
+      releaseKey = await acquireLock(keyLock, {
+        onWait: (holder) => emit({ type: 'stage-log', id: stage.id, message: `waiting for ${describeHolder(holder)} computing the same stage` }),
+        onStale: (holder) => onStaleLock(keyLock, holder),
+      });
+    } catch (e) {
+      release();
+      return failedOutcome(new CacheWriteError(describeFsError(e, `cannot write to the cache ${store.root}`)));
+    }
     try {
       if (reason !== 'forced') {
         const cached = await tryCached(store, key, outDir);
@@ -221,14 +274,19 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
         }
       }
       emit({ type: 'stage-start', id: stage.id, reason });
+      checkpoint(`run:stage-start:${stage.id}`);
       const work = await store.makeWorkDir(stage.id);
       try {
         const inputs: StageInput[] = ups.map((u) => ({ id: u.id, kind: u.uses, dir: u.outDir!, metrics: u.metrics }));
-        const job: WorkerJob = { stageId: stage.id, uses: stage.uses, with: stage.with, seed: recipe.seed, backend, outDir: work, workspace: recipe.dir, inputs, data: recipe.data };
+        const job: WorkerJob = { stageId: stage.id, uses: stage.uses, with: stage.with, seed: recipe.seed, backend, outDir: work, workspace: recipe.dir, inputs, data: recipe.data, memoryMb: stage.memoryMb };
         const metrics = await runInWorker(job, stage, (m) => {
-          if (m.type === 'progress') emit({ type: 'stage-progress', id: stage.id, message: m.message, fraction: m.fraction });
+          if (m.type === 'progress') {
+            emit({ type: 'stage-progress', id: stage.id, message: m.message, fraction: m.fraction });
+            checkpoint(`run:progress:${stage.id}`);
+          }
           if (m.type === 'log') emit({ type: 'stage-log', id: stage.id, message: m.message });
         }, activeWorkers);
+        checkpoint(`run:stage-done:${stage.id}`);
         const outputs = await store.putDir(work);
         const record = await store.putRecord({
           key,
@@ -250,18 +308,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
         await rm(work, { recursive: true, force: true });
       }
     } catch (e) {
-      const err = e as Error;
-      const interrupted = opts.signal?.aborted;
-      const o: StageOutcome = {
-        ...base,
-        status: interrupted ? 'interrupted' : 'failed',
-        reason: interrupted ? 'interrupted' : err.message,
-        key,
-        seconds: (Date.now() - t0) / 1000,
-        error: { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
-      };
-      emit({ type: 'stage-end', outcome: o });
-      return o;
+      return failedOutcome(e);
     } finally {
       await releaseKey();
       release();
@@ -293,7 +340,11 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     const drift = results.filter((r) => r.record && lock?.stages[r.id] && lock.stages[r.id].outputsDigest !== r.record.outputsDigest);
     if (drift.length) throw new FrozenLockError(`--frozen: outputs differ from ${lockPathFor(recipe.file)} for ${drift.map((d) => `'${d.id}'`).join(', ')} (non-deterministic stage or changed environment)`);
   } else if (Object.keys(entries).length && opts.writeLock !== false) {
-    await updateLock(lockPath, relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries);
+    await updateLock(lockPath, relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries, {
+      onStale: (holder) => onStaleLock(`${lockPath}.writing`, holder),
+      // Another run is writing the lock: this one waits and merges into what it wrote.
+      onWait: () => checkpoint('lockfile:wait'),
+    });
   }
 
   const stages: StageOutcome[] = results.map(({ record: _r, ...o }) => o);
@@ -410,10 +461,18 @@ function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: Worker
       void worker.terminate();
     };
     const timer = stage.timeout
-      ? setTimeout(() => finish(() => reject(new Error(`stage '${stage.id}' exceeded its time budget of ${stage.timeout} s`))), stage.timeout * 1000)
+      ? setTimeout(() => finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its time budget of ${stage.timeout} s (timeout) and was stopped`))), stage.timeout * 1000)
       : undefined;
+    // resourceLimits bound only V8's JS heap; tensors live in array buffers and the wasm heap, outside
+    // it. The worker reports its whole footprint (JS heap + external memory, which counts the wasm
+    // memory) and is stopped once that exceeds the budget.
+    const budgetBytes = stage.memoryMb ? stage.memoryMb * 1024 * 1024 : Infinity;
     worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'done') finish(() => resolvePromise(m.metrics));
+      if (m.type === 'memory') {
+        if (m.bytes > budgetBytes) {
+          finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; it used ${Math.round(m.bytes / 1048576)} MB of JS heap, array buffers and wasm memory) and was stopped`)));
+        }
+      } else if (m.type === 'done') finish(() => resolvePromise(m.metrics));
       else if (m.type === 'error') {
         const err = new Error(m.message);
         err.name = m.name;
@@ -422,7 +481,7 @@ function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: Worker
       } else onMessage(m);
     });
     worker.on('error', (e: Error & { code?: string }) => {
-      const msg = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB` : e.message;
+      const msg = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; its JS heap ran out) and was stopped` : e.message;
       const err = new Error(msg);
       err.name = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'BudgetError' : e.name;
       (err as { workerStack?: string }).workerStack = e.stack;

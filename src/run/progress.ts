@@ -27,7 +27,8 @@ export function createProgress(mode: ProgressMode, stages: Array<{ id: string; u
   if (mode === 'json') {
     return {
       onEvent(e: RunEvent) {
-        const out = e.type === 'stage-end' && !verbose && e.outcome.error ? { ...e, outcome: { ...e.outcome, error: { ...e.outcome.error, stack: undefined } } } : e;
+        const noStack = (o: StageOutcome): StageOutcome => (o.error ? { ...o, error: { ...o.error, stack: undefined } } : o);
+        const out = verbose ? e : e.type === 'stage-end' ? { ...e, outcome: noStack(e.outcome) } : e.type === 'run-end' ? { ...e, summary: { ...e.summary, stages: e.summary.stages.map(noStack) } } : e;
         process.stdout.write(JSON.stringify(out) + '\n');
       },
       done: async () => undefined,
@@ -57,6 +58,8 @@ export function createProgress(mode: ProgressMode, stages: Array<{ id: string; u
   const listr = new Listr(tasks, {
     concurrent: true,
     exitOnError: false,
+    // listr2's own SIGINT handler exits 127 at once; `compress run` handles Ctrl-C itself (exit 130).
+    registerSignalListeners: false,
     renderer: mode === 'tty' ? 'default' : 'simple',
     rendererOptions: mode === 'tty' ? { collapseErrors: false, formatOutput: 'truncate' } : { timestamp: undefined },
     fallbackRenderer: 'simple',
@@ -91,6 +94,9 @@ export function createProgress(mode: ProgressMode, stages: Array<{ id: string; u
           break;
         case 'stage-end':
           finish(e.outcome);
+          break;
+        case 'warning':
+          process.stderr.write(`warning: ${e.message}\n`);
           break;
         default:
           break;

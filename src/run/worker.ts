@@ -3,6 +3,7 @@
  * between concurrent stages), real parallelism on several cores, and can be stopped or bounded in
  * memory without taking the runner down.
  */
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadSplits } from '../data/load.js';
 import type { Splits } from '../data/dataset.js';
@@ -21,12 +22,16 @@ export interface WorkerJob {
   workspace: string;
   inputs: StageInput[];
   data: Record<string, DataSpec>;
+  /** The stage's memory budget: when set, the worker reports its footprint for the runner to enforce. */
+  memoryMb?: number;
 }
 
 export type WorkerMessage =
   | { type: 'progress'; message: string; fraction?: number }
   | { type: 'log'; message: string }
   | { type: 'done'; metrics: Record<string, unknown> }
+  /** Peak footprint so far: this isolate's JS heap plus its external memory (array buffers, wasm memory). */
+  | { type: 'memory'; bytes: number }
   | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string };
 
 async function main(job: WorkerJob): Promise<void> {
@@ -37,6 +42,15 @@ async function main(job: WorkerJob): Promise<void> {
   parentPort!.on('message', (m: { type: string }) => {
     if (m.type === 'abort') controller.abort();
   });
+  // The wasm heap only grows, so sampling often enough sees its peak; a last sample goes before 'done'.
+  let peak = 0;
+  const sample = () => {
+    if (!job.memoryMb) return;
+    const h = getHeapStatistics();
+    peak = Math.max(peak, h.used_heap_size + h.external_memory);
+    post({ type: 'memory', bytes: peak });
+  };
+  if (job.memoryMb) setInterval(sample, 50).unref();
   const dataCache = new Map<string, Promise<Splits>>();
   const ctx: StageContext<unknown> = {
     stageId: job.stageId,
@@ -54,11 +68,15 @@ async function main(job: WorkerJob): Promise<void> {
       }
       return dataCache.get(name)!;
     },
-    progress: (p) => post({ type: 'progress', message: p.message, fraction: p.fraction }),
+    progress: (p) => {
+      sample();
+      post({ type: 'progress', message: p.message, fraction: p.fraction });
+    },
     log: (message) => post({ type: 'log', message }),
     signal: controller.signal,
   };
   const result = await kind.run(ctx);
+  sample();
   post({ type: 'done', metrics: result.metrics });
 }
 

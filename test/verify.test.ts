@@ -183,3 +183,37 @@ stages:
   assert.equal(one.exitCode, 0, one.stderr);
   assert.equal(one.stdout, '');
 });
+
+test('a stage that cannot be recomputed is reported as failed (exit 1), not as a match', async () => {
+  const { dir } = workspace(`version: 1
+name: flaky
+stages:
+  gen:
+    uses: exec
+    with:
+      command: [node, -e, "if (require('fs').existsSync('broken')) { console.error('tool is broken'); process.exit(3) } require('fs').writeFileSync(process.argv[1] + '/g.txt', 'g')", "\${outputs}"]
+      outputs: [g.txt]
+  use:
+    uses: exec
+    needs: [gen]
+    with:
+      command: [node, -e, "require('fs').copyFileSync(process.argv[2] + '/g.txt', process.argv[1] + '/u.txt')", "\${outputs}", "\${inputs.gen}"]
+      outputs: [u.txt]
+`);
+  const run = await cli(['run'], dir);
+  assert.equal(run.exitCode, 0, run.stderr);
+  writeFileSync(join(dir, 'broken'), '');
+  const r = await verify(['--json'], dir);
+  assert.equal(r.exitCode, 1, `${r.stdout}\n${r.stderr}`);
+  const res = JSON.parse(r.stdout);
+  assert.deepEqual(res.stages.map((s: { id: string; state: string }) => `${s.id}:${s.state}`), ['gen:failed', 'use:failed']);
+  assert.match(res.stages[0].detail, /^failed: .*exit/);
+  assert.match(res.stages[1].detail, /^not recomputed: upstream 'gen' failed/);
+  const text = await verify([], dir);
+  assert.equal(text.exitCode, 1);
+  assert.match(text.stderr, /error: verify: 'gen', 'use' could not be recomputed/);
+  // `--only use` does not re-run the broken tool: its input comes from the cache as locked.
+  const only = await verify(['--only', 'use'], dir);
+  assert.equal(only.exitCode, 0, only.stderr);
+  assert.match(only.stdout, /gen +\(input, from the cache as locked\)\n {2}use +ok/);
+});

@@ -127,6 +127,8 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
         onEvent: (e) => {
           progress?.onEvent(e);
           if (!progress && e.type === 'stage-start') say(`  recomputing ${e.id}`);
+          const w = e as { type: string; message?: string };
+          if (!progress && w.type === 'warning') say(`warning: ${w.message}`);
         },
       });
     } finally {

@@ -3,6 +3,7 @@ import { createProgress, progressMode } from '../run/progress.js';
 import { runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
 import { openRecipe, type RecipeFlags } from './common.js';
+import { describeFsError, isFsError } from '../cache/fsutil.js';
 
 export interface RunFlags extends RecipeFlags {
   cacheDir?: string;
@@ -38,17 +39,25 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
-  const reportDir = await writeReports(summary, join(recipe.dir, '.compress', 'reports'));
+  let reportDir: string | undefined;
+  try {
+    reportDir = await writeReports(summary, join(recipe.dir, '.compress', 'reports'));
+  } catch (e) {
+    // A full or read-only disk: the run's results are in the cache (and lock); say so, not crash.
+    if (!isFsError(e)) throw e;
+    process.stderr.write(`warning: ${describeFsError(e, `cannot write the run report in ${join(recipe.dir, '.compress', 'reports')}`)}\n`);
+  }
   if (mode !== 'json') printSummary(summary, reportDir, mode === 'quiet', flags.verbose);
   return summary.exitCode;
 }
 
-function printSummary(s: RunSummary, reportDir: string, quiet: boolean, verbose?: boolean): void {
+function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boolean, verbose?: boolean): void {
   const err = (l: string) => process.stderr.write(l + '\n');
   for (const st of s.stages.filter((x) => x.status === 'failed')) {
     err(`error: stage '${st.id}' failed: ${st.reason}`);
     if (verbose && st.error?.stack) err(st.error.stack);
   }
+  if (s.lockError) err(`error: ${s.lockError} (a previous lock file is left as it was)`);
   for (const g of s.gates.filter((x) => !x.passed)) err(`error: ${g.message} (stage '${g.stage}')`);
   if (quiet) return;
   const out = (l: string) => process.stdout.write(l + '\n');
@@ -67,5 +76,5 @@ function printSummary(s: RunSummary, reportDir: string, quiet: boolean, verbose?
   }
   for (const g of s.gates.filter((x) => x.passed)) out(`  ${g.message}`);
   out(`${s.stages.length} stages: ${ran} ran, ${cached} cached${s.exitCode ? `, exit ${s.exitCode}` : ''} in ${s.seconds.toFixed(1)} s · engine ${s.engine}`);
-  out(`report: ${reportDir}/summary.md · lock: ${s.lockPath}`);
+  out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''}`);
 }

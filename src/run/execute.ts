@@ -16,7 +16,7 @@ import { confinedWriteDir, PathEscapeError } from '../util/paths.js';
 import type { StageInput } from '../stages/types.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { dataDigest, explainChange, keyInputsFor, keyOf, stageFileDigests, type KeyInputs } from './keys.js';
-import { lockMetrics, lockPathFor, readLock, updateLock, type LockStage } from './lockfile.js';
+import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockStage } from './lockfile.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 
 export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped' | 'interrupted';
@@ -75,6 +75,8 @@ export interface RunSummary {
   gates: GateResult[];
   exitCode: 0 | 1 | 2 | 3 | 130;
   lockPath: string;
+  /** Why the lock file could not be written (full disk, read-only): the run then exits 1. */
+  lockError?: string;
 }
 
 /** A stage went over its `timeout` or `memoryMb` budget and was stopped. */
@@ -339,12 +341,21 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   if (opts.frozen) {
     const drift = results.filter((r) => r.record && lock?.stages[r.id] && lock.stages[r.id].outputsDigest !== r.record.outputsDigest);
     if (drift.length) throw new FrozenLockError(`--frozen: outputs differ from ${lockPathFor(recipe.file)} for ${drift.map((d) => `'${d.id}'`).join(', ')} (non-deterministic stage or changed environment)`);
-  } else if (Object.keys(entries).length && opts.writeLock !== false) {
-    await updateLock(lockPath, relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries, {
-      onStale: (holder) => onStaleLock(`${lockPath}.writing`, holder),
-      // Another run is writing the lock: this one waits and merges into what it wrote.
-      onWait: () => checkpoint('lockfile:wait'),
-    });
+  }
+  let lockError: string | undefined;
+  if (!opts.frozen && Object.keys(entries).length && opts.writeLock !== false) {
+    try {
+      await updateLock(resolve(lockPath), relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries, {
+        onStale: (holder) => onStaleLock(`${resolve(lockPath)}.writing`, holder),
+        // Another run is writing the lock: this one waits and merges into what it wrote.
+        onWait: () => checkpoint('lockfile:wait'),
+      });
+    } catch (e) {
+      // The previous lock is intact (atomic replace); what this run computed is in the cache. The
+      // failure is reported with the stages' own, not instead of them.
+      if (!(e instanceof LockWriteError)) throw e;
+      lockError = e.message;
+    }
   }
 
   const stages: StageOutcome[] = results.map(({ record: _r, ...o }) => o);
@@ -359,8 +370,9 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     seconds: (Date.now() - started) / 1000,
     stages,
     gates: gateResults,
-    exitCode: interrupted ? 130 : failed ? 1 : gateFailed ? 3 : 0,
+    exitCode: interrupted ? 130 : failed || lockError ? 1 : gateFailed ? 3 : 0,
     lockPath,
+    lockError,
   };
   emit({ type: 'run-end', summary });
   return summary;

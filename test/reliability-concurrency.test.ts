@@ -39,9 +39,9 @@ test('two runs writing different stages into one lock file at the same moment lo
   const recipe = SMALL + `  evalbase:\n    uses: evaluate\n    needs: [baseline]\n    with: { latencySamples: 0 }\n`;
   const { dir } = smallWorkspace(recipe);
   const traces = [0, 1].map(() => join(mkdtempSync(join(tmpdir(), 'compress-trace-')), 'trace.txt'));
-  // Each run holds the lock file's lock for 1.5 s after reading the lock: whichever comes second must
+  // Each run holds the lock file's lock for 2.5 s after reading the lock: whichever comes second must
   // wait and then merge into what the first wrote (without the lock it would overwrite it).
-  const env = (i: number) => ({ COMPRESS_TEST_PAUSE_AT: 'lockfile:read:1:1500', COMPRESS_TEST_TRACE: traces[i] });
+  const env = (i: number) => ({ COMPRESS_TEST_PAUSE_AT: 'lockfile:read:1:2500', COMPRESS_TEST_TRACE: traces[i] });
   const [a, b] = await Promise.all([run(dir, ['--json', '--until', 'prune'], env(0)), run(dir, ['--json', '--until', 'evalbase'], env(1))]);
   assert.equal(a.exitCode, 0, a.stderr);
   assert.equal(b.exitCode, 0, b.stderr);
@@ -99,8 +99,8 @@ test('locks left by killed runs (a stage\'s key lock, the lock file\'s lock) are
 
 test('a live run\'s lock is never taken over: a second run waits for it', async () => {
   const { dir } = smallWorkspace();
-  // The first run pauses 2 s holding the lock file's lock; the second must wait, not treat it as stale.
-  const first = run(dir, ['--json'], { COMPRESS_TEST_PAUSE_AT: 'lockfile:locked:1:2000' });
+  // The first run pauses 4 s holding the lock file's lock; the second must wait, not treat it as stale.
+  const first = run(dir, ['--json'], { COMPRESS_TEST_PAUSE_AT: 'lockfile:locked:1:4000' });
   const writing = join(dir, 'compress.lock.writing');
   const deadline = Date.now() + 60_000;
   while (!existsSync(writing) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

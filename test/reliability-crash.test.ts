@@ -181,6 +181,7 @@ test('SIGINT stops a running stage with exit 130 and a message (no stack trace);
   assert.match(r.stderr, /interrupted: stopping stages/);
   assert.doesNotMatch(r.stderr + r.stdout, STACK);
   assert.match(r.stdout, /exit 130/, 'the summary is still printed');
+  assert.match(r.stdout, /^\s+\S+\s+interrupted/m, 'a stage is marked interrupted');
   await assertNothingHalfWritten(dir, ref, 'after SIGINT');
 
   const next = await run(dir, ['--json']);

@@ -134,17 +134,8 @@ export async function assertMatchesReference(dir: string, ref: Reference, label:
 /** A printed stack trace ("    at fn (file:line)") */
 export const STACK = /^\s+at .+[:(]/m;
 
-/** A seeded PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (mulberry32). */
+export { createRng as rng } from '../src/util/rng.js';
 
 /** Runs `f` over `items`, `width` at a time. */
 export async function pool<T, R>(items: T[], width: number, f: (x: T, i: number) => Promise<R>): Promise<R[]> {

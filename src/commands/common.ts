@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load.js';
 import { UsageError } from '../recipe/errors.js';
+import { EXIT } from '../exit-codes.js';
 
 export const DEFAULT_RECIPE = 'compress.config.yaml';
 
@@ -25,4 +26,26 @@ export function parseConcurrency(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--concurrency must be a positive integer, got '${v}'`);
   return n;
+}
+
+/**
+ * Ctrl-C (or SIGTERM) aborts the returned signal so stages stop and completed ones stay cached; a
+ * second one exits at once with 130. Call the returned `release` when the work is over.
+ */
+export function interruptible(message: string): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(EXIT.interrupted);
+    process.stderr.write(`\ninterrupted: ${message}\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }

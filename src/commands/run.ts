@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { createProgress, progressMode } from '../run/progress.js';
 import { runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
-import { openRecipe, type RecipeFlags } from './common.js';
+import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 import { describeFsError, isFsError } from '../cache/fsutil.js';
 
 export interface RunFlags extends RecipeFlags {
@@ -23,21 +23,13 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const recipe = openRecipe(file, flags);
   const mode = progressMode(flags);
   const progress = createProgress(mode, recipe.stages, flags.verbose);
-  const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write('\ninterrupted: stopping stages (cached results are kept; press Ctrl-C again to force)\n');
-    controller.abort();
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
+  const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');
   let summary: RunSummary;
   try {
-    summary = await runRecipe(recipe, { ...flags, signal: controller.signal, onEvent: progress.onEvent });
+    summary = await runRecipe(recipe, { ...flags, signal: interrupt.signal, onEvent: progress.onEvent });
   } finally {
     await progress.done();
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    interrupt.release();
   }
   let reportDir: string | undefined;
   try {

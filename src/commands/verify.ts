@@ -11,7 +11,7 @@ import { cacheDirFor, runRecipe, type RunSummary, type StageOutcome } from '../r
 import { lockMetrics, lockPathFor, readLock, type LockFile, type LockStage } from '../run/lockfile.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { EXIT } from '../exit-codes.js';
-import { openRecipe, type RecipeFlags } from './common.js';
+import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 
 export interface VerifyFlags extends RecipeFlags {
   /** Verify only these stages (selectors as for `run --only`); their inputs come from the cache when it holds them as locked. */
@@ -105,14 +105,7 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
     say(`verify: recomputing ${recompute.length} stage${recompute.length === 1 ? '' : 's'} of ${relative('.', recipe.file) || recipe.file} in a temporary cache; comparing with ${relative('.', lockPath) || lockPath}`);
 
     const progress = mode === 'tty' ? createProgress('tty', recipe.stages, flags.verbose) : undefined;
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(EXIT.interrupted);
-      process.stderr.write('\ninterrupted: stopping verify\n');
-      controller.abort();
-    };
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigint);
+    const interrupt = interruptible('stopping verify');
     let summary: RunSummary;
     try {
       summary = await runRecipe(recipe, {
@@ -123,7 +116,7 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
         concurrency: flags.concurrency,
         // Every stage of the selection is "selected", so a missing input is recomputed, not an error.
         only: onlyMode ? [...targets, ...inputs] : undefined,
-        signal: controller.signal,
+        signal: interrupt.signal,
         onEvent: (e) => {
           progress?.onEvent(e);
           if (!progress && e.type === 'stage-start') say(`  recomputing ${e.id}`);
@@ -133,8 +126,7 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
       });
     } finally {
       await progress?.done();
-      process.off('SIGINT', onSigint);
-      process.off('SIGTERM', onSigint);
+      interrupt.release();
     }
     result = compare(recipe, lockPath, lock, summary, seeded, onlyMode);
     if (flags.keep) result.keptDir = outDir;

@@ -212,3 +212,47 @@ test('every layer type trains on wasm: variable gradients equal cpu', async () =
   }
   model.dispose();
 });
+
+test('Sum over leading axes (bias gradients) matches cpu; other reductions still work', async () => {
+  const rng = createRng(77);
+  const cases: Array<{ shape: number[]; axis: number | number[]; keepDims?: boolean }> = [
+    { shape: [16, 24, 24, 20], axis: [0, 1, 2] },
+    { shape: [64, 8, 8, 50], axis: [0, 1, 2], keepDims: true },
+    { shape: [4099, 7], axis: 0 },
+    { shape: [33, 17, 31], axis: [1, 0] },
+    { shape: [64, 24, 24, 20], axis: [1, 2] }, // not leading: the wasm kernel
+    { shape: [5, 3], axis: 0 }, // small: the wasm kernel
+  ];
+  for (const c of cases) {
+    const v = randn(rng, size(c.shape));
+    const fn = () => [tf.sum(tf.tensor(v, c.shape), c.axis, c.keepDims)];
+    const [a] = await on('wasm', fn);
+    const [b] = await on('cpu', fn);
+    assert.ok(relErr(a, b) <= 1e-5, `${JSON.stringify(c)}: err ${relErr(a, b)}`);
+    const shapeOn = async (be: string) => {
+      await tf.setBackend(be);
+      const s = tf.tidy(() => tf.sum(tf.tensor(v, c.shape), c.axis, c.keepDims).shape);
+      await tf.setBackend('wasm');
+      return s;
+    };
+    assert.deepEqual(await shapeOn('wasm'), await shapeOn('cpu'));
+  }
+});
+
+test('Identity on wasm shares the data: a clone outlives its source, and nothing leaks', () => {
+  const before = tf.memory();
+  const ids = () => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+  const idsBefore = ids();
+  const x = tf.tensor([1, 2, 3, 4], [2, 2]);
+  const c = tf.clone(x);
+  x.dispose();
+  assert.deepEqual(Array.from(c.dataSync()), [1, 2, 3, 4]);
+  const d = tf.clone(c);
+  c.dispose();
+  assert.deepEqual(d.shape, [2, 2]);
+  assert.deepEqual(Array.from(d.dataSync()), [1, 2, 3, 4]);
+  d.dispose();
+  assert.equal(tf.memory().numTensors, before.numTensors);
+  assert.equal(tf.memory().numBytes, before.numBytes);
+  assert.equal(ids(), idsBefore, 'the wasm heap block is freed with the last reference');
+});

@@ -4,13 +4,16 @@ import { makeMatMulKernels } from './matmul.js';
 import { makeDepthwiseKernels } from './depthwise.js';
 import { registerConvGradients } from './gradients.js';
 import { makePoolKernels } from './pool.js';
+import { makeReduceKernels } from './reduce.js';
+import { makeElementwiseKernels } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
 import type { KernelImpl } from './util.js';
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
- * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands).
+ * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
+ * Sum over leading axes, Identity without a copy).
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -20,6 +23,8 @@ export const WASM_KERNEL_NAMES = [
   'MaxPoolGrad',
   'UnsortedSegmentSum',
   'BatchMatMul',
+  'Sum',
+  'Identity',
 ] as const;
 
 let registered = false;
@@ -34,6 +39,8 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const pool = makePoolKernels(tf);
   const seg = makeSegmentKernels(tf);
   const mm = makeMatMulKernels(tf);
+  const reduce = makeReduceKernels(tf);
+  const ew = makeElementwiseKernels(tf);
   const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
     Conv2DBackpropInput: conv.conv2DBackpropInput,
@@ -43,6 +50,8 @@ export function registerWasmKernels(tf: typeof tfType): void {
     MaxPoolGrad: pool.maxPoolGrad,
     UnsortedSegmentSum: seg.unsortedSegmentSum,
     BatchMatMul: mm.batchMatMul,
+    Sum: reduce.sum,
+    Identity: ew.identity,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');

@@ -228,3 +228,59 @@ if (which === 'all' || which === 'slice') {
   const all = rand([500, 4096]);
   time('1 mm [500,4096]x[4096,50] cached b', () => backend.disposeData(mm({ inputs: { a: all, b: dy }, backend, attrs: {} }).dataId));
 }
+
+if (which === 'all' || which === 'wgradconv') {
+  // Filter gradient as an XNNPACK conv: x^T [Ci,H,W,N] (batch Ci, channels N) convolved with
+  // dy^T [oH,oW,N,Co] as the filter gives [Ci,KH,KW,Co]; transposed to [KH,KW,Ci,Co].
+  const conv2d = wasmKernel(tf, 'Conv2D');
+  const transpose = wasmKernel(tf, 'Transpose');
+  const viaConv = (x: tfType.TensorInfo, dy: tfType.TensorInfo) => {
+    const xt = transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } });
+    const dyt = transpose({ inputs: { x: dy }, backend, attrs: { perm: [1, 2, 0, 3] } });
+    const o = conv2d({ inputs: { x: xt, filter: dyt }, backend, attrs: { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1] } });
+    const r = transpose({ inputs: { x: o }, backend, attrs: { perm: [1, 2, 0, 3] } });
+    backend.disposeData(xt.dataId);
+    backend.disposeData(dyt.dataId);
+    backend.disposeData(o.dataId);
+    return r;
+  };
+  for (const [label, xs, dys, fs] of [
+    ['conv2', [64, 12, 12, 20], [64, 8, 8, 50], [5, 5, 20, 50]],
+    ['conv1', [64, 28, 28, 1], [64, 24, 24, 20], [5, 5, 1, 20]],
+  ] as const) {
+    const x = rand([...xs]);
+    const dy = rand([...dys]);
+    const cur = () => wasmKernel(tf, 'Conv2DBackpropFilter')({ inputs: { x, dy }, backend, attrs: { strides: [1, 1], pad: 'valid', filterShape: [...fs], dataFormat: 'NHWC', dilations: [1, 1] } });
+    const a = f32(backend, cur()).slice(), b = f32(backend, viaConv(x, dy)).slice();
+    let d = 0, m = 0;
+    for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(a[i])); }
+    console.log(`${label} wgrad: conv formulation rel err ${(d / m).toExponential(1)}`);
+    time(`${label} wgrad current (im2col + matmul)`, () => backend.disposeData(cur().dataId));
+    time(`${label} wgrad as xnnpack conv (batch=Ci)`, () => backend.disposeData(viaConv(x, dy).dataId));
+  }
+}
+
+if (which === 'all' || which === 'dgrad') {
+  const orig = originalWasmKernels.Conv2DBackpropInput;
+  const ours = wasmKernel(tf, 'Conv2DBackpropInput');
+  const w = rand([5, 5, 20, 50]);
+  const attrs = { strides: [1, 1], pad: 'valid', inputShape: [64, 12, 12, 20], dataFormat: 'NHWC', dilations: [1, 1] };
+  for (const [label, k] of [['ours', ours], ['tfjs-wasm (xnnpack deconvolution)', orig]] as const) {
+    if (!k) continue;
+    time(`conv2 dgrad ${label}, fresh dy and w`, () => {
+      const dy = rand([64, 8, 8, 50]);
+      const w2 = clone(w);
+      backend.disposeData(k({ inputs: { dy, filter: w2 }, backend, attrs }).dataId);
+      backend.disposeData(dy.dataId);
+      backend.disposeData(w2.dataId);
+    });
+  }
+  const dy = rand([64, 8, 8, 50]);
+  time('  (rand [64,8,8,50] + clone w alone)', () => {
+    const d = rand([64, 8, 8, 50]);
+    const w2 = clone(w);
+    backend.disposeData(d.dataId);
+    backend.disposeData(w2.dataId);
+  });
+  backend.disposeData(dy.dataId);
+}

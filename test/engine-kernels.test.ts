@@ -76,13 +76,15 @@ function convCases(seed: number, count: number, depthwise: boolean): ConvCase[] 
   while (cases.length < count) {
     const K: [number, number] = [int(rng, 1, 4), int(rng, 1, 4)];
     const dil = rng() < 0.35;
-    const stride: [number, number] = dil ? [1, 1] : [int(rng, 1, 3), int(rng, 1, 3)];
+    let stride: [number, number] = dil ? [1, 1] : [int(rng, 1, 3), int(rng, 1, 3)];
     const dilation: [number, number] = dil ? [int(rng, 1, 3), int(rng, 2, 3)] : [1, 1];
     const pad = rng() < 0.5 ? 'same' : 'valid';
     const H = int(rng, 4, 11), W = int(rng, 4, 11);
     const eKH = (K[0] - 1) * dilation[0] + 1, eKW = (K[1] - 1) * dilation[1] + 1;
     if (pad === 'valid' && (eKH > H || eKW > W)) continue;
-    const Ci = int(rng, 1, 5);
+    // Up to 12 input channels: from 8 on, the filter gradient takes its conv formulation.
+    const Ci = rng() < 0.3 ? int(rng, 8, 12) : int(rng, 1, 5);
+    if (Ci >= 8 && rng() < 0.6) stride = [1, 1];
     const last = depthwise ? int(rng, 1, 3) : int(rng, 1, 6);
     cases.push({ xShape: [int(rng, 1, 3), H, W, Ci], wShape: [K[0], K[1], Ci, last], stride, dilation, pad });
   }
@@ -97,6 +99,10 @@ for (const depthwise of [false, true]) {
   const label = depthwise ? 'DepthwiseConv2dNativeBackpropInput/Filter' : 'Conv2DBackpropInput/Filter';
   test(`${label}: wasm gradients equal cpu over random shapes, strides, paddings, dilations`, async () => {
     const cases = convCases(depthwise ? 202 : 101, 40, depthwise);
+    if (!depthwise) {
+      const asConv = cases.filter((c) => c.xShape[3] >= 8 && c.stride.every((v) => v === 1) && c.dilation.every((v) => v === 1));
+      assert.ok(asConv.length >= 3, `${asConv.length} cases exercise the conv formulation of the filter gradient`);
+    }
     let worst = 0;
     for (const [i, c] of cases.entries()) {
       const rng = createRng(1000 + i);

@@ -1,6 +1,9 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { assertNHWC, f32, pair, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
+/** Input channels from which the filter gradient is computed as a conv (see backpropFilterAsConv). */
+const CONV_WGRAD_MIN_CI = 8;
+
 /** Largest im2col buffer (floats) built at once; larger problems are split over the batch. */
 const COLS_LIMIT = 1 << 22;
 
@@ -169,6 +172,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
     const top = info.padInfo.top, left = info.padInfo.left;
     const KK = KH * KW * Ci;
+    if (Ci >= CONV_WGRAD_MIN_CI && sh === 1 && sw === 1 && dh === 1 && dw === 1) return backpropFilterAsConv(backend, x, dy, info, filterShape);
     // Channel-major x^T [Ci, N, H, W], so every im2col row is built from contiguous runs.
     const xt = Ci === 1 ? x : transpose({ inputs: { x }, backend, attrs: { perm: [3, 0, 1, 2] } });
     const nbMax = chunkOf(info);
@@ -226,6 +230,25 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     }
     result.shape = filterShape;
     return result;
+  }
+
+  /**
+   * Filter gradient as one XNNPACK conv, no JS im2col: x^T [Ci,H,W,N] (batch Ci, channels N) convolved
+   * with dy^T [oH,oW,N,Co] as the filter gives dW as [Ci,KH,KW,Co]. Pays off with many input channels
+   * (LeNet-5 conv2: 12.7 vs 14.5 ms); with few the im2col one is faster (conv1, Ci=1: 3.8 vs 11 ms).
+   */
+  function backpropFilterAsConv(backend: WasmBackend, x: tfType.TensorInfo, dy: tfType.TensorInfo, info: ConvInfo, filterShape: number[]): tfType.TensorInfo {
+    const { top, bottom, left, right } = info.padInfo;
+    const xt = transpose({ inputs: { x }, backend, attrs: { perm: [3, 1, 2, 0] } });
+    const dyt = transpose({ inputs: { x: dy }, backend, attrs: { perm: [1, 2, 0, 3] } });
+    const pad = [[0, 0], [top, bottom], [left, right], [0, 0]];
+    const g = conv2d({ inputs: { x: xt, filter: dyt }, backend, attrs: { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined } });
+    backend.disposeData(xt.dataId);
+    backend.disposeData(dyt.dataId);
+    const out = transpose({ inputs: { x: g }, backend, attrs: { perm: [1, 2, 0, 3] } });
+    backend.disposeData(g.dataId);
+    out.shape = filterShape;
+    return out;
   }
 
   return { conv2DBackpropInput, conv2DBackpropFilter };

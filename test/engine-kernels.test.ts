@@ -262,3 +262,53 @@ test('Identity on wasm shares the data: a clone outlives its source, and nothing
   assert.equal(tf.memory().numBytes, before.numBytes);
   assert.equal(ids(), idsBefore, 'the wasm heap block is freed with the last reference');
 });
+
+test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im) are loaded and equal cpu', async () => {
+  const { simdKernels } = await import('../src/engine/simd/module.js');
+  assert.ok(simdKernels(), 'initEngine(wasm) loads the SIMD kernels');
+  const rng = createRng(505);
+  // Sizes around the vector width (a partial last vector) and above the threshold where they are used.
+  for (const shape of [[3, 41, 37, 5], [64, 24, 24, 20], [2, 13, 9, 50], [1, 4099], [8, 31, 17, 7]]) {
+    const C = shape[shape.length - 1];
+    // Values on a coarse grid, so that max-pool windows hold ties and ReLU sees exact zeros.
+    const xv = randn(rng, size(shape)).map((v) => Math.round(v * 4) / 4);
+    const bv = randn(rng, C);
+    const dyv = randn(rng, size(shape));
+    const fn = () => {
+      const x = tf.tensor(xv, shape), b = tf.tensor1d(bv), dy = tf.tensor(dyv, shape);
+      const [relu, add] = [tf.relu(x), tf.add(x, b)];
+      const reluGrad = tf.grad((t: tfType.Tensor) => tf.relu(t).mul(dy).sum())(x);
+      return [relu, add, tf.add(b, x), reluGrad];
+    };
+    const a = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], c[i]) === 0, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], c[i])}`);
+  }
+  for (const shape of [[2, 8, 8, 4], [3, 9, 11, 5], [64, 24, 24, 20], [5, 8, 8, 50], [1, 7, 6, 13]] as [number, number, number, number][]) {
+    const xv = randn(rng, size(shape)).map((v) => Math.round(v * 2) / 2);
+    const yShape = [shape[0], shape[1] >> 1, shape[2] >> 1, shape[3]];
+    const dyv = randn(rng, size(yShape));
+    const fn = () => {
+      const dy = tf.tensor(dyv, yShape);
+      return [tf.grad((x: tfType.Tensor) => tf.maxPool(x as tfType.Tensor4D, 2, 2, 'valid').mul(dy).sum())(tf.tensor4d(xv, shape))];
+    };
+    const [a] = await on('wasm', fn);
+    const [b] = await on('cpu', fn);
+    assert.ok(relErr(a, b) === 0, `maxPoolGrad ${JSON.stringify(shape)}: err ${relErr(a, b)}`);
+  }
+  // The input gradient of a strided, padded conv goes through col2im (runs of odd length, row edges).
+  for (const [xShape, wShape, strides, pad] of [
+    [[4, 12, 12, 20], [5, 5, 20, 50], 1, 'valid'],
+    [[3, 11, 9, 3], [3, 4, 3, 6], 2, 'same'],
+    [[2, 10, 13, 7], [3, 3, 7, 5], [2, 3], 'valid'],
+  ] as Array<[[number, number, number, number], [number, number, number, number], number | [number, number], 'same' | 'valid']>) {
+    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
+    const fn = () => {
+      const f = tf.tensor4d(wv, wShape);
+      return [tf.grad((x: tfType.Tensor) => tf.conv2d(x as tfType.Tensor4D, f, strides, pad).square().sum())(tf.tensor4d(xv, xShape))];
+    };
+    const [a] = await on('wasm', fn);
+    const [b] = await on('cpu', fn);
+    assert.ok(relErr(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad })}: err ${relErr(a, b)}`);
+  }
+});

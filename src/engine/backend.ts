@@ -26,9 +26,17 @@ export function tfjsVersion(): string {
   return (require('@tensorflow/tfjs/package.json') as { version: string }).version;
 }
 
+/**
+ * Revision of compress's own wasm kernels (src/engine/kernels, src/engine/simd). Bump it with any
+ * change that alters their results (summation order, signed zeros), so cached artifacts computed
+ * by the old kernels are not reused as if the new ones had made them.
+ */
+export const WASM_KERNELS_REVISION = 2;
+
 /** Engine identity that goes into every cache key: same identity => same numerics. */
 export function engineIdentity(choice: BackendChoice): string {
-  return `tfjs@${tfjsVersion()}/${resolveBackend(choice)}`;
+  const backend = resolveBackend(choice);
+  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? `+kernels.${WASM_KERNELS_REVISION}` : ''}`;
 }
 
 let engine: { tf: typeof tfType; backend: BackendName } | undefined;
@@ -57,6 +65,10 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
   const ok = await tf.setBackend(backend);
   if (!ok) throw new Error(`backend ${backend} could not be initialised`);
   await tf.ready();
+  if (backend === 'wasm') {
+    const { loadSimdKernels } = await import('./simd/module.js');
+    await loadSimdKernels((tf.backend() as unknown as { wasm: { asm: { memory: WebAssembly.Memory } } }).wasm.asm.memory);
+  }
   engine = { tf, backend };
   return engine;
 }

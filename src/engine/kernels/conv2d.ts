@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { assertNHWC, f32, pair, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { simdKernels } from '../simd/module.js';
+import { assertNHWC, f32, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 /** Input channels from which the filter gradient is computed as a conv (see backpropFilterAsConv). */
 const CONV_WGRAD_MIN_CI = 8;
@@ -134,6 +135,13 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
       const rows = dyRows(backend, dy, info, n0, nb);
       const cols = matMul({ inputs: { a: rows.t, b: wT }, backend, attrs: { transposeA: false, transposeB: false } });
       if (rows.owned) backend.disposeData(rows.t.dataId);
+      const simd = simdKernels();
+      if (simd && dw === 1) {
+        const sampleBytes = H * W * Ci * 4;
+        simd.col2im_add(ptr(backend, out) + n0 * sampleBytes, ptr(backend, cols), nb, H, W, Ci, oH, oW, KH, KW, sh, sw, top, left);
+        backend.disposeData(cols.dataId);
+        continue;
+      }
       const c = f32(backend, cols), dx = f32(backend, out);
       let p = 0;
       for (let n = n0; n < n0 + nb; n++)

@@ -1,19 +1,33 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { simdKernels } from '../simd/module.js';
+import { ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 interface RefCounting extends WasmBackend {
   incRef(dataId: tfType.DataId): void;
 }
 
+/** Below this many elements tfjs-backend-wasm's own kernels are as fast (their call overhead is small). */
+const MIN_ELEMENTS = 1 << 12;
+
+/** The kernel compress registers for the ReLU gradient on wasm (tfjs has none: it composes step, cast, mul). */
+export const RELU_GRAD_KERNEL = 'CompressReluGrad';
+
+const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
 /**
- * Identity for wasm. tfjs clones every tensor it saves for the backward pass (on LeNet-5, 40 clones
- * a step, 3 of the largest activation); wasm's Identity copies the bytes (2.3 ms a step). Tensors
- * are immutable (no kernel writes its inputs; variables are re-assigned, never written in place), so
- * a clone can share the data by reference count, as tfjs's cpu backend and wasm's own Reshape do.
- * (A one-pass JS ReLU gradient was tried too: 4.2 ms against 2.75 ms for wasm's step/cast/mul.)
+ * Element-wise kernels for wasm.
+ * - Identity: tfjs clones every tensor it saves for the backward pass (on LeNet-5, 40 clones a
+ *   step, 3 of the largest activation); wasm's Identity copies the bytes (2.3 ms a step). Tensors
+ *   are immutable (no kernel writes its inputs; variables are re-assigned, never written in place),
+ *   so a clone shares the data by reference count, as tfjs's cpu backend and wasm's Reshape do.
+ * - Relu, Add of a bias ([..., C] + [C]) and the ReLU gradient run as SIMD loops (./simd): wasm's
+ *   Add broadcasts element by element (1.2 ms for LeNet-5's first conv output) and the gradient was
+ *   three kernels (step, cast, mul: 2.75 ms); a one-pass JS loop was slower still (4.2 ms).
  */
 export function makeElementwiseKernels(tf: typeof tfType) {
   const originalIdentity = wasmKernel(tf, 'Identity');
+  const originalRelu = wasmKernel(tf, 'Relu');
+  const originalAdd = wasmKernel(tf, 'Add');
 
   function identity(args: KernelArgs): tfType.TensorInfo {
     const { x } = args.inputs;
@@ -21,5 +35,67 @@ export function makeElementwiseKernels(tf: typeof tfType) {
     (args.backend as RefCounting).incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
   }
-  return { identity: identity as KernelImpl };
+
+  function relu(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { x } = args.inputs;
+    const simd = simdKernels();
+    const n = sizeOf(x.shape);
+    if (!simd || x.dtype !== 'float32' || n < MIN_ELEMENTS) return originalRelu(args);
+    const out = backend.makeOutput(x.shape, 'float32');
+    simd.relu(ptr(backend, x), ptr(backend, out), n);
+    return out;
+  }
+
+  /** a + b where one side is a vector over the other's last axis (a bias); anything else goes to wasm's Add. */
+  function add(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { a, b } = args.inputs;
+    const simd = simdKernels();
+    if (simd && a.dtype === 'float32' && b.dtype === 'float32') {
+      const [big, vec] = a.shape.length >= b.shape.length ? [a, b] : [b, a];
+      const C = big.shape[big.shape.length - 1];
+      const n = sizeOf(big.shape);
+      const isBias = big.shape.length >= 2 && sizeOf(vec.shape) === C && vec.shape[vec.shape.length - 1] === C && vec.shape.length <= big.shape.length;
+      if (isBias && C >= 4 && n >= MIN_ELEMENTS) {
+        const out = backend.makeOutput(big.shape, 'float32');
+        simd.bias_add(ptr(backend, big), ptr(backend, vec), ptr(backend, out), n / C, C);
+        return out;
+      }
+    }
+    return originalAdd(args);
+  }
+
+  /** dy where x > 0, else 0: the ReLU gradient in one pass. */
+  function reluGrad(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { dy, x } = args.inputs;
+    const simd = simdKernels();
+    const n = sizeOf(x.shape);
+    if (!simd || n < 4) throw new Error(`${RELU_GRAD_KERNEL} needs the SIMD kernels and >= 4 elements`);
+    const out = backend.makeOutput(x.shape, 'float32');
+    simd.relu_grad(ptr(backend, dy), ptr(backend, x), ptr(backend, out), n);
+    return out;
+  }
+
+  return { identity: identity as KernelImpl, relu: relu as KernelImpl, add: add as KernelImpl, reluGrad: reluGrad as KernelImpl };
+}
+
+/**
+ * The Relu gradient: on wasm with the SIMD kernels loaded, one pass (RELU_GRAD_KERNEL); elsewhere
+ * (cpu, tfjs-node, small tensors, non-float) tfjs's own formula dy * step(x).
+ */
+export function registerReluGradient(tf: typeof tfType): void {
+  tf.registerGradient({
+    kernelName: 'Relu',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      const g = dy as tfType.Tensor;
+      const fast = tf.getBackend() === 'wasm' && simdKernels() !== undefined && x.dtype === 'float32' && g.dtype === 'float32' && x.size >= MIN_ELEMENTS;
+      return {
+        x: () => (fast ? (tf.engine().runKernel(RELU_GRAD_KERNEL, { dy: g, x }) as tfType.Tensor) : tf.mul(g, tf.cast(tf.step(x), 'float32'))),
+      };
+    },
+  });
 }

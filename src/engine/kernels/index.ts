@@ -5,7 +5,7 @@ import { makeDepthwiseKernels } from './depthwise.js';
 import { registerConvGradients } from './gradients.js';
 import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
-import { makeElementwiseKernels } from './elementwise.js';
+import { makeElementwiseKernels, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
 import type { KernelImpl } from './util.js';
 
@@ -13,7 +13,7 @@ import type { KernelImpl } from './util.js';
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
- * Sum over leading axes, Identity without a copy).
+ * Sum over leading axes, Identity without a copy, Relu, bias Add) and a one-pass ReLU gradient.
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -25,6 +25,9 @@ export const WASM_KERNEL_NAMES = [
   'BatchMatMul',
   'Sum',
   'Identity',
+  'Relu',
+  'Add',
+  RELU_GRAD_KERNEL,
 ] as const;
 
 let registered = false;
@@ -52,6 +55,9 @@ export function registerWasmKernels(tf: typeof tfType): void {
     BatchMatMul: mm.batchMatMul,
     Sum: reduce.sum,
     Identity: ew.identity,
+    Relu: ew.relu,
+    Add: ew.add,
+    [RELU_GRAD_KERNEL]: ew.reluGrad,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');
@@ -69,4 +75,5 @@ export function registerWasmKernels(tf: typeof tfType): void {
     });
   }
   registerConvGradients(tf);
+  registerReluGradient(tf);
 }

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { f32, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { simdKernels } from '../simd/module.js';
+import { f32, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 /** Below this many elements the wasm kernel's call overhead is lower than ours. */
 const MIN_ELEMENTS = 1 << 14;
@@ -8,7 +9,8 @@ const MIN_ELEMENTS = 1 << 14;
  * Sum for wasm. A bias gradient sums dy over every axis but the channels ([N,H,W,C] -> [C]); the
  * wasm kernel first transposes the reduced axes innermost (a full copy), which made the bias grad of
  * LeNet-5's first conv cost 3.9 ms a step. Summing the leading axes in place, four rows at a time
- * into float64 partial sums, takes ~1 ms. Other reductions go to the wasm kernel.
+ * into float64 partial sums, takes ~1 ms in JS, 0.3 ms as a SIMD loop (float32 sums of 64 rows added
+ * into float64). Other reductions go to the wasm kernel.
  */
 export function makeReduceKernels(tf: typeof tfType) {
   const original = wasmKernel(tf, 'Sum');
@@ -26,6 +28,13 @@ export function makeReduceKernels(tf: typeof tfType) {
     const C = kept.reduce((a, b) => a * b, 1), R = size / C;
     const outShape = attrs.keepDims ? [...axes.map(() => 1), ...kept] : kept;
     const out = backend.makeOutput(outShape, 'float32');
+    const simd = simdKernels();
+    if (simd && C >= 4) {
+      const scratch = backend.makeOutput([2 * C], 'float32'); // C float64 accumulators
+      simd.sum_rows(ptr(backend, x), ptr(backend, out), ptr(backend, scratch), R, C);
+      backend.disposeData(scratch.dataId);
+      return out;
+    }
     const src = f32(backend, x);
     const part = new Float64Array(4 * C);
     let p = 0, r = 0;

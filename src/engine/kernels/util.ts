@@ -5,6 +5,7 @@ export interface WasmBackend {
   makeOutput(shape: number[], dtype: tfType.DataType): tfType.TensorInfo;
   typedArrayFromHeap(t: tfType.TensorInfo): Float32Array | Int32Array | Uint8Array;
   disposeData(dataId: tfType.DataId): boolean;
+  getMemoryOffset(dataId: tfType.DataId): number;
 }
 
 export interface KernelArgs {
@@ -20,6 +21,11 @@ export function f32(backend: WasmBackend, t: tfType.TensorInfo): Float32Array {
   const a = backend.typedArrayFromHeap(t);
   if (!(a instanceof Float32Array)) throw new Error(`expected a float32 tensor, got ${t.dtype}`);
   return a;
+}
+
+/** Byte offset of a tensor's data on the wasm heap (what the SIMD kernels take as a pointer). */
+export function ptr(backend: WasmBackend, t: tfType.TensorInfo): number {
+  return backend.getMemoryOffset(t.dataId);
 }
 
 export function pair(v: unknown, fallback = 1): [number, number] {

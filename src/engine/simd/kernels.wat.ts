@@ -1,0 +1,247 @@
+/**
+ * WebAssembly (SIMD128) source of compress's own training kernels. They run on tfjs-backend-wasm's
+ * heap (the module imports its memory), so tensors are read and written in place by byte offset.
+ *
+ * Why hand-written wasm: the JS loops they replace spent 1-4 ns a float on index arithmetic and
+ * bounds checks (col2im, im2col, max-pool and ReLU gradients); XNNPACK has no kernel for these
+ * layouts. Conventions: every pointer is a byte offset into the heap, every count is in floats.
+ * Where a kernel writes each output once from inputs it does not write, the last vector of a row
+ * may overlap the one before it (it rewrites equal values), so rows of any length >= 4 need no
+ * scalar tail; kernels that accumulate use a scalar tail instead.
+ *
+ * Compiled at run time by wabt (see ./module.ts); the text is the single source.
+ */
+export const KERNELS_WAT = String.raw`
+(module
+  (import "env" "memory" (memory 0))
+
+  ;; o[i] = x[i] > 0 ? dy[i] : 0, n >= 4 (ReLU gradient in one pass; NaN or -0 input gives 0)
+  (func (export "relu_grad") (param $dy i32) (param $x i32) (param $o i32) (param $n i32)
+    (local $i i32) (local $last i32)
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $l
+      (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (v128.store (i32.add (local.get $o) (local.get $i))
+        (v128.and
+          (v128.load (i32.add (local.get $dy) (local.get $i)))
+          (f32x4.gt (v128.load (i32.add (local.get $x) (local.get $i))) (v128.const i32x4 0 0 0 0))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
+
+  ;; o[i] = max(x[i], 0), n >= 4 (NaN stays NaN)
+  (func (export "relu") (param $x i32) (param $o i32) (param $n i32)
+    (local $i i32) (local $last i32)
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $l
+      (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (v128.store (i32.add (local.get $o) (local.get $i))
+        (f32x4.max (v128.load (i32.add (local.get $x) (local.get $i))) (v128.const i32x4 0 0 0 0)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
+
+  ;; o[r, c] = x[r, c] + b[c] for rows x C, C >= 4 (a bias add)
+  (func (export "bias_add") (param $x i32) (param $b i32) (param $o i32) (param $rows i32) (param $C i32)
+    (local $row i32) (local $c i32) (local $last i32) (local $end i32)
+    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.mul (local.get $rows) (local.get $C)) (i32.const 2))))
+    (block $done
+      (loop $rl
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $c (i32.const 0))
+        (loop $cl
+          (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
+          (v128.store (i32.add (local.get $o) (local.get $c))
+            (f32x4.add (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $b) (local.get $c)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
+        (local.set $row (i32.shl (local.get $C) (i32.const 2)))
+        (local.set $x (i32.add (local.get $x) (local.get $row)))
+        (local.set $o (i32.add (local.get $o) (local.get $row)))
+        (br $rl))))
+
+  ;; out[c] = sum over rows of x[r, c], C >= 4, rows >= 1. Blocks of up to 64 rows are summed in
+  ;; float32 registers and the block sums added into float64 accumulators at acc (2*C*4 bytes of
+  ;; scratch, zeroed here), so the error stays that of a 64-term float32 sum.
+  (func (export "sum_rows") (param $x i32) (param $o i32) (param $acc i32) (param $rows i32) (param $C i32)
+    (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $last i32) (local $stride i32)
+    (local $p i32) (local $s v128) (local $a i32) (local $cl i32)
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (block $done
+      (loop $blk
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $rend (i32.add (local.get $r0) (i32.const 64)))
+        (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
+        ;; columns in blocks of 4; a last partial block restarts at C-4 and adds only its new lanes
+        (local.set $c (i32.const 0))
+        (block $cdone
+          (loop $cols
+            (br_if $cdone (i32.ge_u (local.get $c) (local.get $stride)))
+            (local.set $cl (local.get $c))
+            (if (i32.gt_u (local.get $cl) (local.get $last)) (then (local.set $cl (local.get $last))))
+            (local.set $s (v128.const i32x4 0 0 0 0))
+            (local.set $p (i32.add (local.get $x) (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $cl))))
+            (local.set $r (local.get $r0))
+            (loop $rows_l
+              (local.set $s (f32x4.add (local.get $s) (v128.load (local.get $p))))
+              (local.set $p (i32.add (local.get $p) (local.get $stride)))
+              (local.set $r (i32.add (local.get $r) (i32.const 1)))
+              (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+            ;; lanes below c (already summed by the previous block of columns) are zeroed
+            (if (i32.lt_u (local.get $cl) (local.get $c))
+              (then
+                (local.set $s (v128.and (local.get $s)
+                  (i32x4.ge_u
+                    (i32x4.add (i32x4.splat (i32.shr_u (local.get $cl) (i32.const 2))) (v128.const i32x4 0 1 2 3))
+                    (i32x4.splat (i32.shr_u (local.get $c) (i32.const 2))))))))
+            (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $cl) (i32.const 1))))
+            (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $s))))
+            (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+              (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $s) (local.get $s)))))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (br $cols)))
+        (local.set $r0 (local.get $rend))
+        (br $blk)))
+    (local.set $c (i32.const 0))
+    (block $odone
+      (loop $out
+        (br_if $odone (i32.ge_u (local.get $c) (local.get $stride)))
+        (f32.store (i32.add (local.get $o) (local.get $c))
+          (f32.demote_f64 (f64.load (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))))
+        (local.set $c (i32.add (local.get $c) (i32.const 4)))
+        (br $out))))
+
+  ;; dst[0..bytes) += src[0..bytes) (vectors, then a scalar tail)
+  (func $add_run (param $d i32) (param $s i32) (param $bytes i32)
+    (local $end i32) (local $vend i32)
+    (local.set $end (i32.add (local.get $d) (local.get $bytes)))
+    (local.set $vend (i32.add (local.get $d) (i32.and (local.get $bytes) (i32.const -16))))
+    (block $vd
+      (loop $v
+        (br_if $vd (i32.ge_u (local.get $d) (local.get $vend)))
+        (v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (local.get $s))))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+        (br $v)))
+    (block $sd
+      (loop $t
+        (br_if $sd (i32.ge_u (local.get $d) (local.get $end)))
+        (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+        (br $t))))
+
+  ;; col2im for the input gradient (dilation 1): dx [N,H,W,Ci] (zeroed by the caller) +=
+  ;; cols [N*oH*oW, KH*KW*Ci] scattered back to the input positions each row was taken from.
+  ;; For one output position and kernel row, the in-bounds taps form one contiguous run of dx.
+  (func (export "col2im_add") (param $dx i32) (param $cols i32) (param $N i32) (param $H i32) (param $W i32)
+    (param $Ci i32) (param $oH i32) (param $oW i32) (param $KH i32) (param $KW i32)
+    (param $sh i32) (param $sw i32) (param $top i32) (param $left i32)
+    (local $n i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $ih i32) (local $iw0 i32)
+    (local $lo i32) (local $hi i32) (local $p i32) (local $rowBytes i32)
+    (local.set $rowBytes (i32.shl (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)) (i32.const 2)))
+    (local.set $p (local.get $cols))
+    (local.set $n (i32.const 0))
+    (block $nd (loop $nl
+      (br_if $nd (i32.ge_s (local.get $n) (local.get $N)))
+      (local.set $oh (i32.const 0))
+      (block $hd (loop $hl
+        (br_if $hd (i32.ge_s (local.get $oh) (local.get $oH)))
+        (local.set $ow (i32.const 0))
+        (block $wd (loop $wl
+          (br_if $wd (i32.ge_s (local.get $ow) (local.get $oW)))
+          (local.set $iw0 (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)))
+          ;; taps kw in [lo, hi) land inside the row: 0 <= iw0 + kw < W
+          (local.set $lo (select (i32.sub (i32.const 0) (local.get $iw0)) (i32.const 0) (i32.lt_s (local.get $iw0) (i32.const 0))))
+          (local.set $hi (i32.sub (local.get $W) (local.get $iw0)))
+          (if (i32.gt_s (local.get $hi) (local.get $KW)) (then (local.set $hi (local.get $KW))))
+          (if (i32.lt_s (local.get $lo) (local.get $hi))
+            (then
+              (local.set $kh (i32.const 0))
+              (block $kd (loop $kl
+                (br_if $kd (i32.ge_s (local.get $kh) (local.get $KH)))
+                (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (local.get $kh)))
+                (if (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $H)))
+                  (then
+                    (call $add_run
+                      (i32.add (local.get $dx) (i32.shl (i32.mul
+                        (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W))
+                                 (i32.add (local.get $iw0) (local.get $lo)))
+                        (local.get $Ci)) (i32.const 2)))
+                      (i32.add (local.get $p) (i32.shl (i32.mul
+                        (i32.add (i32.mul (local.get $kh) (local.get $KW)) (local.get $lo))
+                        (local.get $Ci)) (i32.const 2)))
+                      (i32.shl (i32.mul (i32.sub (local.get $hi) (local.get $lo)) (local.get $Ci)) (i32.const 2)))))
+                (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+                (br $kl)))))
+          (local.set $p (i32.add (local.get $p) (local.get $rowBytes)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $wl)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $hl)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $nl))))
+
+  ;; Max-pool gradient for 2x2 windows, stride 2, no padding, C >= 4 channels: each output gradient
+  ;; goes to the first maximum of its window in row-major order (strict >, from -Infinity; a window
+  ;; of NaNs gets nothing), the cpu backend's rule. Every covered dx element is written once; the
+  ;; caller zeroes dx first when H or W is odd.
+  (func (export "maxpool_grad_2x2") (param $dx i32) (param $x i32) (param $g i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $C i32)
+    (local $rs i32) (local $cs i32) (local $row i32) (local $oh i32) (local $ow i32) (local $oH i32) (local $oW i32)
+    (local $base i32) (local $a i32) (local $c i32) (local $last i32) (local $gp i32)
+    (local $v v128) (local $best v128) (local $pos v128) (local $m v128) (local $gv v128)
+    (local.set $cs (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $rs (i32.mul (local.get $W) (local.get $cs)))
+    (local.set $oH (i32.shr_u (local.get $H) (i32.const 1)))
+    (local.set $oW (i32.shr_u (local.get $W) (i32.const 1)))
+    (local.set $last (i32.sub (local.get $cs) (i32.const 16)))
+    (local.set $row (i32.const 0))
+    (block $nd (loop $nl
+      (br_if $nd (i32.ge_u (local.get $row) (i32.mul (local.get $N) (local.get $oH))))
+      ;; top-left of this window row: image n = row / oH, input row 2 * (row % oH)
+      (local.set $base (i32.mul (local.get $rs)
+        (i32.add (i32.mul (i32.div_u (local.get $row) (local.get $oH)) (local.get $H))
+                 (i32.shl (i32.rem_u (local.get $row) (local.get $oH)) (i32.const 1)))))
+      (local.set $ow (i32.const 0))
+      (block $wd (loop $wl
+        (br_if $wd (i32.ge_u (local.get $ow) (local.get $oW)))
+        (local.set $a (i32.add (local.get $base) (i32.mul (local.get $ow) (i32.shl (local.get $cs) (i32.const 1)))))
+        (local.set $c (i32.const 0))
+        (loop $cl
+          (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
+          (local.set $v (v128.load (i32.add (local.get $x) (i32.add (local.get $a) (local.get $c)))))
+          (local.set $m (f32x4.gt (local.get $v) (v128.const f32x4 -inf -inf -inf -inf)))
+          (local.set $best (v128.bitselect (local.get $v) (v128.const f32x4 -inf -inf -inf -inf) (local.get $m)))
+          (local.set $pos (v128.bitselect (v128.const i32x4 0 0 0 0) (v128.const i32x4 -1 -1 -1 -1) (local.get $m)))
+          (local.set $v (v128.load (i32.add (local.get $x) (i32.add (i32.add (local.get $a) (local.get $cs)) (local.get $c)))))
+          (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+          (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+          (local.set $pos (v128.bitselect (v128.const i32x4 1 1 1 1) (local.get $pos) (local.get $m)))
+          (local.set $v (v128.load (i32.add (local.get $x) (i32.add (i32.add (local.get $a) (local.get $rs)) (local.get $c)))))
+          (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+          (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+          (local.set $pos (v128.bitselect (v128.const i32x4 2 2 2 2) (local.get $pos) (local.get $m)))
+          (local.set $v (v128.load (i32.add (local.get $x)
+            (i32.add (i32.add (local.get $a) (i32.add (local.get $rs) (local.get $cs))) (local.get $c)))))
+          (local.set $m (f32x4.gt (local.get $v) (local.get $best)))
+          (local.set $pos (v128.bitselect (v128.const i32x4 3 3 3 3) (local.get $pos) (local.get $m)))
+          (local.set $gv (v128.load (i32.add (local.get $g) (i32.add (local.get $gp) (local.get $c)))))
+          (v128.store (i32.add (local.get $dx) (i32.add (local.get $a) (local.get $c)))
+            (v128.and (local.get $gv) (i32x4.eq (local.get $pos) (v128.const i32x4 0 0 0 0))))
+          (v128.store (i32.add (local.get $dx) (i32.add (i32.add (local.get $a) (local.get $cs)) (local.get $c)))
+            (v128.and (local.get $gv) (i32x4.eq (local.get $pos) (v128.const i32x4 1 1 1 1))))
+          (v128.store (i32.add (local.get $dx) (i32.add (i32.add (local.get $a) (local.get $rs)) (local.get $c)))
+            (v128.and (local.get $gv) (i32x4.eq (local.get $pos) (v128.const i32x4 2 2 2 2))))
+          (v128.store (i32.add (local.get $dx) (i32.add (i32.add (local.get $a) (i32.add (local.get $rs) (local.get $cs))) (local.get $c)))
+            (v128.and (local.get $gv) (i32x4.eq (local.get $pos) (v128.const i32x4 3 3 3 3))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
+        (local.set $gp (i32.add (local.get $gp) (local.get $cs)))
+        (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+        (br $wl)))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $nl))))
+)
+`;

@@ -263,7 +263,7 @@ test('Identity on wasm shares the data: a clone outlives its source, and nothing
   assert.equal(ids(), idsBefore, 'the wasm heap block is freed with the last reference');
 });
 
-test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im) are loaded and equal cpu', async () => {
+test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im, conv filter gradient) are loaded and equal cpu', async () => {
   const { simdKernels } = await import('../src/engine/simd/module.js');
   assert.ok(simdKernels(), 'initEngine(wasm) loads the SIMD kernels');
   const rng = createRng(505);
@@ -310,5 +310,25 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im) are 
     const [a] = await on('wasm', fn);
     const [b] = await on('cpu', fn);
     assert.ok(relErr(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad })}: err ${relErr(a, b)}`);
+  }
+  // Filter gradients with few input channels and Co a multiple of 4 go through the SIMD conv_wgrad
+  // (patches gathered in blocks, 4x8 register tiles, partial tiles at both edges, padding, dilation).
+  for (const [xShape, wShape, strides, pad, dil] of [
+    [[64, 28, 28, 1], [5, 5, 1, 20], 1, 'valid', 1],
+    [[3, 13, 11, 3], [3, 3, 3, 8], 2, 'same', 1],
+    [[2, 9, 10, 5], [2, 3, 5, 12], [1, 2], 'same', 1],
+    [[2, 12, 12, 2], [3, 2, 2, 4], 1, 'same', 2],
+    [[1, 7, 7, 7], [7, 7, 7, 16], 1, 'same', 1],
+  ] as Array<[[number, number, number, number], [number, number, number, number], number | [number, number], 'same' | 'valid', number]>) {
+    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
+    const grad = (w: Float32Array, shape: number[], d: number) => () => {
+      const x = tf.tensor4d(xv, xShape);
+      return [tf.grad((f: tfType.Tensor) => tf.conv2d(x, f as tfType.Tensor4D, strides, pad, 'NHWC', d).square().sum())(tf.tensor(w, shape))];
+    };
+    const [a] = await on('wasm', grad(wv, wShape, dil));
+    // cpu has no dilated gradients: the same conv with the filter spread over the dilated grid
+    const spread = dilateFilter(wv, wShape, dil, dil);
+    const b = undilateGrad((await on('cpu', grad(spread.w, spread.shape, 1)))[0], wShape, dil, dil);
+    assert.ok(relErr(a, b) <= TOL, `conv dW ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
   }
 });

@@ -9,6 +9,9 @@ export interface SimdKernels {
   sum_rows(x: number, out: number, scratch: number, rows: number, channels: number): void;
   col2im_add(dx: number, cols: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
+  conv_wgrad(x: number, dy: number, out: number, cols: number, blockPositions: number, N: number, H: number, W: number,
+    Ci: number, oH: number, oW: number, Co: number, KH: number, KW: number, sh: number, sw: number, dh: number, dw: number,
+    top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 

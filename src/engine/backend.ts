@@ -66,8 +66,13 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
   if (!ok) throw new Error(`backend ${backend} could not be initialised`);
   await tf.ready();
   if (backend === 'wasm') {
+    // compress's SIMD kernels share tfjs-wasm's heap. Where they cannot load (a runtime without wasm
+    // SIMD, a shared-memory threaded build), every kernel keeps its JS or tfjs path: slower, same results.
     const { loadSimdKernels } = await import('./simd/module.js');
-    await loadSimdKernels((tf.backend() as unknown as { wasm: { asm: { memory: WebAssembly.Memory } } }).wasm.asm.memory);
+    const memory = (tf.backend() as unknown as { wasm: { asm?: { memory?: unknown } } }).wasm.asm?.memory;
+    if (memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer)) {
+      await loadSimdKernels(memory).catch(() => undefined);
+    }
   }
   engine = { tf, backend };
   return engine;

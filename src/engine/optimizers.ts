@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { simdKernels } from './simd/module.js';
 
 /**
  * Adam as one JS loop per variable over Float32Arrays, replacing tf.train.adam's ~26 tensor ops
@@ -12,12 +13,17 @@ import type * as tfType from '@tensorflow/tfjs';
  * On the wasm backend it reads gradients and variables straight from the wasm heap and writes each
  * updated variable into a newly allocated tensor that the variable is assigned (never in place: the
  * wasm backend caches XNNPACK operators by tensor id, e.g. a dense kernel packed as matmul weights).
- * On other backends it goes through dataSync and tf.tensor. The moments live in JS memory.
+ * There, with the SIMD kernels loaded, the moments live on the wasm heap too and one SIMD loop
+ * in float32 (tfjs's own precision) updates them (LeNet-5: 3.8 -> ~1 ms a step, mostly memory).
+ * On other backends it goes through dataSync and tf.tensor, and the moments live in JS memory.
  */
 export class FusedAdam {
   learningRate: number;
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
+  /** Moments on the wasm heap ([m, v] per variable), for the SIMD path. */
+  private readonly heap = new Map<string, [tfType.TensorInfo, tfType.TensorInfo]>();
+  private heapBackend: HeapBackend | undefined;
   private accBeta1: number;
   private accBeta2: number;
   private readonly epsilon: number;
@@ -54,6 +60,24 @@ export class FusedAdam {
       if (!variable) throw new Error(`FusedAdam: no variable named ${name}`);
       if (variable.dtype !== 'float32' || grad.dtype !== 'float32') throw new Error(`FusedAdam: ${name} is not float32`);
       const size = variable.size;
+      const simd = wasm ? simdKernels() : undefined;
+      if (wasm && simd) {
+        let mv = this.heap.get(name);
+        if (!mv) {
+          mv = [wasm.makeOutput([size], 'float32'), wasm.makeOutput([size], 'float32')];
+          (wasm.typedArrayFromHeap(mv[0]) as Float32Array).fill(0);
+          (wasm.typedArrayFromHeap(mv[1]) as Float32Array).fill(0);
+          this.heap.set(name, mv);
+          this.heapBackend = wasm;
+        }
+        const info = wasm.makeOutput(variable.shape, 'float32');
+        const at = (t: tfType.TensorInfo) => wasm.getMemoryOffset(t.dataId);
+        simd.adam(at(info), at(variable), at(grad), at(mv[0]), at(mv[1]), size, b1, b2, c1, c2, f(1 / omb1), f(1 / omb2), eps, nlr);
+        const out = tf.engine().makeTensorFromTensorInfo(info);
+        variable.assign(out);
+        out.dispose();
+        continue;
+      }
       let m = this.m.get(name), v = this.v.get(name);
       if (!m || !v) {
         m = new Float32Array(size);
@@ -84,12 +108,19 @@ export class FusedAdam {
   dispose(): void {
     this.m.clear();
     this.v.clear();
+    for (const [m, v] of this.heap.values()) {
+      this.heapBackend?.disposeData(m.dataId);
+      this.heapBackend?.disposeData(v.dataId);
+    }
+    this.heap.clear();
   }
 }
 
 interface HeapBackend {
   makeOutput(shape: number[], dtype: tfType.DataType): tfType.TensorInfo;
   typedArrayFromHeap(t: tfType.TensorInfo): Float32Array | Int32Array | Uint8Array;
+  getMemoryOffset(dataId: tfType.DataId): number;
+  disposeData(dataId: tfType.DataId): boolean;
 }
 
 function adamLoop(

@@ -12,6 +12,8 @@ export interface SimdKernels {
   conv_wgrad(x: number, dy: number, out: number, cols: number, blockPositions: number, N: number, H: number, W: number,
     Ci: number, oH: number, oW: number, Co: number, KH: number, KW: number, sh: number, sw: number, dh: number, dw: number,
     top: number, left: number): void;
+  adam(out: number, p: number, g: number, m: number, v: number, n: number,
+    b1: number, b2: number, c1: number, c2: number, inv1: number, inv2: number, eps: number, nlr: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 

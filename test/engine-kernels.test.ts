@@ -263,9 +263,11 @@ test('Identity on wasm shares the data: a clone outlives its source, and nothing
   assert.equal(ids(), idsBefore, 'the wasm heap block is freed with the last reference');
 });
 
-test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im, conv filter gradient) are loaded and equal cpu', async () => {
+test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input and filter gradients) equal cpu', async () => {
   const { simdKernels } = await import('../src/engine/simd/module.js');
-  assert.ok(simdKernels(), 'initEngine(wasm) loads the SIMD kernels');
+  // This file also runs with COMPRESS_WASM_SIMD=0 (engine-kernels-nosimd.test.ts): then the JS paths.
+  const simdOn = process.env.COMPRESS_WASM_SIMD !== '0';
+  assert.equal(simdKernels() !== undefined, simdOn, simdOn ? 'initEngine(wasm) loads the SIMD kernels' : 'COMPRESS_WASM_SIMD=0 keeps them off');
   const rng = createRng(505);
   // Sizes around the vector width (a partial last vector) and above the threshold where they are used.
   for (const shape of [[3, 41, 37, 5], [64, 24, 24, 20], [2, 13, 9, 50], [1, 4099], [8, 31, 17, 7]]) {
@@ -296,9 +298,13 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, col2im, conv
     const [b] = await on('cpu', fn);
     assert.ok(relErr(a, b) === 0, `maxPoolGrad ${JSON.stringify(shape)}: err ${relErr(a, b)}`);
   }
-  // The input gradient of a strided, padded conv goes through col2im (runs of odd length, row edges).
+  // Input gradients: stride-1 'valid' convs with KW*Ci % 4 == 0 take the fused conv_dgrad (tiles of
+  // 4 or 1 positions x 8 or 4 taps); strided or padded ones col2im (runs of odd length, row edges).
   for (const [xShape, wShape, strides, pad] of [
     [[4, 12, 12, 20], [5, 5, 20, 50], 1, 'valid'],
+    [[2, 9, 11, 4], [3, 3, 4, 6], 1, 'valid'],
+    [[3, 7, 8, 8], [2, 2, 8, 5], 1, 'valid'],
+    [[2, 6, 6, 3], [3, 3, 3, 4], 1, 'valid'],
     [[3, 11, 9, 3], [3, 4, 3, 6], 2, 'same'],
     [[2, 10, 13, 7], [3, 3, 7, 5], [2, 3], 'valid'],
   ] as Array<[[number, number, number, number], [number, number, number, number], number | [number, number], 'same' | 'valid']>) {

@@ -33,10 +33,19 @@ export function tfjsVersion(): string {
  */
 export const WASM_KERNELS_REVISION = 2;
 
+/**
+ * COMPRESS_WASM_SIMD=0 keeps compress's SIMD kernels off (every kernel takes its JS or tfjs path):
+ * for comparing numerics, and what a runtime without wasm SIMD gets.
+ */
+export function wasmSimdDisabled(): boolean {
+  return process.env.COMPRESS_WASM_SIMD === '0';
+}
+
 /** Engine identity that goes into every cache key: same identity => same numerics. */
 export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
-  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? `+kernels.${WASM_KERNELS_REVISION}` : ''}`;
+  const kernels = `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : ''}`;
+  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}`;
 }
 
 let engine: { tf: typeof tfType; backend: BackendName } | undefined;
@@ -67,10 +76,11 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
   await tf.ready();
   if (backend === 'wasm') {
     // compress's SIMD kernels share tfjs-wasm's heap. Where they cannot load (a runtime without wasm
-    // SIMD, a shared-memory threaded build), every kernel keeps its JS or tfjs path: slower, same results.
+    // SIMD, a shared-memory threaded build), every kernel keeps its JS or tfjs path: slower, and equal
+    // to the SIMD path within float32 rounding (test/engine-kernels-nosimd.test.ts).
     const { loadSimdKernels } = await import('./simd/module.js');
     const memory = (tf.backend() as unknown as { wasm: { asm?: { memory?: unknown } } }).wasm.asm?.memory;
-    if (memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer)) {
+    if (!wasmSimdDisabled() && memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer)) {
       await loadSimdKernels(memory).catch(() => undefined);
     }
   }

@@ -2,23 +2,24 @@ import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
 import { assertNHWC, f32, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
-/** Input channels from which the filter gradient is computed as a conv (see backpropFilterAsConv). */
+/** Input channels from which the filter gradient without SIMD is computed as a conv (see backpropFilterAsConv). */
 const CONV_WGRAD_MIN_CI = 8;
 
 /** Largest im2col buffer (floats) built at once; larger problems are split over the batch. */
 const COLS_LIMIT = 1 << 22;
 
 /**
- * Conv2D gradients for wasm. XNNPACK (wasm's Conv2D and BatchMatMul without transposes) does the
- * arithmetic; JS only lays out operands on the wasm heap. Measured on LeNet-5 shapes (batch 64):
- *  - input gradient, stride 1 and 'same'-like padding: a forward conv of dy (padded by effK-1-pad)
- *    with the spatially flipped, in/out-swapped filter (costs one forward conv);
- *  - input gradient otherwise (valid padding, strides): colsT = W[KH*KW*Ci,Co] . dy^T[Co,P], then a
- *    col2im scatter-add into channel-major dx; no work is spent on padding or stride holes;
- *  - filter gradient: im2col^T[KH*KW*Ci, P] . dy[P, Co], im2col built from channel-major x
- *    (LeNet-5 conv1: 12.4 ms as a transposed forward conv -> ~5 ms; conv2: ~17 ms, of which ~9.5 ms
- *    is the matMul and the rest the JS im2col, whose 8-wide rows make JS loop overhead dominate).
- * Both accept an optional `dilations` attribute (tfjs's own gradient never passes one; ours does).
+ * Conv2D gradients for wasm. Measured on LeNet-5 shapes (batch 64), in order of preference:
+ *  - input gradient, stride 1 and 'same'-like padding: a forward conv (XNNPACK) of dy, padded by
+ *    effK-1-pad, with the spatially flipped, in/out-swapped filter (costs one forward conv);
+ *  - input gradient, stride 1 'valid' (KW*Ci % 4 == 0): the SIMD conv_dgrad, gemm and col2im fused
+ *    (conv2: 7 ms; 10.5-13.5 ms as an XNNPACK gemm into an 8 MB cols buffer plus col2im);
+ *  - input gradient otherwise (strides): cols = dy[P,Co] . W^T[Co,KK] (XNNPACK), then a col2im
+ *    scatter-add (SIMD; JS without it); no work is spent on padding or stride holes;
+ *  - filter gradient: the SIMD conv_wgrad, patches gathered per block of positions and summed in
+ *    register tiles (conv1 2.0 ms, conv2 7.6 ms); without SIMD, im2col^T . dy or, from 8 input
+ *    channels, one XNNPACK conv of the transposed operands (conv1 ~7.6 ms, conv2 ~11.3 ms).
+ * All accept an optional `dilations` attribute (tfjs's own gradient never passes one; ours does).
  */
 export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
   const conv2d = wasmKernel(tf, 'Conv2D');
@@ -122,6 +123,14 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const wT = transpose({ inputs: { x: w2d }, backend, attrs: { perm: [1, 0] } });
     const out = backend.makeOutput([N, H, W, Ci], 'float32');
     f32(backend, out).fill(0);
+    const simd = simdKernels();
+    const valid = top === 0 && left === 0 && oH === H - KH + 1 && oW === W - KW + 1;
+    if (simd && sh === 1 && sw === 1 && dh === 1 && dw === 1 && valid && (KW * Ci) % 4 === 0) {
+      // Fused gemm + col2im (LeNet-5 conv2: ~11-13 -> ~7 ms): see conv_dgrad in ../simd.
+      simd.conv_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, wT), N, H, W, Ci, oH, oW, Co, KH, KW);
+      backend.disposeData(wT.dataId);
+      return out;
+    }
     // Per output column: the kernel columns [kwLo, kwHi) that land inside the input (dilation 1).
     const kwLo = new Int32Array(oW), kwHi = new Int32Array(oW);
     for (let ow = 0; ow < oW; ow++) {
@@ -180,19 +189,31 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
     const top = info.padInfo.top, left = info.padInfo.left;
     const KK = KH * KW * Ci;
-    if (Ci >= CONV_WGRAD_MIN_CI && sh === 1 && sw === 1 && dh === 1 && dw === 1) return backpropFilterAsConv(backend, x, dy, info, filterShape);
     const simd = simdKernels();
-    if (simd && Co % 4 === 0) {
-      // Direct SIMD kernel: no im2col of the whole batch, no packing of dy (LeNet-5 conv1: 7.6 -> ~2.5 ms).
+    if (simd) {
+      // Direct SIMD kernel: no im2col of the whole batch, no packing of dy (LeNet-5 conv1: 7.6 -> 2.0 ms,
+      // conv2: 11.3 ms as the conv below -> 7.6 ms).
+      // Its tiles are 4 channels wide: other Co run on a copy of dy padded to a multiple of 4.
+      const Cp = (Co + 3) & ~3;
       const KKp = (KK + 3) & ~3;
-      const block = Math.max(16, Math.floor(12288 / (KKp + Co))); // a block's patches and dy rows stay in L1/L2
+      const block = Math.max(16, Math.floor(12288 / (KKp + Cp))); // a block's patches and dy rows stay in L1/L2
       const scratch = backend.makeOutput([block * KKp], 'float32');
-      const out = backend.makeOutput(filterShape, 'float32');
-      simd.conv_wgrad(ptr(backend, x), ptr(backend, dy), ptr(backend, out), ptr(backend, scratch), block,
-        N, H, W, Ci, oH, oW, Co, KH, KW, sh, sw, dh, dw, top, left);
+      const P = N * oH * oW;
+      const dyp = Cp === Co ? dy : backend.makeOutput([P, Cp], 'float32');
+      if (dyp !== dy) simd.pad_columns(ptr(backend, dy), ptr(backend, dyp), P, Co, Cp);
+      const res = backend.makeOutput(Cp === Co ? filterShape : [KK, Cp], 'float32');
+      simd.conv_wgrad(ptr(backend, x), ptr(backend, dyp), ptr(backend, res), ptr(backend, scratch), block,
+        N, H, W, Ci, oH, oW, Cp, KH, KW, sh, sw, dh, dw, top, left);
       backend.disposeData(scratch.dataId);
+      if (dyp === dy) return res;
+      backend.disposeData(dyp.dataId);
+      const out = backend.makeOutput(filterShape, 'float32');
+      const o = f32(backend, out), r = f32(backend, res);
+      for (let k = 0; k < KK; k++) o.set(r.subarray(k * Cp, k * Cp + Co), k * Co);
+      backend.disposeData(res.dataId);
       return out;
     }
+    if (Ci >= CONV_WGRAD_MIN_CI && sh === 1 && sw === 1 && dh === 1 && dw === 1) return backpropFilterAsConv(backend, x, dy, info, filterShape);
     // Channel-major x^T [Ci, N, H, W], so every im2col row is built from contiguous runs.
     const xt = Ci === 1 ? x : transpose({ inputs: { x }, backend, attrs: { perm: [3, 0, 1, 2] } });
     const nbMax = chunkOf(info);

@@ -273,6 +273,17 @@ export const KERNELS_WAT = String.raw`
       (br $t)))
     (local.get $d))
 
+  ;; dst [rows, Cp] = src [rows, C] with zero columns [C, Cp) (Cp >= C)
+  (func (export "pad_columns") (param $src i32) (param $dst i32) (param $rows i32) (param $C i32) (param $Cp i32)
+    (local $r i32)
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $dst (call $copy_run (local.get $dst) (local.get $src) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $dst (call $zero_run (local.get $dst) (i32.shl (i32.sub (local.get $Cp) (local.get $C)) (i32.const 2))))
+      (local.set $src (i32.add (local.get $src) (i32.shl (local.get $C) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $l))))
+
   ;; Filter gradient of a conv with few input channels: out [KK, Co] = sum over output positions p
   ;; of patch(p) (x) dy[p, :], KK = KH*KW*Ci, Co a multiple of 4. Positions go in blocks of pb:
   ;; the block's patches are gathered into cols [pb, KKp] (KKp = KK rounded up to 4, zero lanes at
@@ -539,5 +550,96 @@ export const KERNELS_WAT = String.raw`
           (f32.load (i32.add (local.get $p) (local.get $i)))))
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $sl))))
-)
+
+  ;; Input gradient of a stride-1, dilation-1, 'valid' conv without col2im: for each output row
+  ;; (n, oh) and kernel row kh, the taps (kw, ci) of a position form one run of KW*Ci floats of dx
+  ;; row ih = oh + kh, and the next position's run starts Ci floats later. So a tile of 4 positions x
+  ;; 8 taps, summed over Co in registers (dy[p, co] splatted times wT[co, taps]), is added straight
+  ;; into dx: no [P, KH*KW*Ci] intermediate (LeNet-5 conv2: 8 MB written and read back). Requires
+  ;; KW*Ci % 4 == 0; wT is the filter as [Co, KH*KW*Ci]; dx is zeroed by the caller.
+  (func (export "conv_dgrad") (param $dx i32) (param $dy i32) (param $wT i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $Co i32)
+    (param $KH i32) (param $KW i32)
+    (local $row i32) (local $n i32) (local $oh i32) (local $kh i32) (local $ow i32) (local $kk i32)
+    (local $seg i32) (local $KKb i32) (local $dyRow i32) (local $dxRow i32) (local $a i32) (local $b i32) (local $o i32)
+    (local $pS i32) (local $oS i32)
+    (local.set $seg (i32.mul (local.get $KW) (local.get $Ci)))
+    (local.set $KKb (i32.shl (i32.mul (local.get $KH) (local.get $seg)) (i32.const 2)))
+    (local.set $pS (i32.shl (local.get $Co) (i32.const 2)))
+    (local.set $oS (i32.shl (local.get $Ci) (i32.const 2)))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_u (local.get $row) (i32.mul (local.get $N) (local.get $oH))))
+      (local.set $n (i32.div_u (local.get $row) (local.get $oH)))
+      (local.set $oh (i32.rem_u (local.get $row) (local.get $oH)))
+      (local.set $dyRow (i32.add (local.get $dy) (i32.mul (i32.mul (local.get $row) (local.get $oW)) (local.get $pS))))
+      (local.set $kh (i32.const 0))
+      (block $khd (loop $khl
+        (br_if $khd (i32.ge_u (local.get $kh) (local.get $KH)))
+        (local.set $dxRow (i32.add (local.get $dx) (i32.mul (i32.mul
+          (i32.add (i32.mul (local.get $n) (local.get $H)) (i32.add (local.get $oh) (local.get $kh)))
+          (local.get $W)) (local.get $oS))))
+        (local.set $ow (i32.const 0))
+        (block $owd (loop $owl
+          (br_if $owd (i32.ge_u (local.get $ow) (local.get $oW)))
+          (local.set $a (i32.add (local.get $dyRow) (i32.mul (local.get $ow) (local.get $pS))))
+          (local.set $kk (i32.const 0))
+          (block $kd (loop $kl
+            (br_if $kd (i32.ge_u (local.get $kk) (local.get $seg)))
+            (local.set $b (i32.add (local.get $wT) (i32.shl (i32.add (i32.mul (local.get $kh) (local.get $seg)) (local.get $kk)) (i32.const 2))))
+            (local.set $o (i32.add (local.get $dxRow) (i32.add (i32.mul (local.get $ow) (local.get $oS)) (i32.shl (local.get $kk) (i32.const 2)))))
+            (if (i32.le_u (i32.add (local.get $ow) (i32.const 4)) (local.get $oW))
+              (then
+                (if (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg))
+                  (then (call $dgrad_4x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
+                  (else (call $dgrad_4x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))))
+              (else
+                (if (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg))
+                  (then (call $dgrad_1x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
+                  (else (call $dgrad_1x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS))))))
+            (local.set $kk (i32.add (local.get $kk)
+              (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg)))))
+            (br $kl)))
+          (local.set $ow (i32.add (local.get $ow)
+            (select (i32.const 4) (i32.const 1) (i32.le_u (i32.add (local.get $ow) (i32.const 4)) (local.get $oW)))))
+          (br $owl)))
+        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+        (br $khl)))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rl))))
+${dgradTile(4, 2)}${dgradTile(4, 1)}${dgradTile(1, 2)}${dgradTile(1, 1)})
 `;
+
+/**
+ * A register tile of the fused input gradient: P positions x 4V taps, summed over K channels:
+ * acc[i][j] += splat(a_i[k]) * b[k, 4j..4j+3], then added to o + i*oS (+16j). Position i's dy row
+ * starts i*aS bytes after a; b advances bS bytes a channel. Generated, so the four tile shapes the
+ * kernel needs come from one text.
+ */
+function dgradTile(P: number, V: number): string {
+  const acc = (i: number, j: number) => `$c${i}_${j}`;
+  const lines: string[] = [];
+  lines.push(`  (func $dgrad_${P}x${4 * V} (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32) (param $o i32) (param $oS i32)`);
+  const locals = ['(local $k i32) (local $s v128)'];
+  for (let i = 1; i < P; i++) locals.push(`(local $a${i} i32)`);
+  for (let j = 0; j < V; j++) locals.push(`(local $b${j} v128)`);
+  for (let i = 0; i < P; i++) for (let j = 0; j < V; j++) locals.push(`(local ${acc(i, j)} v128)`);
+  lines.push('    ' + locals.join(' '));
+  for (let i = 1; i < P; i++) lines.push(`    (local.set $a${i} (i32.add (local.get $a) (i32.mul (local.get $aS) (i32.const ${i}))))`);
+  lines.push('    (loop $l');
+  for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * j} (local.get $b)))`);
+  for (let i = 0; i < P; i++) {
+    lines.push(`      (local.set $s (v128.load32_splat (local.get ${i === 0 ? '$a' : `$a${i}`})))`);
+    for (let j = 0; j < V; j++) lines.push(`      (local.set ${acc(i, j)} (f32x4.add (local.get ${acc(i, j)}) (f32x4.mul (local.get $s) (local.get $b${j}))))`);
+  }
+  for (let i = 0; i < P; i++) lines.push(`      (local.set ${i === 0 ? '$a' : `$a${i}`} (i32.add (local.get ${i === 0 ? '$a' : `$a${i}`}) (i32.const 4)))`);
+  lines.push('      (local.set $b (i32.add (local.get $b) (local.get $bS)))');
+  lines.push('      (local.set $k (i32.add (local.get $k) (i32.const 1)))');
+  lines.push('      (br_if $l (i32.lt_u (local.get $k) (local.get $K))))');
+  for (let i = 0; i < P; i++) {
+    for (let j = 0; j < V; j++)
+      lines.push(`    (v128.store offset=${16 * j} (local.get $o) (f32x4.add (v128.load offset=${16 * j} (local.get $o)) (local.get ${acc(i, j)})))`);
+    if (i < P - 1) lines.push('    (local.set $o (i32.add (local.get $o) (local.get $oS)))');
+  }
+  lines.push('  )\n');
+  return lines.join('\n') + '\n';
+}

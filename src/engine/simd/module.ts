@@ -14,6 +14,9 @@ export interface SimdKernels {
     top: number, left: number): void;
   adam(out: number, p: number, g: number, m: number, v: number, n: number,
     b1: number, b2: number, c1: number, c2: number, inv1: number, inv2: number, eps: number, nlr: number): void;
+  conv_dgrad(dx: number, dy: number, wT: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
+    Co: number, KH: number, KW: number): void;
+  pad_columns(src: number, dst: number, rows: number, C: number, Cp: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 

@@ -338,3 +338,10 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input a
     assert.ok(relErr(a, b) <= TOL, `conv dW ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
   }
 });
+
+test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');
+  assert.equal(readFileSync(PREBUILT_DIGEST, 'utf8').trim(), kernelsDigest(), 'digest of the text the binary came from');
+  assert.deepEqual(new Uint8Array(readFileSync(PREBUILT_WASM)), await assembleKernels());
+});

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import wabtInit from 'wabt';
 import { KERNELS_WAT } from './kernels.wat.js';
 
@@ -20,20 +22,40 @@ export interface SimdKernels {
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 
+/** Where `npm run build` puts the assembled module (next to this file in dist/), with the digest of its source. */
+export const PREBUILT_WASM = new URL('./kernels.wasm', import.meta.url);
+export const PREBUILT_DIGEST = new URL('./kernels.wasm.sha256', import.meta.url);
+
 let kernels: SimdKernels | undefined;
 let compiled: WebAssembly.Module | undefined;
 
-/** The module's binary, assembled once per process (~75 ms: wabt's own start-up is most of it). */
-async function compile(): Promise<WebAssembly.Module> {
-  if (compiled) return compiled;
+/** sha256 of the kernels' text: a prebuilt binary is used only if it was assembled from exactly this. */
+export function kernelsDigest(): string {
+  return createHash('sha256').update(KERNELS_WAT).digest('hex');
+}
+
+/** Assembles the text with wabt (~75 ms, most of it wabt's own start-up). */
+export async function assembleKernels(): Promise<Uint8Array> {
   const wabt = await wabtInit();
   const parsed = wabt.parseWat('compress-kernels.wat', KERNELS_WAT, { simd: true, bulk_memory: true });
   try {
     parsed.validate();
-    compiled = new WebAssembly.Module(parsed.toBinary({}).buffer as Uint8Array<ArrayBuffer>);
+    return parsed.toBinary({}).buffer;
   } finally {
     parsed.destroy();
   }
+}
+
+/** The prebuilt binary when its digest matches the source, else the source assembled now. */
+async function compile(): Promise<WebAssembly.Module> {
+  if (compiled) return compiled;
+  let bytes: Uint8Array | undefined;
+  try {
+    if (readFileSync(PREBUILT_DIGEST, 'utf8').trim() === kernelsDigest()) bytes = readFileSync(PREBUILT_WASM);
+  } catch {
+    bytes = undefined; // not built (tsc only): assemble below
+  }
+  compiled = new WebAssembly.Module((bytes ?? (await assembleKernels())) as Uint8Array<ArrayBuffer>);
   return compiled;
 }
 

@@ -1,0 +1,17 @@
+/**
+ * Build step (`npm run build`): assembles the SIMD kernels' text into dist/ next to module.js, with
+ * the digest of the text it came from, so that engine start-up loads bytes instead of starting wabt.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } from './module.js';
+
+function writeAtomic(url: URL, data: Uint8Array | string): void {
+  const path = fileURLToPath(url);
+  writeFileSync(`${path}.tmp`, data);
+  renameSync(`${path}.tmp`, path);
+}
+
+// The digest last: a binary without its digest (an interrupted build) is never used.
+writeAtomic(PREBUILT_WASM, await assembleKernels());
+writeAtomic(PREBUILT_DIGEST, `${kernelsDigest()}\n`);

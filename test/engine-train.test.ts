@@ -38,8 +38,12 @@ test('the lr schedule reaches the optimizer (history records it)', async () => {
   m.dispose();
 });
 
+/** Blocks on the wasm heap: tensors plus the kernels' scratch buffers and the optimizer's moments. */
+const heapBlocks = () => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+
 test('loss falls for an MLP (lenet-300-100) on wasm, and no tensors leak', async () => {
   const base = tf.memory().numTensors;
+  const blocks = heapBlocks();
   const m = buildModel(tf, 'lenet-300-100', { inputShape: [28, 28, 1], numClasses: 10, seed: 3 });
   const withModel = tf.memory().numTensors;
   const before = evaluateModel(tf, m, train);
@@ -53,17 +57,20 @@ test('loss falls for an MLP (lenet-300-100) on wasm, and no tensors leak', async
   assert.equal(tf.memory().numTensors, withModel, 'training and evaluation leave no tensors behind');
   m.dispose();
   assert.equal(tf.memory().numTensors, base);
+  assert.equal(heapBlocks(), blocks, 'no scratch buffer or optimizer moment is left on the wasm heap');
 });
 
 test('loss falls for the depthwise dw-cnn on wasm (BatchNorm, depthwise, strides), no leak', async () => {
   const small = { ...train, n: 256, x: train.x.subarray(0, 256 * 784), y: train.y.subarray(0, 256) };
   const m = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 5 });
   const withModel = tf.memory().numTensors;
+  const blocks = heapBlocks();
   const before = evaluateModel(tf, m, small);
   const r = await trainModel(tf, m, small, { epochs: 4, batchSize: 32, seed: 5, optimizer: adam(3e-3) });
   assert.ok(r.history[3].loss < r.history[0].loss * 0.8, `train loss ${r.history.map((h) => h.loss)}`);
   assert.ok(r.history[3].loss < before.loss, `${before.loss} -> ${r.history[3].loss}`);
   assert.equal(tf.memory().numTensors, withModel);
+  assert.equal(heapBlocks(), blocks, 'no scratch buffer or optimizer moment is left on the wasm heap');
   m.dispose();
 });
 

@@ -339,6 +339,36 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input a
   }
 });
 
+test('SIMD matrix products (first use of a right operand, A^T . B) and few-channel forward convs equal cpu', async () => {
+  const rng = createRng(606);
+  // [M, K, N]: 4x8 and 4x4 tiles, a last row tile of 1, N % 4 != 0 (XNNPACK), transposed operands.
+  for (const [M, K, N] of [[64, 800, 500], [13, 37, 12], [5, 9, 20], [64, 33, 10], [7, 300, 100]]) {
+    const av = randn(rng, M * K), bv = randn(rng, K * N), atv = randn(rng, K * M);
+    const fn = () => {
+      const a = tf.tensor2d(av, [M, K]), b = tf.tensor2d(bv, [K, N]), at = tf.tensor2d(atv, [K, M]);
+      const first = tf.matMul(a, b); // b is new: the SIMD gemm
+      const again = tf.matMul(a, b); // b seen before: XNNPACK, packed once and reused
+      return [first, again, tf.matMul(at, b, true, false), tf.matMul(b, a, true, true)];
+    };
+    const w = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    for (let i = 0; i < w.length; i++) assert.ok(relErr(w[i], c[i]) <= TOL, `matMul ${i} [${M},${K}]x[${K},${N}]: err ${relErr(w[i], c[i])}`);
+  }
+  for (const [xShape, wShape, strides, pad, dil] of [
+    [[64, 28, 28, 1], [5, 5, 1, 20], 1, 'valid', 1],
+    [[3, 17, 15, 3], [3, 3, 3, 8], 2, 'same', 1],
+    [[2, 11, 12, 4], [3, 2, 4, 12], 1, 'same', 2],
+    [[2, 9, 9, 2], [4, 4, 2, 5], 1, 'valid', 1], // Co % 4 != 0: XNNPACK
+  ] as Array<[[number, number, number, number], [number, number, number, number], number, 'same' | 'valid', number]>) {
+    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
+    const fwd = (w: Float32Array, shape: number[], d: number) => () => [tf.conv2d(tf.tensor4d(xv, xShape), tf.tensor4d(w, shape as [number, number, number, number]), strides, pad, 'NHWC', [d, d])];
+    const [a] = await on('wasm', fwd(wv, wShape, dil));
+    const spread = dilateFilter(wv, wShape, dil, dil);
+    const [b] = await on('cpu', fwd(spread.w, spread.shape, 1));
+    assert.ok(relErr(a, b) <= TOL, `conv fwd ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
+  }
+});
+
 test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
   const { readFileSync } = await import('node:fs');
   const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');

@@ -13,7 +13,8 @@ import type { KernelImpl } from './util.js';
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
- * Sum over leading axes, Identity without a copy, Relu, bias Add) and a one-pass ReLU gradient.
+ * Sum over leading axes, Identity without a copy, Relu, bias Add, Conv2D of few input channels,
+ * BatchMatMul of a right operand XNNPACK has not packed) and a one-pass ReLU gradient.
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -27,6 +28,7 @@ export const WASM_KERNEL_NAMES = [
   'Identity',
   'Relu',
   'Add',
+  'Conv2D',
   RELU_GRAD_KERNEL,
 ] as const;
 
@@ -56,6 +58,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Sum: reduce.sum,
     Identity: ew.identity,
     Relu: ew.relu,
+    Conv2D: conv.conv2DForward,
     Add: ew.add,
     [RELU_GRAD_KERNEL]: ew.reluGrad,
   };

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { simdKernels } from '../simd/module.js';
+import { f32, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 /**
  * BatchMatMul for wasm with transposed operands. tfjs-backend-wasm's kernel is fast (XNNPACK) only
@@ -12,7 +13,11 @@ import { wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from '
  * op(A)^T, transpose C back), whichever moves fewer floats. Measured on a dense layer's input
  * gradient dy[64,500] . W[800,500]^T: 5.7 ms directly (transpose + pack 400k floats) vs ~2.5 ms.
  */
+/** Below this many multiply-adds XNNPACK's call is as cheap as ours, packing included. */
+const SIMD_GEMM_MIN_MACS = 1 << 16;
+
 export function makeMatMulKernels(tf: typeof tfType) {
+  const seenRight = new WeakSet<object>();
   const original = wasmKernel(tf, 'BatchMatMul');
   const transpose = wasmKernel(tf, 'Transpose');
 
@@ -34,6 +39,15 @@ export function makeMatMulKernels(tf: typeof tfType) {
     if (size(aOuter) === 1 && size(bOuter) === 1 && a.dtype === 'float32' && m.dtype === 'float32') {
       const [ar, ac] = a.shape.slice(-2), [br, bc] = m.shape.slice(-2);
       const M = ta ? ac : ar, K = ta ? ar : ac, N = tb ? br : bc;
+      const simd = simdKernels();
+      if (simd && ta && !tb && M % 4 === 0 && N % 4 === 0 && M * K * N >= SIMD_GEMM_MIN_MACS) {
+        // A^T . B (a dense layer's weight gradient x^T . dy): SIMD tiles read both operands as they
+        // are; no transposes, no packing (LeNet-5's 800x64 . 64x500: 3.1 -> ~2 ms).
+        const out = backend.makeOutput([...(aOuter.length >= bOuter.length ? aOuter : bOuter), M, N], 'float32');
+        f32(backend, out).fill(0);
+        simd.gemm_tn(ptr(backend, a), M * 4, ptr(backend, m), N * 4, K, ptr(backend, out), M, N);
+        return out;
+      }
       // Floats moved: transposes of operands and result, plus packing of the right operand.
       const direct = (ta ? M * K : 0) + (tb ? K * N : 0) + K * N;
       const swapped = (ta ? 0 : M * K) + (tb ? 0 : K * N) + K * M + M * N;
@@ -50,7 +64,24 @@ export function makeMatMulKernels(tf: typeof tfType) {
         return c;
       }
     }
-    if (!ta && !tb) return original({ inputs, backend, attrs });
+    if (!ta && !tb) {
+      // A right operand XNNPACK has not packed yet (a layer's weights right after an update: every
+      // training step) is multiplied unpacked by the SIMD gemm; one it has seen goes to XNNPACK,
+      // which packs it on that call and reuses the packing after (inference over many batches).
+      const fresh = !seenRight.has(m.dataId);
+      seenRight.add(m.dataId);
+      const simd = simdKernels();
+      if (fresh && simd && size(aOuter) === 1 && size(bOuter) === 1 && a.dtype === 'float32' && m.dtype === 'float32') {
+        const [M, K] = a.shape.slice(-2), N = m.shape[m.shape.length - 1];
+        if (N % 4 === 0 && M * K * N >= SIMD_GEMM_MIN_MACS) {
+          const out = backend.makeOutput([...(aOuter.length >= bOuter.length ? aOuter : bOuter), M, N], 'float32');
+          f32(backend, out).fill(0);
+          simd.gemm_acc(ptr(backend, a), K * 4, ptr(backend, m), N * 4, K, ptr(backend, out), N * 4, M, N);
+          return out;
+        }
+      }
+      return original({ inputs, backend, attrs });
+    }
     const a2 = ta ? swapLast(a, backend) : a;
     const b2 = tb ? swapLast(m, backend) : m;
     const out = original({ inputs: { a: a2, b: b2 }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } });

@@ -284,6 +284,113 @@ export const KERNELS_WAT = String.raw`
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $l))))
 
+  ;; cols [pb, KKp] = the patches (kh, kw, ci order; zeros at padding and in lanes [KK, KKp)) of
+  ;; output positions [p0, p0+pb), position p = (n*oH + oh)*oW + ow
+  (func $gather (param $x i32) (param $cols i32) (param $p0 i32) (param $pb i32)
+    (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $KH i32) (param $KW i32)
+    (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32) (param $top i32) (param $left i32)
+    (local $KK i32) (local $KKp i32) (local $p i32) (local $n i32) (local $r i32) (local $oh i32) (local $ow i32)
+    (local $kh i32) (local $kw i32) (local $ih i32) (local $iw i32) (local $d i32) (local $s i32) (local $e i32) (local $t i32)
+    (local.set $KK (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)))
+    (local.set $KKp (i32.and (i32.add (local.get $KK) (i32.const 3)) (i32.const -4)))
+  (local.set $d (local.get $cols))
+  (local.set $p (local.get $p0))
+  ;; (n, oh, ow) of p0; advanced by counting, not dividing, per position
+  (local.set $n (i32.div_u (local.get $p0) (i32.mul (local.get $oH) (local.get $oW))))
+  (local.set $r (i32.rem_u (local.get $p0) (i32.mul (local.get $oH) (local.get $oW))))
+  (local.set $oh (i32.div_u (local.get $r) (local.get $oW)))
+  (local.set $ow (i32.rem_u (local.get $r) (local.get $oW)))
+  (block $gd (loop $gl
+    (br_if $gd (i32.ge_u (local.get $p) (i32.add (local.get $p0) (local.get $pb))))
+    (local.set $kh (i32.const 0))
+    (local.set $iw (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)))
+    (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
+    ;; the common case, a patch wholly inside x (dilation 1 across): KH runs of KW*Ci floats
+    (if (i32.and
+          (i32.and (i32.eq (local.get $dw) (i32.const 1))
+            (i32.and (i32.ge_s (local.get $ih) (i32.const 0))
+              (i32.lt_s (i32.add (local.get $ih) (i32.mul (i32.sub (local.get $KH) (i32.const 1)) (local.get $dh))) (local.get $H))))
+          (i32.and (i32.ge_s (local.get $iw) (i32.const 0))
+            (i32.le_s (i32.add (local.get $iw) (local.get $KW)) (local.get $W))))
+      (then
+        (local.set $s (i32.add (local.get $x) (i32.shl (i32.mul
+          (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W)) (local.get $iw))
+          (local.get $Ci)) (i32.const 2))))
+        (local.set $r (i32.shl (i32.mul (local.get $KW) (local.get $Ci)) (i32.const 2)))
+        (loop $fr
+          (local.set $e (i32.add (local.get $d) (local.get $r)))
+          (local.set $t (local.get $s))
+          (block $fvd (loop $fv
+            (br_if $fvd (i32.gt_u (i32.add (local.get $d) (i32.const 16)) (local.get $e)))
+            (v128.store (local.get $d) (v128.load (local.get $t)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (local.set $t (i32.add (local.get $t) (i32.const 16)))
+            (br $fv)))
+          (block $fsd (loop $fs
+            (br_if $fsd (i32.ge_u (local.get $d) (local.get $e)))
+            (f32.store (local.get $d) (f32.load (local.get $t)))
+            (local.set $d (i32.add (local.get $d) (i32.const 4)))
+            (local.set $t (i32.add (local.get $t) (i32.const 4)))
+            (br $fs)))
+          (local.set $s (i32.add (local.get $s) (i32.shl (i32.mul (i32.mul (local.get $dh) (local.get $W)) (local.get $Ci)) (i32.const 2))))
+          (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+          (br_if $fr (i32.lt_s (local.get $kh) (local.get $KH))))))
+    (block $khd (loop $khl
+      (br_if $khd (i32.ge_s (local.get $kh) (local.get $KH)))
+      (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (i32.mul (local.get $kh) (local.get $dh))))
+      (if (i32.or (i32.lt_s (local.get $ih) (i32.const 0)) (i32.ge_s (local.get $ih) (local.get $H)))
+        (then (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (local.get $KW) (local.get $Ci)) (i32.const 2)))))
+        (else
+          ;; s: x at (n, ih, 0); taps kw whose column iw + kw*dw lies in [0, W) are copied
+          (local.set $s (i32.add (local.get $x) (i32.shl (i32.mul
+            (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W))
+            (local.get $Ci)) (i32.const 2))))
+          (if (i32.eq (local.get $dw) (i32.const 1))
+            (then
+              ;; one contiguous run [lo, hi) of taps, zeros either side
+              (local.set $kw (select (i32.sub (i32.const 0) (local.get $iw)) (i32.const 0) (i32.lt_s (local.get $iw) (i32.const 0))))
+              (if (i32.gt_s (local.get $kw) (local.get $KW)) (then (local.set $kw (local.get $KW))))
+              (local.set $e (i32.sub (local.get $W) (local.get $iw)))
+              (if (i32.gt_s (local.get $e) (local.get $KW)) (then (local.set $e (local.get $KW))))
+              (if (i32.lt_s (local.get $e) (local.get $kw)) (then (local.set $e (local.get $kw))))
+              (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (local.get $kw) (local.get $Ci)) (i32.const 2))))
+              (local.set $d (call $copy_run (local.get $d)
+                (i32.add (local.get $s) (i32.shl (i32.mul (i32.add (local.get $iw) (local.get $kw)) (local.get $Ci)) (i32.const 2)))
+                (i32.shl (i32.mul (i32.sub (local.get $e) (local.get $kw)) (local.get $Ci)) (i32.const 2))))
+              (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (i32.sub (local.get $KW) (local.get $e)) (local.get $Ci)) (i32.const 2)))))
+            (else
+              (local.set $kw (i32.const 0))
+              (block $kwd (loop $kwl
+                (br_if $kwd (i32.ge_s (local.get $kw) (local.get $KW)))
+                (local.set $r (i32.add (local.get $iw) (i32.mul (local.get $kw) (local.get $dw))))
+                (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.lt_s (local.get $r) (local.get $W)))
+                  (then (local.set $d (call $copy_run (local.get $d)
+                    (i32.add (local.get $s) (i32.shl (i32.mul (local.get $r) (local.get $Ci)) (i32.const 2)))
+                    (i32.shl (local.get $Ci) (i32.const 2)))))
+                  (else (local.set $d (call $zero_run (local.get $d) (i32.shl (local.get $Ci) (i32.const 2))))))
+                (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+                (br $kwl)))))))
+      (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+      (br $khl)))
+    ;; zero lanes up to KKp (a call to memory.fill costs more than these few stores)
+    (local.set $e (i32.add (local.get $d) (i32.shl (i32.sub (local.get $KKp) (local.get $KK)) (i32.const 2))))
+    (block $zd (loop $zl
+      (br_if $zd (i32.ge_u (local.get $d) (local.get $e)))
+      (f32.store (local.get $d) (f32.const 0))
+      (local.set $d (i32.add (local.get $d) (i32.const 4)))
+      (br $zl)))
+    (local.set $p (i32.add (local.get $p) (i32.const 1)))
+    (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+    (if (i32.eq (local.get $ow) (local.get $oW))
+      (then
+        (local.set $ow (i32.const 0))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (if (i32.eq (local.get $oh) (local.get $oH))
+          (then
+            (local.set $oh (i32.const 0))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))))))
+    (br $gl))))
+
   ;; Filter gradient of a conv with few input channels: out [KK, Co] = sum over output positions p
   ;; of patch(p) (x) dy[p, :], KK = KH*KW*Ci, Co a multiple of 4. Positions go in blocks of pb:
   ;; the block's patches are gathered into cols [pb, KKp] (KKp = KK rounded up to 4, zero lanes at
@@ -305,104 +412,9 @@ export const KERNELS_WAT = String.raw`
       (br_if $done (i32.ge_u (local.get $p0) (local.get $P)))
       (local.set $pb (i32.sub (local.get $P) (local.get $p0)))
       (if (i32.gt_u (local.get $pb) (local.get $PB)) (then (local.set $pb (local.get $PB))))
-      ;; gather the patches of positions [p0, p0+pb)
-      (local.set $d (local.get $cols))
-      (local.set $p (local.get $p0))
-      ;; (n, oh, ow) of p0; advanced by counting, not dividing, per position
-      (local.set $n (i32.div_u (local.get $p0) (i32.mul (local.get $oH) (local.get $oW))))
-      (local.set $r (i32.rem_u (local.get $p0) (i32.mul (local.get $oH) (local.get $oW))))
-      (local.set $oh (i32.div_u (local.get $r) (local.get $oW)))
-      (local.set $ow (i32.rem_u (local.get $r) (local.get $oW)))
-      (block $gd (loop $gl
-        (br_if $gd (i32.ge_u (local.get $p) (i32.add (local.get $p0) (local.get $pb))))
-        (local.set $kh (i32.const 0))
-        (local.set $iw (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)))
-        (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
-        ;; the common case, a patch wholly inside x (dilation 1 across): KH runs of KW*Ci floats
-        (if (i32.and
-              (i32.and (i32.eq (local.get $dw) (i32.const 1))
-                (i32.and (i32.ge_s (local.get $ih) (i32.const 0))
-                  (i32.lt_s (i32.add (local.get $ih) (i32.mul (i32.sub (local.get $KH) (i32.const 1)) (local.get $dh))) (local.get $H))))
-              (i32.and (i32.ge_s (local.get $iw) (i32.const 0))
-                (i32.le_s (i32.add (local.get $iw) (local.get $KW)) (local.get $W))))
-          (then
-            (local.set $s (i32.add (local.get $x) (i32.shl (i32.mul
-              (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W)) (local.get $iw))
-              (local.get $Ci)) (i32.const 2))))
-            (local.set $r (i32.shl (i32.mul (local.get $KW) (local.get $Ci)) (i32.const 2)))
-            (loop $fr
-              (local.set $e (i32.add (local.get $d) (local.get $r)))
-              (local.set $t (local.get $s))
-              (block $fvd (loop $fv
-                (br_if $fvd (i32.gt_u (i32.add (local.get $d) (i32.const 16)) (local.get $e)))
-                (v128.store (local.get $d) (v128.load (local.get $t)))
-                (local.set $d (i32.add (local.get $d) (i32.const 16)))
-                (local.set $t (i32.add (local.get $t) (i32.const 16)))
-                (br $fv)))
-              (block $fsd (loop $fs
-                (br_if $fsd (i32.ge_u (local.get $d) (local.get $e)))
-                (f32.store (local.get $d) (f32.load (local.get $t)))
-                (local.set $d (i32.add (local.get $d) (i32.const 4)))
-                (local.set $t (i32.add (local.get $t) (i32.const 4)))
-                (br $fs)))
-              (local.set $s (i32.add (local.get $s) (i32.shl (i32.mul (i32.mul (local.get $dh) (local.get $W)) (local.get $Ci)) (i32.const 2))))
-              (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
-              (br_if $fr (i32.lt_s (local.get $kh) (local.get $KH))))))
-        (block $khd (loop $khl
-          (br_if $khd (i32.ge_s (local.get $kh) (local.get $KH)))
-          (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (i32.mul (local.get $kh) (local.get $dh))))
-          (if (i32.or (i32.lt_s (local.get $ih) (i32.const 0)) (i32.ge_s (local.get $ih) (local.get $H)))
-            (then (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (local.get $KW) (local.get $Ci)) (i32.const 2)))))
-            (else
-              ;; s: x at (n, ih, 0); taps kw whose column iw + kw*dw lies in [0, W) are copied
-              (local.set $s (i32.add (local.get $x) (i32.shl (i32.mul
-                (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W))
-                (local.get $Ci)) (i32.const 2))))
-              (if (i32.eq (local.get $dw) (i32.const 1))
-                (then
-                  ;; one contiguous run [lo, hi) of taps, zeros either side
-                  (local.set $kw (select (i32.sub (i32.const 0) (local.get $iw)) (i32.const 0) (i32.lt_s (local.get $iw) (i32.const 0))))
-                  (if (i32.gt_s (local.get $kw) (local.get $KW)) (then (local.set $kw (local.get $KW))))
-                  (local.set $e (i32.sub (local.get $W) (local.get $iw)))
-                  (if (i32.gt_s (local.get $e) (local.get $KW)) (then (local.set $e (local.get $KW))))
-                  (if (i32.lt_s (local.get $e) (local.get $kw)) (then (local.set $e (local.get $kw))))
-                  (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (local.get $kw) (local.get $Ci)) (i32.const 2))))
-                  (local.set $d (call $copy_run (local.get $d)
-                    (i32.add (local.get $s) (i32.shl (i32.mul (i32.add (local.get $iw) (local.get $kw)) (local.get $Ci)) (i32.const 2)))
-                    (i32.shl (i32.mul (i32.sub (local.get $e) (local.get $kw)) (local.get $Ci)) (i32.const 2))))
-                  (local.set $d (call $zero_run (local.get $d) (i32.shl (i32.mul (i32.sub (local.get $KW) (local.get $e)) (local.get $Ci)) (i32.const 2)))))
-                (else
-                  (local.set $kw (i32.const 0))
-                  (block $kwd (loop $kwl
-                    (br_if $kwd (i32.ge_s (local.get $kw) (local.get $KW)))
-                    (local.set $r (i32.add (local.get $iw) (i32.mul (local.get $kw) (local.get $dw))))
-                    (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.lt_s (local.get $r) (local.get $W)))
-                      (then (local.set $d (call $copy_run (local.get $d)
-                        (i32.add (local.get $s) (i32.shl (i32.mul (local.get $r) (local.get $Ci)) (i32.const 2)))
-                        (i32.shl (local.get $Ci) (i32.const 2)))))
-                      (else (local.set $d (call $zero_run (local.get $d) (i32.shl (local.get $Ci) (i32.const 2))))))
-                    (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
-                    (br $kwl)))))))
-          (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
-          (br $khl)))
-        ;; zero lanes up to KKp (a call to memory.fill costs more than these few stores)
-        (local.set $e (i32.add (local.get $d) (i32.shl (i32.sub (local.get $KKp) (local.get $KK)) (i32.const 2))))
-        (block $zd (loop $zl
-          (br_if $zd (i32.ge_u (local.get $d) (local.get $e)))
-          (f32.store (local.get $d) (f32.const 0))
-          (local.set $d (i32.add (local.get $d) (i32.const 4)))
-          (br $zl)))
-        (local.set $p (i32.add (local.get $p) (i32.const 1)))
-        (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
-        (if (i32.eq (local.get $ow) (local.get $oW))
-          (then
-            (local.set $ow (i32.const 0))
-            (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
-            (if (i32.eq (local.get $oh) (local.get $oH))
-              (then
-                (local.set $oh (i32.const 0))
-                (local.set $n (i32.add (local.get $n) (i32.const 1)))))))
-        (br $gl)))
+      (call $gather (local.get $x) (local.get $cols) (local.get $p0) (local.get $pb)
+        (local.get $H) (local.get $W) (local.get $Ci) (local.get $oH) (local.get $oW) (local.get $KH) (local.get $KW)
+        (local.get $sh) (local.get $sw) (local.get $dh) (local.get $dw) (local.get $top) (local.get $left))
       ;; out tiles: rows [t, t+4) of KK, columns [c0, c0+8) (or a last [c0, c0+4))
       (local.set $t (i32.const 0))
       (block $td (loop $tl
@@ -590,12 +602,12 @@ export const KERNELS_WAT = String.raw`
             (if (i32.le_u (i32.add (local.get $ow) (i32.const 4)) (local.get $oW))
               (then
                 (if (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg))
-                  (then (call $dgrad_4x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
-                  (else (call $dgrad_4x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))))
+                  (then (call $tile_4x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
+                  (else (call $tile_4x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))))
               (else
                 (if (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg))
-                  (then (call $dgrad_1x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
-                  (else (call $dgrad_1x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS))))))
+                  (then (call $tile_1x8 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS)))
+                  (else (call $tile_1x4 (local.get $a) (local.get $pS) (local.get $b) (local.get $KKb) (local.get $Co) (local.get $o) (local.get $oS))))))
             (local.set $kk (i32.add (local.get $kk)
               (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $kk) (i32.const 8)) (local.get $seg)))))
             (br $kl)))
@@ -606,19 +618,98 @@ export const KERNELS_WAT = String.raw`
         (br $khl)))
       (local.set $row (i32.add (local.get $row) (i32.const 1)))
       (br $rl))))
-${dgradTile(4, 2)}${dgradTile(4, 1)}${dgradTile(1, 2)}${dgradTile(1, 1)})
+
+  ;; o[M, N] += a[M, K] . b[K, N], N a multiple of 4; row strides aS, bS, oS in bytes. Column strips
+  ;; of 8 (a last one of 4) outermost, so a strip of b stays in cache while every row tile passes.
+  (func $gemm_acc (export "gemm_acc") (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32)
+    (param $o i32) (param $oS i32) (param $M i32) (param $N i32)
+    (local $i i32) (local $j i32) (local $ai i32) (local $oi i32) (local $bj i32)
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
+      (local.set $bj (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+      (local.set $i (i32.const 0))
+      (block $id (loop $il
+        (br_if $id (i32.ge_u (local.get $i) (local.get $M)))
+        (local.set $ai (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $aS))))
+        (local.set $oi (i32.add (local.get $o) (i32.add (i32.mul (local.get $i) (local.get $oS)) (i32.shl (local.get $j) (i32.const 2)))))
+        (if (i32.le_u (i32.add (local.get $i) (i32.const 4)) (local.get $M))
+          (then
+            (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
+              (then (call $tile_4x8 (local.get $ai) (local.get $aS) (local.get $bj) (local.get $bS) (local.get $K) (local.get $oi) (local.get $oS)))
+              (else (call $tile_4x4 (local.get $ai) (local.get $aS) (local.get $bj) (local.get $bS) (local.get $K) (local.get $oi) (local.get $oS))))
+            (local.set $i (i32.add (local.get $i) (i32.const 4))))
+          (else
+            (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
+              (then (call $tile_1x8 (local.get $ai) (local.get $aS) (local.get $bj) (local.get $bS) (local.get $K) (local.get $oi) (local.get $oS)))
+              (else (call $tile_1x4 (local.get $ai) (local.get $aS) (local.get $bj) (local.get $bS) (local.get $K) (local.get $oi) (local.get $oS))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))))
+        (br $il)))
+      (local.set $j (i32.add (local.get $j)
+        (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N)))))
+      (br $jl))))
+
+  ;; o[M, N] += a^T . b for a [K, M], b [K, N] (a weight gradient x^T . dy), M and N multiples
+  ;; of 4; aS, bS row strides in bytes, o's row stride is bS. The 4x8 tiles of conv_wgrad: 4 values
+  ;; of a row of a splatted against 8 of the same row of b, a strip of b at a time.
+  (func (export "gemm_tn") (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32)
+    (param $o i32) (param $M i32) (param $N i32)
+    (local $i i32) (local $j i32)
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
+      (local.set $i (i32.const 0))
+      (block $id (loop $il
+        (br_if $id (i32.ge_u (local.get $i) (local.get $M)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
+          (then (call $wgrad_tile8 (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))
+            (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K) (local.get $aS) (local.get $bS)
+            (i32.add (local.get $o) (i32.add (i32.mul (local.get $i) (local.get $bS)) (i32.shl (local.get $j) (i32.const 2))))
+            (i32.const 4)))
+          (else (call $wgrad_tile4 (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))
+            (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K) (local.get $aS) (local.get $bS)
+            (i32.add (local.get $o) (i32.add (i32.mul (local.get $i) (local.get $bS)) (i32.shl (local.get $j) (i32.const 2))))
+            (i32.const 4))))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $il)))
+      (local.set $j (i32.add (local.get $j)
+        (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N)))))
+      (br $jl))))
+
+  ;; Forward conv of few input channels, y [P, Co] = patches [P, KK] . w [KK, Co], Co a multiple
+  ;; of 4: patches gathered in blocks of pb positions as for conv_wgrad, then one gemm_acc per block.
+  (func (export "conv_fwd") (param $x i32) (param $w i32) (param $y i32) (param $cols i32) (param $PB i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $Co i32)
+    (param $KH i32) (param $KW i32) (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32)
+    (param $top i32) (param $left i32)
+    (local $KK i32) (local $KKp i32) (local $P i32) (local $p0 i32) (local $pb i32)
+    (local.set $KK (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)))
+    (local.set $KKp (i32.and (i32.add (local.get $KK) (i32.const 3)) (i32.const -4)))
+    (local.set $P (i32.mul (local.get $N) (i32.mul (local.get $oH) (local.get $oW))))
+    (memory.fill (local.get $y) (i32.const 0) (i32.shl (i32.mul (local.get $P) (local.get $Co)) (i32.const 2)))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $p0) (local.get $P)))
+      (local.set $pb (i32.sub (local.get $P) (local.get $p0)))
+      (if (i32.gt_u (local.get $pb) (local.get $PB)) (then (local.set $pb (local.get $PB))))
+      (call $gather (local.get $x) (local.get $cols) (local.get $p0) (local.get $pb)
+        (local.get $H) (local.get $W) (local.get $Ci) (local.get $oH) (local.get $oW) (local.get $KH) (local.get $KW)
+        (local.get $sh) (local.get $sw) (local.get $dh) (local.get $dw) (local.get $top) (local.get $left))
+      (call $gemm_acc (local.get $cols) (i32.shl (local.get $KKp) (i32.const 2)) (local.get $w) (i32.shl (local.get $Co) (i32.const 2))
+        (local.get $KK) (i32.add (local.get $y) (i32.shl (i32.mul (local.get $p0) (local.get $Co)) (i32.const 2)))
+        (i32.shl (local.get $Co) (i32.const 2)) (local.get $pb) (local.get $Co))
+      (local.set $p0 (i32.add (local.get $p0) (local.get $pb)))
+      (br $blocks))))
+${registerTile(4, 2)}${registerTile(4, 1)}${registerTile(1, 2)}${registerTile(1, 1)})
 `;
 
 /**
- * A register tile of the fused input gradient: P positions x 4V taps, summed over K channels:
- * acc[i][j] += splat(a_i[k]) * b[k, 4j..4j+3], then added to o + i*oS (+16j). Position i's dy row
- * starts i*aS bytes after a; b advances bS bytes a channel. Generated, so the four tile shapes the
- * kernel needs come from one text.
+ * A register tile of a matrix product, P rows x 4V columns summed over K:
+ * acc[i][j] += splat(a_i[k]) * b[k, 4j..4j+3], then added to o + i*oS (+16j). Row i of a starts
+ * i*aS bytes after a; b advances bS bytes a step of k. Generated, so the four tile shapes that
+ * conv_dgrad and gemm_acc use come from one text.
  */
-function dgradTile(P: number, V: number): string {
+function registerTile(P: number, V: number): string {
   const acc = (i: number, j: number) => `$c${i}_${j}`;
   const lines: string[] = [];
-  lines.push(`  (func $dgrad_${P}x${4 * V} (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32) (param $o i32) (param $oS i32)`);
+  lines.push(`  (func $tile_${P}x${4 * V} (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32) (param $o i32) (param $oS i32)`);
   const locals = ['(local $k i32) (local $s v128)'];
   for (let i = 1; i < P; i++) locals.push(`(local $a${i} i32)`);
   for (let j = 0; j < V; j++) locals.push(`(local $b${j} v128)`);

@@ -18,6 +18,11 @@ export interface SimdKernels {
     b1: number, b2: number, c1: number, c2: number, inv1: number, inv2: number, eps: number, nlr: number): void;
   conv_dgrad(dx: number, dy: number, wT: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
     Co: number, KH: number, KW: number): void;
+  gemm_acc(a: number, aStride: number, b: number, bStride: number, K: number, out: number, outStride: number, M: number, N: number): void;
+  gemm_tn(a: number, aStride: number, b: number, bStride: number, K: number, out: number, M: number, N: number): void;
+  conv_fwd(x: number, w: number, y: number, cols: number, blockPositions: number, N: number, H: number, W: number,
+    Ci: number, oH: number, oW: number, Co: number, KH: number, KW: number, sh: number, sw: number, dh: number, dw: number,
+    top: number, left: number): void;
   pad_columns(src: number, dst: number, rows: number, C: number, Cp: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }

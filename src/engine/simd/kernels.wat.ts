@@ -320,6 +320,7 @@ export const KERNELS_WAT = String.raw`
         (loop $fr
           (local.set $e (i32.add (local.get $d) (local.get $r)))
           (local.set $t (local.get $s))
+          ;; $copy_run inlined: calling it here made conv1's filter gradient 2.2 -> 2.5 ms
           (block $fvd (loop $fv
             (br_if $fvd (i32.gt_u (i32.add (local.get $d) (i32.const 16)) (local.get $e)))
             (v128.store (local.get $d) (v128.load (local.get $t)))
@@ -391,58 +392,12 @@ export const KERNELS_WAT = String.raw`
             (local.set $n (i32.add (local.get $n) (i32.const 1)))))))
     (br $gl))))
 
-  ;; Filter gradient of a conv with few input channels: out [KK, Co] = sum over output positions p
-  ;; of patch(p) (x) dy[p, :], KK = KH*KW*Ci, Co a multiple of 4. Positions go in blocks of pb:
-  ;; the block's patches are gathered into cols [pb, KKp] (KKp = KK rounded up to 4, zero lanes at
-  ;; the end), then every 4-row x 8-column tile of out is summed in registers over the block (the
-  ;; outer products of 4 splatted patch values with 2 vectors of dy) and added to out.
-  (func (export "conv_wgrad") (param $x i32) (param $dy i32) (param $out i32) (param $cols i32) (param $PB i32)
-    (param $N i32) (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $Co i32)
-    (param $KH i32) (param $KW i32) (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32)
-    (param $top i32) (param $left i32)
-    (local $KK i32) (local $KKp i32) (local $P i32) (local $p0 i32) (local $pb i32) (local $p i32)
-    (local $n i32) (local $r i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $kw i32)
-    (local $ih i32) (local $iw i32) (local $d i32) (local $s i32) (local $e i32) (local $t i32) (local $c0 i32)
-    (local $rowsLeft i32)
-    (local.set $KK (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)))
-    (local.set $KKp (i32.and (i32.add (local.get $KK) (i32.const 3)) (i32.const -4)))
-    (local.set $P (i32.mul (local.get $N) (i32.mul (local.get $oH) (local.get $oW))))
-    (memory.fill (local.get $out) (i32.const 0) (i32.shl (i32.mul (local.get $KK) (local.get $Co)) (i32.const 2)))
-    (block $done (loop $blocks
-      (br_if $done (i32.ge_u (local.get $p0) (local.get $P)))
-      (local.set $pb (i32.sub (local.get $P) (local.get $p0)))
-      (if (i32.gt_u (local.get $pb) (local.get $PB)) (then (local.set $pb (local.get $PB))))
-      (call $gather (local.get $x) (local.get $cols) (local.get $p0) (local.get $pb)
-        (local.get $H) (local.get $W) (local.get $Ci) (local.get $oH) (local.get $oW) (local.get $KH) (local.get $KW)
-        (local.get $sh) (local.get $sw) (local.get $dh) (local.get $dw) (local.get $top) (local.get $left))
-      ;; out tiles: rows [t, t+4) of KK, columns [c0, c0+8) (or a last [c0, c0+4))
-      (local.set $t (i32.const 0))
-      (block $td (loop $tl
-        (br_if $td (i32.ge_u (local.get $t) (local.get $KK)))
-        (local.set $rowsLeft (i32.sub (local.get $KK) (local.get $t)))
-        (local.set $c0 (i32.const 0))
-        (block $cd (loop $cl
-          (br_if $cd (i32.gt_u (i32.add (local.get $c0) (i32.const 8)) (local.get $Co)))
-          (call $wgrad_tile8
-            (i32.add (local.get $cols) (i32.shl (local.get $t) (i32.const 2)))
-            (i32.add (local.get $dy) (i32.shl (i32.add (i32.mul (local.get $p0) (local.get $Co)) (local.get $c0)) (i32.const 2)))
-            (local.get $pb) (i32.shl (local.get $KKp) (i32.const 2)) (i32.shl (local.get $Co) (i32.const 2))
-            (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $Co)) (local.get $c0)) (i32.const 2)))
-            (local.get $rowsLeft))
-          (local.set $c0 (i32.add (local.get $c0) (i32.const 8)))
-          (br $cl)))
-        (if (i32.lt_u (local.get $c0) (local.get $Co))
-          (then
-            (call $wgrad_tile4
-              (i32.add (local.get $cols) (i32.shl (local.get $t) (i32.const 2)))
-              (i32.add (local.get $dy) (i32.shl (i32.add (i32.mul (local.get $p0) (local.get $Co)) (local.get $c0)) (i32.const 2)))
-              (local.get $pb) (i32.shl (local.get $KKp) (i32.const 2)) (i32.shl (local.get $Co) (i32.const 2))
-              (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $t) (local.get $Co)) (local.get $c0)) (i32.const 2)))
-              (local.get $rowsLeft))))
-        (local.set $t (i32.add (local.get $t) (i32.const 4)))
-        (br $tl)))
-      (local.set $p0 (i32.add (local.get $p0) (local.get $pb)))
-      (br $blocks))))
+  ;; Filter gradient of a conv: out [KK, Co] = sum over output positions p of patch(p) (x) dy[p, :]
+  ;; (KK = KH*KW*Ci, Co a multiple of 4): per block of positions, the patches gathered into cols
+  ;; [pb, KKp], then out += cols^T . dy[block] by gemm_tn's register tiles.
+${patchBlockKernel('conv_wgrad', 'i32.mul (local.get $KK) (local.get $Co)', `(call $gemm_tn (local.get $cols) (i32.shl (local.get $KKp) (i32.const 2))
+        (i32.add (local.get $b) (i32.shl (i32.mul (local.get $p0) (local.get $Co)) (i32.const 2))) (i32.shl (local.get $Co) (i32.const 2))
+        (local.get $pb) (local.get $o) (local.get $KK) (local.get $Co))`)}
 
   ;; out rows 0..min(rows,4) (row stride Co*4 = dyStride) += sum over pb positions of
   ;; a[p, 0..4) (x) b[p, 0..8); a advances by aStride, b by dyStride bytes a position.
@@ -528,38 +483,12 @@ export const KERNELS_WAT = String.raw`
     (local.set $vend (i32.and (local.get $end) (i32.const -16)))
     (block $vd (loop $vl
       (br_if $vd (i32.ge_u (local.get $i) (local.get $vend)))
-      (local.set $gv (v128.load (i32.add (local.get $g) (local.get $i))))
-      (local.set $mv (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $m) (local.get $i))) (local.get $B1))
-                                (f32x4.mul (local.get $gv) (local.get $C1))))
-      (local.set $vv (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $v) (local.get $i))) (local.get $B2))
-                                (f32x4.mul (f32x4.mul (local.get $gv) (local.get $gv)) (local.get $C2))))
-      (v128.store (i32.add (local.get $m) (local.get $i)) (local.get $mv))
-      (v128.store (i32.add (local.get $v) (local.get $i)) (local.get $vv))
-      (v128.store (i32.add (local.get $out) (local.get $i))
-        (f32x4.add
-          (f32x4.mul
-            (f32x4.div (f32x4.mul (local.get $mv) (local.get $I1))
-                       (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $vv) (local.get $I2))) (local.get $E)))
-            (local.get $L))
-          (v128.load (i32.add (local.get $p) (local.get $i)))))
+${adamUpdate(true)}
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br $vl)))
     (block $sd (loop $sl
       (br_if $sd (i32.ge_u (local.get $i) (local.get $end)))
-      (local.set $gs (f32.load (i32.add (local.get $g) (local.get $i))))
-      (local.set $ms (f32.add (f32.mul (f32.load (i32.add (local.get $m) (local.get $i))) (local.get $b1))
-                              (f32.mul (local.get $gs) (local.get $c1))))
-      (local.set $vs (f32.add (f32.mul (f32.load (i32.add (local.get $v) (local.get $i))) (local.get $b2))
-                              (f32.mul (f32.mul (local.get $gs) (local.get $gs)) (local.get $c2))))
-      (f32.store (i32.add (local.get $m) (local.get $i)) (local.get $ms))
-      (f32.store (i32.add (local.get $v) (local.get $i)) (local.get $vs))
-      (f32.store (i32.add (local.get $out) (local.get $i))
-        (f32.add
-          (f32.mul
-            (f32.div (f32.mul (local.get $ms) (local.get $inv1))
-                     (f32.add (f32.sqrt (f32.mul (local.get $vs) (local.get $inv2))) (local.get $eps)))
-            (local.get $nlr))
-          (f32.load (i32.add (local.get $p) (local.get $i)))))
+${adamUpdate(false)}
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $sl))))
 
@@ -648,55 +577,39 @@ export const KERNELS_WAT = String.raw`
         (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N)))))
       (br $jl))))
 
-  ;; o[M, N] += a^T . b for a [K, M], b [K, N] (a weight gradient x^T . dy), M and N multiples
-  ;; of 4; aS, bS row strides in bytes, o's row stride is bS. The 4x8 tiles of conv_wgrad: 4 values
-  ;; of a row of a splatted against 8 of the same row of b, a strip of b at a time.
-  (func (export "gemm_tn") (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32)
+  ;; o[M, N] += a^T . b for a [K, M], b [K, N] (a weight gradient x^T . dy), N a multiple of 4, the
+  ;; rows of a readable up to M rounded up to 4 (only M rows of o are written); aS, bS row strides in
+  ;; bytes, o's row stride is bS. Tiles: 4 values of a row of a splatted against 8 (or 4) of the same
+  ;; row of b; 4 columns of a at a time against every strip of b (for conv2's filter gradient 0.5 ms
+  ;; faster than strips of b outermost).
+  (func $gemm_tn (export "gemm_tn") (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32)
     (param $o i32) (param $M i32) (param $N i32)
-    (local $i i32) (local $j i32)
-    (block $jd (loop $jl
-      (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
-      (local.set $i (i32.const 0))
-      (block $id (loop $il
-        (br_if $id (i32.ge_u (local.get $i) (local.get $M)))
+    (local $i i32) (local $j i32) (local $ai i32) (local $oi i32)
+    (block $id (loop $il
+      (br_if $id (i32.ge_u (local.get $i) (local.get $M)))
+      (local.set $ai (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2))))
+      (local.set $oi (i32.add (local.get $o) (i32.mul (local.get $i) (local.get $bS))))
+      (local.set $j (i32.const 0))
+      (block $jd (loop $jl
+        (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
         (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
-          (then (call $wgrad_tile8 (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))
-            (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K) (local.get $aS) (local.get $bS)
-            (i32.add (local.get $o) (i32.add (i32.mul (local.get $i) (local.get $bS)) (i32.shl (local.get $j) (i32.const 2))))
-            (i32.const 4)))
-          (else (call $wgrad_tile4 (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2)))
-            (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K) (local.get $aS) (local.get $bS)
-            (i32.add (local.get $o) (i32.add (i32.mul (local.get $i) (local.get $bS)) (i32.shl (local.get $j) (i32.const 2))))
-            (i32.const 4))))
-        (local.set $i (i32.add (local.get $i) (i32.const 4)))
-        (br $il)))
-      (local.set $j (i32.add (local.get $j)
-        (select (i32.const 8) (i32.const 4) (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N)))))
-      (br $jl))))
+          (then
+            (call $wgrad_tile8 (local.get $ai) (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K)
+              (local.get $aS) (local.get $bS) (i32.add (local.get $oi) (i32.shl (local.get $j) (i32.const 2))) (i32.sub (local.get $M) (local.get $i)))
+            (local.set $j (i32.add (local.get $j) (i32.const 8))))
+          (else
+            (call $wgrad_tile4 (local.get $ai) (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))) (local.get $K)
+              (local.get $aS) (local.get $bS) (i32.add (local.get $oi) (i32.shl (local.get $j) (i32.const 2))) (i32.sub (local.get $M) (local.get $i)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))))
+        (br $jl)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $il))))
 
   ;; Forward conv of few input channels, y [P, Co] = patches [P, KK] . w [KK, Co], Co a multiple
-  ;; of 4: patches gathered in blocks of pb positions as for conv_wgrad, then one gemm_acc per block.
-  (func (export "conv_fwd") (param $x i32) (param $w i32) (param $y i32) (param $cols i32) (param $PB i32)
-    (param $N i32) (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $Co i32)
-    (param $KH i32) (param $KW i32) (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32)
-    (param $top i32) (param $left i32)
-    (local $KK i32) (local $KKp i32) (local $P i32) (local $p0 i32) (local $pb i32)
-    (local.set $KK (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)))
-    (local.set $KKp (i32.and (i32.add (local.get $KK) (i32.const 3)) (i32.const -4)))
-    (local.set $P (i32.mul (local.get $N) (i32.mul (local.get $oH) (local.get $oW))))
-    (memory.fill (local.get $y) (i32.const 0) (i32.shl (i32.mul (local.get $P) (local.get $Co)) (i32.const 2)))
-    (block $done (loop $blocks
-      (br_if $done (i32.ge_u (local.get $p0) (local.get $P)))
-      (local.set $pb (i32.sub (local.get $P) (local.get $p0)))
-      (if (i32.gt_u (local.get $pb) (local.get $PB)) (then (local.set $pb (local.get $PB))))
-      (call $gather (local.get $x) (local.get $cols) (local.get $p0) (local.get $pb)
-        (local.get $H) (local.get $W) (local.get $Ci) (local.get $oH) (local.get $oW) (local.get $KH) (local.get $KW)
-        (local.get $sh) (local.get $sw) (local.get $dh) (local.get $dw) (local.get $top) (local.get $left))
-      (call $gemm_acc (local.get $cols) (i32.shl (local.get $KKp) (i32.const 2)) (local.get $w) (i32.shl (local.get $Co) (i32.const 2))
-        (local.get $KK) (i32.add (local.get $y) (i32.shl (i32.mul (local.get $p0) (local.get $Co)) (i32.const 2)))
-        (i32.shl (local.get $Co) (i32.const 2)) (local.get $pb) (local.get $Co))
-      (local.set $p0 (i32.add (local.get $p0) (local.get $pb)))
-      (br $blocks))))
+  ;; of 4: per block of positions, the patches gathered as for conv_wgrad, then one gemm_acc.
+${patchBlockKernel('conv_fwd', 'i32.mul (local.get $P) (local.get $Co)', `(call $gemm_acc (local.get $cols) (i32.shl (local.get $KKp) (i32.const 2)) (local.get $b) (i32.shl (local.get $Co) (i32.const 2))
+        (local.get $KK) (i32.add (local.get $o) (i32.shl (i32.mul (local.get $p0) (local.get $Co)) (i32.const 2)))
+        (i32.shl (local.get $Co) (i32.const 2)) (local.get $pb) (local.get $Co))`)}
 ${registerTile(4, 2)}${registerTile(4, 1)}${registerTile(1, 2)}${registerTile(1, 1)})
 `;
 
@@ -733,4 +646,57 @@ function registerTile(P: number, V: number): string {
   }
   lines.push('  )\n');
   return lines.join('\n') + '\n';
+}
+
+/**
+ * One Adam update at byte offset $i, on 4 lanes (the vector loop) or 1 (its tail); both widths
+ * from one text so that they cannot drift apart.
+ */
+function adamUpdate(vector: boolean): string {
+  const T = vector ? 'f32x4' : 'f32', ld = vector ? 'v128.load' : 'f32.load', st = vector ? 'v128.store' : 'f32.store';
+  const [b1, b2, c1, c2, i1, i2, eps, nlr] = vector
+    ? ['$B1', '$B2', '$C1', '$C2', '$I1', '$I2', '$E', '$L']
+    : ['$b1', '$b2', '$c1', '$c2', '$inv1', '$inv2', '$eps', '$nlr'];
+  const [g, m, v] = vector ? ['$gv', '$mv', '$vv'] : ['$gs', '$ms', '$vs'];
+  const at = (base: string) => `(i32.add (local.get ${base}) (local.get $i))`;
+  return `      (local.set ${g} (${ld} ${at('$g')}))
+      (local.set ${m} (${T}.add (${T}.mul (${ld} ${at('$m')}) (local.get ${b1})) (${T}.mul (local.get ${g}) (local.get ${c1}))))
+      (local.set ${v} (${T}.add (${T}.mul (${ld} ${at('$v')}) (local.get ${b2}))
+        (${T}.mul (${T}.mul (local.get ${g}) (local.get ${g})) (local.get ${c2}))))
+      (${st} ${at('$m')} (local.get ${m}))
+      (${st} ${at('$v')} (local.get ${v}))
+      (${st} ${at('$out')}
+        (${T}.add
+          (${T}.mul
+            (${T}.div (${T}.mul (local.get ${m}) (local.get ${i1}))
+              (${T}.add (${T}.sqrt (${T}.mul (local.get ${v}) (local.get ${i2}))) (local.get ${eps})))
+            (local.get ${nlr}))
+          (${ld} ${at('$p')})))`;
+}
+
+/**
+ * A conv kernel over blocks of output positions (x, b, o, cols, PB, then the conv's geometry): o
+ * (outFloats floats) zeroed, then per block [p0, p0+pb) the patches gathered into cols [pb, KKp]
+ * and `perBlock` run (it sees $b, $o, $cols, $p0, $pb, $KK, $KKp, $Co).
+ */
+function patchBlockKernel(name: string, outFloats: string, perBlock: string): string {
+  return `  (func (export "${name}") (param $x i32) (param $b i32) (param $o i32) (param $cols i32) (param $PB i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $Ci i32) (param $oH i32) (param $oW i32) (param $Co i32)
+    (param $KH i32) (param $KW i32) (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32)
+    (param $top i32) (param $left i32)
+    (local $KK i32) (local $KKp i32) (local $P i32) (local $p0 i32) (local $pb i32)
+    (local.set $KK (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)))
+    (local.set $KKp (i32.and (i32.add (local.get $KK) (i32.const 3)) (i32.const -4)))
+    (local.set $P (i32.mul (local.get $N) (i32.mul (local.get $oH) (local.get $oW))))
+    (memory.fill (local.get $o) (i32.const 0) (i32.shl (${outFloats}) (i32.const 2)))
+    (block $done (loop $blocks
+      (br_if $done (i32.ge_u (local.get $p0) (local.get $P)))
+      (local.set $pb (i32.sub (local.get $P) (local.get $p0)))
+      (if (i32.gt_u (local.get $pb) (local.get $PB)) (then (local.set $pb (local.get $PB))))
+      (call $gather (local.get $x) (local.get $cols) (local.get $p0) (local.get $pb)
+        (local.get $H) (local.get $W) (local.get $Ci) (local.get $oH) (local.get $oW) (local.get $KH) (local.get $KW)
+        (local.get $sh) (local.get $sw) (local.get $dh) (local.get $dw) (local.get $top) (local.get $left))
+      ${perBlock}
+      (local.set $p0 (i32.add (local.get $p0) (local.get $pb)))
+      (br $blocks))))`;
 }

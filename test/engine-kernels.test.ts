@@ -369,6 +369,37 @@ test('SIMD matrix products (first use of a right operand, A^T . B) and few-chann
   }
 });
 
+test('Tile, Mean over leading axes, channel Sub / Multiply (batch-norm gradients) equal cpu', async () => {
+  const rng = createRng(707);
+  const tiles: Array<{ shape: number[]; reps: number[]; dtype?: 'int32' }> = [
+    { shape: [1, 1, 1, 64], reps: [64, 7, 7, 1] }, // one row repeated (batch norm)
+    { shape: [1, 1, 1, 5], reps: [9, 11, 13, 2] },
+    { shape: [3, 1, 4, 6], reps: [2, 40, 3, 5] }, // rows from several sources, short rows
+    { shape: [2, 3, 40], reps: [30, 2, 2] },
+    { shape: [7, 33], reps: [20, 30], dtype: 'int32' },
+    { shape: [2, 2], reps: [3, 3] }, // small: wasm's own
+  ];
+  for (const c of tiles) {
+    const v = randn(rng, size(c.shape)).map((x) => (c.dtype ? Math.round(x * 100) : x));
+    const fn = () => [tf.tile(tf.tensor(v, c.shape, c.dtype ?? 'float32'), c.reps)];
+    const [a] = await on('wasm', fn);
+    const [b] = await on('cpu', fn);
+    assert.deepEqual(Array.from(a), Array.from(b), `tile ${JSON.stringify(c)}`);
+  }
+  for (const shape of [[64, 7, 7, 64], [5, 13, 11, 7], [3000, 6]]) {
+    const C = shape[shape.length - 1];
+    const xv = randn(rng, size(shape)), cv = randn(rng, C);
+    const axes = shape.slice(0, -1).map((_, i) => i);
+    const fn = () => {
+      const x = tf.tensor(xv, shape), c = tf.tensor1d(cv), c4 = tf.tensor(cv, [...shape.slice(0, -1).map(() => 1), C]);
+      return [tf.mean(x, axes), tf.mean(x, axes, true), tf.sub(x, c), tf.sub(x, c4), tf.mul(x, c), tf.mul(c4, x)];
+    };
+    const a = await on('wasm', fn);
+    const b = await on('cpu', fn);
+    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], b[i]) <= 1e-5, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], b[i])}`);
+  }
+});
+
 test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
   const { readFileSync } = await import('node:fs');
   const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');

@@ -1,10 +1,13 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { f32, pair, type KernelArgs, type WasmBackend } from './util.js';
+import { simdKernels } from '../simd/module.js';
+import { f32, pair, ptr, type KernelArgs, type WasmBackend } from './util.js';
 
 /**
  * Depthwise conv gradients for wasm as direct loops over the wasm heap (channels innermost, so the
  * inner loops are contiguous). Depthwise convs cost C*K*K per output, so these stay cheap; they
- * support any channel multiplier, strides, dilations and padding.
+ * support any channel multiplier, strides, dilations and padding. With channel multiplier 1 (the
+ * usual) the SIMD dw_dgrad / dw_wgrad run the same loops a vector of channels at a time
+ * (dw-cnn: 6-7 ms a kernel in JS -> well under 1 ms).
  */
 export function makeDepthwiseKernels(tf: typeof tfType) {
   function info(xShape: number[], filterShape: number[], attrs: Record<string, unknown>) {
@@ -26,6 +29,11 @@ export function makeDepthwiseKernels(tf: typeof tfType) {
     const out = backend.makeOutput([N, H, W, C], 'float32');
     const dx = f32(backend, out), g = f32(backend, dy), w = f32(backend, filter);
     dx.fill(0);
+    const simd = simdKernels();
+    if (simd && M === 1) {
+      simd.dw_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, filter), 0, N, H, W, C, oH, oW, KH, KW, sh, sw, dh, dw, top, left);
+      return out;
+    }
     for (let n = 0; n < N; n++)
       for (let oh = 0; oh < oH; oh++)
         for (let kh = 0; kh < KH; kh++) {
@@ -62,6 +70,19 @@ export function makeDepthwiseKernels(tf: typeof tfType) {
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = ci;
     const M = CM / C;
     const top = ci.padInfo.top, left = ci.padInfo.left;
+    const simd = simdKernels();
+    if (simd && M === 1) {
+      const scratch = backend.makeOutput([KH * KW * C], 'float32');
+      const totals = backend.makeOutput([2 * KH * KW * C], 'float32'); // float64 sums
+      f32(backend, totals).fill(0);
+      simd.dw_wgrad(ptr(backend, x), ptr(backend, dy), ptr(backend, scratch), ptr(backend, totals), N, H, W, C, oH, oW, KH, KW, sh, sw, dh, dw, top, left);
+      const out = backend.makeOutput(filterShape, 'float32');
+      const t = f32(backend, totals);
+      f32(backend, out).set(new Float64Array(t.buffer, t.byteOffset, KH * KW * C));
+      backend.disposeData(scratch.dataId);
+      backend.disposeData(totals.dataId);
+      return out;
+    }
     const acc = new Float64Array(KH * KW * CM);
     const xs = f32(backend, x), g = f32(backend, dy);
     for (let n = 0; n < N; n++)

@@ -20,14 +20,17 @@ const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
  *   step, 3 of the largest activation); wasm's Identity copies the bytes (2.3 ms a step). Tensors
  *   are immutable (no kernel writes its inputs; variables are re-assigned, never written in place),
  *   so a clone shares the data by reference count, as tfjs's cpu backend and wasm's Reshape do.
- * - Relu, Add of a bias ([..., C] + [C]) and the ReLU gradient run as SIMD loops (./simd): wasm's
- *   Add broadcasts element by element (1.2 ms for LeNet-5's first conv output) and the gradient was
- *   three kernels (step, cast, mul: 2.75 ms); a one-pass JS loop was slower still (4.2 ms).
+ * - Relu, Add / Sub / Multiply of a channel vector ([..., C] with [C]) and the ReLU gradient run as
+ *   SIMD loops (./simd): wasm broadcasts element by element (a bias add on LeNet-5's first conv
+ *   output: 1.2 ms) and the gradient was three kernels (step, cast, mul: 2.75 ms); a one-pass JS
+ *   loop was slower still (4.2 ms).
  */
 export function makeElementwiseKernels(tf: typeof tfType) {
   const originalIdentity = wasmKernel(tf, 'Identity');
   const originalRelu = wasmKernel(tf, 'Relu');
   const originalAdd = wasmKernel(tf, 'Add');
+  const originalSub = wasmKernel(tf, 'Sub');
+  const originalMultiply = wasmKernel(tf, 'Multiply');
 
   function identity(args: KernelArgs): tfType.TensorInfo {
     const { x } = args.inputs;
@@ -47,23 +50,29 @@ export function makeElementwiseKernels(tf: typeof tfType) {
     return out;
   }
 
-  /** a + b where one side is a vector over the other's last axis (a bias); anything else goes to wasm's Add. */
-  function add(args: KernelArgs): tfType.TensorInfo {
-    const backend = args.backend as WasmBackend;
-    const { a, b } = args.inputs;
-    const simd = simdKernels();
-    if (simd && a.dtype === 'float32' && b.dtype === 'float32') {
-      const [big, vec] = a.shape.length >= b.shape.length ? [a, b] : [b, a];
-      const C = big.shape[big.shape.length - 1];
-      const n = sizeOf(big.shape);
-      const isBias = big.shape.length >= 2 && sizeOf(vec.shape) === C && vec.shape[vec.shape.length - 1] === C && vec.shape.length <= big.shape.length;
-      if (isBias && C >= 4 && n >= MIN_ELEMENTS) {
-        const out = backend.makeOutput(big.shape, 'float32');
-        simd.bias_add(ptr(backend, big), ptr(backend, vec), ptr(backend, out), n / C, C);
-        return out;
+  /**
+   * a (+ - *) b where one side is a vector over the other's last axis ([..., C] with [C] or
+   * [1, ..., 1, C]: a bias, batch norm's mean and scale); anything else goes to wasm's kernel.
+   * Sub only with the vector on the right (x - mean).
+   */
+  function channelOp(kind: 'bias_add' | 'channel_sub' | 'channel_mul', original: KernelImpl, commutes: boolean) {
+    return (args: KernelArgs): tfType.TensorInfo => {
+      const backend = args.backend as WasmBackend;
+      const { a, b } = args.inputs;
+      const simd = simdKernels();
+      if (simd && a.dtype === 'float32' && b.dtype === 'float32') {
+        const [big, vec] = a.shape.length >= b.shape.length || !commutes ? [a, b] : [b, a];
+        const C = big.shape[big.shape.length - 1];
+        const n = sizeOf(big.shape);
+        const isChannel = big.shape.length >= 2 && sizeOf(vec.shape) === C && vec.shape[vec.shape.length - 1] === C && vec.shape.length <= big.shape.length;
+        if (isChannel && sizeOf(big.shape) > C && C >= 4 && n >= MIN_ELEMENTS) {
+          const out = backend.makeOutput(big.shape, 'float32');
+          simd[kind](ptr(backend, big), ptr(backend, vec), ptr(backend, out), n / C, C);
+          return out;
+        }
       }
-    }
-    return originalAdd(args);
+      return original(args);
+    };
   }
 
   /** dy where x > 0, else 0: the ReLU gradient in one pass. */
@@ -78,7 +87,14 @@ export function makeElementwiseKernels(tf: typeof tfType) {
     return out;
   }
 
-  return { identity: identity as KernelImpl, relu: relu as KernelImpl, add: add as KernelImpl, reluGrad: reluGrad as KernelImpl };
+  return {
+    identity: identity as KernelImpl,
+    relu: relu as KernelImpl,
+    add: channelOp('bias_add', originalAdd, true) as KernelImpl,
+    sub: channelOp('channel_sub', originalSub, false) as KernelImpl,
+    multiply: channelOp('channel_mul', originalMultiply, true) as KernelImpl,
+    reluGrad: reluGrad as KernelImpl,
+  };
 }
 
 /**

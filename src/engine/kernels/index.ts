@@ -7,13 +7,15 @@ import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
 import { makeElementwiseKernels, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
+import { makeShapeKernels } from './shape.js';
 import type { KernelImpl } from './util.js';
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
- * Sum over leading axes, Identity without a copy, Relu, bias Add, Conv2D of few input channels,
+ * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
+ * vector, Conv2D of few input channels,
  * BatchMatMul of a right operand XNNPACK has not packed) and a one-pass ReLU gradient.
  */
 export const WASM_KERNEL_NAMES = [
@@ -28,6 +30,10 @@ export const WASM_KERNEL_NAMES = [
   'Identity',
   'Relu',
   'Add',
+  'Sub',
+  'Multiply',
+  'Mean',
+  'Tile',
   'Conv2D',
   RELU_GRAD_KERNEL,
 ] as const;
@@ -45,6 +51,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const seg = makeSegmentKernels(tf);
   const mm = makeMatMulKernels(tf);
   const reduce = makeReduceKernels(tf);
+  const shape = makeShapeKernels(tf);
   const ew = makeElementwiseKernels(tf);
   const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
@@ -60,6 +67,10 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Relu: ew.relu,
     Conv2D: conv.conv2DForward,
     Add: ew.add,
+    Sub: ew.sub,
+    Multiply: ew.multiply,
+    Mean: reduce.mean,
+    Tile: shape.tile,
     [RELU_GRAD_KERNEL]: ew.reluGrad,
   };
   for (const name of WASM_KERNEL_NAMES) {

@@ -15,7 +15,26 @@ const MIN_ELEMENTS = 1 << 14;
 export function makeReduceKernels(tf: typeof tfType) {
   const original = wasmKernel(tf, 'Sum');
 
+  const originalMean = wasmKernel(tf, 'Mean');
+
+  /** Mean over leading axes ([N,H,W,C] -> [C], batch norm's statistics): the sum below, divided. */
+  function mean(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { x } = args.inputs;
+    const out = leadingSum(args);
+    if (!out) return originalMean(args);
+    const R = x.shape.reduce((a, b) => a * b, 1) / out.shape.reduce((a, b) => a * b, 1);
+    const o = f32(backend, out);
+    for (let c = 0; c < o.length; c++) o[c] = o[c] / R;
+    return out;
+  }
+
   function sum(args: KernelArgs): tfType.TensorInfo {
+    return leadingSum(args) ?? original(args);
+  }
+
+  /** The sum over leading axes, or undefined where the wasm kernel should reduce. */
+  function leadingSum(args: KernelArgs): tfType.TensorInfo | undefined {
     const backend = args.backend as WasmBackend;
     const { x } = args.inputs;
     const attrs = args.attrs ?? {};
@@ -23,7 +42,7 @@ export function makeReduceKernels(tf: typeof tfType) {
     const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
     const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
     const size = x.shape.reduce((a, b) => a * b, 1);
-    if (x.dtype !== 'float32' || !leading || size < MIN_ELEMENTS) return original(args);
+    if (x.dtype !== 'float32' || !leading || size < MIN_ELEMENTS) return undefined;
     const kept = x.shape.slice(axes.length);
     const C = kept.reduce((a, b) => a * b, 1), R = size / C;
     const outShape = attrs.keepDims ? [...axes.map(() => 1), ...kept] : kept;
@@ -51,5 +70,5 @@ export function makeReduceKernels(tf: typeof tfType) {
     for (let c = 0; c < C; c++) o[c] = part[c] + part[C + c] + part[2 * C + c] + part[3 * C + c];
     return out;
   }
-  return { sum: sum as KernelImpl };
+  return { sum: sum as KernelImpl, mean: mean as KernelImpl };
 }

@@ -39,26 +39,8 @@ export const KERNELS_WAT = String.raw`
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
 
-  ;; o[r, c] = x[r, c] + b[c] for rows x C, C >= 4 (a bias add)
-  (func (export "bias_add") (param $x i32) (param $b i32) (param $o i32) (param $rows i32) (param $C i32)
-    (local $row i32) (local $c i32) (local $last i32) (local $end i32)
-    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
-    (local.set $end (i32.add (local.get $x) (i32.shl (i32.mul (local.get $rows) (local.get $C)) (i32.const 2))))
-    (block $done
-      (loop $rl
-        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (local.set $c (i32.const 0))
-        (loop $cl
-          (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
-          (v128.store (i32.add (local.get $o) (local.get $c))
-            (f32x4.add (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $b) (local.get $c)))))
-          (local.set $c (i32.add (local.get $c) (i32.const 16)))
-          (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
-        (local.set $row (i32.shl (local.get $C) (i32.const 2)))
-        (local.set $x (i32.add (local.get $x) (local.get $row)))
-        (local.set $o (i32.add (local.get $o) (local.get $row)))
-        (br $rl))))
-
+  ;; o[r, c] = x[r, c] (+ - *) b[c] for rows x C, C >= 4 (a bias add; batch norm's centring and scaling)
+${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${channelOp('channel_mul', 'f32x4.mul')}
   ;; out[c] = sum over rows of x[r, c], C >= 4, rows >= 1. Blocks of up to 64 rows are summed in
   ;; float32 registers and the block sums added into float64 accumulators at acc (2*C*4 bytes of
   ;; scratch, zeroed here), so the error stays that of a 64-term float32 sum.
@@ -132,6 +114,37 @@ export const KERNELS_WAT = String.raw`
         (local.set $s (i32.add (local.get $s) (i32.const 4)))
         (br $t))))
 
+  ;; d[0..bytes) += a[0..bytes) * b[0..bytes) (vectors, then a scalar tail)
+  (func $madd_run (param $d i32) (param $a i32) (param $b i32) (param $bytes i32)
+    (local $end i32) (local $vend i32)
+    (local.set $end (i32.add (local.get $d) (local.get $bytes)))
+    (local.set $vend (i32.add (local.get $d) (i32.and (local.get $bytes) (i32.const -16))))
+    (block $vd (loop $v
+      (br_if $vd (i32.ge_u (local.get $d) (local.get $vend)))
+      (v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (f32x4.mul (v128.load (local.get $a)) (v128.load (local.get $b)))))
+      (local.set $d (i32.add (local.get $d) (i32.const 16)))
+      (local.set $a (i32.add (local.get $a) (i32.const 16)))
+      (local.set $b (i32.add (local.get $b) (i32.const 16)))
+      (br $v)))
+    (block $sd (loop $t
+      (br_if $sd (i32.ge_u (local.get $d) (local.get $end)))
+      (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.mul (f32.load (local.get $a)) (f32.load (local.get $b)))))
+      (local.set $d (i32.add (local.get $d) (i32.const 4)))
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      (local.set $b (i32.add (local.get $b) (i32.const 4)))
+      (br $t))))
+
+${depthwiseKernel('dw_dgrad', '(call $madd_run (i32.add (local.get $x) (local.get $xo)) (local.get $gp) (i32.add (local.get $w) (local.get $wo)) (local.get $cb))', '')}
+${depthwiseKernel('dw_wgrad', '(call $madd_run (i32.add (local.get $w) (local.get $wo)) (i32.add (local.get $x) (local.get $xo)) (local.get $gp) (local.get $cb))', `
+      ;; one image summed in float32 at w; added into the float64 totals at acc
+      (local.set $k (i32.const 0))
+      (block $ad (loop $al
+        (br_if $ad (i32.ge_u (local.get $k) (local.get $wb)))
+        (f64.store (i32.add (local.get $acc) (i32.shl (local.get $k) (i32.const 1)))
+          (f64.add (f64.load (i32.add (local.get $acc) (i32.shl (local.get $k) (i32.const 1))))
+            (f64.promote_f32 (f32.load (i32.add (local.get $w) (local.get $k))))))
+        (local.set $k (i32.add (local.get $k) (i32.const 4)))
+        (br $al)))`)}
   ;; col2im for the input gradient (dilation 1): dx [N,H,W,Ci] (zeroed by the caller) +=
   ;; cols [N*oH*oW, KH*KW*Ci] scattered back to the input positions each row was taken from.
   ;; For one output position and kernel row, the in-bounds taps form one contiguous run of dx.
@@ -699,4 +712,82 @@ function patchBlockKernel(name: string, outFloats: string, perBlock: string): st
       ${perBlock}
       (local.set $p0 (i32.add (local.get $p0) (local.get $pb)))
       (br $blocks))))`;
+}
+
+/** o[r, c] = x[r, c] <op> b[c] over rows of C >= 4 floats; the last vector of a row may overlap. */
+function channelOp(name: string, op: string): string {
+  return `  (func (export "${name}") (param $x i32) (param $b i32) (param $o i32) (param $rows i32) (param $C i32)
+    (local $c i32) (local $last i32) (local $end i32) (local $row i32)
+    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
+    (local.set $row (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $row))))
+    (block $done
+      (loop $rl
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $c (i32.const 0))
+        (loop $cl
+          (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
+          (v128.store (i32.add (local.get $o) (local.get $c))
+            (${op} (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $b) (local.get $c)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
+        (local.set $x (i32.add (local.get $x) (local.get $row)))
+        (local.set $o (i32.add (local.get $o) (local.get $row)))
+        (br $rl))))
+`;
+}
+
+/**
+ * Depthwise conv gradients, channel multiplier 1, any strides, dilations and padding: for every
+ * output position and in-bounds tap, one multiply-add run over the C channels (`madd`, reading
+ * the tap's input row at $x + $xo, the filter tap at $w + $wo, dy at $gp, $cb bytes). dw_dgrad:
+ * x is dx (zeroed by the caller) and w the filter. dw_wgrad: x is the input, w a float32 scratch
+ * of KH*KW*C re-zeroed per image, and `perImage` folds it into float64 totals at $acc.
+ */
+function depthwiseKernel(name: string, madd: string, perImage: string): string {
+  return `  (func (export "${name}") (param $x i32) (param $dy i32) (param $w i32) (param $acc i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $C i32) (param $oH i32) (param $oW i32)
+    (param $KH i32) (param $KW i32) (param $sh i32) (param $sw i32) (param $dh i32) (param $dw i32)
+    (param $top i32) (param $left i32)
+    (local $n i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $kw i32) (local $ih i32) (local $iw i32)
+    (local $cb i32) (local $gp i32) (local $xo i32) (local $wo i32) (local $wb i32) (local $k i32)
+    (local.set $cb (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $wb (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $cb)))
+    (local.set $gp (local.get $dy))
+    (block $nd (loop $nl
+      (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
+      ${perImage ? '(memory.fill (local.get $w) (i32.const 0) (local.get $wb))' : ''}
+      (local.set $oh (i32.const 0))
+      (block $hd (loop $hl
+        (br_if $hd (i32.ge_u (local.get $oh) (local.get $oH)))
+        (local.set $ow (i32.const 0))
+        (block $wd (loop $wl
+          (br_if $wd (i32.ge_u (local.get $ow) (local.get $oW)))
+          (local.set $kh (i32.const 0))
+          (block $khd (loop $khl
+            (br_if $khd (i32.ge_u (local.get $kh) (local.get $KH)))
+            (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (i32.mul (local.get $kh) (local.get $dh))))
+            (if (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $H)))
+              (then
+                (local.set $kw (i32.const 0))
+                (block $kwd (loop $kwl
+                  (br_if $kwd (i32.ge_u (local.get $kw) (local.get $KW)))
+                  (local.set $iw (i32.add (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)) (i32.mul (local.get $kw) (local.get $dw))))
+                  (if (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.lt_s (local.get $iw) (local.get $W)))
+                    (then
+                      (local.set $xo (i32.mul (i32.add (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $W)) (local.get $iw)) (local.get $cb)))
+                      (local.set $wo (i32.mul (i32.add (i32.mul (local.get $kh) (local.get $KW)) (local.get $kw)) (local.get $cb)))
+                      ${madd}))
+                  (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+                  (br $kwl)))))
+            (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+            (br $khl)))
+          (local.set $gp (i32.add (local.get $gp) (local.get $cb)))
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $wl)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $hl)))${perImage}
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $nl))))
+`;
 }

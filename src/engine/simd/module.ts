@@ -8,6 +8,8 @@ export interface SimdKernels {
   relu_grad(dy: number, x: number, out: number, n: number): void;
   relu(x: number, out: number, n: number): void;
   bias_add(x: number, bias: number, out: number, rows: number, channels: number): void;
+  channel_sub(x: number, v: number, out: number, rows: number, channels: number): void;
+  channel_mul(x: number, v: number, out: number, rows: number, channels: number): void;
   sum_rows(x: number, out: number, scratch: number, rows: number, channels: number): void;
   col2im_add(dx: number, cols: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
@@ -24,6 +26,10 @@ export interface SimdKernels {
     Ci: number, oH: number, oW: number, Co: number, KH: number, KW: number, sh: number, sw: number, dh: number, dw: number,
     top: number, left: number): void;
   pad_columns(src: number, dst: number, rows: number, C: number, Cp: number): void;
+  dw_dgrad(dx: number, dy: number, filter: number, unused: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
+    KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
+  dw_wgrad(x: number, dy: number, scratch: number, acc: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
+    KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 

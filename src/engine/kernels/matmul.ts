@@ -2,6 +2,9 @@ import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
 import { f32, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
+/** Below this many multiply-adds XNNPACK's call is as cheap as ours, packing included. */
+const SIMD_GEMM_MIN_MACS = 1 << 16;
+
 /**
  * BatchMatMul for wasm with transposed operands. tfjs-backend-wasm's kernel is fast (XNNPACK) only
  * without transposes and ~10x slower with transposeA/transposeB (29 ms vs 2.3 ms for the 800x64 .
@@ -13,9 +16,6 @@ import { f32, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBacken
  * op(A)^T, transpose C back), whichever moves fewer floats. Measured on a dense layer's input
  * gradient dy[64,500] . W[800,500]^T: 5.7 ms directly (transpose + pack 400k floats) vs ~2.5 ms.
  */
-/** Below this many multiply-adds XNNPACK's call is as cheap as ours, packing included. */
-const SIMD_GEMM_MIN_MACS = 1 << 16;
-
 export function makeMatMulKernels(tf: typeof tfType) {
   const seenRight = new WeakSet<object>();
   const original = wasmKernel(tf, 'BatchMatMul');

@@ -400,6 +400,30 @@ test('Tile, Mean over leading axes, channel Sub / Multiply (batch-norm gradients
   }
 });
 
+test("'same' padding that only one axis needs (tfjs-wasm computes zeros there) is right on wasm", async () => {
+  // A 1x3 filter with stride 2 on 10 rows: no padding on H, 1+1 on W. tfjs-backend-wasm 4.22 passes
+  // 'same' to XNNPACK as its SAME flag and gets all zeros; compress passes the padding explicitly.
+  const xv = Float32Array.from({ length: 2 * 10 * 11 * 6 }, (_, i) => Math.sin(i));
+  for (const [KH, KW, sh, sw] of [[1, 3, 2, 2], [3, 1, 1, 3], [1, 5, 2, 1]]) {
+    const wv = Float32Array.from({ length: KH * KW * 6 * 6 }, (_, i) => Math.cos(i));
+    const dv = Float32Array.from({ length: KH * KW * 6 }, (_, i) => Math.cos(2 * i));
+    const bias = Float32Array.from({ length: 6 }, (_, i) => 0.1 * i);
+    const fn = () => {
+      const x = tf.tensor4d(xv, [2, 10, 11, 6]), w = tf.tensor4d(wv, [KH, KW, 6, 6]), d = tf.tensor4d(dv, [KH, KW, 6, 1]), b = tf.tensor1d(bias);
+      const s: [number, number] = [sh, sw];
+      return [
+        tf.conv2d(x, w, s, 'same'),
+        tf.depthwiseConv2d(x, d, s, 'same'),
+        tf.fused.conv2d({ x, filter: w, strides: s, pad: 'same', bias: b, activation: 'relu' }),
+        tf.fused.depthwiseConv2d({ x, filter: d, strides: s, pad: 'same', bias: b, activation: 'relu' }),
+      ];
+    };
+    const a = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], c[i]) <= TOL, `${['conv', 'depthwise', 'fused conv', 'fused depthwise'][i]} ${KH}x${KW} stride ${sh}x${sw}: err ${relErr(a[i], c[i])}`);
+  }
+});
+
 test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
   const { readFileSync } = await import('node:fs');
   const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');

@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
 import { assertNHWC, f32, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { explicitSamePadding } from './padding.js';
 
 /** Input channels from which the filter gradient without SIMD is computed as a conv (see backpropFilterAsConv). */
 const CONV_WGRAD_MIN_CI = 8;
@@ -308,7 +309,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const df = attrs.dataFormat;
     const Ci = x.shape[3], Co = filter.shape[3];
     if (!simd || x.dtype !== 'float32' || filter.dtype !== 'float32' || (df != null && df !== 'NHWC' && df !== 'channelsLast') || Ci > CONV_FWD_MAX_CI || Co % 4 !== 0) {
-      return conv2d(args);
+      return conv2d(explicitSamePadding(tf, args, false));
     }
     const info = tf.backend_util.computeConv2DInfo(
       x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides as [number, number],

@@ -8,6 +8,7 @@ import { makeReduceKernels } from './reduce.js';
 import { makeElementwiseKernels, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
 import { makeShapeKernels } from './shape.js';
+import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
 
 /**
@@ -15,7 +16,7 @@ import type { KernelImpl } from './util.js';
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
  * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
- * vector, Conv2D of few input channels,
+ * vector, Conv2D of few input channels, convs with 'same' padding made explicit (a tfjs-wasm bug),
  * BatchMatMul of a right operand XNNPACK has not packed) and a one-pass ReLU gradient.
  */
 export const WASM_KERNEL_NAMES = [
@@ -35,6 +36,9 @@ export const WASM_KERNEL_NAMES = [
   'Mean',
   'Tile',
   'Conv2D',
+  'FusedConv2D',
+  'DepthwiseConv2dNative',
+  'FusedDepthwiseConv2D',
   RELU_GRAD_KERNEL,
 ] as const;
 
@@ -52,6 +56,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const mm = makeMatMulKernels(tf);
   const reduce = makeReduceKernels(tf);
   const shape = makeShapeKernels(tf);
+  const padding = makePaddingFixes(tf);
   const ew = makeElementwiseKernels(tf);
   const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
@@ -66,6 +71,9 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Identity: ew.identity,
     Relu: ew.relu,
     Conv2D: conv.conv2DForward,
+    FusedConv2D: padding.fusedConv2D,
+    DepthwiseConv2dNative: padding.depthwiseConv2dNative,
+    FusedDepthwiseConv2D: padding.fusedDepthwiseConv2D,
     Add: ew.add,
     Sub: ew.sub,
     Multiply: ew.multiply,

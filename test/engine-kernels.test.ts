@@ -424,6 +424,40 @@ test("'same' padding that only one axis needs (tfjs-wasm computes zeros there) i
   }
 });
 
+test('random differential check vs cpu: conv forward and gradients, pooling, products, reductions, tile, depthwise (seeded)', async () => {
+  // Shapes around the SIMD kernels' edges: 1-9 input channels, channel counts that are and are not
+  // multiples of 4, strides, 'same' and 'valid', odd sizes. (This is how the padding bug was found.)
+  const rng = createRng(808);
+  for (let it = 0; it < 25; it++) {
+    const N = int(rng, 1, 6), H = int(rng, 3, 16), W = int(rng, 3, 16), Ci = int(rng, 1, 9), Co = [4, 8, 12, 5, 16, 20, 3][int(rng, 0, 6)];
+    const KH = int(rng, 1, Math.min(5, H)), KW = int(rng, 1, Math.min(5, W));
+    const s = rng() < 0.6 ? 1 : int(rng, 1, 3), pad = rng() < 0.5 ? 'valid' : 'same';
+    const M = int(rng, 1, 70), K = int(rng, 1, 300), Nn = [4, 8, 12, 100, 36, 7][int(rng, 0, 5)];
+    const v = {
+      x: randn(rng, N * H * W * Ci), w: randn(rng, KH * KW * Ci * Co), b: randn(rng, Co), d: randn(rng, KH * KW * Ci),
+      A: randn(rng, M * K), B: randn(rng, K * Nn), C: randn(rng, M * Nn), t: randn(rng, Co),
+    };
+    const fn = () => {
+      const x = tf.tensor4d(v.x, [N, H, W, Ci]), w = tf.tensor4d(v.w, [KH, KW, Ci, Co]), b = tf.tensor1d(v.b);
+      const y = tf.conv2d(x, w, s, pad);
+      const out = [y, ...tf.grads((a, f) => tf.relu(tf.add(tf.conv2d(a as tfType.Tensor4D, f as tfType.Tensor4D, s, pad), b)).square().sum())([x, w])];
+      if (y.shape[1] >= 2 && y.shape[2] >= 2) out.push(tf.grad((a) => tf.maxPool(a as tfType.Tensor4D, 2, 2, 'valid').square().sum())(y));
+      const A = tf.tensor2d(v.A, [M, K]), B = tf.tensor2d(v.B, [K, Nn]);
+      out.push(tf.matMul(A, B), tf.matMul(A, tf.tensor2d(v.C, [M, Nn]), true, false));
+      out.push(tf.mean(y, [0, 1, 2]), tf.sum(y, [0, 1, 2]), tf.tile(tf.tensor4d(v.t, [1, 1, 1, Co]), [N, 3, 2, 1]));
+      const d = tf.tensor4d(v.d, [KH, KW, Ci, 1]);
+      out.push(...tf.grads((a, f) => tf.depthwiseConv2d(a as tfType.Tensor4D, f as tfType.Tensor4D, s, pad).square().sum())([x, d]));
+      return out;
+    };
+    const a = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    for (let i = 0; i < a.length; i++) {
+      const e = relErr(a[i], c[i]);
+      assert.ok(e <= 2e-4, `case ${it} output ${i} ${JSON.stringify({ x: [N, H, W, Ci], w: [KH, KW, Ci, Co], s, pad, mm: [M, K, Nn] })}: err ${e}`);
+    }
+  }
+});
+
 test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
   const { readFileSync } = await import('node:fs');
   const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');

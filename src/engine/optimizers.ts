@@ -60,7 +60,7 @@ export class FusedAdam {
       if (!variable) throw new Error(`FusedAdam: no variable named ${name}`);
       if (variable.dtype !== 'float32' || grad.dtype !== 'float32') throw new Error(`FusedAdam: ${name} is not float32`);
       const size = variable.size;
-      const simd = wasm ? simdKernels() : undefined;
+      const simd = wasm ? simdKernels(wasm) : undefined;
       if (wasm && simd) {
         let mv = this.heap.get(name);
         if (!mv) {

@@ -127,7 +127,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const wT = transpose({ inputs: { x: w2d }, backend, attrs: { perm: [1, 0] } });
     const out = backend.makeOutput([N, H, W, Ci], 'float32');
     f32(backend, out).fill(0);
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     const valid = top === 0 && left === 0 && oH === H - KH + 1 && oW === W - KW + 1;
     if (simd && sh === 1 && sw === 1 && dh === 1 && dw === 1 && valid && (KW * Ci) % 4 === 0) {
       // Fused gemm + col2im (LeNet-5 conv2: ~11-13 -> ~7 ms): see conv_dgrad in ../simd.
@@ -148,7 +148,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
       const rows = dyRows(backend, dy, info, n0, nb);
       const cols = matMul({ inputs: { a: rows.t, b: wT }, backend, attrs: { transposeA: false, transposeB: false } });
       if (rows.owned) backend.disposeData(rows.t.dataId);
-      const simd = simdKernels();
+      const simd = simdKernels(backend);
       if (simd && dw === 1) {
         const sampleBytes = H * W * Ci * 4;
         simd.col2im_add(ptr(backend, out) + n0 * sampleBytes, ptr(backend, cols), nb, H, W, Ci, oH, oW, KH, KW, sh, sw, top, left);
@@ -193,7 +193,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = info;
     const top = info.padInfo.top, left = info.padInfo.left;
     const KK = KH * KW * Ci;
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     if (simd) {
       // Direct SIMD kernel: no im2col of the whole batch, no packing of dy (LeNet-5 conv1: 7.6 -> 2.0 ms,
       // conv2: 11.3 ms as the conv below -> 7.6 ms).
@@ -305,7 +305,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     const backend = args.backend as WasmBackend;
     const { x, filter } = args.inputs;
     const attrs = args.attrs ?? {};
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     const df = attrs.dataFormat;
     const Ci = x.shape[3], Co = filter.shape[3];
     if (!simd || x.dtype !== 'float32' || filter.dtype !== 'float32' || (df != null && df !== 'NHWC' && df !== 'channelsLast') || Ci > CONV_FWD_MAX_CI || Co % 4 !== 0) {

@@ -29,7 +29,7 @@ export function makeDepthwiseKernels(tf: typeof tfType) {
     const out = backend.makeOutput([N, H, W, C], 'float32');
     const dx = f32(backend, out), g = f32(backend, dy), w = f32(backend, filter);
     dx.fill(0);
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     if (simd && M === 1) {
       simd.dw_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, filter), 0, N, H, W, C, oH, oW, KH, KW, sh, sw, dh, dw, top, left);
       return out;
@@ -70,7 +70,7 @@ export function makeDepthwiseKernels(tf: typeof tfType) {
     const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, filterHeight: KH, filterWidth: KW } = ci;
     const M = CM / C;
     const top = ci.padInfo.top, left = ci.padInfo.left;
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     if (simd && M === 1) {
       const scratch = backend.makeOutput([KH * KW * C], 'float32');
       const totals = backend.makeOutput([2 * KH * KW * C], 'float32'); // float64 sums

@@ -42,7 +42,7 @@ export function makeElementwiseKernels(tf: typeof tfType) {
   function relu(args: KernelArgs): tfType.TensorInfo {
     const backend = args.backend as WasmBackend;
     const { x } = args.inputs;
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     const n = sizeOf(x.shape);
     if (!simd || x.dtype !== 'float32' || n < MIN_ELEMENTS) return originalRelu(args);
     const out = backend.makeOutput(x.shape, 'float32');
@@ -59,7 +59,7 @@ export function makeElementwiseKernels(tf: typeof tfType) {
     return (args: KernelArgs): tfType.TensorInfo => {
       const backend = args.backend as WasmBackend;
       const { a, b } = args.inputs;
-      const simd = simdKernels();
+      const simd = simdKernels(backend);
       if (simd && a.dtype === 'float32' && b.dtype === 'float32') {
         const [big, vec] = a.shape.length >= b.shape.length || !commutes ? [a, b] : [b, a];
         const C = big.shape[big.shape.length - 1];
@@ -79,7 +79,7 @@ export function makeElementwiseKernels(tf: typeof tfType) {
   function reluGrad(args: KernelArgs): tfType.TensorInfo {
     const backend = args.backend as WasmBackend;
     const { dy, x } = args.inputs;
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     const n = sizeOf(x.shape);
     if (!simd || n < 4) throw new Error(`${RELU_GRAD_KERNEL} needs the SIMD kernels and >= 4 elements`);
     const out = backend.makeOutput(x.shape, 'float32');

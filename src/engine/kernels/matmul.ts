@@ -39,7 +39,7 @@ export function makeMatMulKernels(tf: typeof tfType) {
     if (size(aOuter) === 1 && size(bOuter) === 1 && a.dtype === 'float32' && m.dtype === 'float32') {
       const [ar, ac] = a.shape.slice(-2), [br, bc] = m.shape.slice(-2);
       const M = ta ? ac : ar, K = ta ? ar : ac, N = tb ? br : bc;
-      const simd = simdKernels();
+      const simd = simdKernels(backend);
       if (simd && ta && !tb && M % 4 === 0 && N % 4 === 0 && M * K * N >= SIMD_GEMM_MIN_MACS) {
         // A^T . B (a dense layer's weight gradient x^T . dy): SIMD tiles read both operands as they
         // are; no transposes, no packing (LeNet-5's 800x64 . 64x500: 3.1 -> ~2 ms).
@@ -70,7 +70,7 @@ export function makeMatMulKernels(tf: typeof tfType) {
       // which packs it on that call and reuses the packing after (inference over many batches).
       const fresh = !seenRight.has(m.dataId);
       seenRight.add(m.dataId);
-      const simd = simdKernels();
+      const simd = simdKernels(backend);
       if (fresh && simd && size(aOuter) === 1 && size(bOuter) === 1 && a.dtype === 'float32' && m.dtype === 'float32') {
         const [M, K] = a.shape.slice(-2), N = m.shape[m.shape.length - 1];
         if (N % 4 === 0 && M * K * N >= SIMD_GEMM_MIN_MACS) {

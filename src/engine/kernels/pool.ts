@@ -20,7 +20,7 @@ export function makePoolKernels(tf: typeof tfType) {
     const out = backend.makeOutput(input.shape, 'float32');
     const dx = f32(backend, out), xs = f32(backend, input), g = f32(backend, dy);
     if (eKH === 2 && eKW === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && oH === H >> 1 && oW === W >> 1) {
-      const simd = simdKernels();
+      const simd = simdKernels(backend);
       if (simd && C >= 4) {
         if (H & 1 || W & 1) dx.fill(0); // an odd last row/column belongs to no window
         simd.maxpool_grad_2x2(ptr(backend, out), ptr(backend, input), ptr(backend, dy), N, H, W, C);

@@ -47,7 +47,7 @@ export function makeReduceKernels(tf: typeof tfType) {
     const C = kept.reduce((a, b) => a * b, 1), R = size / C;
     const outShape = attrs.keepDims ? [...axes.map(() => 1), ...kept] : kept;
     const out = backend.makeOutput(outShape, 'float32');
-    const simd = simdKernels();
+    const simd = simdKernels(backend);
     if (simd && C >= 4) {
       const scratch = backend.makeOutput([2 * C], 'float32'); // C float64 accumulators
       simd.sum_rows(ptr(backend, x), ptr(backend, out), ptr(backend, scratch), R, C);

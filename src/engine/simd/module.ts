@@ -38,6 +38,7 @@ export const PREBUILT_WASM = new URL('./kernels.wasm', import.meta.url);
 export const PREBUILT_DIGEST = new URL('./kernels.wasm.sha256', import.meta.url);
 
 let kernels: SimdKernels | undefined;
+let boundMemory: WebAssembly.Memory | undefined;
 let compiled: WebAssembly.Module | undefined;
 
 /** sha256 of the kernels' text: a prebuilt binary is used only if it was assembled from exactly this. */
@@ -75,13 +76,24 @@ async function compile(): Promise<WebAssembly.Module> {
  * heaps: the kernels read and write tfjs's buffers in place. Idempotent per process.
  */
 export async function loadSimdKernels(memory: WebAssembly.Memory): Promise<SimdKernels> {
-  if (kernels) return kernels;
-  const instance = new WebAssembly.Instance(await compile(), { env: { memory } });
-  kernels = instance.exports as unknown as SimdKernels;
+  if (kernels && boundMemory === memory) return kernels;
+  return bind(await compile(), memory);
+}
+
+function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKernels {
+  kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SimdKernels;
+  boundMemory = memory;
   return kernels;
 }
 
-/** The loaded kernels, or undefined before the wasm backend has started (callers fall back to JS). */
-export function simdKernels(): SimdKernels | undefined {
-  return kernels;
+/**
+ * The loaded kernels, or undefined before the wasm backend has started (callers fall back to JS).
+ * Given the backend a kernel runs on, the kernels bound to that backend's heap: if tfjs has made a
+ * new wasm backend since (tf.engine().reset() does), they are bound to its heap first.
+ */
+export function simdKernels(backend?: unknown): SimdKernels | undefined {
+  if (!kernels || backend === undefined) return kernels;
+  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
+  if (memory === boundMemory) return kernels;
+  return memory instanceof WebAssembly.Memory && compiled ? bind(compiled, memory) : undefined;
 }

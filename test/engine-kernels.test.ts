@@ -369,7 +369,7 @@ test('SIMD matrix products (first use of a right operand, A^T . B) and few-chann
   }
 });
 
-test('Tile, Mean over leading axes, channel Sub / Multiply (batch-norm gradients) equal cpu', async () => {
+test('Tile, Mean over leading axes, channel Sub / Multiply, FusedBatchNorm (batch norm forward and gradients) equal cpu', async () => {
   const rng = createRng(707);
   const tiles: Array<{ shape: number[]; reps: number[]; dtype?: 'int32' }> = [
     { shape: [1, 1, 1, 64], reps: [64, 7, 7, 1] }, // one row repeated (batch norm)
@@ -392,7 +392,11 @@ test('Tile, Mean over leading axes, channel Sub / Multiply (batch-norm gradients
     const axes = shape.slice(0, -1).map((_, i) => i);
     const fn = () => {
       const x = tf.tensor(xv, shape), c = tf.tensor1d(cv), c4 = tf.tensor(cv, [...shape.slice(0, -1).map(() => 1), C]);
-      return [tf.mean(x, axes), tf.mean(x, axes, true), tf.sub(x, c), tf.sub(x, c4), tf.mul(x, c), tf.mul(c4, x)];
+      const v = tf.abs(c).add(0.5), o = tf.tensor1d(cv.map((q) => q * 3));
+      return [
+        tf.mean(x, axes), tf.mean(x, axes, true), tf.sub(x, c), tf.sub(x, c4), tf.mul(x, c), tf.mul(c4, x),
+        tf.batchNorm(x, c, v, o, c, 1e-3), tf.batchNorm(x, c, v), tf.batchNorm(x, c4, tf.reshape(v, c4.shape), undefined, c4, 0.1),
+      ];
     };
     const a = await on('wasm', fn);
     const b = await on('cpu', fn);

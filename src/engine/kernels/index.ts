@@ -16,7 +16,7 @@ import type { KernelImpl } from './util.js';
  * (Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter/Input, UnsortedSegmentSum) and faster
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
  * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
- * vector, Conv2D of few input channels, convs with 'same' padding made explicit (a tfjs-wasm bug),
+ * vector, Conv2D of few input channels, FusedBatchNorm, convs with 'same' padding made explicit (a tfjs-wasm bug),
  * BatchMatMul of a right operand XNNPACK has not packed) and a one-pass ReLU gradient.
  */
 export const WASM_KERNEL_NAMES = [
@@ -35,6 +35,7 @@ export const WASM_KERNEL_NAMES = [
   'Multiply',
   'Mean',
   'Tile',
+  'FusedBatchNorm',
   'Conv2D',
   'FusedConv2D',
   'DepthwiseConv2dNative',
@@ -79,6 +80,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Multiply: ew.multiply,
     Mean: reduce.mean,
     Tile: shape.tile,
+    FusedBatchNorm: ew.fusedBatchNorm,
     [RELU_GRAD_KERNEL]: ew.reluGrad,
   };
   for (const name of WASM_KERNEL_NAMES) {

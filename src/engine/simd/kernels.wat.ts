@@ -41,6 +41,31 @@ export const KERNELS_WAT = String.raw`
 
   ;; o[r, c] = x[r, c] (+ - *) b[c] for rows x C, C >= 4 (a bias add; batch norm's centring and scaling)
 ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${channelOp('channel_mul', 'f32x4.mul')}
+  ;; Batch norm: o[r, c] = (x[r, c] - mean[c]) * a[c] + off[c], a = scale / sqrt(variance + eps)
+  ;; precomputed per channel; C >= 4 (the last vector of a row may overlap)
+  (func (export "batch_norm") (param $x i32) (param $mean i32) (param $a i32) (param $off i32) (param $o i32)
+    (param $rows i32) (param $C i32)
+    (local $c i32) (local $last i32) (local $end i32) (local $row i32)
+    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
+    (local.set $row (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $row))))
+    (block $done (loop $rl
+      (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+      (local.set $c (i32.const 0))
+      (loop $cl
+        (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
+        (v128.store (i32.add (local.get $o) (local.get $c))
+          (f32x4.add
+            (f32x4.mul
+              (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $mean) (local.get $c))))
+              (v128.load (i32.add (local.get $a) (local.get $c))))
+            (v128.load (i32.add (local.get $off) (local.get $c)))))
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
+      (local.set $x (i32.add (local.get $x) (local.get $row)))
+      (local.set $o (i32.add (local.get $o) (local.get $row)))
+      (br $rl))))
+
   ;; out[c] = sum over rows of x[r, c], C >= 4, rows >= 1. Blocks of up to 64 rows are summed in
   ;; float32 registers and the block sums added into float64 accumulators at acc (2*C*4 bytes of
   ;; scratch, zeroed here), so the error stays that of a 64-term float32 sum.

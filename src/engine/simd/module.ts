@@ -10,6 +10,7 @@ export interface SimdKernels {
   bias_add(x: number, bias: number, out: number, rows: number, channels: number): void;
   channel_sub(x: number, v: number, out: number, rows: number, channels: number): void;
   channel_mul(x: number, v: number, out: number, rows: number, channels: number): void;
+  batch_norm(x: number, mean: number, a: number, offset: number, out: number, rows: number, channels: number): void;
   sum_rows(x: number, out: number, scratch: number, rows: number, channels: number): void;
   col2im_add(dx: number, cols: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;

@@ -77,7 +77,8 @@ function convCases(seed: number, count: number, depthwise: boolean): ConvCase[] 
     const K: [number, number] = [int(rng, 1, 4), int(rng, 1, 4)];
     const dil = rng() < 0.35;
     let stride: [number, number] = dil ? [1, 1] : [int(rng, 1, 3), int(rng, 1, 3)];
-    const dilation: [number, number] = dil ? [int(rng, 1, 3), int(rng, 2, 3)] : [1, 1];
+    // Dilation on one axis or both (col2im handles a height dilation with width dilation 1).
+    const dilation: [number, number] = dil ? ([[int(rng, 2, 3), 1], [1, int(rng, 2, 3)], [int(rng, 2, 3), int(rng, 2, 3)]] as [number, number][])[int(rng, 0, 2)] : [1, 1];
     const pad = rng() < 0.5 ? 'same' : 'valid';
     const H = int(rng, 4, 11), W = int(rng, 4, 11);
     const eKH = (K[0] - 1) * dilation[0] + 1, eKW = (K[1] - 1) * dilation[1] + 1;
@@ -280,11 +281,18 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input a
       const x = tf.tensor(xv, shape), b = tf.tensor1d(bv), dy = tf.tensor(dyv, shape);
       const [relu, add] = [tf.relu(x), tf.add(x, b)];
       const reluGrad = tf.grad((t: tfType.Tensor) => tf.relu(t).mul(dy).sum())(x);
-      return [relu, add, tf.add(b, x), reluGrad];
+      // NaN in x, and an infinite dy where x <= 0, propagate as tfjs's dy * step(x) does (found by review)
+      const odd = tf.tensor(xv.map((v, i) => (i % 97 === 5 ? NaN : v)), shape);
+      const dyInf = tf.tensor(dyv.map((v, i) => (i % 89 === 3 ? Infinity : v)), shape);
+      const nanGrad = tf.grad((t: tfType.Tensor) => tf.relu(t).mul(dyInf).sum())(odd);
+      return [relu, add, tf.add(b, x), reluGrad, nanGrad];
     };
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);
-    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], c[i]) === 0, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], c[i])}`);
+    for (let i = 0; i < a.length; i++) {
+      const same = a[i].every((v, j) => Object.is(v, c[i][j]) || v === c[i][j]);
+      assert.ok(same, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], c[i])}`);
+    }
   }
   for (const shape of [[2, 8, 8, 4], [3, 9, 11, 5], [64, 24, 24, 20], [5, 8, 8, 50], [1, 7, 6, 13]] as [number, number, number, number][]) {
     const xv = randn(rng, size(shape)).map((v) => Math.round(v * 2) / 2);
@@ -299,23 +307,28 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input a
     assert.ok(relErr(a, b) === 0, `maxPoolGrad ${JSON.stringify(shape)}: err ${relErr(a, b)}`);
   }
   // Input gradients: stride-1 'valid' convs with KW*Ci % 4 == 0 take the fused conv_dgrad (tiles of
-  // 4 or 1 positions x 8 or 4 taps); strided or padded ones col2im (runs of odd length, row edges).
-  for (const [xShape, wShape, strides, pad] of [
-    [[4, 12, 12, 20], [5, 5, 20, 50], 1, 'valid'],
-    [[2, 9, 11, 4], [3, 3, 4, 6], 1, 'valid'],
-    [[3, 7, 8, 8], [2, 2, 8, 5], 1, 'valid'],
-    [[2, 6, 6, 3], [3, 3, 3, 4], 1, 'valid'],
-    [[3, 11, 9, 3], [3, 4, 3, 6], 2, 'same'],
-    [[2, 10, 13, 7], [3, 3, 7, 5], [2, 3], 'valid'],
-  ] as Array<[[number, number, number, number], [number, number, number, number], number | [number, number], 'same' | 'valid']>) {
+  // 4 or 1 positions x 8 or 4 taps); strided, padded or dilated ones col2im (runs of odd length, row
+  // edges, a height dilation: found by review, col2im once ignored it).
+  for (const [xShape, wShape, strides, pad, dil] of [
+    [[4, 12, 12, 20], [5, 5, 20, 50], 1, 'valid', [1, 1]],
+    [[2, 9, 11, 4], [3, 3, 4, 6], 1, 'valid', [1, 1]],
+    [[3, 7, 8, 8], [2, 2, 8, 5], 1, 'valid', [1, 1]],
+    [[2, 6, 6, 3], [3, 3, 3, 4], 1, 'valid', [1, 1]],
+    [[3, 11, 9, 3], [3, 4, 3, 6], 2, 'same', [1, 1]],
+    [[2, 10, 13, 7], [3, 3, 7, 5], [2, 3], 'valid', [1, 1]],
+    [[1, 8, 8, 3], [3, 3, 3, 4], 1, 'valid', [2, 1]],
+    [[3, 6, 10, 3], [2, 1, 3, 9], 1, 'valid', [2, 1]],
+  ] as Array<[[number, number, number, number], [number, number, number, number], number | [number, number], 'same' | 'valid', [number, number]]>) {
     const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
-    const fn = () => {
-      const f = tf.tensor4d(wv, wShape);
-      return [tf.grad((x: tfType.Tensor) => tf.conv2d(x as tfType.Tensor4D, f, strides, pad).square().sum())(tf.tensor4d(xv, xShape))];
+    const grad = (w: Float32Array, shape: number[], d: [number, number]) => () => {
+      const f = tf.tensor4d(w, shape as [number, number, number, number]);
+      return [tf.grad((x: tfType.Tensor) => tf.conv2d(x as tfType.Tensor4D, f, strides, pad, 'NHWC', d).square().sum())(tf.tensor4d(xv, xShape))];
     };
-    const [a] = await on('wasm', fn);
-    const [b] = await on('cpu', fn);
-    assert.ok(relErr(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad })}: err ${relErr(a, b)}`);
+    const [a] = await on('wasm', grad(wv, wShape, dil));
+    // cpu has no dilated gradients: the same conv with the filter spread over the dilated grid
+    const spread = dilateFilter(wv, wShape, dil[0], dil[1]);
+    const [b] = await on('cpu', grad(spread.w, spread.shape, [1, 1]));
+    assert.ok(relErr(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
   }
   // Filter gradients with few input channels and Co a multiple of 4 go through the SIMD conv_wgrad
   // (patches gathered in blocks, 4x8 register tiles, partial tiles at both edges, padding, dilation).

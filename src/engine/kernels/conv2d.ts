@@ -151,7 +151,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
       const simd = simdKernels(backend);
       if (simd && dw === 1) {
         const sampleBytes = H * W * Ci * 4;
-        simd.col2im_add(ptr(backend, out) + n0 * sampleBytes, ptr(backend, cols), nb, H, W, Ci, oH, oW, KH, KW, sh, sw, top, left);
+        simd.col2im_add(ptr(backend, out) + n0 * sampleBytes, ptr(backend, cols), nb, H, W, Ci, oH, oW, KH, KW, sh, sw, dh, top, left);
         backend.disposeData(cols.dataId);
         continue;
       }

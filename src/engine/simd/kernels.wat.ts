@@ -15,16 +15,21 @@ export const KERNELS_WAT = String.raw`
 (module
   (import "env" "memory" (memory 0))
 
-  ;; o[i] = x[i] > 0 ? dy[i] : 0, n >= 4 (ReLU gradient in one pass; NaN or -0 input gives 0)
+  ;; o[i] = dy[i] * step(x[i]), n >= 4: the ReLU gradient in one pass, as tfjs computes it (step is
+  ;; 1 above 0, NaN for NaN, else 0; so a NaN or infinite dy still shows where x <= 0)
   (func (export "relu_grad") (param $dy i32) (param $x i32) (param $o i32) (param $n i32)
-    (local $i i32) (local $last i32)
+    (local $i i32) (local $last i32) (local $xv v128)
     (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
     (loop $l
       (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (local.set $xv (v128.load (i32.add (local.get $x) (local.get $i))))
       (v128.store (i32.add (local.get $o) (local.get $i))
-        (v128.and
+        (f32x4.mul
           (v128.load (i32.add (local.get $dy) (local.get $i)))
-          (f32x4.gt (v128.load (i32.add (local.get $x) (local.get $i))) (v128.const i32x4 0 0 0 0))))
+          (v128.bitselect
+            (v128.const f32x4 nan nan nan nan)
+            (v128.bitselect (v128.const f32x4 1 1 1 1) (v128.const i32x4 0 0 0 0) (f32x4.gt (local.get $xv) (v128.const i32x4 0 0 0 0)))
+            (f32x4.ne (local.get $xv) (local.get $xv)))))
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
 
@@ -170,12 +175,12 @@ ${depthwiseKernel('dw_wgrad', '(call $madd_run (i32.add (local.get $w) (local.ge
             (f64.promote_f32 (f32.load (i32.add (local.get $w) (local.get $k))))))
         (local.set $k (i32.add (local.get $k) (i32.const 4)))
         (br $al)))`)}
-  ;; col2im for the input gradient (dilation 1): dx [N,H,W,Ci] (zeroed by the caller) +=
+  ;; col2im for the input gradient (dilation 1 across, any down): dx [N,H,W,Ci] (zeroed by the caller) +=
   ;; cols [N*oH*oW, KH*KW*Ci] scattered back to the input positions each row was taken from.
   ;; For one output position and kernel row, the in-bounds taps form one contiguous run of dx.
   (func (export "col2im_add") (param $dx i32) (param $cols i32) (param $N i32) (param $H i32) (param $W i32)
     (param $Ci i32) (param $oH i32) (param $oW i32) (param $KH i32) (param $KW i32)
-    (param $sh i32) (param $sw i32) (param $top i32) (param $left i32)
+    (param $sh i32) (param $sw i32) (param $dh i32) (param $top i32) (param $left i32)
     (local $n i32) (local $oh i32) (local $ow i32) (local $kh i32) (local $ih i32) (local $iw0 i32)
     (local $lo i32) (local $hi i32) (local $p i32) (local $rowBytes i32)
     (local.set $rowBytes (i32.shl (i32.mul (i32.mul (local.get $KH) (local.get $KW)) (local.get $Ci)) (i32.const 2)))
@@ -199,7 +204,7 @@ ${depthwiseKernel('dw_wgrad', '(call $madd_run (i32.add (local.get $w) (local.ge
               (local.set $kh (i32.const 0))
               (block $kd (loop $kl
                 (br_if $kd (i32.ge_s (local.get $kh) (local.get $KH)))
-                (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (local.get $kh)))
+                (local.set $ih (i32.add (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)) (i32.mul (local.get $kh) (local.get $dh))))
                 (if (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.lt_s (local.get $ih) (local.get $H)))
                   (then
                     (call $add_run

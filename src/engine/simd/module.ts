@@ -13,7 +13,7 @@ export interface SimdKernels {
   batch_norm(x: number, mean: number, a: number, offset: number, out: number, rows: number, channels: number): void;
   sum_rows(x: number, out: number, scratch: number, rows: number, channels: number): void;
   col2im_add(dx: number, cols: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
-    KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
+    KH: number, KW: number, sh: number, sw: number, dh: number, top: number, left: number): void;
   conv_wgrad(x: number, dy: number, out: number, cols: number, blockPositions: number, N: number, H: number, W: number,
     Ci: number, oH: number, oW: number, Co: number, KH: number, KW: number, sh: number, sw: number, dh: number, dw: number,
     top: number, left: number): void;

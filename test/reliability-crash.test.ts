@@ -14,7 +14,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CLI } from './helpers.js';
+import { CLI, TINY, workspace } from './helpers.js';
 import { assertMatchesReference, assertNothingHalfWritten, describeRun, outRoot, pool, rng, run, smallWorkspace, STACK, type Reference } from './reliability-util.js';
 
 const SEED = Number(process.env.COMPRESS_CRASH_SEED ?? 20240611);
@@ -187,4 +187,28 @@ test('SIGINT stops a running stage with exit 130 and a message (no stack trace);
   const next = await run(dir, ['--json']);
   assert.equal(next.exitCode, 0, next.stderr);
   await assertMatchesReference(dir, ref, 'after SIGINT and a new run');
+});
+
+test("a stage interrupted mid-run is reported as interrupted, not by its worker's exit code", async () => {
+  // A baseline long enough (60 epochs) to be mid-run when the first progress line arrives.
+  const { dir } = workspace(TINY.replace('epochs: 1, batchSize: 32 }\n  prune', 'epochs: 60, batchSize: 32 }\n  prune'));
+  const child = execa('node', [CLI, 'run'], { cwd: dir, reject: false, env: { CI: 'true' } });
+  let sent = false;
+  child.stdout!.on('data', (d: Buffer) => {
+    if (!sent && /› epoch/.test(d.toString())) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const r = await child;
+  assert.equal(r.exitCode, 130, r.stdout + r.stderr);
+  const reports = join(dir, '.compress', 'reports');
+  const report = JSON.parse(readFileSync(join(reports, readdirSync(reports).sort().at(-1)!, 'report.json'), 'utf8')) as {
+    stages: Array<{ id: string; status: string; error?: { name: string; message: string } }>;
+  };
+  const baseline = report.stages.find((s) => s.id === 'baseline');
+  assert.equal(baseline?.status, 'interrupted', JSON.stringify(report.stages));
+  assert.equal(baseline?.error?.name, 'Interrupted');
+  assert.match(baseline?.error?.message ?? '', /stage 'baseline' was stopped by an interrupt \(SIGINT\)/);
+  assert.doesNotMatch(JSON.stringify(report) + r.stdout + r.stderr, /worker exit code/);
 });

@@ -215,13 +215,17 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     const failedOutcome = (e: unknown): StageOutcome => {
       const err = e as Error;
       const interrupted = opts.signal?.aborted;
+      const seconds = (Date.now() - t0) / 1000;
       const o: StageOutcome = {
         ...base,
         status: interrupted ? 'interrupted' : 'failed',
         reason: interrupted ? 'interrupted' : err.message,
         key,
-        seconds: (Date.now() - t0) / 1000,
-        error: { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
+        seconds,
+        // An interrupted stage's worker is terminated: its exit code says nothing the user needs.
+        error: interrupted
+          ? { name: 'Interrupted', message: `stage '${stage.id}' was stopped by an interrupt (SIGINT) after ${seconds.toFixed(1)} s; completed stages stay cached` }
+          : { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
       };
       emit({ type: 'stage-end', outcome: o });
       return o;

@@ -162,20 +162,26 @@ test(`SIGKILL at ${KILL_POINTS} seeded checkpoints: nothing half-written is read
   assert.deepEqual(failures, []);
 });
 
-test('SIGINT stops a running stage with exit 130 and a message (no stack trace); the next run completes', async () => {
-  const ref = await reference();
-  const { dir } = smallWorkspace();
-  // Plain (non-JSON) output, as a user at a terminal or in CI sees it.
+/**
+ * `compress run` in dir with plain (non-JSON) output, as a user at a terminal or in CI sees it,
+ * sent SIGINT at the first progress line of the first stage (the stage is mid-run).
+ */
+async function runInterruptedAtFirstEpoch(dir: string) {
   const child = execa('node', [CLI, 'run'], { cwd: dir, reject: false, env: { CI: 'true' } });
   let sent = false;
   child.stdout!.on('data', (d: Buffer) => {
-    // The first progress line of the first stage: the stage is mid-run.
     if (!sent && /› epoch/.test(d.toString())) {
       sent = true;
       child.kill('SIGINT');
     }
   });
-  const r = await child;
+  return { r: await child, sent };
+}
+
+test('SIGINT stops a running stage with exit 130 and a message (no stack trace); the next run completes', async () => {
+  const ref = await reference();
+  const { dir } = smallWorkspace();
+  const { r, sent } = await runInterruptedAtFirstEpoch(dir);
   assert.ok(sent, `a stage reported progress: ${r.stdout}`);
   assert.equal(r.exitCode, 130, `exit code (stdout: ${r.stdout}; stderr: ${r.stderr})`);
   assert.match(r.stderr, /interrupted: stopping stages/);
@@ -192,15 +198,7 @@ test('SIGINT stops a running stage with exit 130 and a message (no stack trace);
 test("a stage interrupted mid-run is reported as interrupted, not by its worker's exit code", async () => {
   // A baseline long enough (60 epochs) to be mid-run when the first progress line arrives.
   const { dir } = workspace(TINY.replace('epochs: 1, batchSize: 32 }\n  prune', 'epochs: 60, batchSize: 32 }\n  prune'));
-  const child = execa('node', [CLI, 'run'], { cwd: dir, reject: false, env: { CI: 'true' } });
-  let sent = false;
-  child.stdout!.on('data', (d: Buffer) => {
-    if (!sent && /› epoch/.test(d.toString())) {
-      sent = true;
-      child.kill('SIGINT');
-    }
-  });
-  const r = await child;
+  const { r } = await runInterruptedAtFirstEpoch(dir);
   assert.equal(r.exitCode, 130, r.stdout + r.stderr);
   const reports = join(dir, '.compress', 'reports');
   const report = JSON.parse(readFileSync(join(reports, readdirSync(reports).sort().at(-1)!, 'report.json'), 'utf8')) as {

@@ -117,7 +117,12 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
   assert.deepEqual(exps.map((e) => `${e.target}-${e.precision}`), ['tflite-int8', 'onnx-int8', 'tfjs-uint8']);
   for (const e of exps) {
     assert.ok(e.agreement >= 0.99, `${e.target}: agreement ${e.agreement}`);
-    assert.ok(e.latencyMs > 0 && e.bytes > 0 && e.gzipBytes < e.bytes);
+    assert.ok(e.latencyMs > 0 && e.fileBytes > 0 && e.gzipBytes < e.fileBytes);
+    // Each size says what it measures: the file's real bytes; the ratio against the stage's own source model.
+    const files = (e.files as string[]).map((f) => statSync(join(out('ship'), `${e.target}-${e.precision}`, f)).size);
+    assert.equal(e.fileBytes, files.reduce((a, b) => a + b, 0));
+    assert.ok(Math.abs(e.fileRatio - e.sourceBytes / e.fileBytes) < 1e-9);
+    assert.equal(e.estimatedBytes, r.estimatedBytes);
   }
   assert.ok(statSync(join(out('ship'), 'tflite-int8', 'model.tflite')).size > 1000);
   assert.ok(existsSync(join(out('ship'), 'onnx-int8', 'model.onnx')));

@@ -60,8 +60,8 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
     const bits = [
       typeof m.accuracy === 'number' ? `accuracy ${(m.accuracy * 100).toFixed(2)}%` : '',
       typeof m.sparsity === 'number' ? `sparsity ${(m.sparsity * 100).toFixed(1)}%` : '',
-      typeof m.compressionRatio === 'number' ? `ratio ${m.compressionRatio.toFixed(1)}x` : '',
-      typeof m.bytes === 'number' ? `${(m.bytes / 1024).toFixed(1)} KiB` : '',
+      typeof m.compressionRatio === 'number' ? `estimated ratio ${m.compressionRatio.toFixed(1)}x` : '',
+      typeof m.fileBytes === 'number' ? `file ${(m.fileBytes / 1024).toFixed(1)} KiB${typeof m.fileRatio === 'number' ? ` (${m.fileRatio.toFixed(1)}x)` : ''}` : '',
       typeof m.latencyMs === 'number' ? `${m.latencyMs.toFixed(3)} ms/sample` : '',
     ].filter(Boolean);
     out(`  ${st.id.padEnd(16)} ${st.status.padEnd(8)} ${bits.join(', ')}`);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ReportJson } from './write.js';
 import { sweepHtml } from './sweep.js';
+import { modelRows, SIZE_KIND_LABEL, SIZE_METRICS, type ModelRow } from './sizes.js';
 import { barChart, esc, lineChart, scatterChart, type ScatterPoint, type Series } from './svg.js';
 
 /**
@@ -25,42 +26,14 @@ const fmtMs = (v: number | undefined) => (v === undefined ? '—' : `${v.toFixed
 
 export const EXIT_MEANING: Record<number, string> = { 0: 'ok', 1: 'a stage failed', 2: 'invalid recipe or usage', 3: 'a gate failed', 130: 'interrupted' };
 
-export interface ModelPoint {
-  id: string;
-  uses: string;
-  status: string;
-  accuracy?: number;
-  /** Bytes: finalBytes (evaluate) or bytes (export); for train/load stages params × 4 (dense fp32), `sizeEstimated`. */
-  size?: number;
-  sizeEstimated?: boolean;
-  ratio?: number;
-  sparsity?: number;
-  latencyMs?: number;
-  note?: string;
+export interface ModelPoint extends ModelRow {
+  /** Whether `size` is not a real file's bytes (an estimate or dense fp32). */
+  sizeEstimated: boolean;
 }
 
-/** The size of a stage's model as reported, or for an uncompressed (train/load) model, its dense fp32 size. */
-export function modelPoint(s: Stage): ModelPoint {
-  const m = (s.metrics ?? {}) as Metrics;
-  let size = num(m.finalBytes) ?? num(m.bytes);
-  let sizeEstimated = false;
-  if (size === undefined && (s.uses === 'train' || s.uses === 'load') && num(m.params) !== undefined) {
-    size = num(m.params)! * 4;
-    sizeEstimated = true;
-  }
-  const note = [m.target, m.precision].filter((x) => typeof x === 'string').join(' ');
-  return {
-    id: s.id,
-    uses: s.uses,
-    status: s.status,
-    accuracy: num(m.accuracy),
-    size,
-    sizeEstimated,
-    ratio: num(m.compressionRatio),
-    sparsity: num(m.sparsity),
-    latencyMs: num(m.latencyMs),
-    note: note || undefined,
-  };
+/** Every model a stage reports (one per exported file), with the size to plot and whether it is a file's. */
+export function modelPoints(s: Stage): ModelPoint[] {
+  return modelRows(s).map((r) => ({ ...r, sizeEstimated: r.sizeKind !== undefined && r.sizeKind !== 'file' }));
 }
 
 /** The stage the outputs are compared with: one named `baseline`, else the first train/load stage. */
@@ -78,7 +51,7 @@ export function paretoFront(points: Array<{ x: number; y: number }>): boolean[] 
 
 /** Points of the accuracy-vs-size chart: every stage with both an accuracy and a size. */
 export function scatterPoints(r: ReportJson): Array<ModelPoint & { front: boolean }> {
-  const pts = r.stages.map(modelPoint).filter((p) => p.accuracy !== undefined && p.size !== undefined && p.size > 0);
+  const pts = r.stages.flatMap(modelPoints).map((p) => ({ ...p, id: p.label })).filter((p) => p.accuracy !== undefined && p.size !== undefined && p.size > 0);
   const front = paretoFront(pts.map((p) => ({ x: p.size!, y: p.accuracy! })));
   return pts.map((p, i) => ({ ...p, front: front[i] }));
 }
@@ -138,22 +111,24 @@ const badge = (text: string, kind: string) => `<span class="badge ${esc(kind)}">
 
 function modelsTable(r: ReportJson): string {
   const base = baselineOf(r);
-  const bp = base ? modelPoint(base) : undefined;
+  const bps = base ? modelPoints(base) : [];
+  const bAcc = bps[0]?.accuracy;
   let outputs = r.stages.filter((s) => (s.uses === 'evaluate' || s.uses === 'export') && s !== base);
   if (!outputs.length) outputs = r.stages.filter((s) => s !== base && num((s.metrics as Metrics).accuracy) !== undefined);
-  const rows = [...(bp ? [{ p: bp, isBase: true }] : []), ...outputs.map((s) => ({ p: modelPoint(s), isBase: false }))];
+  const rows = [...bps.map((p) => ({ p, isBase: true })), ...outputs.flatMap((s) => modelPoints(s).map((p) => ({ p, isBase: false })))];
   if (!rows.length) return '<p class="empty">No stage produced model metrics.</p>';
+  const est = (v: string) => `${v}<sup title="${esc(SIZE_METRICS.estimatedBytes)}">est</sup>`;
   const body = rows.map(({ p, isBase }) => {
-    const ratio = p.ratio ?? (isBase ? 1 : bp?.size && p.size && !p.sizeEstimated ? bp.size / p.size : undefined);
-    const dAcc = !isBase && bp?.accuracy !== undefined && p.accuracy !== undefined ? p.accuracy - bp.accuracy : undefined;
+    const dAcc = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
     const dCls = dAcc === undefined ? '' : dAcc < -0.005 ? 'worse' : dAcc > 0.005 ? 'better' : '';
     return `<tr${isBase ? ' class="baseline-row"' : ''}><th scope="row">${esc(p.id)}${isBase ? ' <span class="tag">baseline</span>' : ''}</th><td>${esc(p.uses)}${p.note ? ` <span class="muted">${esc(p.note)}</span>` : ''}</td>`
       + `<td class="n">${fmtPct(p.accuracy)}</td><td class="n ${dCls}">${dAcc === undefined ? '' : `${dAcc >= 0 ? '+' : '−'}${Math.abs(dAcc * 100).toFixed(2)} pp`}</td>`
-      + `<td class="n">${fmtBytes(p.size)}${p.sizeEstimated ? '<sup title="dense fp32: params × 4 bytes">est</sup>' : ''}</td><td class="n">${fmtRatio(ratio)}</td>`
+      + `<td class="n" data-size="source">${fmtBytes(p.sourceBytes)}</td><td class="n" data-size="file">${fmtBytes(p.fileBytes)}</td><td class="n" data-size="gzip">${fmtBytes(p.gzipBytes)}</td><td class="n" data-size="file-ratio">${fmtRatio(p.fileRatio)}</td>`
+      + `<td class="n" data-size="estimate">${p.estimatedBytes === undefined ? '—' : est(fmtBytes(p.estimatedBytes))}</td><td class="n" data-size="estimated-ratio">${p.estimatedRatio === undefined ? '—' : est(fmtRatio(p.estimatedRatio))}</td>`
       + `<td class="n">${fmtPct(p.sparsity, 1)}</td><td class="n">${fmtMs(p.latencyMs)}</td><td>${badge(p.status, p.status)}</td></tr>`;
   });
-  return `<table class="models"><thead><tr><th>model (stage)</th><th>kind</th><th class="n">accuracy</th><th class="n">Δ vs baseline</th><th class="n">size</th><th class="n">compression</th><th class="n">sparsity</th><th class="n">latency / sample</th><th>status</th></tr></thead><tbody>${body.join('')}</tbody></table>`
-    + (rows.some((r) => r.p.sizeEstimated) ? '<p class="note"><sup>est</sup> dense fp32 size (params × 4 bytes): the stage reports no compressed size.</p>' : '');
+  return `<table class="models"><thead><tr><th>model (stage)</th><th>kind</th><th class="n">accuracy</th><th class="n">Δ vs baseline</th><th class="n">source fp32</th><th class="n">file (raw)</th><th class="n">file (gzip)</th><th class="n">file ratio</th><th class="n">estimate</th><th class="n">est. ratio</th><th class="n">sparsity</th><th class="n">latency / sample</th><th>status</th></tr></thead><tbody>${body.join('')}</tbody></table>`
+    + `<p class="note">source fp32: ${esc(SIZE_METRICS.sourceBytes)}. file: ${esc(SIZE_METRICS.fileBytes)}, raw and gzip -9. <sup>est</sup> ${esc(SIZE_METRICS.estimatedBytes)}. Every ratio divides the stage's own source model's dense fp32 bytes.</p>`;
 }
 
 function gatesSection(r: ReportJson): string {
@@ -183,11 +158,11 @@ function scatterSection(r: ReportJson): string {
     front: p.front,
     estimated: p.sizeEstimated,
     series: p.uses,
-    tip: `${p.id} (${p.uses}, ${p.status})${p.front ? ' · pareto front' : ''}\naccuracy ${fmtPct(p.accuracy)}\nsize ${fmtBytes(p.size)}${p.sizeEstimated ? ' (dense fp32 estimate)' : ''}${p.ratio !== undefined ? `\ncompression ${fmtRatio(p.ratio)}` : ''}${p.sparsity !== undefined ? `\nsparsity ${fmtPct(p.sparsity, 1)}` : ''}`,
+    tip: `${p.id} (${p.uses}, ${p.status})${p.front ? ' · pareto front' : ''}\naccuracy ${fmtPct(p.accuracy)}\nsize ${fmtBytes(p.size)} (${p.sizeKind ? SIZE_KIND_LABEL[p.sizeKind] : ''})${p.fileRatio !== undefined ? `\n${fmtRatio(p.fileRatio)} smaller than its source fp32` : p.estimatedRatio !== undefined ? `\n${fmtRatio(p.estimatedRatio)} (estimate)` : ''}${p.sparsity !== undefined ? `\nsparsity ${fmtPct(p.sparsity, 1)}` : ''}`,
   }));
   const chart = scatterChart(points, { title: 'accuracy vs model size', xTitle: `model size (${unit})`, yTitle: 'accuracy', xFormat: (v) => String(Number(v.toPrecision(6))), yFormat: (v) => `${Number((v * 100).toPrecision(4))}%` });
   const front = pts.filter((p) => p.front).sort((a, b) => a.size! - b.size!).map((p) => esc(p.id));
-  return `<figure>${chart}<figcaption><span class="key-front"></span> pareto front (no other model is both smaller and more accurate): ${front.join(' → ')}. <span class="key-est"></span> hollow: size estimated as dense fp32.</figcaption></figure>`;
+  return `<figure>${chart}<figcaption><span class="key-front"></span> pareto front (no other model is both smaller and more accurate): ${front.join(' → ')}. <span class="key-est"></span> hollow: not a file's size (a Deep Compression estimate, or dense fp32 params × 4); filled: a real file's raw bytes.</figcaption></figure>`;
 }
 
 function layersSection(r: ReportJson): string {

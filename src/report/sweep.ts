@@ -1,4 +1,4 @@
-import { fmtBytes, fmtPct, modelPoint, paretoFront, type ModelPoint } from './html.js';
+import { fmtBytes, fmtPct, modelPoints, paretoFront, type ModelPoint } from './html.js';
 import type { ReportJson } from './write.js';
 import { esc } from './svg.js';
 
@@ -49,7 +49,7 @@ export function sweepTables(stages: Stage[]): SweepTable[] {
   }
   const tables: SweepTable[] = [];
   for (const [stage, members] of families) {
-    const rows = members.map((m) => ({ ...modelPoint(m.stage as ReportJson['stages'][number]), coords: m.coords }));
+    const rows = members.map((m) => ({ ...modelPoints(m.stage as ReportJson['stages'][number])[0], coords: m.coords }));
     const measured = rows.filter((r) => r.accuracy !== undefined && r.size !== undefined);
     if (measured.length < 2) continue;
     const front = paretoFront(measured.map((r) => ({ x: r.size!, y: r.accuracy! })));
@@ -64,6 +64,13 @@ export function sweepTables(stages: Stage[]): SweepTable[] {
   return tables;
 }
 
+/** A sweep row's size and ratio, labelled `est.` when not a real file's. */
+function sizeCells(r: SweepRow, times: string): [string, string] {
+  const est = r.sizeEstimated ? ' est.' : '';
+  const ratio = r.fileRatio ?? r.estimatedRatio;
+  return [`${fmtBytes(r.size)}${est}`, ratio !== undefined ? `${ratio.toFixed(1)}${times}${est}` : '—'];
+}
+
 /** The markdown pareto tables of a run's sweeps (empty when it has none). */
 export function sweepMarkdown(stages: Stage[]): string[] {
   const lines: string[] = [];
@@ -72,7 +79,8 @@ export function sweepMarkdown(stages: Stage[]): string[] {
     lines.push('', `### sweep \`${t.stage}\`: ${t.rows.length} branches, ${front} on the pareto front (accuracy vs size)`, '');
     lines.push(`| ${t.axes.join(' | ')} | accuracy | size | ratio | sparsity | pareto |`, `|${t.axes.map(() => '---:').join('|')}|---:|---:|---:|---:|:---:|`);
     for (const r of t.rows) {
-      lines.push(`| ${t.axes.map((a) => r.coords[a] ?? '').join(' | ')} | ${fmtPct(r.accuracy)} | ${fmtBytes(r.size)} | ${r.ratio !== undefined ? `${r.ratio.toFixed(1)}x` : '—'} | ${fmtPct(r.sparsity, 1)} | ${r.pareto ? '★' : ''} |`);
+      const [size, ratio] = sizeCells(r, 'x');
+      lines.push(`| ${t.axes.map((a) => r.coords[a] ?? '').join(' | ')} | ${fmtPct(r.accuracy)} | ${size} | ${ratio} | ${fmtPct(r.sparsity, 1)} | ${r.pareto ? '★' : ''} |`);
     }
   }
   return lines;
@@ -84,7 +92,7 @@ export function sweepHtml(stages: Stage[]): string {
   if (!tables.length) return '';
   return `<section id="sweeps"><h2>Sweeps</h2>${tables.map((t) => {
     const head = `<tr>${t.axes.map((a) => `<th class="n">${esc(a)}</th>`).join('')}<th class="n">accuracy</th><th class="n">size</th><th class="n">compression</th><th class="n">sparsity</th><th>pareto</th><th>stage</th></tr>`;
-    const rows = t.rows.map((r) => `<tr${r.pareto ? ' class="pareto"' : ''}>${t.axes.map((a) => `<td class="n">${esc(r.coords[a] ?? '')}</td>`).join('')}<td class="n">${fmtPct(r.accuracy)}</td><td class="n">${fmtBytes(r.size)}</td><td class="n">${r.ratio !== undefined ? `${r.ratio.toFixed(1)}×` : '—'}</td><td class="n">${fmtPct(r.sparsity, 1)}</td><td>${r.pareto ? '★ front' : ''}</td><td><code>${esc(r.id)}</code></td></tr>`);
+    const rows = t.rows.map((r) => `<tr${r.pareto ? ' class="pareto"' : ''}>${t.axes.map((a) => `<td class="n">${esc(r.coords[a] ?? '')}</td>`).join('')}<td class="n">${fmtPct(r.accuracy)}</td>${sizeCells(r, '×').map((c) => `<td class="n">${esc(c)}</td>`).join('')}<td class="n">${fmtPct(r.sparsity, 1)}</td><td>${r.pareto ? '★ front' : ''}</td><td><code>${esc(r.id)}</code></td></tr>`);
     return `<h3><code>${esc(t.stage)}</code>: ${t.rows.length} branches, ${t.rows.filter((r) => r.pareto).length} on the accuracy-vs-size pareto front</h3><table class="sweep" data-sweep="${esc(t.stage)}"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table>`;
   }).join('')}</section>`;
 }

@@ -5,7 +5,8 @@ import { parse } from 'yaml';
 import { stableJson } from '../model/io.js';
 import type { RunSummary, StageOutcome } from '../run/execute.js';
 import { tfjsVersion } from '../engine/backend.js';
-import { baselineOf, fmtBytes, modelPoint, renderHtml } from './html.js';
+import { baselineOf, fmtBytes, renderHtml } from './html.js';
+import { modelRows, SIZE_METRICS } from './sizes.js';
 import { sweepMarkdown } from './sweep.js';
 
 export const REPORT_VERSION = 1;
@@ -34,6 +35,8 @@ export function reportJson(s: RunSummary) {
       error: x.error ? { name: x.error.name, message: x.error.message } : undefined,
     })),
     gates: s.gates,
+    /** What each size metric in `stages[].metrics` measures. */
+    sizeMetrics: SIZE_METRICS,
   };
 }
 
@@ -74,26 +77,39 @@ export function summaryMarkdown(s: SummaryInput): string {
   lines.push('', '<details><summary>stages</summary>', '', '| stage | kind | status | accuracy | sparsity | size | ratio | latency |', '|---|---|---|---:|---:|---:|---:|---:|');
   for (const x of s.stages) {
     const m = x.metrics as Record<string, unknown>;
-    const size = m.finalBytes ?? m.bytes;
-    lines.push(`| ${x.id} | ${x.uses} | ${x.status}${x.status === 'ran' ? ` (${x.seconds.toFixed(1)} s)` : ''} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${kb(size)} | ${m.compressionRatio !== undefined ? `${num(m.compressionRatio)}x` : ''} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
+    const r = modelRows(x)[0];
+    const size = r.fileBytes !== undefined ? `${kb(r.fileBytes)} file` : r.estimatedBytes !== undefined ? `${kb(r.estimatedBytes)} est.` : '';
+    const ratio = r.fileRatio !== undefined ? `${num(r.fileRatio)}x` : r.estimatedRatio !== undefined ? `${num(r.estimatedRatio)}x est.` : '';
+    lines.push(`| ${x.id} | ${x.uses} | ${x.status}${x.status === 'ran' ? ` (${x.seconds.toFixed(1)} s)` : ''} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${size} | ${ratio} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
   }
   lines.push('', '</details>');
   return lines.join('\n') + '\n';
 }
 
-/** Baseline vs each output (evaluate and export stages): accuracy and its change, size, ratio, sparsity, latency. */
+/**
+ * Baseline vs each output (evaluate stages, and every file of every export stage): accuracy and its change,
+ * then sizes that say what they measure (src/report/sizes.ts): the source model's dense fp32 bytes, a real
+ * file's raw and gzip bytes and its ratio, the Deep Compression estimate and its ratio, each ratio against
+ * the stage's own source model.
+ */
 function modelsMarkdown(stages: SummaryInput['stages']): string[] {
   const all = stages as unknown as ReportJson['stages'];
   const base = baselineOf({ stages: all } as ReportJson);
-  const bp = base ? modelPoint(base) : undefined;
+  const baseRows = base ? modelRows(base) : [];
+  const bAcc = baseRows[0]?.accuracy;
   const outputs = all.filter((x) => (x.uses === 'evaluate' || x.uses === 'export') && x !== base && x.status !== 'failed');
-  if (!bp && !outputs.length) return [];
-  const lines = ['| model | accuracy | vs baseline | size | ratio | sparsity | latency |', '|---|---:|---:|---:|---:|---:|---:|'];
-  for (const [p, isBase] of [...(bp ? [[bp, true] as const] : []), ...outputs.map((x) => [modelPoint(x), false] as const)]) {
-    const d = !isBase && bp?.accuracy !== undefined && p.accuracy !== undefined ? p.accuracy - bp.accuracy : undefined;
-    const ratio = p.ratio ?? (bp?.size && p.size && !p.sizeEstimated && !isBase ? bp.size / p.size : undefined);
-    lines.push(`| ${isBase ? `**${p.id}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${d === undefined ? '' : `${d >= 0 ? '+' : '−'}${Math.abs(d * 100).toFixed(2)} pp`} | ${p.size !== undefined ? `${fmtBytes(p.size)}${p.sizeEstimated ? ' (fp32)' : ''}` : ''} | ${ratio !== undefined ? `${ratio.toFixed(1)}x` : ''} | ${pct(p.sparsity)} | ${p.latencyMs !== undefined ? `${p.latencyMs.toFixed(3)} ms` : ''} |`);
+  if (!baseRows.length && !outputs.length) return [];
+  const x = (v: number | undefined, est = false) => (v === undefined ? '' : `${v.toFixed(1)}x${est ? ' est.' : ''}`);
+  const b = (v: number | undefined) => (v === undefined ? '' : fmtBytes(v));
+  const lines = [
+    '| model | accuracy | vs baseline | source fp32 | file (raw) | file (gzip) | file ratio | estimate | est. ratio | sparsity | latency |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const [p, isBase] of [...baseRows.map((r) => [r, true] as const), ...outputs.flatMap((o) => modelRows(o).map((r) => [r, false] as const))]) {
+    const d = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
+    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${d === undefined ? '' : `${d >= 0 ? '+' : '−'}${Math.abs(d * 100).toFixed(2)} pp`} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${p.latencyMs !== undefined ? `${p.latencyMs.toFixed(3)} ms` : ''} |`);
   }
+  lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. Ratios divide the stage's own source model's dense fp32 bytes.`);
   return lines;
 }
 

@@ -2,6 +2,9 @@ import { join } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
+import { sizeReport } from './evaluate.js';
+import type * as tfType from '@tensorflow/tfjs';
+import type { ModelMeta } from '../model/meta.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { subset } from '../data/dataset.js';
@@ -51,11 +54,20 @@ export function exportsOf(w: ExportWith): Array<{ target: (typeof TARGETS)[numbe
   return [];
 }
 
-export const EXPORT_METRICS = ['bytes', 'gzipBytes', 'accuracy', 'agreement', 'maxAbsDiff', 'latencyMs'] as const;
+/**
+ * Size metrics name what they measure (see src/report/sizes.ts): `fileBytes` / `gzipBytes` are the real
+ * exported file(s), raw and gzip -9; `sourceBytes` is the source model dense fp32 (weights x 4 bytes);
+ * `estimatedBytes` is the Deep Compression storage estimate of the source model (CSR + codebook + Huffman),
+ * which no file holds; ratios divide the source model's dense fp32 bytes by them. Scalars are the first
+ * export's; `exports` lists every export of the stage.
+ */
+export const EXPORT_METRICS = [
+  'fileBytes', 'gzipBytes', 'sourceBytes', 'fileRatio', 'estimatedBytes', 'estimatedRatio', 'accuracy', 'agreement', 'maxAbsDiff', 'latencyMs',
+] as const;
 
 export const exportStage = defineStage<ExportWith>({
   kind: 'export',
-  version: '1',
+  version: '2',
   description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
   withSchema: exportWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -74,16 +86,21 @@ export const exportStage = defineStage<ExportWith>({
     const train = fitDataToModel(splits.train, shape, ctx.stageId);
     const test = fitDataToModel(splits.test, shape, ctx.stageId);
     const calib = subset(train, Array.from({ length: Math.min(train.n, w.calibrationSamples ?? 256) }, (_, i) => i));
+    const source = sourceSizes(model, meta);
     const rows: Array<Record<string, unknown>> = [];
     for (const e of list) {
       const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}`);
       ctx.progress({ message: `exporting ${e.target} ${e.precision}` });
       const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
-      const row: Record<string, unknown> = { target: e.target, precision: e.precision, files: res.files, bytes: res.bytes, gzipBytes: res.gzipBytes };
+      const row: Record<string, unknown> = {
+        target: e.target, precision: e.precision, files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
+        sourceBytes: source.sourceBytes, fileRatio: source.sourceBytes / res.bytes, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
+      };
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
         const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold });
-        Object.assign(row, v);
+        const { bytes: _b, gzipBytes: _g, ...measured } = v;
+        Object.assign(row, measured);
       }
       rows.push(row);
     }
@@ -100,3 +117,9 @@ export const exportStage = defineStage<ExportWith>({
     };
   },
 });
+
+/** The source model's dense fp32 bytes and its Deep Compression storage estimate (the same accounting as `evaluate`). */
+function sourceSizes(model: tfType.LayersModel, meta: ModelMeta): { sourceBytes: number; estimatedBytes: number; estimatedRatio: number } {
+  const t = sizeReport(model, meta).total;
+  return { sourceBytes: t.denseBytes, estimatedBytes: t.finalBytes, estimatedRatio: t.ratio };
+}

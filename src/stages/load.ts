@@ -1,6 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
+import { onnxExternalFiles } from '../model/load/onnx-read.js';
 import { emptyMeta } from '../model/meta.js';
 import { confinedPath, lexicalEscape } from '../util/paths.js';
 import { defineStage } from './types.js';
@@ -9,7 +10,17 @@ import { engineFor, saveOutputModel } from './support.js';
 export const loadWithSchema = {
   type: 'object',
   properties: {
-    path: { type: 'string', minLength: 1, description: 'a TF.js model directory or model.json, a Keras .h5 or a Keras 3 .keras file, relative to the recipe' },
+    path: { type: 'string', minLength: 1, description: 'a TF.js model directory or model.json, a Keras .h5, a Keras 3 .keras or an ONNX .onnx file, relative to the recipe' },
+    data: { type: 'string', minLength: 1, description: 'ONNX import: the dataset whose samples check the import against onnxruntime (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
+    verify: {
+      type: 'object',
+      description: 'ONNX import check: the original file runs in onnxruntime and the imported model in tfjs on the same inputs',
+      properties: {
+        tolerance: { type: 'number', exclusiveMinimum: 0, default: 0.0001, description: 'largest allowed max |difference| / max |onnxruntime output|' },
+        samples: { type: 'integer', minimum: 1, maximum: 1024, default: 8, description: 'how many samples to compare' },
+      },
+      additionalProperties: false,
+    },
   },
   required: ['path'],
   additionalProperties: false,
@@ -23,22 +34,24 @@ export function modelFiles(workspace: string, path: string): string[] {
   const st = statSync(full, { throwIfNoEntry: false });
   if (!st) return [full];
   const dir = st.isDirectory() ? full : full.endsWith('.json') ? dirname(full) : undefined;
-  if (!dir) return [full];
+  if (!dir) return isOnnxPath(full) ? [full, ...onnxExternalFiles(full)] : [full];
   return readdirSync(dir)
     .filter((f) => f.endsWith('.json') || f.endsWith('.bin'))
     .sort()
     .map((f) => join(dir, f));
 }
 
+const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
+
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
   version: '1',
   description: 'load a TF.js layers model or a Keras (.h5 / .keras) model from the repository',
   withSchema: loadWithSchema,
-  datasets: () => [],
+  datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),
   files: (w, workspace) => modelFiles(workspace, w.path),
   producesModel: true,
-  metrics: ['params'],
+  metrics: ['params', 'importRelativeDiff'],
   needsModels: [0, 0],
   // At validation time, so the error points at the recipe line; symlinks are judged when read.
   check(w) {
@@ -48,13 +61,19 @@ export const loadStage = defineStage<LoadWith>({
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { loadModelFrom } = await import('../model/load/index.js');
-    const model = await loadModelFrom(tf, confinedPath(ctx.workspace, ctx.with.path, 'model path'));
+    const file = confinedPath(ctx.workspace, ctx.with.path, 'model path');
     const meta = emptyMeta();
     meta.provenance = { source: ctx.with.path };
+    let model: Awaited<ReturnType<typeof loadModelFrom>>;
+    let importCheck: Record<string, unknown> | undefined;
+    if (isOnnxPath(ctx.with.path)) {
+      const { importOnnxVerified } = await import('./load-onnx.js');
+      ({ model, importCheck } = await importOnnxVerified(tf, file, ctx, meta));
+    } else model = await loadModelFrom(tf, file);
     await saveOutputModel(tf, model, meta, ctx);
     const params = model.countParams();
     const layers = model.layers.map((l) => ({ name: l.name, type: l.getClassName(), params: l.countParams() }));
     model.dispose();
-    return { metrics: { params, layers } };
+    return { metrics: { params, layers, ...(importCheck ? { importCheck, importRelativeDiff: importCheck.relativeDiff } : {}) } };
   },
 });

@@ -1,0 +1,160 @@
+import type { OnnxGraph, OnnxNode } from './onnx-read.js';
+
+/**
+ * Fused patterns: chains of ONNX nodes that exporters emit for one Keras-level operation. Each
+ * entry matches at the chain's LAST node and returns one synthetic node (domain `compress`, whose
+ * conversion is the op-table entry of the same name) plus the earlier nodes it replaces. A chain
+ * is fused only when its intermediate tensors feed nothing else.
+ */
+
+interface GraphIndex {
+  producer(name: string): OnnxNode | undefined;
+  consumers(name: string): number;
+  /** The scalar value of a constant (initializer or Constant node), if `name` is one. */
+  scalar(name: string): number | undefined;
+  isConst(name: string): boolean;
+}
+
+interface Fusion {
+  name: string;
+  match(n: OnnxNode, g: GraphIndex): { node: OnnxNode; replaces: OnnxNode[] } | undefined;
+}
+
+const synth = (last: OnnxNode, opType: string, inputs: string[]): OnnxNode => ({
+  name: last.name,
+  opType,
+  domain: 'compress',
+  inputs,
+  outputs: [last.outputs[0]],
+  attrs: new Map(),
+});
+
+/** `name` comes from a node of type `op` whose output feeds only one node. */
+function single(g: GraphIndex, name: string, op: string): OnnxNode | undefined {
+  const p = g.producer(name);
+  return p && p.opType === op && g.consumers(name) === 1 ? p : undefined;
+}
+
+const near = (a: number | undefined, b: number, tol = 1e-4): boolean => a !== undefined && Math.abs(a - b) <= tol * Math.abs(b);
+
+export const FUSIONS: Fusion[] = [
+  {
+    // x * sigmoid(x) (torch.nn.SiLU at opsets < 14 and hand-written swish) -> Activation('swish')
+    name: 'SiLU',
+    match(n, g) {
+      if (n.opType !== 'Mul') return undefined;
+      for (const [a, b] of [[0, 1], [1, 0]]) {
+        const sig = single(g, n.inputs[b], 'Sigmoid');
+        if (sig && sig.inputs[0] === n.inputs[a]) return { node: synth(n, 'SiLU', [n.inputs[a]]), replaces: [sig] };
+      }
+      return undefined;
+    },
+  },
+  {
+    // x * HardSigmoid(x; 1/6, 0.5) (torch.nn.Hardswish at opsets < 14) -> HardSwish
+    name: 'HardSwish',
+    match(n, g) {
+      if (n.opType !== 'Mul') return undefined;
+      for (const [a, b] of [[0, 1], [1, 0]]) {
+        const hs = single(g, n.inputs[b], 'HardSigmoid');
+        if (hs && hs.inputs[0] === n.inputs[a] && near(hs.attrs.get('alpha') as number, 1 / 6) && near((hs.attrs.get('beta') as number | undefined) ?? 0.5, 0.5)) {
+          return { node: synth(n, 'HardSwish', [n.inputs[a]]), replaces: [hs] };
+        }
+      }
+      return undefined;
+    },
+  },
+  {
+    // x * 0.5 * (1 + erf(x / sqrt(2))) in either association (torch.nn.GELU) -> Activation('gelu')
+    name: 'GELU',
+    match(n, g) {
+      if (n.opType !== 'Mul') return undefined;
+      // The product's factors through at most one inner Mul that feeds only this one.
+      const factors: string[] = [];
+      const inner: OnnxNode[] = [];
+      for (const f of n.inputs) {
+        const m = single(g, f, 'Mul');
+        if (m && inner.length === 0) {
+          inner.push(m);
+          factors.push(...m.inputs);
+        } else factors.push(f);
+      }
+      if (factors.length !== 3 || inner.length !== 1) return undefined;
+      const half = factors.findIndex((f) => near(g.scalar(f), 0.5));
+      if (half < 0) return undefined;
+      const rest = factors.filter((_, i) => i !== half);
+      for (const [xi, ai] of [[0, 1], [1, 0]]) {
+        const x = rest[xi];
+        const add = single(g, rest[ai], 'Add');
+        if (!add) continue;
+        const one = add.inputs.findIndex((f) => near(g.scalar(f), 1));
+        if (one < 0) continue;
+        const erf = single(g, add.inputs[1 - one], 'Erf');
+        const div = erf && (single(g, erf.inputs[0], 'Div') ?? single(g, erf.inputs[0], 'Mul'));
+        if (!erf || !div || div.inputs[0] !== x) continue;
+        const c = g.scalar(div.inputs[1]);
+        if (!(div.opType === 'Div' ? near(c, Math.SQRT2) : near(c, Math.SQRT1_2))) continue;
+        return { node: synth(n, 'GELU', [x]), replaces: [...inner, add, erf, div] };
+      }
+      return undefined;
+    },
+  },
+  {
+    // MatMul(x, W) + b with constant W and b (torch.nn.Linear on some exporters) -> Dense with bias
+    name: 'MatMulAdd',
+    match(n, g) {
+      if (n.opType !== 'Add') return undefined;
+      for (const [a, b] of [[0, 1], [1, 0]]) {
+        const mm = single(g, n.inputs[a], 'MatMul');
+        if (mm && g.isConst(mm.inputs[1]) && !g.isConst(mm.inputs[0]) && g.isConst(n.inputs[b])) {
+          return { node: synth(n, 'MatMulAdd', [mm.inputs[0], mm.inputs[1], n.inputs[b]]), replaces: [mm] };
+        }
+      }
+      return undefined;
+    },
+  },
+];
+
+function indexGraph(g: OnnxGraph, nodes: OnnxNode[]): GraphIndex {
+  const producers = new Map<string, OnnxNode>();
+  const counts = new Map<string, number>();
+  for (const n of nodes) {
+    for (const o of n.outputs) producers.set(o, n);
+    for (const i of n.inputs) counts.set(i, (counts.get(i) ?? 0) + 1);
+  }
+  for (const o of g.outputs) counts.set(o.name, (counts.get(o.name) ?? 0) + 1);
+  const constOf = (name: string) => {
+    const init = g.initializers.get(name);
+    if (init) return init;
+    const p = producers.get(name);
+    const v = p?.opType === 'Constant' ? p.attrs.get('value') : undefined;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v;
+    return undefined;
+  };
+  return {
+    producer: (name) => producers.get(name),
+    consumers: (name) => counts.get(name) ?? 0,
+    scalar(name) {
+      const c = constOf(name);
+      return c && c.data.length === 1 ? c.data[0] : undefined;
+    },
+    isConst: (name) => constOf(name) !== undefined || producers.get(name)?.opType === 'Constant',
+  };
+}
+
+/** The node list with every matched pattern replaced by its synthetic node. */
+export function applyFusions(g: OnnxGraph): OnnxNode[] {
+  let nodes = g.nodes.slice();
+  for (const f of FUSIONS) {
+    const idx = indexGraph(g, nodes);
+    const removed = new Set<OnnxNode>();
+    nodes = nodes.map((n) => {
+      const m = f.match(n, idx);
+      if (!m) return n;
+      for (const r of m.replaces) removed.add(r);
+      return m.node;
+    });
+    nodes = nodes.filter((n) => !removed.has(n));
+  }
+  return nodes;
+}

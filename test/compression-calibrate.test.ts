@@ -168,3 +168,40 @@ test('layer-by-layer run reproduces predict; fake-quant of weights in place; int
   assert.ok(weightsOnly.find((r) => r.layer === 'gap')!.output.sqnrDb > byName.get('gap')!.output.sqnrDb);
   x.dispose();
 });
+
+test('calibration streams: every method gives the same ranges in batches of 7 as over all samples at once', async () => {
+  const { tf } = await initEngine('wasm');
+  const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 5 });
+  const s = samples(40, 9);
+  const x = tf.tensor(s.x, [40, 28, 28, 1]);
+  // In memory: all activations at once from a multi-output model, min / max over them.
+  const obs = observed(tf, model, x);
+  const streamed = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 7 });
+  for (const [name, values] of obs) {
+    const o = minmax(values);
+    assert.deepEqual(streamed[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);
+  }
+  for (const method of ['percentile', 'mse'] as const) {
+    const whole = await calibrateActivations(tf, model, s, { method, batchSize: 40 });
+    const inBatches = await calibrateActivations(tf, model, s, { method, batchSize: 7 });
+    assert.deepEqual(inBatches, whole, method);
+  }
+  x.dispose();
+  model.dispose();
+});
+
+test('inference batches are bounded by activation memory: a 224x224 MobileNet-like layer gets a small batch, LeNet the requested one', async () => {
+  const { tf } = await initEngine('wasm');
+  const { boundedBatchSize, activationBytesPerSample } = await import('../src/engine/batching.js');
+  const input = tf.input({ shape: [224, 224, 3] });
+  const wide = tf.layers.conv2d({ filters: 96, kernelSize: 1 }).apply(input) as tfType.SymbolicTensor;
+  const big = tf.model({ inputs: input, outputs: wide });
+  // (224*224*3 + 224*224*96) floats in and out of the conv, 4 bytes each, times 3 for headroom
+  assert.equal(activationBytesPerSample(big), 224 * 224 * 99 * 4 * 3);
+  const b = boundedBatchSize(big, 256);
+  assert.ok(b >= 1 && b * activationBytesPerSample(big) <= 256 * 1024 * 1024 && (b + 1) * activationBytesPerSample(big) > 256 * 1024 * 1024, `batch ${b}`);
+  const lenet = buildModel(tf, 'lenet-5', { inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
+  assert.equal(boundedBatchSize(lenet, 256), 256);
+  big.dispose();
+  lenet.dispose();
+});

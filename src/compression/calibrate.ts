@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
+import { boundedBatchSize } from '../engine/batching.js';
 import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './graph.js';
 
 /**
@@ -23,7 +24,7 @@ export interface CalibrateOptions {
   percentile?: number;
   /** For 'mse': bits of the simulated quantizer. Default 8. */
   bits?: number;
-  /** Default 64. */
+  /** Default 64, lowered to fit the activation budget (engine/batching.ts). */
   batchSize?: number;
   /** Use at most this many samples (the first ones). Default all. */
   maxSamples?: number;
@@ -50,7 +51,7 @@ export async function calibrateActivations(
   opts: CalibrateOptions = {},
 ): Promise<Record<string, ActivationRange>> {
   const method = opts.method ?? 'minmax';
-  const batchSize = opts.batchSize ?? 64;
+  const batchSize = boundedBatchSize(model, opts.batchSize ?? 64);
   const bins = opts.bins ?? 2048;
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   if (n <= 0) throw new Error('calibration needs at least one sample');
@@ -58,34 +59,36 @@ export async function calibrateActivations(
   const wanted = opts.layers ? new Set(opts.layers) : null;
   const stats = new Map<string, Stat>();
 
-  const pass = (observe: (key: string, values: Float32Array) => void) => {
+  // Streaming: one bounded batch at a time, each layer's output observed as it is produced and
+  // released with the layer walk, so memory holds one batch's live activations, never a dataset's.
+  const pass = async (observe: (key: string, t: tfType.Tensor) => void) => {
     for (let start = 0; start < n; start += batchSize) {
       const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
       const outs = runLayerByLayer(tf, graph, x, {
-        onInput: (t) => void observe(INPUT_KEY, t.dataSync() as Float32Array),
+        onInput: (t) => void observe(INPUT_KEY, t),
         onOutput: (layer, t) => {
-          if (!wanted || wanted.has(layer.name)) observe(layer.name, t.dataSync() as Float32Array);
+          if (!wanted || wanted.has(layer.name)) observe(layer.name, t);
         },
       });
       x.dispose();
       outs.forEach((o) => o.dispose());
+      await Promise.resolve();
     }
   };
 
-  // Pass 1: min / max.
-  pass((key, values) => {
+  // Pass 1: min / max, reduced on the engine (two numbers per layer and batch leave it).
+  await pass((key, t) => {
     let s = stats.get(key);
     if (!s) stats.set(key, (s = { min: Infinity, max: -Infinity, zeros: 0, count: 0 }));
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (v < s.min) s.min = v;
-      if (v > s.max) s.max = v;
-    }
+    const [min, max] = tf.tidy(() => tf.stack([tf.min(t), tf.max(t)]).dataSync());
+    if (min < s.min) s.min = min;
+    if (max > s.max) s.max = max;
   });
   if (method !== 'minmax') {
     // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
     for (const s of stats.values()) s.hist = new Float64Array(bins);
-    pass((key, values) => {
+    await pass((key, t) => {
+      const values = t.dataSync() as Float32Array;
       const s = stats.get(key)!;
       const width = (s.max - s.min) / bins;
       for (let i = 0; i < values.length; i++) {

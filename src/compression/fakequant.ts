@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange, WeightQuant } from '../model/meta.js';
 import { INPUT_KEY } from './calibrate.js';
+import { boundedBatchSize } from '../engine/batching.js';
 import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './graph.js';
 import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
 import {
@@ -196,7 +197,7 @@ export async function predictWithActivationQuant(
 ): Promise<tfType.Tensor> {
   const graph = modelGraph(model);
   const hooks = activationHooks(tf, graph, ranges, opts.bits ?? 8, opts.fuse ?? true);
-  const batchSize = opts.batchSize ?? 64;
+  const batchSize = boundedBatchSize(model, opts.batchSize ?? 64);
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   const parts: tfType.Tensor[] = [];
   for (let start = 0; start < n; start += batchSize) {

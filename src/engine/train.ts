@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { boundedBatchSize } from './batching.js';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
@@ -188,7 +189,8 @@ interface DropoutLike {
 }
 
 /** Evaluates `model` on `data`: sparse categorical cross-entropy of its softmax outputs, accuracy, top-5. */
-export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, batchSize = 256): EvalResult {
+export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, requestedBatch = 256): EvalResult {
+  const batchSize = boundedBatchSize(model, requestedBatch);
   const predictions = new Int32Array(data.n);
   const b = batcher(tf, data);
   let lossSum = 0, correct = 0, top5 = 0;

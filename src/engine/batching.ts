@@ -1,0 +1,42 @@
+import type * as tfType from '@tensorflow/tfjs';
+
+/**
+ * Inference batch sizes bounded by activation memory: a MobileNet-class model at 224x224 holds ~5 MB
+ * per sample in its widest layer, so the batch of 256 that suits LeNet would need gigabytes (and
+ * tfjs-wasm's heap cannot exceed 4 GB, nor ever shrink). Every batched inference (evaluation,
+ * calibration, activation fake-quant, error reports) takes its batch through here.
+ */
+
+/** Default activation budget of one inference batch. */
+export const ACTIVATION_BUDGET_BYTES = 256 * 1024 * 1024;
+/** Live tensors around the widest layer (its inputs, its output, a kernel's temporaries) per its in + out. */
+const HEADROOM = 3;
+
+const elements = (shape: unknown): number => {
+  if (!Array.isArray(shape)) return 0;
+  if (shape.length && Array.isArray(shape[0])) return (shape as unknown[]).reduce<number>((a, s) => a + elements(s), 0);
+  return (shape as Array<number | null>).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
+};
+
+/** Float32 bytes one sample needs at the model's widest layer (its inputs plus output), times headroom. */
+export function activationBytesPerSample(model: tfType.LayersModel): number {
+  let peak = 0;
+  for (const layer of model.layers) {
+    let inOut = 0;
+    try {
+      const node = (layer as unknown as { inboundNodes: Array<{ inputShapes: unknown }> }).inboundNodes[0];
+      inOut = elements(node?.inputShapes) + elements(layer.outputShape);
+    } catch {
+      // a layer without a defined shape (not built): skip it
+    }
+    peak = Math.max(peak, inOut);
+  }
+  return peak * 4 * HEADROOM;
+}
+
+/** The requested batch size, lowered so one batch's activations fit the budget (at least 1). */
+export function boundedBatchSize(model: tfType.LayersModel, requested: number, budgetBytes = ACTIVATION_BUDGET_BYTES): number {
+  const per = activationBytesPerSample(model);
+  const fit = per > 0 ? Math.max(1, Math.floor(budgetBytes / per)) : requested;
+  return Math.max(1, Math.min(requested, fit));
+}

@@ -2,22 +2,25 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readdir, rm } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
-import { CacheCorruptError, CacheStore, CacheWriteError, manifestDigest, sweepOutDir, type RunRecord } from '../cache/store.js';
+import { CacheCorruptError, CacheStore, CacheWriteError, sweepOutDir, type RunRecord } from '../cache/store.js';
 import { checkpoint, describeFsError, sweepAtomicTemps } from '../cache/fsutil.js';
 import { FileDigests } from '../cache/file-digests.js';
 import { acquireLock, clearStaleLock, describeHolder } from '../cache/proc-lock.js';
-import { engineIdentity, resolveBackend } from '../engine/backend.js';
+import { engineIdentity, resolveBackend, type BackendChoice } from '../engine/backend.js';
 import { ancestorsOf, selectStages, topoOrder } from '../graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { selectIds } from '../recipe/matrix.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';
 import { confinedWriteDir, PathEscapeError } from '../util/paths.js';
-import type { StageInput } from '../stages/types.js';
 import { evaluateGates, type GateResult } from './gates.js';
-import { dataDigest, explainChange, keyInputsFor, keyOf, stageFileDigests, type KeyInputs } from './keys.js';
-import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockStage } from './lockfile.js';
+import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyInputs, type StageKey } from './keys.js';
+import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
+import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
+import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
+
+export { BudgetError, type StageExecutor } from './executor.js';
+export type { StageCache } from './stage-cache.js';
 
 export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped' | 'interrupted';
 
@@ -56,13 +59,17 @@ export interface RunOptions {
   force?: boolean | string[];
   /** CI mode: fail (exit 2) when the run would change the lock file. */
   frozen?: boolean;
-  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend?: BackendChoice;
   /** Where stage outputs are placed instead of the recipe's out dir (`verify` keeps the real one untouched). */
   outDir?: string;
   /** false: leave the lock file as it is (`verify` compares against it, so must not rewrite it). */
   writeLock?: boolean;
   onEvent?: (e: RunEvent) => void;
   signal?: AbortSignal;
+  /** Where stage results are looked up and stored (default: the local content-addressed store). */
+  cache?: (local: CacheStore) => StageCache;
+  /** What computes a stage (default: a worker thread of this process per stage). */
+  executor?: StageExecutor;
 }
 
 export interface RunSummary {
@@ -77,14 +84,6 @@ export interface RunSummary {
   lockPath: string;
   /** Why the lock file could not be written (full disk, read-only): the run then exits 1. */
   lockError?: string;
-}
-
-/** A stage went over its `timeout` or `memoryMb` budget and was stopped. */
-export class BudgetError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BudgetError';
-  }
 }
 
 export class FrozenLockError extends Error {
@@ -115,25 +114,107 @@ function recipeWriteDir(recipe: LoadedRecipe, p: string, what: string): string {
   }
 }
 
-const WORKER_URL = new URL('./worker.js', import.meta.url);
+/** A stage's outcome while the run goes on: the record is what downstream stages and the lock read. */
+type Settled = StageOutcome & { record?: RunRecord };
 
-/** Runs (or, with `dryRun`, only plans) a recipe's stages in dependency order. */
+/** Which stages this run goes through, in dependency order. */
+interface RunPlan {
+  order: string[];
+  /** Selected by --only/--from/--until (the others in `order` are their ancestors). */
+  selected: Set<string>;
+  forced(id: string): boolean;
+}
+
+/** Everything the phases of one run share. */
+interface Run {
+  recipe: LoadedRecipe;
+  opts: RunOptions;
+  runId: string;
+  started: number;
+  emit: (e: RunEvent) => void;
+  backend: BackendChoice;
+  engine: string;
+  store: CacheStore;
+  cache: StageCache;
+  executor: StageExecutor;
+  files: FileDigests;
+  outRoot: string;
+  lockPath: string;
+  lock: LockFile | undefined;
+  onStaleLock: (path: string, holder: string) => void;
+}
+
+/** Per-stage phases read this: the run, its plan and keys, the outcomes so far, the gates, the worker slots. */
+interface StagePhase {
+  run: Run;
+  plan: RunPlan;
+  keys: KeyContext;
+  outcomes: Map<string, Promise<Settled>>;
+  gates: GateResult[];
+  slots: Slots;
+}
+
+/** One stage being settled: its key, where its outputs go, its upstream outcomes. */
+interface StageJob {
+  stage: ResolvedStage;
+  key: StageKey;
+  outDir: string;
+  ups: Settled[];
+  t0: number;
+}
+
+/**
+ * Runs a recipe's stages in dependency order: plan → resolve keys → per stage (lookup / run / store /
+ * gate) → lock → report. Independent stages run in parallel, each in its own worker.
+ */
 export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Promise<RunSummary> {
+  const run = await openRun(recipe, opts);
+  const plan = planRun(recipe, opts);
+  run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
+  const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
+  await run.files.save().catch(() => undefined);
+  if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys);
+  const { settled, gates } = await settleStages(run, plan, keys);
+  const lockError = await recordLock(run, settled);
+  return reportRun(run, settled, gates, lockError);
+}
+
+/** Opens the cache and clears what killed runs left behind (work dirs, temp files, stale locks). */
+async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
   const started = Date.now();
   const runId = `${new Date(started).toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(3).toString('hex')}`;
   const emit = opts.onEvent ?? (() => undefined);
   const backend = opts.backend ?? recipe.backend;
-  const engine = engineIdentity(backend);
   // A lock naming a process that no longer runs was left by a killed run: it is taken over, and said so.
   const onStaleLock = (path: string, holder: string) =>
     emit({ type: 'warning', message: `recovered the stale lock ${path} left by ${describeHolder(holder)}, which no longer runs (killed or crashed run)` });
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
-  const files = new FileDigests(store.root);
-  const outRoot = opts.outDir ? resolve(opts.outDir) : outDirFor(recipe);
   const lockPath = lockPathFor(recipe.file);
-  const lock = readLock(lockPath);
-  // What killed runs left behind: their work directories and temp files in the cache, half-swapped
-  // output copies, the lock file's temp files, and the locks they held (taken over, and said so).
+  const run: Run = {
+    recipe,
+    opts,
+    runId,
+    started,
+    emit,
+    backend,
+    engine: engineIdentity(backend),
+    store,
+    cache: opts.cache ? opts.cache(store) : new LocalStageCache(store),
+    executor: opts.executor ?? new WorkerThreadExecutor(),
+    files: new FileDigests(store.root),
+    outRoot: opts.outDir ? resolve(opts.outDir) : outDirFor(recipe),
+    lockPath,
+    lock: readLock(lockPath),
+    onStaleLock,
+  };
+  await sweepLeftovers(run);
+  return run;
+}
+
+/** What killed runs left behind: their work directories and temp files in the cache, half-swapped
+ *  output copies, the lock file's temp files, and the locks they held (taken over, and said so). */
+async function sweepLeftovers(run: Run): Promise<void> {
+  const { store, outRoot, lockPath } = run;
   await store.sweepTmp();
   await sweepOutDir(outRoot);
   await sweepAtomicTemps(dirname(lockPath), basename(lockPath));
@@ -142,8 +223,11 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     ...(await readdir(outRoot).catch(() => [] as string[])).filter((n) => n.startsWith('.') && n.endsWith('.lock')).map((n) => join(outRoot, n)),
     `${lockPath}.writing`,
   ];
-  for (const p of heldLocks) await clearStaleLock(p, { onStale: (holder) => onStaleLock(p, holder) });
+  for (const p of heldLocks) await clearStaleLock(p, { onStale: (holder) => run.onStaleLock(p, holder) });
+}
 
+/** The stages selected by --only/--from/--until, their ancestors, in dependency order; which are forced. */
+function planRun(recipe: LoadedRecipe, opts: RunOptions): RunPlan {
   const nodes = recipe.stages.map((s) => ({ id: s.id, needs: s.needs }));
   // A selector names a stage, or every branch of a swept one (`--only prune` = all `prune[...]`).
   const ids = (sel: string | undefined): string[] => {
@@ -157,185 +241,197 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   const selected = selectStages(nodes, { only, from: ids(opts.from), until: ids(opts.until) });
   const needed = new Set(selected);
   for (const id of selected) for (const a of ancestorsOf(nodes, id)) needed.add(a);
-  const order = topoOrder(nodes).filter((id) => needed.has(id));
-  const forced = (id: string) => opts.force === true ? selected.has(id) : forcedIds.includes(id);
+  return {
+    order: topoOrder(nodes).filter((id) => needed.has(id)),
+    selected,
+    forced: (id) => (opts.force === true ? selected.has(id) : forcedIds.includes(id)),
+  };
+}
 
-  emit({ type: 'run-start', runId, recipe: recipe.file, engine, stages: order });
+/** Starts every stage of the plan (each waits for its upstream) and waits for all of them. */
+async function settleStages(run: Run, plan: RunPlan, keys: KeyContext): Promise<{ settled: Settled[]; gates: GateResult[] }> {
+  const concurrency = Math.max(1, run.opts.concurrency ?? Math.max(1, availableParallelism()));
+  const phase: StagePhase = { run, plan, keys, outcomes: new Map(), gates: [], slots: new Slots(concurrency) };
+  const onAbort = () => run.executor.abort();
+  run.opts.signal?.addEventListener('abort', onAbort);
+  for (const id of plan.order) phase.outcomes.set(id, settleStage(phase, run.recipe.stageById.get(id)!));
+  const settled = await Promise.all(plan.order.map((id) => phase.outcomes.get(id)!));
+  run.opts.signal?.removeEventListener('abort', onAbort);
+  return { settled, gates: phase.gates };
+}
 
-  // Keys of every stage, computed in order: each needs its upstream outputs digest.
-  const dataDigests: Record<string, string> = {};
-  for (const name of new Set(order.flatMap((id) => recipe.stageById.get(id)!.datasets))) dataDigests[name] = await dataDigest(recipe, name, files);
-  await files.save().catch(() => undefined);
+/** One stage: skipped after a failed upstream, else keyed, then taken from the cache or computed. */
+async function settleStage(p: StagePhase, stage: ResolvedStage): Promise<Settled> {
+  const ups = await Promise.all(stage.needs.map((n) => p.outcomes.get(n)!));
+  const t0 = Date.now();
+  const blocked = ups.find((u) => u.status === 'failed' || u.status === 'skipped' || u.status === 'interrupted');
+  if (blocked) return ended(p, outcomeOf(stage, 'skipped', `upstream '${blocked.id}' ${blocked.status === 'failed' ? 'failed' : 'did not run'}`));
+  let key: StageKey;
+  try {
+    key = await stageKey(p.keys, stage, ups.map((u) => u.record!.outputsDigest));
+  } catch (e) {
+    return ended(p, outcomeOf(stage, 'failed', (e as Error).message));
+  }
+  const job: StageJob = { stage, key, outDir: join(p.run.outRoot, stage.id), ups, t0 };
+  let reason = 'forced';
+  if (!p.plan.forced(stage.id)) {
+    let found: CacheLookup;
+    try {
+      found = await lookupStage(p.run, job);
+    } catch (e) {
+      // A cache that cannot be read or an output directory that cannot be written: this stage fails
+      // with the path in words; independent stages still run and the lock keeps what succeeded.
+      return failedStage(p, job, e);
+    }
+    if (found.record) return completedStage(p, job, 'cached', 'cached', found.record);
+    reason = found.damaged ? `${found.damaged}: recomputed` : await previousReason(p.run, job);
+  }
+  if (!p.plan.selected.has(stage.id) && p.run.opts.only?.length) {
+    return ended(p, { ...outcomeOf(stage, 'failed', `upstream of --only stage is not in the cache (${reason}); run without --only first`), key: key.key });
+  }
+  if (p.run.opts.signal?.aborted) return { ...outcomeOf(stage, 'interrupted', 'interrupted'), key: key.key };
+  return computeStage(p, job, reason);
+}
 
-  if (opts.frozen) await checkFrozen(recipe, order, lock, dataDigests, engine, files);
+/** Lookup phase: the record for the stage's key, its outputs restored to the stage's out dir. */
+async function lookupStage(run: Run, job: StageJob): Promise<CacheLookup> {
+  const found = await run.cache.lookup(job.key.key);
+  if (!found.record) return found;
+  try {
+    await run.cache.restore(found.record, job.outDir);
+    return found;
+  } catch (e) {
+    if (e instanceof CacheCorruptError) return { damaged: e.message };
+    throw e;
+  }
+}
 
-  const concurrency = Math.max(1, opts.concurrency ?? Math.max(1, availableParallelism()));
-  let running = 0;
-  const waiters: Array<() => void> = [];
-  const slot = async () => {
-    while (running >= concurrency) await new Promise<void>((r) => waiters.push(r));
-    running++;
+/** Run phase, holding a worker slot and the key's lock (another process may be computing the same key). */
+async function computeStage(p: StagePhase, job: StageJob, reason: string): Promise<Settled> {
+  const release = await p.slots.take();
+  let releaseKey: () => Promise<void>;
+  try {
+    releaseKey = await lockKey(p, job);
+  } catch (e) {
+    release();
+    return failedStage(p, job, new CacheWriteError(describeFsError(e, `cannot write to the cache ${p.run.cache.root}`)));
+  }
+  try {
+    if (reason !== 'forced') {
+      // The other process may have stored it while this one waited for the key's lock.
+      const again = await lookupStage(p.run, job);
+      if (again.record) return await completedStage(p, job, 'cached', 'cached (computed by another run)', again.record);
+    }
+    return await executeStage(p, job, reason);
+  } catch (e) {
+    return failedStage(p, job, e);
+  } finally {
+    await releaseKey();
+    release();
+  }
+}
+
+function lockKey(p: StagePhase, job: StageJob): Promise<() => Promise<void>> {
+  const keyLock = join(p.run.cache.root, 'locks', `${job.key.key}.lock`);
+  return acquireLock(keyLock, {
+    onWait: (holder) => p.run.emit({ type: 'stage-log', id: job.stage.id, message: `waiting for ${describeHolder(holder)} computing the same stage` }),
+    onStale: (holder) => p.run.onStaleLock(keyLock, holder),
+  });
+}
+
+/** Runs the stage's job, stores its outputs under its key and restores them to its out dir. */
+async function executeStage(p: StagePhase, job: StageJob, reason: string): Promise<Settled> {
+  const { run } = p;
+  const { stage } = job;
+  run.emit({ type: 'stage-start', id: stage.id, reason });
+  checkpoint(`run:stage-start:${stage.id}`);
+  const work = await run.cache.workDir(stage.id);
+  try {
+    const metrics = await run.executor.execute(workerJob(run, job, work), stage, (m) => relay(run, stage.id, m));
+    checkpoint(`run:stage-done:${stage.id}`);
+    const record = await run.cache.store({ key: job.key.key, keyInputs: job.key.inputs, stageKind: stage.uses, stageId: stage.id, metrics, durationMs: Date.now() - job.t0 }, work);
+    await run.cache.restore(record, job.outDir);
+    return await completedStage(p, job, 'ran', reason, record);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function workerJob(run: Run, job: StageJob, outDir: string): WorkerJob {
+  const { stage } = job;
+  const inputs = job.ups.map((u) => ({ id: u.id, kind: u.uses, dir: u.outDir!, metrics: u.metrics }));
+  return { stageId: stage.id, uses: stage.uses, with: stage.with, seed: run.recipe.seed, backend: run.backend, outDir, workspace: run.recipe.dir, inputs, data: run.recipe.data, memoryMb: stage.memoryMb };
+}
+
+function relay(run: Run, id: string, m: WorkerMessage): void {
+  if (m.type === 'progress') {
+    run.emit({ type: 'stage-progress', id, message: m.message, fraction: m.fraction });
+    checkpoint(`run:progress:${id}`);
+  }
+  if (m.type === 'log') run.emit({ type: 'stage-log', id, message: m.message });
+}
+
+/** Gate phase, for a stage that ran or came from the cache; then its end is reported. */
+async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cached', reason: string, record: RunRecord): Promise<Settled> {
+  const o: Settled = { ...outcomeOf(job.stage, status, reason), key: job.key.key, seconds: (Date.now() - job.t0) / 1000, metrics: record.metrics, outputs: digestsOf(record), outDir: job.outDir, record };
+  await applyGates(p, job.stage, o);
+  return ended(p, o);
+}
+
+function failedStage(p: StagePhase, job: StageJob, e: unknown): Settled {
+  const err = e as Error;
+  const interrupted = p.run.opts.signal?.aborted;
+  const seconds = (Date.now() - job.t0) / 1000;
+  const o: StageOutcome = {
+    ...outcomeOf(job.stage, interrupted ? 'interrupted' : 'failed', interrupted ? 'interrupted' : err.message),
+    key: job.key.key,
+    seconds,
+    // An interrupted stage's worker is terminated: its exit code says nothing the user needs.
+    error: interrupted
+      ? { name: 'Interrupted', message: `stage '${job.stage.id}' was stopped by an interrupt (SIGINT) after ${seconds.toFixed(1)} s; completed stages stay cached` }
+      : { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
+  };
+  return ended(p, o);
+}
+
+function outcomeOf(stage: ResolvedStage, status: StageStatus, reason: string): StageOutcome {
+  return { id: stage.id, uses: stage.uses, status, reason, seconds: 0, metrics: {} };
+}
+
+function ended(p: StagePhase, o: Settled): Settled {
+  p.run.emit({ type: 'stage-end', outcome: o });
+  return o;
+}
+
+async function applyGates(p: StagePhase, stage: ResolvedStage, o: StageOutcome): Promise<void> {
+  const gates = stage.with.gates as string[] | undefined;
+  if (!gates?.length) return;
+  const metricsOf = async (id: string) => (id === stage.id ? o.metrics : (await p.outcomes.get(id))?.metrics);
+  for (const r of await evaluateGates(stage.id, gates, metricsOf)) {
+    p.gates.push(r);
+    p.run.emit({ type: 'gate', result: r });
+  }
+}
+
+/** At most `n` stages compute at once. */
+class Slots {
+  private running = 0;
+  private readonly waiters: Array<() => void> = [];
+  constructor(private readonly n: number) {}
+
+  async take(): Promise<() => void> {
+    while (this.running >= this.n) await new Promise<void>((r) => this.waiters.push(r));
+    this.running++;
     return () => {
-      running--;
-      waiters.shift()?.();
+      this.running--;
+      this.waiters.shift()?.();
     };
-  };
+  }
+}
 
-  const outcomes = new Map<string, Promise<StageOutcome & { record?: RunRecord }>>();
-  const gateResults: GateResult[] = [];
-  const activeWorkers = new Set<Worker>();
-  const onAbort = () => {
-    for (const w of activeWorkers) w.postMessage({ type: 'abort' });
-    setTimeout(() => {
-      for (const w of activeWorkers) void w.terminate();
-    }, 200).unref();
-  };
-  opts.signal?.addEventListener('abort', onAbort);
-
-  const runStage = async (stage: ResolvedStage): Promise<StageOutcome & { record?: RunRecord }> => {
-    const base = { id: stage.id, uses: stage.uses, metrics: {} as Record<string, unknown> };
-    const ups = await Promise.all(stage.needs.map((n) => outcomes.get(n)!));
-    const t0 = Date.now();
-    const bad = ups.find((u) => u.status === 'failed' || u.status === 'skipped' || u.status === 'interrupted');
-    if (bad) {
-      const o: StageOutcome = { ...base, status: 'skipped', reason: `upstream '${bad.id}' ${bad.status === 'failed' ? 'failed' : 'did not run'}`, seconds: 0 };
-      emit({ type: 'stage-end', outcome: o });
-      return o;
-    }
-    let keyInputs: KeyInputs;
-    try {
-      keyInputs = keyInputsFor(stage, ups.map((u) => u.record!.outputsDigest), pick(dataDigests, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files));
-    } catch (e) {
-      const o: StageOutcome = { ...base, status: 'failed', reason: (e as Error).message, seconds: 0 };
-      emit({ type: 'stage-end', outcome: o });
-      return o;
-    }
-    const key = keyOf(keyInputs);
-    const outDir = join(outRoot, stage.id);
-    const failedOutcome = (e: unknown): StageOutcome => {
-      const err = e as Error;
-      const interrupted = opts.signal?.aborted;
-      const seconds = (Date.now() - t0) / 1000;
-      const o: StageOutcome = {
-        ...base,
-        status: interrupted ? 'interrupted' : 'failed',
-        reason: interrupted ? 'interrupted' : err.message,
-        key,
-        seconds,
-        // An interrupted stage's worker is terminated: its exit code says nothing the user needs.
-        error: interrupted
-          ? { name: 'Interrupted', message: `stage '${stage.id}' was stopped by an interrupt (SIGINT) after ${seconds.toFixed(1)} s; completed stages stay cached` }
-          : { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
-      };
-      emit({ type: 'stage-end', outcome: o });
-      return o;
-    };
-    let reason = '';
-    if (forced(stage.id)) reason = 'forced';
-    else {
-      let cached: Awaited<ReturnType<typeof tryCached>>;
-      try {
-        cached = await tryCached(store, key, outDir);
-      } catch (e) {
-        // A cache that cannot be read or an output directory that cannot be written: this stage fails
-        // with the path in words; independent stages still run and the lock keeps what succeeded.
-        return failedOutcome(e);
-      }
-      if (cached.record) {
-        const o = { ...base, status: 'cached' as const, reason: 'cached', key, seconds: (Date.now() - t0) / 1000, metrics: cached.record.metrics, outputs: digestsOf(cached.record), outDir, record: cached.record };
-        await applyGates(stage, o);
-        emit({ type: 'stage-end', outcome: o });
-        return o;
-      }
-      reason = cached.corrupt ?? (await previousReason(store, lock?.stages[stage.id], keyInputs, stage.needs));
-    }
-    if (!selected.has(stage.id) && opts.only?.length) {
-      const o: StageOutcome = { ...base, status: 'failed', reason: `upstream of --only stage is not in the cache (${reason}); run without --only first`, key, seconds: 0 };
-      emit({ type: 'stage-end', outcome: o });
-      return o;
-    }
-    if (opts.signal?.aborted) return { ...base, status: 'interrupted', reason: 'interrupted', key, seconds: 0 };
-
-    const release = await slot();
-    // Another process may be computing the same key: wait for it, then take its result.
-    const keyLock = join(store.root, 'locks', `${key}.lock`);
-    let releaseKey: () => Promise<void>;
-    try {
-      releaseKey = await acquireLock(keyLock, {
-        onWait: (holder) => emit({ type: 'stage-log', id: stage.id, message: `waiting for ${describeHolder(holder)} computing the same stage` }),
-        onStale: (holder) => onStaleLock(keyLock, holder),
-      });
-    } catch (e) {
-      release();
-      return failedOutcome(new CacheWriteError(describeFsError(e, `cannot write to the cache ${store.root}`)));
-    }
-    try {
-      if (reason !== 'forced') {
-        const cached = await tryCached(store, key, outDir);
-        if (cached.record) {
-          const o = { ...base, status: 'cached' as const, reason: 'cached (computed by another run)', key, seconds: (Date.now() - t0) / 1000, metrics: cached.record.metrics, outputs: digestsOf(cached.record), outDir, record: cached.record };
-          await applyGates(stage, o);
-          emit({ type: 'stage-end', outcome: o });
-          return o;
-        }
-      }
-      emit({ type: 'stage-start', id: stage.id, reason });
-      checkpoint(`run:stage-start:${stage.id}`);
-      const work = await store.makeWorkDir(stage.id);
-      try {
-        const inputs: StageInput[] = ups.map((u) => ({ id: u.id, kind: u.uses, dir: u.outDir!, metrics: u.metrics }));
-        const job: WorkerJob = { stageId: stage.id, uses: stage.uses, with: stage.with, seed: recipe.seed, backend, outDir: work, workspace: recipe.dir, inputs, data: recipe.data, memoryMb: stage.memoryMb };
-        const metrics = await runInWorker(job, stage, (m) => {
-          if (m.type === 'progress') {
-            emit({ type: 'stage-progress', id: stage.id, message: m.message, fraction: m.fraction });
-            checkpoint(`run:progress:${stage.id}`);
-          }
-          if (m.type === 'log') emit({ type: 'stage-log', id: stage.id, message: m.message });
-        }, activeWorkers);
-        checkpoint(`run:stage-done:${stage.id}`);
-        const outputs = await store.putDir(work);
-        const record = await store.putRecord({
-          key,
-          keyInputs,
-          stageKind: stage.uses,
-          stageId: stage.id,
-          outputs,
-          outputsDigest: manifestDigest(outputs),
-          metrics,
-          createdAt: new Date().toISOString(),
-          durationMs: Date.now() - t0,
-        });
-        await store.materialize(record, outDir);
-        const o = { ...base, status: 'ran' as const, reason, key, seconds: (Date.now() - t0) / 1000, metrics, outputs: digestsOf(record), outDir, record };
-        await applyGates(stage, o);
-        emit({ type: 'stage-end', outcome: o });
-        return o;
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
-    } catch (e) {
-      return failedOutcome(e);
-    } finally {
-      await releaseKey();
-      release();
-    }
-  };
-
-  const applyGates = async (stage: ResolvedStage, o: StageOutcome) => {
-    const gates = stage.with.gates as string[] | undefined;
-    if (!gates?.length) return;
-    const metricsOf = async (id: string) => (id === stage.id ? o.metrics : (await outcomes.get(id))?.metrics);
-    for (const r of await evaluateGates(stage.id, gates, metricsOf)) {
-      gateResults.push(r);
-      emit({ type: 'gate', result: r });
-    }
-  };
-
-  for (const id of order) outcomes.set(id, runStage(recipe.stageById.get(id)!));
-  const results = await Promise.all(order.map((id) => outcomes.get(id)!));
-  opts.signal?.removeEventListener('abort', onAbort);
-
-  // The lock records what this run established; stages that failed keep their previous entry.
+/** Lock phase: the lock records what this run established; stages that failed keep their previous entry. */
+async function recordLock(run: Run, results: Settled[]): Promise<string | undefined> {
+  const { recipe, opts, lock, lockPath } = run;
   const entries: Record<string, LockStage> = {};
   for (const r of results) {
     if (r.record && (r.status === 'ran' || r.status === 'cached')) {
@@ -345,51 +441,48 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   if (opts.frozen) {
     const drift = results.filter((r) => r.record && lock?.stages[r.id] && lock.stages[r.id].outputsDigest !== r.record.outputsDigest);
     if (drift.length) throw new FrozenLockError(`--frozen: outputs differ from ${lockPathFor(recipe.file)} for ${drift.map((d) => `'${d.id}'`).join(', ')} (non-deterministic stage or changed environment)`);
+    return undefined;
   }
-  let lockError: string | undefined;
-  if (!opts.frozen && Object.keys(entries).length && opts.writeLock !== false) {
-    try {
-      await updateLock(resolve(lockPath), relativeName(recipe), engine, recipe.stages.map((s) => s.id), entries, {
-        onStale: (holder) => onStaleLock(`${resolve(lockPath)}.writing`, holder),
-        // Another run is writing the lock: this one waits and merges into what it wrote.
-        onWait: () => checkpoint('lockfile:wait'),
-      });
-    } catch (e) {
-      // The previous lock is intact (atomic replace); what this run computed is in the cache. The
-      // failure is reported with the stages' own, not instead of them.
-      if (!(e instanceof LockWriteError)) throw e;
-      lockError = e.message;
-    }
+  if (!Object.keys(entries).length || opts.writeLock === false) return undefined;
+  try {
+    await updateLock(resolve(lockPath), relativeName(recipe), run.engine, recipe.stages.map((s) => s.id), entries, {
+      onStale: (holder) => run.onStaleLock(`${resolve(lockPath)}.writing`, holder),
+      // Another run is writing the lock: this one waits and merges into what it wrote.
+      onWait: () => checkpoint('lockfile:wait'),
+    });
+    return undefined;
+  } catch (e) {
+    // The previous lock is intact (atomic replace); what this run computed is in the cache. The
+    // failure is reported with the stages' own, not instead of them.
+    if (!(e instanceof LockWriteError)) throw e;
+    return e.message;
   }
+}
 
+/** Report phase: the summary and its exit code. */
+function reportRun(run: Run, results: Settled[], gates: GateResult[], lockError: string | undefined): RunSummary {
   const stages: StageOutcome[] = results.map(({ record: _r, ...o }) => o);
   const failed = stages.some((s) => s.status === 'failed');
-  const interrupted = opts.signal?.aborted || stages.some((s) => s.status === 'interrupted');
-  const gateFailed = gateResults.some((g) => !g.passed);
+  const interrupted = run.opts.signal?.aborted || stages.some((s) => s.status === 'interrupted');
+  const gateFailed = gates.some((g) => !g.passed);
   const summary: RunSummary = {
-    runId,
-    recipe: recipe.file,
-    engine,
-    startedAt: new Date(started).toISOString(),
-    seconds: (Date.now() - started) / 1000,
+    runId: run.runId,
+    recipe: run.recipe.file,
+    engine: run.engine,
+    startedAt: new Date(run.started).toISOString(),
+    seconds: (Date.now() - run.started) / 1000,
     stages,
-    gates: gateResults,
+    gates,
     exitCode: interrupted ? 130 : failed || lockError ? 1 : gateFailed ? 3 : 0,
-    lockPath,
+    lockPath: run.lockPath,
     lockError,
   };
-  emit({ type: 'run-end', summary });
+  run.emit({ type: 'run-end', summary });
   return summary;
 }
 
 function relativeName(recipe: LoadedRecipe): string {
   return recipe.file.replace(/^.*[\\/]/, '');
-}
-
-function pick(all: Record<string, string>, names: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const n of names) out[n] = all[n];
-  return out;
 }
 
 function digestsOf(r: RunRecord): Record<string, string> {
@@ -398,26 +491,12 @@ function digestsOf(r: RunRecord): Record<string, string> {
   return out;
 }
 
-async function tryCached(store: CacheStore, key: string, outDir: string): Promise<{ record?: RunRecord; corrupt?: string }> {
-  try {
-    const record = await store.getRecord(key);
-    if (!record) return {};
-    if (!(await store.hasObjects(record))) {
-      await store.removeRecord(key);
-      return { corrupt: 'cache entry incomplete (missing objects): recomputed' };
-    }
-    await store.materialize(record, outDir);
-    return { record };
-  } catch (e) {
-    if (e instanceof CacheCorruptError) {
-      await store.removeRecord(key);
-      return { corrupt: `${e.message}: recomputed` };
-    }
-    throw e;
-  }
+/** Why a stage that is not cached must run, in words: what changed since the lock's entry. */
+async function previousReason(run: Run, job: StageJob): Promise<string> {
+  return explainStale(run.store, run.lock?.stages[job.stage.id], job.key.inputs, job.stage.needs);
 }
 
-async function previousReason(store: CacheStore, locked: LockStage | undefined, cur: KeyInputs, needs: string[]): Promise<string> {
+async function explainStale(store: CacheStore, locked: LockStage | undefined, cur: KeyInputs, needs: string[]): Promise<string> {
   if (!locked) return 'new stage (not in the lock file)';
   let prev: RunRecord | undefined;
   try {
@@ -430,7 +509,7 @@ async function previousReason(store: CacheStore, locked: LockStage | undefined, 
 }
 
 /** In --frozen mode, every key must be derivable from the lock alone and equal to it. */
-async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnType<typeof readLock>, data: Record<string, string>, engine: string, files: FileDigests): Promise<void> {
+async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: LockFile | undefined, keys: KeyContext): Promise<void> {
   if (!lock) throw new FrozenLockError(`--frozen: no lock file ${lockPathFor(recipe.file)}; run without --frozen first and commit it`);
   const problems: string[] = [];
   for (const id of order) {
@@ -440,10 +519,9 @@ async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnTy
       problems.push(`'${id}' is not in the lock`);
       continue;
     }
-    const ups = stage.needs.map((n) => lock.stages[n]?.outputsDigest ?? 'missing');
     let key: string;
     try {
-      key = keyOf(keyInputsFor(stage, ups, pick(data, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files)));
+      key = (await stageKey(keys, stage, stage.needs.map((n) => lock.stages[n]?.outputsDigest ?? 'missing'))).key;
     } catch (e) {
       problems.push(`'${id}': ${(e as Error).message}`);
       continue;
@@ -452,59 +530,6 @@ async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: ReturnTy
   }
   for (const id of Object.keys(lock.stages)) if (!recipe.stageById.has(id)) problems.push(`'${id}' is in the lock but not in the recipe`);
   if (problems.length) throw new FrozenLockError(`--frozen: the run would change ${lockPathFor(recipe.file)}:\n  ${problems.join('\n  ')}\nRun \`compress run\` and commit the lock.`);
-}
-
-function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: WorkerMessage) => void, active: Set<Worker>): Promise<Record<string, unknown>> {
-  return new Promise((resolvePromise, reject) => {
-    const worker = new Worker(WORKER_URL, {
-      workerData: job,
-      resourceLimits: stage.memoryMb ? { maxOldGenerationSizeMb: stage.memoryMb } : undefined,
-      stdout: true,
-      stderr: true,
-    });
-    active.add(worker);
-    // tfjs and LiteRT print banners and INFO lines; the progress display is the stage's voice.
-    const chatter: string[] = [];
-    worker.stdout.on('data', (d: Buffer) => chatter.push(d.toString()));
-    worker.stderr.on('data', (d: Buffer) => chatter.push(d.toString()));
-    let settled = false;
-    const finish = (f: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      active.delete(worker);
-      f();
-      void worker.terminate();
-    };
-    const timer = stage.timeout
-      ? setTimeout(() => finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its time budget of ${stage.timeout} s (timeout) and was stopped`))), stage.timeout * 1000)
-      : undefined;
-    // resourceLimits bound only V8's JS heap; tensors live in array buffers and the wasm heap, outside
-    // it. The worker reports its whole footprint (JS heap + external memory, which counts the wasm
-    // memory) and is stopped once that exceeds the budget.
-    const budgetBytes = stage.memoryMb ? stage.memoryMb * 1024 * 1024 : Infinity;
-    worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'memory') {
-        if (m.bytes > budgetBytes) {
-          finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; it used ${Math.round(m.bytes / 1048576)} MB of JS heap, array buffers and wasm memory) and was stopped`)));
-        }
-      } else if (m.type === 'done') finish(() => resolvePromise(m.metrics));
-      else if (m.type === 'error') {
-        const err = new Error(m.message);
-        err.name = m.name;
-        (err as { workerStack?: string }).workerStack = m.stack;
-        finish(() => reject(err));
-      } else onMessage(m);
-    });
-    worker.on('error', (e: Error & { code?: string }) => {
-      const msg = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; its JS heap ran out) and was stopped` : e.message;
-      const err = new Error(msg);
-      err.name = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'BudgetError' : e.name;
-      (err as { workerStack?: string }).workerStack = e.stack;
-      finish(() => reject(err));
-    });
-    worker.on('exit', (code) => finish(() => reject(new Error(`stage '${stage.id}' stopped (worker exit code ${code})${chatter.length ? `: ${chatter.join('').trim().split('\n').slice(-3).join(' | ')}` : ''}`))));
-  });
 }
 
 export { resolveBackend };
@@ -517,14 +542,12 @@ export interface StageState {
   key?: string;
 }
 
-/** What `run` would do, without running: each stage cached or stale, and why. */
+/** What `run` would do, without running: each stage cached or stale, and why (the run's own lookup, read-only). */
 export async function stageStates(recipe: LoadedRecipe, opts: Pick<RunOptions, 'cacheDir' | 'backend'> = {}): Promise<StageState[]> {
-  const engine = engineIdentity(opts.backend ?? recipe.backend);
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir));
-  const files = new FileDigests(store.root);
+  const cache = new LocalStageCache(store);
   const lock = readLock(lockPathFor(recipe.file));
-  const data: Record<string, string> = {};
-  for (const name of Object.keys(recipe.data)) data[name] = await dataDigest(recipe, name, files);
+  const keys = await keyContext(recipe, engineIdentity(opts.backend ?? recipe.backend), new FileDigests(store.root), Object.keys(recipe.data));
   const digests = new Map<string, string>();
   const out: StageState[] = [];
   for (const id of topoOrder(recipe.stages.map((s) => ({ id: s.id, needs: s.needs })))) {
@@ -534,30 +557,19 @@ export async function stageStates(recipe: LoadedRecipe, opts: Pick<RunOptions, '
       out.push({ id, uses: stage.uses, state: 'stale', reason: `upstream ${staleUp.map((n) => `'${n}'`).join(', ')} will run` });
       continue;
     }
-    let ki: KeyInputs;
+    let key: StageKey;
     try {
-      ki = keyInputsFor(stage, stage.needs.map((n) => digests.get(n)!), pick(data, stage.datasets), engine, recipe.seed, await stageFileDigests(stage, recipe, files));
+      key = await stageKey(keys, stage, stage.needs.map((n) => digests.get(n)!));
     } catch (e) {
       out.push({ id, uses: stage.uses, state: 'stale', reason: (e as Error).message });
       continue;
     }
-    const key = keyOf(ki);
-    let rec: RunRecord | undefined;
-    let corrupt: string | undefined;
-    try {
-      rec = await store.getRecord(key);
-      if (rec && !(await store.hasObjects(rec))) {
-        corrupt = 'cache entry incomplete';
-        rec = undefined;
-      }
-    } catch (e) {
-      corrupt = (e as Error).message;
-    }
-    if (rec) {
-      digests.set(id, rec.outputsDigest);
-      out.push({ id, uses: stage.uses, state: 'cached', reason: 'cached', key });
+    const found = await cache.lookup(key.key).catch((e: Error): CacheLookup => ({ damaged: e.message }));
+    if (found.record) {
+      digests.set(id, found.record.outputsDigest);
+      out.push({ id, uses: stage.uses, state: 'cached', reason: 'cached', key: key.key });
     } else {
-      out.push({ id, uses: stage.uses, state: 'stale', reason: corrupt ?? (await previousReason(store, lock?.stages[id], ki, stage.needs)), key });
+      out.push({ id, uses: stage.uses, state: 'stale', reason: found.damaged ?? (await explainStale(store, lock?.stages[id], key.inputs, stage.needs)), key: key.key });
     }
   }
   return out;

@@ -59,6 +59,38 @@ export function keyOf(inputs: KeyInputs): string {
   return hashJson(inputs);
 }
 
+/** What every stage key of one run shares: the recipe, the engine, the data digests, the file digest cache. */
+export interface KeyContext {
+  recipe: LoadedRecipe;
+  engine: string;
+  /** Digest of each dataset the keyed stages read. */
+  data: Record<string, string>;
+  files: FileDigests;
+}
+
+/** Digests the named datasets once, for all the keys of a run. */
+export async function keyContext(recipe: LoadedRecipe, engine: string, files: FileDigests, datasets: Iterable<string>): Promise<KeyContext> {
+  const data: Record<string, string> = {};
+  for (const name of new Set(datasets)) data[name] = await dataDigest(recipe, name, files);
+  return { recipe, engine, data, files };
+}
+
+export interface StageKey {
+  key: string;
+  inputs: KeyInputs;
+}
+
+/**
+ * The one way a stage's cache key is computed (run, `--frozen`, `status`, `verify`): from its upstream
+ * output digests, in `needs` order (from the cache, or from the lock for `--frozen`).
+ */
+export async function stageKey(ctx: KeyContext, stage: ResolvedStage, upstreamDigests: string[]): Promise<StageKey> {
+  const data: Record<string, string> = {};
+  for (const n of stage.datasets) data[n] = ctx.data[n];
+  const inputs = keyInputsFor(stage, upstreamDigests, data, ctx.engine, ctx.recipe.seed, await stageFileDigests(stage, ctx.recipe, ctx.files));
+  return { key: keyOf(inputs), inputs };
+}
+
 /** Why a key differs from the previous one, in words (`with.epochs: 3 -> 5`, `upstream changed`). */
 export function explainChange(prev: KeyInputs | undefined, cur: KeyInputs, needs: string[]): string {
   if (!prev) return 'not in cache';

@@ -1,24 +1,17 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import onnxProto from 'onnx-proto';
 import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
-import { buildIr } from './graph.js';
-import { irToOnnx } from './onnx/export.js';
-import { tensorRanges } from './quant.js';
-import { tfjsArtifacts, TFJS_MODEL_JSON, TFJS_SHARD } from './tfjs/export.js';
-import { irToTflite } from './tflite/export.js';
-import { onnxRunner, tfjsRunner, tfliteRunner, type Runner } from './verify/runners.js';
+import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from './targets.js';
+import type { Runner } from './verify/runners.js';
 
 export { ExportError } from './errors.js';
 export { buildIr, type IrGraph, type IrOp } from './graph.js';
-
-export type ExportTarget = 'tflite' | 'onnx' | 'tfjs';
-export type ExportPrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8' | 'uint8' | 'uint16';
+export { EXPORT_TARGETS, SUPPORTED_PRECISIONS, TFLITE_FILE, ONNX_FILE, type ExportPrecision, type ExportTarget } from './targets.js';
+export { onnxOptimizedOpTypes } from './verify/onnx-ops.js';
 
 export interface ExportOptions {
   target: ExportTarget;
@@ -35,22 +28,12 @@ export interface ExportResult {
   gzipBytes: number;
 }
 
-/** Which precisions each target writes. */
-export const SUPPORTED_PRECISIONS: Record<ExportTarget, readonly ExportPrecision[]> = {
-  tflite: ['float32', 'float16', 'dynamic-int8', 'int8'],
-  onnx: ['float32', 'int8'],
-  tfjs: ['float32', 'float16', 'uint8', 'uint16'],
-};
-
-export const TFLITE_FILE = 'model.tflite';
-export const ONNX_FILE = 'model.onnx';
-
-function checkPrecision(target: ExportTarget, precision: ExportPrecision): void {
-  const ok = SUPPORTED_PRECISIONS[target];
-  if (!ok) throw new ExportError(String(target), undefined, `unknown target; use one of ${Object.keys(SUPPORTED_PRECISIONS).join(', ')}`);
-  if (!ok.includes(precision)) {
-    throw new ExportError(target, undefined, `precision '${precision}' is not supported; use one of ${ok.join(', ')}`);
-  }
+/** The table entry for a target that writes `precision`; ExportError naming what is supported otherwise. */
+function targetFor(target: string, precision: string): ExportTargetEntry {
+  const entry = exportTarget(target);
+  if (!entry) throw new ExportError(String(target), undefined, `unknown target; use one of ${Object.keys(EXPORT_TARGETS).join(', ')}`);
+  if (!entry.supports(precision)) throw new ExportError(target, undefined, `precision '${precision}' is not supported; use one of ${entry.precisions.join(', ')}`);
+  return entry;
 }
 
 /** Writes `model` for `opts.target` in `opts.precision` into outDir. */
@@ -61,24 +44,9 @@ export async function exportModel(
   opts: ExportOptions,
   outDir: string,
 ): Promise<ExportResult> {
-  checkPrecision(opts.target, opts.precision);
+  const entry = targetFor(opts.target, opts.precision);
   await mkdir(outDir, { recursive: true });
-  const written: Array<[string, Uint8Array]> = [];
-  if (opts.target === 'tfjs') {
-    const { modelJson, shard } = await tfjsArtifacts(tf, model, opts.precision as 'float32');
-    written.push([TFJS_MODEL_JSON, new TextEncoder().encode(JSON.stringify(modelJson))], [TFJS_SHARD, shard]);
-  } else {
-    const ir = buildIr(model, opts.target);
-    const int8 = opts.precision === 'int8';
-    const ranges = int8 ? tensorRanges(tf, ir, meta, opts.target, opts.calibration, opts.calibrationShape) : undefined;
-    if (opts.target === 'tflite') {
-      const { bytes } = irToTflite(ir, meta, opts.precision as 'float32', ranges);
-      written.push([TFLITE_FILE, bytes]);
-    } else {
-      const { bytes } = irToOnnx(ir, meta, opts.precision as 'float32', ranges);
-      written.push([ONNX_FILE, bytes]);
-    }
-  }
+  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape }, opts.precision);
   let bytes = 0;
   let gzipBytes = 0;
   for (const [name, data] of written) {
@@ -114,15 +82,15 @@ export function defaultThreshold(precision: ExportPrecision): number {
   return precision === 'int8' || precision === 'uint8' || precision === 'dynamic-int8' ? 0.99 : 0.999;
 }
 
-async function openRunner(tf: typeof tfType, exported: ExportedModel): Promise<Runner> {
-  const file = (name: string) => {
+function openRunner(tf: typeof tfType, exported: ExportedModel): Promise<Runner> {
+  return targetFor(exported.target, exported.precision).open(tf, readExport(exported));
+}
+
+function readExport(exported: ExportedModel): (name: string) => Promise<Uint8Array> {
+  return async (name) => {
     if (!exported.files.includes(name)) throw new Error(`export in ${exported.dir} has no ${name} (files: ${exported.files.join(', ')})`);
-    return readFile(join(exported.dir, name));
+    return new Uint8Array(await readFile(join(exported.dir, name)));
   };
-  if (exported.target === 'tflite') return tfliteRunner(new Uint8Array(await file(TFLITE_FILE)));
-  if (exported.target === 'onnx') return onnxRunner(new Uint8Array(await file(ONNX_FILE)));
-  const modelJson = JSON.parse((await file(TFJS_MODEL_JSON)).toString('utf8'));
-  return tfjsRunner(tf, modelJson, new Uint8Array(await file(TFJS_SHARD)));
 }
 
 function argmax(a: Float32Array, off: number, k: number): number {
@@ -206,10 +174,7 @@ export async function verifyExport(
       gzipBytes += gzipSync(d, { level: 9 }).length;
     }
     const result: VerifyResult = { agreement: test.n ? agree / test.n : 1, maxAbsDiff, accuracy: test.n ? correct / test.n : 0, bytes, gzipBytes, latencyMs, runtime: runner.runtime };
-    if (exported.target === 'onnx' && exported.precision === 'int8') {
-      const ops = await onnxOptimizedOpTypes(await readFile(join(exported.dir, ONNX_FILE)));
-      result.quantizedOps = [...new Set(ops.filter((t) => /QLinear|QGemm|MatMulInteger|ConvInteger/.test(t)))].sort();
-    }
+    Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
     const threshold = opts.threshold ?? defaultThreshold(exported.precision);
     if (result.agreement < threshold) {
       throw new Error(
@@ -219,23 +184,5 @@ export async function verifyExport(
     return result;
   } finally {
     runner.dispose();
-  }
-}
-
-/**
- * The op types (domain-prefixed when not the default domain, e.g. 'com.microsoft:QGemm') of the
- * model onnxruntime-node produces at the given optimisation level.
- */
-export async function onnxOptimizedOpTypes(model: Uint8Array, level: 'basic' | 'extended' | 'all' = 'extended'): Promise<string[]> {
-  const ort = await import('onnxruntime-node');
-  const dir = await mkdtemp(join(tmpdir(), 'compress-onnx-'));
-  const path = join(dir, 'optimized.onnx');
-  try {
-    const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: level, optimizedModelFilePath: path, intraOpNumThreads: 1 });
-    await session.release();
-    const m = onnxProto.onnx.ModelProto.decode(await readFile(path));
-    return (m.graph?.node ?? []).map((n) => (n.domain ? `${n.domain}:${n.opType}` : (n.opType as string)));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }

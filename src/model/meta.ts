@@ -4,6 +4,8 @@
  * values); this file says how those values were produced so exporters can write integer tensors
  * exactly and reports can account for bits.
  */
+import type { PruneMethodName } from '../prune/methods.js';
+
 export interface LinearWeightQuant {
   method: 'linear';
   bits: number; // 2..8
@@ -34,7 +36,7 @@ export interface ActivationRange {
 }
 
 export interface LayerPruning {
-  method: 'magnitude' | 'structured' | 'n:m';
+  method: PruneMethodName;
   sparsity: number;
   /** For structured pruning: how many output units/filters were physically removed. */
   removed?: number;

@@ -4,3 +4,4 @@ export * from './selectors.js';
 export * from './masks.js';
 export * from './structured.js';
 export * from './stats.js';
+export * from './methods.js';

@@ -9,8 +9,10 @@ import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { subset } from '../data/dataset.js';
 
-const TARGETS = ['tflite', 'onnx', 'tfjs'] as const;
-const PRECISIONS = ['float32', 'float16', 'dynamic-int8', 'int8', 'uint8', 'uint16'] as const;
+import { EXPORT_PRECISIONS, EXPORT_TARGET_NAMES, EXPORT_TARGETS, type ExportPrecision, type ExportTarget } from '../export/targets.js';
+
+const TARGETS = EXPORT_TARGET_NAMES;
+const PRECISIONS = EXPORT_PRECISIONS;
 
 /** Deployment profiles: shorthands for the exports a target environment wants. */
 export const PROFILES = {
@@ -32,8 +34,8 @@ const one = {
 export const exportWithSchema = {
   type: 'object',
   properties: {
-    target: { enum: TARGETS, description: 'tflite (mobile), onnx (edge), tfjs (cloud / web)' },
-    precision: { enum: PRECISIONS, description: 'tflite: float32/float16/dynamic-int8/int8; onnx: float32/int8; tfjs: float32/float16/uint8/uint16' },
+    target: { enum: TARGETS, description: TARGETS.map((t) => `${t} (${EXPORT_TARGETS[t].describe})`).join(', ') },
+    precision: { enum: PRECISIONS, description: TARGETS.map((t) => `${t}: ${EXPORT_TARGETS[t].precisions.join('/')}`).join('; ') },
     profile: { enum: ['mobile', 'edge', 'cloud'], description: 'mobile = tflite int8; edge = onnx int8; cloud = tfjs float32 + onnx float32' },
     targets: { type: 'array', items: one, minItems: 1, description: 'several exports from one stage' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
@@ -47,7 +49,7 @@ export const exportWithSchema = {
 
 export type ExportWith = FromSchema<typeof exportWithSchema>;
 
-export function exportsOf(w: ExportWith): Array<{ target: (typeof TARGETS)[number]; precision: (typeof PRECISIONS)[number] }> {
+export function exportsOf(w: ExportWith): Array<{ target: ExportTarget; precision: ExportPrecision }> {
   if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32' }));
   if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p }));
   if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32' }];

@@ -2,30 +2,24 @@ import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
 import {
   createSchedule,
-  globalMagnitudeMasks,
   layerInfos,
-  magnitudeMask,
   MaskSet,
   modelStats,
-  nmMask,
   pruningMeta,
   readKernel,
   removeUnits,
   resolveLayerSettings,
-  sensitivityMask,
-  structuredMask,
   taylorImportance,
-  thresholdMask,
   type PruningSchedule,
   type ScheduleSpec,
 } from '../prune/index.js';
+import { PRUNE_METHOD_NAMES, PRUNE_METHODS, pruneMethod, type PruneMethodName } from '../prune/methods.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage, type StageContext } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { plannedSteps, trainOptions } from './training-options.js';
 import type { Dataset } from '../data/dataset.js';
-import type { LayerPruning } from '../model/meta.js';
 
 const sparsity = { type: 'number', minimum: 0, exclusiveMaximum: 1 } as const;
 
@@ -55,7 +49,7 @@ export const scheduleSchema = {
 export const pruneWithSchema = {
   type: 'object',
   properties: {
-    method: { enum: ['magnitude', 'structured', 'n:m'], default: 'magnitude' },
+    method: { enum: PRUNE_METHOD_NAMES, default: 'magnitude', description: PRUNE_METHOD_NAMES.map((m) => `${m}: ${PRUNE_METHODS[m].description}`).join('; ') },
     scope: { enum: ['layer', 'global'], default: 'layer', description: 'one threshold per layer, or one across all selected layers' },
     criterion: { enum: ['l1', 'l2', 'taylor'], default: 'l1', description: 'importance: weight magnitude / filter norm, or first-order Taylor |w·dL/dw|' },
     sparsity: { ...sparsity, description: 'one-shot target sparsity (shorthand for schedule: {kind: one-shot})' },
@@ -124,44 +118,38 @@ export const pruneStage = defineStage<PruneWith>({
     if (!anySchedule) throw new Error(`stage '${ctx.stageId}': no prunable layer selected`);
 
     const masks = new MaskSet();
-    const methods: Record<string, LayerPruning['method']> = {};
+    const methodName: PruneMethodName = w.method ?? 'magnitude';
+    const method = pruneMethod(methodName);
+    const methods: Record<string, PruneMethodName> = {};
     const units: Record<string, number[]> = {};
     let importance: Map<string, Float32Array> | undefined;
 
     const prune = (step: number) => {
       if (w.criterion === 'taylor') importance = taylorScores(tf, model, train, w.calibrationBatches ?? 8, layerNames);
       const values = (name: string) => importance?.get(name) ?? (readKernel(model, name).values as Float32Array);
-      if (w.method === 'magnitude' && w.scope === 'global' && w.threshold === undefined && w.sensitivity === undefined) {
-        const target = anySchedule.sparsityAt(step);
-        const global = globalMagnitudeMasks(layerNames.map((name) => ({ name, values: values(name) })), target);
-        for (const [name, m] of global) {
+      const global = w.scope === 'global' && w.threshold === undefined && w.sensitivity === undefined ? method.globalMasks : undefined;
+      if (global) {
+        for (const [name, m] of global(layerNames.map((name) => ({ name, values: values(name) })), anySchedule.sparsityAt(step))) {
           masks.set(name, m);
-          methods[name] = 'magnitude';
+          methods[name] = methodName;
         }
       } else {
         for (const name of layerNames) {
           const s = settings.get(name)!;
-          const target = schedules.get(name)!.sparsityAt(step);
-          const k = readKernel(model, name);
-          const cls = model.getLayer(name).getClassName();
-          if (w.method === 'structured') {
-            const r = structuredMask(values(name), k.shape, { sparsity: target, norm: w.criterion === 'l2' ? 'l2' : 'l1', depthwise: cls === 'DepthwiseConv2D' });
-            masks.set(name, r.mask, { bias: r.unitMask });
-            units[name] = r.units;
-            methods[name] = 'structured';
-          } else if (w.method === 'n:m') {
-            masks.set(name, nmMask(values(name), k.shape, w.n ?? 2, w.m ?? 4, { className: cls }));
-            methods[name] = 'n:m';
-          } else if (s.threshold !== undefined) {
-            masks.set(name, thresholdMask(values(name), s.threshold));
-            methods[name] = 'magnitude';
-          } else if (s.sensitivity !== undefined) {
-            masks.set(name, sensitivityMask(values(name), s.sensitivity));
-            methods[name] = 'magnitude';
-          } else {
-            masks.set(name, magnitudeMask(values(name), target));
-            methods[name] = 'magnitude';
-          }
+          const r = method.layerMask({
+            values: values(name),
+            shape: readKernel(model, name).shape,
+            className: model.getLayer(name).getClassName(),
+            target: schedules.get(name)!.sparsityAt(step),
+            threshold: s.threshold,
+            sensitivity: s.sensitivity,
+            criterion: w.criterion,
+            n: w.n,
+            m: w.m,
+          });
+          masks.set(name, r.mask, r.bias ? { bias: r.bias } : undefined);
+          if (r.units) units[name] = r.units;
+          methods[name] = methodName;
         }
       }
       masks.applyMasks(tf, model);
@@ -192,7 +180,7 @@ export const pruneStage = defineStage<PruneWith>({
     }
 
     let removed: Record<string, number[]> = {};
-    if (w.method === 'structured' && (w.remove ?? true)) {
+    if (method.removesUnits && (w.remove ?? true)) {
       ctx.progress({ message: 'removing pruned filters/neurons' });
       const r = removeUnits(tf, model, units, { name: model.name });
       model.dispose();
@@ -222,7 +210,7 @@ export const pruneStage = defineStage<PruneWith>({
   },
 });
 
-function filterExisting(model: tfType.LayersModel, methods: Record<string, LayerPruning['method']>): Record<string, LayerPruning['method']> {
+function filterExisting(model: tfType.LayersModel, methods: Record<string, PruneMethodName>): Record<string, PruneMethodName> {
   const names = new Set(model.layers.map((l) => l.name));
   return Object.fromEntries(Object.entries(methods).filter(([n]) => names.has(n)));
 }

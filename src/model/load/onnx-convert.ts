@@ -28,8 +28,11 @@ export interface Sym {
   layout: Layout;
   /** For `flat`: the rank-4 `nchw` value that was flattened. */
   src?: Sym;
-  /** Known to hold no negative value (after ReLU, sigmoid...): zero padding is then a valid max-pool padding. */
-  nonNeg?: boolean;
+  /**
+   * A known lower bound of the values (0 after ReLU / sigmoid, -1 after tanh...), or undefined: with
+   * one, a max pool's -inf padding can be zero padding of the input shifted to be non-negative.
+   */
+  lower?: number;
 }
 
 export interface ConstVal {

@@ -21,13 +21,13 @@ const F32 = (n: number, v = 0): Float32Array => new Float32Array(n).fill(v);
 // Shared pieces
 
 /** Keeps the ONNX-side bookkeeping of an elementwise op (any layout survives it). */
-const like = (s: Sym, t: ST, nonNeg = false): Sym => ({ ...s, t, nonNeg });
+const like = (s: Sym, t: ST, lower?: number): Sym => ({ ...s, t, lower });
 
-function activation(name: string, nonNeg = false): OpEntry {
+function activation(name: string, lower?: number): OpEntry {
   return {
     convert(c) {
       const s = c.sym(0);
-      c.out(like(s, c.layer('activation', { activation: name }, s.t), nonNeg));
+      c.out(like(s, c.layer('activation', { activation: name }, s.t), lower));
     },
   };
 }
@@ -64,13 +64,13 @@ function affine(c: NodeCtx, s: Sym, scale: Float32Array, shift: Float32Array, su
     { data: F32(n, 0), shape: [n] },
     { data: F32(n, 1 - eps), shape: [n] },
   ], suffix);
-  return like(src, t, false);
+  return like(src, t);
 }
 
 /** ReLU clipped at `max` (ReLU6 for 6), or plain ReLU when max is infinite. */
 function relu(c: NodeCtx, s: Sym, max: number, suffix?: string): Sym {
   const t = Number.isFinite(max) ? c.layer('reLU', { maxValue: max }, s.t, undefined, suffix) : c.layer('activation', { activation: 'relu' }, s.t, undefined, suffix);
-  return like(s, t, true);
+  return like(s, t, 0);
 }
 
 function clip(c: NodeCtx, s: Sym, min: number, max: number): Sym {
@@ -83,7 +83,7 @@ function clip(c: NodeCtx, s: Sym, min: number, max: number): Sym {
     return affine(c, relu(c, neg, Infinity), F32(C, -1), F32(C, max), 'unflip');
   }
   const shifted = affine(c, s, F32(C, 1), F32(C, -min), 'shift');
-  return { ...affine(c, relu(c, shifted, max - min), F32(C, 1), F32(C, min), 'unshift'), nonNeg: min >= 0 };
+  return { ...affine(c, relu(c, shifted, max - min), F32(C, 1), F32(C, min), 'unshift'), lower: min };
 }
 
 function hardSigmoid(c: NodeCtx, s: Sym, alpha: number, beta: number): Sym {
@@ -143,8 +143,8 @@ function padFor(c: NodeCtx, s: Sym, sp: Spatial, kind: 'conv' | 'max' | 'avg', c
   const [l, r] = samePads(w, sp.kernel[1], sp.strides[1], sp.dilations[1]);
   const same = a === pt && b === pb && l === pl && r === pr;
   if (same && (kind === 'conv' || kind === 'max' || !countIncludePad)) return { t: c.nhwc(s), padding: 'same' };
-  if (kind === 'max' && !s.nonNeg) {
-    c.fail(`padding [${sp.pads.join(', ')}] differs from TF 'same' padding and the input may be negative, so it cannot be expressed with zero padding`, 'use padding that matches TF SAME, or put the pooling after a ReLU');
+  if (kind === 'max' && !(s.lower !== undefined && s.lower >= 0)) {
+    c.fail(`padding [${sp.pads.join(', ')}] differs from TF 'same' padding and the input has no known lower bound, so it cannot be expressed with zero padding`, 'use padding that matches TF SAME, or put the pooling after a bounded activation (ReLU, tanh, ELU...)');
   }
   if (kind === 'avg' && !countIncludePad) {
     c.fail(`average pooling with padding [${sp.pads.join(', ')}] that excludes the padding (count_include_pad=0) and differs from TF 'same' padding is not supported`, 'use count_include_pad=True, or no padding');
@@ -223,21 +223,21 @@ function biasVector(c: NodeCtx, k: Const | undefined, N: number, scale = 1): Flo
 function reshapeSym(c: NodeCtx, s: Sym, out: number[]): Sym {
   if (out[0] !== 1) c.fail(`reshaping [${s.shape.join(', ')}] to [${out.join(', ')}] would move the batch axis`, 'keep the batch as the first dimension (x.view(x.size(0), -1))');
   if (out.length === s.shape.length && out.every((d, i) => d === s.shape[i])) return s;
-  const nonNeg = s.nonNeg;
+  const lower = s.lower;
   if (s.layout === 'gap' && out.length <= 4 && out.slice(1).filter((d) => d !== 1).every((d) => d === s.shape[1]) && out[1] === s.shape[1]) {
     // [N, C, 1, 1] <-> [N, C] (or [N, C, 1]): the same elements in the same order.
-    return out.length === 4 ? { ...s, shape: out } : { kind: 'sym', t: s.t, shape: out, layout: out.length === 2 ? 'plain' : 'plain', nonNeg };
+    return out.length === 4 ? { ...s, shape: out } : { kind: 'sym', t: s.t, shape: out, layout: 'plain', lower };
   }
   if (out.length === 2 && s.layout === 'nchw') {
     const [, C, H, W] = s.shape;
     const t = c.layer('flatten', {}, s.t);
     // NHWC and NCHW flatten alike when there is one channel or one pixel.
-    return C === 1 || H * W === 1 ? { kind: 'sym', t, shape: out, layout: 'plain', nonNeg } : { kind: 'sym', t, shape: out, layout: 'flat', src: s, nonNeg };
+    return C === 1 || H * W === 1 ? { kind: 'sym', t, shape: out, layout: 'plain', lower } : { kind: 'sym', t, shape: out, layout: 'flat', src: s, lower };
   }
   if (out.length === 2 && s.layout === 'flat') return s;
   const p = c.plain(s);
   const t = out.length === 2 && p.shape.length > 2 ? c.layer('flatten', {}, p) : c.layer('reshape', { targetShape: out.slice(1) }, p);
-  return { kind: 'sym', t, shape: out, layout: 'plain', nonNeg };
+  return { kind: 'sym', t, shape: out, layout: 'plain', lower };
 }
 
 const isInt = (c: Const): boolean => c.int;
@@ -281,7 +281,7 @@ function arithmetic(op: 'Add' | 'Sub' | 'Mul' | 'Div'): OpEntry {
         out = affine(c, s, v.map((x) => 1 / x), zero);
       }
       const sign = op === 'Mul' || op === 'Div' ? v.every((x) => x >= 0) : false;
-      c.out({ ...out, nonNeg: Boolean(s.nonNeg && sign) });
+      c.out({ ...out, lower: s.lower !== undefined && s.lower >= 0 && sign ? 0 : undefined });
     },
   };
 }
@@ -292,12 +292,12 @@ function elementwise(c: NodeCtx, op: 'Add' | 'Sub' | 'Mul' | 'Div', a: Sym, b: S
   const factory = { Add: 'add', Sub: 'subtract', Mul: 'multiply' }[op as 'Add' | 'Sub' | 'Mul'];
   const shape = broadcastShape(a.shape, b.shape);
   if (!shape) return c.fail(`shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] do not broadcast`);
-  const nonNeg = op === 'Sub' ? false : Boolean(a.nonNeg && b.nonNeg);
+  const lower = a.lower === undefined || b.lower === undefined ? undefined : op === 'Add' ? a.lower + b.lower : op === 'Mul' && a.lower >= 0 && b.lower >= 0 ? 0 : undefined;
   if (a.layout === b.layout && (a.layout === 'gap' || (a.layout === 'flat' && a.shape[1] === b.shape[1]))) {
-    return { ...a, t: c.layer(factory, {}, [a.t, b.t]), nonNeg };
+    return { ...a, t: c.layer(factory, {}, [a.t, b.t]), lower };
   }
-  if (shape.length === 4) return { kind: 'sym', t: c.layer(factory, {}, [c.nhwc(a), c.nhwc(b)]), shape, layout: 'nchw', nonNeg };
-  return { kind: 'sym', t: c.layer(factory, {}, [c.plain(a), c.plain(b)]), shape, layout: 'plain', nonNeg };
+  if (shape.length === 4) return { kind: 'sym', t: c.layer(factory, {}, [c.nhwc(a), c.nhwc(b)]), shape, layout: 'nchw', lower };
+  return { kind: 'sym', t: c.layer(factory, {}, [c.plain(a), c.plain(b)]), shape, layout: 'plain', lower };
 }
 
 function pool(kind: 'max' | 'avg'): OpEntry {
@@ -309,10 +309,14 @@ function pool(kind: 'max' | 'avg'): OpEntry {
       const sp = spatialAttrs(c, s.shape[2], s.shape[3], c.attrInts('kernel_shape'), c.attrInt('ceil_mode', 0) === 1);
       if (sp.dilations.some((d) => d !== 1)) c.fail('dilated pooling is not supported');
       const countInclude = c.attrInt('count_include_pad', 0) === 1;
-      const { t, padding } = padFor(c, s, sp, kind, countInclude);
+      // Max pooling pads with -inf: zero padding is exact on values >= 0, so a negative lower bound is shifted away and back.
+      const shift = kind === 'max' && s.lower !== undefined && s.lower < 0 && sp.pads.some((p) => p > 0) ? -s.lower : 0;
+      const C = s.shape[1];
+      const x = shift ? { ...affine(c, s, F32(C, 1), F32(C, shift), 'shift'), lower: 0 } : s;
+      const { t, padding } = padFor(c, x, sp, kind, countInclude);
       const [ho, wo] = outSpatial(s.shape[2], s.shape[3], sp);
-      const y = c.layer(kind === 'max' ? 'maxPooling2d' : 'averagePooling2d', { poolSize: sp.kernel, strides: sp.strides, padding }, t);
-      c.out({ kind: 'sym', t: y, shape: [1, s.shape[1], ho, wo], layout: 'nchw', nonNeg: s.nonNeg });
+      const y: Sym = { kind: 'sym', t: c.layer(kind === 'max' ? 'maxPooling2d' : 'averagePooling2d', { poolSize: sp.kernel, strides: sp.strides, padding }, t), shape: [1, C, ho, wo], layout: 'nchw', lower: x.lower };
+      c.out(shift ? { ...affine(c, y, F32(C, 1), F32(C, -shift), 'unshift'), lower: s.lower } : y);
     },
   };
 }
@@ -323,7 +327,7 @@ function globalPool(kind: 'max' | 'avg'): OpEntry {
       const s = c.sym(0);
       requireImage(c, s);
       const t = c.layer(kind === 'max' ? 'globalMaxPooling2d' : 'globalAveragePooling2d', {}, c.nhwc(s));
-      c.out({ kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', nonNeg: s.nonNeg });
+      c.out({ kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', lower: s.lower });
     },
   };
 }
@@ -486,28 +490,28 @@ export const OPS: Record<string, OpEntry> = {
       c.out(like(src, c.layer('prelu', { ...(sharedAxes ? { sharedAxes } : {}), alphaInitializer: 'zeros' }, src.t, [{ data: slope, shape }])));
     },
   },
-  Sigmoid: activation('sigmoid', true),
-  Tanh: activation('tanh'),
+  Sigmoid: activation('sigmoid', 0),
+  Tanh: activation('tanh', -1),
   Elu: {
     convert(c) {
       if (c.attrFloat('alpha', 1) !== 1) c.fail('Elu with alpha != 1 is not supported');
       const s = c.sym(0);
-      c.out(like(s, c.layer('activation', { activation: 'elu' }, s.t)));
+      c.out(like(s, c.layer('activation', { activation: 'elu' }, s.t), -1));
     },
   },
-  Selu: activation('selu'),
-  Softplus: activation('softplus', true),
-  Softsign: activation('softsign'),
+  Selu: activation('selu', -1.7581),
+  Softplus: activation('softplus', 0),
+  Softsign: activation('softsign', -1),
   HardSigmoid: { convert: (c) => c.out(hardSigmoid(c, c.sym(0), c.attrFloat('alpha', 0.2), c.attrFloat('beta', 0.5))) },
   HardSwish: {
     convert(c) {
       const s = c.sym(0);
       const gate = hardSigmoid(c, s, 1 / 6, 0.5);
-      c.out(like(s, c.layer('multiply', {}, [s.t, gate.t])));
+      c.out(like(s, c.layer('multiply', {}, [s.t, gate.t]), -0.375));
     },
   },
-  SiLU: activation('swish'),
-  GELU: activation('gelu'),
+  SiLU: activation('swish', -0.2785),
+  GELU: activation('gelu', -0.1701),
   Gelu: {
     convert(c) {
       const s = c.sym(0);
@@ -528,7 +532,7 @@ export const OPS: Record<string, OpEntry> = {
       if (s.layout !== 'nchw' || axes.join() !== '2,3') c.fail(`only a mean over the spatial axes of an NCHW tensor is supported (axes [${axes.join(', ')}] of [${s.shape.join(', ')}])`);
       const t = c.layer('globalAveragePooling2d', {}, s.t);
       const keep = c.attrInt('keepdims', 1) === 1;
-      c.out(keep ? { kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', nonNeg: s.nonNeg } : { kind: 'sym', t, shape: [1, s.shape[1]], layout: 'plain', nonNeg: s.nonNeg });
+      c.out(keep ? { kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', lower: s.lower } : { kind: 'sym', t, shape: [1, s.shape[1]], layout: 'plain', lower: s.lower });
     },
   },
   Flatten: {
@@ -586,8 +590,8 @@ export const OPS: Record<string, OpEntry> = {
       const shape = perm.map((p) => s.shape[p]);
       if (perm.every((p, i) => p === i)) return c.out(s);
       // NCHW -> NHWC is what the tfjs tensor already holds.
-      if (s.layout === 'nchw' && perm.join() === '0,2,3,1') return c.out({ kind: 'sym', t: s.t, shape, layout: 'plain', nonNeg: s.nonNeg });
-      c.out({ kind: 'sym', t: c.layer('permute', { dims: perm.slice(1) }, c.plain(s)), shape, layout: 'plain', nonNeg: s.nonNeg });
+      if (s.layout === 'nchw' && perm.join() === '0,2,3,1') return c.out({ kind: 'sym', t: s.t, shape, layout: 'plain', lower: s.lower });
+      c.out({ kind: 'sym', t: c.layer('permute', { dims: perm.slice(1) }, c.plain(s)), shape, layout: 'plain', lower: s.lower });
     },
   },
   Concat: {
@@ -604,11 +608,11 @@ export const OPS: Record<string, OpEntry> = {
       if (axis === 0) c.fail('concatenating along the batch axis is not supported');
       const shape = ss[0].shape.slice();
       shape[axis] = ss.reduce((a, s) => a + s.shape[axis], 0);
-      const nonNeg = ss.every((s) => s.nonNeg);
+      const lower = ss.every((s) => s.lower !== undefined) ? Math.min(...ss.map((s) => s.lower!)) : undefined;
       if (ss.length === 1) return c.out(ss[0]);
-      if (ss.every((s) => s.layout === 'gap') && axis === 1) return c.out({ kind: 'sym', t: c.layer('concatenate', { axis: -1 }, ss.map((s) => s.t)), shape, layout: 'gap', nonNeg });
-      if (rank === 4) return c.out({ kind: 'sym', t: c.layer('concatenate', { axis: [0, 3, 1, 2][axis] }, ss.map((s) => c.nhwc(s))), shape, layout: 'nchw', nonNeg });
-      c.out({ kind: 'sym', t: c.layer('concatenate', { axis }, ss.map((s) => c.plain(s))), shape, layout: 'plain', nonNeg });
+      if (ss.every((s) => s.layout === 'gap') && axis === 1) return c.out({ kind: 'sym', t: c.layer('concatenate', { axis: -1 }, ss.map((s) => s.t)), shape, layout: 'gap', lower });
+      if (rank === 4) return c.out({ kind: 'sym', t: c.layer('concatenate', { axis: [0, 3, 1, 2][axis] }, ss.map((s) => c.nhwc(s))), shape, layout: 'nchw', lower });
+      c.out({ kind: 'sym', t: c.layer('concatenate', { axis }, ss.map((s) => c.plain(s))), shape, layout: 'plain', lower });
     },
   },
   Add: arithmetic('Add'),
@@ -629,7 +633,7 @@ export const OPS: Record<string, OpEntry> = {
       if (n0 || c0 || n1 || c1) c.fail('padding the batch or channel axis is not supported');
       if (Math.min(h0, w0, h1, w1) < 0) c.fail('negative padding (cropping) is not supported');
       const t = c.layer('zeroPadding2d', { padding: [[h0, h1], [w0, w1]] }, c.nhwc(s));
-      c.out({ kind: 'sym', t, shape: [1, s.shape[1], s.shape[2] + h0 + h1, s.shape[3] + w0 + w1], layout: 'nchw', nonNeg: s.nonNeg });
+      c.out({ kind: 'sym', t, shape: [1, s.shape[1], s.shape[2] + h0 + h1, s.shape[3] + w0 + w1], layout: 'nchw', lower: s.lower });
     },
   },
   Dropout: { fold: (c) => c.out(c.val(0)), convert: (c) => c.out(c.val(0)) },
@@ -690,6 +694,26 @@ export const OPS: Record<string, OpEntry> = {
       const steps = v10 && c.has(4) ? c.ints(4) : starts.map(() => 1);
       c.outConst(slice(k, starts, ends, axes, steps));
     },
+    convert(c) {
+      // Spatial crops of an image (x[:, :, a:b, c:d]) as Cropping2D; other slices of computed tensors are not layers.
+      const s = c.sym(0);
+      const v10 = c.opset >= 10;
+      const starts = v10 ? c.ints(1) : c.attrInts('starts');
+      const ends = v10 ? c.ints(2) : c.attrInts('ends');
+      const axes = (v10 ? (c.has(3) ? c.ints(3) : starts.map((_, i) => i)) : c.attrInts('axes', starts.map((_, i) => i))).map((a) => axisOf(a, s.shape.length));
+      const steps = v10 && c.has(4) ? c.ints(4) : starts.map(() => 1);
+      if (s.layout !== 'nchw' || steps.some((v) => v !== 1) || axes.some((a) => a < 2)) c.fail('only unit-step crops of the spatial axes of an NCHW tensor are supported on computed tensors');
+      const crop = [[0, 0], [0, 0]];
+      const shape = s.shape.slice();
+      axes.forEach((a, j) => {
+        const d = s.shape[a];
+        const b = Math.min(Math.max(starts[j] < 0 ? starts[j] + d : starts[j], 0), d);
+        const e = Math.min(Math.max(ends[j] < 0 ? ends[j] + d : ends[j], b), d);
+        crop[a - 2] = [b, d - e];
+        shape[a] = e - b;
+      });
+      c.out({ kind: 'sym', t: c.layer('cropping2D', { cropping: crop }, s.t), shape, layout: 'nchw', lower: s.lower });
+    },
   },
   Sqrt: { fold: (c) => c.outConst(constOf(c.const(0).dims, Array.from(c.const(0).data, Math.sqrt), false)) },
   Neg: { fold: (c) => c.outConst(constOf(c.const(0).dims, Array.from(c.const(0).data, (v) => -v), c.const(0).int)) },
@@ -713,7 +737,7 @@ function softmax(name: 'softmax' | 'logSoftmax'): OpEntry {
       const onLast = s.layout !== 'nchw' && s.layout !== 'gap' && (axis === rank - 1 || (c.opset < 13 && trailing));
       if (!onChannels && !onLast) c.fail(`${c.node.opType} over axis ${axis} of [${s.shape.join(', ')}] is not supported (only the channel / last axis)`);
       const src = s.layout === 'flat' ? { ...s, t: c.plain(s), layout: 'plain' as const } : s;
-      c.out(like(src, c.layer('activation', { activation: name }, src.t), name === 'softmax'));
+      c.out(like(src, c.layer('activation', { activation: name }, src.t), name === 'softmax' ? 0 : undefined));
     },
   };
 }

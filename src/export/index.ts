@@ -19,6 +19,8 @@ export interface ExportOptions {
   /** Representative input samples, row-major, for int8 activation ranges when meta.activationRanges lacks them. */
   calibration?: Float32Array;
   calibrationShape?: number[];
+  /** int8 / dynamic-int8 weights with one scale per output channel (default true); false: per tensor. */
+  perChannel?: boolean;
 }
 
 export interface ExportResult {
@@ -46,7 +48,7 @@ export async function exportModel(
 ): Promise<ExportResult> {
   const entry = targetFor(opts.target, opts.precision);
   await mkdir(outDir, { recursive: true });
-  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape }, opts.precision);
+  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel: opts.perChannel }, opts.precision);
   let bytes = 0;
   let gzipBytes = 0;
   for (const [name, data] of written) {

@@ -19,6 +19,8 @@ export interface ExportInput {
   /** Representative input samples, row-major, for int8 activation ranges when meta.activationRanges lacks them. */
   calibration?: Float32Array;
   calibrationShape?: number[];
+  /** int8 / dynamic-int8 weights with one scale per output channel (default true); false: per tensor. */
+  perChannel?: boolean;
 }
 
 /** Reads one of the files an export wrote. */
@@ -88,7 +90,7 @@ export const EXPORT_TARGETS = {
     async write(input, precision) {
       const { ir, ranges } = await irFor('tflite', input, precision === 'int8');
       const { irToTflite } = await import('./tflite/export.js');
-      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges).bytes]];
+      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel }).bytes]];
     },
     async open(_tf, read) {
       const { tfliteRunner } = await import('./verify/runners.js');
@@ -102,7 +104,7 @@ export const EXPORT_TARGETS = {
     async write(input, precision) {
       const { ir, ranges } = await irFor('onnx', input, precision === 'int8');
       const { irToOnnx } = await import('./onnx/export.js');
-      return [[ONNX_FILE, irToOnnx(ir, input.meta, precision, ranges).bytes]];
+      return [[ONNX_FILE, irToOnnx(ir, input.meta, precision, ranges, { perChannel: input.perChannel }).bytes]];
     },
     async open(_tf, read) {
       const { onnxRunner } = await import('./verify/runners.js');

@@ -26,7 +26,7 @@ export const PROFILES = {
 
 const one = {
   type: 'object',
-  properties: { target: { enum: TARGETS }, precision: { enum: PRECISIONS } },
+  properties: { target: { enum: TARGETS }, precision: { enum: PRECISIONS }, perChannel: { type: 'boolean' } },
   required: ['target'],
   additionalProperties: false,
 } as const;
@@ -38,6 +38,7 @@ export const exportWithSchema = {
     precision: { enum: PRECISIONS, description: TARGETS.map((t) => `${t}: ${EXPORT_TARGETS[t].precisions.join('/')}`).join('; ') },
     profile: { enum: ['mobile', 'edge', 'cloud'], description: 'mobile = tflite int8; edge = onnx int8; cloud = tfjs float32 + onnx float32' },
     targets: { type: 'array', items: one, minItems: 1, description: 'several exports from one stage' },
+    perChannel: { type: 'boolean', default: true, description: 'int8 weights with one scale per output channel; false: one per tensor (runtimes / NPUs that need per-tensor weights, e.g. ArmNN 20.08)' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
     threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
     calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
@@ -49,10 +50,17 @@ export const exportWithSchema = {
 
 export type ExportWith = FromSchema<typeof exportWithSchema>;
 
-export function exportsOf(w: ExportWith): Array<{ target: ExportTarget; precision: ExportPrecision }> {
-  if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32' }));
-  if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p }));
-  if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32' }];
+export interface ExportSpec {
+  target: ExportTarget;
+  precision: ExportPrecision;
+  perChannel: boolean;
+}
+
+export function exportsOf(w: ExportWith): ExportSpec[] {
+  const perChannel = w.perChannel ?? true;
+  if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32', perChannel: t.perChannel ?? perChannel }));
+  if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p, perChannel }));
+  if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32', perChannel }];
   return [];
 }
 
@@ -91,11 +99,11 @@ export const exportStage = defineStage<ExportWith>({
     const source = sourceSizes(model, meta);
     const rows: Array<Record<string, unknown>> = [];
     for (const e of list) {
-      const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}`);
+      const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}${e.perChannel ? "" : "-per-tensor"}`);
       ctx.progress({ message: `exporting ${e.target} ${e.precision}` });
-      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
+      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, perChannel: e.perChannel, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
       const row: Record<string, unknown> = {
-        target: e.target, precision: e.precision, files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
+        target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
         sourceBytes: source.sourceBytes, fileRatio: source.sourceBytes / res.bytes, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
       };
       if (w.verify ?? true) {

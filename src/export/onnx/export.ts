@@ -63,7 +63,8 @@ const int = (name: string, v: number): IAttr => ({ name, type: AT.INT, i: v });
  * biases without zero point. A ReLU/ReLU6 after a quantized op is expressed by the uint8 output
  * range starting at 0 (zero point 0), so DQ -> Conv/Gemm -> Q groups fuse into QLinearConv/QGemm.
  */
-export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision, ranges?: Range[]): { bytes: Uint8Array; notes: string[] } {
+export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision, ranges?: Range[], opts: { perChannel?: boolean } = {}): { bytes: Uint8Array; notes: string[] } {
+  const perChannel = opts.perChannel ?? true;
   const g = new GraphBuilder();
   const notes: string[] = [];
   const int8 = precision === 'int8';
@@ -113,17 +114,20 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
       return [g.init(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
     }
     // Depthwise convs run in MLAS's int32 depthwise kernel (no pairwise int16 sums): full grid there.
-    const qw = quantizeWeights(op, meta, true, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
+    const qw = quantizeWeights(op, meta, perChannel, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
     if (qw.fromMeta) notes.push(`${op.layer}: reused compress's int8 weight scales`);
     const n = qw.scales.length;
+    // Per-axis: one scale per output channel (axis 0); per-tensor: scalar scale and zero point.
+    const [dims, axis] = qw.perChannel ? [[n], [int('axis', 0)]] : [[], []];
+    const scalesOf = (a: Float32Array) => (qw.perChannel ? a : a.subarray(0, 1));
     const wq = g.init(`${op.layer}/kernel_q`, DT.INT8, layout, reorder(qw.q));
-    const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, [n], qw.scales);
-    const wz = g.init(`${op.layer}/kernel_zero_point`, DT.INT8, [n], new Int8Array(n));
-    const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, [int('axis', 0)]);
+    const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, dims, scalesOf(qw.scales));
+    const wz = g.init(`${op.layer}/kernel_zero_point`, DT.INT8, dims, new Int8Array(qw.perChannel ? n : 1));
+    const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, axis);
     const qb = quantizeBias(op.bias, params[op.inputs[0]]!.scale, qw.scales);
     const bq = g.init(`${op.layer}/bias_q`, DT.INT32, [n], qb.q);
-    const bs = g.init(`${op.layer}/bias_scale`, DT.FLOAT, [n], qb.scales);
-    const b = g.node('DequantizeLinear', [bq, bs], `${op.layer}/bias`, [int('axis', 0)]);
+    const bs = g.init(`${op.layer}/bias_scale`, DT.FLOAT, dims, scalesOf(qb.scales));
+    const b = g.node('DequantizeLinear', [bq, bs], `${op.layer}/bias`, axis);
     return [w, b];
   };
   /** Float activation after a compute op; in int8 ReLU/ReLU6 become the output range. */

@@ -28,7 +28,13 @@ function pad(p: IrPadding): number {
  * Writes the IR as a TFLite flatbuffer. Activations run batch 1 (the shape TFLite runtimes
  * allocate by default); the input and output are float32 in every precision.
  */
-export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[]): { bytes: Uint8Array; notes: string[] } {
+export interface TfliteWriteOptions {
+  /** Per-channel int8 weights (default); false: one scale per tensor, for runtimes / NPUs that need it. */
+  perChannel?: boolean;
+}
+
+export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
+  const perChannel = opts.perChannel ?? true;
   const m = new TfliteModelBuilder();
   const notes: string[] = [];
   const int8 = precision === 'int8';
@@ -78,6 +84,10 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     if (!int8 && !hybrid) {
       return [floatConst(`${name}/kernel`, layout, reorder(op.kernel)), floatConst(`${name}/bias`, [op.bias.length], op.bias)];
     }
+    if (hybrid && !perChannel && op.kind === 'depthwise') {
+      // Measured: LiteRT 2.5.3 runs a dynamic-range DEPTHWISE_CONV_2D with one weight scale without an error and returns wrong values.
+      throw new ExportError('tflite', op.layer, 'dynamic-int8 depthwise convolutions need per-channel weights in LiteRT; use perChannel: true or precision int8');
+    }
     const qw = quantizeWeights(op, meta, perChannel);
     if (qw.fromMeta) notes.push(`${name}: reused compress's int8 weight scales`);
     const wt = m.addTensor(`${name}/kernel`, layout, TensorType.INT8, bytesOf(reorder(qw.q)), {
@@ -88,9 +98,11 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
     const inScale = params[op.inputs[0]]!.scale;
     const qb = quantizeBias(op.bias, inScale, qw.scales);
+    // The bias is quantized like the weights: per channel, or one scale (XNNPACK rejects a per-tensor conv with a per-channel bias).
+    const bScales = qw.perChannel ? Array.from(qb.scales) : [qb.scales[0]];
     const bt = m.addTensor(`${name}/bias`, [op.bias.length], TensorType.INT32, bytesOf(qb.q), {
-      scale: Array.from(qb.scales),
-      zeroPoint: new Array(qb.scales.length).fill(0),
+      scale: bScales,
+      zeroPoint: new Array(bScales.length).fill(0),
       quantizedDimension: 0,
     });
     return [wt, bt];
@@ -105,7 +117,7 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     switch (op.kind) {
       case 'conv2d': {
         const [kh, kw, ci, co] = op.kernelShape;
-        const [w, b] = weightInputs(op, [co, kh, kw, ci], [3, 0, 1, 2], 0, true);
+        const [w, b] = weightInputs(op, [co, kh, kw, ci], [3, 0, 1, 2], 0, perChannel);
         out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
         options = {
           type: Options.Conv2DOptions, numFields: Conv2DSlot.numFields,
@@ -117,7 +129,7 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
       }
       case 'depthwise': {
         const [kh, kw, ci, mult] = op.kernelShape;
-        const [w, b] = weightInputs(op, [1, kh, kw, ci * mult], null, 3, true);
+        const [w, b] = weightInputs(op, [1, kh, kw, ci * mult], null, 3, perChannel);
         out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
         options = {
           type: Options.DepthwiseConv2DOptions, numFields: DepthwiseSlot.numFields,
@@ -130,7 +142,7 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
       }
       case 'dense': {
         const [kin, kout] = op.kernelShape;
-        const [w, b] = weightInputs(op, [kout, kin], [1, 0], 0, true);
+        const [w, b] = weightInputs(op, [kout, kin], [1, 0], 0, perChannel);
         out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
         options = {
           type: Options.FullyConnectedOptions, numFields: FullyConnectedSlot.numFields,

@@ -1,6 +1,7 @@
 import * as flatbuffers from 'flatbuffers';
+import { OP_VERSION_RULES, opVersion, type OpSignature } from './op-versions.js';
 import {
-  BufferSlot, FILE_IDENTIFIER, ModelSlot, OpCodeSlot, OperatorSlot, QuantSlot, SCHEMA_VERSION, SubGraphSlot, TensorSlot,
+  BufferSlot, DepthwiseSlot, FullyConnectedSlot, Op, FILE_IDENTIFIER, ModelSlot, OpCodeSlot, OperatorSlot, QuantSlot, SCHEMA_VERSION, SubGraphSlot, TensorSlot,
 } from './schema.js';
 
 /** One field of an options table: slot, kind and value. */
@@ -28,6 +29,8 @@ interface TensorSpec {
   buffer: number;
   name: string;
   quant?: TensorQuant;
+  /** TFLite SparsityParameters, already serialisable (see sparsity.ts). */
+  sparsity?: unknown;
 }
 
 interface OperatorSpec {
@@ -60,13 +63,38 @@ export class TfliteModelBuilder {
     return this.tensors[t].type;
   }
 
+  /**
+   * Adds an operator. Its version comes from TFLite's rules for the tensors and options it is written with
+   * (op-versions.ts); `version` is kept only for ops those rules do not cover.
+   */
   addOperator(code: number, version: number, inputs: number[], outputs: number[], options?: OptionsTable): void {
+    if (OP_VERSION_RULES[code]) version = opVersion(code, this.signature(code, inputs, outputs, options));
     let idx = this.opcodes.findIndex((o) => o.code === code && o.version === version);
     if (idx < 0) {
       this.opcodes.push({ code, version });
       idx = this.opcodes.length - 1;
     }
     this.operators.push({ opcode: idx, inputs, outputs, options });
+  }
+
+  /** What op_signature.cc reads from an operator's tensors and options. */
+  private signature(code: number, inputs: number[], outputs: number[], options?: OptionsTable): OpSignature {
+    const t = (i: number | undefined) => (i === undefined || i < 0 ? undefined : this.tensors[i]);
+    const field = (slot: number) => options?.fields.find((f) => f[0] === slot)?.[2];
+    const quantized = code === Op.DEQUANTIZE || code === Op.QUANTIZE ? t(inputs[0]) : t(inputs[1]);
+    const dw = code === Op.DEPTHWISE_CONV_2D;
+    const fc = code === Op.FULLY_CONNECTED;
+    return {
+      input: t(inputs[0])!.type,
+      weight: t(inputs[1])?.type,
+      output: t(outputs[0])!.type,
+      inputCount: inputs.length,
+      perChannel: (quantized?.quant?.scale.length ?? 0) > 1,
+      sparseWeight: !!t(inputs[1])?.sparsity,
+      asymmetricInputs: fc && !!field(FullyConnectedSlot.asymmetric_quantize_inputs),
+      keepNumDims: fc && !!field(FullyConnectedSlot.keep_num_dims),
+      dilated: dw && ((field(DepthwiseSlot.dilation_w) ?? 1) !== 1 || (field(DepthwiseSlot.dilation_h) ?? 1) !== 1),
+    };
   }
 
   finish(description: string): Uint8Array {

@@ -12,6 +12,19 @@ import vm from 'node:vm';
 type LiteRtModule = typeof import('@litertjs/core');
 
 const require = createRequire(import.meta.url);
+let errorListener: ((line: string) => void) | undefined;
+
+/**
+ * Routes the runtime's error lines to `fn` until the returned function is called. The Emscripten glue binds
+ * console.error once, when it loads: it is given a forwarder that reads this listener.
+ */
+export function watchLiteRtErrors(fn: (line: string) => void): () => void {
+  errorListener = fn;
+  return () => {
+    if (errorListener === fn) errorListener = undefined;
+  };
+}
+
 let loading: Promise<LiteRtModule> | undefined;
 
 export function litertWasmDir(): string {
@@ -39,14 +52,16 @@ export function loadLiteRtRuntime(): Promise<LiteRtModule> {
       }
       const litert = await import('@litertjs/core');
       // Silence the runtime's INFO lines and its WebGPU probe while it starts.
-      const { log, warn, info } = console;
+      const { log, warn, info, error } = console;
       console.log = console.warn = console.info = () => {};
+      console.error = (...a: unknown[]) => (errorListener ? errorListener(a.map(String).join(' ')) : error(...a));
       try {
         await litert.loadLiteRt(wasmDir + '/');
       } finally {
         console.log = log;
         console.warn = warn;
         console.info = info;
+        console.error = error;
       }
       return litert;
     })();

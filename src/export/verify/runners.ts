@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { loadLiteRtRuntime, litertVersion } from './litert.js';
+import { loadLiteRtRuntime, litertVersion, watchLiteRtErrors } from './litert.js';
 import { createRequire } from 'node:module';
 
 /** A loaded exported model that runs a batch of float samples and returns float outputs. */
@@ -18,11 +18,14 @@ const require = createRequire(import.meta.url);
 export async function tfliteRunner(bytes: Uint8Array): Promise<Runner> {
   const litert = await loadLiteRtRuntime();
   let model: Awaited<ReturnType<typeof litert.loadAndCompile>>;
+  const prepare = watchPrepare();
   try {
     model = await litert.loadAndCompile(bytes, { accelerator: 'wasm' });
   } catch (e) {
+    prepare.stop();
     throw new Error(`LiteRT rejected the .tflite file: ${(e as Error).message}`);
   }
+  let checked = false;
   return {
     runtime: `litert-wasm@${litertVersion()}`,
     batched: false,
@@ -31,7 +34,15 @@ export async function tfliteRunner(bytes: Uint8Array): Promise<Runner> {
       const outs: Float32Array[] = [];
       for (let i = 0; i < n; i++) {
         const t = new litert.Tensor(x.slice(i * per, (i + 1) * per), [1, ...shape]);
-        const res = await model.run([t]);
+        let res: Awaited<ReturnType<typeof model.run>>;
+        try {
+          res = await model.run([t]);
+        } finally {
+          if (!checked) {
+            checked = true;
+            prepare.check();
+          }
+        }
         outs.push(Float32Array.from(res[0].toTypedArray() as Float32Array));
         t.delete();
         for (const r of res) r.delete();
@@ -46,6 +57,29 @@ export async function tfliteRunner(bytes: Uint8Array): Promise<Runner> {
     },
     dispose() {
       model.delete();
+    },
+  };
+}
+
+/**
+ * LiteRT reports a model it cannot prepare (e.g. a kernel that rejects the tensors' quantization) only as
+ * "ERROR:" lines on the console and then returns whatever its output buffer holds. Its error lines are
+ * watched from loading through the first run, and such a failure is thrown instead of compared.
+ */
+function watchPrepare(): { check(): void; stop(): void } {
+  const seen: string[] = [];
+  const stop = watchLiteRtErrors((line) => {
+    if (/^ERROR:/.test(line)) seen.push(line);
+    else process.stderr.write(line + '\n');
+  });
+  return {
+    stop,
+    check() {
+      stop();
+      if (seen.some((l) => /failed to prepare|Failed to allocate|failed to invoke/i.test(l))) {
+        throw new Error(`LiteRT could not prepare the .tflite model: ${[...new Set(seen)].slice(0, 3).join('; ')}`);
+      }
+      for (const l of new Set(seen)) process.stderr.write(l + '\n');
     },
   };
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExportError, exportModel } from '../src/export/index.js';
 import { quantizeWeights } from '../src/export/quant.js';
-import { buildIr, type DenseOp } from '../src/export/graph.js';
+import { buildIr, type DenseOp } from '../src/export/ir.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { engine, tempDir } from './fixtures/export/models.js';
 
@@ -23,15 +23,16 @@ test('an unsupported layer is an ExportError naming the layer and the target', a
   }
 });
 
-test('unsupported precisions, unfoldable BatchNorm and missing calibration are ExportErrors', async () => {
+test('unsupported precisions, an inexpressible layer option and missing calibration are ExportErrors', async () => {
   const tf = await engine();
-  const input = tf.input({ shape: [4], name: 'input' });
-  const bn = tf.layers.batchNormalization({ name: 'lonely_bn' }).apply(input) as ReturnType<typeof tf.input>;
-  const out = tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' }).apply(bn) as ReturnType<typeof tf.input>;
+  const input = tf.input({ shape: [4, 4, 2], name: 'input' });
+  const up = tf.layers.upSampling2d({ size: [2, 2], interpolation: 'bilinear', name: 'bilinear_up' }).apply(input) as ReturnType<typeof tf.input>;
+  const flat = tf.layers.flatten({ name: 'flat' }).apply(up) as ReturnType<typeof tf.input>;
+  const out = tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' }).apply(flat) as ReturnType<typeof tf.input>;
   const model = tf.model({ inputs: input, outputs: out });
   await assert.rejects(exportModel(tf, model, emptyMeta(), { target: 'onnx', precision: 'float16' }, tempDir('err')), /export to onnx: precision 'float16' is not supported; use one of float32, int8/);
   await assert.rejects(exportModel(tf, model, emptyMeta(), { target: 'tfjs', precision: 'int8' }, tempDir('err')), ExportError);
-  await assert.rejects(exportModel(tf, model, emptyMeta(), { target: 'tflite', precision: 'float32' }, tempDir('err')), /layer 'lonely_bn': BatchNormalization can only be exported folded/);
+  await assert.rejects(exportModel(tf, model, emptyMeta(), { target: 'tflite', precision: 'float32' }, tempDir('err')), /layer 'bilinear_up': interpolation 'bilinear' is not supported; use nearest/);
 
   const input2 = tf.input({ shape: [4], name: 'input' });
   const d = tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' }).apply(input2) as ReturnType<typeof tf.input>;

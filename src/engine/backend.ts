@@ -1,3 +1,4 @@
+import { registerCustomLayers } from '../model/custom-layers.js';
 import { createRequire } from 'node:module';
 import type * as tfType from '@tensorflow/tfjs';
 
@@ -71,6 +72,7 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
       registerWasmKernels(tf);
     }
   }
+  registerCustomLayers(tf);
   const ok = await tf.setBackend(backend);
   if (!ok) throw new Error(`backend ${backend} could not be initialised`);
   await tf.ready();

@@ -9,7 +9,7 @@ import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, 
 import type { Runner } from './verify/runners.js';
 
 export { ExportError } from './errors.js';
-export { buildIr, type IrGraph, type IrOp } from './graph.js';
+export { buildIr, type IrGraph, type IrOp } from './ir.js';
 export { EXPORT_TARGETS, SUPPORTED_PRECISIONS, TFLITE_FILE, ONNX_FILE, type ExportPrecision, type ExportTarget } from './targets.js';
 export { onnxOptimizedOpTypes } from './verify/onnx-ops.js';
 

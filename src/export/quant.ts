@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
-import { shapeSize, type IrGraph, type IrOp, type WeightOp } from './graph.js';
+import { shapeSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
 export function outChannels(op: WeightOp): number {
@@ -114,6 +114,7 @@ export function permute<T extends Float32Array | Int8Array | Uint16Array>(data: 
 export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'all' | 'output' = 'all'): Map<number, tfType.Tensor> {
   const vals = new Map<number, tfType.Tensor>();
   vals.set(ir.input, x);
+  for (const t of ir.tensors) if (t.data) vals.set(t.id, tf.tensor(t.data, t.shape));
   const act = (t: tfType.Tensor, a: string): tfType.Tensor => (a === 'relu' ? tf.relu(t) : a === 'relu6' ? tf.relu6(t) : t);
   for (const op of ir.ops) {
     const ins = op.inputs.map((i) => vals.get(i) as tfType.Tensor);
@@ -124,6 +125,11 @@ export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'a
     const out = vals.get(ir.output) as tfType.Tensor;
     for (const [id, t] of vals) if (id !== ir.output && id !== ir.input) t.dispose();
     return new Map([[ir.output, out]]);
+  }
+  for (const t of ir.tensors) {
+    if (!t.data) continue;
+    vals.get(t.id)?.dispose();
+    vals.delete(t.id);
   }
   return vals;
 }
@@ -153,6 +159,40 @@ function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfTyp
       return tf.reshape(x, [x.shape[0], ...op.shape]);
     case 'add':
       return act(tf.add(ins[0], ins[1]), op.activation);
+    case 'sub':
+      return act(tf.sub(ins[0], ins[1]), op.activation);
+    case 'mul':
+      return act(tf.mul(ins[0], ins[1]), op.activation);
+    case 'max':
+      return act(tf.maximum(ins[0], ins[1]), op.activation);
+    case 'min':
+      return act(tf.minimum(ins[0], ins[1]), op.activation);
+    case 'gmp':
+      return tf.max(x, [1, 2]);
+    case 'mean_last':
+      return tf.mean(x, -1, true);
+    case 'rsqrt':
+      return tf.rsqrt(x);
+    case 'elu':
+      return tf.elu(x);
+    case 'leaky_relu':
+      return tf.leakyRelu(x, op.alpha);
+    case 'hard_swish':
+      return tf.mul(x, tf.div(tf.relu6(tf.add(x, 3)), 6));
+    case 'gelu':
+      if (op.approximate) {
+        const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+        return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+      }
+      return tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.div(x, Math.SQRT2))));
+    case 'pad':
+      return tf.pad(x, [[0, 0], op.pads[0], op.pads[1], [0, 0]]);
+    case 'slice':
+      return tf.slice(x, [0, ...op.begin], [-1, ...op.size]);
+    case 'transpose':
+      return tf.transpose(x, [0, ...op.perm.map((a) => a + 1)]);
+    case 'resize':
+      return tf.image.resizeNearestNeighbor(x as tfType.Tensor4D, op.size);
     case 'concat':
       return tf.concat(ins, op.axis + 1);
     case 'softmax':
@@ -186,6 +226,7 @@ export function tensorRanges(
   calibrationShape?: number[],
 ): Range[] {
   const ranges: Array<Range | undefined> = ir.tensors.map((t) => {
+    if (t.data) return { min: Math.min(...t.data), max: Math.max(...t.data) };
     const r = meta.activationRanges[t.layer];
     return r && Number.isFinite(r.min) && Number.isFinite(r.max) ? { min: r.min, max: r.max } : undefined;
   });

@@ -5,7 +5,7 @@
  */
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
-import type { IrGraph } from './graph.js';
+import type { IrGraph } from './ir.js';
 import type { Range } from './quant.js';
 import type { OnnxPrecision } from './onnx/export.js';
 import { TFJS_MODEL_JSON, TFJS_SHARD, type TfjsPrecision } from './tfjs/export.js';
@@ -73,7 +73,7 @@ function defineTarget<P extends string>(spec: TargetSpec<P>): ExportTargetEntry<
 
 /** The IR every graph target is converted from, and int8 activation ranges when the precision needs them. */
 async function irFor(target: string, input: ExportInput, int8: boolean): Promise<{ ir: IrGraph; ranges?: Range[] }> {
-  const [{ buildIr }, { tensorRanges }] = await Promise.all([import('./graph.js'), import('./quant.js')]);
+  const [{ buildIr }, { tensorRanges }] = await Promise.all([import('./ir.js'), import('./quant.js')]);
   const ir = buildIr(input.model, target);
   const ranges = int8 ? tensorRanges(input.tf, ir, input.meta, target, input.calibration, input.calibrationShape) : undefined;
   return { ir, ranges };

@@ -1,7 +1,7 @@
 import onnxProto from 'onnx-proto';
 import type { ModelMeta } from '../../model/meta.js';
 import { ExportError } from '../errors.js';
-import { samePads, type IrGraph, type IrOp } from '../graph.js';
+import { samePads, type IrGraph, type IrOp } from '../ir.js';
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 
 const { onnx } = onnxProto;
@@ -79,7 +79,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
   ];
   /** A float view of IR tensor `id` for one consumer. */
   const floatIn = (id: number): string => {
-    if (!int8) return name.get(id) as string;
+    if (!int8 || ir.tensors[id].data) return name.get(id) as string;
     const [s, z] = qparamInits(ir.tensors[id].layer, params[id]!);
     return g.node('DequantizeLinear', [name.get(id) as string, s, z], `${ir.tensors[id].layer}/dq`);
   };
@@ -102,6 +102,21 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
       name.set(id, g.node('QuantizeLinear', [v, s, z], `${label}/q`));
     } else name.set(id, v);
   };
+
+  /** Per-sample axis `a` of IR tensor `id` as an ONNX axis (images are NCHW). */
+  const onnxAxis = (id: number, a: number): number => (nchw(id) ? [2, 3, 1][a] : a + 1);
+  /** A float constant operand, laid out to broadcast against `partner` (a per-channel vector of an image is [C, 1, 1]). */
+  const constFor = (id: number, partner: number): string => {
+    const t = ir.tensors[id];
+    let dims = t.shape;
+    if (nchw(partner) && dims.length === 1 && dims[0] > 1) dims = [dims[0], 1, 1];
+    else if (nchw(partner) && dims.length === 3) dims = [dims[2], dims[0], dims[1]];
+    const data = dims.length === 3 && t.shape.length === 3 ? permute(t.data as Float32Array, t.shape, [2, 0, 1]) : (t.data as Float32Array);
+    return g.init(`${t.layer}/const`, DT.FLOAT, dims, data);
+  };
+  /** The float inputs of an element-wise op (constants laid out against the other operand). */
+  const operands = (op: IrOp): string[] => op.inputs.map((i, k) => (ir.tensors[i].data ? constFor(i, op.inputs[1 - k] ?? i) : floatIn(i)));
+  const scalar = (label: string, v: number): string => g.init(label, DT.FLOAT, [], Float32Array.of(v));
 
   // Input: NHWC float; images go to NCHW before anything else.
   const inShape = ir.tensors[ir.input].shape;
@@ -207,9 +222,102 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         if (nchw(op.output)) layoutStep(op.output, 'Transpose', [], [ints('perm', [0, 3, 1, 2])], label);
         break;
       }
-      case 'add': {
-        const v = g.node('Add', [floatIn(op.inputs[0]), floatIn(op.inputs[1])], label);
+      case 'add':
+      case 'sub':
+      case 'mul':
+      case 'max':
+      case 'min': {
+        const type = { add: 'Add', sub: 'Sub', mul: 'Mul', max: 'Max', min: 'Min' }[op.kind];
+        const v = g.node(type, operands(op), label);
         publish(op.output, activate(op, v), actOut(op.output, op.activation));
+        break;
+      }
+      case 'pad': {
+        const [[t, bt], [l, r]] = op.pads;
+        const pads = g.init(`${label}/pads`, DT.INT64, [8], BigInt64Array.from([0, 0, t, l, 0, 0, bt, r].map(BigInt)));
+        name.set(op.output, name.get(x) as string);
+        params[op.output] = params[x];
+        layoutStep(op.output, 'Pad', [pads], [], label);
+        break;
+      }
+      case 'slice': {
+        const axes = op.begin.map((_, a) => onnxAxis(x, a));
+        const i64 = (v: number[]) => BigInt64Array.from(v.map(BigInt));
+        const starts = g.init(`${label}/starts`, DT.INT64, [axes.length], i64(op.begin));
+        const ends = g.init(`${label}/ends`, DT.INT64, [axes.length], i64(op.begin.map((b, a) => b + op.size[a])));
+        const ax = g.init(`${label}/axes`, DT.INT64, [axes.length], i64(axes));
+        name.set(op.output, name.get(x) as string);
+        params[op.output] = params[x];
+        layoutStep(op.output, 'Slice', [starts, ends, ax], [], label);
+        break;
+      }
+      case 'resize': {
+        const [H, W] = ir.tensors[x].shape;
+        const scales = g.init(`${label}/scales`, DT.FLOAT, [4], Float32Array.of(1, 1, op.size[0] / H, op.size[1] / W));
+        const attrs: IAttr[] = [
+          { name: 'mode', type: AT.STRING, s: new TextEncoder().encode('nearest') },
+          { name: 'coordinate_transformation_mode', type: AT.STRING, s: new TextEncoder().encode('asymmetric') },
+          { name: 'nearest_mode', type: AT.STRING, s: new TextEncoder().encode('floor') },
+        ];
+        name.set(op.output, name.get(x) as string);
+        params[op.output] = params[x];
+        layoutStep(op.output, 'Resize', ['', scales], attrs, label);
+        break;
+      }
+      case 'transpose': {
+        // Physical perm = (NCHW -> NHWC of the input) then the Keras perm then (NHWC -> NCHW of the output).
+        const full = [0, ...op.perm.map((a) => a + 1)];
+        const inv = nchw(x) ? [0, 2, 3, 1] : full.map((_, i) => i);
+        const outL = nchw(op.output) ? [0, 3, 1, 2] : full.map((_, i) => i);
+        const perm = outL.map((o) => inv[full[o]]);
+        name.set(op.output, name.get(x) as string);
+        params[op.output] = params[x];
+        layoutStep(op.output, 'Transpose', [], [ints('perm', perm)], label);
+        break;
+      }
+      case 'gmp': {
+        const v = g.node('GlobalMaxPool', [floatIn(x)], `${label}_nchw`);
+        publish(op.output, v, int8 ? params[x] : undefined);
+        const shape = g.init(`${label}/shape`, DT.INT64, [2], BigInt64Array.of(0n, -1n));
+        layoutStep(op.output, 'Reshape', [shape], [], label);
+        break;
+      }
+      case 'mean_last': {
+        const v = g.node('ReduceMean', [floatIn(x)], label, [ints('axes', [onnxAxis(x, ir.tensors[x].shape.length - 1)]), int('keepdims', 1)]);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
+        break;
+      }
+      case 'rsqrt': {
+        const v = g.node('Reciprocal', [g.node('Sqrt', [floatIn(x)], `${label}/sqrt`)], label);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
+        break;
+      }
+      case 'elu':
+      case 'leaky_relu': {
+        const attrs = [{ name: 'alpha', type: AT.FLOAT, f: op.kind === 'leaky_relu' ? op.alpha : 1 }];
+        const v = g.node(op.kind === 'elu' ? 'Elu' : 'LeakyRelu', [floatIn(x)], label, attrs);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
+        break;
+      }
+      case 'hard_swish': {
+        // HardSwish is opset 14: x * HardSigmoid(x; 1/6, 0.5).
+        const inp = floatIn(x);
+        const hs = g.node('HardSigmoid', [inp], `${label}/hard_sigmoid`, [{ name: 'alpha', type: AT.FLOAT, f: 1 / 6 }, { name: 'beta', type: AT.FLOAT, f: 0.5 }]);
+        publish(op.output, g.node('Mul', [inp, hs], label), int8 ? own(op.output) : undefined);
+        break;
+      }
+      case 'gelu': {
+        // No Gelu before opset 20: 0.5 x (1 + erf(x / sqrt 2)), or the tanh form.
+        const inp = floatIn(x);
+        let inner: string;
+        if (op.approximate) {
+          const x3 = g.node('Mul', [g.node('Mul', [inp, inp], `${label}/x2`), inp], `${label}/x3`);
+          const s = g.node('Add', [inp, g.node('Mul', [x3, scalar(`${label}/c`, 0.044715)], `${label}/cx3`)], `${label}/sum`);
+          inner = g.node('Tanh', [g.node('Mul', [s, scalar(`${label}/k`, Math.sqrt(2 / Math.PI))], `${label}/ks`)], `${label}/tanh`);
+        } else inner = g.node('Erf', [g.node('Div', [inp, scalar(`${label}/sqrt2`, Math.SQRT2)], `${label}/scaled`)], `${label}/erf`);
+        const onePlus = g.node('Add', [inner, scalar(`${label}/one`, 1)], `${label}/one_plus`);
+        const v = g.node('Mul', [g.node('Mul', [inp, onePlus], `${label}/x_one_plus`), scalar(`${label}/half`, 0.5)], label);
+        publish(op.output, v, int8 ? own(op.output) : undefined);
         break;
       }
       case 'concat': {

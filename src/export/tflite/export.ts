@@ -1,11 +1,11 @@
 import type { ModelMeta } from '../../model/meta.js';
 import { ExportError } from '../errors.js';
 import { toFloat16 } from '../f16.js';
-import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '../graph.js';
+import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '../ir.js';
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 import {
-  AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, Op, Options, Padding, Pool2DSlot,
-  ReducerSlot, ReshapeSlot, SoftmaxSlot, TensorType,
+  AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, GeluSlot, LeakyReluSlot, MulSlot, Op, Options, Padding,
+  Pool2DSlot, ReducerSlot, ReshapeSlot, ResizeNearestSlot, SoftmaxSlot, SubSlot, TensorType,
 } from './schema.js';
 import { bytesOf, TfliteModelBuilder, type OptionsTable } from './writer.js';
 
@@ -75,6 +75,29 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     tfl[ir.input] = actTensor(ir.input, inputName);
     m.inputs = [tfl[ir.input]];
   }
+
+  /** Constant operands: int8 on their own per-tensor grid, else float (float16 + DEQUANTIZE in float16). */
+  for (const t of ir.tensors) {
+    if (!t.data) continue;
+    const name = `${t.layer}/const`;
+    if (!int8) {
+      tfl[t.id] = hybrid ? m.addTensor(name, t.shape, TensorType.FLOAT32, bytesOf(t.data)) : floatConst(name, t.shape, t.data);
+      continue;
+    }
+    const p = activationParams(Math.min(...t.data), Math.max(...t.data), -128, 127);
+    params[t.id] = p;
+    const q = Int8Array.from(t.data, (v) => Math.max(-128, Math.min(127, Math.round(v / p.scale) + p.zeroPoint)));
+    tfl[t.id] = m.addTensor(name, t.shape, TensorType.INT8, bytesOf(q), { scale: [p.scale], zeroPoint: [p.zeroPoint] });
+  }
+  /** Input `i` on the int8 grid `p` (a requantizing QUANTIZE when it is on another one). */
+  const onGrid = (i: number, p: QParams | undefined): number => {
+    const ip = params[i];
+    if (!int8 || (ip!.scale === p!.scale && ip!.zeroPoint === p!.zeroPoint)) return tfl[i];
+    const rq = m.addTensor(`${ir.tensors[i].layer}/requantized`, [1, ...ir.tensors[i].shape], TensorType.INT8, undefined, { scale: [p!.scale], zeroPoint: [p!.zeroPoint] });
+    m.addOperator(Op.QUANTIZE, 2, [tfl[i]], [rq]);
+    return rq;
+  };
+  const noOptions = (type: number): OptionsTable => ({ type, numFields: 0, fields: [] });
 
   /** Weights [+ bias] of a conv/dense op in the TFLite layout and this precision. */
   const weightInputs = (op: WeightOp, layout: number[], perm: number[] | null, quantDim: number, perChannel: boolean): [number, number] => {
@@ -198,17 +221,85 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
         m.addOperator(Op.ADD, v(1, 2), op.inputs.map((i) => tfl[i]), [out], options);
         break;
       }
+      case 'sub':
+      case 'mul': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        const slot = op.kind === 'sub' ? SubSlot : MulSlot;
+        options = { type: op.kind === 'sub' ? Options.SubOptions : Options.MulOptions, numFields: slot.numFields, fields: [[slot.fused_activation, 'i8', fusedAct(op.activation)]] };
+        m.addOperator(op.kind === 'sub' ? Op.SUB : Op.MUL, 1, op.inputs.map((i) => tfl[i]), [out], options);
+        break;
+      }
+      case 'max':
+      case 'min': {
+        // int8 MAXIMUM/MINIMUM compare raw codes: both inputs go on the output's grid.
+        const p = int8 ? ownParams(op.output) : undefined;
+        out = actTensor(op.output, outName, p);
+        m.addOperator(op.kind === 'max' ? Op.MAXIMUM : Op.MINIMUM, 1, op.inputs.map((i) => onGrid(i, p)), [out], noOptions(Options.MaximumMinimumOptions));
+        break;
+      }
+      case 'pad': {
+        out = actTensor(op.output, outName, inP);
+        const pads = m.addTensor(`${op.layer}/paddings`, [4, 2], TensorType.INT32, bytesOf(Int32Array.from([0, 0, ...op.pads[0], ...op.pads[1], 0, 0])));
+        m.addOperator(Op.PAD, 1, [x, pads], [out], noOptions(Options.PadOptions));
+        break;
+      }
+      case 'slice': {
+        out = actTensor(op.output, outName, inP);
+        const begin = int32Const(`${op.layer}/begin`, [0, ...op.begin]);
+        const size = int32Const(`${op.layer}/size`, [1, ...op.size]);
+        m.addOperator(Op.SLICE, 1, [x, begin, size], [out], noOptions(Options.SliceOptions));
+        break;
+      }
+      case 'transpose': {
+        out = actTensor(op.output, outName, inP);
+        const perm = int32Const(`${op.layer}/perm`, [0, ...op.perm.map((a) => a + 1)]);
+        m.addOperator(Op.TRANSPOSE, 1, [x, perm], [out], noOptions(Options.TransposeOptions));
+        break;
+      }
+      case 'resize': {
+        out = actTensor(op.output, outName, inP);
+        const size = int32Const(`${op.layer}/size`, op.size);
+        options = {
+          type: Options.ResizeNearestNeighborOptions, numFields: ResizeNearestSlot.numFields,
+          fields: [[ResizeNearestSlot.align_corners, 'bool', false], [ResizeNearestSlot.half_pixel_centers, 'bool', false]],
+        };
+        m.addOperator(Op.RESIZE_NEAREST_NEIGHBOR, 1, [x, size], [out], options);
+        break;
+      }
+      case 'gmp':
+      case 'mean_last': {
+        const max = op.kind === 'gmp';
+        out = actTensor(op.output, outName, int8 ? (max ? inP : ownParams(op.output)) : undefined);
+        const axes = int32Const(`${op.layer}/axes`, max ? [1, 2] : [ir.tensors[op.inputs[0]].shape.length]);
+        options = { type: Options.ReducerOptions, numFields: ReducerSlot.numFields, fields: [[ReducerSlot.keep_dims, 'bool', !max]] };
+        m.addOperator(max ? Op.REDUCE_MAX : Op.MEAN, 1, [x, axes], [out], options);
+        break;
+      }
+      case 'elu':
+      case 'hard_swish':
+      case 'rsqrt': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        const code = { elu: Op.ELU, hard_swish: Op.HARD_SWISH, rsqrt: Op.RSQRT }[op.kind];
+        m.addOperator(code, 1, [x], [out], op.kind === 'hard_swish' ? noOptions(Options.HardSwishOptions) : undefined);
+        break;
+      }
+      case 'leaky_relu': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = { type: Options.LeakyReluOptions, numFields: LeakyReluSlot.numFields, fields: [[LeakyReluSlot.alpha, 'f32', op.alpha]] };
+        m.addOperator(Op.LEAKY_RELU, 1, [x], [out], options);
+        break;
+      }
+      case 'gelu': {
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        options = { type: Options.GeluOptions, numFields: GeluSlot.numFields, fields: [[GeluSlot.approximate, 'bool', op.approximate]] };
+        m.addOperator(Op.GELU, 1, [x], [out], options);
+        break;
+      }
       case 'concat': {
         const p = int8 ? ownParams(op.output) : undefined;
         out = actTensor(op.output, outName, p);
         // int8 CONCATENATION needs every input on the output's grid: requantize the others.
-        const ins = op.inputs.map((i) => {
-          const ip = params[i];
-          if (!int8 || (ip!.scale === p!.scale && ip!.zeroPoint === p!.zeroPoint)) return tfl[i];
-          const rq = m.addTensor(`${ir.tensors[i].layer}/requantized`, [1, ...ir.tensors[i].shape], TensorType.INT8, undefined, { scale: [p!.scale], zeroPoint: [p!.zeroPoint] });
-          m.addOperator(Op.QUANTIZE, 2, [tfl[i]], [rq]);
-          return rq;
-        });
+        const ins = op.inputs.map((i) => onGrid(i, p));
         options = {
           type: Options.ConcatenationOptions, numFields: ConcatenationSlot.numFields,
           fields: [[ConcatenationSlot.axis, 'i32', op.axis + 1], [ConcatenationSlot.fused_activation, 'i8', 0]],

@@ -9,12 +9,16 @@ export const TensorType = { FLOAT32: 0, FLOAT16: 1, INT32: 2, UINT8: 3, INT64: 4
 
 export const Op = {
   ADD: 0, AVERAGE_POOL_2D: 1, CONCATENATION: 2, CONV_2D: 3, DEPTHWISE_CONV_2D: 4, DEQUANTIZE: 6, FULLY_CONNECTED: 9,
-  LOGISTIC: 14, MAX_POOL_2D: 17, RELU: 19, RELU6: 21, RESHAPE: 22, SOFTMAX: 25, TANH: 28, MEAN: 40, QUANTIZE: 114, DENSIFY: 124,
+  LOGISTIC: 14, MAX_POOL_2D: 17, MUL: 18, RELU: 19, RELU6: 21, RESHAPE: 22, SOFTMAX: 25, TANH: 28, PAD: 34, TRANSPOSE: 39, MEAN: 40,
+  SUB: 41, MAXIMUM: 55, MINIMUM: 57, SLICE: 65, RSQRT: 76, REDUCE_MAX: 82, RESIZE_NEAREST_NEIGHBOR: 97, LEAKY_RELU: 98, ELU: 111,
+  QUANTIZE: 114, HARD_SWISH: 117, DENSIFY: 124, GELU: 150,
 } as const;
 
 export const Options = {
   NONE: 0, Conv2DOptions: 1, DepthwiseConv2DOptions: 2, Pool2DOptions: 5, FullyConnectedOptions: 8, SoftmaxOptions: 9,
-  ConcatenationOptions: 10, AddOptions: 11, ReshapeOptions: 17, ReducerOptions: 27, DequantizeOptions: 38, QuantizeOptions: 89,
+  ConcatenationOptions: 10, AddOptions: 11, ReshapeOptions: 17, MulOptions: 21, PadOptions: 22, TransposeOptions: 26, ReducerOptions: 27,
+  SubOptions: 28, DequantizeOptions: 38, MaximumMinimumOptions: 39, SliceOptions: 48, ResizeNearestNeighborOptions: 74, LeakyReluOptions: 75,
+  QuantizeOptions: 89, HardSwishOptions: 91, GeluOptions: 116,
 } as const;
 
 export const Padding = { SAME: 0, VALID: 1 } as const;
@@ -38,3 +42,8 @@ export const ConcatenationSlot = { axis: 0, fused_activation: 1, numFields: 2 } 
 export const AddSlot = { fused_activation: 0, numFields: 2 } as const;
 export const ReshapeSlot = { new_shape: 0, numFields: 1 } as const;
 export const ReducerSlot = { keep_dims: 0, numFields: 1 } as const;
+export const MulSlot = { fused_activation: 0, numFields: 1 } as const;
+export const SubSlot = { fused_activation: 0, numFields: 2 } as const;
+export const LeakyReluSlot = { alpha: 0, numFields: 1 } as const;
+export const ResizeNearestSlot = { align_corners: 0, half_pixel_centers: 1, numFields: 2 } as const;
+export const GeluSlot = { approximate: 0, numFields: 1 } as const;

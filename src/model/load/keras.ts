@@ -24,7 +24,8 @@ type Json = Record<string, unknown>;
 export const SUPPORTED_KERAS_LAYERS = [
   'InputLayer', 'Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'MaxPooling2D', 'AveragePooling2D',
   'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
-  'Activation', 'ReLU', 'LeakyReLU', 'Softmax', 'Add', 'Multiply', 'Average', 'Maximum', 'Concatenate', 'ZeroPadding2D',
+  'Activation', 'ReLU', 'LeakyReLU', 'ELU', 'Softmax', 'Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate',
+  'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling',
 ] as const;
 
 const ALIASES: Record<string, string> = {
@@ -62,6 +63,14 @@ const LAYER_KEYS: Record<string, string[]> = {
   Maximum: [],
   Concatenate: ['axis'],
   ZeroPadding2D: ['padding', 'data_format'],
+  Cropping2D: ['cropping', 'data_format'],
+  UpSampling2D: ['size', 'data_format', 'interpolation'],
+  Permute: ['dims'],
+  ELU: ['alpha'],
+  Subtract: [],
+  Minimum: [],
+  LayerNormalization: ['axis', 'epsilon', 'center', 'scale'],
+  Rescaling: ['scale', 'offset'],
 };
 
 const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new']);

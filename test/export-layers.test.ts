@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { buildIr, exportModel, verifyExport, type ExportPrecision, type ExportTarget } from '../src/export/index.js';
+import { runIr } from '../src/export/quant.js';
+import { LAYERS } from '../src/export/layers.js';
+import { emptyMeta } from '../src/model/meta.js';
+import { engine, tempDir } from './fixtures/export/models.js';
+import { decisiveSamples, layerZoo } from './fixtures/layer-zoo.js';
+
+test('layer table: the zoo model uses every class of the table, and its IR computes what tfjs computes', async () => {
+  const tf = await engine();
+  const model = layerZoo(tf);
+  const classes = new Set(model.layers.map((l) => l.getClassName()));
+  for (const cls of Object.keys(LAYERS)) assert.ok(classes.has(cls), `the zoo model lacks ${cls}`);
+  const ir = buildIr(model, 'tflite');
+  // The stem's ZeroPadding2D folded into the conv's SAME padding; the other one stayed a pad op.
+  assert.equal(ir.ops.filter((o) => o.kind === 'pad').length, 1);
+  const stem = ir.ops.find((o) => o.layer === 'conv_stem');
+  assert.ok(stem?.kind === 'conv2d' && stem.padding === 'same', JSON.stringify(stem?.kind));
+  const x = tf.randomUniform([8, 28, 28, 1], 0, 1, 'float32', 5);
+  const want = (model.predict(x) as ReturnType<typeof tf.tensor>).dataSync();
+  const got = runIr(tf, ir, x, 'output').get(ir.output)!.dataSync();
+  let maxDiff = 0;
+  for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
+  assert.ok(maxDiff < 1e-5, `max |diff| ${maxDiff}`);
+});
+
+test('layer table: the zoo model exports to tflite, onnx and tfjs (float and int8) and agrees in each runtime', async () => {
+  const tf = await engine();
+  const model = layerZoo(tf);
+  const { test: data, calibration } = decisiveSamples(tf, model);
+  const cases: Array<[ExportTarget, ExportPrecision]> = [['tflite', 'float32'], ['tflite', 'int8'], ['onnx', 'float32'], ['onnx', 'int8'], ['tfjs', 'float32']];
+  for (const [target, precision] of cases) {
+    const dir = tempDir(`zoo-${target}-${precision}`);
+    const res = await exportModel(tf, model, emptyMeta(), { target, precision, calibration }, dir);
+    if (target === 'onnx') await execa('/usr/bin/python3', ['-c', 'import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', join(dir, 'model.onnx')]);
+    const v = await verifyExport(tf, { target, precision, dir, files: res.files }, model, data);
+    console.log(`zoo ${target} ${precision}: agreement ${v.agreement} max|diff| ${v.maxAbsDiff} accuracy ${v.accuracy} ${v.runtime}`);
+    assert.ok(v.agreement >= (precision === 'int8' ? 0.99 : 0.999), `${target} ${precision}: ${JSON.stringify(v)}`);
+  }
+});

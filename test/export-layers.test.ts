@@ -41,3 +41,23 @@ test('layer table: the zoo model exports to tflite, onnx and tfjs (float and int
     assert.ok(v.agreement >= (precision === 'int8' ? 0.99 : 0.999), `${target} ${precision}: ${JSON.stringify(v)}`);
   }
 });
+
+test("layer table: tfjs's gelu_new (tanh GELU) exports to tflite and onnx and matches tfjs", async () => {
+  const tf = await engine();
+  const input = tf.input({ shape: [12], name: 'input' });
+  const h = tf.layers.dense({ units: 16, activation: 'gelu_new', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'fc' }).apply(input);
+  const model = tf.model({ inputs: input, outputs: h as ReturnType<typeof tf.input> });
+  const x = tf.randomNormal([4, 12], 0, 2, 'float32', 3);
+  const want = (model.predict(x) as ReturnType<typeof tf.tensor>).dataSync();
+  const ir = buildIr(model, 'onnx');
+  assert.deepEqual(ir.ops.map((o) => o.kind), ['dense', 'gelu']);
+  const got = runIr(tf, ir, x, 'output').get(ir.output)!.dataSync();
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i] - got[i]) < 1e-5, `${i}: ${want[i]} vs ${got[i]}`);
+  const data = { x: x.dataSync() as Float32Array, y: new Int32Array(4), n: 4, sampleShape: [12], numClasses: 16 };
+  for (const target of ['tflite', 'onnx'] as const) {
+    const dir = tempDir(`gelu-new-${target}`);
+    const res = await exportModel(tf, model, emptyMeta(), { target, precision: 'float32' }, dir);
+    const v = await verifyExport(tf, { target, precision: 'float32', dir, files: res.files }, model, data);
+    assert.ok(v.maxAbsDiff < 1e-4, `${target}: ${JSON.stringify(v)}`);
+  }
+});

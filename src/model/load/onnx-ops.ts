@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { samePads } from '../../export/graph.js';
+import { samePads } from '../../export/ir.js';
 import type { NodeCtx, Sym, Val } from './onnx-convert.js';
 import { axisOf, binary, broadcastShape, concat, constOf, gather, intConst, reshapeTarget, size, slice, transpose } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';

@@ -303,7 +303,8 @@ export function buildIr(model: tfType.LayersModel, target: string): IrGraph {
         return { data: Float32Array.from(t.dataSync() as Float32Array), shape: t.shape.slice() };
       },
       emit(op, shape, suffix) {
-        const out = newTensor(shape, suffix ? `${l.name}#${suffix}` : l.name);
+        // Intermediates are labelled `layer#step`; the walk relabels the layer's output tensor.
+        const out = newTensor(shape, `${l.name}#${suffix ?? op.kind}`);
         const full = { layer: l.name, ...op, output: out } as IrOp;
         ops.push(full);
         producer.set(out, full);

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { hashFile } from './hash.js';
 import { writeFileAtomic } from './fsutil.js';
+import { setOwn } from '../util/own.js';
 
 interface Entry {
   size: number;
@@ -33,7 +34,7 @@ export class FileDigests {
     const e = this.entries[file];
     if (e && e.size === st.size && e.mtimeMs === st.mtimeMs && e.ino === st.ino) return e.sha256;
     const { sha256 } = await hashFile(file);
-    this.entries[file] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 };
+    setOwn(this.entries, file, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 });
     this.dirty = true;
     return sha256;
   }

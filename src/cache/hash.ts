@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { setOwn } from '../util/own.js';
 
 /** Canonical JSON: sorted keys, no whitespace; the one serialisation keys are hashed over. */
 export function canonicalJson(value: unknown): string {
@@ -12,7 +13,7 @@ function sortDeep(v: unknown): unknown {
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(v as object).sort()) {
       const x = (v as Record<string, unknown>)[k];
-      if (x !== undefined) out[k] = sortDeep(x);
+      if (x !== undefined) setOwn(out, k, sortDeep(x));
     }
     return out;
   }

@@ -10,6 +10,7 @@ import { checkpoint, describeFsError, pidAlive, writeCheckpoint, writeFileAtomic
 
 export { pidAlive };
 import { acquireLock } from './proc-lock.js';
+import { setOwn } from '../util/own.js';
 
 export interface FileEntry {
   sha256: string;
@@ -105,7 +106,7 @@ export class CacheStore {
     for (const file of await listFiles(dir)) {
       const rel = relative(dir, file).split(sep).join('/');
       const { sha256: digest, size } = await hashFile(file);
-      manifest[rel] = { sha256: digest, size };
+      setOwn(manifest, rel, { sha256: digest, size });
       const dest = this.objectPath(digest);
       try {
         // An object already there is kept only if its content is right: a damaged one is replaced.
@@ -402,6 +403,6 @@ export async function listFiles(dir: string): Promise<string[]> {
 
 function sortManifest(m: Manifest): Manifest {
   const out: Manifest = {};
-  for (const k of Object.keys(m).sort()) out[k] = m[k];
+  for (const k of Object.keys(m).sort()) setOwn(out, k, m[k]);
   return out;
 }

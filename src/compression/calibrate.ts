@@ -2,6 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
 import { boundedBatchSize } from '../engine/batching.js';
 import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './graph.js';
+import { setOwn } from '../util/own.js';
 
 /**
  * Activation calibration: run representative samples through the model layer by layer and
@@ -110,7 +111,7 @@ export async function calibrateActivations(
     else if (method === 'percentile') r = percentileRange(s, opts.percentile ?? 99.99);
     else if (method === 'mse') r = mseRange(s, opts.bits ?? 8);
     else throw new Error(`unknown calibration method '${method as string}'`);
-    out[key] = widenRange(r);
+    setOwn(out, key, widenRange(r));
   }
   return out;
 }

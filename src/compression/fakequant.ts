@@ -15,6 +15,7 @@ import {
   toLinearWeightQuant,
   type KernelKind,
 } from './linear.js';
+import { setOwn } from '../util/own.js';
 
 /**
  * Fake quantization: weights are replaced in place by their dequantized values (so evaluating the
@@ -115,14 +116,14 @@ export function applyWeightQuant(tf: typeof tfType, model: tfType.LayersModel, p
     const kernel = weights[k];
     const values = kernel.dataSync() as Float32Array;
     const q = quantizeKernel(values, kernel.shape.slice(), kernelKind(layer), spec);
-    out.errors[name] = errorStats(values, q.dequantized);
+    setOwn(out.errors, name, errorStats(values, q.dequantized));
     tf.tidy(() => {
       const next = weights.slice();
       next[k] = tf.tensor(q.dequantized, kernel.shape, 'float32');
       layer.setWeights(next);
     });
-    out.weightQuant[name] = q.quant;
-    out.codes[name] = q.codes;
+    setOwn(out.weightQuant, name, q.quant);
+    setOwn(out.codes, name, q.codes);
   }
   return out;
 }

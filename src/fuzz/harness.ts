@@ -5,6 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { CaseResult } from './recipes.js';
+import { setOwn } from '../util/own.js';
 
 export interface FuzzRunOptions {
   seed: number;
@@ -82,7 +83,7 @@ export async function runFuzz(opts: FuzzRunOptions): Promise<FuzzSummary> {
   const findings: FuzzSummary['findings'] = new Map();
   let slowestMs = 0;
   for (const r of results) {
-    counts[r.status] = (counts[r.status] ?? 0) + 1;
+    setOwn(counts, r.status, (counts[r.status] ?? 0) + 1);
     slowestMs = Math.max(slowestMs, r.ms);
     if (r.status === 'finding') {
       const f = findings.get(r.signature!) ?? { count: 0, indices: [], detail: r.detail };

@@ -13,6 +13,7 @@ import { createRng } from '../util/rng.js';
 import { parseRecipe } from '../recipe/load.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';
 import { checkTree } from '../recipe/yaml-guard.js';
+import { setOwn } from '../util/own.js';
 
 export interface FuzzCase {
   /** Index in the seeded sequence: (seed, index) regenerates the case. */
@@ -391,12 +392,12 @@ const VALUE_MUTATIONS: Record<string, ValueMutation> = {
     const to = pick(rng, ['1bad', 'with space', 'a.b', '', '-x', 'ok_id', 'x'.repeat(300), 'ünïcode', '__proto__', 'constructor']);
     const v = st[id];
     delete st[id];
-    st[to] = v;
+    setOwn(st, to, v);
   },
   manyStages(rng, r) {
     const st = (r.stages && typeof r.stages === 'object' ? r.stages : (r.stages = {})) as Obj;
     const n = 20 + int(rng, 180);
-    for (let i = 0; i < n; i++) st[`gen${i}`] = { uses: 'evaluate', needs: [i ? `gen${i - 1}` : 'nope'] };
+    for (let i = 0; i < n; i++) setOwn(st, `gen${i}`, { uses: 'evaluate', needs: [i ? `gen${i - 1}` : 'nope'] });
   },
   badTimeouts(rng, r) {
     const s = pick(rng, Object.values(stagesOf(r)));

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { emptyMeta, type ModelMeta } from './meta.js';
+import { setOwn } from '../util/own.js';
 
 /**
  * A model artifact is a directory: `model.json` + `weights.bin` (the TF.js layers format, so
@@ -79,7 +80,7 @@ function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v as object).sort()) out[k] = sortKeys((v as Record<string, unknown>)[k]);
+    for (const k of Object.keys(v as object).sort()) setOwn(out, k, sortKeys((v as Record<string, unknown>)[k]));
     return out;
   }
   return v;

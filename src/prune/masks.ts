@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { setOwn } from '../util/own.js';
 
 /**
  * Pruning masks on Keras-layout kernels (Dense [in,out], Conv2D [h,w,in,out], DepthwiseConv2D
@@ -498,7 +499,7 @@ export class MaskSet {
     };
     if (Array.isArray(grads)) return grads.map(({ name, tensor }) => ({ name, tensor: one(name, tensor) }));
     const out: tfType.NamedTensorMap = {};
-    for (const [name, g] of Object.entries(grads)) out[name] = one(name, g);
+    for (const [name, g] of Object.entries(grads)) setOwn(out, name, one(name, g));
     return out;
   }
 

@@ -16,6 +16,7 @@
  *   - an entry that selects no considered layer throws a SelectorError listing the model's layers.
  * The keys `match`, `type`, `exclude` are reserved and never copied into the settings.
  */
+import { setOwn } from '../util/own.js';
 
 export interface LayerInfo {
   name: string;
@@ -123,7 +124,7 @@ export function resolveLayerSettings<T extends object>(
       );
     }
     const overrides: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(entry)) if (!RESERVED.has(k) && v !== undefined) overrides[k] = v;
+    for (const [k, v] of Object.entries(entry)) if (!RESERVED.has(k) && v !== undefined) setOwn(overrides, k, v);
     for (const l of selected) {
       if (entry.exclude) result.delete(l.name);
       else result.set(l.name, { ...(result.get(l.name) ?? defaults), ...overrides } as T);

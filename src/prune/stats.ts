@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { LayerPruning } from '../model/meta.js';
+import { setOwn } from '../util/own.js';
 
 /**
  * Sparsity / size / compute statistics of a model.
@@ -120,7 +121,7 @@ export function pruningMeta(
     const st = layerStats(model.getLayer(name));
     const entry: LayerPruning = { method, sparsity: st.sparsity };
     if (removed[name]?.length) entry.removed = removed[name].length;
-    out[name] = entry;
+    setOwn(out, name, entry);
   }
   return out;
 }

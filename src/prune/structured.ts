@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { kernelVariable } from './masks.js';
+import { setOwn } from '../util/own.js';
 
 /**
  * Physical removal of output units (Dense neurons, Conv2D / SeparableConv2D filters) and of the
@@ -124,7 +125,7 @@ export function zeroUnits(model: tfType.LayersModel, layers?: string[]): Record<
     const nz = new Uint8Array(u);
     for (let i = 0; i < data.length; i++) if (data[i] !== 0) nz[i % u] = 1;
     const dead = range(u).filter((j) => !nz[j]);
-    if (dead.length) out[l.name] = dead;
+    if (dead.length) setOwn(out, l.name, dead);
   }
   return out;
 }
@@ -352,6 +353,6 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
   }
 
   const removed: Record<string, number[]> = {};
-  for (const [k, v] of req) removed[k] = v;
+  for (const [k, v] of req) setOwn(removed, k, v);
   return { model: rebuilt, removed, paramsBefore: countParams(model), paramsAfter: countParams(rebuilt) };
 }

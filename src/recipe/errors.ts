@@ -49,11 +49,39 @@ export function editDistance(a: string, b: string): number {
   return dp[a.length][b.length];
 }
 
-/** The closest candidate when it is close enough to be a likely typo. */
+/** Suggestions are computed only for words this short: edit distance is O(nm) in time and memory. */
+export const MAX_SUGGEST_LENGTH = 64;
+/** Longest user value a message echoes; longer ones are cut with their length said. */
+export const MAX_SHOWN_LENGTH = 80;
+
+/**
+ * A user value as a message shows it: strings with control characters escaped and cut to
+ * MAX_SHOWN_LENGTH, other values as compact JSON (never `[object Object]`), NaN and infinities by name.
+ */
+export function shown(value: unknown): string {
+  let text: string;
+  if (typeof value === 'string') text = value;
+  else if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value === null || value === undefined) text = String(value);
+  else if (value instanceof Set) text = JSON.stringify([...value]);
+  else {
+    try {
+      text = JSON.stringify(value) ?? String(value);
+    } catch {
+      text = Object.prototype.toString.call(value);
+    }
+  }
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  return escaped.length > MAX_SHOWN_LENGTH ? `${escaped.slice(0, MAX_SHOWN_LENGTH)}… (${text.length} characters)` : escaped;
+}
+
+/** The closest candidate when it is close enough to be a likely typo (none for long words: see MAX_SUGGEST_LENGTH). */
 export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+  if (word.length > MAX_SUGGEST_LENGTH) return undefined;
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
+    if (c.length > MAX_SUGGEST_LENGTH) continue;
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) {
       bestD = d;

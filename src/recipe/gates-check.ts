@@ -1,6 +1,6 @@
 import { stageKind } from '../stages/registry.js';
-import { suggestion } from './errors.js';
-import { GateSyntaxError, parseGate, refsOf, type Gate } from './gates.js';
+import { shown, suggestion } from './errors.js';
+import { GateSyntaxError, nonFiniteConstant, parseGate, refsOf, type Gate } from './gates.js';
 
 interface StageLike {
   id: string;
@@ -50,38 +50,43 @@ export function checkGates(stages: StageLike[], byId: Map<string, StageLike>): A
         gate = parseGate(String(src));
       } catch (e) {
         if (e instanceof GateSyntaxError) {
-          problems.push({ path, message: `gate '${src}': ${e.message} at column ${e.column}` });
+          problems.push({ path, message: `gate '${shown(src)}': ${e.message} at column ${e.column}` });
           return;
         }
         throw e;
       }
+      // `accuracy >= 0/0` can never pass (and `!= 0/0` never fail): known before anything runs.
+      for (const [side, e] of [['left', gate.left], ['right', gate.right]] as const) {
+        const why = nonFiniteConstant(e);
+        if (why) problems.push({ path, message: `gate '${shown(src)}': its ${side} side ${why}` });
+      }
       for (const ref of [...refsOf(gate.left), ...refsOf(gate.right)]) {
         const r = resolveRef(ref.path, s.id);
         if ('error' in r) {
-          problems.push({ path, message: `gate '${src}': ${r.error}` });
+          problems.push({ path, message: `gate '${shown(src)}': ${r.error}` });
           continue;
         }
         const target = byId.get(r.stage);
         if (!target) {
-          problems.push({ path, message: `gate '${src}': unknown stage '${r.stage}'${suggestion(r.stage, byId.keys())}` });
+          problems.push({ path, message: `gate '${shown(src)}': unknown stage '${shown(r.stage)}'${suggestion(r.stage, byId.keys())}` });
           continue;
         }
         if (ref.path[0] === 'exports' && target.uses !== 'export') {
-          problems.push({ path, message: `gate '${src}': '${r.stage}' is a '${target.uses}' stage, not an export` });
+          problems.push({ path, message: `gate '${shown(src)}': '${r.stage}' is a '${target.uses}' stage, not an export` });
           continue;
         }
         if (r.stage !== s.id && !up.has(r.stage)) {
-          problems.push({ path, message: `gate '${src}': stage '${r.stage}' is not upstream of '${s.id}'; add it to needs` });
+          problems.push({ path, message: `gate '${shown(src)}': stage '${r.stage}' is not upstream of '${s.id}'; add it to needs` });
           continue;
         }
         const kind = stageKind(target.uses);
         const metrics = kind?.metrics ?? [];
         if (kind?.openMetrics) {
-          if (!kind.openMetrics(target.with as never)) problems.push({ path, message: `gate '${src}': stage '${r.stage}' reports no metrics; set its with.metrics to the JSON file its command writes` });
+          if (!kind.openMetrics(target.with as never)) problems.push({ path, message: `gate '${shown(src)}': stage '${r.stage}' reports no metrics; set its with.metrics to the JSON file its command writes` });
           continue;
         }
         if (!metrics.includes(r.metric)) {
-          problems.push({ path, message: `gate '${src}': '${target.uses}' stages have no metric '${r.metric}'${suggestion(r.metric, metrics)} (metrics: ${metrics.join(', ')})` });
+          problems.push({ path, message: `gate '${shown(src)}': '${target.uses}' stages have no metric '${r.metric}'${suggestion(r.metric, metrics)} (metrics: ${metrics.join(', ')})` });
         }
       }
     });

@@ -26,6 +26,11 @@ export class GateSyntaxError extends Error {
   }
 }
 
+/** Longest gate: real ones are a few dozen characters; the parser and tree walks stay linear and shallow below this. */
+export const MAX_GATE_LENGTH = 1000;
+/** Deepest nesting of parentheses and unary minus signs. */
+export const MAX_GATE_DEPTH = 32;
+
 interface Token {
   kind: 'num' | 'id' | 'op' | 'end';
   text: string;
@@ -59,7 +64,7 @@ function tokenize(src: string): Token[] {
       i += op[0].length;
       continue;
     }
-    throw new GateSyntaxError(`unexpected character '${c}'`, i + 1);
+    throw new GateSyntaxError(`unexpected character ${JSON.stringify(c)}`, i + 1);
   }
   tokens.push({ kind: 'end', text: '', pos: src.length });
   return tokens;
@@ -83,8 +88,10 @@ function splitRef(text: string): string[] {
 }
 
 export function parseGate(source: string): Gate {
+  if (source.length > MAX_GATE_LENGTH) throw new GateSyntaxError(`a gate is at most ${MAX_GATE_LENGTH} characters (this one has ${source.length})`, MAX_GATE_LENGTH + 1);
   const toks = tokenize(source);
   let i = 0;
+  let depth = 0;
   const peek = () => toks[i];
   const next = () => toks[i++];
   const fail = (msg: string, t = peek()): never => {
@@ -92,6 +99,12 @@ export function parseGate(source: string): Gate {
   };
   const factor = (): Expr => {
     const t = next();
+    if ((t.text === '-' || t.text === '(') && ++depth > MAX_GATE_DEPTH) fail(`parentheses and minus signs nested more than ${MAX_GATE_DEPTH} deep`, t);
+    const e = primary(t);
+    if (t.text === '-' || t.text === '(') depth--;
+    return e;
+  };
+  const primary = (t: Token): Expr => {
     if (t.kind === 'num') {
       const pct = t.text.endsWith('%');
       const v = Number(pct ? t.text.slice(0, -1) : t.text);
@@ -131,6 +144,21 @@ export function parseGate(source: string): Gate {
   const right = sum();
   if (peek().kind !== 'end') fail(`unexpected '${peek().text}' after the comparison`);
   return { source, op: opTok.text as Comparator, left, right };
+}
+
+/** The value of an expression without references, or undefined when it reads a metric. */
+export function constantValue(e: Expr): number | undefined {
+  return refsOf(e).length ? undefined : evalExpr(e, () => NaN);
+}
+
+/** Why an expression can never be a number (a constant part that is NaN or infinite, a division by a constant 0). */
+export function nonFiniteConstant(e: Expr): string | undefined {
+  const c = constantValue(e);
+  if (c !== undefined) return Number.isFinite(c) ? undefined : `is ${c} (a division by zero?)`;
+  if (e.type === 'neg') return nonFiniteConstant(e.arg);
+  if (e.type !== 'bin') return undefined;
+  if (e.op === '/' && constantValue(e.right) === 0) return 'divides by zero';
+  return nonFiniteConstant(e.left) ?? nonFiniteConstant(e.right);
 }
 
 export function refsOf(e: Expr): Array<Extract<Expr, { type: 'ref' }>> {

@@ -3,12 +3,13 @@ import { dirname, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { LineCounter, parseDocument } from 'yaml';
 import { STAGE_KINDS, stageKind } from '../stages/registry.js';
-import { RecipeError, suggestion, type RecipeProblem } from './errors.js';
+import { RecipeError, shown, suggestion, type RecipeProblem } from './errors.js';
 import { interpolateParams, type Unresolved } from './interpolate.js';
 import { dotted, locate, pointerToPath, positionOf } from './locate.js';
 import { applyOverride, parseOverride, type Override } from './overrides.js';
-import { checkTree } from './yaml-guard.js';
+import { checkTree, yamlErrorMessage } from './yaml-guard.js';
 import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
+import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../graph/dag.js';
 import { checkGates } from './gates-check.js';
 import { expandMatrix, sourcePath, type BranchOrigin } from './matrix.js';
@@ -74,7 +75,13 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   const problems: RecipeProblem[] = [];
   for (const err of doc.errors) {
     const lp = err.linePos?.[0] ?? lc.linePos(err.pos[0]);
-    problems.push({ file, line: lp.line, col: lp.col, path: '', message: `YAML: ${err.message.split('\n')[0]}` });
+    problems.push({ file, line: lp.line, col: lp.col, path: '', message: `YAML: ${yamlErrorMessage(err.message)}` });
+  }
+  // An unknown tag (`!!js/function`, `!custom`) would silently become a plain string: say it is not YAML a recipe knows.
+  for (const w of doc.warnings.filter((x) => x.code === 'TAG_RESOLVE_FAILED')) {
+    const lp = w.linePos?.[0] ?? lc.linePos(w.pos[0]);
+    const tag = /Unresolved tag: (\S+)/.exec(w.message)?.[1] ?? 'tag';
+    problems.push({ file, line: lp.line, col: lp.col, path: '', message: `YAML: unknown tag ${shown(tag)}: recipes use plain YAML values (no !! or ! tags beyond the YAML 1.2 core schema)` });
   }
   if (problems.length) throw new RecipeError(problems);
   const tree = checkTree(doc);
@@ -113,11 +120,17 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   const params = ((raw as Record<string, unknown>).params ?? {}) as Record<string, unknown>;
   const unresolved: Unresolved[] = [];
   const obj = raw as Record<string, unknown>;
+  // Fields a stage kind expands itself at run time (exec's command) get parameter text escaped, so it stays literal.
+  const isTemplate = (path: Array<string | number>) => {
+    if (path[0] !== 'stages' || path[2] !== 'with' || typeof path[1] !== 'string' || typeof path[3] !== 'string') return false;
+    const uses = getOwn(getOwn(obj.stages, path[1]), 'uses');
+    return typeof uses === 'string' && (stageKind(uses)?.templates ?? []).includes(path[3]);
+  };
   for (const key of Object.keys(obj)) {
     if (key === 'params') continue;
-    obj[key] = interpolateParams(obj[key], params, [key], unresolved);
+    setOwn(obj, key, interpolateParams(obj[key], params, [key], unresolved, isTemplate));
   }
-  for (const u of unresolved) problem(u.path, `unknown parameter '${u.name}'${suggestion(u.name, Object.keys(params))}`);
+  for (const u of unresolved) problem(u.path, `unknown parameter '${shown(u.name)}'${suggestion(u.name, Object.keys(params))}`);
 
   // Sweeps expand before validation, so each branch is checked like a stage written by hand.
   if (obj.stages !== null && typeof obj.stages === 'object' && !Array.isArray(obj.stages)) {
@@ -149,13 +162,13 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     const needs = (spec.needs ?? []) as string[];
     needs.forEach((n, i) => {
       if (n === id) problem(['stages', id, 'needs', i], `stage '${id}' cannot need itself`);
-      else if (!stageIds.includes(n)) problem(['stages', id, 'needs', i], `unknown stage '${n}'${suggestion(n, stageIds)}`);
+      else if (!stageIds.includes(n)) problem(['stages', id, 'needs', i], `unknown stage '${shown(n)}'${suggestion(n, stageIds)}`);
     });
     if (w.data === undefined && dataNames.length === 1 && kindReadsData(kind.withSchema)) w.data = dataNames[0];
     const datasets = kind.datasets(w);
     for (const d of datasets) {
       if (!dataNames.includes(d)) {
-        problem(['stages', id, 'with', 'data'], `unknown dataset '${d}'${suggestion(d, dataNames)}${dataNames.length ? ` (declared: ${dataNames.join(', ')})` : '; declare it under `data:`'}`);
+        problem(['stages', id, 'with', 'data'], `unknown dataset '${shown(d)}'${suggestion(d, dataNames)}${dataNames.length ? ` (declared: ${dataNames.join(', ')})` : '; declare it under `data:`'}`);
       }
     }
     if (kindReadsData(kind.withSchema) && datasets.length === 0 && kind.datasets.length && requiresData(kind.withSchema)) {
@@ -188,6 +201,12 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     stageById,
     overrides,
   };
+}
+
+/** What a value of the wrong type is, for `must be integer, got ...`: NaN and 1.5 by value, others by kind. */
+function gotType(v: unknown): string {
+  if (typeof v === 'number') return Number.isFinite(v) ? `number ${v}` : String(v);
+  return Array.isArray(v) ? 'array' : v instanceof Set ? 'a set (!!set)' : typeof v === 'object' ? 'mapping' : typeof v;
 }
 
 function article(word: string): string {
@@ -230,7 +249,7 @@ function describeAjvError(e: ErrorObject): { path: Array<string | number>; messa
       return {
         path: [...path, key],
         atKey: true,
-        message: `unknown key '${key}'${suggestion(key, allowed)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}`,
+        message: `unknown key '${shown(key)}'${suggestion(key, allowed)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}`,
       };
     }
     case 'required': {
@@ -239,7 +258,7 @@ function describeAjvError(e: ErrorObject): { path: Array<string | number>; messa
     }
     case 'enum': {
       const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
-      const got = String(e.data);
+      const got = shown(e.data);
       const isKind = path.length === 3 && path[0] === 'stages' && path[2] === 'uses';
       const what = isKind ? `unknown stage kind '${got}'` : `'${got}' is not allowed`;
       return { path, message: `${what}${suggestion(got, allowed.map(String))} (allowed: ${allowed.map(String).join(', ')})` };
@@ -250,10 +269,10 @@ function describeAjvError(e: ErrorObject): { path: Array<string | number>; messa
       return { path, message: e.message ?? 'invalid key' };
     case 'pattern': {
       const isName = e.instancePath === '' ? false : true;
-      return { path, message: isName ? `invalid name '${String(e.data)}': use letters, digits, '_' and '-', starting with a letter or '_'` : e.message! };
+      return { path, message: isName ? `invalid name '${shown(e.data)}': use letters, digits, '_' and '-', starting with a letter or '_'` : e.message! };
     }
     case 'type':
-      return { path, message: `must be ${(e.params as { type: string | string[] }).type}${e.data === null ? ' (got null)' : `, got ${Array.isArray(e.data) ? 'array' : typeof e.data}`}` };
+      return { path, message: `must be ${(e.params as { type: string | string[] }).type}${e.data === null ? ' (got null)' : `, got ${gotType(e.data)}`}` };
     default:
       return { path, message: e.message ?? e.keyword };
   }

@@ -10,6 +10,8 @@
  * branch back to the stage and matrix entry it came from, for error positions.
  */
 
+import { getOwn, RESERVED_KEYS, setOwn } from '../util/own.js';
+
 export type MatrixValue = number | string | boolean;
 
 /** One swept coordinate: the stage whose matrix declared it, the `with` path, and the chosen value. */
@@ -60,7 +62,8 @@ function axesOf(matrix: Spec, problems: Expansion['problems'], at: Array<string 
   const walk = (m: Spec, src: string[]) => {
     for (const [k, v] of Object.entries(m)) {
       const here = [...src, k];
-      if (!KEY_PATTERN.test(k)) problems.push({ path: [...at, ...here], message: `matrix key '${k}' is not a \`with\` key path` });
+      if (k.split('.').some((seg) => RESERVED_KEYS.has(seg))) problems.push({ path: [...at, ...here], message: `matrix key '${k}': '__proto__' is not a \`with\` key` });
+      else if (!KEY_PATTERN.test(k)) problems.push({ path: [...at, ...here], message: `matrix key '${k}' is not a \`with\` key path` });
       else if (isObject(v)) walk(v, here);
       else if (!Array.isArray(v) || v.length === 0) problems.push({ path: [...at, ...here], message: 'a matrix entry is a non-empty list of values (or a mapping of `with` keys to lists)' });
       else {
@@ -138,7 +141,7 @@ export function expandMatrix(stages: Record<string, unknown>): Expansion {
     const spec = stages[id];
     const variants = variantsOf(id);
     if (variants.length === 1 && variants[0].length === 0) {
-      out[id] = spec;
+      setOwn(out, id, spec);
       continue;
     }
     for (const coords of variants) {
@@ -165,7 +168,7 @@ export function expandMatrix(stages: Record<string, unknown>): Expansion {
       // Upstream ids also appear in `with`: a retrain teacher, and gate references to any ancestor.
       if (typeof w.teacher === 'string' && renamed.has(w.teacher)) w.teacher = renamed.get(w.teacher);
       if (Array.isArray(w.gates)) w.gates = w.gates.map((g) => (typeof g === 'string' ? renameGateRefs(g, memo, coords) : g));
-      out[bid] = s;
+      setOwn(out, bid, s);
       origins.set(bid, { stage: id, own });
     }
   }
@@ -182,15 +185,16 @@ function renameGateRefs(gate: string, memo: Map<string, Coordinate[][]>, coords:
   });
 }
 
+/** Sets `with.<path>` through own keys only: `__proto__` or `constructor` never reach a prototype. */
 function setPath(target: Spec, path: string[], value: MatrixValue): string | undefined {
   let o = target;
   for (const seg of path.slice(0, -1)) {
-    if (o[seg] === undefined) o[seg] = {};
-    const next = o[seg];
+    if (getOwn(o, seg) === undefined) setOwn(o, seg, {});
+    const next = getOwn(o, seg);
     if (!isObject(next)) return `matrix key '${path.join('.')}': with.${seg} is not a mapping`;
     o = next;
   }
-  o[path[path.length - 1]] = value;
+  setOwn(o, path[path.length - 1], value);
   return undefined;
 }
 

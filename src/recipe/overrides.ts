@@ -1,6 +1,7 @@
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { UsageError } from './errors.js';
-import { checkTree } from './yaml-guard.js';
+import { checkTree, yamlErrorMessage } from './yaml-guard.js';
+import { RESERVED_KEYS } from '../util/own.js';
 
 export interface Override {
   /** As the user wrote it, for messages. */
@@ -15,8 +16,10 @@ export function parseOverride(text: string): Override {
   if (eq <= 0) throw new UsageError(`--set ${text}: expected path=value, e.g. --set stages.prune.with.epochs=3`);
   const path = text.slice(0, eq).trim().split('.');
   if (path.some((p) => p === '')) throw new UsageError(`--set ${text}: empty segment in path '${text.slice(0, eq)}'`);
+  const reserved = path.find((p) => RESERVED_KEYS.has(p));
+  if (reserved) throw new UsageError(`--set ${text}: '${reserved}' is not allowed in a path (it names the prototype of JavaScript objects)`);
   const doc = parseDocument(text.slice(eq + 1));
-  if (doc.errors.length) throw new UsageError(`--set ${text}: value is not valid YAML (${doc.errors[0].message.split('\n')[0]})`);
+  if (doc.errors.length) throw new UsageError(`--set ${text}: value is not valid YAML (${yamlErrorMessage(doc.errors[0].message)})`);
   // The same limits as the recipe file: `&a [*a]` would otherwise become a cyclic value.
   const bad = checkTree(doc);
   if (bad) throw new UsageError(`--set ${text}: ${bad.message}`);

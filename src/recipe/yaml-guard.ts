@@ -1,4 +1,5 @@
-import { isAlias, isCollection, isPair, type Document, type Node } from 'yaml';
+import { isAlias, isCollection, isPair, isScalar, type Document, type Node } from 'yaml';
+import { RESERVED_KEYS } from '../util/own.js';
 
 /**
  * Limits on the shape of a parsed YAML document, checked on the syntax tree before it becomes a JS
@@ -11,6 +12,21 @@ import { isAlias, isCollection, isPair, type Document, type Node } from 'yaml';
 export const MAX_DEPTH = 64;
 /** Values that aliases may add in all: generous for real reuse, far too few for `*a` fanned out 10^9 times. */
 export const MAX_ALIAS_VALUES = 10_000;
+/** Longest string value: paths, commands, gates and descriptions are far shorter; a 1 MB string is an attack. */
+export const MAX_STRING_LENGTH = 4096;
+/** Longest key (stage ids, dataset and parameter names, `with` keys). */
+export const MAX_KEY_LENGTH = 128;
+/** Message from yaml when its own recursive parser overflows the stack on deep flow nesting. */
+const YAML_STACK_OVERFLOW = /^Maximum call stack size exceeded/;
+
+/** yaml's own stack overflow (3,000 nested `[`) is the nesting limit, said the way checkTree says it. */
+export function yamlErrorMessage(message: string): string {
+  const first = message.split('\n')[0];
+  if (YAML_STACK_OVERFLOW.test(first)) return `values nested more than ${MAX_DEPTH} levels deep`;
+  // yaml's wording names its own API (`YAML.parseAllDocuments()`), which means nothing to a recipe author.
+  if (/multiple documents/.test(first)) return "the file holds more than one YAML document (a '---' or '...' line starts another); a recipe is one document";
+  return first;
+}
 
 export interface TreeProblem {
   /** Offset in the source text of the node at fault. */
@@ -28,7 +44,8 @@ interface Measure {
 /**
  * The first structural problem of the document, or undefined: an alias with no anchor before it, an
  * alias inside the value it names (a cycle), nesting deeper than MAX_DEPTH (counting what aliases
- * bring in) or aliases that expand to more than MAX_ALIAS_VALUES values.
+ * bring in), aliases that expand to more than MAX_ALIAS_VALUES values, a `__proto__` key, a key longer
+ * than MAX_KEY_LENGTH or a string longer than MAX_STRING_LENGTH.
  */
 export function checkTree(doc: Document): TreeProblem | undefined {
   // Anchors in document order, as yaml resolves them: an alias names the last anchor before it.
@@ -46,6 +63,11 @@ export function checkTree(doc: Document): TreeProblem | undefined {
   const walk = (node: unknown, depth: number): Measure => {
     if (found || node === null || node === undefined) return { size: 0, height: 0 };
     if (isPair(node)) {
+      const key = node.key;
+      if (isScalar(key) && typeof key.value === 'string') {
+        if (RESERVED_KEYS.has(key.value)) return fail(key, `key '${key.value}' is not allowed (it names the prototype of JavaScript objects)`);
+        if (key.value.length > MAX_KEY_LENGTH) return fail(key, `key of ${key.value.length} characters is longer than ${MAX_KEY_LENGTH}`);
+      }
       const k = walk(node.key, depth);
       const v = walk(node.value, depth);
       return { size: k.size + v.size, height: Math.max(k.height, v.height) };
@@ -62,6 +84,9 @@ export function checkTree(doc: Document): TreeProblem | undefined {
     }
     const n = node as Node;
     if (depth > MAX_DEPTH) return fail(n, `values nested more than ${MAX_DEPTH} levels deep`);
+    if (isScalar(n) && typeof n.value === 'string' && n.value.length > MAX_STRING_LENGTH) {
+      return fail(n, `string of ${n.value.length} characters is longer than ${MAX_STRING_LENGTH}`);
+    }
     if (n.anchor) anchors.set(n.anchor, n);
     let m: Measure = { size: 1, height: 0 };
     if (isCollection(n)) {

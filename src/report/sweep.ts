@@ -1,6 +1,7 @@
 import { fmtBytes, fmtPct, modelPoints, paretoFront, type ModelPoint } from './html.js';
 import type { ReportJson } from './write.js';
 import { esc } from './svg.js';
+import { setOwn } from '../util/own.js';
 
 type Stage = Pick<ReportJson['stages'][number], 'id' | 'uses' | 'status' | 'metrics'>;
 
@@ -28,7 +29,7 @@ export function parseBranchId(id: string): { stage: string; coords: Record<strin
   for (const part of m[2].split(',')) {
     const eq = part.indexOf('=');
     if (eq <= 0) return undefined;
-    coords[part.slice(0, eq)] = part.slice(eq + 1);
+    setOwn(coords, part.slice(0, eq), part.slice(eq + 1));
   }
   return { stage: m[1], coords };
 }

@@ -18,6 +18,7 @@ import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type Lo
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
+import { setOwn } from '../util/own.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
 export type { StageCache } from './stage-cache.js';
@@ -435,7 +436,7 @@ async function recordLock(run: Run, results: Settled[]): Promise<string | undefi
   const entries: Record<string, LockStage> = {};
   for (const r of results) {
     if (r.record && (r.status === 'ran' || r.status === 'cached')) {
-      entries[r.id] = { uses: r.uses, key: r.record.key, outputsDigest: r.record.outputsDigest, outputs: digestsOf(r.record), metrics: lockMetrics(r.record.metrics) };
+      setOwn(entries, r.id, { uses: r.uses, key: r.record.key, outputsDigest: r.record.outputsDigest, outputs: digestsOf(r.record), metrics: lockMetrics(r.record.metrics) });
     }
   }
   if (opts.frozen) {
@@ -487,7 +488,7 @@ function relativeName(recipe: LoadedRecipe): string {
 
 function digestsOf(r: RunRecord): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(r.outputs)) out[k] = v.sha256;
+  for (const [k, v] of Object.entries(r.outputs)) setOwn(out, k, v.sha256);
   return out;
 }
 

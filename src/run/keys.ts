@@ -4,6 +4,7 @@ import type { FileDigests } from '../cache/file-digests.js';
 import { dataFiles } from '../data/load.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { stageKind } from '../stages/registry.js';
+import { setOwn } from '../util/own.js';
 
 /** `with` keys that do not change a stage's outputs (so changing them re-uses the cache). */
 const OUTPUT_NEUTRAL_KEYS = new Set(['gates']);
@@ -36,7 +37,7 @@ export async function dataDigest(recipe: LoadedRecipe, name: string, files: File
 export function keyInputsFor(stage: ResolvedStage, upstreamDigests: string[], data: Record<string, string>, engine: string, seed: number, files?: Record<string, string>): KeyInputs {
   const kind = stageKind(stage.uses)!;
   const w: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(stage.with)) if (!OUTPUT_NEUTRAL_KEYS.has(k)) w[k] = v;
+  for (const [k, v] of Object.entries(stage.with)) if (!OUTPUT_NEUTRAL_KEYS.has(k)) setOwn(w, k, v);
   return { kind: kind.kind, version: kind.version, with: w, inputs: upstreamDigests, data, files, engine, seed };
 }
 
@@ -47,9 +48,9 @@ export async function stageFileDigests(stage: ResolvedStage, recipe: LoadedRecip
   const out: Record<string, string> = {};
   for (const f of kind.files(stage.with as never, recipe.dir)) {
     try {
-      out[relative(recipe.dir, f)] = await digests.digest(f);
+      setOwn(out, relative(recipe.dir, f), await digests.digest(f));
     } catch {
-      out[relative(recipe.dir, f)] = 'missing';
+      setOwn(out, relative(recipe.dir, f), 'missing');
     }
   }
   return out;
@@ -71,7 +72,7 @@ export interface KeyContext {
 /** Digests the named datasets once, for all the keys of a run. */
 export async function keyContext(recipe: LoadedRecipe, engine: string, files: FileDigests, datasets: Iterable<string>): Promise<KeyContext> {
   const data: Record<string, string> = {};
-  for (const name of new Set(datasets)) data[name] = await dataDigest(recipe, name, files);
+  for (const name of new Set(datasets)) setOwn(data, name, await dataDigest(recipe, name, files));
   return { recipe, engine, data, files };
 }
 

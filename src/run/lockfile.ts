@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { checkpoint, describeFsError, writeFileAtomic } from '../cache/fsutil.js';
 import { acquireLock } from '../cache/proc-lock.js';
+import { setOwn } from '../util/own.js';
 
 export interface LockStage {
   uses: string;
@@ -49,7 +50,7 @@ export function lockMetrics(m: Record<string, unknown>): Record<string, number> 
   for (const k of Object.keys(m).sort()) {
     const v = m[k];
     if (/(Seconds|Ms)$/.test(k)) continue;
-    if (typeof v === 'number' && Number.isFinite(v)) out[k] = Number(v.toPrecision(6));
+    if (typeof v === 'number' && Number.isFinite(v)) setOwn(out, k, Number(v.toPrecision(6)));
   }
   return out;
 }
@@ -80,7 +81,7 @@ export async function updateLock(
     const stages: Record<string, LockStage> = {};
     for (const id of stageIds) {
       const e = entries[id] ?? prev?.stages[id];
-      if (e) stages[id] = e;
+      if (e) setOwn(stages, id, e);
     }
     const lock: LockFile = { lockfileVersion: 1, recipe, engine, stages };
     try {

@@ -9,6 +9,7 @@ import { loadSplits } from '../data/load.js';
 import type { Splits } from '../data/dataset.js';
 import type { DataSpec } from '../recipe/schema.js';
 import { stageKind } from '../stages/registry.js';
+import { setLoadMemoryBudget } from '../model/load/precheck.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import type { BackendChoice } from '../engine/backend.js';
 
@@ -34,6 +35,9 @@ export type WorkerMessage =
   | { type: 'memory'; bytes: number }
   | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string };
 
+/** Posts the footprint once more (also when the stage fails, so the runner sees the peak of a refused load). */
+let lastSample: () => void = () => {};
+
 async function main(job: WorkerJob): Promise<void> {
   const post = (m: WorkerMessage) => parentPort!.postMessage(m);
   const kind = stageKind(job.uses);
@@ -51,6 +55,9 @@ async function main(job: WorkerJob): Promise<void> {
     post({ type: 'memory', bytes: peak });
   };
   if (job.memoryMb) setInterval(sample, 50).unref();
+  // Synchronous model builds never yield to the sampler: loaders check declared sizes against the budget first.
+  setLoadMemoryBudget(job.memoryMb);
+  lastSample = sample;
   const dataCache = new Map<string, Promise<Splits>>();
   const ctx: StageContext<unknown> = {
     stageId: job.stageId,
@@ -82,6 +89,7 @@ async function main(job: WorkerJob): Promise<void> {
 
 if (parentPort) {
   main(workerData as WorkerJob).catch((e: unknown) => {
+    lastSample();
     const err = (e instanceof Error ? e : new Error(String(e))) as NodeJS.ErrnoException;
     // code and path let the runner word file-system failures (full disk, read-only cache) plainly.
     const code = typeof err.code === 'string' ? err.code : undefined;

@@ -6,6 +6,7 @@ import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import type { ModelMeta } from '../model/meta.js';
+import { setOwn } from '../util/own.js';
 
 export const evaluateWithSchema = {
   type: 'object',
@@ -147,7 +148,7 @@ export function countMacs(model: tfType.LayersModel): { dense: number; effective
       d += v.length * positions;
       e += nz * positions;
     }
-    layers[layer.name] = { dense: d, effective: e };
+    setOwn(layers, layer.name, { dense: d, effective: e });
     dense += d;
     effective += e;
   }

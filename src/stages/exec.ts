@@ -3,7 +3,9 @@ import type { FromSchema } from 'json-schema-to-ts';
 import { execa } from 'execa';
 import { confinedPath, lexicalEscape } from '../util/paths.js';
 import { checkOutputs, workspaceFiles } from './exec-files.js';
+import { expandTemplate, templateRefs } from '../recipe/interpolate.js';
 import { defineStage, type StageContext } from './types.js';
+import { setOwn } from '../util/own.js';
 
 export const execWithSchema = {
   type: 'object',
@@ -13,7 +15,7 @@ export const execWithSchema = {
       minItems: 1,
       items: { type: ['string', 'number', 'boolean'] },
       description:
-        'program and arguments, run without a shell; ${inputs.<stage>} (an upstream stage\'s output directory) and ${outputs} (this stage\'s) are substituted inside arguments',
+        'program and arguments, run without a shell; ${inputs.<stage>} (an upstream stage\'s output directory) and ${outputs} (this stage\'s) are substituted inside arguments, once ($$ is a literal $; ${params.x} text stays literal)',
     },
     inputs: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [], description: 'files or directories the command reads, relative to the recipe: their content is part of the cache key' },
     outputs: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [], description: 'files the command must write under ${outputs}' },
@@ -34,8 +36,6 @@ export const execWithSchema = {
 
 export type ExecWith = FromSchema<typeof execWithSchema>;
 
-/** `${inputs.<id>}` / `${outputs}`; any other `${...}` in a command is a recipe error (nothing else is expanded). */
-const PLACEHOLDER = /\$\{([^}]*)\}/g;
 
 /**
  * Variables a child always gets besides the allowlist. On POSIX only PATH (to find programs); Windows
@@ -63,7 +63,7 @@ function badReference(ref: string, needs: string[]): string | undefined {
 export function substitute(command: ExecWith['command'], outDir: string, inputs: Array<{ id: string; dir: string }>): string[] {
   const ids = inputs.map((i) => i.id);
   return command.map((part) =>
-    String(part).replace(PLACEHOLDER, (_, ref: string) => {
+    expandTemplate(String(part), (ref) => {
       if (ref === 'outputs') return outDir;
       const id = inputId(ref.slice('inputs.'.length), ids);
       const input = inputs.find((i) => i.id === id);
@@ -79,7 +79,7 @@ export function childEnv(allow: readonly string[], from: NodeJS.ProcessEnv = pro
     // Windows spells variable names in any case; match them the way it does.
     const key = process.platform === 'win32' ? Object.keys(from).find((k) => k.toUpperCase() === name.toUpperCase()) : name;
     const v = key === undefined ? undefined : from[key];
-    if (v !== undefined) env[name] = v;
+    if (v !== undefined) setOwn(env, name, v);
   }
   return env;
 }
@@ -162,7 +162,7 @@ async function readMetrics(ctx: StageContext<ExecWith>, path: string): Promise<R
   const out: Record<string, number> = {};
   const skipped: string[] = [];
   for (const [k, v] of Object.entries(parsed)) {
-    if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+    if (typeof v === 'number' && Number.isFinite(v)) setOwn(out, k, v);
     else skipped.push(k);
   }
   if (skipped.length) ctx.log(`metrics file '${path}': ignored non-numeric ${skipped.join(', ')}`);
@@ -183,12 +183,13 @@ export const execStage = defineStage<ExecWith>({
   metrics: [],
   openMetrics: (w) => Boolean(w.metrics),
   needsModels: [0, Infinity],
+  templates: ['command'],
   check(w, stage) {
     const problems: Array<{ path: Array<string | number>; message: string }> = [];
     if (typeof w.command[0] !== 'string' || !w.command[0].trim()) problems.push({ path: ['with', 'command', 0], message: 'the first element must name the program to run' });
     w.command.forEach((part, i) => {
-      for (const m of String(part).matchAll(PLACEHOLDER)) {
-        const bad = badReference(m[1], stage.needs);
+      for (const ref of templateRefs(String(part))) {
+        const bad = badReference(ref, stage.needs);
         if (bad) problems.push({ path: ['with', 'command', i], message: bad });
       }
     });

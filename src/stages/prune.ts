@@ -20,6 +20,7 @@ import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './supp
 import { fitDataToModel } from '../data/fit.js';
 import { plannedSteps, trainOptions } from './training-options.js';
 import type { Dataset } from '../data/dataset.js';
+import { setOwn } from '../util/own.js';
 
 const sparsity = { type: 'number', minimum: 0, exclusiveMaximum: 1 } as const;
 
@@ -131,7 +132,7 @@ export const pruneStage = defineStage<PruneWith>({
       if (global) {
         for (const [name, m] of global(layerNames.map((name) => ({ name, values: values(name) })), anySchedule.sparsityAt(step))) {
           masks.set(name, m);
-          methods[name] = methodName;
+          setOwn(methods, name, methodName);
         }
       } else {
         for (const name of layerNames) {
@@ -148,8 +149,8 @@ export const pruneStage = defineStage<PruneWith>({
             m: w.m,
           });
           masks.set(name, r.mask, r.bias ? { bias: r.bias } : undefined);
-          if (r.units) units[name] = r.units;
-          methods[name] = methodName;
+          if (r.units) setOwn(units, name, r.units);
+          setOwn(methods, name, methodName);
         }
       }
       masks.applyMasks(tf, model);

@@ -4,6 +4,7 @@ import { codeRange, float16RoundTrip, roundHalfAway } from '../compression/linea
 import { kernelVariable } from '../prune/masks.js';
 import type { TrainHooks } from '../engine/train.js';
 import type { WeightQuant } from '../model/meta.js';
+import { setOwn } from '../util/own.js';
 
 interface KmeansState {
   kind: 'kmeans';
@@ -68,9 +69,9 @@ export function quantFinetuneHooks(tf: typeof tfType, model: tfType.LayersModel,
         if (s.kind === 'kmeans') {
           const gv = g.dataSync() as Float32Array;
           s.codebook = adamCentroids(s, gv, centroidLr, t);
-          out[name] = tf.zerosLike(g);
+          setOwn(out, name, tf.zerosLike(g));
         } else {
-          out[name] = tf.mul(g, tf.tensor(s.keep, g.shape, 'float32'));
+          setOwn(out, name, tf.mul(g, tf.tensor(s.keep, g.shape, 'float32')));
         }
       }
       return out;
@@ -94,7 +95,7 @@ export function quantFinetuneHooks(tf: typeof tfType, model: tfType.LayersModel,
     const out = { ...weightQuant };
     for (const s of states.values()) {
       const q = out[s.layer];
-      if (s.kind === 'kmeans' && q.method === 'kmeans') out[s.layer] = { ...q, codebook: s.codebook.slice() };
+      if (s.kind === 'kmeans' && q.method === 'kmeans') setOwn(out, s.layer, { ...q, codebook: s.codebook.slice() });
     }
     return out;
   };

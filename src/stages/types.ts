@@ -63,6 +63,11 @@ export interface StageKind<W = any> {
   openMetrics?(w: W): boolean;
   /** Minimum and maximum number of upstream model stages in `needs`. */
   needsModels: [min: number, max: number];
+  /**
+   * Top-level `with` keys whose strings the kind expands itself when it runs (placeholders, `$$` for
+   * `$`): parameter text interpolated into them is escaped, so it is never expanded a second time.
+   */
+  templates?: readonly string[];
   /** Checks of `with` that need the stage's place in the graph (positioned under the stage by the caller). */
   check?(w: W, stage: { id: string; needs: string[] }): Array<{ path: Array<string | number>; message: string }>;
   run(ctx: StageContext<W>): Promise<StageResult>;

@@ -1,4 +1,5 @@
 import { InputError, describeError } from '../../errors/input-error.js';
+import { checkWeightBudget } from './precheck.js';
 
 /**
  * Access to h5wasm (HDF5 compiled to wasm). Files live on its in-memory FS: bytes are written
@@ -130,8 +131,10 @@ export async function buildH5File(fn: (f: H5File, lib: H5Lib) => void): Promise<
 
 /** A dataset's values as float32 (HDF5 float32/float64/integer datasets; h5wasm cannot read float16). */
 export function datasetToFloat32(ds: H5Dataset): { values: Float32Array; shape: number[] } {
-  const v = ds.value;
   const shape = ds.shape ?? [];
+  // A compressed dataset can declare gigabytes in a few bytes: its declared size is checked before it is read.
+  checkWeightBudget(shape.reduce((a, b) => a * b, 1), ds.path ?? 'dataset');
+  const v = ds.value;
   let values: Float32Array;
   if (v instanceof Float32Array) values = v;
   else if (ArrayBuffer.isView(v) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array)) {

@@ -3,8 +3,10 @@ import { extname } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+import { checkTopology } from './precheck.js';
 import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
 import { readZip } from './zip.js';
+import { setOwn } from '../../util/own.js';
 
 type Tf = typeof tfType;
 type Json = Record<string, unknown>;
@@ -117,7 +119,7 @@ export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersMo
     const weights = readKeras2Weights(root, path);
     return { config, weights, kerasVersion };
   });
-  const model = await buildFromKerasConfig(tf, config, path, kerasVersion);
+  const model = await buildFromKerasConfig(tf, config, path, kerasVersion, declaredElements(weights));
   try {
     const weighted = new Set(model.layers.filter((l) => l.weights.length > 0).map((l) => l.name));
     const extra = [...weights.entries()].filter(([k, g]) => g.values.length > 0 && !weighted.has(k)).map(([k]) => k);
@@ -208,7 +210,7 @@ export async function loadKeras3(tf: Tf, path: string): Promise<tfType.LayersMod
   if (!wBytes) throw new InputError("archive has no 'model.weights.h5'", { file: path });
   const weightsFile = `${path} (model.weights.h5)`;
   const groups = await withH5File(wBytes, weightsFile, (f) => readKeras3Weights(f, weightsFile));
-  const model = await buildFromKerasConfig(tf, config, path, kerasVersion);
+  const model = await buildFromKerasConfig(tf, config, path, kerasVersion, declaredElements(groups));
   try {
     const layerConfigs = kerasLayerList(config);
     const byClass = keras3ClassKeys(layerConfigs);
@@ -374,8 +376,14 @@ function matchByName(want: string[], got: string[]): number[] {
 // ---------------------------------------------------------------------------------------------
 // config conversion
 
-async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVersion?: string): Promise<tfType.LayersModel> {
+function declaredElements(weights: Map<string, LayerWeights>): number {
+  return [...weights.values()].reduce((a, g) => a + g.values.reduce((x, v) => x + v.values.length, 0), 0);
+}
+
+async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVersion: string | undefined, declared: number): Promise<tfType.LayersModel> {
   const topology = kerasConfigToTfjs(config, file);
+  // Before the build initialises anything: the layers may not need more weights than the file holds.
+  await checkTopology(tf, topology, declared, file);
   try {
     return await tf.models.modelFromJSON({
       modelTopology: { ...topology, keras_version: kerasVersion ?? 'unknown', backend: 'tensor_flow.js' } as unknown as tfType.io.ModelJSON['modelTopology'],
@@ -463,7 +471,7 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
   if (src.batch_shape !== undefined && src.batch_input_shape === undefined) src.batch_input_shape = src.batch_shape;
   if (cls === 'InputLayer' && src.batch_input_shape === undefined && Array.isArray(src.input_shape)) src.batch_input_shape = [null, ...(src.input_shape as unknown[])];
   if (cls === 'LeakyReLU' && src.alpha === undefined && src.negative_slope !== undefined) src.alpha = src.negative_slope;
-  for (const k of [...COMMON_KEYS, ...LAYER_KEYS[cls]]) if (src[k] !== undefined) c[k] = src[k];
+  for (const k of [...COMMON_KEYS, ...LAYER_KEYS[cls]]) if (src[k] !== undefined) setOwn(c, k, src[k]);
   c.name = name;
   if ('dtype' in c || cls === 'InputLayer') c.dtype = 'float32';
 
@@ -486,8 +494,8 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
   if (cls === 'InputLayer') delete c.sparse;
   if (c.activation !== undefined) c.activation = convertActivation(c.activation, rawCls, name, file);
   for (const k of Object.keys(c)) {
-    if (k.endsWith('_regularizer')) c[k] = convertRegularizer(c[k]);
-    else if (k.endsWith('_constraint')) c[k] = convertConstraint(c[k]);
+    if (k.endsWith('_regularizer')) setOwn(c, k, convertRegularizer(c[k]));
+    else if (k.endsWith('_constraint')) setOwn(c, k, convertConstraint(c[k]));
   }
   const out: Json = { class_name: cls, name, config: c };
   if (functional) out.inbound_nodes = convertInboundNodes(l.inbound_nodes, name, file);

@@ -4,6 +4,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { confinedPath } from '../../util/paths.js';
 import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+import { checkShardSizes, checkTopology, checkWeightBudget, shardSizes } from './precheck.js';
 
 type Tf = typeof tfType;
 
@@ -42,6 +43,7 @@ export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.Layers
   }
   const json = parseModelJson(text, jsonPath);
   const groups = validateManifest(json.weightsManifest, jsonPath);
+  await precheckDeclared(tf, json.modelTopology, groups, dirname(jsonPath), jsonPath);
 
   let model: tfType.LayersModel;
   try {
@@ -106,6 +108,18 @@ function validateManifest(m: unknown, file: string): ManifestGroup[] {
   });
 }
 
+/** Declared bytes against the shards on disk, and the topology against the declared weights: before any tensor exists. */
+async function precheckDeclared(tf: Tf, topology: unknown, groups: ManifestGroup[], dir: string, file: string): Promise<void> {
+  let elements = 0;
+  for (const g of groups) {
+    const inside = g.paths.map((p) => { try { return confinedPath(dir, p, 'weight shard', 'the model directory'); } catch { return undefined; } });
+    if (inside.every((p) => p !== undefined)) checkShardSizes(g.weights.reduce((a, w) => a + specBytes(w), 0), await shardSizes(inside as string[]), g.paths, inside as string[]);
+    elements += g.weights.filter((w) => w.group !== 'optimizer').reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);
+  }
+  checkWeightBudget(elements, file);
+  await checkTopology(tf, topology, elements, file);
+}
+
 function specBytes(w: WeightSpec): number {
   const n = w.shape.reduce((a, b) => a * b, 1);
   return n * (w.quantization ? QUANT_BYTES[w.quantization.dtype] : DTYPE_BYTES[w.dtype]);
@@ -133,27 +147,8 @@ async function readGroup(group: ManifestGroup, dir: string, jsonFile: string): P
     }
   }
   const actual = shards.reduce((a, b) => a + b.length, 0);
-  if (actual !== expected) {
-    // Attribute the difference to one shard: every shard but the last has the common shard size.
-    const n = shards.length;
-    let culprit = n - 1;
-    let want = expected;
-    if (n > 1) {
-      const sizes = shards.slice(0, n - 1).map((b) => b.length);
-      const common = mode(sizes);
-      const odd = sizes.findIndex((s) => s !== common);
-      if (odd >= 0) {
-        culprit = odd;
-        want = common;
-      } else want = expected - common * (n - 1);
-    }
-    const shardPath = resolve(dir, group.paths[culprit] ?? '');
-    throw new InputError(
-      `weight shard '${group.paths[culprit]}' is ${shards[culprit]?.length ?? 0} bytes, expected ${want} ` +
-        `(weights of this manifest group need ${expected} bytes in all, the shards hold ${actual})`,
-      { file: shardPath, hint: actual < expected ? 'the shard is truncated; re-copy or re-export the model' : 'the shard does not belong to this model.json' },
-    );
-  }
+  // Checked from the sizes on disk before the build; again here in case a shard changed since.
+  checkShardSizes(expected, shards.map((b) => b.length), group.paths, group.paths.map((p) => resolve(dir, p)));
   const out = new Uint8Array(actual);
   let off = 0;
   for (const b of shards) {
@@ -161,12 +156,6 @@ async function readGroup(group: ManifestGroup, dir: string, jsonFile: string): P
     off += b.length;
   }
   return out.buffer;
-}
-
-function mode(xs: number[]): number {
-  const counts = new Map<number, number>();
-  for (const x of xs) counts.set(x, (counts.get(x) ?? 0) + 1);
-  return [...counts.entries()].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0][0];
 }
 
 async function loadWeightsInto(tf: Tf, model: tfType.LayersModel, groups: ManifestGroup[], dir: string, file: string): Promise<void> {

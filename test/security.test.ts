@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli, workspace } from './helpers.js';
 import { confinedPath, PathEscapeError } from '../src/util/paths.js';
+import { dataPath } from '../src/data/paths.js';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel } from '../src/engine/models.js';
 import { saveModelDir } from '../src/model/io.js';
@@ -103,7 +104,7 @@ test('model.json weight shards may not point outside the model directory', async
   }
 });
 
-test('data file paths: `..`, absolute and symlinks out are refused before anything runs', async () => {
+test('data file paths: `..` and absolute are positioned recipe errors; a symlink out is refused before anything runs', async () => {
   const out = outside();
   const recipe = (features: string) => `version: 1
 data:
@@ -113,17 +114,18 @@ stages:
     uses: train
     with: { model: mlp-small, epochs: 1 }
 `;
-  for (const [features, re] of [
-    ['../data.csv', /error: data features path '\.\.\/data\.csv' climbs out of the recipe's directory/],
-    [join(out.dir, 'data.csv'), /error: data features path '.*data\.csv' is absolute/],
-    ['linked.csv', /error: data features path 'linked\.csv' goes through a symbolic link to '.*data\.csv', outside the recipe's directory/],
+  for (const [features, code, re] of [
+    ['../data.csv', 2, /compress\.config\.yaml:3:\d+  data\.d\.features  data features path '\.\.\/data\.csv' climbs out of the recipe's directory/],
+    [join(out.dir, 'data.csv'), 2, /compress\.config\.yaml:3:\d+  data\.d\.features  data features path '.*data\.csv' is absolute/],
+    ['linked.csv', 1, /error: data features path 'linked\.csv' goes through a symbolic link to '.*data\.csv', outside the recipe's directory/],
   ] as const) {
     const { dir } = workspace(recipe(features));
     symlinkSync(join(out.dir, 'data.csv'), join(dir, 'linked.csv'));
     const r = await cli(['run'], dir);
-    assert.equal(r.exitCode, 1, r.stderr);
+    assert.equal(r.exitCode, code, r.stderr);
     assert.match(r.stderr, re);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'a message, not a stack trace');
+    assert.ok(!existsSync(join(dir, '.compress', 'out', 't')), 'no stage ran');
   }
 });
 
@@ -289,4 +291,31 @@ stages:
   assert.ok(!html.includes("<script>document.title='xss'"), 'recipe name is escaped');
   assert.ok(html.includes('&lt;img src=x onerror=alert(1)&gt;'), 'command output is escaped');
   assert.ok(!html.includes('<img src=x'));
+});
+
+test('data roots: an absolute root must be inside a system dataset directory, and neither the root nor its files may link out', () => {
+  const system = mkdtempSync(join(tmpdir(), 'compress-sysdata-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'compress-elsewhere-'));
+  const ws = mkdtempSync(join(tmpdir(), 'compress-ws-'));
+  mkdirSync(join(system, 'set'));
+  writeFileSync(join(system, 'set', 'a.idx'), 'x');
+  writeFileSync(join(elsewhere, 'secret'), 'x');
+  symlinkSync(elsewhere, join(system, 'escape'));
+  symlinkSync(join(elsewhere, 'secret'), join(system, 'set', 'secret-link'));
+  const saved = process.env.COMPRESS_DATA_DIRS;
+  process.env.COMPRESS_DATA_DIRS = system;
+  try {
+    const ref = (root: string, file: string) => ({ root, file, what: 'data images path' });
+    assert.equal(dataPath(ws, ref(join(system, 'set'), 'a.idx')), join(system, 'set', 'a.idx'));
+    assert.throws(() => dataPath(ws, ref(elsewhere, 'secret')), /data root '.*' is outside the recipe's directory and not inside a system dataset directory/);
+    assert.throws(() => dataPath(ws, ref(join(system, 'escape'), 'secret')), /data root '.*escape' leads to '.*', outside the system dataset directories/);
+    assert.throws(() => dataPath(ws, ref(join(system, 'set'), 'secret-link')), /data images path 'secret-link' goes through a symbolic link to '.*secret', outside the data root/);
+    assert.throws(() => dataPath(ws, ref(join(system, 'set'), '../set/a.idx')), /climbs out of the data root/);
+    assert.throws(() => dataPath(ws, ref(`${system}/set/../../${elsewhere.split('/').pop()}`, 'secret')), /is outside the recipe's directory/, 'a root is judged after normalising its `..`');
+    delete process.env.COMPRESS_DATA_DIRS;
+    assert.throws(() => dataPath(ws, ref(join(system, 'set'), 'a.idx')), /not inside a system dataset directory \(\/usr\/share\/datasets\)/, 'only the user (environment) adds directories');
+  } finally {
+    if (saved === undefined) delete process.env.COMPRESS_DATA_DIRS;
+    else process.env.COMPRESS_DATA_DIRS = saved;
+  }
 });

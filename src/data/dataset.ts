@@ -10,6 +10,19 @@ export interface Dataset {
   numClasses: number;
   /** The file the samples were read from, so errors about them can name it (none for MNIST). */
   source?: string;
+  /** Names of the classes, by index (image folders in sorted order, or given in the recipe). */
+  classNames?: string[];
+  /** Samples are images [h, w, c]: fitDataToModel may resize them to the model's input. */
+  image?: boolean;
+}
+
+/** The optional fields of `d` that describe its samples rather than hold them. */
+function describing(d: Dataset): Pick<Dataset, 'source' | 'classNames' | 'image'> {
+  return {
+    ...(d.source ? { source: d.source } : {}),
+    ...(d.classNames ? { classNames: d.classNames.slice() } : {}),
+    ...(d.image ? { image: true } : {}),
+  };
 }
 
 export interface Splits {
@@ -32,7 +45,7 @@ export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
     x.set(d.x.subarray(j * s, (j + 1) * s), i * s);
     y[i] = d.y[j];
   }
-  return { x, y, n: indices.length, sampleShape: d.sampleShape.slice(), numClasses: d.numClasses, ...(d.source ? { source: d.source } : {}) };
+  return { x, y, n: indices.length, sampleShape: d.sampleShape.slice(), numClasses: d.numClasses, ...describing(d) };
 }
 
 /** The same samples viewed with another per-sample shape of equal size (e.g. [784] -> [28,28,1]). */
@@ -41,5 +54,6 @@ export function reshapeSamples(d: Dataset, sampleShape: number[]): Dataset {
   if (want !== sampleSize(d)) {
     throw new Error(`cannot view samples of shape [${d.sampleShape}] as [${sampleShape}]`);
   }
-  return { ...d, sampleShape: sampleShape.slice() };
+  const { image, ...rest } = d;
+  return { ...rest, sampleShape: sampleShape.slice(), ...(image && sampleShape.length === 3 ? { image } : {}) };
 }

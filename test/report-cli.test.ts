@@ -83,6 +83,24 @@ test('every run writes report.json, summary.md and a self-contained report.html'
   assert.match(html, /1 of 3 stages cached, 2 ran/);
 });
 
+test('every stage that ran reports its wall time and peak memory in report.json, summary.md and report.html', () => {
+  const r = report(runs[0]);
+  const ran = r.stages.filter((x: { status: string }) => x.status === 'ran');
+  assert.ok(ran.length >= 2);
+  for (const x of ran) {
+    // a tfjs stage's worker holds at least the wasm heap (16 MB+) and at most this machine's memory
+    assert.ok(typeof x.peakMemoryMb === 'number' && x.peakMemoryMb > 16 && x.peakMemoryMb < 64 * 1024, `${x.id}: ${x.peakMemoryMb}`);
+    assert.ok(x.seconds > 0);
+  }
+  const md = readFileSync(join(reportsDir(), runs[0], 'summary.md'), 'utf8');
+  const html = readFileSync(join(reportsDir(), runs[0], 'report.html'), 'utf8');
+  for (const x of ran) {
+    const mb = `${x.peakMemoryMb.toFixed(0)} MB`;
+    assert.ok(md.split('\n').some((l) => l.startsWith(`| ${x.id} |`) && l.includes(` ${x.seconds.toFixed(1)} s |`) && l.includes(`| ${mb} |`)), `summary.md row of ${x.id}`);
+    assert.ok(html.includes(`<td class="n">${x.seconds.toFixed(1)} s</td><td class="n">${mb}</td>`), `report.html row of ${x.id}`);
+  }
+});
+
 test('report.html renders in headless Chromium: charts drawn, script ran, injected markup inert; screenshot kept', async () => {
   const file = join(reportsDir(), runs[1], 'report.html');
   const url = pathToFileURL(file).href;

@@ -2,7 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange, WeightQuant } from '../model/meta.js';
 import { INPUT_KEY } from './calibrate.js';
 import { boundedBatchSize } from '../engine/batching.js';
-import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './graph.js';
+import { layerSteps, modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './graph.js';
 import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
 import {
   chooseQParams,
@@ -237,16 +237,25 @@ export interface ErrorReportOptions {
   activationRanges?: Record<string, ActivationRange>;
   bits?: number;
   fuse?: boolean;
-  /** Default 64. */
+  /** Default 64, lowered to fit the activation budget (engine/batching.ts). */
   batchSize?: number;
   /** Default 256. */
   maxSamples?: number;
+  /**
+   * Called with each batch's model outputs (reference, candidate) before they are disposed, so a
+   * caller derives accuracies from the same pass instead of evaluating both models again.
+   */
+  onOutputs?: (start: number, reference: tfType.Tensor, candidate: tfType.Tensor) => void;
 }
 
 /**
  * Per-layer error of `candidate` (quantized / factorized, optionally with activation fake-quant)
  * against `reference` (float): relative L2 and SQNR of kernels and of layer outputs. Layers are
  * matched by name; a factorized `<name>_v` output is compared with `<name>`.
+ *
+ * Streaming: both models walk one bounded batch side by side, layer by layer; a reference output is
+ * held only until the candidate reaches the matching layer, and the sums are reduced on the engine,
+ * so memory is a few layers' activations of one batch (not every layer's for every sample).
  */
 export async function layerErrorReport(
   tf: typeof tfType,
@@ -257,42 +266,63 @@ export async function layerErrorReport(
 ): Promise<LayerErrorRow[]> {
   const refGraph = modelGraph(reference);
   const candGraph = modelGraph(candidate);
-  const hooks: Partial<ReturnType<typeof activationHooks>> = opts.activationRanges
-    ? activationHooks(tf, candGraph, opts.activationRanges, opts.bits ?? 8, opts.fuse ?? true)
-    : {};
+  const hooks = opts.activationRanges ? activationHooks(tf, candGraph, opts.activationRanges, opts.bits ?? 8, opts.fuse ?? true) : {};
   const refNames = new Set(refGraph.steps.map((s) => s.layer.name));
   const candToRef = (name: string): string | null =>
     refNames.has(name) ? name : name.endsWith('_v') && refNames.has(name.slice(0, -2)) ? name.slice(0, -2) : null;
+  const compared = new Set(candGraph.steps.map((s) => candToRef(s.layer.name)).filter((n): n is string => n !== null));
   const acc = new Map<string, { s: number; e: number; max: number }>();
-  const batchSize = opts.batchSize ?? 64;
+  const batchSize = Math.min(boundedBatchSize(reference, opts.batchSize ?? 64), boundedBatchSize(candidate, opts.batchSize ?? 64));
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? 256);
   for (let start = 0; start < n; start += batchSize) {
     const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
-    const refOut = new Map<string, Float32Array>();
-    runLayerByLayer(tf, refGraph, x, {
-      onOutput: (layer, t) => void refOut.set(layer.name, t.dataSync() as Float32Array),
-    }).forEach((t) => t.dispose());
-    runLayerByLayer(tf, candGraph, x, {
-      onInput: hooks.onInput,
-      onOutput: (layer, t) => {
-        const q = hooks.onOutput?.(layer, t) ?? t;
-        const refName = candToRef(layer.name);
-        const r = refName ? refOut.get(refName) : undefined;
-        if (refName && r && r.length === q.size) {
-          const c = q.dataSync();
+    const refWalk = layerSteps(tf, refGraph, x);
+    const candWalk = layerSteps(tf, candGraph, x, hooks);
+    const held = new Map<string, tfType.Tensor>();
+    let refOut: tfType.Tensor[] | undefined;
+    /** Advances the reference walk until `name`'s output is held (or the walk ends). */
+    const reach = (name: string) => {
+      while (!held.has(name) && !refOut) {
+        const r = refWalk.next();
+        if (r.done) refOut = r.value;
+        else if (compared.has(r.value.layer.name)) held.set(r.value.layer.name, r.value.outputs[0].clone());
+      }
+    };
+    try {
+      for (;;) {
+        const c = candWalk.next();
+        if (c.done) {
+          reach('\0end');
+          if (opts.onOutputs) opts.onOutputs(start, refOut![0], c.value[0]);
+          c.value.forEach((t) => t.dispose());
+          break;
+        }
+        const refName = candToRef(c.value.layer.name);
+        if (!refName) continue;
+        reach(refName);
+        const r = held.get(refName);
+        const q = c.value.outputs[0];
+        if (r && r.size === q.size) {
+          const [s2, e2, max] = tf.tidy(() => {
+            const d = tf.sub(q, r.reshape(q.shape));
+            return tf.stack([tf.sum(tf.square(r)), tf.sum(tf.square(d)), tf.max(tf.abs(d))]).dataSync();
+          });
           const a = acc.get(refName) ?? { s: 0, e: 0, max: 0 };
-          for (let i = 0; i < r.length; i++) {
-            const d = c[i] - r[i];
-            a.s += r[i] * r[i];
-            a.e += d * d;
-            if (Math.abs(d) > a.max) a.max = Math.abs(d);
-          }
+          a.s += s2;
+          a.e += e2;
+          if (max > a.max) a.max = max;
           acc.set(refName, a);
         }
-        return q === t ? undefined : q;
-      },
-    }).forEach((t) => t.dispose());
-    x.dispose();
+        r?.dispose();
+        held.delete(refName);
+      }
+    } finally {
+      candWalk.return([]);
+      refWalk.return([]);
+      refOut?.forEach((t) => t.dispose());
+      for (const t of held.values()) t.dispose();
+      x.dispose();
+    }
     await Promise.resolve();
   }
   const rows: LayerErrorRow[] = [];

@@ -69,20 +69,36 @@ export function modelGraph(model: tfType.LayersModel): ModelGraph {
   return { inputs, steps, outputIds, consumers, consumerLayers };
 }
 
+export interface LayerHooks {
+  onInput?: (t: tfType.Tensor) => tfType.Tensor | void;
+  onOutput?: (layer: Layer, t: tfType.Tensor) => tfType.Tensor | void;
+}
+
 /**
  * Runs the model on one concrete batch, layer by layer (inference mode). `onInput` / `onOutput`
  * may replace a tensor (e.g. with a fake-quantized one) or just observe it. Returns the model
  * outputs; intermediates are disposed. Call inside no tf.tidy (this manages memory itself).
  */
-export function runLayerByLayer(
+export function runLayerByLayer(tf: typeof tfType, graph: ModelGraph, x: tfType.Tensor, hooks: LayerHooks = {}): tfType.Tensor[] {
+  const walk = layerSteps(tf, graph, x, hooks);
+  for (;;) {
+    const r = walk.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * The same walk as a generator: yields each layer with its (hooked) outputs, which stay valid until
+ * the walk resumes (clone one to keep it longer), and returns the model outputs. Two walks stepped
+ * side by side compare two models layer by layer holding one layer's activations, not all of them.
+ * A walk abandoned before its end must be closed with `return()` to release its tensors.
+ */
+export function* layerSteps(
   tf: typeof tfType,
   graph: ModelGraph,
   x: tfType.Tensor,
-  hooks: {
-    onInput?: (t: tfType.Tensor) => tfType.Tensor | void;
-    onOutput?: (layer: Layer, t: tfType.Tensor) => tfType.Tensor | void;
-  } = {},
-): tfType.Tensor[] {
+  hooks: LayerHooks = {},
+): Generator<{ layer: Layer; outputs: tfType.Tensor[] }, tfType.Tensor[], void> {
   if (graph.inputs.length !== 1) throw new Error('only single-input models are supported');
   const values = new Map<number, tfType.Tensor>();
   const remaining = new Map(graph.consumers);
@@ -94,30 +110,35 @@ export function runLayerByLayer(
       values.delete(id);
     }
   };
-  const first = hooks.onInput ? tf.tidy(() => hooks.onInput!(x) ?? x.clone()) : x.clone();
-  values.set(graph.inputs[0].id, first);
-  for (const step of graph.steps) {
-    const ins = step.inputIds.map((id) => {
+  try {
+    const first = hooks.onInput ? tf.tidy(() => hooks.onInput!(x) ?? x.clone()) : x.clone();
+    values.set(graph.inputs[0].id, first);
+    for (const step of graph.steps) {
+      const ins = step.inputIds.map((id) => {
+        const v = values.get(id);
+        if (!v) throw new Error(`layer ${step.layer.name}: input not computed`);
+        return v;
+      });
+      const outs = tf.tidy(() => {
+        const r = step.layer.apply(ins.length === 1 ? ins[0] : ins, { training: false }) as tfType.Tensor | tfType.Tensor[];
+        const list = Array.isArray(r) ? r : [r];
+        return list.map((t) => (hooks.onOutput ? (hooks.onOutput(step.layer, t) ?? t) : t));
+      });
+      step.outputIds.forEach((id, i) => values.set(id, outs[i]));
+      yield { layer: step.layer, outputs: outs };
+      for (const id of step.inputIds) release(id);
+    }
+    const result = graph.outputIds.map((id) => {
       const v = values.get(id);
-      if (!v) throw new Error(`layer ${step.layer.name}: input not computed`);
-      return v;
+      if (!v) throw new Error('model output not computed');
+      return v.clone();
     });
-    const outs = tf.tidy(() => {
-      const r = step.layer.apply(ins.length === 1 ? ins[0] : ins, { training: false }) as tfType.Tensor | tfType.Tensor[];
-      const list = Array.isArray(r) ? r : [r];
-      return list.map((t) => (hooks.onOutput ? (hooks.onOutput(step.layer, t) ?? t) : t));
-    });
-    step.outputIds.forEach((id, i) => values.set(id, outs[i]));
-    for (const id of step.inputIds) release(id);
+    for (const id of graph.outputIds) release(id);
+    return result;
+  } finally {
+    for (const v of values.values()) v.dispose();
+    values.clear();
   }
-  const result = graph.outputIds.map((id) => {
-    const v = values.get(id);
-    if (!v) throw new Error('model output not computed');
-    return v.clone();
-  });
-  for (const id of graph.outputIds) release(id);
-  for (const v of values.values()) v.dispose();
-  return result;
 }
 
 /** Samples accepted by the calibration / evaluation helpers. */

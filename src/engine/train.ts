@@ -109,6 +109,8 @@ export interface EvalResult {
   accuracy: number;
   /** Top-5 accuracy, when there are more than 5 classes. */
   top5?: number;
+  /** Fraction of samples whose label is among the `topK` most probable classes, when asked for. */
+  topK?: number;
   predictions: Int32Array;
 }
 
@@ -189,16 +191,16 @@ interface DropoutLike {
 }
 
 /** Evaluates `model` on `data`: sparse categorical cross-entropy of its softmax outputs, accuracy, top-5. */
-export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, requestedBatch = 256): EvalResult {
+export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, requestedBatch = 256, topK?: number): EvalResult {
   const batchSize = boundedBatchSize(model, requestedBatch);
   const predictions = new Int32Array(data.n);
   const b = batcher(tf, data);
-  let lossSum = 0, correct = 0, top5 = 0;
+  let lossSum = 0, correct = 0, top5 = 0, inTopK = 0;
   const withTop5 = data.numClasses > 5;
   for (let start = 0; start < data.n; start += batchSize) {
     const idx = Array.from({ length: Math.min(batchSize, data.n - start) }, (_, i) => start + i);
     const labels = b.labels(idx);
-    const [loss, pred, in5] = tf.tidy(() => {
+    const [loss, pred, in5, inK] = tf.tidy(() => {
       const probs = model.apply(b.x(idx), { training: false }) as tfType.Tensor;
       const y = tf.tensor1d(labels, 'int32');
       const onehot = tf.oneHot(y, data.numClasses);
@@ -208,17 +210,21 @@ export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data
       const t5 = withTop5
         ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
         : tf.scalar(0, 'int32');
-      return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0]] as const;
+      // The label among the k indices of the largest probabilities (indices are distinct: a sum counts hits).
+      const k = Math.min(topK ?? 0, data.numClasses);
+      const tk = k > 0 ? tf.sum(tf.cast(tf.equal(tf.topk(probs, k).indices, tf.reshape(y, [-1, 1])), 'int32')) : tf.scalar(0, 'int32');
+      return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0], tk.dataSync()[0]] as const;
     });
     lossSum += loss;
     top5 += in5;
+    inTopK += inK;
     for (let i = 0; i < idx.length; i++) {
       predictions[start + i] = pred[i];
       if (pred[i] === labels[i]) correct++;
     }
   }
   const n = Math.max(1, data.n);
-  return { loss: lossSum / n, accuracy: correct / n, ...(withTop5 ? { top5: top5 / n } : {}), predictions };
+  return { loss: lossSum / n, accuracy: correct / n, ...(withTop5 ? { top5: top5 / n } : {}), ...(topK ? { topK: inTopK / n } : {}), predictions };
 }
 
 /** Trains `model` in place on `train`. See TrainOptions for the knobs and TrainHooks for the extension points. */

@@ -139,10 +139,13 @@ function gatesSection(r: ReportJson): string {
   return `<p class="gate-summary">${pass} of ${r.gates.length} gates passed</p><table class="gates"><thead><tr><th>result</th><th>gate</th><th>stage</th><th class="n">value</th><th class="n">bound</th><th>message</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+/** A stage worker's peak memory (JS heap + array buffers + wasm heap), as reported per stage. */
+export const memMb = (v: unknown): string => (typeof v === 'number' ? `${v.toFixed(0)} MB` : '');
+
 function stagesTable(r: ReportJson): string {
-  const rows = r.stages.map((s) => `<tr><th scope="row">${esc(s.id)}</th><td>${esc(s.uses)}</td><td>${badge(s.status, s.status)}</td><td class="n">${s.status === 'ran' ? `${s.seconds.toFixed(1)} s` : ''}</td>`
+  const rows = r.stages.map((s) => `<tr><th scope="row">${esc(s.id)}</th><td>${esc(s.uses)}</td><td>${badge(s.status, s.status)}</td><td class="n">${s.status === 'ran' ? `${s.seconds.toFixed(1)} s` : ''}</td><td class="n">${esc(memMb(s.peakMemoryMb))}</td>`
     + `<td>${esc(s.reason)}${s.error ? `<div class="error">${esc(s.error.name)}: ${esc(s.error.message)}</div>` : ''}</td><td><code title="${esc(s.key ?? '')}">${esc((s.key ?? '').slice(0, 12))}</code></td></tr>`);
-  return `<table class="stages"><thead><tr><th>stage</th><th>kind</th><th>status</th><th class="n">time</th><th>why</th><th>key</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return `<table class="stages"><thead><tr><th>stage</th><th>kind</th><th>status</th><th class="n">time</th><th class="n" title="the stage worker's JS heap plus array buffers and the wasm heap, sampled every 50 ms">peak memory</th><th>why</th><th>key</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function scatterSection(r: ReportJson): string {

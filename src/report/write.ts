@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { stableJson } from '../model/io.js';
 import type { RunSummary, StageOutcome } from '../run/execute.js';
 import { tfjsVersion } from '../engine/backend.js';
-import { baselineOf, fmtBytes, renderHtml } from './html.js';
+import { baselineOf, fmtBytes, memMb, renderHtml } from './html.js';
 import { modelRows, SIZE_METRICS } from './sizes.js';
 import { sweepMarkdown } from './sweep.js';
 
@@ -30,6 +30,8 @@ export function reportJson(s: RunSummary) {
       reason: x.reason,
       key: x.key,
       seconds: x.seconds,
+      /** Peak memory of the stage's worker, MB (JS heap + array buffers + wasm heap); stages that ran. */
+      peakMemoryMb: x.peakMemoryMb,
       metrics: x.metrics,
       outputs: x.outputs,
       error: x.error ? { name: x.error.name, message: x.error.message } : undefined,
@@ -49,7 +51,7 @@ export interface SummaryInput {
   engine: string;
   seconds: number;
   exitCode: number;
-  stages: Array<Pick<StageOutcome, 'id' | 'uses' | 'status' | 'seconds' | 'metrics' | 'reason'>>;
+  stages: Array<Pick<StageOutcome, 'id' | 'uses' | 'status' | 'seconds' | 'peakMemoryMb' | 'metrics' | 'reason'>>;
   gates: RunSummary['gates'];
 }
 
@@ -74,15 +76,15 @@ export function summaryMarkdown(s: SummaryInput): string {
   lines.push(...sweepMarkdown(s.stages));
   const failed = s.stages.filter((x) => x.status === 'failed');
   if (failed.length) lines.push('', ...failed.map((f) => `**${f.id} failed:** ${f.reason}`));
-  lines.push('', '<details><summary>stages</summary>', '', '| stage | kind | status | accuracy | sparsity | size | ratio | latency |', '|---|---|---|---:|---:|---:|---:|---:|');
+  lines.push('', '<details><summary>stages</summary>', '', '| stage | kind | status | time | peak memory | accuracy | sparsity | size | ratio | latency |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of s.stages) {
     const m = x.metrics as Record<string, unknown>;
     const r = modelRows(x)[0];
     const size = r.fileBytes !== undefined ? `${kb(r.fileBytes)} file` : r.estimatedBytes !== undefined ? `${kb(r.estimatedBytes)} est.` : '';
     const ratio = r.fileRatio !== undefined ? `${num(r.fileRatio)}x` : r.estimatedRatio !== undefined ? `${num(r.estimatedRatio)}x est.` : '';
-    lines.push(`| ${x.id} | ${x.uses} | ${x.status}${x.status === 'ran' ? ` (${x.seconds.toFixed(1)} s)` : ''} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${size} | ${ratio} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
+    lines.push(`| ${x.id} | ${x.uses} | ${x.status} | ${x.status === 'ran' ? `${x.seconds.toFixed(1)} s` : ''} | ${memMb(x.peakMemoryMb)} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${size} | ${ratio} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
   }
-  lines.push('', '</details>');
+  lines.push('', 'Peak memory: the stage worker\'s JS heap plus array buffers and the wasm heap (where tensors live), sampled every 50 ms.', '', '</details>');
   return lines.join('\n') + '\n';
 }
 

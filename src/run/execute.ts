@@ -33,6 +33,11 @@ export interface StageOutcome {
   reason: string;
   key?: string;
   seconds: number;
+  /**
+   * Peak memory of the stage's worker in MB (its JS heap plus external memory: array buffers and the
+   * wasm heap where tensors live), sampled every 50 ms; only for stages that ran.
+   */
+  peakMemoryMb?: number;
   metrics: Record<string, unknown>;
   outputs?: Record<string, string>;
   outDir?: string;
@@ -348,11 +353,16 @@ async function executeStage(p: StagePhase, job: StageJob, reason: string): Promi
   checkpoint(`run:stage-start:${stage.id}`);
   const work = await run.cache.workDir(stage.id);
   try {
-    const metrics = await run.executor.execute(workerJob(run, job, work), stage, (m) => relay(run, stage.id, m));
+    let peakBytes = 0;
+    const metrics = await run.executor.execute(workerJob(run, job, work), stage, (m) => {
+      if (m.type === 'memory') peakBytes = Math.max(peakBytes, m.bytes);
+      else relay(run, stage.id, m);
+    });
     checkpoint(`run:stage-done:${stage.id}`);
     const record = await run.cache.store({ key: job.key.key, keyInputs: job.key.inputs, stageKind: stage.uses, stageId: stage.id, metrics, durationMs: Date.now() - job.t0 }, work);
     await run.cache.restore(record, job.outDir);
-    return await completedStage(p, job, 'ran', reason, record);
+    const peakMemoryMb = peakBytes ? Math.round((peakBytes / 1048576) * 10) / 10 : undefined;
+    return await completedStage(p, job, 'ran', reason, record, peakMemoryMb);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -373,8 +383,8 @@ function relay(run: Run, id: string, m: WorkerMessage): void {
 }
 
 /** Gate phase, for a stage that ran or came from the cache; then its end is reported. */
-async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cached', reason: string, record: RunRecord): Promise<Settled> {
-  const o: Settled = { ...outcomeOf(job.stage, status, reason), key: job.key.key, seconds: (Date.now() - job.t0) / 1000, metrics: record.metrics, outputs: digestsOf(record), outDir: job.outDir, record };
+async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cached', reason: string, record: RunRecord, peakMemoryMb?: number): Promise<Settled> {
+  const o: Settled = { ...outcomeOf(job.stage, status, reason), key: job.key.key, seconds: (Date.now() - job.t0) / 1000, peakMemoryMb, metrics: record.metrics, outputs: digestsOf(record), outDir: job.outDir, record };
   await applyGates(p, job.stage, o);
   return ended(p, o);
 }

@@ -70,6 +70,7 @@ function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: Worker
     const budgetBytes = stage.memoryMb ? stage.memoryMb * 1024 * 1024 : Infinity;
     worker.on('message', (m: WorkerMessage) => {
       if (m.type === 'memory') {
+        onMessage(m); // the runner reports the stage's peak
         if (m.bytes > budgetBytes) {
           finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; it used ${Math.round(m.bytes / 1048576)} MB of JS heap, array buffers and wasm memory) and was stopped`)));
         }

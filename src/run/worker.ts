@@ -47,14 +47,15 @@ async function main(job: WorkerJob): Promise<void> {
     if (m.type === 'abort') controller.abort();
   });
   // The wasm heap only grows, so sampling often enough sees its peak; a last sample goes before 'done'.
+  // Always sampled: the peak is reported with the stage (report.json peakMemoryMb) and checked
+  // against `memoryMb` when the stage has one.
   let peak = 0;
   const sample = () => {
-    if (!job.memoryMb) return;
     const h = getHeapStatistics();
     peak = Math.max(peak, h.used_heap_size + h.external_memory);
     post({ type: 'memory', bytes: peak });
   };
-  if (job.memoryMb) setInterval(sample, 50).unref();
+  setInterval(sample, 50).unref();
   // Synchronous model builds never yield to the sampler: loaders check declared sizes against the budget first.
   setLoadMemoryBudget(job.memoryMb);
   lastSample = sample;

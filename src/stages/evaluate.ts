@@ -52,8 +52,9 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const splits = await ctx.loadData(w.data!);
     const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId);
     ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
-    const ev = evaluateModel(tf, model, data, w.batchSize ?? 256);
-    const topK = topKAccuracy(tf, model, data, w.topK ?? 5);
+    // One pass: accuracy, loss and top-k from the same predictions (batches bounded by activation memory).
+    const ev = evaluateModel(tf, model, data, w.batchSize ?? 256, w.topK ?? 5);
+    const topK = ev.topK!;
     const sizes = sizeReport(model, meta, w.indexBits);
     const macs = countMacs(model);
     ctx.progress({ message: 'timing latency' });
@@ -154,26 +155,6 @@ export function countMacs(model: tfType.LayersModel): { dense: number; effective
     effective += e;
   }
   return { dense, effective, layers };
-}
-
-function topKAccuracy(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; y: Int32Array; n: number; sampleShape: number[] }, k: number): number {
-  let hits = 0;
-  const bs = 256;
-  const size = data.sampleShape.reduce((a, b) => a * b, 1);
-  for (let s = 0; s < data.n; s += bs) {
-    const n = Math.min(bs, data.n - s);
-    hits += tf.tidy(() => {
-      const x = tf.tensor(data.x.subarray(s * size, (s + n) * size), [n, ...data.sampleShape]);
-      const p = model.predict(x) as tfType.Tensor;
-      const kk = Math.min(k, p.shape[p.shape.length - 1] as number);
-      const { indices } = tf.topk(p, kk);
-      const idx = indices.dataSync();
-      let h = 0;
-      for (let i = 0; i < n; i++) for (let j = 0; j < kk; j++) if (idx[i * kk + j] === data.y[s + i]) h++;
-      return h;
-    });
-  }
-  return data.n ? hits / data.n : 0;
 }
 
 /** Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend. */

@@ -1,6 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
-import { applyWeightQuant, cloneModel, layerErrorReport, predictWithActivationQuant, accuracyOf, type WeightQuantSpec } from '../compression/fakequant.js';
+import { applyWeightQuant, cloneModel, layerErrorReport, type WeightQuantSpec } from '../compression/fakequant.js';
 import { calibrateActivations } from '../compression/calibrate.js';
 import { layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
@@ -82,8 +82,8 @@ export const quantizeStage = defineStage<QuantizeWith>({
     const train = fitDataToModel(splits.train, shape, ctx.stageId);
     const validation = fitDataToModel(splits.validation.n ? splits.validation : splits.test, shape, ctx.stageId);
     const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    // The float model, for the per-layer error report; its accuracy comes from that report's pass.
     const reference = await cloneModel(tf, model);
-    const floatAccuracy = evaluateModel(tf, reference, test).accuracy;
 
     const defaults: LayerQuantSetting = { method: 'linear', bits: 8, ...(w.default as Partial<LayerQuantSetting>) };
     const settings = resolveLayerSettings<LayerQuantSetting>(layerInfos(model), (w.layers ?? []) as never, defaults);
@@ -142,18 +142,34 @@ export const quantizeStage = defineStage<QuantizeWith>({
     }
 
     const act: Partial<NonNullable<QuantizeWith["activations"]>> = w.activations ?? {};
-    let int8Accuracy: number | undefined;
     meta.weightQuant = { ...meta.weightQuant, ...weightQuant };
     if (act.calibrate ?? true) {
       ctx.progress({ message: `calibrating activations (${act.method ?? 'minmax'})` });
       const calib = subset(train, Array.from({ length: Math.min(train.n, act.samples ?? 512) }, (_, i) => i));
       meta.activationRanges = await calibrateActivations(tf, model, calib, { method: act.method ?? 'minmax', percentile: act.percentile });
-      const pred = await predictWithActivationQuant(tf, model, test, meta.activationRanges);
-      int8Accuracy = accuracyOf(pred, test.y);
-      pred.dispose();
     }
-    ctx.progress({ message: 'measuring per-layer error' });
-    const errors = await layerErrorReport(tf, reference, model, test, { activationRanges: act.calibrate === false ? undefined : meta.activationRanges, maxSamples: 256 });
+    // One pass over the test split, float and quantized models side by side: per-layer errors, the
+    // float accuracy and (with calibrated ranges) the full-integer accuracy estimate.
+    ctx.progress({ message: 'measuring per-layer error and accuracy' });
+    const withActivations = act.calibrate !== false;
+    let floatHits = 0;
+    let candHits = 0;
+    const hits = (t: tfType.Tensor, start: number) => {
+      const p = tf.tidy(() => t.argMax(-1).dataSync());
+      let h = 0;
+      for (let i = 0; i < p.length; i++) if (p[i] === test.y[start + i]) h++;
+      return h;
+    };
+    const errors = await layerErrorReport(tf, reference, model, test, {
+      activationRanges: withActivations ? meta.activationRanges : undefined,
+      maxSamples: test.n,
+      onOutputs: (start, ref, cand) => {
+        floatHits += hits(ref, start);
+        if (withActivations) candHits += hits(cand, start);
+      },
+    });
+    const floatAccuracy = test.n ? floatHits / test.n : 0;
+    const int8Accuracy = withActivations ? (test.n ? candHits / test.n : 0) : undefined;
     const ev = evaluateModel(tf, model, test);
     await saveOutputModel(tf, model, meta, ctx);
     const bitsOf = (n: string) => (weightQuant[n]?.bits ?? 32);

@@ -1,9 +1,12 @@
 import type { FromSchema } from 'json-schema-to-ts';
+import { InputError } from '../errors/input-error.js';
 import type { Splits } from './dataset.js';
+import { normalizeProblem } from './normalize.js';
 import { loadIdxPair, idxDataSchema } from './idx.js';
+import { imagesDataSchema, listImageTree, loadImages, treeLayout, type ImageTree } from './images.js';
 import { loadMnist, mnistDataSchema, mnistFiles } from './mnist.js';
 import { dataPath, dataPathProblem, type DataPathRef } from './paths.js';
-import { DEFAULT_SPLIT, DEFAULT_VALIDATION, pairFormProblems, splitDataset, splitTrainTest, type SpecProblem } from './split.js';
+import { DEFAULT_SPLIT, DEFAULT_VALIDATION, pairFormProblems, pairOrders, seededOrder, splitDataset, splitOrdered, splitPairOrdered, splitTrainTest, type SpecProblem } from './split.js';
 import { filesDataSchema, loadUserData } from './validate.js';
 
 /** A data file a spec names, and where in the spec it is named (for positioned errors). */
@@ -34,6 +37,7 @@ type SpecOf<D> = D extends DataSource<infer S> ? S : never;
 type MnistSpec = FromSchema<typeof mnistDataSchema>;
 type FilesSpec = FromSchema<typeof filesDataSchema>;
 type IdxSpec = FromSchema<typeof idxDataSchema>;
+type ImagesSpec = FromSchema<typeof imagesDataSchema>;
 
 /** The paths a spec names, resolved and confined (PathEscapeError for one that leaves where it may be). */
 function resolved(def: { paths(spec: never): NamedPath[] }, spec: unknown, recipeDir: string): string[] {
@@ -51,6 +55,17 @@ const idxPaths = (spec: IdxSpec): NamedPath[] => {
     ...ref(['test', 'labels'], spec.test?.labels, 'test labels'),
   ];
 };
+
+const imageFolders = (spec: ImagesSpec): NamedPath[] =>
+  (['dir', 'train', 'test'] as const).flatMap((k) => (spec[k] === undefined ? [] : [{ at: [k], ref: { file: spec[k]!, root: spec.root, what: `data ${k === 'dir' ? 'image' : k} folder` } }]));
+
+/** Each image folder a spec names, with its class tree. */
+function imageTrees(spec: ImagesSpec, recipeDir: string): Array<{ key: string; dir: string; tree: ImageTree }> {
+  return imageFolders(spec).map((p) => {
+    const dir = dataPath(recipeDir, p.ref);
+    return { key: String(p.at[0]), dir, tree: listImageTree(dir) };
+  });
+}
 
 /** The data sources, by `source:` value. A new source is one entry here. */
 export const DATA_SOURCES = {
@@ -105,6 +120,46 @@ export const DATA_SOURCES = {
       return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, typeof spec.limit === 'number' ? spec.limit : undefined);
     },
   } satisfies DataSource<IdxSpec> as DataSource<IdxSpec>,
+  images: {
+    schema: imagesDataSchema,
+    paths: imageFolders,
+    check(spec) {
+      const problems = pairFormProblems(spec, ['dir']);
+      const channels = spec.color === 'grayscale' ? 1 : 3;
+      for (const k of ['mean', 'std'] as const) {
+        const bad = normalizeProblem({ [k]: spec[k] }, channels);
+        if (bad) problems.push({ path: [k], message: `${bad} (color: ${spec.color ?? 'rgb'})` });
+      }
+      return problems;
+    },
+    files: (spec, dir) => imageTrees(spec, dir).flatMap((t) => t.tree.files.map((f) => f.file)),
+    layout: (spec, dir) => imageTrees(spec, dir).flatMap((t) => treeLayout(t.dir, t.tree).map((f) => `${t.key}:${f}`)),
+    async load(spec, dir, seed) {
+      const opts = { size: spec.size, color: spec.color, scale: spec.scale, offset: spec.offset, mean: spec.mean, std: spec.std };
+      const trees = imageTrees(spec, dir);
+      const classes = trees[0].tree.classes;
+      // Only the images the splits take are decoded: the seeded order picks them first.
+      const decode = (t: (typeof trees)[number], order: Uint32Array) => loadImages(Array.from(order, (i) => t.tree.files[i]), classes, opts, t.dir);
+      const inOrder = (n: number) => Uint32Array.from({ length: n }, (_, i) => i);
+      if (spec.train && spec.test) {
+        const [train, test] = trees;
+        const extra = test.tree.classes.filter((c) => !classes.includes(c));
+        if (extra.length) {
+          throw new InputError(`test class folder${extra.length === 1 ? '' : 's'} ${extra.map((c) => `'${c}'`).join(', ')} not among the train classes (${classes.join(', ')})`, { file: test.dir });
+        }
+        const orders = pairOrders(train.tree.files.length, test.tree.files.length, seed, spec.limit);
+        const trainSet = await decode(train, orders.train);
+        const testSet = await decode(test, orders.test);
+        if (testSet.sampleShape.join() !== trainSet.sampleShape.join()) {
+          const [h, w] = trainSet.sampleShape;
+          throw new InputError(`test images are ${testSet.sampleShape[1]}x${testSet.sampleShape[0]} but the train images are ${w}x${h}`, { file: test.dir, hint: `set size: [height, width] on the dataset (e.g. size: [${h}, ${w}])` });
+        }
+        return splitPairOrdered(trainSet, inOrder(trainSet.n), testSet, inOrder(testSet.n), spec.validation ?? DEFAULT_VALIDATION);
+      }
+      const all = await decode(trees[0], seededOrder(trees[0].tree.files.length, seed, typeof spec.limit === 'number' ? spec.limit : undefined));
+      return splitOrdered(all, inOrder(all.n), spec.split ?? DEFAULT_SPLIT);
+    },
+  } satisfies DataSource<ImagesSpec> as DataSource<ImagesSpec>,
 };
 
 type Sources = typeof DATA_SOURCES;

@@ -56,13 +56,19 @@ export const validationKeys = {
   },
 } as const;
 
-/**
- * Seeded split by fractions (normalised to sum 1). `limit` takes the first `limit` samples of the
- * shuffled order first, so a small seeded subset is a prefix of the full shuffle.
- */
+/** The order a seeded shuffle puts the samples in; a limit keeps its first N (so a small subset is a prefix of the full shuffle). */
+export function seededOrder(n: number, seed: number, limit?: number): Uint32Array {
+  return shuffledIndices(n, createRng(seed)).subarray(0, Math.min(limit ?? n, n));
+}
+
+/** Seeded split by fractions (normalised to sum 1) of the first `limit` samples of the seeded shuffle. */
 export function splitDataset(d: Dataset, spec: SplitSpec, seed: number, limit?: number): Splits {
-  const order = shuffledIndices(d.n, createRng(seed));
-  const n = Math.min(limit ?? d.n, d.n);
+  return splitOrdered(d, seededOrder(d.n, seed, limit), spec);
+}
+
+/** Split by fractions of the samples `order` picks, in that order. */
+export function splitOrdered(d: Dataset, order: Uint32Array, spec: SplitSpec): Splits {
+  const n = order.length;
   const total = spec.train + spec.validation + spec.test;
   const nTrain = Math.round((n * spec.train) / total);
   const nVal = Math.round((n * spec.validation) / total);
@@ -75,23 +81,33 @@ export function splitDataset(d: Dataset, spec: SplitSpec, seed: number, limit?: 
 
 export type PairLimit = number | { train?: number; test?: number };
 
+/** The samples of a separate train and test set that the splits take, in order (see splitTrainTest). */
+export function pairOrders(trainN: number, testN: number, seed: number, limit?: PairLimit): { train: Uint32Array; test: Uint32Array } {
+  const lim = typeof limit === 'number' ? { train: limit, test: limit } : (limit ?? {});
+  const test = lim.test !== undefined && lim.test < testN ? seededOrder(testN, deriveSeed(seed, 'test'), lim.test) : Uint32Array.from({ length: testN }, (_, i) => i);
+  return { train: seededOrder(trainN, seed, lim.train), test };
+}
+
 /**
  * Splits from a separate train and test set: train is shuffled with `seed` (and cut to its limit),
  * its last `validation` share becoming the validation split; test keeps its file order unless a
  * limit picks a seeded subset of it. Both sets get the larger class count (a test set may lack a class).
  */
 export function splitTrainTest(train: Dataset, test: Dataset, validation: number, seed: number, limit?: PairLimit): Splits {
-  const lim = typeof limit === 'number' ? { train: limit, test: limit } : (limit ?? {});
+  const orders = pairOrders(train.n, test.n, seed, limit);
+  return splitPairOrdered(train, orders.train, test, orders.test, validation);
+}
+
+/** splitTrainTest over the samples the orders pick. */
+export function splitPairOrdered(train: Dataset, trainOrder: Uint32Array, test: Dataset, testOrder: Uint32Array, validation: number): Splits {
   const numClasses = Math.max(train.numClasses, test.numClasses);
-  const order = shuffledIndices(train.n, createRng(seed));
-  const n = Math.min(lim.train ?? train.n, train.n);
+  const n = trainOrder.length;
   const nVal = Math.round(n * validation);
-  const testIdx = lim.test !== undefined && lim.test < test.n ? shuffledIndices(test.n, createRng(deriveSeed(seed, 'test'))).subarray(0, lim.test) : Uint32Array.from({ length: test.n }, (_, i) => i);
   const withClasses = (d: Dataset): Dataset => ({ ...d, numClasses });
   return {
-    train: withClasses(subset(train, order.subarray(0, n - nVal))),
-    validation: withClasses(subset(train, order.subarray(n - nVal, n))),
-    test: withClasses(subset(test, testIdx)),
+    train: withClasses(subset(train, trainOrder.subarray(0, n - nVal))),
+    validation: withClasses(subset(train, trainOrder.subarray(n - nVal, n))),
+    test: withClasses(subset(test, testOrder)),
   };
 }
 

@@ -7,6 +7,7 @@ import { checkTopology } from './precheck.js';
 import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
 import { readZip } from './zip.js';
 import { setOwn } from '../../util/own.js';
+import { flattenNestedModels, hasNestedModels, type Flattened } from './flatten.js';
 
 type Tf = typeof tfType;
 type Json = Record<string, unknown>;
@@ -119,16 +120,56 @@ export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersMo
     const weights = readKeras2Weights(root, path);
     return { config, weights, kerasVersion };
   });
-  const model = await buildFromKerasConfig(tf, config, path, kerasVersion, declaredElements(weights));
+  const { model, paths } = await buildFlat(tf, config, path, kerasVersion, declaredElements(weights));
   try {
-    const weighted = new Set(model.layers.filter((l) => l.weights.length > 0).map((l) => l.name));
+    const weighted = new Set(model.layers.filter((l) => l.weights.length > 0).map((l) => (paths.get(l.name) ?? [l.name])[0]));
     const extra = [...weights.entries()].filter(([k, g]) => g.values.length > 0 && !weighted.has(k)).map(([k]) => k);
-    assignWeights(tf, model, path, (layer) => weights.get(layer), (l) => `model_weights/${l}`, extra);
+    const lookup = (layer: string): LayerWeights | undefined => {
+      const p = paths.get(layer) ?? [layer];
+      const group = weights.get(p[0]);
+      return p.length === 1 || !group ? group : nestedWeights(group, p);
+    };
+    const where = (layer: string) => {
+      const p = paths.get(layer) ?? [layer];
+      return p.length === 1 ? `model_weights/${layer}` : `model_weights/${p[0]}/.../${p[p.length - 1]}/*`;
+    };
+    assignWeights(tf, model, path, lookup, where, extra);
   } catch (e) {
     model.dispose();
     throw e;
   }
   return model;
+}
+
+/**
+ * The weights of the layer at `path` inside the nested model group `group` (Keras 2 saves a nested
+ * model as one group whose weight_names are the variables' names, e.g. `Conv1/kernel:0`, possibly
+ * prefixed by enclosing model names): the names whose layer part is the longest suffix of the path.
+ */
+function nestedWeights(group: LayerWeights, path: string[]): LayerWeights | undefined {
+  const matchLen = (name: string): number => {
+    const segs = name.replace(/:\d+$/, '').split('/').slice(0, -1);
+    if (segs.length === 0 || segs.length > path.length) return 0;
+    return segs.every((seg, i) => seg === path[path.length - segs.length + i]) ? segs.length : 0;
+  };
+  const lens = group.names.map(matchLen);
+  const best = Math.max(0, ...lens);
+  if (best === 0) return undefined;
+  const idx = lens.map((l, i) => (l === best ? i : -1)).filter((i) => i >= 0);
+  return { names: idx.map((i) => group.names[i]), values: idx.map((i) => group.values[i]) };
+}
+
+/** Builds the model from its Keras config and flattens nested models into one graph. */
+async function buildFlat(tf: Tf, config: Json, file: string, kerasVersion: string | undefined, declared: number): Promise<Flattened> {
+  const nested = await buildFromKerasConfig(tf, config, file, kerasVersion, declared);
+  if (!hasNestedModels(nested)) return flattenNestedModels(tf, nested);
+  try {
+    return flattenNestedModels(tf, nested);
+  } catch (e) {
+    throw new InputError(`cannot flatten the nested models into one graph: ${describeError(e)}`, { file, cause: e });
+  } finally {
+    nested.dispose();
+  }
 }
 
 function attrNames(g: H5Group): string[] {
@@ -210,26 +251,25 @@ export async function loadKeras3(tf: Tf, path: string): Promise<tfType.LayersMod
   if (!wBytes) throw new InputError("archive has no 'model.weights.h5'", { file: path });
   const weightsFile = `${path} (model.weights.h5)`;
   const groups = await withH5File(wBytes, weightsFile, (f) => readKeras3Weights(f, weightsFile));
-  const model = await buildFromKerasConfig(tf, config, path, kerasVersion, declaredElements(groups));
+  const { model, paths } = await buildFlat(tf, config, path, kerasVersion, declaredElements(groups));
   try {
-    const layerConfigs = kerasLayerList(config);
-    const byClass = keras3ClassKeys(layerConfigs);
-    const isWeighted = (name: string) => model.getLayer(name).weights.length > 0;
+    const byClass = keras3ClassKeys(config, paths);
+    const byName = (n: string) => `layers/${(paths.get(n) ?? [n]).join('/layers/')}`;
+    const weightedLayers = model.layers.filter((l) => l.weights.length > 0);
     const fits = (key: (l: string) => string | undefined) =>
-      model.layers.every((l) => {
-        if (!isWeighted(l.name)) return true;
+      weightedLayers.every((l) => {
         const k = key(l.name);
         const g = k !== undefined ? groups.get(k) : undefined;
         return !!g && g.values.length === l.weights.length && g.values.every((v, i) => sameShape(v.shape, l.weights[i].shape));
       });
     // Keras 3 keys layers by class (`dense`, `dense_1`); some writers key them by layer name.
-    const scheme = fits((n) => byClass.get(n)) ? (n: string) => byClass.get(n) : fits((n) => n) ? (n: string) => n : (n: string) => byClass.get(n);
-    const claimed = model.layers.filter((l) => isWeighted(l.name)).map((l) => scheme(l.name));
-    const unclaimed = [...groups.entries()].filter(([k, g]) => g.values.length > 0 && !claimed.includes(k)).map(([k]) => k);
+    const scheme = fits((n) => byClass.get(n)) ? (n: string) => byClass.get(n) : fits(byName) ? byName : (n: string) => byClass.get(n);
+    const claimed = new Set(weightedLayers.map((l) => scheme(l.name)));
+    const unclaimed = [...groups.entries()].filter(([k, g]) => g.values.length > 0 && !claimed.has(k)).map(([k]) => k);
     assignWeights(tf, model, weightsFile, (layer) => {
       const k = scheme(layer);
       return k !== undefined ? groups.get(k) : undefined;
-    }, (layer) => `layers/${scheme(layer)}/vars`, unclaimed);
+    }, (layer) => `${scheme(layer)}/vars`, unclaimed);
   } catch (e) {
     model.dispose();
     throw e;
@@ -237,30 +277,41 @@ export async function loadKeras3(tf: Tf, path: string): Promise<tfType.LayersMod
   return model;
 }
 
-/** `layers/<key>/vars/<i>` datasets, by key. */
+/**
+ * Every `<path>/vars/<i>` group under `layers/`, keyed by its path (`layers/dense`,
+ * `layers/functional/layers/conv2d` for a nested model). Keras 2.13-2.15 on Windows joined the path
+ * with backslashes (a group literally named `layers\\dense` holding `vars`): read as `/`.
+ */
 function readKeras3Weights(f: H5File, file: string): Map<string, LayerWeights> {
   const out = new Map<string, LayerWeights>();
-  if (!f.keys().includes('layers')) return out;
-  const layers = f.get('layers') as H5Group;
-  for (const key of layers.keys()) {
-    const g = layers.get(key) as H5Group;
-    if (!g || typeof (g as H5Group).keys !== 'function') continue;
-    const sub = g.keys();
-    if (!sub.includes('vars')) continue;
-    const vars = g.get('vars') as H5Group;
-    const names = vars.keys().filter((k) => /^\d+$/.test(k)).sort((a, b) => Number(a) - Number(b));
-    // Other sub-groups (e.g. a Dropout's seed_generator state) hold no layer weights; nested
-    // models are rejected from the config.
-    const values = names.map((n) => {
-      try {
-        return datasetToFloat32(vars.get(n) as H5Dataset);
-      } catch (e) {
-        throw new InputError(`weight 'vars/${n}': ${describeError(e)}`, { file, layer: key });
+  const isGroup = (g: unknown): g is H5Group => !!g && typeof (g as H5Group).keys === 'function';
+  const walk = (g: H5Group, prefix: string) => {
+    for (const key of g.keys()) {
+      const child = g.get(key);
+      if (!isGroup(child)) continue;
+      const logical = [prefix, key.replace(/\\/g, '/')].filter((p) => p !== '').join('/');
+      if (key === 'vars') {
+        if (prefix.startsWith('layers/')) out.set(prefix, readVars(child, prefix, file));
+        continue;
       }
-    });
-    out.set(key, { names, values });
-  }
+      if (logical === 'layers' || logical.startsWith('layers/')) walk(child, logical);
+    }
+  };
+  walk(f as unknown as H5Group, '');
   return out;
+}
+
+function readVars(vars: H5Group, key: string, file: string): LayerWeights {
+  const names = vars.keys().filter((k) => /^\d+$/.test(k)).sort((a, b) => Number(a) - Number(b));
+  // Other sub-groups (e.g. a Dropout's seed_generator state) hold no layer weights.
+  const values = names.map((n) => {
+    try {
+      return datasetToFloat32(vars.get(n) as H5Dataset);
+    } catch (e) {
+      throw new InputError(`weight 'vars/${n}': ${describeError(e)}`, { file, layer: key });
+    }
+  });
+  return { names, values };
 }
 
 /** Keras's naming.to_snake_case. */
@@ -272,22 +323,38 @@ export function toSnakeCase(name: string): string {
     .toLowerCase();
 }
 
-/** Layer name -> the key Keras 3 saves its variables under (class name, snake-cased, deduplicated). */
-function keras3ClassKeys(layers: Json[]): Map<string, string> {
-  const used = new Map<string, number>();
-  const out = new Map<string, string>();
-  for (const l of layers) {
-    let key = toSnakeCase(String(l.class_name));
-    const n = used.get(key);
-    if (n === undefined) used.set(key, 0);
-    else {
-      used.set(key, n + 1);
-      key = `${key}_${n + 1}`;
+/**
+ * Flat layer name -> the group Keras 3 saves its variables under: `layers/<key>` with key the
+ * snake-cased class name and a per-class counter within its model, nested models' layers under
+ * `layers/<model key>/layers/<key>`.
+ */
+function keras3ClassKeys(config: Json, paths: Map<string, string[]>): Map<string, string> {
+  const byPath = new Map<string, string>();
+  const walk = (cfg: Json, namePrefix: string[], keyPrefix: string) => {
+    const used = new Map<string, number>();
+    for (const l of kerasLayerList(cfg)) {
+      let key = toSnakeCase(String(l.class_name));
+      const n = used.get(key);
+      if (n === undefined) used.set(key, 0);
+      else {
+        used.set(key, n + 1);
+        key = `${key}_${n + 1}`;
+      }
+      const path = [...namePrefix, layerName(l)];
+      if (NESTED_CLASSES.has(String(l.class_name))) walk(l, path, `${keyPrefix}/${key}/layers`);
+      else byPath.set(path.join('/'), `${keyPrefix}/${key}`);
     }
-    out.set(layerName(l), key);
+  };
+  walk(config.model_config && typeof config.model_config === 'object' ? (config.model_config as Json) : config, [], 'layers');
+  const out = new Map<string, string>();
+  for (const [flat, path] of paths) {
+    const k = byPath.get(path.join('/'));
+    if (k !== undefined) out.set(flat, k);
   }
   return out;
 }
+
+const NESTED_CLASSES = new Set(['Functional', 'Sequential', 'Model']);
 
 /** The layers as Keras 3 tracks them for saving (Sequential omits its InputLayer). */
 function kerasLayerList(config: Json): Json[] {
@@ -417,7 +484,7 @@ export function kerasConfigToTfjs(config: Json, file: string): Json {
     if (out.length === 0) throw new InputError('Sequential model has no layers', { file });
     const first = out[0].config as Json;
     if (batchShape && !first.batch_input_shape) first.batch_input_shape = batchShape;
-    if (!first.batch_input_shape) {
+    if (!first.batch_input_shape && !NESTED_CLASSES.has(String(out[0].class_name))) {
       throw new InputError('Sequential model has no input shape (it was never built)', { file, layer: String(first.name), hint: 'build or call the model once before saving it' });
     }
     return { class_name: 'Sequential', config: { name: Array.isArray(cfg) ? 'sequential' : (cfg?.name ?? 'sequential'), layers: out } };
@@ -430,7 +497,7 @@ export function kerasConfigToTfjs(config: Json, file: string): Json {
       class_name: 'Model',
       config: {
         name: cfg.name ?? 'model',
-        layers: (cfg.layers as Json[]).map((l) => convertLayer(l, file, true)),
+        layers: withNestedNodeOffset((cfg.layers as Json[]).map((l) => convertLayer(l, file, true))),
         input_layers: tensorRefs(cfg.input_layers, 'input_layers', file),
         output_layers: tensorRefs(cfg.output_layers, 'output_layers', file),
       },
@@ -454,8 +521,12 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
   const cls = ALIASES[rawCls] ?? rawCls;
   const cfg = (l.config ?? {}) as Json;
   const name = layerName(l);
-  if (cls === 'Functional' || cls === 'Sequential' || cls === 'Model') {
-    throw new InputError(`nested model (class ${rawCls}) is not supported`, { file, layer: name, hint: 'flatten the nested model into one Functional model before saving' });
+  if (NESTED_CLASSES.has(cls)) {
+    // A model used as a layer: converted as a model here, flattened into one graph after building.
+    const inner = kerasConfigToTfjs({ class_name: cls, config: { ...(cfg as Json), name } }, file);
+    const out: Json = { class_name: inner.class_name, name, config: inner.config };
+    if (functional) out.inbound_nodes = convertInboundNodes(l.inbound_nodes, name, file);
+    return out;
   }
   if (!(cls in LAYER_KEYS)) {
     throw new InputError(`layer class '${rawCls}' is not supported`, {
@@ -545,6 +616,26 @@ function convertConstraint(r: unknown): unknown {
  * `[{"args": [...], "kwargs": {...}}]` whose args hold `__keras_tensor__` objects (possibly in
  * lists, for merge layers). Both become the Keras 2 form with empty kwargs.
  */
+/**
+ * Keras 3 numbers a nested model's calls from 0; Keras 2 and tfjs from 1 (node 0 is the model's own
+ * construction). Converted Keras 3 references (marked by convertInboundNodes) are shifted.
+ */
+function withNestedNodeOffset(layers: Json[]): Json[] {
+  const nested = new Set(layers.filter((l) => NESTED_CLASSES.has(String(l.class_name))).map((l) => String(l.name)));
+  for (const l of layers) {
+    for (const node of (l.inbound_nodes ?? []) as Array<Array<[string, number, number, Json]>>) {
+      for (const ref of node) {
+        if (KERAS3_REF in ref[3]) {
+          if (nested.has(ref[0])) ref[1] += 1;
+          ref[3] = {};
+        }
+      }
+    }
+  }
+  return layers;
+}
+const KERAS3_REF = '__keras3__';
+
 function convertInboundNodes(nodes: unknown, layer: string, file: string): unknown[] {
   if (nodes === undefined || nodes === null) return [];
   if (!Array.isArray(nodes)) throw new InputError('inbound_nodes is not a list', { file, layer });
@@ -564,7 +655,7 @@ function convertInboundNodes(nodes: unknown, layer: string, file: string): unkno
           if (o.class_name === '__keras_tensor__') {
             const h = (o.config as Json | undefined)?.keras_history;
             if (!Array.isArray(h)) throw new InputError('inbound tensor has no keras_history', { file, layer });
-            refs.push([h[0], h[1] ?? 0, h[2] ?? 0, {}]);
+            refs.push([h[0], h[1] ?? 0, h[2] ?? 0, { [KERAS3_REF]: true }]);
           }
         }
       };

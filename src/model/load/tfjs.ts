@@ -5,6 +5,7 @@ import { InputError, describeError } from '../../errors/input-error.js';
 import { confinedPath } from '../../util/paths.js';
 import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
 import { checkShardSizes, checkTopology, checkWeightBudget, shardSizes } from './precheck.js';
+import { flattenNestedModels, hasNestedModels } from './flatten.js';
 
 type Tf = typeof tfType;
 
@@ -57,7 +58,19 @@ export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.Layers
     model.dispose();
     throw e;
   }
-  return model;
+  return flattenLoaded(tf, model, jsonPath);
+}
+
+/** A model with nested models as one graph (the nested original disposed); any failure names the file. */
+export function flattenLoaded(tf: Tf, model: tfType.LayersModel, file: string): tfType.LayersModel {
+  if (!hasNestedModels(model)) return model;
+  try {
+    return flattenNestedModels(tf, model).model;
+  } catch (e) {
+    throw new InputError(`cannot flatten the nested models into one graph: ${describeError(e)}`, { file, cause: e });
+  } finally {
+    model.dispose();
+  }
 }
 
 function parseModelJson(text: string, file: string): { modelTopology: Record<string, unknown>; weightsManifest: unknown } {

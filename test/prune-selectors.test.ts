@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveLayerSettings, SelectorError, compileMatcher, type LayerInfo } from '../src/prune/selectors.js';
+import { assertSelected, resolveLayerSettings, SelectorError, compileMatcher, type LayerInfo } from '../src/prune/selectors.js';
 
 // lenet-5 / dw-cnn layer lists as built by src/engine/models.ts
 const lenet5: LayerInfo[] = [
@@ -88,4 +88,10 @@ test('a selector matching nothing throws SelectorError listing the layers and th
   const all = resolveLayerSettings<{ bits: number }>(lenet5, [{ match: 'flatten', bits: 4 }], { bits: 8 }, { classes: 'all' });
   assert.equal(all.get('flatten')?.bits, 4);
   assert.equal(all.size, lenet5.length);
+});
+
+test('a stage that would select no layer fails naming why and listing the layers', () => {
+  const layers = [{ name: 'input', className: 'InputLayer' }, { name: 'sequential_1', className: 'Sequential' }];
+  assert.throws(() => assertSelected('q', 'quantize', new Map(), layers), /stage 'q': no layer to quantize: the model has no Dense, Conv2D, DepthwiseConv2D, SeparableConv2D layer; the model's layers are: input \(InputLayer\) \[not selectable\], sequential_1 \(Sequential\) \[not selectable\]/);
+  assert.doesNotThrow(() => assertSelected('q', 'quantize', new Map([['d', {}]]), [{ name: 'd', className: 'Dense' }]));
 });

@@ -87,6 +87,17 @@ function describeLayers(layers: readonly LayerInfo[], considered: ReadonlySet<st
   return layers.map((l) => `${l.name} (${l.className})${considered.has(l.name) ? '' : ' [not selectable]'}`).join(', ');
 }
 
+/**
+ * A stage whose selection is empty fails (it would otherwise succeed having changed nothing):
+ * the message says what the stage works on and lists the model's layers.
+ */
+export function assertSelected(stage: string, what: string, selected: ReadonlyMap<string, unknown>, layers: readonly LayerInfo[], classes: readonly string[] = PRUNABLE_CLASSES): void {
+  if (selected.size > 0) return;
+  const considered = new Set(layers.filter((l) => classes.includes(l.className)).map((l) => l.name));
+  const why = considered.size === 0 ? `the model has no ${classes.join(', ')} layer` : 'every candidate layer is excluded by the layers: selectors';
+  throw new Error(`stage '${stage}': no layer to ${what}: ${why}; the model's layers are: ${describeLayers(layers, considered)}`);
+}
+
 function describeEntry(e: SelectorEntry): string {
   const parts: string[] = [];
   if (e.match !== undefined) parts.push(`match: ${JSON.stringify(e.match)}`);

@@ -1,6 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { factorizeModel } from '../compression/factorize.js';
-import { layerInfos, resolveLayerSettings } from '../prune/index.js';
+import { assertSelected, layerInfos, resolveLayerSettings } from '../prune/index.js';
 import { dataRefSchema, selectorKeys } from './common-schema.js';
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
@@ -46,6 +46,7 @@ export const factorizeStage = defineStage<FactorizeWith>({
     const dense = infos.filter((l) => l.className === 'Dense');
     const entries = w.layers?.length ? w.layers : dense.slice(0, -1).map((l) => ({ match: l.name }));
     const settings = resolveLayerSettings<RankSetting>(infos, entries as never, { energy: w.rank ? undefined : (w.energy ?? 0.9), rank: w.rank }, { classes: ['Dense', 'Conv2D'] });
+    assertSelected(ctx.stageId, 'factorize', settings, infos, ['Dense', 'Conv2D']);
     ctx.progress({ message: `factorizing ${settings.size} layers` });
     const { model: small, layers } = factorizeModel(tf, model, [...settings].map(([layer, s]) => (s.rank ? { layer, rank: s.rank } : { layer, energy: s.energy ?? 0.9 })));
     const splits = await ctx.loadData(w.data!);

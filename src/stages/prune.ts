@@ -9,6 +9,7 @@ import {
   readKernel,
   removeUnits,
   resolveLayerSettings,
+  assertSelected,
   taylorImportance,
   type PruningSchedule,
   type ScheduleSpec,
@@ -116,6 +117,7 @@ export const pruneStage = defineStage<PruneWith>({
     const schedules = new Map<string, PruningSchedule>();
     for (const [name, s] of settings) schedules.set(name, createSchedule(withFinal(spec, s.finalSparsity ?? finalDefault)));
     const anySchedule = schedules.values().next().value as PruningSchedule | undefined;
+    assertSelected(ctx.stageId, 'prune', settings, layerInfos(model));
     if (!anySchedule) throw new Error(`stage '${ctx.stageId}': no prunable layer selected`);
 
     const masks = new MaskSet();

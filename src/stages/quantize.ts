@@ -2,7 +2,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
 import { applyWeightQuant, cloneModel, layerErrorReport, type WeightQuantSpec } from '../compression/fakequant.js';
 import { calibrateActivations } from '../compression/calibrate.js';
-import { layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
+import { assertSelected, layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
@@ -87,6 +87,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
 
     const defaults: LayerQuantSetting = { method: 'linear', bits: 8, ...(w.default as Partial<LayerQuantSetting>) };
     const settings = resolveLayerSettings<LayerQuantSetting>(layerInfos(model), (w.layers ?? []) as never, defaults);
+    assertSelected(ctx.stageId, 'quantize', settings, layerInfos(model));
     for (const [name, s] of settings) {
       if (s.method === 'linear' && s.bits !== 'auto' && (s.bits < 2 || s.bits > 8)) throw new Error(`layer '${name}': linear quantization takes 2..8 bits (got ${s.bits}); use method: kmeans for other widths`);
     }

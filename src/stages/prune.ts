@@ -10,6 +10,7 @@ import {
   removeUnits,
   resolveLayerSettings,
   assertSelected,
+  biasVariable,
   taylorImportance,
   type PruningSchedule,
   type ScheduleSpec,
@@ -150,7 +151,8 @@ export const pruneStage = defineStage<PruneWith>({
             n: w.n,
             m: w.m,
           });
-          masks.set(name, r.mask, r.bias ? { bias: r.bias } : undefined);
+          // A conv without bias (use_bias=False, as in every keras.applications model) has no bias to zero.
+          masks.set(name, r.mask, r.bias && biasVariable(model.getLayer(name)) ? { bias: r.bias } : undefined);
           if (r.units) setOwn(units, name, r.units);
           setOwn(methods, name, methodName);
         }

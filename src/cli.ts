@@ -33,6 +33,10 @@ function program(): Command {
     .option('--force [stages...]', 'ignore the cache (for the given stages, or all selected)')
     .option('--frozen', 'fail (exit 2) if the run would change the lock file: the CI mode')
     .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .option('--remote <url>', 'shared remote cache s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)')
+    .option('--no-remote', 'use the local cache only')
+    .option('--push', 'upload computed stages to the remote (default: yes, except on CI outside cache.trustedRefs)')
+    .option('--no-push', 'read the remote, never write it')
     .option('--json', 'machine-readable events (one JSON object per line) and summary')
     .option('-q, --quiet', 'print only errors')
     .action(async (recipe, opts, cmd) => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { open, rename, mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -14,6 +14,8 @@ import { basename, dirname, join } from 'node:path';
  *   (`writeCheckpoint`) fail; `<event>` may be `write`, which every write checkpoint also counts as.
  * - `COMPRESS_TEST_PAUSE_AT=<event>:<n>:<ms>`: blocks the main thread for <ms> at the n-th `<event>`
  *   (to make a race between two processes happen on purpose).
+ * - `COMPRESS_TEST_WAIT_AT=<event>:<n>:<file>`: at the n-th `<event>` creates `<file>.reached` and blocks
+ *   until `<file>` exists (a test does something to the world, e.g. stops a server, then lets it go on).
  * - `COMPRESS_TEST_TRACE=<file>`: appends the name of every checkpoint reached to <file>, one a line
  *   (tests pick kill points from the trace of an uninterrupted run).
  *
@@ -35,8 +37,23 @@ function parseHook(v: string | undefined): Hook | undefined {
 const KILL = parseHook(process.env.COMPRESS_TEST_KILL_AT);
 const FAIL = parseHook(process.env.COMPRESS_TEST_FAIL_AT);
 const PAUSE = parseHook(process.env.COMPRESS_TEST_PAUSE_AT);
+const WAIT = parseWait(process.env.COMPRESS_TEST_WAIT_AT);
 const TRACE = process.env.COMPRESS_TEST_TRACE;
 const counts = new Map<string, number>();
+
+/** `<event>:<n>:<file>`; the file is a path, so split at the first two ':' after the event name. */
+function parseWait(v: string | undefined): Hook | undefined {
+  if (!v) return undefined;
+  const m = /^(.+?):(\d+):(.+)$/.exec(v);
+  if (!m) throw new Error(`invalid test hook '${v}' (expected <event>:<n>:<file>)`);
+  return { event: m[1], n: Number(m[2]), arg: m[3] };
+}
+
+function waitForFile(file: string): void {
+  writeFileSync(`${file}.reached`, String(process.pid));
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  while (!existsSync(file)) Atomics.wait(cell, 0, 0, 20);
+}
 
 function count(event: string): number {
   const n = (counts.get(event) ?? 0) + 1;
@@ -47,16 +64,17 @@ function count(event: string): number {
 function reach(event: string): void {
   if (TRACE) appendFileSync(TRACE, event + '\n');
   const n = count(event);
+  if (WAIT && WAIT.event === event && WAIT.n === n) waitForFile(WAIT.arg!);
   if (PAUSE && PAUSE.event === event && PAUSE.n === n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(PAUSE.arg ?? 1000));
   if (KILL && KILL.event === event && KILL.n === n) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A named point of the run where a crash test may kill the process. Free when no hook is set. */
-export const checkpoint: (event: string) => void = KILL || PAUSE || TRACE ? reach : () => undefined;
+export const checkpoint: (event: string) => void = KILL || PAUSE || WAIT || TRACE ? reach : () => undefined;
 
 /** A checkpoint just before bytes are written to disk: the full-disk hook can make the write fail here. */
 export const writeCheckpoint: (event: string) => void =
-  KILL || PAUSE || TRACE || FAIL
+  KILL || PAUSE || WAIT || TRACE || FAIL
     ? (event) => {
         reach(event);
         if (!FAIL) return;

@@ -65,6 +65,22 @@ export function manifestDigest(m: Manifest): string {
   return hashJson(m);
 }
 
+/** A record's text checked against its checksum, key and manifest digest (local or remote copy alike). */
+export function parseRecord(text: string, key: string): RunRecord {
+  let rec: RunRecord;
+  try {
+    rec = JSON.parse(text);
+  } catch {
+    throw new CacheCorruptError(`cache record ${key.slice(0, 12)} is not valid JSON`, key);
+  }
+  if (!rec || typeof rec !== 'object') throw new CacheCorruptError(`cache record ${key.slice(0, 12)} is not a record`, key);
+  const { checksum, ...rest } = rec;
+  if (!checksum || hashJson(rest) !== checksum || rec.key !== key || !rec.outputs || manifestDigest(rec.outputs) !== rec.outputsDigest) {
+    throw new CacheCorruptError(`cache record ${key.slice(0, 12)} fails its checksum`, key);
+  }
+  return rec;
+}
+
 /**
  * A content-addressed store: `objects/ab/<sha256>` hold file contents, `runs/ab/<key>.json` map a
  * stage key to its outputs and metrics. Everything is written to a temp name and renamed, so a
@@ -147,17 +163,7 @@ export class CacheStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new CacheReadError(describeFsError(e, `cannot read the cache ${this.root}`));
     }
-    let rec: RunRecord;
-    try {
-      rec = JSON.parse(text);
-    } catch {
-      throw new CacheCorruptError(`cache record ${key.slice(0, 12)} is not valid JSON`, key);
-    }
-    const { checksum, ...rest } = rec;
-    if (!checksum || hashJson(rest) !== checksum || rec.key !== key || manifestDigest(rec.outputs) !== rec.outputsDigest) {
-      throw new CacheCorruptError(`cache record ${key.slice(0, 12)} fails its checksum`, key);
-    }
-    return rec;
+    return parseRecord(text, key);
   }
 
   /** Checks that every object of a record exists with the right size (cheap); content is checked on copy. */

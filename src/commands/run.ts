@@ -17,6 +17,9 @@ export interface RunFlags extends RecipeFlags {
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  /** `--remote <url>` / `--no-remote`. */
+  remote?: string | false;
+  push?: boolean;
 }
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
@@ -26,7 +29,8 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');
   let summary: RunSummary;
   try {
-    summary = await runRecipe(recipe, { ...flags, signal: interrupt.signal, onEvent: progress.onEvent });
+    const { remote, push, ...rest } = flags;
+    summary = await runRecipe(recipe, { ...rest, remote: { remote, push }, signal: interrupt.signal, onEvent: progress.onEvent });
   } finally {
     await progress.done();
     interrupt.release();
@@ -68,5 +72,12 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
   }
   for (const g of s.gates.filter((x) => x.passed)) out(`  ${g.message}`);
   out(`${s.stages.length} stages: ${ran} ran, ${cached} cached${s.exitCode ? `, exit ${s.exitCode}` : ''} in ${s.seconds.toFixed(1)} s · engine ${s.engine}`);
+  if (s.remote) out(remoteLine(s.remote));
   out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''}`);
+}
+
+/** `remote: s3://b/p (read-only: why) · 3 hits, 2 pushed`, or why it was unavailable. */
+export function remoteLine(r: NonNullable<RunSummary['remote']>): string {
+  const mode = r.push ? '' : ` (read-only: ${r.readOnlyReason})`;
+  return `remote: ${r.url}${mode} · ${r.hits} hit${r.hits === 1 ? '' : 's'}, ${r.pushed} pushed${r.unavailable ? ` · unavailable (${r.unavailable}): ran local-only` : ''}`;
 }

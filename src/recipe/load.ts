@@ -8,7 +8,7 @@ import { interpolateParams, type Unresolved } from './interpolate.js';
 import { dotted, locate, pointerToPath, positionOf } from './locate.js';
 import { applyOverride, parseOverride, type Override } from './overrides.js';
 import { checkTree, yamlErrorMessage } from './yaml-guard.js';
-import { buildRecipeSchema, buildStageSchema, stageSchemaId, type DataSpec, type Recipe } from './schema.js';
+import { buildRecipeSchema, buildStageSchema, stageSchemaId, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
 import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../graph/dag.js';
 import { dataSpecProblems } from '../data/load.js';
@@ -34,6 +34,8 @@ export interface LoadedRecipe {
   seed: number;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   cacheDir?: string;
+  /** The recipe's `cache:` settings (dir, remote, push, endpoint, ...). */
+  cache: CacheSpec;
   outDir?: string;
   data: Record<string, DataSpec>;
   params: Record<string, unknown>;
@@ -197,6 +199,7 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     seed: recipe.seed ?? 0,
     backend: recipe.backend ?? 'auto',
     cacheDir: recipe.cache?.dir,
+    cache: recipe.cache ?? {},
     outDir: recipe.outDir,
     data,
     params,

@@ -8,6 +8,26 @@ export const STAGE_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*$';
 /** A stage id, or a sweep branch's id (`prune[finalSparsity=0.9]`, made by src/recipe/matrix.ts). */
 const BRANCH_ID_PATTERN = '^[A-Za-z_][A-Za-z0-9_-]*(\\[[A-Za-z0-9_.+=,-]+\\])?$';
 
+/** Where the cache lives, and the shared remote cache (S3-compatible) it reads from and pushes to. */
+export const remoteCacheSchema = {
+  remote: { type: 'string', pattern: '^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$', description: 'shared remote cache: s3://bucket/prefix (credentials only from the AWS SDK chain: env, profile, role; never here)' },
+  push: { type: 'boolean', description: 'upload what this run computes (default true; false on CI unless the ref is trusted)' },
+  endpoint: { type: 'string', pattern: '^https?://[^/@\\s]+(/.*)?$', description: 'S3-compatible endpoint URL (MinIO, R2, GCS); default env AWS_ENDPOINT_URL, else AWS S3' },
+  region: { type: 'string', minLength: 1, description: 'region (default env AWS_REGION, else the SDK profile\'s; us-east-1 for a custom endpoint)' },
+  pathStyle: { type: 'boolean', description: 'path-style addressing (default: on for IP and localhost endpoints)' },
+  trustedRefs: {
+    type: 'array',
+    items: { type: 'string', minLength: 1 },
+    description: 'branches or refs (globs: main, release/*, refs/tags/*) whose CI runs may push; default [main, master]',
+  },
+} as const;
+
+const cacheSchema = {
+  type: 'object',
+  properties: { dir: { type: 'string', minLength: 1 }, ...remoteCacheSchema },
+  additionalProperties: false,
+} as const;
+
 /** The recipe without the per-kind `with` schemas and per-source `data` schemas (those are added by buildRecipeSchema). */
 export const recipeBaseSchema = {
   type: 'object',
@@ -18,11 +38,7 @@ export const recipeBaseSchema = {
     description: { type: 'string' },
     seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0 },
     backend: { enum: ['auto', 'tensorflow', 'wasm', 'cpu'], default: 'auto' },
-    cache: {
-      type: 'object',
-      properties: { dir: { type: 'string', minLength: 1 } },
-      additionalProperties: false,
-    },
+    cache: cacheSchema,
     outDir: { type: 'string', minLength: 1, description: 'where stage outputs are placed (default .compress/out)' },
     params: {
       type: 'object',
@@ -66,6 +82,7 @@ export const recipeBaseSchema = {
 
 export type Recipe = FromSchema<typeof recipeBaseSchema>;
 export type StageSpec = Recipe['stages'][string];
+export type CacheSpec = NonNullable<Recipe['cache']>;
 
 /**
  * The full recipe schema: the base plus, for each stage kind, `if uses == kind then with: <kind schema>`.

@@ -52,6 +52,7 @@ function program(): Command {
     .option('--cache-dir <dir>', 'the cache --only reads inputs from (read only; default as for run)')
     .option('-j, --concurrency <n>', 'stages run at once (default: CPU count)', parseConcurrency)
     .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .option('--remote <url>', 'remote cache that --only inputs are fetched from (verified) when the local cache lacks them; default env COMPRESS_REMOTE, recipe cache.remote')
     .option('--keep', 'keep the recomputed outputs (the path is printed) to diff them')
     .option('--json', 'machine-readable result')
     .option('-q, --quiet', 'print only stages that differ and errors')
@@ -107,6 +108,16 @@ function program(): Command {
   cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference').action(async (recipe, opts) => {
     process.exitCode = await cacheGc(recipe, opts);
   });
+  cache.command('push').argument('[recipe]').addOption(setOpt()).option('--cache-dir <dir>').option('--remote <url>', 'remote s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)').option('--push', 'push even where the run would be read-only (CI outside cache.trustedRefs)').option('-q, --quiet')
+    .description('upload the entries the lock names to the remote cache (objects first, record last)').action(async (recipe, opts) => {
+      const { cachePush } = await import('./commands/remote.js');
+      process.exitCode = await cachePush(recipe, opts);
+    });
+  cache.command('pull').argument('[recipe]').addOption(setOpt()).option('--cache-dir <dir>').option('--remote <url>', 'remote s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)').option('-q, --quiet')
+    .description('fetch the entries the lock names from the remote cache into the local one, verifying every digest').action(async (recipe, opts) => {
+      const { cachePull } = await import('./commands/remote.js');
+      process.exitCode = await cachePull(recipe, opts);
+    });
   cache.command('clean').argument('[recipe]').option('--cache-dir <dir>').description('remove the whole cache').action(async (recipe, opts) => {
     process.exitCode = await cacheClean(recipe, opts);
   });

@@ -53,6 +53,9 @@ export class RemoteCache {
   ) {
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.parallel = opts.parallel ?? 8;
+    // The SDK warns on Node < 22 about its releases after January 2027; compress supports Node >= 20
+    // with the SDK version it pins, so the warning would only be noise in every run's output.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,

@@ -11,6 +11,8 @@ import { cacheDirFor, runRecipe, type RunSummary, type StageOutcome } from '../r
 import { lockMetrics, lockPathFor, readLock, type LockFile, type LockStage } from '../run/lockfile.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { EXIT } from '../exit-codes.js';
+import { RemoteCache } from '../cache/remote.js';
+import { resolveRemote } from '../cache/remote-config.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 
 export interface VerifyFlags extends RecipeFlags {
@@ -20,6 +22,8 @@ export interface VerifyFlags extends RecipeFlags {
   cacheDir?: string;
   concurrency?: number;
   backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  /** Remote cache the inputs of `--only` stages come from when the local cache lacks them. */
+  remote?: string;
   /** Keep the temporary directory with the recomputed outputs (to diff them). */
   keep?: boolean;
   json?: boolean;
@@ -94,12 +98,23 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
   let result: VerifyResult;
   try {
     // An `--only` stage needs its inputs: taken from the user's cache when it holds them exactly as
-    // locked (cheap; the store checks every byte as it copies), else recomputed (and checked too).
+    // locked (cheap; the store checks every byte as it copies), else from the remote cache (digests
+    // checked), else recomputed (and checked too).
     const seeded = new Set<string>();
     if (inputs.size) {
       const user = new CacheStore(cacheDirFor(recipe, flags.cacheDir));
       const temp = new CacheStore(cacheDir);
       for (const id of inputs) if (await seedFromCache(user, temp, lock.stages[id])) seeded.add(id);
+      // A teammate's lock: what the local cache lacks comes from the shared remote, every digest checked.
+      const settings = [...inputs].some((id) => !seeded.has(id)) ? resolveRemote(recipe.cache, { remote: flags.remote, push: false }) : undefined;
+      if (settings) {
+        const remote = new RemoteCache(settings, { onWarning: (m) => say(`warning: ${m}`) });
+        try {
+          for (const id of inputs) if (!seeded.has(id) && (await seedFromRemote(remote, temp, id, lock.stages[id]))) seeded.add(id);
+        } finally {
+          remote.close();
+        }
+      }
     }
     const recompute = [...targets, ...inputs].filter((id) => !seeded.has(id));
     say(`verify: recomputing ${recompute.length} stage${recompute.length === 1 ? '' : 's'} of ${relative('.', recipe.file) || recipe.file} in a temporary cache; comparing with ${relative('.', lockPath) || lockPath}`);
@@ -112,6 +127,8 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
         cacheDir,
         outDir,
         writeLock: false,
+        // Recomputed here, never taken from (or pushed to) the shared remote.
+        remote: { remote: false },
         backend: flags.backend,
         concurrency: flags.concurrency,
         // Every stage of the selection is "selected", so a missing input is recomputed, not an error.
@@ -137,6 +154,13 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
   if (mode === 'json') process.stdout.write(JSON.stringify(result) + '\n');
   else print(result, mode === 'quiet');
   return result.exitCode;
+}
+
+/** Fetches a locked stage's entry from the remote into the temporary cache (verified); false when it cannot. */
+async function seedFromRemote(remote: RemoteCache, temp: CacheStore, id: string, entry: LockStage | undefined): Promise<boolean> {
+  if (!entry) return false;
+  const r = await remote.pull(entry.key, temp, id);
+  return r.record?.outputsDigest === entry.outputsDigest;
 }
 
 /** Copies a locked stage's record and files from the user's cache into the temporary one; false when it cannot. */

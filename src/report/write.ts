@@ -23,6 +23,8 @@ export function reportJson(s: RunSummary) {
     versions: { compress: '0.1.0', tfjs: tfjsVersion(), node: process.version },
     exitCode: s.exitCode,
     cache: { hits: s.stages.filter((x) => x.status === 'cached').length, ran: s.stages.filter((x) => x.status === 'ran').length },
+    /** The shared remote cache: URL, read-only or not (and why), hits, pushes; never credentials. */
+    remote: s.remote,
     stages: s.stages.map((x) => ({
       id: x.id,
       uses: x.uses,
@@ -53,6 +55,7 @@ export interface SummaryInput {
   exitCode: number;
   stages: Array<Pick<StageOutcome, 'id' | 'uses' | 'status' | 'seconds' | 'peakMemoryMb' | 'metrics' | 'reason'>>;
   gates: RunSummary['gates'];
+  remote?: RunSummary['remote'];
 }
 
 const pct = (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(2)}%` : '');
@@ -68,6 +71,7 @@ export function summaryMarkdown(s: SummaryInput): string {
   const failedGates = s.gates.filter((g) => !g.passed).length;
   const verdict = s.exitCode === 0 ? 'passed' : s.exitCode === 3 ? `**${failedGates} gate${failedGates === 1 ? '' : 's'} failed**` : `**failed (exit ${s.exitCode})**`;
   const lines = [`## compress: ${s.recipe.replace(/^.*[\\/]/, '')} ${s.exitCode === 0 ? '✅' : '❌'}`, '', `${verdict} · run \`${s.runId}\` · engine \`${s.engine}\` · ${s.seconds.toFixed(1)} s · ${cached} of ${s.stages.length} stages cached`, ''];
+  if (s.remote) lines.push(`remote cache \`${s.remote.url}\`${s.remote.push ? '' : ` (read-only: ${s.remote.readOnlyReason})`}: ${s.remote.hits} hit${s.remote.hits === 1 ? '' : 's'}, ${s.remote.pushed} pushed${s.remote.unavailable ? ` · **unavailable** (${s.remote.unavailable}): ran local-only` : ''}`, '');
   lines.push(...modelsMarkdown(s.stages));
   if (s.gates.length) {
     lines.push('', '| gate | stage | result |', '|---|---|---|');

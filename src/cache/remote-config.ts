@@ -122,7 +122,8 @@ export function resolveRemote(spec: CacheSpec, flags: RemoteFlags = {}, env: Nod
   if (!url) return undefined;
   const { bucket, prefix } = parseRemoteUrl(url);
   const endpoint = spec.endpoint ? checkEndpoint(spec.endpoint, 'cache.endpoint') : env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL ? checkEndpoint((env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL)!, 'AWS_ENDPOINT_URL') : undefined;
-  const region = spec.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined);
+  // Without one, AWS itself takes the SDK's chain (profile); an S3-compatible server gets us-east-1, which they accept.
+  const region = spec.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || (endpoint ? 'us-east-1' : undefined));
   const pathStyle = spec.pathStyle ?? wantsPathStyle(endpoint);
   const base = { url, bucket, prefix, endpoint, region, pathStyle };
   if (flags.push !== undefined) return { ...base, push: flags.push, readOnlyReason: flags.push ? undefined : '--no-push' };

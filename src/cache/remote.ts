@@ -105,7 +105,7 @@ export class RemoteCache {
    * local store lacks) and each checked against its digest while it streams, then the entry is put in
    * the local store. A miss or an unreachable remote gives `{}`; a damaged entry gives `refused`.
    */
-  async pull(key: string, local: CacheStore, label: string): Promise<PullResult> {
+  async pull(key: string, local: CacheStore, label?: string): Promise<PullResult> {
     if (this.down) return {};
     const text = await this.guard(`read ${this.recordKey(key)}`, () => this.getText(this.recordKey(key)));
     if (text == null) return {};
@@ -114,10 +114,11 @@ export class RemoteCache {
       rec = parseRecord(text, key);
     } catch (e) {
       if (!(e instanceof CacheCorruptError)) throw e;
-      return this.refuse(`remote ${e.message} (${label})`);
+      return this.refuse(`remote ${e.message}${label ? ` (${label})` : ''}`);
     }
+    const stage = label ?? rec.stageId;
     const missing = await this.missingLocally(rec, local);
-    const work = await local.makeWorkDir(`pull-${label}`);
+    const work = await local.makeWorkDir(`pull-${stage}`);
     try {
       const problems: string[] = [];
       let unreachable = false;
@@ -135,10 +136,10 @@ export class RemoteCache {
         }
       });
       if (unreachable) return {};
-      if (problems.length) return this.refuse(`remote cache entry of ${label} refused: object ${problems.join(', ')}`);
+      if (problems.length) return this.refuse(`remote cache entry of ${stage} refused: object ${problems.join(', ')}`);
       const stored = await local.putDir(work);
       for (const [rel, e] of Object.entries(stored)) {
-        if (rec.outputs[rel]?.sha256 !== e.sha256) return this.refuse(`remote cache entry of ${label} refused: '${rel}' changed while stored`);
+        if (rec.outputs[rel]?.sha256 !== e.sha256) return this.refuse(`remote cache entry of ${stage} refused: '${rel}' changed while stored`);
       }
       const { checksum: _c, ...rest } = rec;
       return { record: await local.putRecord(rest) };

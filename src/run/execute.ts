@@ -17,11 +17,14 @@ import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyIn
 import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
+import { RemoteStageCache, type RemoteSummary } from './remote-stage-cache.js';
+import { resolveRemote, type RemoteFlags } from '../cache/remote-config.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import { setOwn } from '../util/own.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
 export type { StageCache } from './stage-cache.js';
+export type { RemoteSummary } from './remote-stage-cache.js';
 
 export type StageStatus = 'ran' | 'cached' | 'failed' | 'skipped' | 'interrupted';
 
@@ -76,6 +79,11 @@ export interface RunOptions {
   cache?: (local: CacheStore) => StageCache;
   /** What computes a stage (default: a worker thread of this process per stage). */
   executor?: StageExecutor;
+  /**
+   * The shared remote cache behind the local one (when `cache` is not given): `--remote`/`--no-remote`,
+   * `--push`/`--no-push`, else env COMPRESS_REMOTE and the recipe's `cache:` section.
+   */
+  remote?: RemoteFlags;
 }
 
 export interface RunSummary {
@@ -90,6 +98,8 @@ export interface RunSummary {
   lockPath: string;
   /** Why the lock file could not be written (full disk, read-only): the run then exits 1. */
   lockError?: string;
+  /** The shared remote cache, when the run used one: hits, pushes, read-only or unavailable and why. */
+  remote?: RemoteSummary;
 }
 
 export class FrozenLockError extends Error {
@@ -142,6 +152,8 @@ interface Run {
   engine: string;
   store: CacheStore;
   cache: StageCache;
+  /** The remote layer of `cache`, when the run has one (for the summary). */
+  remote?: RemoteStageCache;
   executor: StageExecutor;
   files: FileDigests;
   outRoot: string;
@@ -175,14 +187,18 @@ interface StageJob {
  */
 export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Promise<RunSummary> {
   const run = await openRun(recipe, opts);
-  const plan = planRun(recipe, opts);
-  run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
-  const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
-  await run.files.save().catch(() => undefined);
-  if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys);
-  const { settled, gates } = await settleStages(run, plan, keys);
-  const lockError = await recordLock(run, settled);
-  return reportRun(run, settled, gates, lockError);
+  try {
+    const plan = planRun(recipe, opts);
+    run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
+    const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
+    await run.files.save().catch(() => undefined);
+    if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys);
+    const { settled, gates } = await settleStages(run, plan, keys);
+    const lockError = await recordLock(run, settled);
+    return reportRun(run, settled, gates, lockError);
+  } finally {
+    run.remote?.close();
+  }
 }
 
 /** Opens the cache and clears what killed runs left behind (work dirs, temp files, stale locks). */
@@ -196,6 +212,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
     emit({ type: 'warning', message: `recovered the stale lock ${path} left by ${describeHolder(holder)}, which no longer runs (killed or crashed run)` });
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const lockPath = lockPathFor(recipe.file);
+  const remoteSettings = opts.cache ? undefined : resolveRemote(recipe.cache, opts.remote);
+  const remote = remoteSettings && new RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));
   const run: Run = {
     recipe,
     opts,
@@ -205,7 +223,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
     backend,
     engine: engineIdentity(backend),
     store,
-    cache: opts.cache ? opts.cache(store) : new LocalStageCache(store),
+    cache: opts.cache ? opts.cache(store) : remote ?? new LocalStageCache(store),
+    remote,
     executor: opts.executor ?? new WorkerThreadExecutor(),
     files: new FileDigests(store.root),
     outRoot: opts.outDir ? resolve(opts.outDir) : outDirFor(recipe),
@@ -289,7 +308,7 @@ async function settleStage(p: StagePhase, stage: ResolvedStage): Promise<Settled
       // with the path in words; independent stages still run and the lock keeps what succeeded.
       return failedStage(p, job, e);
     }
-    if (found.record) return completedStage(p, job, 'cached', 'cached', found.record);
+    if (found.record) return completedStage(p, job, 'cached', found.source ? `cached (${found.source})` : 'cached', found.record);
     reason = found.damaged ? `${found.damaged}: recomputed` : await previousReason(p.run, job);
   }
   if (!p.plan.selected.has(stage.id) && p.run.opts.only?.length) {
@@ -487,6 +506,7 @@ function reportRun(run: Run, results: Settled[], gates: GateResult[], lockError:
     exitCode: interrupted ? 130 : failed || lockError ? 1 : gateFailed ? 3 : 0,
     lockPath: run.lockPath,
     lockError,
+    remote: run.remote?.summary(),
   };
   run.emit({ type: 'run-end', summary });
   return summary;

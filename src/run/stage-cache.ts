@@ -6,6 +6,8 @@ export interface CacheLookup {
   record?: RunRecord;
   /** The entry under this key exists but cannot be used (fails its checksum, objects missing). */
   damaged?: string;
+  /** Where a record came from when not the local store (e.g. 'remote'): said in the stage's reason. */
+  source?: string;
 }
 
 /** What a finished stage adds to the cache besides its files. */

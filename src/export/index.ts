@@ -21,6 +21,8 @@ export interface ExportOptions {
   calibrationShape?: number[];
   /** int8 / dynamic-int8 weights with one scale per output channel (default true); false: per tensor. */
   perChannel?: boolean;
+  /** TFLite: pruned FULLY_CONNECTED weights as TFLite sparse tensors (CSR + DENSIFY): auto (default), dense, sparse. */
+  storage?: 'auto' | 'dense' | 'sparse';
 }
 
 export interface ExportResult {
@@ -48,7 +50,7 @@ export async function exportModel(
 ): Promise<ExportResult> {
   const entry = targetFor(opts.target, opts.precision);
   await mkdir(outDir, { recursive: true });
-  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel: opts.perChannel }, opts.precision);
+  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel: opts.perChannel, storage: opts.storage }, opts.precision);
   let bytes = 0;
   let gzipBytes = 0;
   for (const [name, data] of written) {

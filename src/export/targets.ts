@@ -21,6 +21,8 @@ export interface ExportInput {
   calibrationShape?: number[];
   /** int8 / dynamic-int8 weights with one scale per output channel (default true); false: per tensor. */
   perChannel?: boolean;
+  /** TFLite: pruned FULLY_CONNECTED weights as sparse tensors (auto: when smaller and LiteRT runs it). */
+  storage?: 'auto' | 'dense' | 'sparse';
 }
 
 /** Reads one of the files an export wrote. */
@@ -90,7 +92,7 @@ export const EXPORT_TARGETS = {
     async write(input, precision) {
       const { ir, ranges } = await irFor('tflite', input, precision === 'int8');
       const { irToTflite } = await import('./tflite/export.js');
-      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel }).bytes]];
+      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage: input.storage }).bytes]];
     },
     async open(_tf, read) {
       const { tfliteRunner } = await import('./verify/runners.js');

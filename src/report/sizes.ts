@@ -60,7 +60,8 @@ function withPlotSize(r: ModelRow): ModelRow {
 
 /** One export (a row of an export stage's `exports`, or its scalar metrics) as a model row. */
 function exportRow(s: Stage, m: Metrics, e: Metrics, several: boolean): ModelRow {
-  const note = [e.target, e.precision].filter((x) => typeof x === 'string').join(' ') || undefined;
+  const sparse = typeof e.storage === 'string' && e.storage.startsWith('sparse');
+  const note = [e.target, e.precision, sparse ? 'sparse' : undefined].filter((x) => typeof x === 'string').join(' ') || undefined;
   const sourceBytes = num(e.sourceBytes) ?? num(m.sourceBytes);
   const fileBytes = num(e.fileBytes) ?? num(e.bytes);
   const estimatedBytes = num(e.estimatedBytes) ?? num(m.estimatedBytes);

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { dataRefSchema } from './common-schema.js';
@@ -24,9 +25,11 @@ export const PROFILES = {
   ],
 } as const;
 
+const STORAGES = ['auto', 'dense', 'sparse'] as const;
+
 const one = {
   type: 'object',
-  properties: { target: { enum: TARGETS }, precision: { enum: PRECISIONS }, perChannel: { type: 'boolean' } },
+  properties: { target: { enum: TARGETS }, precision: { enum: PRECISIONS }, perChannel: { type: 'boolean' }, storage: { enum: STORAGES } },
   required: ['target'],
   additionalProperties: false,
 } as const;
@@ -39,6 +42,7 @@ export const exportWithSchema = {
     profile: { enum: ['mobile', 'edge', 'cloud'], description: 'mobile = tflite int8; edge = onnx int8; cloud = tfjs float32 + onnx float32' },
     targets: { type: 'array', items: one, minItems: 1, description: 'several exports from one stage' },
     perChannel: { type: 'boolean', default: true, description: 'int8 weights with one scale per output channel; false: one per tensor (runtimes / NPUs that need per-tensor weights, e.g. ArmNN 20.08)' },
+    storage: { enum: STORAGES, default: 'auto', description: 'tflite: pruned Dense weights as TFLite sparse tensors (CSR + DENSIFY); auto: when smaller and LiteRT runs it (float32, dynamic-int8; int8 stays dense)' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
     threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
     calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
@@ -54,13 +58,15 @@ export interface ExportSpec {
   target: ExportTarget;
   precision: ExportPrecision;
   perChannel: boolean;
+  storage: (typeof STORAGES)[number];
 }
 
 export function exportsOf(w: ExportWith): ExportSpec[] {
   const perChannel = w.perChannel ?? true;
-  if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32', perChannel: t.perChannel ?? perChannel }));
-  if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p, perChannel }));
-  if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32', perChannel }];
+  const storage = w.storage ?? 'auto';
+  if (w.targets) return w.targets.map((t) => ({ target: t.target, precision: t.precision ?? 'float32', perChannel: t.perChannel ?? perChannel, storage: t.storage ?? storage }));
+  if (w.profile) return PROFILES[w.profile].map((p) => ({ ...p, perChannel, storage }));
+  if (w.target) return [{ target: w.target, precision: w.precision ?? 'float32', perChannel, storage }];
   return [];
 }
 
@@ -101,10 +107,11 @@ export const exportStage = defineStage<ExportWith>({
     for (const e of list) {
       const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}${e.perChannel ? "" : "-per-tensor"}`);
       ctx.progress({ message: `exporting ${e.target} ${e.precision}` });
-      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, perChannel: e.perChannel, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
+      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, perChannel: e.perChannel, storage: e.storage, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
       const row: Record<string, unknown> = {
         target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
         sourceBytes: source.sourceBytes, fileRatio: source.sourceBytes / res.bytes, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
+        ...(await storageFacts(e, dir)),
       };
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
@@ -132,4 +139,17 @@ export const exportStage = defineStage<ExportWith>({
 function sourceSizes(model: tfType.LayersModel, meta: ModelMeta): { sourceBytes: number; estimatedBytes: number; estimatedRatio: number } {
   const t = sizeReport(model, meta).total;
   return { sourceBytes: t.denseBytes, estimatedBytes: t.finalBytes, estimatedRatio: t.ratio };
+}
+
+/**
+ * How the file stores its weights, read back from it: `sparse` (how many tensors) or `dense`, and why pruned
+ * weights stayed dense where the target or precision cannot carry them.
+ */
+async function storageFacts(e: ExportSpec, dir: string): Promise<{ storage: string; storageNote?: string }> {
+  if (e.target !== 'tflite') return { storage: 'dense', ...(e.storage === 'sparse' ? { storageNote: `${e.target} exports are written dense` } : {}) };
+  const [{ readTflite }, { SPARSE_WEIGHTS }] = await Promise.all([import('../export/tflite/reader.js'), import('../export/tflite/sparsity.js')]);
+  const sparse = readTflite(new Uint8Array(await readFile(join(dir, 'model.tflite')))).tensors.filter((t) => t.sparse).length;
+  if (sparse) return { storage: `sparse (${sparse} tensor${sparse === 1 ? '' : 's'})`, storageNote: SPARSE_WEIGHTS[e.precision as 'int8'].how };
+  const rule = SPARSE_WEIGHTS[e.precision as 'int8'];
+  return { storage: 'dense', ...(e.storage !== 'dense' && rule && !rule.auto ? { storageNote: rule.how } : {}) };
 }

@@ -7,6 +7,7 @@ import {
   AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, GeluSlot, LeakyReluSlot, MulSlot, Op, Options, Padding,
   Pool2DSlot, ReducerSlot, ReshapeSlot, ResizeNearestSlot, SoftmaxSlot, SubSlot, TensorType,
 } from './schema.js';
+import { addWeight, SPARSE_WEIGHTS, type Storage } from './sparsity.js';
 import { bytesOf, TfliteModelBuilder, type OptionsTable } from './writer.js';
 
 export type TflitePrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8';
@@ -31,12 +32,20 @@ function pad(p: IrPadding): number {
 export interface TfliteWriteOptions {
   /** Per-channel int8 weights (default); false: one scale per tensor, for runtimes / NPUs that need it. */
   perChannel?: boolean;
+  /** Pruned weights as TFLite sparse tensors + DENSIFY: `auto` (default) when that makes the file smaller. */
+  storage?: Storage;
 }
 
 export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
   const perChannel = opts.perChannel ?? true;
+  const storage = opts.storage ?? 'auto';
+  const sparseRule = SPARSE_WEIGHTS[precision];
+  /** The storage of one op's weights: only FULLY_CONNECTED goes sparse; `auto` only where LiteRT runs it. */
+  const storageOf = (op: WeightOp): Storage => (op.kind !== 'dense' || precision === 'float16' ? 'dense' : storage === 'auto' && !sparseRule.auto ? 'dense' : storage);
   const m = new TfliteModelBuilder();
   const notes: string[] = [];
+  if (storage !== 'dense' && !sparseRule.auto && ir.ops.some((o) => o.kind === 'dense')) notes.push(`sparse weights: ${sparseRule.how}`);
+
   const int8 = precision === 'int8';
   const hybrid = precision === 'dynamic-int8';
   if (int8 && !ranges) throw new ExportError('tflite', undefined, 'int8 export needs activation ranges');
@@ -104,6 +113,11 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     const name = op.layer;
     const kshape = op.kernelShape as number[];
     const reorder = <T extends Float32Array | Int8Array>(a: T): T => (perm ? permute(a, kshape, perm) : a);
+    if (precision === 'float32') {
+      const w = addWeight(m, `${name}/kernel`, layout, TensorType.FLOAT32, reorder(op.kernel), undefined, storageOf(op));
+      if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY)`);
+      return [w.tensor, floatConst(`${name}/bias`, [op.bias.length], op.bias)];
+    }
     if (!int8 && !hybrid) {
       return [floatConst(`${name}/kernel`, layout, reorder(op.kernel)), floatConst(`${name}/bias`, [op.bias.length], op.bias)];
     }
@@ -113,11 +127,13 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     }
     const qw = quantizeWeights(op, meta, perChannel);
     if (qw.fromMeta) notes.push(`${name}: reused compress's int8 weight scales`);
-    const wt = m.addTensor(`${name}/kernel`, layout, TensorType.INT8, bytesOf(reorder(qw.q)), {
+    const w = addWeight(m, `${name}/kernel`, layout, TensorType.INT8, reorder(qw.q), {
       scale: qw.perChannel ? Array.from(qw.scales) : [qw.scales[0]],
       zeroPoint: qw.perChannel ? new Array(qw.scales.length).fill(0) : [0],
       quantizedDimension: qw.perChannel ? quantDim : 0,
-    });
+    }, storageOf(op), hybrid ? TensorType.FLOAT32 : undefined);
+    if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY${hybrid ? ' + DEQUANTIZE' : ''})`);
+    const wt = w.tensor;
     if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
     const inScale = params[op.inputs[0]]!.scale;
     const qb = quantizeBias(op.bias, inScale, qw.scales);

@@ -26,7 +26,7 @@ export const FusedActivation = { NONE: 0, RELU: 1, RELU_N1_TO_1: 2, RELU6: 3, TA
 
 export const ModelSlot = { version: 0, operator_codes: 1, subgraphs: 2, description: 3, buffers: 4, numFields: 8 } as const;
 export const SubGraphSlot = { tensors: 0, inputs: 1, outputs: 2, operators: 3, name: 4, numFields: 5 } as const;
-export const TensorSlot = { shape: 0, type: 1, buffer: 2, name: 3, quantization: 4, is_variable: 5, numFields: 8 } as const;
+export const TensorSlot = { shape: 0, type: 1, buffer: 2, name: 3, quantization: 4, is_variable: 5, sparsity: 6, numFields: 8 } as const;
 export const QuantSlot = { min: 0, max: 1, scale: 2, zero_point: 3, quantized_dimension: 6, numFields: 7 } as const;
 export const BufferSlot = { data: 0, numFields: 3 } as const;
 export const OpCodeSlot = { deprecated_builtin_code: 0, custom_code: 1, version: 2, builtin_code: 3, numFields: 4 } as const;

@@ -1,5 +1,6 @@
 import * as flatbuffers from 'flatbuffers';
 import { OP_VERSION_RULES, opVersion, type OpSignature } from './op-versions.js';
+import { writeSparsity, type SparsitySpec } from './sparsity.js';
 import {
   BufferSlot, DepthwiseSlot, FullyConnectedSlot, Op, FILE_IDENTIFIER, ModelSlot, OpCodeSlot, OperatorSlot, QuantSlot, SCHEMA_VERSION, SubGraphSlot, TensorSlot,
 } from './schema.js';
@@ -29,8 +30,8 @@ interface TensorSpec {
   buffer: number;
   name: string;
   quant?: TensorQuant;
-  /** TFLite SparsityParameters, already serialisable (see sparsity.ts). */
-  sparsity?: unknown;
+  /** TFLite SparsityParameters (sparsity.ts); the buffer then holds only the non-zero values. */
+  sparsity?: SparsitySpec;
 }
 
 interface OperatorSpec {
@@ -49,13 +50,13 @@ export class TfliteModelBuilder {
   inputs: number[] = [];
   outputs: number[] = [];
 
-  addTensor(name: string, shape: number[], type: number, data?: Uint8Array, quant?: TensorQuant): number {
+  addTensor(name: string, shape: number[], type: number, data?: Uint8Array, quant?: TensorQuant, sparsity?: SparsitySpec): number {
     let buffer = 0;
     if (data) {
       this.buffers.push(data);
       buffer = this.buffers.length - 1;
     }
-    this.tensors.push({ name, shape, type, buffer, quant });
+    this.tensors.push({ name, shape, type, buffer, quant, sparsity });
     return this.tensors.length - 1;
   }
 
@@ -150,8 +151,10 @@ export class TfliteModelBuilder {
         b.addFieldInt32(QuantSlot.quantized_dimension, t.quant.quantizedDimension ?? 0, null as unknown as number);
         quant = b.endObject();
       }
+      const sparsity = t.sparsity ? writeSparsity(b, t.sparsity) : 0;
       b.startObject(TensorSlot.numFields);
       b.addFieldOffset(TensorSlot.shape, shape, 0);
+      if (sparsity) b.addFieldOffset(TensorSlot.sparsity, sparsity, 0);
       b.addFieldInt8(TensorSlot.type, t.type, null as unknown as number);
       b.addFieldInt32(TensorSlot.buffer, t.buffer, null as unknown as number);
       b.addFieldOffset(TensorSlot.name, name, 0);

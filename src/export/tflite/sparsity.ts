@@ -1,0 +1,171 @@
+import * as flatbuffers from 'flatbuffers';
+import { Op } from './schema.js';
+import { bytesOf, type TensorQuant, type TfliteModelBuilder } from './writer.js';
+
+/**
+ * TFLite sparse tensors (schema.fbs `SparsityParameters`, the format TFLite's DENSIFY kernel and
+ * sparsity_format_converter read): pruned weights stored as their non-zero values plus CSR indices.
+ *
+ * Layout written: every dimension dense except the innermost, which is CSR (index vectors of the smallest
+ * unsigned width that holds them). The buffer holds the non-zero values in row-major order. (A block_map that
+ * splits the innermost dimension so indices fit a byte made LiteRT 2.5.3 trap with "divide by zero".)
+ */
+export const DimensionType = { DENSE: 0, SPARSE_CSR: 1 } as const;
+/** SparseIndexVector union values. */
+const IndexVector = { Int32Vector: 1, Uint16Vector: 2, Uint8Vector: 3 } as const;
+const SparsitySlot = { traversal_order: 0, block_map: 1, dim_metadata: 2, numFields: 3 } as const;
+const DimSlot = { format: 0, dense_size: 1, array_segments_type: 2, array_segments: 3, array_indices_type: 4, array_indices: 5, numFields: 6 } as const;
+
+export interface DimensionSpec {
+  format: number;
+  denseSize: number;
+  segments?: number[];
+  indices?: number[];
+}
+
+export interface SparsitySpec {
+  traversalOrder: number[];
+  blockMap: number[];
+  dims: DimensionSpec[];
+}
+
+export interface SparseTensor<T extends Int8Array | Float32Array> {
+  /** The non-zero values, in traversal order. */
+  values: T;
+  sparsity: SparsitySpec;
+  /** Bytes the values and index vectors take (flatbuffer framing aside). */
+  bytes: number;
+}
+
+const indexBytes = (maxValue: number) => (maxValue < 256 ? 1 : maxValue < 65536 ? 2 : 4);
+
+/** CSR encoding of a row-major tensor of `shape` (the TFLite layout it is stored in): every dimension dense but the last. */
+export function toSparse<T extends Int8Array | Float32Array>(data: T, shape: number[]): SparseTensor<T> {
+  const inner = shape[shape.length - 1];
+  const rows = data.length / inner;
+  const segments = [0];
+  const indices: number[] = [];
+  const kept: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < inner; j++) {
+      if (data[r * inner + j] !== 0) {
+        indices.push(j);
+        kept.push(r * inner + j);
+      }
+    }
+    segments.push(indices.length);
+  }
+  const values = new (data.constructor as new (n: number) => T)(kept.length);
+  kept.forEach((p, i) => (values[i] = data[p]));
+  const dims: DimensionSpec[] = shape.slice(0, -1).map((d) => ({ format: DimensionType.DENSE, denseSize: d }));
+  dims.push({ format: DimensionType.SPARSE_CSR, denseSize: inner, segments, indices });
+  const traversalOrder = dims.map((_, i) => i);
+  const bytes = values.byteLength + segments.length * indexBytes(indices.length) + indices.length * indexBytes(inner - 1);
+  return { values, sparsity: { traversalOrder, blockMap: [], dims }, bytes };
+}
+
+/** Writes SparsityParameters with the Builder; returns its offset (call before the Tensor table starts). */
+export function writeSparsity(b: flatbuffers.Builder, s: SparsitySpec): number {
+  const i32vec = (v: number[]) => {
+    b.startVector(4, v.length, 4);
+    for (let i = v.length - 1; i >= 0; i--) b.addInt32(v[i]);
+    return b.endVector();
+  };
+  const indexVector = (v: number[], max: number): [number, number] => {
+    const width = indexBytes(max);
+    b.startVector(width, v.length, width);
+    for (let i = v.length - 1; i >= 0; i--) {
+      if (width === 1) b.addInt8(v[i]);
+      else if (width === 2) b.addInt16(v[i]);
+      else b.addInt32(v[i]);
+    }
+    const vec = b.endVector();
+    b.startObject(1);
+    b.addFieldOffset(0, vec, 0);
+    const type = width === 1 ? IndexVector.Uint8Vector : width === 2 ? IndexVector.Uint16Vector : IndexVector.Int32Vector;
+    return [type, b.endObject()];
+  };
+  const dims = s.dims.map((d) => {
+    const seg = d.segments ? indexVector(d.segments, d.segments[d.segments.length - 1]) : undefined;
+    const idx = d.indices ? indexVector(d.indices, d.denseSize - 1) : undefined;
+    b.startObject(DimSlot.numFields);
+    b.addFieldInt8(DimSlot.format, d.format, null as unknown as number);
+    b.addFieldInt32(DimSlot.dense_size, d.denseSize, null as unknown as number);
+    if (seg) {
+      b.addFieldInt8(DimSlot.array_segments_type, seg[0], 0);
+      b.addFieldOffset(DimSlot.array_segments, seg[1], 0);
+    }
+    if (idx) {
+      b.addFieldInt8(DimSlot.array_indices_type, idx[0], 0);
+      b.addFieldOffset(DimSlot.array_indices, idx[1], 0);
+    }
+    return b.endObject();
+  });
+  const order = i32vec(s.traversalOrder);
+  const blockMap = s.blockMap.length ? i32vec(s.blockMap) : 0;
+  b.startVector(4, dims.length, 4);
+  for (let i = dims.length - 1; i >= 0; i--) b.addOffset(dims[i]);
+  const dimVec = b.endVector();
+  b.startObject(SparsitySlot.numFields);
+  b.addFieldOffset(SparsitySlot.traversal_order, order, 0);
+  if (blockMap) b.addFieldOffset(SparsitySlot.block_map, blockMap, 0);
+  b.addFieldOffset(SparsitySlot.dim_metadata, dimVec, 0);
+  return b.endObject();
+}
+
+export type Storage = 'auto' | 'dense' | 'sparse';
+
+/**
+ * How each precision stores a pruned FULLY_CONNECTED weight under `storage: auto`, and why: what LiteRT
+ * (@litertjs/core 2.5.3, XNNPACK) was measured to run. Convolution weights stay dense for now.
+ */
+export const SPARSE_WEIGHTS: Record<'float32' | 'float16' | 'dynamic-int8' | 'int8', { auto: boolean; how: string }> = {
+  float32: { auto: true, how: 'float32 CSR values + DENSIFY' },
+  'dynamic-int8': { auto: true, how: 'int8 CSR values + DENSIFY + DEQUANTIZE (float activations, as dynamic-range)' },
+  int8: { auto: false, how: "kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED whose weights come from DENSIFY, and TFLite's int8 sparse FULLY_CONNECTED reads only 1x16 blocks" },
+  float16: { auto: false, how: 'kept dense: float16 weights are already DEQUANTIZE inputs' },
+};
+
+/** The few hundred bytes a sparse tensor adds besides its data: the SparsityParameters tables, the DENSIFY op and its output tensor. */
+const SPARSE_OVERHEAD = 160;
+
+/**
+ * Whether a weight of `denseBytes` is stored sparse: `sparse` always (when it has zeros), `auto` when the
+ * CSR values + indices + framing are smaller than the dense bytes, `dense` never.
+ */
+export function chooseSparse(storage: Storage, denseBytes: number, sparse: SparseTensor<Int8Array | Float32Array>): boolean {
+  if (storage === 'dense') return false;
+  if (sparse.values.length * (sparse.values.BYTES_PER_ELEMENT) === denseBytes) return false; // no zeros
+  return storage === 'sparse' || sparse.bytes + SPARSE_OVERHEAD < denseBytes;
+}
+
+/**
+ * A constant weight tensor in the chosen storage. Sparse: the CSR tensor plus a DENSIFY op whose output (same
+ * type, shape and quantization) is what the consumer reads — runtimes expand it once, when the model is
+ * prepared. Returns the tensor the consumer takes and whether it went sparse.
+ */
+export function addWeight(
+  m: TfliteModelBuilder,
+  name: string,
+  shape: number[],
+  type: number,
+  data: Int8Array | Float32Array,
+  quant: TensorQuant | undefined,
+  storage: Storage,
+  /** Sparse int8 only: DEQUANTIZE the densified weights to float32 for a float consumer (weight-only int8). */
+  dequantizeTo?: number,
+): { tensor: number; sparse: boolean } {
+  if (storage !== 'dense') {
+    const sp = toSparse(data, shape);
+    if (chooseSparse(storage, data.byteLength, sp)) {
+      const packed = m.addTensor(`${name}_sparse`, shape, type, bytesOf(sp.values), quant, sp.sparsity);
+      const dense = m.addTensor(dequantizeTo === undefined ? name : `${name}_int8`, shape, type, undefined, quant);
+      m.addOperator(Op.DENSIFY, 1, [packed], [dense]);
+      if (dequantizeTo === undefined) return { tensor: dense, sparse: true };
+      const float = m.addTensor(name, shape, dequantizeTo);
+      m.addOperator(Op.DEQUANTIZE, 2, [dense], [float]);
+      return { tensor: float, sparse: true };
+    }
+  }
+  return { tensor: m.addTensor(name, shape, type, bytesOf(data), quant), sparse: false };
+}

@@ -6,8 +6,8 @@ import { bytesOf, type TensorQuant, type TfliteModelBuilder } from './writer.js'
  * TFLite sparse tensors (schema.fbs `SparsityParameters`, the format TFLite's DENSIFY kernel and
  * sparsity_format_converter read): pruned weights stored as their non-zero values plus CSR indices.
  *
- * Layout written: every dimension dense except the innermost, which is CSR (index vectors of the smallest
- * unsigned width that holds them). The buffer holds the non-zero values in row-major order. (A block_map that
+ * Layout written: every dimension dense except the last traversed, which is CSR (index vectors of the smallest
+ * unsigned width that holds them). The buffer holds the non-zero values in traversal order. (A block_map that
  * splits the innermost dimension so indices fit a byte made LiteRT 2.5.3 trap with "divide by zero".)
  */
 export const DimensionType = { DENSE: 0, SPARSE_CSR: 1 } as const;
@@ -39,29 +39,50 @@ export interface SparseTensor<T extends Int8Array | Float32Array> {
 
 const indexBytes = (maxValue: number) => (maxValue < 256 ? 1 : maxValue < 65536 ? 2 : 4);
 
-/** CSR encoding of a row-major tensor of `shape` (the TFLite layout it is stored in): every dimension dense but the last. */
+/**
+ * CSR encoding of a row-major tensor of `shape` (the TFLite layout it is stored in): every dimension dense but
+ * the last one traversed. A 2-D tensor is also tried column-major (traversal order [1, 0]), which makes the CSR
+ * dimension the rows: when those fit in 256 the column indices take one byte each; the smaller encoding wins.
+ */
 export function toSparse<T extends Int8Array | Float32Array>(data: T, shape: number[]): SparseTensor<T> {
-  const inner = shape[shape.length - 1];
+  const rowMajor = csr(data, shape, shape.map((_, i) => i));
+  if (shape.length !== 2) return rowMajor;
+  const colMajor = csr(data, shape, [1, 0]);
+  return colMajor.bytes < rowMajor.bytes ? colMajor : rowMajor;
+}
+
+function csr<T extends Int8Array | Float32Array>(data: T, shape: number[], order: number[]): SparseTensor<T> {
+  const rank = shape.length;
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const dimsInOrder = order.map((d) => shape[d]);
+  const inner = dimsInOrder[rank - 1];
   const rows = data.length / inner;
   const segments = [0];
   const indices: number[] = [];
   const kept: number[] = [];
+  const idx = new Array<number>(rank).fill(0); // position in traversal order
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < inner; j++) {
-      if (data[r * inner + j] !== 0) {
+      idx[rank - 1] = j;
+      let p = 0;
+      for (let t = 0; t < rank; t++) p += idx[t] * strides[order[t]];
+      if (data[p] !== 0) {
         indices.push(j);
-        kept.push(r * inner + j);
+        kept.push(p);
       }
     }
     segments.push(indices.length);
+    for (let t = rank - 2; t >= 0; t--) {
+      if (++idx[t] < dimsInOrder[t]) break;
+      idx[t] = 0;
+    }
   }
   const values = new (data.constructor as new (n: number) => T)(kept.length);
   kept.forEach((p, i) => (values[i] = data[p]));
-  const dims: DimensionSpec[] = shape.slice(0, -1).map((d) => ({ format: DimensionType.DENSE, denseSize: d }));
+  const dims: DimensionSpec[] = dimsInOrder.slice(0, -1).map((d) => ({ format: DimensionType.DENSE, denseSize: d }));
   dims.push({ format: DimensionType.SPARSE_CSR, denseSize: inner, segments, indices });
-  const traversalOrder = dims.map((_, i) => i);
   const bytes = values.byteLength + segments.length * indexBytes(indices.length) + indices.length * indexBytes(inner - 1);
-  return { values, sparsity: { traversalOrder, blockMap: [], dims }, bytes };
+  return { values, sparsity: { traversalOrder: order, blockMap: [], dims }, bytes };
 }
 
 /** Writes SparsityParameters with the Builder; returns its offset (call before the Tensor table starts). */

@@ -1,0 +1,104 @@
+/**
+ * How an export's outputs compare with the float model's, beyond top-1 agreement: a quantized model
+ * flips the prediction of samples the float model was unsure of (top-1 / top-2 margin within the
+ * quantization noise) without being damaged. So besides plain agreement this reports:
+ *
+ *   noise               RMS of (export − reference) over every output value: the quantization noise level
+ *   confidentAgreement  agreement on the samples whose float margin exceeds 3·√2·noise (a flip there needs a
+ *                       3-sigma error in the difference of two outputs): what real damage changes
+ *   accuracyDelta       export accuracy − reference accuracy on the labels
+ *   flippedMaxMargin    the largest float margin among the disagreements
+ */
+export interface AgreementReport {
+  agreement: number;
+  confidentAgreement: number;
+  confidentSamples: number;
+  noise: number;
+  referenceAccuracy: number;
+  accuracy: number;
+  accuracyDelta: number;
+  flippedMaxMargin: number;
+  maxAbsDiff: number;
+}
+
+/** How many sigmas of the margin's noise a confident sample's margin exceeds. */
+export const CONFIDENT_SIGMAS = 3;
+
+function top2(a: Float32Array, off: number, k: number): [number, number] {
+  let best = 0;
+  let second = k > 1 ? 1 : 0;
+  if (k > 1 && a[off + 1] > a[off]) [best, second] = [1, 0];
+  for (let j = 2; j < k; j++) {
+    if (a[off + j] > a[off + best]) [best, second] = [j, best];
+    else if (a[off + j] > a[off + second]) second = j;
+  }
+  return [best, second];
+}
+
+/** Compares n samples of k outputs each (row-major) with the reference, and the labels. */
+export function compareOutputs(ref: Float32Array, out: Float32Array, labels: ArrayLike<number>, n: number): AgreementReport {
+  const k = n ? ref.length / n : 0;
+  let sq = 0;
+  let maxAbsDiff = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = out[i] - ref[i];
+    sq += d * d;
+    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(d));
+  }
+  const noise = ref.length ? Math.sqrt(sq / ref.length) : 0;
+  const bound = CONFIDENT_SIGMAS * Math.SQRT2 * noise;
+  let agree = 0;
+  let confident = 0;
+  let confidentAgree = 0;
+  let refCorrect = 0;
+  let correct = 0;
+  let flippedMaxMargin = 0;
+  for (let i = 0; i < n; i++) {
+    const [a, a2] = top2(ref, i * k, k);
+    const [b] = top2(out, i * k, k);
+    const margin = ref[i * k + a] - ref[i * k + a2];
+    if (a === b) agree++;
+    else flippedMaxMargin = Math.max(flippedMaxMargin, margin);
+    if (margin > bound) {
+      confident++;
+      if (a === b) confidentAgree++;
+    }
+    if (a === labels[i]) refCorrect++;
+    if (b === labels[i]) correct++;
+  }
+  const frac = (x: number, of: number) => (of ? x / of : 1);
+  return {
+    agreement: frac(agree, n),
+    confidentAgreement: frac(confidentAgree, confident),
+    confidentSamples: confident,
+    noise,
+    referenceAccuracy: frac(refCorrect, n),
+    accuracy: frac(correct, n),
+    accuracyDelta: frac(correct, n) - frac(refCorrect, n),
+    flippedMaxMargin,
+    maxAbsDiff,
+  };
+}
+
+export interface AgreementGate {
+  /** Explicit minimum top-1 agreement (the recipe's `threshold`): checked instead of the default gate. */
+  threshold?: number;
+  /** Default gate: minimum agreement on confident samples, and the largest accuracy loss, in points of 1. */
+  confidentThreshold: number;
+  maxAccuracyDrop: number;
+}
+
+/** Why the export fails its gate, or undefined when it passes. */
+export function gateFailure(r: AgreementReport, gate: AgreementGate): string | undefined {
+  const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
+  if (gate.threshold !== undefined) {
+    return r.agreement < gate.threshold ? `top-1 agreement ${pct(r.agreement)} is below the threshold ${pct(gate.threshold)}` : undefined;
+  }
+  if (r.confidentAgreement < gate.confidentThreshold) {
+    return `agreement on the ${r.confidentSamples} samples whose float margin exceeds the quantization noise is ${pct(r.confidentAgreement)} (minimum ${pct(gate.confidentThreshold)}; top-1 agreement ${pct(r.agreement)})`;
+  }
+  if (-r.accuracyDelta > gate.maxAccuracyDrop) {
+    return `accuracy drops by ${(-r.accuracyDelta * 100).toFixed(2)} points (at most ${(gate.maxAccuracyDrop * 100).toFixed(2)} allowed)`;
+  }
+  return undefined;
+}

@@ -1,4 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from './version.js';
+import { BACKEND_CHOICES } from './engine/backend.js';
 import { RecipeError, UsageError, formatProblem } from './recipe/errors.js';
 import { FrozenLockError } from './run/execute.js';
 import { runCommand } from './commands/run.js';
@@ -9,7 +11,6 @@ import { layersCommand } from './commands/layers.js';
 import { collect, parseConcurrency } from './commands/common.js';
 import { EXIT } from './exit-codes.js';
 
-const VERSION = '0.1.0';
 
 function program(): Command {
   const p = new Command('compress')
@@ -32,7 +33,7 @@ function program(): Command {
     .option('--until <stage>', 'run this stage and everything upstream of it')
     .option('--force [stages...]', 'ignore the cache (for the given stages, or all selected)')
     .option('--frozen', 'fail (exit 2) if the run would change the lock file: the CI mode')
-    .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .addOption(new Option('--backend <name>', 'engine backend').choices(BACKEND_CHOICES))
     .option('--remote <url>', 'shared remote cache s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)')
     .option('--no-remote', 'use the local cache only')
     .option('--push', 'upload computed stages to the remote (default: yes, except on CI outside cache.trustedRefs)')
@@ -51,7 +52,7 @@ function program(): Command {
     .option('--only <stage>', 'verify only this stage (repeatable); its inputs come from the cache when it holds them as locked, else are recomputed too', collect)
     .option('--cache-dir <dir>', 'the cache --only reads inputs from (read only; default as for run)')
     .option('-j, --concurrency <n>', 'stages run at once (default: CPU count)', parseConcurrency)
-    .addOption(new Option('--backend <name>', 'engine backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+    .addOption(new Option('--backend <name>', 'engine backend').choices(BACKEND_CHOICES))
     .option('--remote <url>', 'remote cache that --only inputs are fetched from (verified) when the local cache lacks them; default env COMPRESS_REMOTE, recipe cache.remote')
     .option('--keep', 'keep the recomputed outputs (the path is printed) to diff them')
     .option('--json', 'machine-readable result')

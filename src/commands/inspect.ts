@@ -1,4 +1,4 @@
-import { formatPlan, type PlanFormat } from '../graph/plan.js';
+import { formatPlan, type PlanFormat } from '../stage-graph/plan.js';
 import { stageStates } from '../run/execute.js';
 import { UsageError } from '../recipe/errors.js';
 import { openRecipe, type RecipeFlags } from './common.js';

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
@@ -13,7 +14,7 @@ export interface RunFlags extends RecipeFlags {
   until?: string;
   force?: boolean | string[];
   frozen?: boolean;
-  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend?: BackendChoice;
   json?: boolean;
   quiet?: boolean;
   verbose?: boolean;

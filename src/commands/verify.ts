@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
+import type { BackendChoice } from '../engine/backend.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { CacheCorruptError, CacheStore, type RunRecord } from '../cache/store.js';
-import { ancestorsOf, topoOrder } from '../graph/dag.js';
+import { ancestorsOf, topoOrder } from '../stage-graph/dag.js';
 import { UsageError } from '../recipe/errors.js';
 import { selectIds } from '../recipe/matrix.js';
 import type { LoadedRecipe } from '../recipe/load.js';
@@ -21,7 +22,7 @@ export interface VerifyFlags extends RecipeFlags {
   /** The user's cache, read (never written) for the inputs of `--only` stages. */
   cacheDir?: string;
   concurrency?: number;
-  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend?: BackendChoice;
   /** Remote cache the inputs of `--only` stages come from when the local cache lacks them. */
   remote?: string;
   /** Keep the temporary directory with the recomputed outputs (to diff them). */

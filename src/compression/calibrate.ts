@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
 import { boundedBatchSize } from '../engine/batching.js';
-import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './graph.js';
+import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './layer-by-layer.js';
 import { setOwn } from '../util/own.js';
 
 /**

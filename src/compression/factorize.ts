@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { isInputLayer, modelGraph } from './graph.js';
+import { isInputLayer, modelGraph } from './layer-by-layer.js';
 
 /**
  * Low-rank factorization of Dense kernels [in, out] (and conv kernels viewed as [h*w*in, out]).

@@ -2,14 +2,13 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange, WeightQuant } from '../model/meta.js';
 import { INPUT_KEY } from './calibrate.js';
 import { boundedBatchSize } from '../engine/batching.js';
-import { layerSteps, modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './graph.js';
+import { layerSteps, modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
+import { decodeFloat16, encodeFloat16 } from '../util/float16.js';
 import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
 import {
   chooseQParams,
   codeRange,
   defaultChannelAxis,
-  encodeFloat16,
-  decodeFloat16,
   float16WeightQuant,
   quantizeLinear,
   toLinearWeightQuant,

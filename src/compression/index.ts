@@ -1,9 +1,10 @@
 export * from './linear.js';
+export * from '../util/float16.js';
 export * from './kmeans.js';
 export * from './huffman.js';
 export * from './size.js';
 export * from './calibrate.js';
 export * from './fakequant.js';
 export * from './factorize.js';
-export { modelGraph, runLayerByLayer, sampleBatch, sampleCount, isInputLayer } from './graph.js';
-export type { ModelGraph, GraphStep, Samples } from './graph.js';
+export { modelGraph, runLayerByLayer, sampleBatch, sampleCount, isInputLayer } from './layer-by-layer.js';
+export type { ModelGraph, GraphStep, Samples } from './layer-by-layer.js';

@@ -2,7 +2,8 @@ import { gzipSync } from 'node:zlib';
 import type { WeightQuant } from '../model/meta.js';
 import { huffmanEncodedBits } from './huffman.js';
 import { kmeansCodes } from './kmeans.js';
-import { codeRange, encodeFloat16, linearCodes } from './linear.js';
+import { codeRange, linearCodes } from './linear.js';
+import { encodeFloat16 } from '../util/float16.js';
 
 /**
  * Size accounting in the style of Deep Compression (Han et al. 2016), per layer and in total.

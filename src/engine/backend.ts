@@ -2,8 +2,10 @@ import { registerCustomLayers } from '../model/custom-layers.js';
 import { createRequire } from 'node:module';
 import type * as tfType from '@tensorflow/tfjs';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-export type BackendChoice = BackendName | 'auto';
+/** What `backend:` / `--backend` accept: `auto` picks tfjs-node when installed, else wasm. */
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+export type BackendName = Exclude<BackendChoice, 'auto'>;
 
 const require = createRequire(import.meta.url);
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { BackendChoice } from '../engine/backend.js';
 import { dirname, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { LineCounter, parseDocument } from 'yaml';
@@ -10,7 +11,7 @@ import { applyOverride, parseOverride, type Override } from './overrides.js';
 import { checkTree, yamlErrorMessage } from './yaml-guard.js';
 import { buildRecipeSchema, buildStageSchema, stageSchemaId, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
 import { getOwn, setOwn } from '../util/own.js';
-import { findCycle } from '../graph/dag.js';
+import { findCycle } from '../stage-graph/dag.js';
 import { dataSpecProblems } from '../data/load.js';
 import { checkGates } from './gates-check.js';
 import { expandMatrix, sourcePath, type BranchOrigin } from './matrix.js';
@@ -32,7 +33,7 @@ export interface LoadedRecipe {
   dir: string;
   name: string;
   seed: number;
-  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   cacheDir?: string;
   /** The recipe's `cache:` settings (dir, remote, push, endpoint, ...). */
   cache: CacheSpec;

@@ -1,5 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { dataSchemaFor, type DataSpec } from '../data/load.js';
+import { BACKEND_CHOICES } from '../engine/backend.js';
 
 export type { DataSpec };
 
@@ -37,7 +38,7 @@ export const recipeBaseSchema = {
     name: { type: 'string', minLength: 1 },
     description: { type: 'string' },
     seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0 },
-    backend: { enum: ['auto', 'tensorflow', 'wasm', 'cpu'], default: 'auto' },
+    backend: { enum: BACKEND_CHOICES, default: 'auto' },
     cache: cacheSchema,
     outDir: { type: 'string', minLength: 1, description: 'where stage outputs are placed (default .compress/out)' },
     params: {

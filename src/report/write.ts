@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.js';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -20,7 +21,7 @@ export function reportJson(s: RunSummary) {
     startedAt: s.startedAt,
     seconds: s.seconds,
     engine: s.engine,
-    versions: { compress: '0.1.0', tfjs: tfjsVersion(), node: process.version },
+    versions: { compress: VERSION, tfjs: tfjsVersion(), node: process.version },
     exitCode: s.exitCode,
     cache: { hits: s.stages.filter((x) => x.status === 'cached').length, ran: s.stages.filter((x) => x.status === 'ran').length },
     /** The shared remote cache: URL, read-only or not (and why), hits, pushes; never credentials. */

@@ -7,7 +7,7 @@ import { checkpoint, describeFsError, sweepAtomicTemps } from '../cache/fsutil.j
 import { FileDigests } from '../cache/file-digests.js';
 import { acquireLock, clearStaleLock, describeHolder } from '../cache/proc-lock.js';
 import { engineIdentity, resolveBackend, type BackendChoice } from '../engine/backend.js';
-import { ancestorsOf, selectStages, topoOrder } from '../graph/dag.js';
+import { ancestorsOf, selectStages, topoOrder } from '../stage-graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { selectIds } from '../recipe/matrix.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';

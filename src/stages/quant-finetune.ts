@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { centroidGradients, dequantizeKmeans, kmeansCodes } from '../compression/kmeans.js';
-import { codeRange, float16RoundTrip, roundHalfAway } from '../compression/linear.js';
+import { codeRange, roundHalfAway } from '../compression/linear.js';
+import { float16RoundTrip } from '../util/float16.js';
 import { kernelVariable } from '../prune/masks.js';
 import type { TrainHooks } from '../engine/train.js';
 import type { WeightQuant } from '../model/meta.js';

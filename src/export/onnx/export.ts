@@ -1,5 +1,6 @@
 import onnxProto from 'onnx-proto';
 import type { ModelMeta } from '../../model/meta.js';
+import { VERSION } from '../../version.js';
 import { ExportError } from '../errors.js';
 import { samePads, type IrGraph, type IrOp } from '../ir.js';
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
@@ -360,7 +361,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
     irVersion: ONNX_IR_VERSION,
     opsetImport: [{ domain: '', version: ONNX_OPSET }],
     producerName: 'compress',
-    producerVersion: '0.1.0',
+    producerVersion: VERSION,
     docString: `compress ${precision} export of ${ir.name}`,
     graph: {
       name: ir.name || 'model',

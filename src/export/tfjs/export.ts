@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { ExportError } from '../errors.js';
-import { toFloat16 } from '../f16.js';
+import { encodeFloat16 } from '../../util/float16.js';
 
 export type TfjsPrecision = 'float32' | 'float16' | 'uint8' | 'uint16';
 export const TFJS_MODEL_JSON = 'model.json';
@@ -71,7 +71,7 @@ export async function tfjsArtifacts(
     }
     const values = new Float32Array(Uint8Array.from(bytes).buffer);
     if (precision === 'float16') {
-      const h = toFloat16(values);
+      const h = encodeFloat16(values);
       parts.push(new Uint8Array(h.buffer));
       outSpecs.push({ name: spec.name, shape: spec.shape, dtype: 'float32', quantization: { dtype: 'float16' } });
     } else {

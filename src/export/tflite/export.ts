@@ -1,6 +1,6 @@
 import type { ModelMeta } from '../../model/meta.js';
 import { ExportError } from '../errors.js';
-import { toFloat16 } from '../f16.js';
+import { encodeFloat16 } from '../../util/float16.js';
 import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '../ir.js';
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 import {
@@ -66,7 +66,7 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
   /** A float constant, stored as float16 + DEQUANTIZE when precision is float16. */
   const floatConst = (name: string, shape: number[], data: Float32Array): number => {
     if (precision !== 'float16') return m.addTensor(name, shape, TensorType.FLOAT32, bytesOf(data));
-    const half = m.addTensor(`${name}_fp16`, shape, TensorType.FLOAT16, bytesOf(toFloat16(data)));
+    const half = m.addTensor(`${name}_fp16`, shape, TensorType.FLOAT16, bytesOf(encodeFloat16(data)));
     const full = m.addTensor(name, shape, TensorType.FLOAT32);
     m.addOperator(Op.DEQUANTIZE, 3, [half], [full]);
     return full;

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { decodeFloat16 } from '../../compression/linear.js';
+import { decodeFloat16 } from '../../util/float16.js';
 import { InputError, describeError } from '../../errors/input-error.js';
 
 /**

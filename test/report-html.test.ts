@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { renderHtml, paretoFront, scatterPoints } from '../src/report/html.js';
+import { renderHtml } from '../src/report/html.js';
+import { paretoFront, scatterPoints } from '../src/report/model.js';
 import { niceTicks } from '../src/report/svg.js';
 import { compareMarkdown, compareReports } from '../src/report/compare.js';
 import { reportJson, summaryMarkdown, type ReportJson } from '../src/report/write.js';

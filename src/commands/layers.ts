@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { fmtPct } from '../report/model.js';
 import { join } from 'node:path';
 import { initEngine } from '../engine/backend.js';
 import { BUILTIN_MODELS, buildModel, type BuiltinModel } from '../engine/models.js';
@@ -43,7 +44,7 @@ export async function layersCommand(target: string, flags: { recipe?: string; js
     const w = Math.max(4, ...rows.map((r) => r.name.length));
     const t = Math.max(4, ...rows.map((r) => r.type.length));
     process.stdout.write(`${'name'.padEnd(w)}  ${'type'.padEnd(t)}  ${'output'.padEnd(18)}  ${'params'.padStart(9)}  sparsity\n`);
-    for (const r of rows) process.stdout.write(`${r.name.padEnd(w)}  ${r.type.padEnd(t)}  ${r.outputShape.padEnd(18)}  ${String(r.params).padStart(9)}  ${r.params ? `${(r.sparsity * 100).toFixed(1)}%` : ''}\n`);
+    for (const r of rows) process.stdout.write(`${r.name.padEnd(w)}  ${r.type.padEnd(t)}  ${r.outputShape.padEnd(18)}  ${String(r.params).padStart(9)}  ${r.params ? fmtPct(r.sparsity, 1) : ''}\n`);
     process.stdout.write(`${rows.length} layers, ${model.countParams()} params\n`);
   }
   model.dispose();

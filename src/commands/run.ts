@@ -3,6 +3,7 @@ import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
+import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 import { describeFsError, isFsError } from '../cache/fsutil.js';
 
@@ -63,11 +64,11 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
   for (const st of s.stages) {
     const m = st.metrics as Record<string, unknown>;
     const bits = [
-      typeof m.accuracy === 'number' ? `accuracy ${(m.accuracy * 100).toFixed(2)}%` : '',
-      typeof m.sparsity === 'number' ? `sparsity ${(m.sparsity * 100).toFixed(1)}%` : '',
-      typeof m.compressionRatio === 'number' ? `estimated ratio ${m.compressionRatio.toFixed(1)}x` : '',
-      typeof m.fileBytes === 'number' ? `file ${(m.fileBytes / 1024).toFixed(1)} KiB${typeof m.fileRatio === 'number' ? ` (${m.fileRatio.toFixed(1)}x)` : ''}` : '',
-      typeof m.latencyMs === 'number' ? `${m.latencyMs.toFixed(3)} ms/sample` : '',
+      typeof m.accuracy === 'number' ? `accuracy ${fmtPct(m.accuracy)}` : '',
+      typeof m.sparsity === 'number' ? `sparsity ${fmtPct(m.sparsity, 1)}` : '',
+      typeof m.compressionRatio === 'number' ? `estimated ratio ${fmtRatio(m.compressionRatio, 'x')}` : '',
+      typeof m.fileBytes === 'number' ? `file ${fmtBytes(m.fileBytes)}${typeof m.fileRatio === 'number' ? ` (${fmtRatio(m.fileRatio, 'x')})` : ''}` : '',
+      typeof m.latencyMs === 'number' ? `${fmtMs(m.latencyMs)}/sample` : '',
     ].filter(Boolean);
     out(`  ${st.id.padEnd(16)} ${st.status.padEnd(8)} ${bits.join(', ')}`);
   }

@@ -1,4 +1,5 @@
 import type { ReportJson } from './write.js';
+import { fmtBytes, fmtNumber, fmtPct, fmtPp } from './model.js';
 
 /** One top-level metric whose value differs between two runs of a stage. */
 export interface MetricChange {
@@ -96,20 +97,18 @@ const isBytes = (m: string) => m === 'bytes' || /Bytes$/.test(m);
 function fmtValue(metric: string, v: Scalar | undefined): string {
   if (v === undefined) return '—';
   if (typeof v !== 'number') return String(v);
-  if (FRACTION.has(metric)) return `${(v * 100).toFixed(2)}%`;
-  if (isBytes(metric)) return Math.abs(v) >= 1024 ? `${(v / 1024).toFixed(1)} KiB` : `${v} B`;
-  if (Number.isInteger(v)) return String(v);
-  return String(Number(v.toPrecision(5)));
+  if (FRACTION.has(metric)) return fmtPct(v);
+  if (isBytes(metric)) return fmtBytes(v);
+  return fmtNumber(v);
 }
 
 function fmtDelta(c: MetricChange): string {
   if (c.delta === undefined) return '';
+  if (FRACTION.has(c.metric)) return fmtPp(c.delta);
   const sign = c.delta > 0 ? '+' : c.delta < 0 ? '−' : '±';
   const d = Math.abs(c.delta);
-  if (FRACTION.has(c.metric)) return `${sign}${(d * 100).toFixed(2)} pp`;
   const rel = typeof c.old === 'number' && c.old !== 0 ? ` (${sign}${((d / Math.abs(c.old)) * 100).toFixed(1)}%)` : '';
-  if (isBytes(c.metric)) return `${sign}${d >= 1024 ? `${(d / 1024).toFixed(1)} KiB` : `${d} B`}${rel}`;
-  return `${sign}${Number.isInteger(d) ? d : Number(d.toPrecision(4))}${rel}`;
+  return `${sign}${isBytes(c.metric) ? fmtBytes(d) : fmtNumber(d, 4)}${rel}`;
 }
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');

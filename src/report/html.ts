@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { ReportJson } from './write.js';
 import { sweepHtml } from './sweep.js';
-import { modelRows, SIZE_KIND_LABEL, SIZE_METRICS, type ModelRow } from './sizes.js';
+import { SIZE_KIND_LABEL, SIZE_METRICS } from './sizes.js';
+import { baselineOf, EXIT_MEANING, fmtBytes, fmtMb, fmtMs, fmtPct, fmtPp, fmtRatio, modelPoints, num, scatterPoints } from './model.js';
 import { barChart, esc, lineChart, scatterChart, type ScatterPoint, type Series } from './svg.js';
 
 /**
@@ -12,49 +13,6 @@ import { barChart, esc, lineChart, scatterChart, type ScatterPoint, type Series 
 
 type Stage = ReportJson['stages'][number];
 type Metrics = Record<string, unknown>;
-
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-export const fmtPct = (v: number | undefined, d = 2) => (v === undefined ? '—' : `${(v * 100).toFixed(d)}%`);
-export function fmtBytes(v: number | undefined): string {
-  if (v === undefined) return '—';
-  if (Math.abs(v) < 1024) return `${Math.round(v)} B`;
-  if (Math.abs(v) < 1024 * 1024) return `${(v / 1024).toFixed(1)} KiB`;
-  return `${(v / 1024 / 1024).toFixed(2)} MiB`;
-}
-const fmtRatio = (v: number | undefined) => (v === undefined ? '—' : `${v.toFixed(v >= 100 ? 0 : 1)}×`);
-const fmtMs = (v: number | undefined) => (v === undefined ? '—' : `${v.toFixed(3)} ms`);
-
-export const EXIT_MEANING: Record<number, string> = { 0: 'ok', 1: 'a stage failed', 2: 'invalid recipe or usage', 3: 'a gate failed', 130: 'interrupted' };
-
-export interface ModelPoint extends ModelRow {
-  /** Whether `size` is not a real file's bytes (an estimate or dense fp32). */
-  sizeEstimated: boolean;
-}
-
-/** Every model a stage reports (one per exported file), with the size to plot and whether it is a file's. */
-export function modelPoints(s: Stage): ModelPoint[] {
-  return modelRows(s).map((r) => ({ ...r, sizeEstimated: r.sizeKind !== undefined && r.sizeKind !== 'file' }));
-}
-
-/** The stage the outputs are compared with: one named `baseline`, else the first train/load stage. */
-export function baselineOf(r: ReportJson): Stage | undefined {
-  return r.stages.find((s) => s.id === 'baseline' && s.status !== 'failed') ?? r.stages.find((s) => (s.uses === 'train' || s.uses === 'load') && Object.keys(s.metrics ?? {}).length);
-}
-
-/**
- * For each point, whether it is on the pareto front of (smaller x, larger y): no other point is at least as
- * small and at least as accurate while strictly better in one of the two.
- */
-export function paretoFront(points: Array<{ x: number; y: number }>): boolean[] {
-  return points.map((p) => !points.some((q) => q !== p && q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y)));
-}
-
-/** Points of the accuracy-vs-size chart: every stage with both an accuracy and a size. */
-export function scatterPoints(r: ReportJson): Array<ModelPoint & { front: boolean }> {
-  const pts = r.stages.flatMap(modelPoints).map((p) => ({ ...p, id: p.label })).filter((p) => p.accuracy !== undefined && p.size !== undefined && p.size > 0);
-  const front = paretoFront(pts.map((p) => ({ x: p.size!, y: p.accuracy! })));
-  return pts.map((p, i) => ({ ...p, front: front[i] }));
-}
 
 interface LayerRow {
   name: string;
@@ -110,7 +68,7 @@ function curveCharts(s: Stage): string {
 const badge = (text: string, kind: string) => `<span class="badge ${esc(kind)}">${esc(text)}</span>`;
 
 function modelsTable(r: ReportJson): string {
-  const base = baselineOf(r);
+  const base = baselineOf(r.stages);
   const bps = base ? modelPoints(base) : [];
   const bAcc = bps[0]?.accuracy;
   let outputs = r.stages.filter((s) => (s.uses === 'evaluate' || s.uses === 'export') && s !== base);
@@ -122,7 +80,7 @@ function modelsTable(r: ReportJson): string {
     const dAcc = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
     const dCls = dAcc === undefined ? '' : dAcc < -0.005 ? 'worse' : dAcc > 0.005 ? 'better' : '';
     return `<tr${isBase ? ' class="baseline-row"' : ''}><th scope="row">${esc(p.id)}${isBase ? ' <span class="tag">baseline</span>' : ''}</th><td>${esc(p.uses)}${p.note ? ` <span class="muted">${esc(p.note)}</span>` : ''}</td>`
-      + `<td class="n">${fmtPct(p.accuracy)}</td><td class="n ${dCls}">${dAcc === undefined ? '' : `${dAcc >= 0 ? '+' : '−'}${Math.abs(dAcc * 100).toFixed(2)} pp`}</td>`
+      + `<td class="n">${fmtPct(p.accuracy)}</td><td class="n ${dCls}">${fmtPp(dAcc)}</td>`
       + `<td class="n" data-size="source">${fmtBytes(p.sourceBytes)}</td><td class="n" data-size="file">${fmtBytes(p.fileBytes)}</td><td class="n" data-size="gzip">${fmtBytes(p.gzipBytes)}</td><td class="n" data-size="file-ratio">${fmtRatio(p.fileRatio)}</td>`
       + `<td class="n" data-size="estimate">${p.estimatedBytes === undefined ? '—' : est(fmtBytes(p.estimatedBytes))}</td><td class="n" data-size="estimated-ratio">${p.estimatedRatio === undefined ? '—' : est(fmtRatio(p.estimatedRatio))}</td>`
       + `<td class="n">${fmtPct(p.sparsity, 1)}</td><td class="n">${fmtMs(p.latencyMs)}</td><td>${badge(p.status, p.status)}</td></tr>`;
@@ -140,10 +98,9 @@ function gatesSection(r: ReportJson): string {
 }
 
 /** A stage worker's peak memory (JS heap + array buffers + wasm heap), as reported per stage. */
-export const memMb = (v: unknown): string => (typeof v === 'number' ? `${v.toFixed(0)} MB` : '');
 
 function stagesTable(r: ReportJson): string {
-  const rows = r.stages.map((s) => `<tr><th scope="row">${esc(s.id)}</th><td>${esc(s.uses)}</td><td>${badge(s.status, s.status)}</td><td class="n">${s.status === 'ran' ? `${s.seconds.toFixed(1)} s` : ''}</td><td class="n">${esc(memMb(s.peakMemoryMb))}</td>`
+  const rows = r.stages.map((s) => `<tr><th scope="row">${esc(s.id)}</th><td>${esc(s.uses)}</td><td>${badge(s.status, s.status)}</td><td class="n">${s.status === 'ran' ? `${s.seconds.toFixed(1)} s` : ''}</td><td class="n">${esc(fmtMb(s.peakMemoryMb, ''))}</td>`
     + `<td>${esc(s.reason)}${s.error ? `<div class="error">${esc(s.error.name)}: ${esc(s.error.message)}</div>` : ''}</td><td><code title="${esc(s.key ?? '')}">${esc((s.key ?? '').slice(0, 12))}</code></td></tr>`);
   return `<table class="stages"><thead><tr><th>stage</th><th>kind</th><th>status</th><th class="n">time</th><th class="n" title="the stage worker's JS heap plus array buffers and the wasm heap, sampled every 50 ms">peak memory</th><th>why</th><th>key</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }

@@ -1,4 +1,4 @@
-import { fmtBytes, fmtPct, modelPoints, paretoFront, type ModelPoint } from './html.js';
+import { fmtBytes, fmtPct, fmtRatio, modelPoints, paretoFront, type ModelPoint } from './model.js';
 import type { ReportJson } from './write.js';
 import { esc } from './svg.js';
 import { setOwn } from '../util/own.js';
@@ -66,10 +66,10 @@ export function sweepTables(stages: Stage[]): SweepTable[] {
 }
 
 /** A sweep row's size and ratio, labelled `est.` when not a real file's. */
-function sizeCells(r: SweepRow, times: string): [string, string] {
+function sizeCells(r: SweepRow, times: 'x' | '×'): [string, string] {
   const est = r.sizeEstimated ? ' est.' : '';
   const ratio = r.fileRatio ?? r.estimatedRatio;
-  return [`${fmtBytes(r.size)}${est}`, ratio !== undefined ? `${ratio.toFixed(1)}${times}${est}` : '—'];
+  return [`${fmtBytes(r.size)}${est}`, ratio !== undefined ? `${fmtRatio(ratio, times)}${est}` : '—'];
 }
 
 /** The markdown pareto tables of a run's sweeps (empty when it has none). */

@@ -6,7 +6,8 @@ import { parse } from 'yaml';
 import { stableJson } from '../model/io.js';
 import type { RunSummary, StageOutcome } from '../run/execute.js';
 import { tfjsVersion } from '../engine/backend.js';
-import { baselineOf, fmtBytes, memMb, renderHtml } from './html.js';
+import { renderHtml } from './html.js';
+import { baselineOf, fmtBytes, fmtMb, fmtMs, fmtPct, fmtPp, fmtRatio } from './model.js';
 import { modelRows, SIZE_METRICS } from './sizes.js';
 import { sweepMarkdown } from './sweep.js';
 
@@ -59,9 +60,7 @@ export interface SummaryInput {
   remote?: RunSummary['remote'];
 }
 
-const pct = (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(2)}%` : '');
-const num = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '');
-const kb = (v: unknown) => (typeof v === 'number' ? `${(v / 1024).toFixed(1)} KiB` : '');
+const pct = (v: unknown, digits = 2) => fmtPct(v, digits, '');
 
 /**
  * Markdown for GitHub step summaries and PR comments: the models (baseline vs each output), the gates,
@@ -85,9 +84,9 @@ export function summaryMarkdown(s: SummaryInput): string {
   for (const x of s.stages) {
     const m = x.metrics as Record<string, unknown>;
     const r = modelRows(x)[0];
-    const size = r.fileBytes !== undefined ? `${kb(r.fileBytes)} file` : r.estimatedBytes !== undefined ? `${kb(r.estimatedBytes)} est.` : '';
-    const ratio = r.fileRatio !== undefined ? `${num(r.fileRatio)}x` : r.estimatedRatio !== undefined ? `${num(r.estimatedRatio)}x est.` : '';
-    lines.push(`| ${x.id} | ${x.uses} | ${x.status} | ${x.status === 'ran' ? `${x.seconds.toFixed(1)} s` : ''} | ${memMb(x.peakMemoryMb)} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${size} | ${ratio} | ${m.latencyMs !== undefined ? `${num(m.latencyMs, 3)} ms` : ''} |`);
+    const size = r.fileBytes !== undefined ? `${fmtBytes(r.fileBytes)} file` : r.estimatedBytes !== undefined ? `${fmtBytes(r.estimatedBytes)} est.` : '';
+    const ratio = r.fileRatio !== undefined ? fmtRatio(r.fileRatio, 'x') : r.estimatedRatio !== undefined ? `${fmtRatio(r.estimatedRatio, 'x')} est.` : '';
+    lines.push(`| ${x.id} | ${x.uses} | ${x.status} | ${x.status === 'ran' ? `${x.seconds.toFixed(1)} s` : ''} | ${fmtMb(x.peakMemoryMb, '')} | ${pct(m.accuracy)} | ${pct(m.sparsity)} | ${size} | ${ratio} | ${fmtMs(m.latencyMs, '')} |`);
   }
   lines.push('', 'Peak memory: the stage worker\'s JS heap plus array buffers and the wasm heap (where tensors live), sampled every 50 ms.', '', '</details>');
   return lines.join('\n') + '\n';
@@ -101,20 +100,20 @@ export function summaryMarkdown(s: SummaryInput): string {
  */
 function modelsMarkdown(stages: SummaryInput['stages']): string[] {
   const all = stages as unknown as ReportJson['stages'];
-  const base = baselineOf({ stages: all } as ReportJson);
+  const base = baselineOf(all);
   const baseRows = base ? modelRows(base) : [];
   const bAcc = baseRows[0]?.accuracy;
   const outputs = all.filter((x) => (x.uses === 'evaluate' || x.uses === 'export') && x !== base && x.status !== 'failed');
   if (!baseRows.length && !outputs.length) return [];
-  const x = (v: number | undefined, est = false) => (v === undefined ? '' : `${v.toFixed(1)}x${est ? ' est.' : ''}`);
-  const b = (v: number | undefined) => (v === undefined ? '' : fmtBytes(v));
+  const x = (v: number | undefined, est = false) => (v === undefined ? '' : `${fmtRatio(v, 'x')}${est ? ' est.' : ''}`);
+  const b = (v: number | undefined) => fmtBytes(v, '');
   const lines = [
     '| model | accuracy | vs baseline | source fp32 | file (raw) | file (gzip) | file ratio | estimate | est. ratio | sparsity | latency |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const [p, isBase] of [...baseRows.map((r) => [r, true] as const), ...outputs.flatMap((o) => modelRows(o).map((r) => [r, false] as const))]) {
     const d = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
-    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${d === undefined ? '' : `${d >= 0 ? '+' : '−'}${Math.abs(d * 100).toFixed(2)} pp`} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${p.latencyMs !== undefined ? `${p.latencyMs.toFixed(3)} ms` : ''} |`);
+    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${fmtPp(d)} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${fmtMs(p.latencyMs, '')} |`);
   }
   lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. Ratios divide the stage's own source model's dense fp32 bytes.`);
   return lines;

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { isInputLayer, modelGraph } from './layer-by-layer.js';
+import { rebuildModel, type LayerReplacement } from '../model/rebuild.js';
 
 /**
  * Low-rank factorization of Dense kernels [in, out] (and conv kernels viewed as [h*w*in, out]).
@@ -411,13 +411,58 @@ export interface FactorizedLayerInfo {
 type Layer = tfType.layers.Layer;
 type LayerConfig = Record<string, unknown>;
 
-function cloneLayer(tf: typeof tfType, layer: Layer, overrides: LayerConfig = {}): Layer {
-  const className = layer.getClassName();
-  const entry = tf.serialization.SerializationMap.getMap().classNameMap[className];
-  if (!entry) throw new Error(`cannot clone layer ${layer.name}: class ${className} is not registered`);
-  const [cls, fromConfig] = entry;
-  const config = { ...(layer.getConfig() as LayerConfig), ...overrides };
-  return fromConfig(cls, config as tfType.serialization.ConfigDict) as unknown as Layer;
+/** One selected Dense / Conv2D layer as `<name>_u` then `<name>_v`, with the factor weights and what changed. */
+function factorizedLayer(tf: typeof tfType, layer: Layer, arg: tfType.SymbolicTensor | tfType.SymbolicTensor[], sel: FactorizeSelection): LayerReplacement & { info: FactorizedLayerInfo } {
+  const weights = layer.getWeights();
+  const shape = weights[0].shape;
+  const f = factorizeKernel(weights[0].dataSync(), shape, sel);
+  const cfg = layer.getConfig() as LayerConfig;
+  const isDense = layer.getClassName() === 'Dense';
+  const common = { trainable: cfg.trainable !== false };
+  const out = { useBias: Boolean(cfg.useBias), activation: cfg.activation as 'linear', name: `${layer.name}_v` };
+  let u: Layer;
+  let v: Layer;
+  if (isDense) {
+    u = tf.layers.dense({ ...common, units: f.rank, useBias: false, activation: 'linear', name: `${layer.name}_u` });
+    v = tf.layers.dense({ ...common, ...out, units: f.cols });
+  } else {
+    if (cfg.dataFormat && cfg.dataFormat !== 'channelsLast') throw new Error(`factorize: ${layer.name} is not channelsLast`);
+    u = tf.layers.conv2d({
+      ...common,
+      filters: f.rank,
+      kernelSize: cfg.kernelSize as number[],
+      strides: cfg.strides as number[],
+      padding: cfg.padding as 'valid' | 'same',
+      dilationRate: cfg.dilationRate as [number, number],
+      useBias: false,
+      activation: 'linear',
+      name: `${layer.name}_u`,
+    });
+    v = tf.layers.conv2d({ ...common, ...out, filters: f.cols, kernelSize: 1 });
+  }
+  const outputs = [v.apply(u.apply(arg) as tfType.SymbolicTensor) as tfType.SymbolicTensor];
+  const aShape = isDense ? [f.rows, f.rank] : [...shape.slice(0, -1), f.rank];
+  const bShape = isDense ? [f.rank, f.cols] : [1, 1, f.rank, f.cols];
+  const biasParams = weights.slice(1).reduce((acc, w) => acc + w.size, 0);
+  return {
+    outputs,
+    setWeights: () =>
+      tf.tidy(() => {
+        u.setWeights([tf.tensor(f.a, aShape)]);
+        v.setWeights([tf.tensor(f.b, bShape), ...weights.slice(1)]);
+      }),
+    info: {
+      layer: layer.name,
+      kind: isDense ? 'dense' : 'conv2d',
+      rank: f.rank,
+      rows: f.rows,
+      cols: f.cols,
+      paramsBefore: weights.reduce((acc, w) => acc + w.size, 0),
+      paramsAfter: f.a.length + f.b.length + biasParams,
+      energyKept: f.energyKept,
+      relativeError: f.relativeError,
+    },
+  };
 }
 
 /**
@@ -432,7 +477,6 @@ export function factorizeModel(
   model: tfType.LayersModel,
   selections: FactorizeSelection[],
 ): { model: tfType.LayersModel; layers: FactorizedLayerInfo[] } {
-  const graph = modelGraph(model);
   const byName = new Map(selections.map((s) => [s.layer, s]));
   for (const s of selections) {
     const l = model.layers.find((x) => x.name === s.layer);
@@ -440,95 +484,13 @@ export function factorizeModel(
     const cls = l.getClassName();
     if (cls !== 'Dense' && cls !== 'Conv2D') throw new Error(`factorize: layer ${s.layer} is a ${cls}, not Dense or Conv2D`);
   }
-  const map = new Map<number, tfType.SymbolicTensor>();
-  const newInputs = graph.inputs.map((inp) => {
-    const t = tf.input({ batchShape: inp.shape, name: inp.layerName, dtype: inp.dtype });
-    map.set(inp.id, t);
-    return t;
-  });
-  const pending: Array<() => void> = [];
   const info: FactorizedLayerInfo[] = [];
-  for (const step of graph.steps) {
-    const layer = step.layer;
-    if (isInputLayer(layer)) continue;
-    const ins = step.inputIds.map((id) => map.get(id)!);
-    const arg = ins.length === 1 ? ins[0] : ins;
+  const rebuilt = rebuildModel(tf, model, (layer, arg) => {
     const sel = byName.get(layer.name);
-    let outs: tfType.SymbolicTensor[];
-    if (sel) {
-      const weights = layer.getWeights();
-      const kernel = weights[0];
-      const shape = kernel.shape;
-      const f = factorizeKernel(kernel.dataSync(), shape, sel);
-      const cfg = layer.getConfig() as LayerConfig;
-      const isDense = layer.getClassName() === 'Dense';
-      const common = { trainable: cfg.trainable !== false };
-      let u: Layer;
-      let v: Layer;
-      if (isDense) {
-        u = tf.layers.dense({ ...common, units: f.rank, useBias: false, activation: 'linear', name: `${layer.name}_u` });
-        v = tf.layers.dense({
-          ...common,
-          units: f.cols,
-          useBias: Boolean(cfg.useBias),
-          activation: cfg.activation as 'linear',
-          name: `${layer.name}_v`,
-        });
-      } else {
-        if (cfg.dataFormat && cfg.dataFormat !== 'channelsLast') throw new Error(`factorize: ${layer.name} is not channelsLast`);
-        u = tf.layers.conv2d({
-          ...common,
-          filters: f.rank,
-          kernelSize: cfg.kernelSize as number[],
-          strides: cfg.strides as number[],
-          padding: cfg.padding as 'valid' | 'same',
-          dilationRate: cfg.dilationRate as [number, number],
-          useBias: false,
-          activation: 'linear',
-          name: `${layer.name}_u`,
-        });
-        v = tf.layers.conv2d({
-          ...common,
-          filters: f.cols,
-          kernelSize: 1,
-          useBias: Boolean(cfg.useBias),
-          activation: cfg.activation as 'linear',
-          name: `${layer.name}_v`,
-        });
-      }
-      const mid = u.apply(arg) as tfType.SymbolicTensor;
-      outs = [v.apply(mid) as tfType.SymbolicTensor];
-      const aShape = isDense ? [f.rows, f.rank] : [...shape.slice(0, -1), f.rank];
-      const bShape = isDense ? [f.rank, f.cols] : [1, 1, f.rank, f.cols];
-      pending.push(() =>
-        tf.tidy(() => {
-          u.setWeights([tf.tensor(f.a, aShape)]);
-          v.setWeights([tf.tensor(f.b, bShape), ...weights.slice(1)]);
-        }),
-      );
-      const paramsBefore = weights.reduce((acc, w) => acc + w.size, 0);
-      const biasParams = weights.slice(1).reduce((acc, w) => acc + w.size, 0);
-      info.push({
-        layer: layer.name,
-        kind: isDense ? 'dense' : 'conv2d',
-        rank: f.rank,
-        rows: f.rows,
-        cols: f.cols,
-        paramsBefore,
-        paramsAfter: f.a.length + f.b.length + biasParams,
-        energyKept: f.energyKept,
-        relativeError: f.relativeError,
-      });
-    } else {
-      const clone = cloneLayer(tf, layer);
-      const r = clone.apply(arg) as tfType.SymbolicTensor | tfType.SymbolicTensor[];
-      outs = Array.isArray(r) ? r : [r];
-      pending.push(() => clone.setWeights(layer.getWeights()));
-    }
-    step.outputIds.forEach((id, i) => map.set(id, outs[i]));
-  }
-  const outputs = graph.outputIds.map((id) => map.get(id)!);
-  const rebuilt = tf.model({ inputs: newInputs, outputs, name: model.name });
-  for (const p of pending) p();
+    if (!sel) return undefined;
+    const r = factorizedLayer(tf, layer, arg, sel);
+    info.push(r.info);
+    return r;
+  });
   return { model: rebuilt, layers: info };
 }

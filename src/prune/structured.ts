@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { kernelVariable } from './masks.js';
 import { setOwn } from '../util/own.js';
+import { layerFromConfig, rebuildModel } from '../model/rebuild.js';
 
 /**
  * Physical removal of output units (Dense neurons, Conv2D / SeparableConv2D filters) and of the
@@ -299,58 +300,29 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
 
   // (model.inputs / model.outputs also work for tf.Sequential, whose inputLayers / outputLayers are empty)
   const outputLayers = model.outputs.map((t) => t.sourceLayer as Layer);
-  const inputLayers = model.inputs.map((t) => t.sourceLayer as Layer);
   for (const ol of outputLayers) {
     const k = keepOf.get(ol.name);
     if (k) throw new StructuredRemovalError(`structured removal of ${k.sources.join(', ')} would change the model output (reaches output layer ${ol.name})`, k.sources[0]);
   }
 
-  // ---- 2. rebuild ----
-  const classMap = tf.serialization.SerializationMap.getMap().classNameMap;
-  const tensors = new Map<string, tfType.SymbolicTensor>();
-  const newLayers: Array<[Layer, Plan]> = [];
-  const inputs: tfType.SymbolicTensor[] = [];
-  const makeInput = (l: Layer) => {
-    const cfg = l.getConfig() as Cfg;
-    const batchShape = cfg.batchInputShape as Array<number | null>;
-    const t = tf.input({ batchShape, dtype: cfg.dtype as tfType.DataType, name: l.name });
-    tensors.set(l.name, t);
-    return t;
-  };
-  for (const l of inputLayers) inputs.push(makeInput(l));
-  for (const plan of plans) {
-    const { layer, cfg } = plan;
-    const cls = layer.getClassName();
-    if (cls === 'InputLayer') {
-      if (!tensors.has(layer.name)) inputs.push(makeInput(layer));
-      continue;
-    }
-    const entry = classMap[cls];
-    if (!entry) throw new StructuredRemovalError(`layer class ${cls} (${layer.name}) is not registered for deserialisation`, layer.name);
-    const [ctor, fromConfig] = entry;
-    const nl = fromConfig(ctor, cfg as tfType.serialization.ConfigDict) as unknown as Layer;
-    const ins = inbound(layer).map((l) => {
-      const t = tensors.get(l.name);
-      if (!t) throw new StructuredRemovalError(`input ${l.name} of ${layer.name} not built yet (unexpected layer order)`, layer.name);
-      return t;
-    });
-    const y = nl.apply(ins.length === 1 ? ins[0] : ins) as tfType.SymbolicTensor;
-    tensors.set(layer.name, y);
-    newLayers.push([nl, plan]);
-  }
-  const outputs = outputLayers.map((l) => tensors.get(l.name)!);
-  const rebuilt = tf.model({ inputs: inputs.length === 1 ? inputs[0] : inputs, outputs: outputs.length === 1 ? outputs[0] : outputs, name: opts.name ?? model.name });
-
-  for (const [nl, plan] of newLayers) {
-    if (plan.layer.weights.length === 0) continue;
-    const ws = plan.weights ?? plan.layer.weights.map((w) => ({ data: w.read().dataSync() as Float32Array, shape: [...w.shape] as number[] }));
-    const ts = ws.map((w) => tf.tensor(w.data, w.shape, 'float32'));
-    try {
-      nl.setWeights(ts);
-    } finally {
-      tf.dispose(ts);
-    }
-  }
+  // ---- 2. rebuild: every layer from its planned config, with its planned (or unchanged) weights ----
+  const planOf = new Map(plans.map((p) => [p.layer.name, p]));
+  const rebuilt = rebuildModel(tf, model, (layer, arg) => {
+    const plan = planOf.get(layer.name)!;
+    const nl = layerFromConfig(tf, layer.getClassName(), plan.cfg, layer.name);
+    const y = nl.apply(arg) as tfType.SymbolicTensor;
+    const setWeights = () => {
+      if (layer.weights.length === 0) return;
+      const ws = plan.weights ?? layer.weights.map((w) => ({ data: w.read().dataSync() as Float32Array, shape: [...w.shape] as number[] }));
+      const ts = ws.map((w) => tf.tensor(w.data, w.shape, 'float32'));
+      try {
+        nl.setWeights(ts);
+      } finally {
+        tf.dispose(ts);
+      }
+    };
+    return { outputs: [y], setWeights };
+  }, opts.name ?? model.name);
 
   const removed: Record<string, number[]> = {};
   for (const [k, v] of req) setOwn(removed, k, v);

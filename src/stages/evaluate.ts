@@ -5,8 +5,8 @@ import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
+import { modelStats } from '../prune/stats.js';
 import type { ModelMeta } from '../model/meta.js';
-import { setOwn } from '../util/own.js';
 
 export const evaluateWithSchema = {
   type: 'object',
@@ -56,7 +56,9 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const ev = evaluateModel(tf, model, data, w.batchSize ?? 256, w.topK ?? 5);
     const topK = ev.topK!;
     const sizes = sizeReport(model, meta, w.indexBits);
-    const macs = countMacs(model);
+    const stats = modelStats(model);
+    // Per-layer MACs for the layers that multiply (Dense, convolutions); none for the others.
+    const macsOf = new Map(stats.layers.filter((l) => l.outputPositions > 0).map((l) => [l.name, l]));
     ctx.progress({ message: 'timing latency' });
     const latencyMs = (w.latencySamples ?? 50) > 0 ? measureLatency(tf, model, data, w.latencySamples ?? 50) : undefined;
     model.dispose();
@@ -76,8 +78,8 @@ export const evaluateStage = defineStage<EvaluateWith>({
         estimatedGzipBytes: t.gzipBytes,
         compressionRatio: t.ratio,
         estimatedRatio: t.ratio,
-        macs: macs.dense,
-        effectiveMacs: macs.effective,
+        macs: stats.macs,
+        effectiveMacs: stats.effectiveMacs,
         latencyMs,
         backend,
         samples: data.n,
@@ -93,8 +95,8 @@ export const evaluateStage = defineStage<EvaluateWith>({
           denseBytes: l.denseBytes,
           finalBytes: l.finalBytes,
           ratio: l.ratio,
-          macs: macs.layers[l.name]?.dense,
-          effectiveMacs: macs.layers[l.name]?.effective,
+          macs: macsOf.get(l.name)?.macs,
+          effectiveMacs: macsOf.get(l.name)?.effectiveMacs,
           quant: meta.weightQuant[l.name]?.method,
           pruning: meta.pruning[l.name]?.method,
         })),
@@ -127,34 +129,6 @@ export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits
     });
   }
   return accountSizes(layers, {});
-}
-
-/** Multiply-accumulates per sample: dense counts every weight, effective only non-zero ones. */
-export function countMacs(model: tfType.LayersModel): { dense: number; effective: number; layers: Record<string, { dense: number; effective: number }> } {
-  const layers: Record<string, { dense: number; effective: number }> = {};
-  let dense = 0;
-  let effective = 0;
-  for (const layer of model.layers) {
-    const cls = layer.getClassName();
-    const ws = layer.getWeights();
-    if (!ws.length || !['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D'].includes(cls)) continue;
-    const out = layer.outputShape as number[];
-    const positions = cls === 'Dense' ? out.slice(1, -1).reduce((a, b) => a * (b ?? 1), 1) : (out[1] ?? 1) * (out[2] ?? 1);
-    let d = 0;
-    let e = 0;
-    const kernels = cls === 'SeparableConv2D' ? ws.slice(0, 2) : ws.slice(0, 1);
-    for (const k of kernels) {
-      const v = k.dataSync();
-      let nz = 0;
-      for (let i = 0; i < v.length; i++) if (v[i] !== 0) nz++;
-      d += v.length * positions;
-      e += nz * positions;
-    }
-    setOwn(layers, layer.name, { dense: d, effective: e });
-    dense += d;
-    effective += e;
-  }
-  return { dense, effective, layers };
 }
 
 /** Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend. */

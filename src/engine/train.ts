@@ -4,6 +4,7 @@ import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
 import { FusedAdam } from './optimizers.js';
+import type { EarlyStoppingBlock, LrScheduleBlock, OptimizerBlock } from '../stages/common-schema.js';
 
 /**
  * compress's one training loop: every stage that trains (baseline training, retraining, gradual
@@ -12,32 +13,14 @@ import { FusedAdam } from './optimizers.js';
  * gradients and weights at every step.
  */
 
-export interface OptimizerSpec {
-  name: 'sgd' | 'adam' | 'adamw';
-  learningRate: number;
-  /** sgd: momentum (0 = plain SGD). */
-  momentum?: number;
-  /** sgd with momentum: Nesterov momentum. */
-  nesterov?: boolean;
-  /** sgd/adam: L2 penalty added to kernel gradients; adamw: decoupled decay of kernels (w -= lr*wd*w). */
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-}
+/** An optimizer as the recipe's `optimizer:` block declares it (stages/common-schema.ts), name and rate resolved. */
+export type OptimizerSpec = Omit<OptimizerBlock, 'name' | 'learningRate'> & Required<Pick<OptimizerBlock, 'name' | 'learningRate'>>;
 
-/** Learning rate as a function of the (0-based) epoch. */
-export type LrSchedule =
-  | { kind: 'constant' }
-  | { kind: 'step'; stepSize: number /* epochs */; gamma: number }
-  | { kind: 'cosine'; minLearningRate?: number };
+/** Learning rate as a function of the (0-based) epoch (`lrSchedule:`). */
+export type LrSchedule = LrScheduleBlock;
 
-export interface EarlyStopping {
-  patience: number;
-  minDelta?: number;
-  /** Default val_loss; without validation data the training loss (or accuracy) is monitored. */
-  monitor?: 'val_loss' | 'val_accuracy';
-  restoreBest?: boolean;
-}
+/** `earlyStopping:`; without validation data the training loss (or accuracy) is monitored. */
+export type EarlyStopping = EarlyStoppingBlock;
 
 export interface TrainHooks {
   /** Called before step `step` (0-based count of optimizer steps taken so far). */
@@ -119,7 +102,7 @@ const EPS = 1e-7;
 /** The learning rate of epoch `epoch` (0-based) out of `totalEpochs` under `schedule`. */
 export function learningRateAt(schedule: LrSchedule | undefined, baseLr: number, epoch: number, totalEpochs: number): number {
   if (!schedule || schedule.kind === 'constant') return baseLr;
-  if (schedule.kind === 'step') return baseLr * Math.pow(schedule.gamma, Math.floor(epoch / Math.max(1, schedule.stepSize)));
+  if (schedule.kind === 'step') return baseLr * Math.pow(schedule.gamma ?? 0.1, Math.floor(epoch / Math.max(1, schedule.stepSize ?? 1)));
   const min = schedule.minLearningRate ?? 0;
   if (totalEpochs <= 1) return baseLr;
   // Cosine annealing from baseLr at epoch 0 to min at the last epoch.

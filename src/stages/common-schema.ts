@@ -1,4 +1,5 @@
 /** Schema fragments shared by several stage kinds (one definition, reused by reference in code). */
+import type { FromSchema } from 'json-schema-to-ts';
 
 export const optimizerSchema = {
   type: 'object',
@@ -6,9 +7,9 @@ export const optimizerSchema = {
   properties: {
     name: { enum: ['sgd', 'adam', 'adamw'], default: 'adam' },
     learningRate: { type: 'number', exclusiveMinimum: 0, default: 0.001 },
-    momentum: { type: 'number', minimum: 0, maximum: 1 },
-    nesterov: { type: 'boolean' },
-    weightDecay: { type: 'number', minimum: 0 },
+    momentum: { type: 'number', minimum: 0, maximum: 1, description: 'sgd: momentum (0 = plain SGD)' },
+    nesterov: { type: 'boolean', description: 'sgd with momentum: Nesterov momentum' },
+    weightDecay: { type: 'number', minimum: 0, description: 'sgd/adam: L2 penalty added to kernel gradients; adamw: decoupled decay of kernels (w -= lr*wd*w)' },
     beta1: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
     beta2: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
   },
@@ -20,8 +21,8 @@ export const lrScheduleSchema = {
   description: 'Learning-rate schedule over epochs.',
   properties: {
     kind: { enum: ['constant', 'step', 'cosine'] },
-    stepSize: { type: 'integer', minimum: 1, description: 'step: epochs between decays' },
-    gamma: { type: 'number', exclusiveMinimum: 0, description: 'step: decay factor' },
+    stepSize: { type: 'integer', minimum: 1, description: 'step: epochs between decays (default 1)' },
+    gamma: { type: 'number', exclusiveMinimum: 0, description: 'step: decay factor (default 0.1)' },
     minLearningRate: { type: 'number', minimum: 0, description: 'cosine: final learning rate' },
   },
   required: ['kind'],
@@ -33,7 +34,7 @@ export const earlyStoppingSchema = {
   properties: {
     patience: { type: 'integer', minimum: 1 },
     minDelta: { type: 'number', minimum: 0 },
-    monitor: { enum: ['val_loss', 'val_accuracy'] },
+    monitor: { enum: ['val_loss', 'val_accuracy'], description: 'default val_loss; without validation data the training loss (or accuracy) is monitored' },
     restoreBest: { type: 'boolean' },
   },
   required: ['patience'],
@@ -53,6 +54,12 @@ export const trainingSchema = {
   },
   additionalProperties: false,
 } as const;
+
+/** The types of the blocks above, as the schema defines them (engine/train.ts and the stages use these). */
+export type OptimizerBlock = FromSchema<typeof optimizerSchema, { keepDefaultedPropertiesOptional: true }>;
+export type LrScheduleBlock = FromSchema<typeof lrScheduleSchema, { keepDefaultedPropertiesOptional: true }>;
+export type EarlyStoppingBlock = FromSchema<typeof earlyStoppingSchema, { keepDefaultedPropertiesOptional: true }>;
+export type TrainingBlock = FromSchema<typeof trainingSchema, { keepDefaultedPropertiesOptional: true }>;
 
 export const dataRefSchema = {
   type: 'string',

@@ -2,25 +2,19 @@ import type { TrainHooks, TrainOptions } from '../engine/train.js';
 import type { Dataset } from '../data/dataset.js';
 import type { StageContext } from './types.js';
 import { trainProgressLine } from './support.js';
+import type { TrainingBlock } from './common-schema.js';
 
-/** The `train:` block several stages share (see trainingSchema), turned into trainModel options. */
-export interface TrainingBlock {
-  epochs?: number;
-  steps?: number;
-  batchSize?: number;
-  optimizer?: { name?: 'sgd' | 'adam' | 'adamw'; learningRate?: number; momentum?: number; nesterov?: boolean; weightDecay?: number; beta1?: number; beta2?: number };
-  lrSchedule?: { kind: 'constant' | 'step' | 'cosine'; stepSize?: number; gamma?: number; minLearningRate?: number };
-  earlyStopping?: { patience: number; minDelta?: number; monitor?: 'val_loss' | 'val_accuracy'; restoreBest?: boolean };
-}
+export type { TrainingBlock };
 
+/** The `train:` block several stages share (trainingSchema), turned into trainModel options. */
 export function trainOptions(ctx: StageContext<unknown>, t: TrainingBlock, validation: Dataset | undefined, hooks?: TrainHooks, label = ''): TrainOptions {
   return {
     epochs: t.steps ? undefined : (t.epochs ?? 1),
     steps: t.steps,
     batchSize: t.batchSize ?? 64,
     seed: ctx.seed,
-    optimizer: { name: 'adam', learningRate: 0.001, ...t.optimizer } as TrainOptions['optimizer'],
-    lrSchedule: t.lrSchedule as TrainOptions['lrSchedule'],
+    optimizer: { name: 'adam', learningRate: 0.001, ...t.optimizer },
+    lrSchedule: t.lrSchedule,
     earlyStopping: t.earlyStopping,
     validation: validation?.n ? validation : undefined,
     hooks,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { ROOT } from './helpers.js';
 import { setOwn } from '../src/util/own.js';
 
-const DIRS = ['recipe', 'run', 'cache', 'stages', 'report', 'commands', 'data', 'model', 'prune', 'compression', 'fuzz', 'util', 'graph'];
+const DIRS = ['recipe', 'run', 'cache', 'stages', 'report', 'commands', 'data', 'model', 'prune', 'compression', 'fuzz', 'util', 'stage-graph'];
 /** `x[expr] =` / `x[expr] ??=` (not `==`). */
 const ASSIGN = /([\w$.)\]]+)\[([^\]]+)\]\s*(?:\?\?|\|\||\+|-)?=(?!=)/g;
 /** Index expressions that are array positions: literals, short loop names, arithmetic, `.length`. */

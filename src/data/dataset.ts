@@ -1,3 +1,5 @@
+import { transpose } from '../util/ndarray.js';
+
 /** An in-memory labelled dataset: samples are row-major float32, labels are class indices. */
 export interface Dataset {
   /** n * prod(sampleShape) values. */
@@ -56,4 +58,12 @@ export function reshapeSamples(d: Dataset, sampleShape: number[]): Dataset {
   }
   const { image, ...rest } = d;
   return { ...rest, sampleShape: sampleShape.slice(), ...(image && sampleShape.length === 3 ? { image } : {}) };
+}
+
+/** Image samples between channels-first [C, H, W] (PyTorch) and channels-last [H, W, C] (Keras), copied. */
+export function transposeImages(d: Dataset, to: 'nhwc' | 'nchw'): Dataset {
+  if (d.sampleShape.length !== 3) throw new Error(`samples of shape [${d.sampleShape}] are not images (rank 3)`);
+  const perm = to === 'nhwc' ? [0, 2, 3, 1] : [0, 3, 1, 2];
+  const { data, dims } = transpose(d.x, [d.n, ...d.sampleShape], perm);
+  return { ...d, x: data, sampleShape: dims.slice(1) };
 }

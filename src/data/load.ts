@@ -1,6 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { InputError } from '../errors/input-error.js';
-import type { Splits } from './dataset.js';
+import { transposeImages, type Dataset, type Splits } from './dataset.js';
 import { normalizeProblem } from './normalize.js';
 import { loadIdxPair, idxDataSchema } from './idx.js';
 import { imagesDataSchema, listImageTree, loadImages, treeLayout, type ImageTree } from './images.js';
@@ -90,7 +90,7 @@ export const DATA_SOURCES = {
         { features, labels, format: spec.format, labelColumn: spec.labelColumn, numClasses: spec.numClasses, sampleShape: spec.sampleShape },
         dir,
       );
-      return splitDataset(all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+      return splitDataset(spec.layout === 'nchw' ? channelsLast(all, features) : all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
     },
   } satisfies DataSource<FilesSpec> as DataSource<FilesSpec>,
   idx: {
@@ -216,4 +216,12 @@ export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
 /** Names that are part of the dataset beyond its files' contents (see DataSource.layout), or undefined. */
 export function dataLayout(spec: DataSpec, recipeDir: string): string[] | undefined {
   return sourceOf(spec).layout?.(spec, recipeDir);
+}
+
+/** `layout: nchw` data (PyTorch's [C, H, W] samples) as the channels-last images every model here takes. */
+function channelsLast(d: Dataset, file: string): Dataset {
+  if (d.sampleShape.length !== 3) {
+    throw new InputError(`layout: nchw needs image samples [C, H, W], but the samples have shape [${d.sampleShape.join(', ')}]`, { file, hint: 'store the features as [N, C, H, W] or set sampleShape: [C, H, W]' });
+  }
+  return transposeImages(d, 'nhwc');
 }

@@ -15,6 +15,7 @@ export const filesDataSchema = {
     labelColumn: { type: ['string', 'integer'] },
     numClasses: { type: 'integer', minimum: 2 },
     sampleShape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 },
+    layout: { enum: ['nhwc', 'nchw'], description: 'image samples as stored: nchw = [C, H, W] (PyTorch), transposed to [H, W, C] on load' },
     split: splitKeys.split,
     limit: { type: 'integer', minimum: 10 },
     seed: { type: 'integer', minimum: 0 },

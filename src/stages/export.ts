@@ -8,7 +8,8 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
-import { subset } from '../data/dataset.js';
+import { subset, transposeImages } from '../data/dataset.js';
+import { withNchwInput } from '../model/layout.js';
 
 import { EXPORT_PRECISIONS, EXPORT_TARGET_NAMES, EXPORT_TARGETS, type ExportPrecision, type ExportTarget } from '../export/targets.js';
 
@@ -45,6 +46,7 @@ export const exportWithSchema = {
     storage: { enum: STORAGES, default: 'auto', description: 'tflite: pruned Dense weights as TFLite sparse tensors (CSR + DENSIFY); auto: when smaller and LiteRT runs it (float32, dynamic-int8; int8 stays dense)' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
     threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
+    inputLayout: { enum: ['nhwc', 'nchw'], default: 'nhwc', description: 'nchw: the exported model takes channels-first images [C, H, W] like the PyTorch model (a transpose at its input); verified with NCHW inputs' },
     calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
     data: dataRefSchema,
     gates: { type: 'array', items: { type: 'string', minLength: 1 } },
@@ -96,11 +98,19 @@ export const exportStage = defineStage<ExportWith>({
     const w = ctx.with;
     const list = exportsOf(w);
     if (!list.length) throw new Error(`stage '${ctx.stageId}': set with.target, with.profile or with.targets`);
-    const { model, meta } = await loadInputModel(tf, ctx);
+    const loaded = await loadInputModel(tf, ctx);
+    const { meta } = loaded;
     const splits = await ctx.loadData(w.data!);
-    const shape = inputShapeOf(model);
-    const train = fitDataToModel(splits.train, shape, ctx.stageId);
-    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const shape = inputShapeOf(loaded.model);
+    let train = fitDataToModel(splits.train, shape, ctx.stageId);
+    let test = fitDataToModel(splits.test, shape, ctx.stageId);
+    let model = loaded.model;
+    if (w.inputLayout === 'nchw') {
+      // The exports take [C, H, W]: the model gets a transpose in front, and is checked on NCHW samples.
+      model = withNchwInput(tf, loaded.model);
+      train = transposeImages(train, 'nchw');
+      test = transposeImages(test, 'nchw');
+    }
     const calib = subset(train, Array.from({ length: Math.min(train.n, w.calibrationSamples ?? 256) }, (_, i) => i));
     const source = sourceSizes(model, meta);
     const rows: Array<Record<string, unknown>> = [];
@@ -121,7 +131,7 @@ export const exportStage = defineStage<ExportWith>({
       }
       rows.push(row);
     }
-    model.dispose();
+    loaded.model.dispose();
     const first = rows[0];
     return {
       metrics: {

@@ -45,7 +45,7 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
-  version: '1',
+  version: '2',
   description: 'load a TF.js layers model or a Keras (.h5 / .keras) model from the repository',
   withSchema: loadWithSchema,
   datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),

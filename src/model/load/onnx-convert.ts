@@ -94,6 +94,29 @@ export interface NodeCtx {
 
 const sanitize = (s: string): string => s.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9_./-]+/g, '_').replace(/\/+$/, '');
 
+/**
+ * A layer name a PyTorch user recognises: the module path. From the weight's name (`conv1.weight`
+ * -> `conv1`) or, when the exporter renamed folded weights (`onnx::Conv_12`), from torch's scoped
+ * node name (`/features/features.1/conv/conv.0/conv.0.0/Conv` -> `features.1.conv.0.0`); nodes
+ * without weights get their op type after the path (`layer1.0/Add`).
+ */
+function layerBaseName(node: OnnxNode, values: Map<string, Val>): string {
+  const w = node.inputs[1];
+  const m = w && !w.startsWith('onnx::') && /^(.+)\.(weight|kernel)$/.exec(w);
+  if (m) return sanitize(m[1]);
+  if (!node.name.startsWith('/')) return sanitize(node.name);
+  const levels = node.name.split('/').filter(Boolean);
+  const op = levels.pop() ?? node.opType;
+  const path: string[] = [];
+  for (const l of levels) {
+    if (path.length && l.startsWith(`${path[path.length - 1]}.`)) path[path.length - 1] = l;
+    else path.push(l);
+  }
+  const module = path.join('.');
+  const weighted = w !== undefined && w !== '' && values.get(w)?.kind === 'const';
+  return sanitize(module ? (weighted ? module : `${module}/${op}`) : op);
+}
+
 export function nodeError(g: Pick<OnnxGraph, 'file' | 'opset'>, node: OnnxNode, msg: string, hint?: string): InputError {
   return new InputError(`node '${node.name}' (${node.opType}, opset ${g.opset}): ${msg}`, { file: g.file, ...(hint ? { hint } : {}) });
 }
@@ -236,9 +259,7 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
     },
     fail,
     baseName() {
-      const w = node.inputs[1];
-      const m = w && !w.startsWith('onnx::') && /^(.+)\.(weight|kernel)$/.exec(w);
-      return sanitize(m ? m[1] : node.name) || node.opType.toLowerCase();
+      return layerBaseName(node, values) || node.opType.toLowerCase();
     },
     layer(factory, config, inputs, weights, suffix) {
       let base = ctx.baseName() + (suffix ? `_${suffix}` : '');

@@ -1,4 +1,7 @@
+import { strides, transpose } from '../../util/ndarray.js';
 import type { Const } from './onnx-read.js';
+
+export { transpose } from '../../util/ndarray.js';
 
 /**
  * Pure tensor arithmetic on constants, for constant folding (Shape -> Gather -> Unsqueeze -> Concat
@@ -12,33 +15,6 @@ export function constOf(dims: number[], values: ArrayLike<number>, int: boolean)
 }
 
 export const intConst = (values: number[], dims = [values.length]): Const => constOf(dims, values, true);
-
-/** Row-major strides of `dims`. */
-export function strides(dims: number[]): number[] {
-  const s = new Array(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
-  return s;
-}
-
-/** out[..] = a[perm(..)]: numpy.transpose(a, perm). */
-export function transpose<T extends Float32Array | Float64Array>(data: T, dims: number[], perm: number[]): { data: T; dims: number[] } {
-  const outDims = perm.map((p) => dims[p]);
-  const inStr = strides(dims);
-  const outStr = strides(outDims);
-  const out = new (data.constructor as { new (n: number): T })(data.length);
-  const idx = new Array(dims.length).fill(0);
-  for (let o = 0; o < data.length; o++) {
-    let rem = o;
-    let src = 0;
-    for (let k = 0; k < outDims.length; k++) {
-      idx[k] = Math.floor(rem / outStr[k]);
-      rem -= idx[k] * outStr[k];
-      src += idx[k] * inStr[perm[k]];
-    }
-    out[o] = data[src];
-  }
-  return { data: out, dims: outDims };
-}
 
 /** numpy-style broadcast of two shapes, or undefined when they do not broadcast. */
 export function broadcastShape(a: number[], b: number[]): number[] | undefined {

@@ -1,13 +1,13 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { initEngine } from '../src/engine/backend.js';
 import { importOnnx } from '../src/model/load/onnx.js';
 import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
-import { ROOT } from './helpers.js';
+import { ROOT, cli } from './helpers.js';
 
 /**
  * CNNs exported by PyTorch in this test run (random init, seeded, batch-norm statistics randomised,
@@ -27,10 +27,10 @@ before(async () => {
 
 async function importAndCheck(name: string) {
   const file = join(dir, `${name}.onnx`);
-  const { model, info } = await importOnnx(tf, file);
+  const { model, reference, info } = await importOnnx(tf, file);
   const n = info.fixedBatch ?? 2;
   const shape = model.inputs[0].shape.slice(1) as number[];
-  const check = await checkImport(tf, model, info, file, randomInputs(shape, n, 5), n, { inputs: 'random' });
+  const check = await checkImport(tf, reference, info, file, randomInputs(shape, n, 5), n, { inputs: 'random' });
   const classes = new Set(model.layers.map((l) => l.getClassName()));
   model.dispose();
   return { check, classes };
@@ -54,3 +54,13 @@ for (const [name, layers] of Object.entries(EXPECT)) {
     for (const l of layers) assert.ok(classes.has(l), `${l} among ${[...classes].join(', ')}`);
   });
 }
+
+test('compress init on an ONNX image model writes a starter recipe for channels-first data', async () => {
+  const ws = mkdtempSync(join(tmpdir(), 'compress-onnx-init-'));
+  copyFileSync(join(dir, 'opzoo-11.onnx'), join(ws, 'model.onnx'));
+  const r = await cli(['init', 'model.onnx'], ws);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const text = readFileSync(join(ws, 'compress.config.yaml'), 'utf8');
+  assert.match(text, /input is \[C, H, W\] = \[3,16,16\]/);
+  assert.match(text, /layout: nchw, numClasses: 5/);
+});

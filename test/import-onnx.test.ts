@@ -30,13 +30,13 @@ const fixture = (name: string): string => join(dir, `${name}.onnx`);
 
 /** Imports `file` and compares it with onnxruntime on seeded random inputs. */
 async function importAndCheck(file: string) {
-  const { model, info } = await importOnnx(tf, file);
+  const { model, reference, info } = await importOnnx(tf, file);
   const n = info.fixedBatch ?? 4;
   const shape = model.inputs[0].shape.slice(1) as number[];
-  const check = await checkImport(tf, model, info, file, randomInputs(shape, n, 3), n, { inputs: 'random' });
+  const check = await checkImport(tf, reference, info, file, randomInputs(shape, n, 3), n, { inputs: 'random' });
   const classes = model.layers.map((l) => l.getClassName());
   const activations = model.layers.map((l) => (l.getConfig() as { activation?: string }).activation).filter(Boolean);
-  return { model, info, check, classes, activations };
+  return { model, reference, info, check, classes, activations };
 }
 
 for (const opset of [11, 17]) {
@@ -86,12 +86,33 @@ test('external data next to the model is read', async () => {
   model.dispose();
 });
 
+test('a classifier ending in logits gets a Softmax (training sees probabilities); softmax: false keeps the exported output', async () => {
+  const { model, reference, info } = await importOnnx(tf, fixture('lenet5-11'));
+  assert.equal(info.appendedSoftmax, true);
+  assert.equal(model.layers.at(-1)!.name, 'softmax');
+  const x = tf.tensor(randomInputs([28, 28, 1], 2, 9), [2, 28, 28, 1]);
+  const probs = (model.predict(x) as import('@tensorflow/tfjs').Tensor).arraySync() as number[][];
+  const logits = (reference.predict(x) as import('@tensorflow/tfjs').Tensor).arraySync() as number[][];
+  for (let i = 0; i < 2; i++) {
+    assert.ok(Math.abs(probs[i].reduce((a, b) => a + b, 0) - 1) < 1e-5);
+    const e = logits[i].map((v) => Math.exp(v));
+    const z = e.reduce((a, b) => a + b, 0);
+    e.forEach((v, j) => assert.ok(Math.abs(v / z - probs[i][j]) < 1e-6));
+  }
+  model.dispose();
+  const plain = await importOnnx(tf, fixture('lenet5-11'), { softmax: false });
+  assert.equal(plain.info.appendedSoftmax, false);
+  assert.equal(plain.model, plain.reference);
+  assert.equal(plain.model.layers.at(-1)!.name, 'fc3');
+  plain.model.dispose();
+});
+
 test('the import check fails when the imported model computes something else', async () => {
-  const { model, info } = await importOnnx(tf, fixture('lenet5-13'));
-  const dense = model.layers.find((l) => l.getClassName() === 'Dense')!;
+  const { model, reference, info } = await importOnnx(tf, fixture('lenet5-13'));
+  const dense = reference.layers.find((l) => l.getClassName() === 'Dense')!;
   const [k, b] = dense.getWeights();
   dense.setWeights([tf.mul(k, 1.01), b]);
-  const check = await checkImport(tf, model, info, fixture('lenet5-13'), randomInputs([28, 28, 1], 4, 3), 4, { inputs: 'random' });
+  const check = await checkImport(tf, reference, info, fixture('lenet5-13'), randomInputs([28, 28, 1], 4, 3), 4, { inputs: 'random' });
   assert.equal(check.passed, false);
   assert.ok(check.relativeDiff > 1e-4);
   model.dispose();

@@ -8,13 +8,17 @@ export interface ModelFit {
   mnist: boolean;
   numClasses?: number;
   inputShape?: number[];
+  /** For an ONNX image model: its input as PyTorch sees it, [C, H, W] (its data is channels-first). */
+  nchw?: number[];
 }
 
 /** A starter recipe: for a model file when given one, else the built-in MNIST pipeline. */
 export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe.schema.json', fit: ModelFit = { mnist: true }): string {
   const data = fit.mnist
     ? `data:\n  digits: { source: mnist, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
-    : `# Your model's input is ${JSON.stringify(fit.inputShape ?? [])}, not a 28x28 digit: point this at your data\n# (.npy features [N, ...inputShape] + integer labels [N], or CSV with a label column).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`;
+    : fit.nchw
+      ? `# Your model's input is [C, H, W] = ${JSON.stringify(fit.nchw)}, not a 28x28 digit: point this at your data\n# (the .npy features [N, C, H, W] your PyTorch code uses + integer labels [N]).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, layout: nchw, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
+      : `# Your model's input is ${JSON.stringify(fit.inputShape ?? [])}, not a 28x28 digit: point this at your data\n# (.npy features [N, ...inputShape] + integer labels [N], or CSV with a label column).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`;
   const head = `# yaml-language-server: $schema=${schemaPath}\nversion: 1\nname: ${modelPath ? 'compress-my-model' : 'mnist-mlp'}\nseed: 42\nparams:\n  sparsity: 0.8\n${data}stages:\n`;
   const first = modelPath
     ? `  model:\n    uses: load\n    with: { path: ${JSON.stringify(modelPath)} }\n  baseline:\n    uses: evaluate\n    needs: [model]\n`
@@ -46,7 +50,8 @@ async function fitOf(modelPath: string): Promise<ModelFit> {
   model.dispose();
   const numClasses = out[out.length - 1] ?? undefined;
   const size = input.reduce((a, b) => a * b, 1);
-  return { mnist: size === 784 && numClasses === 10, numClasses: numClasses ?? undefined, inputShape: input };
+  const nchw = modelPath.toLowerCase().endsWith('.onnx') && input.length === 3 ? [input[2], input[0], input[1]] : undefined;
+  return { mnist: size === 784 && numClasses === 10, numClasses: numClasses ?? undefined, inputShape: input, ...(nchw ? { nchw } : {}) };
 }
 
 export async function initCommand(modelPath: string | undefined, flags: { output?: string; force?: boolean }): Promise<number> {

@@ -46,7 +46,7 @@ export const exportWithSchema = {
     storage: { enum: STORAGES, default: 'auto', description: 'tflite: pruned Dense weights as TFLite sparse tensors (CSR + DENSIFY); auto: when smaller and LiteRT runs it (float32, dynamic-int8; int8 stays dense)' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
     threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
-    inputLayout: { enum: ['nhwc', 'nchw'], default: 'nhwc', description: 'nchw: the exported model takes channels-first images [C, H, W] like the PyTorch model (a transpose at its input); verified with NCHW inputs' },
+    inputLayout: { enum: ['nhwc', 'nchw'], description: 'nchw: the exported model takes channels-first images [C, H, W] like the PyTorch model (a transpose at its input); verified with NCHW inputs' },
     calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
     data: dataRefSchema,
     gates: { type: 'array', items: { type: 'string', minLength: 1 } },

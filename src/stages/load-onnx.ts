@@ -13,9 +13,9 @@ import type { StageContext } from './types.js';
  * data (its test split) or seeded random inputs; a difference beyond the tolerance fails the stage.
  */
 export async function importOnnxVerified(tf: typeof tfType, file: string, ctx: StageContext<LoadWith>, meta: ModelMeta): Promise<{ model: tfType.LayersModel; importCheck: ImportCheck & Record<string, unknown> }> {
-  const { model, info } = await importOnnx(tf, file);
+  const { model, reference, info } = await importOnnx(tf, file, { softmax: ctx.with.softmax });
   try {
-    meta.provenance = { ...meta.provenance, format: 'onnx', onnxOpset: info.opset, onnxIrVersion: info.irVersion, onnxProducer: info.producer, onnxInputLayout: info.inputLayout };
+    meta.provenance = { ...meta.provenance, format: 'onnx', onnxOpset: info.opset, onnxIrVersion: info.irVersion, onnxProducer: info.producer, onnxInputLayout: info.inputLayout, onnxAppendedSoftmax: String(info.appendedSoftmax) };
     const shape = (model.inputs[0].shape.slice(1) as number[]);
     const want = ctx.with.verify?.samples ?? 8;
     let n = info.fixedBatch ? Math.max(info.fixedBatch, Math.floor(want / info.fixedBatch) * info.fixedBatch) : want;
@@ -32,7 +32,7 @@ export async function importOnnxVerified(tf: typeof tfType, file: string, ctx: S
       x = randomInputs(shape, n, deriveSeed(ctx.seed, 'onnx-import-check'));
       inputs = `${n} seeded random samples`;
     }
-    const check = await checkImport(tf, model, info, file, x, n, { tolerance: ctx.with.verify?.tolerance, inputs });
+    const check = await checkImport(tf, reference, info, file, x, n, { tolerance: ctx.with.verify?.tolerance, inputs });
     ctx.log(`import check vs ${check.runtime}: max |diff| ${check.maxAbsDiff.toExponential(2)} over output scale ${check.outputScale.toPrecision(3)} (relative ${check.relativeDiff.toExponential(2)}, tolerance ${check.tolerance}) on ${inputs}`);
     if (!check.passed) {
       throw new InputError(
@@ -40,7 +40,7 @@ export async function importOnnxVerified(tf: typeof tfType, file: string, ctx: S
         { file, hint: 'the conversion is not exact for this model: please report it with the .onnx file; with.verify.tolerance raises the bound' },
       );
     }
-    return { model, importCheck: { ...check, opset: info.opset, irVersion: info.irVersion, inputLayout: info.inputLayout } };
+    return { model, importCheck: { ...check, opset: info.opset, irVersion: info.irVersion, inputLayout: info.inputLayout, appendedSoftmax: info.appendedSoftmax } };
   } catch (e) {
     model.dispose();
     throw e;

@@ -11,7 +11,9 @@ export const loadWithSchema = {
   type: 'object',
   properties: {
     path: { type: 'string', minLength: 1, description: 'a TF.js model directory or model.json, a Keras .h5, a Keras 3 .keras or an ONNX .onnx file, relative to the recipe' },
+    from: { type: 'string', minLength: 1, description: 'an upstream stage (listed in needs) whose output directory holds `path`, e.g. an exec stage that trains and exports the model in PyTorch' },
     data: { type: 'string', minLength: 1, description: 'ONNX import: the dataset whose samples check the import against onnxruntime (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
+    softmax: { type: 'boolean', description: 'ONNX import: add a Softmax after a classifier that outputs logits or log-probabilities (default true: compress trains and evaluates on probabilities)' },
     verify: {
       type: 'object',
       description: 'ONNX import check: the original file runs in onnxruntime and the imported model in tfjs on the same inputs',
@@ -46,24 +48,29 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
   version: '2',
-  description: 'load a TF.js layers model or a Keras (.h5 / .keras) model from the repository',
+  description: 'load a TF.js layers model, a Keras (.h5 / .keras) model or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
   datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),
-  files: (w, workspace) => modelFiles(workspace, w.path),
+  // A model from an upstream stage is covered by that stage's output digests.
+  files: (w, workspace) => (w.from ? [] : modelFiles(workspace, w.path)),
   producesModel: true,
   metrics: ['params', 'importRelativeDiff'],
   needsModels: [0, 0],
   // At validation time, so the error points at the recipe line; symlinks are judged when read.
-  check(w) {
-    const why = lexicalEscape(w.path);
-    return why ? [{ path: ['with', 'path'], message: `model path '${w.path}' ${why}` }] : [];
+  check(w, stage) {
+    const why = lexicalEscape(w.path, w.from ? `stage '${w.from}''s output directory` : undefined);
+    const problems = why ? [{ path: ['with', 'path'], message: `model path '${w.path}' ${why}` }] : [];
+    if (w.from && !stage.needs.includes(w.from)) problems.push({ path: ['with', 'from'], message: `'${w.from}' is not in needs (needs: ${stage.needs.join(', ') || 'none'})` });
+    return problems;
   },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { loadModelFrom } = await import('../model/load/index.js');
-    const file = confinedPath(ctx.workspace, ctx.with.path, 'model path');
+    const base = ctx.with.from ? ctx.inputs.find((i) => i.id === ctx.with.from)?.dir : ctx.workspace;
+    if (!base) throw new Error(`stage '${ctx.stageId}': upstream stage '${ctx.with.from}' handed over no output directory`);
+    const file = confinedPath(base, ctx.with.path, 'model path');
     const meta = emptyMeta();
-    meta.provenance = { source: ctx.with.path };
+    meta.provenance = { source: ctx.with.from ? `${ctx.with.from}:${ctx.with.path}` : ctx.with.path };
     let model: Awaited<ReturnType<typeof loadModelFrom>>;
     let importCheck: Record<string, unknown> | undefined;
     if (isOnnxPath(ctx.with.path)) {

@@ -43,6 +43,8 @@ export interface ConstVal {
 export type Val = Sym | ConstVal;
 
 export interface ImportInfo {
+  /** A Softmax layer was added after the ONNX output (logits or log-probabilities), so the model outputs probabilities. */
+  appendedSoftmax: boolean;
   /** How the Keras model's input relates to the ONNX input: `nchw` means the ONNX input is NCHW and the model takes NHWC. */
   inputLayout: 'nchw' | 'plain';
   /** `nhwc` when the ONNX output is rank-4 NCHW and the model's output is its NHWC transpose. */
@@ -121,8 +123,12 @@ export function nodeError(g: Pick<OnnxGraph, 'file' | 'opset'>, node: OnnxNode, 
   return new InputError(`node '${node.name}' (${node.opType}, opset ${g.opset}): ${msg}`, { file: g.file, ...(hint ? { hint } : {}) });
 }
 
-/** Builds the Keras model. Weights are owned by the model; nothing else is left allocated. */
-export function convertOnnx(tf: typeof tfType, g: OnnxGraph): { model: tfType.LayersModel; info: ImportInfo } {
+/**
+ * Builds the Keras model. Weights are owned by the model; nothing else is left allocated.
+ * `reference` computes exactly the ONNX output (it shares the model's layers): when a Softmax was
+ * appended to a classifier's logits, it is the model without it; else the model itself.
+ */
+export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: boolean } = {}): { model: tfType.LayersModel; reference: tfType.LayersModel; info: ImportInfo } {
   const fail = (msg: string, hint?: string): never => {
     throw new InputError(msg, { file: g.file, ...(hint ? { hint } : {}) });
   };
@@ -155,10 +161,22 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph): { model: tfType.La
     const o = out as Sym;
     // A flattened image leaves in ONNX order (a Permute before the Flatten); others as they are.
     const t = o.layout === 'flat' ? makeCtx(tf, g, nodes[nodes.length - 1], values, usedNames, weightTensors).plain(o) : o.t;
-    const model = tf.model({ inputs: inp, outputs: t, name: sanitize(g.file.split(/[\\/]/).pop()!.replace(/\.onnx$/i, '')) || 'onnx_model' });
+    const name = sanitize(g.file.split(/[\\/]/).pop()!.replace(/\.onnx$/i, '')) || 'onnx_model';
+    // compress trains and evaluates on probabilities; PyTorch classifiers end in logits (or log-probabilities).
+    const producer = nodes.find((n) => n.outputs.includes(outName));
+    const appendSoftmax = opts.softmax !== false && o.shape.length === 2 && producer?.opType !== 'Softmax';
+    let y = t;
+    if (appendSoftmax) {
+      let sm = 'softmax';
+      for (let k = 1; usedNames.has(sm); k++) sm = `softmax_${k}`;
+      y = tf.layers.activation({ activation: 'softmax', name: sm }).apply(t) as tfType.SymbolicTensor;
+    }
+    const model = tf.model({ inputs: inp, outputs: y, name });
     return {
       model,
+      reference: appendSoftmax ? tf.model({ inputs: inp, outputs: t, name: `${name}_as_exported` }) : model,
       info: {
+        appendedSoftmax: appendSoftmax,
         inputLayout: imageInput ? 'nchw' : 'plain',
         outputLayout: o.layout === 'nchw' ? 'nhwc' : 'plain',
         inputShape: [-1, ...inShape.slice(1)],

@@ -66,8 +66,8 @@ function program(): Command {
     .description('check a recipe against the schema and the stage graph; print every problem with its position')
     .argument('[recipe]')
     .addOption(setOpt())
-    .action((recipe, opts) => {
-      process.exitCode = validateCommand(recipe, opts);
+    .action(async (recipe, opts) => {
+      process.exitCode = await validateCommand(recipe, opts);
     });
 
   p.command('plan')

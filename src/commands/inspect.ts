@@ -1,10 +1,12 @@
+import { checkExportPlan } from '../export/plan-check.js';
 import { formatPlan, type PlanFormat } from '../stage-graph/plan.js';
 import { stageStates } from '../run/execute.js';
 import { UsageError } from '../recipe/errors.js';
 import { openRecipe, type RecipeFlags } from './common.js';
 
-export function validateCommand(file: string | undefined, flags: RecipeFlags): number {
+export async function validateCommand(file: string | undefined, flags: RecipeFlags): Promise<number> {
   const r = openRecipe(file, flags);
+  await checkExportPlan(r);
   process.stdout.write(`${r.file}: ok (${r.stages.length} stages, ${Object.keys(r.data).length} datasets)\n`);
   return 0;
 }

@@ -1,3 +1,4 @@
+import { checkExportPlan } from '../export/plan-check.js';
 import { join } from 'node:path';
 import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
@@ -26,6 +27,8 @@ export interface RunFlags extends RecipeFlags {
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
   const recipe = openRecipe(file, flags);
+  // Before any stage: an export target that cannot express a layer of the model is known now.
+  await checkExportPlan(recipe);
   const mode = progressMode(flags);
   const progress = createProgress(mode, recipe.stages, flags.verbose);
   const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { ExportError } from './errors.js';
-import { ACTIVATIONS, IDENTITY_LAYERS, LAYERS } from './layers.js';
+import { ACTIVATIONS, IDENTITY_LAYERS, LAYERS, staticLayerProblem } from './layers.js';
 
 /**
  * The target-neutral op list every exporter writes from. Shapes are per sample in Keras layout
@@ -255,7 +255,8 @@ export function buildIr(model: tfType.LayersModel, target: string): IrGraph {
 
   for (const l of layers) {
     const c = l.config;
-    if (c.dataFormat !== undefined && c.dataFormat !== 'channelsLast') fail(l.name, `data format ${String(c.dataFormat)} is not supported; use channelsLast`);
+    const problem = staticLayerProblem(l.className, c);
+    if (problem) fail(l.name, problem);
     if (l.className === 'InputLayer') {
       if (input >= 0) fail(l.name, 'models with more than one input are not supported');
       const shape = (c.batchInputShape as Array<number | null>).slice(1);
@@ -264,12 +265,9 @@ export function buildIr(model: tfType.LayersModel, target: string): IrGraph {
       tensorOf.set(l.name, input);
       continue;
     }
-    const convert = IDENTITY_LAYERS.has(l.className) ? (b: IrBuilder) => b.input() : LAYERS[l.className]?.ir;
-    if (!convert) {
-      fail(l.name, `layer type ${l.className} is not supported (supported: ${supportedLayerList()}); replace or remove it before export`);
-    }
+    const convert = IDENTITY_LAYERS.has(l.className) ? (b: IrBuilder) => b.input() : LAYERS[l.className].ir;
     const b = builderFor(l);
-    const out = convert!(b);
+    const out = convert(b);
     if (tensors[out].layer !== l.name && !tensors[out].data) tensors[out].layer = l.name;
     tensorOf.set(l.name, out);
   }
@@ -368,8 +366,4 @@ function applyActivation(b: IrBuilder, t: number, raw: unknown): number {
     }
   }
   return entry.ir(b, t);
-}
-
-export function supportedLayerList(): string {
-  return Object.keys(LAYERS).sort().join(', ');
 }

@@ -11,6 +11,8 @@ import {
  */
 export interface LayerEntry {
   ir: LayerConversion;
+  /** Why a config cannot be exported, decidable from the config alone (checked before any stage runs too). */
+  check?: (config: Record<string, unknown>) => string | undefined;
   tfjs: 'native' | 'custom';
   /** Shown in the README table. */
   note?: string;
@@ -275,11 +277,8 @@ export const LAYERS: Record<string, LayerEntry> = {
   ReLU: { ir: relu, tfjs: 'native', note: 'max_value 6 is ReLU6; other max_value a minimum' },
   LeakyReLU: { ir: (b) => { const x = b.input(); return b.emit({ kind: 'leaky_relu', inputs: [x], alpha: (b.layer.config.alpha as number) ?? 0.3 }, b.shape(x).slice()); }, tfjs: 'native' },
   ELU: {
-    ir: (b) => {
-      const alpha = (b.layer.config.alpha as number) ?? 1;
-      if (alpha !== 1) b.fail(`ELU with alpha ${alpha} is not supported; use alpha 1`);
-      return unary('elu')(b, b.input());
-    },
+    check: (c) => ((c.alpha ?? 1) === 1 ? undefined : `ELU with alpha ${String(c.alpha)} is not supported; use alpha 1`),
+    ir: (b) => unary('elu')(b, b.input()),
     tfjs: 'native',
     note: 'alpha 1',
   },
@@ -320,10 +319,9 @@ export const LAYERS: Record<string, LayerEntry> = {
     tfjs: 'native',
   },
   UpSampling2D: {
+    check: (c) => ((c.interpolation ?? 'nearest') === 'nearest' ? undefined : `interpolation '${String(c.interpolation)}' is not supported; use nearest`),
     ir: (b) => {
       const x = imageInput(b);
-      const interpolation = (b.layer.config.interpolation as string | undefined) ?? 'nearest';
-      if (interpolation !== 'nearest') b.fail(`interpolation '${interpolation}' is not supported; use nearest`);
       const s = pair(b.layer.config.size, [2, 2]);
       const [H, W, C] = b.shape(x);
       return b.emit({ kind: 'resize', inputs: [x], size: [H * s[0], W * s[1]] }, [H * s[0], W * s[1], C]);
@@ -356,3 +354,20 @@ export const LAYERS: Record<string, LayerEntry> = {
     tfjs: 'native',
   },
 };
+
+const SUPPORTED_LIST = () => Object.keys(LAYERS).sort().join(', ');
+
+/**
+ * Why a layer cannot be exported to the graph targets (tflite, onnx), from its class and tfjs
+ * (camelCase) config alone: the class, the data format, the activation and the entry's own check.
+ * buildIr runs it on every layer; `validate` and `run` run it on the model file before any stage.
+ */
+export function staticLayerProblem(className: string, config: Record<string, unknown>): string | undefined {
+  if (className === 'InputLayer' || IDENTITY_LAYERS.has(className)) return undefined;
+  const entry = LAYERS[className];
+  if (!entry) return `layer type ${className} is not supported (supported: ${SUPPORTED_LIST()}); replace or remove it before export`;
+  if (config.dataFormat !== undefined && config.dataFormat !== 'channelsLast') return `data format ${String(config.dataFormat)} is not supported; use channelsLast`;
+  const act = config.activation;
+  if (act !== undefined && act !== null && !(String(act) in ACTIVATIONS)) return `activation '${String(act)}' is not supported; use one of ${Object.keys(ACTIVATIONS).join(', ')}`;
+  return entry.check?.(config);
+}

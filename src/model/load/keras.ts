@@ -103,6 +103,30 @@ interface LayerWeights {
   values: Array<{ values: Float32Array; shape: number[] }>;
 }
 
+/**
+ * The model config of a Keras `.h5` / `.keras` file in the tfjs dialect (what the loader builds
+ * from), read without building the model or reading weights: for checks before any stage runs.
+ */
+export async function readKerasTopology(path: string): Promise<Json> {
+  const bytes = await readBytes(path);
+  let config: Json;
+  if (extname(path).toLowerCase() === '.keras') {
+    const cfg = readZip(bytes, path).get('config.json');
+    if (!cfg) throw new InputError("archive has no 'config.json': not a Keras 3 model file", { file: path });
+    try {
+      config = JSON.parse(new TextDecoder().decode(cfg));
+    } catch (e) {
+      throw new InputError(`config.json is not valid JSON: ${describeError(e)}`, { file: `${path} (config.json)` });
+    }
+  } else {
+    config = await withH5File(bytes, path, (f) => {
+      if (!attrNames(f).includes('model_config')) throw new InputError("no 'model_config' attribute: not a Keras model file", { file: path });
+      return parseJsonAttr(f, 'model_config', path);
+    });
+  }
+  return kerasConfigToTfjs(config, path);
+}
+
 export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersModel> {
   const bytes = await readBytes(path);
   const { config, weights, kerasVersion } = await withH5File(bytes, path, (f) => {

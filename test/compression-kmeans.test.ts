@@ -84,3 +84,35 @@ test('kmeans fine-tuning: gradients summed per centroid, zero centroid fixed', (
   assert.equal(next[1], Math.fround(-0.6));
   assert.equal(next[2], Math.fround(0.7));
 });
+
+const sse = (v: Float32Array, q: Float32Array) => v.reduce((a, x, i) => a + (q[i] - x) ** 2, 0);
+
+test("kmeans init 'optimal': the exact least-error clustering of a small set (checked against every partition)", () => {
+  // 1-D k-means' optimum is contiguous in sorted order: enumerate every split of 10 values into 3 runs.
+  const v = Float32Array.from([0.9, -0.3, 0.05, 0.7, -0.8, 0.11, 0.4, -0.35, 0.6, 0.2]);
+  const s = Array.from(v).sort((a, b) => a - b);
+  const runCost = (a: number, b: number) => {
+    const m = s.slice(a, b).reduce((x, y) => x + y, 0) / (b - a);
+    return s.slice(a, b).reduce((x, y) => x + (y - m) ** 2, 0);
+  };
+  let best = Infinity;
+  for (let i = 1; i < s.length - 1; i++) for (let j = i + 1; j < s.length; j++) best = Math.min(best, runCost(0, i) + runCost(i, j) + runCost(j, s.length));
+  const q = kmeansQuantize(v, { bits: 2, init: 'optimal' }); // no zeros: 4 centroids; compare 3 via bits 2 minus one
+  const q3 = kmeansQuantize(Float32Array.from([0, ...v]), { bits: 2, init: 'optimal' }); // a zero reserves code 0: 3 centroids
+  assert.equal(q.codebook.length, 4);
+  assert.equal(q3.codebook.length, 4);
+  assert.ok(Math.abs(sse(Float32Array.from([0, ...v]), q3.dequantized) - best) < 1e-6, `${sse(Float32Array.from([0, ...v]), q3.dequantized)} vs optimum ${best}`);
+});
+
+test("kmeans init 'optimal': squared error at most Lloyd's from every other start, on seeded weights small and large", () => {
+  for (const [n, seed, sparsity] of [[3000, 11, 0.3], [60000, 12, 0.5], [200000, 13, 0]] as const) {
+    const w = weights(n, seed, sparsity);
+    for (const bits of [3, 5]) {
+      const opt = sse(w, kmeansQuantize(w, { bits, init: 'optimal' }).dequantized);
+      for (const init of ['linear', 'density', 'kmeans++'] as const) {
+        const lloyd = sse(w, kmeansQuantize(w, { bits, init, seed: 1 }).dequantized);
+        assert.ok(opt <= lloyd * (1 + 1e-9), `n ${n}, ${bits} bits: optimal ${opt} > ${init} ${lloyd}`);
+      }
+    }
+  }
+});

@@ -19,7 +19,7 @@ const quantSettings = {
   },
   symmetric: { type: 'boolean', description: 'linear: zero point 0 (default true)' },
   perChannel: { type: 'boolean', description: 'linear: one scale per output channel (default true)' },
-  init: { enum: ['linear', 'density', 'kmeans++'], description: 'kmeans: centroid initialisation (default linear)' },
+  init: { enum: ['linear', 'density', 'kmeans++', 'optimal'], description: "kmeans: centroid initialisation (default linear); 'optimal' starts from the least-squared-error clustering (dynamic programming) and gives the lowest error" },
 } as const;
 
 export const quantizeWithSchema = {

@@ -1,6 +1,6 @@
 """PyTorch CPU reference for bench/train.ts: one epoch of Adam on the exact data compress trains on.
 
-Usage: /usr/bin/python3 bench/torch_train.py <model> <data.bin> <n_train> <n_test> <batch> <lr> <seed>
+Usage: /usr/bin/python3 bench/torch_train.py <model> <data.bin> <n_train> <n_test> <batch> <lr> <seed> [threads=1]
 data.bin: float32 train x [n_train*784], float32 test x [n_test*784], int32 train y, int32 test y
 (little-endian, 28x28x1 row-major). The batch order is passed too: int32 permutation of n_train after y.
 Prints one JSON line: {"seconds": train seconds, "accuracy": test accuracy}.
@@ -13,8 +13,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-torch.set_num_threads(1)
 
 
 class LeNet300100(nn.Module):
@@ -44,6 +42,7 @@ class LeNet5(nn.Module):
 def main():
     model_name, path, n_train, n_test, batch, lr, seed = sys.argv[1:8]
     n_train, n_test, batch, lr, seed = int(n_train), int(n_test), int(batch), float(lr), int(seed)
+    torch.set_num_threads(int(sys.argv[8]) if len(sys.argv) > 8 else 1)
     raw = open(path, 'rb').read()
     off = 0
     def take(dtype, count):

@@ -1,13 +1,15 @@
 /**
  * Training benchmark: one epoch of Adam (lr 1e-3, batch 64) on the same 8,000 real MNIST digits,
- * compress's trainModel on the auto backend vs PyTorch CPU (1 thread, Debian's python3-torch under
- * /usr/bin/python3), for LeNet-300-100 and LeNet-5; both tested on the same 2,000 held-out digits.
+ * compress's trainModel on the auto backend vs PyTorch CPU (Debian's python3-torch under /usr/bin/python3)
+ * with 1 thread and with every core (torch.set_num_threads(nproc)), for LeNet-300-100 and LeNet-5; all
+ * tested on the same 2,000 held-out digits.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { availableParallelism } from 'node:os';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type BuiltinModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
@@ -19,6 +21,9 @@ export interface TrainBenchRow {
   compressSeconds: number;
   torchSeconds?: number;
   ratio?: number;
+  /** PyTorch with every core (torch.set_num_threads(nproc)). */
+  torchAllSeconds?: number;
+  ratioAll?: number;
   compressAccuracy: number;
   torchAccuracy?: number;
   torchError?: string;
@@ -50,11 +55,17 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
       model.dispose();
       const row: TrainBenchRow = { model: name, compressSeconds, compressAccuracy };
       try {
-        const r = await execa(PYTHON, [script, name, file, String(train.n), String(test.n), String(BATCH), String(LR), String(SEED)]);
-        const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; accuracy: number };
-        row.torchSeconds = out.seconds;
-        row.torchAccuracy = out.accuracy;
-        row.ratio = compressSeconds / out.seconds;
+        const torch = async (threads: number) => {
+          const r = await execa(PYTHON, [script, name, file, String(train.n), String(test.n), String(BATCH), String(LR), String(SEED), String(threads)]);
+          return JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; accuracy: number };
+        };
+        const one = await torch(1);
+        row.torchSeconds = one.seconds;
+        row.torchAccuracy = one.accuracy;
+        row.ratio = compressSeconds / one.seconds;
+        const all = await torch(availableParallelism());
+        row.torchAllSeconds = all.seconds;
+        row.ratioAll = compressSeconds / all.seconds;
       } catch (e) {
         row.torchError = (e as Error).message.split('\n')[0];
       }
@@ -67,12 +78,15 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
 }
 
 export function formatTrainBench(backend: string, rows: TrainBenchRow[]): string {
-  const head = ['model', `compress s (${backend})`, 'torch s (1 thread)', 'compress/torch', 'compress acc', 'torch acc'];
+  const cores = availableParallelism();
+  const head = ['model', `compress s (${backend})`, 'torch s (1 thread)', 'compress/torch', `torch s (${cores} threads)`, `compress/torch ${cores}t`, 'compress acc', 'torch acc'];
   const body = rows.map((r) => [
     r.model,
     r.compressSeconds.toFixed(2),
     r.torchSeconds?.toFixed(2) ?? `n/a (${r.torchError ?? 'not run'})`,
     r.ratio?.toFixed(2) ?? 'n/a',
+    r.torchAllSeconds?.toFixed(2) ?? 'n/a',
+    r.ratioAll?.toFixed(2) ?? 'n/a',
     r.compressAccuracy.toFixed(4),
     r.torchAccuracy?.toFixed(4) ?? 'n/a',
   ]);

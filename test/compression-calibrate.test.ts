@@ -198,7 +198,7 @@ test('inference batches are bounded by activation memory: a 224x224 MobileNet-li
   const big = tf.model({ inputs: input, outputs: wide });
   // (224*224*3 + 224*224*96) floats in and out of the conv, 4 bytes each, times 3 for headroom
   assert.equal(activationBytesPerSample(big), 224 * 224 * 99 * 4 * 3);
-  const b = boundedBatchSize(big, 256);
+  const b = boundedBatchSize(big, 256, 256 * 1024 * 1024);
   assert.ok(b >= 1 && b * activationBytesPerSample(big) <= 256 * 1024 * 1024 && (b + 1) * activationBytesPerSample(big) > 256 * 1024 * 1024, `batch ${b}`);
   const lenet = buildModel(tf, 'lenet-5', { inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
   assert.equal(boundedBatchSize(lenet, 256), 256);

@@ -8,7 +8,7 @@ import type * as tfType from '@tensorflow/tfjs';
  */
 
 /** Default activation budget of one inference batch. */
-export const ACTIVATION_BUDGET_BYTES = 256 * 1024 * 1024;
+export const ACTIVATION_BUDGET_BYTES = 128 * 1024 * 1024;
 /** Live tensors around the widest layer (its inputs, its output, a kernel's temporaries) per its in + out. */
 const HEADROOM = 3;
 
@@ -18,9 +18,14 @@ const elements = (shape: unknown): number => {
   return (shape as Array<number | null>).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
 };
 
-/** Float32 bytes one sample needs at the model's widest layer (its inputs plus output), times headroom. */
+/**
+ * Float32 bytes one sample needs: the larger of the widest layer's inputs plus output times headroom
+ * (a layer-by-layer walk frees each tensor after its last use) and the sum of every layer's output
+ * (model.apply inside one tf.tidy keeps them all until the pass ends).
+ */
 export function activationBytesPerSample(model: tfType.LayersModel): number {
   let peak = 0;
+  let all = 0;
   for (const layer of model.layers) {
     let inOut = 0;
     try {
@@ -30,8 +35,9 @@ export function activationBytesPerSample(model: tfType.LayersModel): number {
       // a layer without a defined shape (not built): skip it
     }
     peak = Math.max(peak, inOut);
+    all += elements(layer.outputShape);
   }
-  return peak * 4 * HEADROOM;
+  return Math.max(peak * HEADROOM, all) * 4;
 }
 
 /** The requested batch size, lowered so one batch's activations fit the budget (at least 1). */

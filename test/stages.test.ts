@@ -123,6 +123,12 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
     assert.equal(e.fileBytes, files.reduce((a, b) => a + b, 0));
     assert.ok(Math.abs(e.fileRatio - e.sourceBytes / e.fileBytes) < 1e-9);
     assert.equal(e.estimatedBytes, r.estimatedBytes);
+    // The agreement report, and for int8 the simulated per-layer error with its worst layer.
+    assert.ok(e.confidentAgreement >= 0.99 && e.confidentSamples > 0 && typeof e.accuracyDelta === 'number', JSON.stringify(e));
+    if (e.precision === 'int8') {
+      assert.ok(e.layers.length > 0 && e.layers.every((l: { snrDb: number }) => Number.isFinite(l.snrDb)));
+      assert.equal(e.worstLayer, e.layers.reduce((w: { snrDb: number }, l: { snrDb: number }) => (l.snrDb < w.snrDb ? l : w)).layer);
+    }
   }
   assert.ok(statSync(join(out('ship'), 'tflite-int8', 'model.tflite')).size > 1000);
   assert.ok(existsSync(join(out('ship'), 'onnx-int8', 'model.onnx')));

@@ -5,6 +5,9 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
+import { compareOutputs, gateFailure, type AgreementReport } from './agreement.js';
+import type { LayerError } from './layer-error.js';
+export { worstLayer, type LayerError } from './layer-error.js';
 import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from './targets.js';
 import type { Runner } from './verify/runners.js';
 
@@ -68,11 +71,7 @@ export interface ExportedModel {
   files: string[];
 }
 
-export interface VerifyResult {
-  /** Top-1 agreement with the reference model. */
-  agreement: number;
-  maxAbsDiff: number;
-  accuracy: number;
+export interface VerifyResult extends AgreementReport {
   bytes: number;
   gzipBytes: number;
   /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup. */
@@ -86,6 +85,15 @@ export function defaultThreshold(precision: ExportPrecision): number {
   return precision === 'int8' || precision === 'uint8' || precision === 'dynamic-int8' ? 0.99 : 0.999;
 }
 
+/**
+ * The check an export passes without an explicit threshold: agreement on the samples whose float margin
+ * exceeds the quantization noise (defaultThreshold) and an accuracy loss of at most 1 point (0.2 float).
+ */
+export function defaultGate(precision: ExportPrecision): { confidentThreshold: number; maxAccuracyDrop: number } {
+  const quantized = precision === 'int8' || precision === 'uint8' || precision === 'dynamic-int8';
+  return { confidentThreshold: defaultThreshold(precision), maxAccuracyDrop: quantized ? 0.01 : 0.002 };
+}
+
 function openRunner(tf: typeof tfType, exported: ExportedModel): Promise<Runner> {
   return targetFor(exported.target, exported.precision).open(tf, readExport(exported));
 }
@@ -97,16 +105,11 @@ function readExport(exported: ExportedModel): (name: string) => Promise<Uint8Arr
   };
 }
 
-function argmax(a: Float32Array, off: number, k: number): number {
-  let best = 0;
-  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
-  return best;
-}
-
 /**
  * Loads the export in its real runtime (LiteRT, onnxruntime-node, tf.loadLayersModel), runs the
- * test set, and compares with the reference model. Throws when agreement is below the threshold
- * (default 0.99 for int8/uint8/dynamic-int8, 0.999 otherwise).
+ * test set, and compares with the reference model (agreement.ts). Throws when top-1 agreement is below
+ * `opts.threshold`, or, without one, when the default gate fails (defaultGate: agreement on samples whose
+ * float margin exceeds the quantization noise, and the accuracy loss).
  */
 export async function verifyExport(
   tf: typeof tfType,
@@ -151,16 +154,7 @@ export async function verifyExport(
     } else out = await runner.run(test.x, test.n, shape);
     if (out.length !== refOut.length) throw new Error(`${runner.runtime} returned ${out.length} values, expected ${refOut.length}`);
 
-    let agree = 0;
-    let correct = 0;
-    let maxAbsDiff = 0;
-    for (let i = 0; i < test.n; i++) {
-      const a = argmax(refOut, i * k, k);
-      const b = argmax(out, i * k, k);
-      if (a === b) agree++;
-      if (b === test.y[i]) correct++;
-    }
-    for (let i = 0; i < out.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(out[i] - refOut[i]));
+    const cmp = compareOutputs(refOut, out, test.y, test.n);
 
     // Latency: batch 1 in the target runtime, after warmup.
     const nLat = Math.min(100, test.n);
@@ -177,16 +171,35 @@ export async function verifyExport(
       bytes += d.length;
       gzipBytes += gzipSync(d, { level: 9 }).length;
     }
-    const result: VerifyResult = { agreement: test.n ? agree / test.n : 1, maxAbsDiff, accuracy: test.n ? correct / test.n : 0, bytes, gzipBytes, latencyMs, runtime: runner.runtime };
+    const result: VerifyResult = { ...cmp, bytes, gzipBytes, latencyMs, runtime: runner.runtime };
     Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
-    const threshold = opts.threshold ?? defaultThreshold(exported.precision);
-    if (result.agreement < threshold) {
-      throw new Error(
-        `${exported.target} ${exported.precision} export in ${exported.dir} agrees with the reference on ${(result.agreement * 100).toFixed(2)}% of ${test.n} samples (threshold ${(threshold * 100).toFixed(2)}%, max |diff| ${maxAbsDiff.toExponential(2)}) in ${runner.runtime}`,
-      );
+    const failure = gateFailure(cmp, { threshold: opts.threshold, ...defaultGate(exported.precision) });
+    if (failure) {
+      throw new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})`);
     }
     return result;
   } finally {
     runner.dispose();
   }
+}
+
+/**
+ * The simulated per-layer error of an int8 / dynamic-int8 export (layer-error.ts) on `n` samples of `x`, with
+ * the same weights, scales and activation ranges the exporter writes; undefined for other precisions.
+ */
+export async function exportLayerErrors(
+  tf: typeof tfType,
+  model: tfType.LayersModel,
+  meta: ModelMeta,
+  opts: ExportOptions,
+  x: Float32Array,
+  n: number,
+): Promise<LayerError[] | undefined> {
+  const full = opts.precision === 'int8';
+  if (!full && opts.precision !== 'dynamic-int8') return undefined;
+  if (opts.target !== 'tflite' && opts.target !== 'onnx') return undefined;
+  const [{ buildIr }, { tensorRanges }, { simulatedLayerErrors }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('./layer-error.js')]);
+  const ir = buildIr(model, opts.target);
+  const ranges = full ? tensorRanges(tf, ir, meta, opts.target, opts.calibration, opts.calibrationShape) : undefined;
+  return simulatedLayerErrors(tf, ir, meta, { activations: full, perChannel: opts.perChannel ?? true, ranges }, x, n);
 }

@@ -111,14 +111,14 @@ export function permute<T extends Float32Array | Int8Array | Uint16Array>(data: 
 }
 
 /** Runs the IR in float with tf ops (the reference for calibration and for checking the walk). */
-export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'all' | 'output' = 'all'): Map<number, tfType.Tensor> {
+export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'all' | 'output' = 'all', after?: (op: IrOp, y: tfType.Tensor) => tfType.Tensor): Map<number, tfType.Tensor> {
   const vals = new Map<number, tfType.Tensor>();
   vals.set(ir.input, x);
   for (const t of ir.tensors) if (t.data) vals.set(t.id, tf.tensor(t.data, t.shape));
   const act = (t: tfType.Tensor, a: string): tfType.Tensor => (a === 'relu' ? tf.relu(t) : a === 'relu6' ? tf.relu6(t) : t);
   for (const op of ir.ops) {
     const ins = op.inputs.map((i) => vals.get(i) as tfType.Tensor);
-    const y = tf.tidy(() => runOp(tf, op, ins, act));
+    const y = tf.tidy(() => (after ? after(op, runOp(tf, op, ins, act)) : runOp(tf, op, ins, act)));
     vals.set(op.output, y);
   }
   if (keep === 'output') {

@@ -45,7 +45,7 @@ export const exportWithSchema = {
     perChannel: { type: 'boolean', default: true, description: 'int8 weights with one scale per output channel; false: one per tensor (runtimes / NPUs that need per-tensor weights, e.g. ArmNN 20.08)' },
     storage: { enum: STORAGES, default: 'auto', description: 'tflite: pruned Dense weights as TFLite sparse tensors (CSR + DENSIFY); auto: when smaller and LiteRT runs it (float32, dynamic-int8; int8 stays dense)' },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
-    threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement (default 0.99 int8, 0.999 float)' },
+    threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement; without it the default check: agreement on samples whose float margin exceeds the quantization noise >= 0.99 int8 / 0.999 float, and accuracy loss <= 1 point (0.2 float)' },
     inputLayout: { enum: ['nhwc', 'nchw'], description: 'nchw: the exported model takes channels-first images [C, H, W] like the PyTorch model (a transpose at its input); verified with NCHW inputs' },
     calibrationSamples: { type: 'integer', minimum: 1, default: 256, description: 'training samples for activation ranges (int8) when the model has none' },
     data: dataRefSchema,
@@ -80,7 +80,8 @@ export function exportsOf(w: ExportWith): ExportSpec[] {
  * export's; `exports` lists every export of the stage.
  */
 export const EXPORT_METRICS = [
-  'fileBytes', 'gzipBytes', 'sourceBytes', 'fileRatio', 'estimatedBytes', 'estimatedRatio', 'accuracy', 'agreement', 'maxAbsDiff', 'latencyMs',
+  'fileBytes', 'gzipBytes', 'sourceBytes', 'fileRatio', 'estimatedBytes', 'estimatedRatio', 'accuracy', 'agreement', 'confidentAgreement',
+  'accuracyDelta', 'maxAbsDiff', 'latencyMs',
 ] as const;
 
 export const exportStage = defineStage<ExportWith>({
@@ -94,7 +95,7 @@ export const exportStage = defineStage<ExportWith>({
   needsModels: [1, 1],
   async run(ctx) {
     const { tf } = await engineFor(ctx);
-    const { exportModel, verifyExport } = await import('../export/index.js');
+    const { exportModel, exportLayerErrors, verifyExport, worstLayer } = await import('../export/index.js');
     const w = ctx.with;
     const list = exportsOf(w);
     if (!list.length) throw new Error(`stage '${ctx.stageId}': set with.target, with.profile or with.targets`);
@@ -117,17 +118,26 @@ export const exportStage = defineStage<ExportWith>({
     for (const e of list) {
       const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}${e.perChannel ? "" : "-per-tensor"}`);
       ctx.progress({ message: `exporting ${e.target} ${e.precision}` });
-      const res = await exportModel(tf, model, meta, { target: e.target, precision: e.precision, perChannel: e.perChannel, storage: e.storage, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
+      const opts = { target: e.target, precision: e.precision, perChannel: e.perChannel, storage: e.storage };
+      const res = await exportModel(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
       const row: Record<string, unknown> = {
         target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
         sourceBytes: source.sourceBytes, fileRatio: source.sourceBytes / res.bytes, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
         ...(await storageFacts(e, dir)),
       };
+      const errors = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
+      const worst = errors ? worstLayer(errors) : undefined;
+      if (errors) Object.assign(row, { layers: errors.map((l) => ({ ...l, snrDb: round(l.snrDb), cosine: round(l.cosine, 6) })), worstLayer: worst?.layer, worstLayerSnrDb: worst && round(worst.snrDb) });
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
-        const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold });
-        const { bytes: _b, gzipBytes: _g, ...measured } = v;
-        Object.assign(row, measured);
+        try {
+          const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold });
+          const { bytes: _b, gzipBytes: _g, ...measured } = v;
+          Object.assign(row, measured);
+        } catch (err) {
+          if (!worst) throw err;
+          throw new Error(`${(err as Error).message}; worst layer in the simulated int8 run: '${worst.layer}' (${worst.op}, SNR ${worst.snrDb.toFixed(1)} dB)`);
+        }
       }
       rows.push(row);
     }
@@ -144,6 +154,10 @@ export const exportStage = defineStage<ExportWith>({
     };
   },
 });
+
+/** Test samples the simulated per-layer int8 error runs on. */
+const LAYER_ERROR_SAMPLES = 64;
+const round = (v: number, d = 2) => Number(v.toFixed(d));
 
 /** The source model's dense fp32 bytes and its Deep Compression storage estimate (the same accounting as `evaluate`). */
 function sourceSizes(model: tfType.LayersModel, meta: ModelMeta): { sourceBytes: number; estimatedBytes: number; estimatedRatio: number } {

@@ -259,8 +259,6 @@ export const ACTIVATIONS: Record<string, { fuse?: Activation; ir: (b: IrBuilder,
   gelu_new: { ir: gelu(true) },
   hardSigmoid: { ir: hardSigmoid },
   hard_sigmoid: { ir: hardSigmoid },
-  hard_swish: { ir: unary('hard_swish') },
-  hardSwish: { ir: unary('hard_swish') },
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ type LayerLike = tfType.layers.Layer;
 type LayerVariable = LayerLike['weights'][number];
 
 /** The weight TF-MOT prunes for each prunable class. */
-const KERNEL_WEIGHT: Record<string, string> = {
+export const KERNEL_WEIGHT: Record<string, string> = {
   Dense: 'kernel',
   Conv1D: 'kernel',
   Conv2D: 'kernel',

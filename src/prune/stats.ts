@@ -42,7 +42,7 @@ export interface ModelStats {
 }
 
 const KERNEL_KINDS = new Set(['kernel', 'depthwise_kernel', 'pointwise_kernel']);
-const MAC_CLASSES = new Set(['Dense', 'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
+export const MAC_CLASSES = new Set(['Dense', 'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
 
 function countNonZero(data: ArrayLike<number>): number {
   let n = 0;

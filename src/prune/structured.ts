@@ -52,15 +52,15 @@ interface Keep {
   sources: string[]; // the layers whose removal caused it
 }
 
-const PASS_THROUGH = new Set([
+export const PASS_THROUGH = new Set([
   'ReLU', 'LeakyReLU', 'ELU', 'ThresholdedReLU', 'Dropout', 'SpatialDropout1D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout',
   'MaxPooling1D', 'MaxPooling2D', 'MaxPooling3D', 'AveragePooling1D', 'AveragePooling2D', 'AveragePooling3D',
   'GlobalAveragePooling1D', 'GlobalAveragePooling2D', 'GlobalMaxPooling1D', 'GlobalMaxPooling2D',
   'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Activation',
 ]);
-const ELEMENTWISE = new Set(['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Subtract']);
-const REMOVABLE = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D']);
-const CONSUMERS = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D', 'DepthwiseConv2D']);
+export const ELEMENTWISE = new Set(['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Subtract']);
+export const REMOVABLE = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D']);
+export const CONSUMERS = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D', 'DepthwiseConv2D']);
 
 type Layer = tfType.layers.Layer;
 type Cfg = Record<string, unknown>;

@@ -11,15 +11,15 @@ import { ROOT, cli } from './helpers.js';
 
 /**
  * CNNs exported by PyTorch in this test run (random init, seeded, batch-norm statistics randomised,
- * small inputs): torchvision MobileNetV2, ResNet-18, SqueezeNet 1.1, MNASNet 0.5, each at one of the
- * opsets 11 / 13 / 17, and an 'op zoo' model (grouped and transposed convs, padding, PReLU,
+ * small inputs): torchvision MobileNetV2 (13, 17), ResNet-18 (11), SqueezeNet 1.1 (11, 17) and MNASNet 0.5
+ * (11, 13) at those opsets, and an 'op zoo' model (grouped and transposed convs, padding, PReLU,
  * Hardswish, GELU, SiLU, squeeze-excitation, clamp, ELU + padded max pool, crops, an NHWC-order
  * flatten) at all three. Each import must equal onnxruntime's outputs within 1e-4 of their scale.
  */
 
 const { tf } = await initEngine('wasm');
 const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-cnn-'));
-const SPECS = ['mobilenet_v2:13', 'resnet18:11:dynamic', 'squeezenet1_1:17', 'mnasnet0_5:11', 'opzoo:11', 'opzoo:13:dynamic', 'opzoo:17'];
+const SPECS = ['mobilenet_v2:13', 'mobilenet_v2:17:dynamic', 'resnet18:11:dynamic', 'squeezenet1_1:17', 'squeezenet1_1:11', 'mnasnet0_5:11', 'mnasnet0_5:13:dynamic', 'opzoo:11', 'opzoo:13:dynamic', 'opzoo:17'];
 
 before(async () => {
   await execa('/usr/bin/python3', [join(ROOT, 'test/fixtures/torch_export.py'), dir, ...SPECS], { timeout: 300_000 });
@@ -38,9 +38,12 @@ async function importAndCheck(name: string) {
 
 const EXPECT: Record<string, string[]> = {
   'mobilenet_v2-13': ['DepthwiseConv2D', 'ReLU', 'Add', 'GlobalAveragePooling2D', 'Dense'],
+  'mobilenet_v2-17': ['DepthwiseConv2D', 'ReLU', 'Add'],
   'resnet18-11': ['Conv2D', 'ZeroPadding2D', 'MaxPooling2D', 'Add', 'Dense'],
   'squeezenet1_1-17': ['Concatenate', 'MaxPooling2D', 'GlobalAveragePooling2D'],
+  'squeezenet1_1-11': ['Concatenate', 'MaxPooling2D'],
   'mnasnet0_5-11': ['DepthwiseConv2D', 'Add', 'GlobalAveragePooling2D'],
+  'mnasnet0_5-13': ['DepthwiseConv2D', 'Add'],
   'opzoo-11': ['Conv2DTranspose', 'Cropping2D', 'PReLU', 'LeakyReLU', 'Multiply', 'ZeroPadding2D', 'AveragePooling2D'],
   'opzoo-13': ['Conv2DTranspose', 'PReLU', 'DepthwiseConv2D'],
   'opzoo-17': ['Conv2DTranspose', 'PReLU', 'DepthwiseConv2D'],

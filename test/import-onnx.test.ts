@@ -229,3 +229,25 @@ test('compress layers and compress init read an .onnx file', async () => {
   assert.match(text, /uses: load\n\s+with: \{ path: "models\/lenet5-11.onnx" \}/);
   assert.match(text, /source: mnist/, 'a 1x28x28 model with 10 outputs takes the MNIST digits');
 });
+
+test('importing the same file twice gives byte-identical model artifacts', async () => {
+  const { saveModelDir } = await import('../src/model/io.js');
+  const { emptyMeta } = await import('../src/model/meta.js');
+  const out: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const { model } = await importOnnx(tf, fixture('mlp-11'));
+    const d = mkdtempSync(join(tmpdir(), 'compress-onnx-det-'));
+    await saveModelDir(tf, model, emptyMeta(), d);
+    model.dispose();
+    out.push(readFileSync(join(d, 'model.json'), 'utf8') + readFileSync(join(d, 'weights.bin')).toString('base64'));
+  }
+  assert.equal(out[0], out[1]);
+});
+
+test("validate: load 'from' must name a stage in needs", async () => {
+  const ws = mkdtempSync(join(tmpdir(), 'compress-onnx-from-'));
+  writeFileSync(join(ws, 'compress.config.yaml'), 'version: 1\nstages:\n  model:\n    uses: load\n    with: { from: torch, path: model.onnx }\n');
+  const r = await cli(['validate'], ws);
+  assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /compress\.config\.yaml:5:\d+ .*'torch' is not in needs/);
+});

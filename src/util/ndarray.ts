@@ -7,22 +7,32 @@ export function strides(dims: number[]): number[] {
   return s;
 }
 
-/** out[..] = a[perm(..)]: numpy.transpose(a, perm). */
+/** out[..] = a[perm(..)]: numpy.transpose(a, perm). Walks the output in order with an odometer over its axes. */
 export function transpose<T extends Float32Array | Float64Array>(data: T, dims: number[], perm: number[]): { data: T; dims: number[] } {
   const outDims = perm.map((p) => dims[p]);
   const inStr = strides(dims);
-  const outStr = strides(outDims);
+  const step = perm.map((p) => inStr[p]); // input stride of each output axis
   const out = new (data.constructor as { new (n: number): T })(data.length);
-  const idx = new Array(dims.length).fill(0);
-  for (let o = 0; o < data.length; o++) {
-    let rem = o;
-    let src = 0;
-    for (let k = 0; k < outDims.length; k++) {
-      idx[k] = Math.floor(rem / outStr[k]);
-      rem -= idx[k] * outStr[k];
-      src += idx[k] * inStr[perm[k]];
+  const r = outDims.length;
+  if (r === 0 || data.length === 0) {
+    out.set(data);
+    return { data: out, dims: outDims };
+  }
+  const idx = new Array(r).fill(0);
+  const last = r - 1;
+  const n = outDims[last];
+  const s = step[last];
+  let base = 0;
+  for (let o = 0; o < data.length; o += n) {
+    for (let i = 0, src = base; i < n; i++, src += s) out[o + i] = data[src];
+    // carry into the outer axes
+    for (let k = last - 1; k >= 0; k--) {
+      idx[k]++;
+      base += step[k];
+      if (idx[k] < outDims[k]) break;
+      base -= step[k] * outDims[k];
+      idx[k] = 0;
     }
-    out[o] = data[src];
   }
   return { data: out, dims: outDims };
 }

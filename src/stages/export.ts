@@ -86,7 +86,7 @@ export const EXPORT_METRICS = [
 
 export const exportStage = defineStage<ExportWith>({
   kind: 'export',
-  version: '2',
+  version: '3',
   description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
   withSchema: exportWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),

@@ -5,9 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
+import { InputError } from '../src/errors/input-error.js';
 import { loadModelFrom } from '../src/model/load/index.js';
+import { loadKerasJsonWithWeights } from '../src/model/load/keras.js';
 import { teachableMachine, transferLearning, weightsByPath } from './fixtures/nested-models.js';
-import { writeKeras2H5, writeKeras3 } from './fixtures/keras-writer.js';
+import { writeKeras2H5, writeKeras2Weights, writeKeras3 } from './fixtures/keras-writer.js';
 
 const { tf } = await initEngine('wasm');
 
@@ -67,4 +69,26 @@ test('a transfer-learning Functional model on a keras.applications-style base lo
   const names = ['mobilenetv2_0.35/Conv1', 'mobilenetv2_0.35/block_1_pad', 'mobilenetv2_0.35/out_relu', 'dense'];
   for (const f of ['model.h5', 'model.keras']) assertFlattened(source, await loadModelFrom(tf, join(dir, f)), names);
   assertFlattened(source, await loadModelFrom(tf, await saveTfjs(source)), names);
+});
+
+test('a .keras saved by Keras 2.13-2.15 on Windows (backslash weight paths: layers\\dense/vars/0) loads', async () => {
+  const source = transferLearning(tf);
+  const dir = mkdtempSync(join(tmpdir(), 'compress-nested-'));
+  writeFileSync(join(dir, 'win.keras'), await writeKeras3(source, { kerasVersion: '2.15.0', windows: true }));
+  assertFlattened(source, await loadModelFrom(tf, join(dir, 'win.keras')), ['mobilenetv2_0.35/Conv1', 'dense']);
+});
+
+test("Keras's to_json() + save_weights() pair loads with with.weights; the JSON alone is named as Keras architecture JSON", async () => {
+  const source = teachableMachine(tf);
+  const dir = mkdtempSync(join(tmpdir(), 'compress-nested-'));
+  const { json, weights } = await writeKeras2Weights(source);
+  writeFileSync(join(dir, 'model.json'), json);
+  writeFileSync(join(dir, 'weights.h5'), weights);
+  assertFlattened(source, await loadKerasJsonWithWeights(tf, join(dir, 'model.json'), join(dir, 'weights.h5')), TM_NAMES);
+  await assert.rejects(loadModelFrom(tf, join(dir, 'model.json')), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.match(e.message, /this is Keras architecture JSON \(model\.to_json\(\)\) without its weights/);
+    assert.match(e.message, /load: \{ path: model\.json, weights: weights\.h5 \}/);
+    return true;
+  });
 });

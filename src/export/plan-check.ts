@@ -62,6 +62,8 @@ export async function modelFileLayers(path: string): Promise<StaticLayer[] | und
     } catch (e) {
       throw new InputError(`cannot read the model topology: ${describeError(e)}`, { file: json });
     }
+    const keras = await import('../model/load/keras.js');
+    if (keras.isKerasArchitectureJson(parsed)) return topologyLayers(keras.kerasConfigToTfjs(parsed, json));
     if (!parsed.modelTopology || typeof parsed.modelTopology !== 'object') return undefined; // the load stage reports it
     return topologyLayers(parsed.modelTopology as Json);
   }

@@ -11,6 +11,7 @@ export const loadWithSchema = {
   type: 'object',
   properties: {
     path: { type: 'string', minLength: 1, description: 'a TF.js model directory or model.json, a Keras .h5, a Keras 3 .keras or an ONNX .onnx file, relative to the recipe' },
+    weights: { type: 'string', minLength: 1, description: "Keras's model.save_weights() file (.h5 / .weights.h5) for a `path` holding model.to_json() architecture JSON, relative to the recipe" },
     from: { type: 'string', minLength: 1, description: 'an upstream stage (listed in needs) whose output directory holds `path`, e.g. an exec stage that trains and exports the model in PyTorch' },
     data: { type: 'string', minLength: 1, description: 'ONNX import: the dataset whose samples check the import against onnxruntime (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
     softmax: { type: 'boolean', description: 'ONNX import: add a Softmax after a classifier that outputs logits or log-probabilities (default true: compress trains and evaluates on probabilities)' },
@@ -52,7 +53,7 @@ export const loadStage = defineStage<LoadWith>({
   withSchema: loadWithSchema,
   datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),
   // A model from an upstream stage is covered by that stage's output digests.
-  files: (w, workspace) => (w.from ? [] : modelFiles(workspace, w.path)),
+  files: (w, workspace) => (w.from ? [] : [...modelFiles(workspace, w.path), ...(w.weights ? [confinedPath(workspace, w.weights, 'weights path')] : [])]),
   producesModel: true,
   metrics: ['params', 'importRelativeDiff'],
   needsModels: [0, 0],
@@ -60,6 +61,8 @@ export const loadStage = defineStage<LoadWith>({
   check(w, stage) {
     const why = lexicalEscape(w.path, w.from ? `stage '${w.from}''s output directory` : undefined);
     const problems = why ? [{ path: ['with', 'path'], message: `model path '${w.path}' ${why}` }] : [];
+    const whyWeights = w.weights ? lexicalEscape(w.weights) : undefined;
+    if (whyWeights) problems.push({ path: ['with', 'weights'], message: `weights path '${w.weights}' ${whyWeights}` });
     if (w.from && !stage.needs.includes(w.from)) problems.push({ path: ['with', 'from'], message: `'${w.from}' is not in needs (needs: ${stage.needs.join(', ') || 'none'})` });
     return problems;
   },
@@ -76,6 +79,9 @@ export const loadStage = defineStage<LoadWith>({
     if (isOnnxPath(ctx.with.path)) {
       const { importOnnxVerified } = await import('./load-onnx.js');
       ({ model, importCheck } = await importOnnxVerified(tf, file, ctx, meta));
+    } else if (ctx.with.weights) {
+      const { loadKerasJsonWithWeights } = await import('../model/load/keras.js');
+      model = await loadKerasJsonWithWeights(tf, file, confinedPath(base, ctx.with.weights, 'weights path'));
     } else model = await loadModelFrom(tf, file);
     await saveOutputModel(tf, model, meta, ctx);
     const params = model.countParams();

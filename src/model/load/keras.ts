@@ -127,6 +127,38 @@ export async function readKerasTopology(path: string): Promise<Json> {
   return kerasConfigToTfjs(config, path);
 }
 
+/**
+ * Keras's `model.to_json()` architecture with the weights of `model.save_weights()`: a Keras 2
+ * weights `.h5` (root `layer_names`) or a Keras 3 `.weights.h5` (`layers/<key>/vars`).
+ */
+export async function loadKerasJsonWithWeights(tf: Tf, jsonPath: string, weightsPath: string): Promise<tfType.LayersModel> {
+  let config: Json;
+  try {
+    config = JSON.parse(new TextDecoder().decode(await readBytes(jsonPath))) as Json;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`not valid JSON: ${describeError(e)}`, { file: jsonPath });
+  }
+  if (!isKerasArchitectureJson(config)) {
+    throw new InputError('not Keras architecture JSON (expected the {"class_name", "config"} of model.to_json())', { file: jsonPath, hint: 'with.weights pairs a model.to_json() file with its save_weights() file' });
+  }
+  const bytes = await readBytes(weightsPath);
+  const read = await withH5File(bytes, weightsPath, (f) =>
+    attrNames(f).includes('layer_names') ? { keras2: readKeras2Weights(f as H5Group, weightsPath) } : { keras3: readKeras3Weights(f, weightsPath) },
+  );
+  const version = typeof config.keras_version === 'string' ? config.keras_version : undefined;
+  if (read.keras2) return buildWithKeras2Weights(tf, config, read.keras2, weightsPath, version);
+  if (!read.keras3 || read.keras3.size === 0) throw new InputError('no layer weights found (neither Keras 2 layer_names nor Keras 3 layers/*/vars)', { file: weightsPath });
+  return buildWithKeras3Weights(tf, config, read.keras3, jsonPath, weightsPath, version);
+}
+
+/** Whether parsed JSON is Keras's model.to_json() output. */
+export function isKerasArchitectureJson(o: unknown): boolean {
+  if (!o || typeof o !== 'object' || Array.isArray(o)) return false;
+  const j = o as Json;
+  return typeof j.class_name === 'string' && !!j.config && typeof j.config === 'object' && !('modelTopology' in j);
+}
+
 export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersModel> {
   const bytes = await readBytes(path);
   const { config, weights, kerasVersion } = await withH5File(bytes, path, (f) => {
@@ -144,6 +176,11 @@ export async function loadKerasH5(tf: Tf, path: string): Promise<tfType.LayersMo
     const weights = readKeras2Weights(root, path);
     return { config, weights, kerasVersion };
   });
+  return buildWithKeras2Weights(tf, config, weights, path, kerasVersion);
+}
+
+/** Builds `config` (flattened) and sets the weights of a Keras 2 weights group (`model_weights` or a save_weights file). */
+async function buildWithKeras2Weights(tf: Tf, config: Json, weights: Map<string, LayerWeights>, path: string, kerasVersion?: string): Promise<tfType.LayersModel> {
   const { model, paths } = await buildFlat(tf, config, path, kerasVersion, declaredElements(weights));
   try {
     const weighted = new Set(model.layers.filter((l) => l.weights.length > 0).map((l) => (paths.get(l.name) ?? [l.name])[0]));
@@ -275,6 +312,11 @@ export async function loadKeras3(tf: Tf, path: string): Promise<tfType.LayersMod
   if (!wBytes) throw new InputError("archive has no 'model.weights.h5'", { file: path });
   const weightsFile = `${path} (model.weights.h5)`;
   const groups = await withH5File(wBytes, weightsFile, (f) => readKeras3Weights(f, weightsFile));
+  return buildWithKeras3Weights(tf, config, groups, path, weightsFile, kerasVersion);
+}
+
+/** Builds `config` (flattened) and sets the weights of a Keras 3 weights file (`layers/<key>/vars`). */
+async function buildWithKeras3Weights(tf: Tf, config: Json, groups: Map<string, LayerWeights>, path: string, weightsFile: string, kerasVersion?: string): Promise<tfType.LayersModel> {
   const { model, paths } = await buildFlat(tf, config, path, kerasVersion, declaredElements(groups));
   try {
     const byClass = keras3ClassKeys(config, paths);

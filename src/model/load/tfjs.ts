@@ -6,6 +6,7 @@ import { confinedPath } from '../../util/paths.js';
 import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
 import { checkShardSizes, checkTopology, checkWeightBudget, shardSizes } from './precheck.js';
 import { flattenNestedModels, hasNestedModels } from './flatten.js';
+import { isKerasArchitectureJson } from './keras.js';
 
 type Tf = typeof tfType;
 
@@ -87,6 +88,12 @@ function parseModelJson(text: string, file: string): { modelTopology: Record<str
     throw new InputError('this is a TF.js graph model; only layers models can be loaded', {
       file,
       hint: 'convert the Keras model with tensorflowjs_converter --output_format=tfjs_layers_model',
+    });
+  }
+  if (isKerasArchitectureJson(o)) {
+    throw new InputError('this is Keras architecture JSON (model.to_json()) without its weights', {
+      file,
+      hint: 'give the weights saved with model.save_weights() too: load: { path: model.json, weights: weights.h5 }',
     });
   }
   if (!o.modelTopology || typeof o.modelTopology !== 'object') {

@@ -20,6 +20,7 @@ import { saveModelDir } from '../src/model/io.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { createRng } from '../src/util/rng.js';
 import { buildMobileNetV2 } from './mobilenet.js';
+import { layerSteps, modelGraph } from '../src/compression/layer-by-layer.js';
 
 export const PIPELINE_IMAGES = 256;
 const SHAPE: [number, number, number] = [224, 224, 3];
@@ -74,6 +75,7 @@ export async function preparePipeline(dir: string, seed = 1): Promise<{ params: 
         }
     }
   }
+  setBatchNormStatistics(tf, model, x.subarray(0, 16 * size), 16);
   const y = new Int32Array(PIPELINE_IMAGES);
   for (let s = 0; s < PIPELINE_IMAGES; s += 16) {
     const k = Math.min(16, PIPELINE_IMAGES - s);
@@ -89,6 +91,34 @@ export async function preparePipeline(dir: string, seed = 1): Promise<{ params: 
   const params = model.countParams();
   model.dispose();
   return { params };
+}
+
+/**
+ * Data-dependent batch-norm statistics: each BatchNormalization's moving mean / variance become its
+ * input's per-channel moments on `n` images, set while one layer-by-layer walk reaches it. Random
+ * convolutions with unit statistics drift through 17 blocks until the output hardly depends on the
+ * input; normalised, the float model's predictions depend on the image (so pruning and quantization
+ * change some of them, not all).
+ */
+function setBatchNormStatistics(tf: typeof tfType, model: tfType.LayersModel, x: Float32Array, n: number): void {
+  const graph = modelGraph(model);
+  const producerOf = new Map<number, string>();
+  for (const st of graph.steps) st.outputIds.forEach((id) => producerOf.set(id, st.layer.name));
+  const bnAfter = new Map<string, tfType.layers.Layer>();
+  for (const st of graph.steps) if (st.layer.getClassName() === 'BatchNormalization') bnAfter.set(producerOf.get(st.inputIds[0])!, st.layer);
+  const input = tf.tensor(x, [n, ...SHAPE]);
+  const walk = layerSteps(tf, graph, input);
+  for (let r = walk.next(); !r.done; r = walk.next()) {
+    const bn = bnAfter.get(r.value.layer.name);
+    if (!bn) continue;
+    const out = r.value.outputs[0];
+    tf.tidy(() => {
+      const { mean, variance } = tf.moments(out, [0, 1, 2]);
+      const [gamma, beta] = bn.getWeights();
+      bn.setWeights([gamma, beta, mean, variance]);
+    });
+  }
+  input.dispose();
 }
 
 export interface PhaseRow {

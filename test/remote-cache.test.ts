@@ -103,6 +103,14 @@ test('a read-only run (CI on a pull request) computes a changed stage but writes
   assert.equal(s3.objectCount(), before, 'server-side object count unchanged');
 });
 
+test('cache push on a pull request is refused (exit 2) and writes nothing', async () => {
+  const before = s3.objectCount();
+  const r = await cli(['cache', 'push', '--remote', 's3://compress/pr'], first.dir, { ...s3.env('unused'), GITHUB_REF: 'refs/pull/9/merge' });
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stderr, /remote s3:\/\/compress\/pr is read-only here: CI run on the untrusted ref refs\/pull\/9\/merge/);
+  assert.equal(s3.objectCount(), before);
+});
+
 test('verify checks a teammate\'s lock with its inputs taken only from the remote', async () => {
   const ws = workspace(DEFAULT_RECIPE);
   copyFileSync(join(first.dir, 'compress.lock'), join(ws.dir, 'compress.lock'));

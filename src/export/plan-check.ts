@@ -101,7 +101,8 @@ export async function checkExportPlan(recipe: LoadedRecipe): Promise<void> {
   for (const stage of recipe.stages.filter((s) => s.uses === 'export')) {
     const targets = [...new Set(targetsOf(stage.with))].filter((t) => GRAPH_TARGETS.has(t));
     const load = targets.length ? sourceLoad(recipe, stage) : undefined;
-    if (!load) continue;
+    // A model an upstream stage writes (load `from:`) exists only once that stage has run.
+    if (!load || load.with.from) continue;
     const file = confinedPath(recipe.dir, String(load.with.path), 'model path');
     if (!layersOf.has(file)) layersOf.set(file, modelFileLayers(file));
     const layers = await layersOf.get(file)!;

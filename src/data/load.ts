@@ -190,15 +190,12 @@ export function dataSchemaFor() {
 export function dataSpecProblems(spec: DataSpec): SpecProblem[] {
   const def = sourceOf(spec);
   const problems = def.check?.(spec) ?? [];
-  const rootBad = new Set<string>();
+  let rootReported = false;
   for (const p of def.paths(spec)) {
     const why = dataPathProblem(p.ref);
-    if (!why) continue;
-    const isRoot = p.ref.root !== undefined && why.startsWith('data root');
-    if (isRoot) {
-      if (!rootBad.has(why)) problems.push({ path: ['root'], message: why });
-      rootBad.add(why);
-    } else problems.push({ path: p.at, message: why });
+    if (why?.at === 'file') problems.push({ path: p.at, message: why.message });
+    else if (why && !rootReported) problems.push({ path: ['root'], message: why.message });
+    rootReported ||= why?.at === 'root';
   }
   return problems;
 }

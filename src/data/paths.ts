@@ -45,18 +45,24 @@ function rootProblem(root: string): string | undefined {
   return `data root '${root}' is outside the recipe's directory and not inside a system dataset directory (${systemDataDirs().join(', ')}); add one with COMPRESS_DATA_DIRS`;
 }
 
+/** What is wrong with a data path: its dataset's root, or the file itself. */
+export interface DataPathProblem {
+  at: 'root' | 'file';
+  message: string;
+}
+
 /**
  * Why a data path cannot be used, judged on the text alone (validation time, so the problem can be
  * positioned on the recipe line), or undefined when it is fine. `dataPath` applies the same rules
  * plus symbolic links when the file is read.
  */
-export function dataPathProblem(ref: DataPathRef): string | undefined {
+export function dataPathProblem(ref: DataPathRef): DataPathProblem | undefined {
   if (ref.root !== undefined) {
     const r = rootProblem(ref.root);
-    if (r) return r;
+    if (r) return { at: 'root', message: r };
   }
   const why = lexicalEscape(ref.file, ref.root === undefined ? "the recipe's directory" : `the data root '${ref.root}'`);
-  return why ? `${ref.what} '${ref.file}' ${why}` : undefined;
+  return why ? { at: 'file', message: `${ref.what} '${ref.file}' ${why}` } : undefined;
 }
 
 /**
@@ -65,7 +71,7 @@ export function dataPathProblem(ref: DataPathRef): string | undefined {
  */
 export function dataPath(recipeDir: string, ref: DataPathRef): string {
   const why = dataPathProblem(ref);
-  if (why) throw new PathEscapeError(why);
+  if (why) throw new PathEscapeError(why.message);
   if (ref.root === undefined) return confinedPath(recipeDir, ref.file, ref.what);
   const root = isAbsolute(ref.root) ? systemRoot(ref.root) : confinedPath(recipeDir, ref.root, 'data root');
   return confinedPath(root, ref.file, ref.what, `the data root '${ref.root}'`);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -13,6 +13,9 @@ import { loadSplits, type DataSpec } from '../src/data/load.js';
 import { resizeBilinear } from '../src/data/resize.js';
 import { initEngine } from '../src/engine/backend.js';
 import { cli, workspace } from './helpers.js';
+import { dataDigest } from '../src/run/keys.js';
+import { loadRecipe } from '../src/recipe/load.js';
+import { FileDigests } from '../src/cache/file-digests.js';
 
 type Pixel = [number, number, number, number?];
 
@@ -204,6 +207,22 @@ stages:
   assert.match(r.stderr, /:4:\d+ +data\.b\.mean +mean has 3 values but the samples have 1 channel \(color: grayscale\)/);
   assert.match(r.stderr, /:5:\d+ +data\.c\.root +data root '\/etc' is outside the recipe's directory/);
   assert.match(r.stderr, /:5:\d+ +data\.c\.std +std has 2 values but the samples have 3 channels \(color: rgb\)/);
+});
+
+test('images: renaming a class folder changes the dataset digest (class names are part of the cache key)', async () => {
+  const { dir, file } = workspace(`version: 1
+data:
+  d: { source: images, dir: set }
+stages:
+  t: { uses: train, with: { model: mlp-small } }
+`);
+  put(dir, 'set/cat/1.png', png(solid(1, 1, [1, 2, 3])));
+  put(dir, 'set/dog/1.png', png(solid(1, 1, [4, 5, 6])));
+  const digest = () => dataDigest(loadRecipe(file), 'd', new FileDigests(mkdtempSync(join(tmpdir(), 'compress-digests-'))));
+  const before = await digest();
+  assert.equal(await digest(), before, 'same files, same digest');
+  renameSync(join(dir, 'set', 'dog'), join(dir, 'set', 'eel'));
+  assert.notEqual(await digest(), before, 'same bytes under another class name');
 });
 
 test('images recipe: train -> evaluate through the CLI with train/test folders; class names in the report', async () => {

@@ -245,6 +245,6 @@ export async function loadImages(files: ImageFile[], classes: string[], opts: Im
 }
 
 /** Relative names of a tree's images (`class/file.png`): the class names are part of what the data means. */
-export function treeLayout(dir: string, tree: ImageTree): string[] {
+export function treeNames(dir: string, tree: ImageTree): string[] {
   return tree.files.map((f) => relative(dir, f.file).split('\\').join('/'));
 }

@@ -3,7 +3,7 @@ import { InputError } from '../errors/input-error.js';
 import { transposeImages, type Dataset, type Splits } from './dataset.js';
 import { normalizeProblem } from './normalize.js';
 import { loadIdxPair, idxDataSchema } from './idx.js';
-import { imagesDataSchema, listImageTree, loadImages, treeLayout, type ImageTree } from './images.js';
+import { imagesDataSchema, listImageTree, loadImages, treeNames, type ImageTree } from './images.js';
 import { loadMnist, mnistDataSchema, mnistFiles } from './mnist.js';
 import { dataPath, dataPathProblem, type DataPathRef } from './paths.js';
 import { DEFAULT_SPLIT, DEFAULT_VALIDATION, pairFormProblems, pairOrders, seededOrder, splitDataset, splitOrdered, splitPairOrdered, splitTrainTest, type SpecProblem } from './split.js';
@@ -28,7 +28,7 @@ interface DataSource<S> {
   /** The files whose contents the dataset depends on: their digests go into cache keys. */
   files(spec: S, recipeDir: string): string[];
   /** Names that carry meaning beyond file contents (image folders name classes): part of the cache key too. */
-  layout?(spec: S, recipeDir: string): string[];
+  fileNames?(spec: S, recipeDir: string): string[];
   /** Reads the data and splits it with `seed`. */
   load(spec: S, recipeDir: string, seed: number): Promise<Splits>;
 }
@@ -133,7 +133,7 @@ export const DATA_SOURCES = {
       return problems;
     },
     files: (spec, dir) => imageTrees(spec, dir).flatMap((t) => t.tree.files.map((f) => f.file)),
-    layout: (spec, dir) => imageTrees(spec, dir).flatMap((t) => treeLayout(t.dir, t.tree).map((f) => `${t.key}:${f}`)),
+    fileNames: (spec, dir) => imageTrees(spec, dir).flatMap((t) => treeNames(t.dir, t.tree).map((f) => `${t.key}:${f}`)),
     async load(spec, dir, seed) {
       const opts = { size: spec.size, color: spec.color, scale: spec.scale, offset: spec.offset, mean: spec.mean, std: spec.std };
       const trees = imageTrees(spec, dir);
@@ -210,9 +210,9 @@ export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
   return sourceOf(spec).files(spec, recipeDir);
 }
 
-/** Names that are part of the dataset beyond its files' contents (see DataSource.layout), or undefined. */
-export function dataLayout(spec: DataSpec, recipeDir: string): string[] | undefined {
-  return sourceOf(spec).layout?.(spec, recipeDir);
+/** File names that are part of the dataset beyond their contents (see DataSource.fileNames), or undefined. */
+export function dataFileNames(spec: DataSpec, recipeDir: string): string[] | undefined {
+  return sourceOf(spec).fileNames?.(spec, recipeDir);
 }
 
 /** `layout: nchw` data (PyTorch's [C, H, W] samples) as the channels-last images every model here takes. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
@@ -76,4 +76,25 @@ test('a keras.applications-style MobileNetV2 .h5 (ZeroPadding2D, ReLU6, depthwis
   const s = await runPipeline('mobilenet_v2.h5', async (dir) => writeFileSync(join(dir, 'mobilenet_v2.h5'), await writeKeras2H5(mobileNetV2Like(tf, { top: true }))));
   assert.ok(metricsOf(s, 'slim').params < metricsOf(s, 'slim').paramsBefore);
   for (const e of metricsOf(s, 'ship').exports) assert.ok(e.agreement >= 0.99, JSON.stringify(e));
+});
+
+test('a TF.js model stored with uint8 weights reports its real file bytes as its baseline size', async () => {
+  const { exportModel } = await import('../src/export/index.js');
+  const { emptyMeta } = await import('../src/model/meta.js');
+  const { file, dir } = workspace(`version: 1
+stages:
+  src:
+    uses: load
+    with: { path: tm8 }
+`);
+  const model = teachableMachine(tf);
+  await exportModel(tf, model, emptyMeta(), { target: 'tfjs', precision: 'uint8' }, join(dir, 'tm8'));
+  const onDisk = readdirSync(join(dir, 'tm8')).reduce((a, f) => a + statSync(join(dir, 'tm8', f)).size, 0);
+  const s = await runRecipe(loadRecipe(file));
+  const m = metricsOf(s, 'src');
+  assert.equal(m.sourceFileBytes, onDisk);
+  assert.equal(m.sourceBytes, model.countParams() * 4);
+  // The shard holds one byte a weight (plus per-tensor min/scale in model.json), not four.
+  const shard = readdirSync(join(dir, 'tm8')).filter((f) => f.endsWith('.bin')).reduce((a, f) => a + statSync(join(dir, 'tm8', f)).size, 0);
+  assert.ok(shard > 0 && shard < m.sourceBytes * 0.3, `${shard} vs ${m.sourceBytes}`);
 });

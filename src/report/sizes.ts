@@ -14,6 +14,7 @@ import type { ReportJson } from './write.js';
 export const SIZE_METRICS = {
   sourceBytes: "dense fp32 bytes of the stage's source model (weights x 4)",
   fileBytes: 'raw bytes of the exported file(s)',
+  sourceFileBytes: 'raw bytes of the loaded model file(s) (load stages; a uint8 TF.js model is about a quarter of sourceBytes)',
   gzipBytes: 'gzip -9 bytes of the exported file(s)',
   estimatedBytes: 'Deep Compression storage estimate (CSR + codebook + Huffman), not a file',
   fileRatio: 'sourceBytes / fileBytes',

@@ -55,7 +55,7 @@ export const loadStage = defineStage<LoadWith>({
   // A model from an upstream stage is covered by that stage's output digests.
   files: (w, workspace) => (w.from ? [] : [...modelFiles(workspace, w.path), ...(w.weights ? [confinedPath(workspace, w.weights, 'weights path')] : [])]),
   producesModel: true,
-  metrics: ['params', 'importRelativeDiff'],
+  metrics: ['params', 'sourceFileBytes', 'sourceBytes', 'importRelativeDiff'],
   needsModels: [0, 0],
   // At validation time, so the error points at the recipe line; symlinks are judged when read.
   check(w, stage) {
@@ -83,10 +83,14 @@ export const loadStage = defineStage<LoadWith>({
       const { loadKerasJsonWithWeights } = await import('../model/load/keras.js');
       model = await loadKerasJsonWithWeights(tf, file, confinedPath(base, ctx.with.weights, 'weights path'));
     } else model = await loadModelFrom(tf, file);
+    // The source's real size: its files' bytes (a TF.js model stored as uint8 is a quarter of its fp32 size).
+    const files = [...(ctx.with.from ? modelFiles(base, ctx.with.path) : modelFiles(ctx.workspace, ctx.with.path)), ...(ctx.with.weights ? [confinedPath(base, ctx.with.weights, 'weights path')] : [])];
+    const sourceFileBytes = files.reduce((a, f) => a + (statSync(f, { throwIfNoEntry: false })?.size ?? 0), 0);
+    meta.provenance.sourceFileBytes = sourceFileBytes;
     await saveOutputModel(tf, model, meta, ctx);
     const params = model.countParams();
     const layers = model.layers.map((l) => ({ name: l.name, type: l.getClassName(), params: l.countParams() }));
     model.dispose();
-    return { metrics: { params, layers, ...(importCheck ? { importCheck, importRelativeDiff: importCheck.relativeDiff } : {}) } };
+    return { metrics: { params, sourceFileBytes, sourceBytes: params * 4, layers, ...(importCheck ? { importCheck, importRelativeDiff: importCheck.relativeDiff } : {}) } };
   },
 });

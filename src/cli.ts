@@ -2,14 +2,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from './version.js';
 import { BACKEND_CHOICES } from './engine/backend.js';
 import { RecipeError, UsageError, formatProblem } from './recipe/errors.js';
-import { FrozenLockError } from './run/execute.js';
-import { runCommand } from './commands/run.js';
-import { planCommand, statusCommand, validateCommand } from './commands/inspect.js';
-import { cacheClean, cacheGc, cacheLs } from './commands/cache.js';
-import { initCommand } from './commands/init.js';
-import { layersCommand } from './commands/layers.js';
-import { collect, parseConcurrency } from './commands/common.js';
+import { FrozenLockError } from './run/errors.js';
+import { collect, parseConcurrency } from './commands/args.js';
 import { EXIT } from './exit-codes.js';
+
+// Each command's module is imported when that command runs: `--help` and `validate` load neither the
+// engine nor the runtimes (see bench/startup.ts).
 
 
 function program(): Command {
@@ -42,6 +40,7 @@ function program(): Command {
     .option('-q, --quiet', 'print only errors')
     .action(async (recipe, opts, cmd) => {
       const force = opts.force === true ? true : Array.isArray(opts.force) ? opts.force : undefined;
+      const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(recipe, { ...opts, force, verbose: cmd.optsWithGlobals().verbose });
     });
 
@@ -67,6 +66,7 @@ function program(): Command {
     .argument('[recipe]')
     .addOption(setOpt())
     .action(async (recipe, opts) => {
+      const { validateCommand } = await import('./commands/inspect.js');
       process.exitCode = await validateCommand(recipe, opts);
     });
 
@@ -78,6 +78,7 @@ function program(): Command {
     .option('--status', 'annotate stages with cached/stale')
     .option('--cache-dir <dir>', 'cache directory')
     .action(async (recipe, opts) => {
+      const { planCommand } = await import('./commands/inspect.js');
       process.exitCode = await planCommand(recipe, opts);
     });
 
@@ -88,6 +89,7 @@ function program(): Command {
     .option('--cache-dir <dir>', 'cache directory')
     .option('--json', 'machine-readable output')
     .action(async (recipe, opts) => {
+      const { statusCommand } = await import('./commands/inspect.js');
       process.exitCode = await statusCommand(recipe, opts);
     });
 
@@ -104,9 +106,11 @@ function program(): Command {
 
   const cache = p.command('cache').description('inspect and prune the artifact cache');
   cache.command('ls').argument('[recipe]').option('--cache-dir <dir>').option('--json').description('list cache entries').action(async (recipe, opts) => {
+    const { cacheLs } = await import('./commands/cache.js');
     process.exitCode = await cacheLs(recipe, opts);
   });
   cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference').action(async (recipe, opts) => {
+    const { cacheGc } = await import('./commands/cache.js');
     process.exitCode = await cacheGc(recipe, opts);
   });
   cache.command('push').argument('[recipe]').addOption(setOpt()).option('--cache-dir <dir>').option('--remote <url>', 'remote s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)').option('--push', 'push even where the run would be read-only (CI outside cache.trustedRefs)').option('-q, --quiet')
@@ -120,6 +124,7 @@ function program(): Command {
       process.exitCode = await cachePull(recipe, opts);
     });
   cache.command('clean').argument('[recipe]').option('--cache-dir <dir>').description('remove the whole cache').action(async (recipe, opts) => {
+    const { cacheClean } = await import('./commands/cache.js');
     process.exitCode = await cacheClean(recipe, opts);
   });
 
@@ -129,6 +134,7 @@ function program(): Command {
     .option('--recipe <file>', 'recipe to look stages up in', 'compress.config.yaml')
     .option('--json', 'machine-readable output')
     .action(async (target, opts) => {
+      const { layersCommand } = await import('./commands/layers.js');
       process.exitCode = await layersCommand(target, opts);
     });
 
@@ -138,6 +144,7 @@ function program(): Command {
     .option('-o, --output <file>', 'recipe to write', 'compress.config.yaml')
     .option('--force', 'overwrite an existing recipe')
     .action(async (model, opts) => {
+      const { initCommand } = await import('./commands/init.js');
       process.exitCode = await initCommand(model, opts);
     });
   return p;

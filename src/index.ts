@@ -1,5 +1,5 @@
 /**
- * compress as a library (`import { createSchedule, magnitudeMask, runRecipe } from 'compress'`): the
+ * compress as a library (`import { createSchedule, magnitudeMask, runRecipe } from '@compress-ml/compress'`): the
  * same pieces the recipe stages use, for programmatic pipelines and notebooks-in-TypeScript.
  */
 // Recipes and the runner.

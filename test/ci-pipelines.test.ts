@@ -1,6 +1,6 @@
-import { before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -25,23 +25,45 @@ const CUT = [
 ].flatMap((s) => ['--set', s]);
 const sets = (...more: string[]) => [...CUT, ...more.flatMap((s) => ['--set', s])];
 
-let ws: string;
-let recipe: string;
-let lockPath: string;
-let summaryFile: string;
-const reportsDir = () => join(ws, '.compress', 'reports');
-const runIds = () => (existsSync(reportsDir()) ? readdirSync(reportsDir()).sort() : []);
-const ci = (args: string[], env: Record<string, string> = {}) => cli(args, ws, { CI: 'true', GITHUB_STEP_SUMMARY: summaryFile, ...env });
-const lockStages = () => parse(readFileSync(lockPath, 'utf8')).stages as Record<string, { key: string; outputs: Record<string, string> }>;
+/** A workspace holding a copy of the pipeline, a step-summary file, and what the tests read from it. */
+function ciWorkspace(ws: string) {
+  const lockPath = join(ws, PIPELINE.replace(/\.yaml$/, '.lock'));
+  const summaryFile = join(ws, 'step-summary.md');
+  const reportsDir = () => join(ws, '.compress', 'reports');
+  return {
+    ws,
+    lockPath,
+    summaryFile,
+    reportsDir,
+    runIds: () => (existsSync(reportsDir()) ? readdirSync(reportsDir()).sort() : []),
+    ci: (args: string[], env: Record<string, string> = {}) => cli(args, ws, { CI: 'true', GITHUB_STEP_SUMMARY: summaryFile, ...env }),
+    lockStages: () => parse(readFileSync(lockPath, 'utf8')).stages as Record<string, { key: string; outputs: Record<string, string> }>,
+  };
+}
 
-before(() => {
-  ws = mkdtempSync(join(tmpdir(), 'compress-ci-'));
-  recipe = join(ws, PIPELINE);
-  copyFileSync(join(ROOT, 'pipelines', PIPELINE), recipe);
-  lockPath = join(ws, PIPELINE.replace(/\.yaml$/, '.lock'));
-  summaryFile = join(ws, 'step-summary.md');
-  writeFileSync(summaryFile, '## an earlier step\n');
-});
+function freshWorkspace() {
+  const w = ciWorkspace(mkdtempSync(join(tmpdir(), 'compress-ci-')));
+  copyFileSync(join(ROOT, 'pipelines', PIPELINE), join(w.ws, PIPELINE));
+  writeFileSync(w.summaryFile, '## an earlier step\n');
+  return w;
+}
+
+/** The first CI run of the pipeline, made once (the tests after it work on copies of its workspace). */
+let firstRun: Promise<{ w: ReturnType<typeof ciWorkspace>; r: Awaited<ReturnType<typeof cli>> }> | undefined;
+const completedRun = () =>
+  (firstRun ??= (async () => {
+    const w = freshWorkspace();
+    return { w, r: await w.ci(['run', PIPELINE, ...CUT]) };
+  })());
+
+/** A private copy of the workspace of a completed run (cache, outputs, lock, reports): no test sees another's files. */
+async function copyOfCompletedRun() {
+  const { w, r } = await completedRun();
+  assert.equal(r.exitCode, 0, `the first run failed: ${r.stderr}`);
+  const copy = ciWorkspace(mkdtempSync(join(tmpdir(), 'compress-ci-')));
+  cpSync(w.ws, copy.ws, { recursive: true });
+  return copy;
+}
 
 test('every pipelines/*.yaml validates (exit 0), and so does the cut-down copy', async () => {
   const files = readdirSync(join(ROOT, 'pipelines')).filter((f) => f.endsWith('.yaml')).sort();
@@ -52,12 +74,13 @@ test('every pipelines/*.yaml validates (exit 0), and so does the cut-down copy',
     assert.equal(results[i].exitCode, 0, `${f}: ${results[i].stderr}`);
     assert.match(results[i].stdout, new RegExp(`pipelines/${f.replace(/\./g, '\\.')}: ok \\(\\d+ stages`));
   });
-  const cut = await cli(['validate', PIPELINE, ...CUT], ws);
+  const cut = await cli(['validate', PIPELINE, ...CUT], freshWorkspace().ws);
   assert.equal(cut.exitCode, 0, cut.stderr);
 });
 
 test('a CI run writes report.json, summary.md and report.html under .compress/reports/<run-id>/ and appends summary.md to GITHUB_STEP_SUMMARY', async () => {
-  const r = await ci(['run', PIPELINE, ...CUT]);
+  const { w, r } = await completedRun();
+  const { runIds, reportsDir, summaryFile, lockStages } = w;
   assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
   const ids = runIds();
   assert.equal(ids.length, 1);
@@ -80,11 +103,13 @@ test('a CI run writes report.json, summary.md and report.html under .compress/re
 });
 
 test('a too-strict gate (via --set) exits 3 naming the gate, its value and its bound', async () => {
+  const { ci, lockPath, runIds, reportsDir, summaryFile } = await copyOfCompletedRun();
   const lockBefore = readFileSync(lockPath, 'utf8');
   const before = readFileSync(summaryFile, 'utf8');
+  const earlier = new Set(runIds());
   const r = await ci(['run', PIPELINE, ...sets('stages.report.with.gates.1=sparsity >= 0.99')]);
   assert.equal(r.exitCode, 3, `${r.stdout}\n${r.stderr}`);
-  const id = runIds().at(-1)!;
+  const [id] = runIds().filter((x) => !earlier.has(x));
   const report = JSON.parse(readFileSync(join(reportsDir(), id, 'report.json'), 'utf8'));
   const sparsity = report.stages.find((s: { id: string }) => s.id === 'report').metrics.sparsity as number;
   assert.ok(sparsity >= 0.85 && sparsity < 0.99, String(sparsity));
@@ -101,6 +126,7 @@ test('a too-strict gate (via --set) exits 3 naming the gate, its value and its b
 });
 
 test('--frozen fails (exit 2) after a param change, and passes once `run` has updated the lock', async () => {
+  const { ci, lockPath, lockStages } = await copyOfCompletedRun();
   const same = await ci(['run', '--frozen', PIPELINE, ...CUT]);
   assert.equal(same.exitCode, 0, `unchanged recipe: ${same.stderr}`);
   const lockBefore = readFileSync(lockPath, 'utf8');
@@ -121,7 +147,8 @@ test('--frozen fails (exit 2) after a param change, and passes once `run` has up
 });
 
 test('compress verify passes on the unchanged result, and fails (exit 2) after a stage digest in the lock is tampered with', async () => {
-  const changed = sets('params.sparsity=0.92');
+  const { ci, lockPath, lockStages } = await copyOfCompletedRun();
+  const changed = CUT;
   const ok = await ci(['verify', PIPELINE, ...changed]);
   assert.equal(ok.exitCode, 0, `${ok.stdout}\n${ok.stderr}`);
   for (const id of ['baseline', 'baseline-eval', 'prune', 'report', 'mobile', 'edge', 'cloud']) assert.match(ok.stdout, new RegExp(`^ {2}${id} +ok$`, 'm'));

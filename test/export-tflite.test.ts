@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { exportModel, verifyExport, type ExportPrecision } from '../src/export/index.js';
 import { tfliteRunner } from '../src/export/verify/runners.js';
 import { emptyMeta } from '../src/model/meta.js';
+import { buildModel } from '../src/engine/models.js';
 import { cachedTrainedModel, engine, tempDir, type Trained } from './fixtures/export/models.js';
 
 const PRECISIONS: ExportPrecision[] = ['float32', 'float16', 'dynamic-int8', 'int8'];
@@ -35,6 +36,19 @@ for (const name of ['mlp-small', 'lenet-5', 'dw-cnn'] as const) {
     assert.ok(sizes['dynamic-int8'] < sizes.float32 * ratio, JSON.stringify(sizes));
   });
 }
+
+test('verifyExport rejects an export that disagrees with its reference model, naming the failed check', async () => {
+  const tf = await engine();
+  const t = await cachedTrainedModel(tf, 'mlp-small');
+  const dir = tempDir('tflite-disagree');
+  const res = await exportModel(tf, t.model, emptyMeta(), { target: 'tflite', precision: 'float32' }, dir);
+  // The reference is an untrained mlp-small: the exported (trained) model cannot agree with it.
+  const untrained = buildModel(tf, 'mlp-small', { inputShape: [28, 28, 1], numClasses: 10, seed: 99 });
+  await assert.rejects(
+    verifyExport(tf, { target: 'tflite', precision: 'float32', dir, files: res.files }, untrained, t.test),
+    /tflite float32 export in .* fails its check on 200 samples in litert/,
+  );
+});
 
 test('tflite: corrupt bytes and a wrong file identifier are rejected with a clear error', async () => {
   const tf = await engine();

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-// The package by its own name: what a user's `import ... from 'compress'` resolves to (package.json "exports").
-import * as compress from 'compress';
+// The package by its own name: what a user's `import ... from '@compress-ml/compress'` resolves to (package.json "exports").
+import * as compress from '@compress-ml/compress';
 import { TINY } from './helpers.js';
 
 test('the package entry exports the pruning, compression, engine and runner APIs', () => {

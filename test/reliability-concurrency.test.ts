@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertMatchesReference, cacheOf, lockDigests, referenceRun, run, SMALL, smallWorkspace, STACK, type Reference } from './reliability-util.js';
+import { assertMatchesReference, cacheOf, lockDigests, referenceRun, run, SMALL, smallWorkspace, STACK, traced, waitFor, type Reference } from './reliability-util.js';
 
 let refP: Promise<Reference> | undefined;
 const reference = () => (refP ??= referenceRun());
@@ -38,23 +38,28 @@ test('two runs writing different stages into one lock file at the same moment lo
   // A second branch off baseline: run A does baseline+prune, run B baseline+evalbase.
   const recipe = SMALL + `  evalbase:\n    uses: evaluate\n    needs: [baseline]\n    with: { latencySamples: 0 }\n`;
   const { dir } = smallWorkspace(recipe);
-  const traces = [0, 1].map(() => join(mkdtempSync(join(tmpdir(), 'compress-trace-')), 'trace.txt'));
-  // Each run holds the lock file's lock for 2.5 s after reading the lock: whichever comes second must
-  // wait and then merge into what the first wrote (without the lock it would overwrite it).
-  const env = (i: number) => ({ COMPRESS_TEST_PAUSE_AT: 'lockfile:read:1:2500', COMPRESS_TEST_TRACE: traces[i] });
-  const [a, b] = await Promise.all([run(dir, ['--json', '--until', 'prune'], env(0)), run(dir, ['--json', '--until', 'evalbase'], env(1))]);
-  assert.equal(a.exitCode, 0, a.stderr);
-  assert.equal(b.exitCode, 0, b.stderr);
+  const sync = mkdtempSync(join(tmpdir(), 'compress-sync-'));
+  // Whichever run takes the lock file's lock first stops holding it (right after reading the lock) and goes
+  // on only once the other is seen waiting for that lock; the second must then merge into what the first
+  // wrote (without the lock it would overwrite it).
+  const side = (x: string) => ({ go: join(sync, `go-${x}`), trace: join(sync, `trace-${x}.txt`) });
+  const [A, B] = [side('a'), side('b')];
+  const env = (s: { go: string; trace: string }) => ({ COMPRESS_TEST_WAIT_AT: `lockfile:read:1:${s.go}`, COMPRESS_TEST_TRACE: s.trace });
+  const a = run(dir, ['--json', '--until', 'prune'], env(A));
+  const b = run(dir, ['--json', '--until', 'evalbase'], env(B));
+  const holdsWhileOtherWaits = (x: typeof A, y: typeof A) => existsSync(`${x.go}.reached`) && traced(y.trace, 'lockfile:wait');
+  await waitFor(() => holdsWhileOtherWaits(A, B) || holdsWhileOtherWaits(B, A));
+  for (const s of [A, B]) writeFileSync(s.go, '');
+  const [ra, rb] = await Promise.all([a, b]);
+  assert.equal(ra.exitCode, 0, ra.stderr);
+  assert.equal(rb.exitCode, 0, rb.stderr);
   const lock = lockDigests(join(dir, 'compress.lock'))!;
   assert.deepEqual(Object.keys(lock).sort(), ['baseline', 'evalbase', 'prune']);
   assert.equal(lock.baseline, ref.digests.baseline);
   assert.equal(lock.prune, ref.digests.prune);
-  const evalbase = b.events.find((e) => e.type === 'stage-end' && e.outcome.id === 'evalbase')!.outcome;
+  const evalbase = rb.events.find((e) => e.type === 'stage-end' && e.outcome.id === 'evalbase')!.outcome;
   const rec = (await cacheOf(dir).getRecord(evalbase.key))!;
   assert.equal(lock.evalbase, rec.outputsDigest);
-  // The writes did overlap (so the test would see a lost write if the lock file were not locked).
-  const waited = traces.map((t) => readFileSync(t, 'utf8').split('\n').includes('lockfile:wait'));
-  assert.ok(waited.some(Boolean), `one run waited for the other's lock file write (${waited})`);
   // A third run finds every stage the two established and adds only the one neither ran.
   const c = await run(dir, ['--json']);
   assert.equal(c.exitCode, 0, c.stderr);
@@ -99,17 +104,19 @@ test('locks left by killed runs (a stage\'s key lock, the lock file\'s lock) are
 
 test('a live run\'s lock is never taken over: a second run waits for it', async () => {
   const { dir } = smallWorkspace();
-  // The first run pauses 4 s holding the lock file's lock; the second must wait, not treat it as stale.
-  const first = run(dir, ['--json'], { COMPRESS_TEST_PAUSE_AT: 'lockfile:locked:1:4000' });
-  const writing = join(dir, 'compress.lock.writing');
-  const deadline = Date.now() + 60_000;
-  while (!existsSync(writing) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(existsSync(writing), 'the first run holds the lock');
-  const trace = join(mkdtempSync(join(tmpdir(), 'compress-trace-')), 'trace.txt');
-  const [a, b] = await Promise.all([first, run(dir, ['--json'], { COMPRESS_TEST_TRACE: trace })]);
+  const sync = mkdtempSync(join(tmpdir(), 'compress-sync-'));
+  const go = join(sync, 'go');
+  const trace = join(sync, 'trace.txt');
+  // The first run stops holding the lock file's lock until the second is seen waiting for it.
+  const first = run(dir, ['--json'], { COMPRESS_TEST_WAIT_AT: `lockfile:locked:1:${go}` });
+  await waitFor(() => existsSync(`${go}.reached`));
+  assert.ok(existsSync(join(dir, 'compress.lock.writing')), 'the first run holds the lock');
+  const second = run(dir, ['--json'], { COMPRESS_TEST_TRACE: trace });
+  await waitFor(() => traced(trace, 'lockfile:wait'));
+  writeFileSync(go, '');
+  const [a, b] = await Promise.all([first, second]);
   assert.equal(a.exitCode, 0, a.stderr);
   assert.equal(b.exitCode, 0, b.stderr);
   assert.deepEqual(b.events.filter((e) => e.type === 'warning'), [], 'no live lock reported as stale');
-  assert.ok(readFileSync(trace, 'utf8').split('\n').includes('lockfile:wait'), 'the second run waited');
   assert.deepEqual(Object.keys(lockDigests(join(dir, 'compress.lock'))!).sort(), ['baseline', 'prune', 'report']);
 });

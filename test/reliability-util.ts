@@ -33,6 +33,17 @@ export interface RunResult {
   status: Record<string, string>;
 }
 
+/** Resolves once `file` exists (a paused process's `.paused` file, a trace's first line): waiting on a
+ *  condition, not on time; the test's own timeout bounds it. */
+export async function waitFor(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** Whether a COMPRESS_TEST_TRACE file has reached checkpoint `event`. */
+export function traced(trace: string, event: string): boolean {
+  return existsSync(trace) && readFileSync(trace, 'utf8').split('\n').includes(event);
+}
+
 export async function run(dir: string, args: string[] = [], env: Record<string, string> = {}): Promise<RunResult> {
   const r = await cli(['run', ...args], dir, env);
   const events = args.includes('--json')

@@ -24,7 +24,7 @@ if (mode === 'gen') {
 } else if (mode === 'sleep') {
   writeFileSync('child.pid', String(process.pid));
   console.log('started');
-  setTimeout(() => writeFileSync('finished', 'yes'), 30000);
+  setInterval(() => undefined, 1000); // runs until it is killed
 } else if (mode === 'fail') {
   for (let i = 1; i <= 30; i++) console.error('diagnostic line ' + i);
   console.log('some stdout');
@@ -177,15 +177,13 @@ test('exec: timeoutSeconds kills the child and fails the stage with a clear mess
       command: [node, tools/tool.mjs, sleep, "\${outputs}"]
       timeoutSeconds: 1
 `);
-  const t0 = Date.now();
+  // The command never ends by itself: the run returns only because the timeout killed it.
   const a = await run(dir);
   assert.equal(a.r.exitCode, 1);
-  assert.ok(Date.now() - t0 < 20_000, 'did not wait for the child to finish');
   assert.equal(a.stages.slow.status, 'failed');
   assert.match(a.stages.slow.reason, /command 'node' timed out after 1 s and was killed/);
-  const pid = Number(readFileSync(join(dir, 'child.pid'), 'utf8'));
-  assert.equal(alive(pid), false, 'the child process is gone');
-  assert.equal(existsSync(join(dir, 'finished')), false);
+  // On a loaded machine the command may be killed before it wrote its pid; if it did, it is gone.
+  if (existsSync(join(dir, 'child.pid'))) assert.equal(alive(Number(readFileSync(join(dir, 'child.pid'), 'utf8'))), false, 'the child process is gone');
 });
 
 test('exec: Ctrl-C (SIGINT) kills the running command', async () => {
@@ -206,8 +204,9 @@ test('exec: Ctrl-C (SIGINT) kills the running command', async () => {
   assert.ok(sent, r.stderr);
   assert.equal(r.exitCode, 130, r.stderr);
   const pid = Number(readFileSync(join(dir, 'child.pid'), 'utf8'));
-  const deadline = Date.now() + 5000;
-  while (alive(pid) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  // The run sent it SIGTERM as it stopped; wait for it to exit (bounded only to fail rather than hang).
+  const bound = Date.now() + 120_000;
+  while (alive(pid) && Date.now() < bound) await new Promise((res) => setTimeout(res, 50));
   assert.equal(alive(pid), false, 'the command was killed with the run');
 });
 

@@ -104,7 +104,7 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
   for (let o = 0; o < 32; o++) for (let g = 0; g < 64; g += 4) {
     let nz = 0;
     for (let i = g; i < g + 4; i++) if (nm[i * 32 + o] !== 0) nz++;
-    assert.ok(nz <= 2, `group ${g} of output ${o} has ${nz} non-zeros`);
+    assert.equal(nz, 2, `group ${g} of output ${o} has ${nz} non-zeros`);
   }
 
   // Size accounting sees the sparsity and the codebooks.

@@ -12,10 +12,9 @@ import { basename, dirname, join } from 'node:path';
  * - `COMPRESS_TEST_FAIL_AT=<event>:<n>[:<CODE>]`: from the n-th time on, the write at checkpoint
  *   `<event>` fails with errno CODE (default ENOSPC), as on a full disk. Only write checkpoints
  *   (`writeCheckpoint`) fail; `<event>` may be `write`, which every write checkpoint also counts as.
- * - `COMPRESS_TEST_PAUSE_AT=<event>:<n>:<ms>`: blocks the main thread for <ms> at the n-th `<event>`
- *   (to make a race between two processes happen on purpose).
  * - `COMPRESS_TEST_WAIT_AT=<event>:<n>:<file>`: at the n-th `<event>` creates `<file>.reached` and blocks
- *   until `<file>` exists (a test does something to the world, e.g. stops a server, then lets it go on).
+ *   until `<file>` exists (a test does something to the world, e.g. stops a server, or makes a race
+ *   between two processes happen on purpose, then lets it go on: explicit synchronisation, no time window).
  * - `COMPRESS_TEST_TRACE=<file>`: appends the name of every checkpoint reached to <file>, one a line
  *   (tests pick kill points from the trace of an uninterrupted run).
  *
@@ -36,7 +35,6 @@ function parseHook(v: string | undefined): Hook | undefined {
 
 const KILL = parseHook(process.env.COMPRESS_TEST_KILL_AT);
 const FAIL = parseHook(process.env.COMPRESS_TEST_FAIL_AT);
-const PAUSE = parseHook(process.env.COMPRESS_TEST_PAUSE_AT);
 const WAIT = parseWait(process.env.COMPRESS_TEST_WAIT_AT);
 const TRACE = process.env.COMPRESS_TEST_TRACE;
 const counts = new Map<string, number>();
@@ -65,16 +63,15 @@ function reach(event: string): void {
   if (TRACE) appendFileSync(TRACE, event + '\n');
   const n = count(event);
   if (WAIT && WAIT.event === event && WAIT.n === n) waitForFile(WAIT.arg!);
-  if (PAUSE && PAUSE.event === event && PAUSE.n === n) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(PAUSE.arg ?? 1000));
   if (KILL && KILL.event === event && KILL.n === n) process.kill(process.pid, 'SIGKILL');
 }
 
 /** A named point of the run where a crash test may kill the process. Free when no hook is set. */
-export const checkpoint: (event: string) => void = KILL || PAUSE || WAIT || TRACE ? reach : () => undefined;
+export const checkpoint: (event: string) => void = KILL || WAIT || TRACE ? reach : () => undefined;
 
 /** A checkpoint just before bytes are written to disk: the full-disk hook can make the write fail here. */
 export const writeCheckpoint: (event: string) => void =
-  KILL || PAUSE || WAIT || TRACE || FAIL
+  KILL || WAIT || TRACE || FAIL
     ? (event) => {
         reach(event);
         if (!FAIL) return;

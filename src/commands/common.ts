@@ -18,16 +18,6 @@ export function openRecipe(file: string | undefined, flags: RecipeFlags): Loaded
   return loadRecipe(path, { sets: flags.set });
 }
 
-export function collect(value: string, prev: string[] = []): string[] {
-  return [...prev, value];
-}
-
-export function parseConcurrency(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--concurrency must be a positive integer, got '${v}'`);
-  return n;
-}
-
 /**
  * Ctrl-C (or SIGTERM) aborts the returned signal so stages stop and completed ones stay cached; a
  * second one exits at once with 130. Call the returned `release` when the work is over.

@@ -1,6 +1,5 @@
 import { checkExportPlan } from '../export/plan-check.js';
 import { formatPlan, type PlanFormat } from '../stage-graph/plan.js';
-import { stageStates } from '../run/execute.js';
 import { UsageError } from '../recipe/errors.js';
 import { openRecipe, type RecipeFlags } from './common.js';
 
@@ -15,6 +14,7 @@ export async function planCommand(file: string | undefined, flags: RecipeFlags &
   const format = (flags.format ?? 'text') as PlanFormat;
   if (!['text', 'mermaid', 'dot', 'json'].includes(format)) throw new UsageError(`--format must be text, mermaid, dot or json (got '${format}')`);
   const r = openRecipe(file, flags);
+  const { stageStates } = await import('../run/execute.js');
   const states = flags.status ? new Map((await stageStates(r, flags)).map((s) => [s.id, s])) : undefined;
   const nodes = r.stages.map((s) => ({ id: s.id, needs: s.needs, uses: s.uses, status: states?.get(s.id)?.state }));
   process.stdout.write(formatPlan(nodes, format) + '\n');
@@ -23,6 +23,7 @@ export async function planCommand(file: string | undefined, flags: RecipeFlags &
 
 export async function statusCommand(file: string | undefined, flags: RecipeFlags & { cacheDir?: string; json?: boolean }): Promise<number> {
   const r = openRecipe(file, flags);
+  const { stageStates } = await import('../run/execute.js');
   const states = await stageStates(r, flags);
   if (flags.json) {
     process.stdout.write(JSON.stringify({ stages: states }, null, 2) + '\n');

@@ -17,12 +17,14 @@ import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyIn
 import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
-import { RemoteStageCache, type RemoteSummary } from './remote-stage-cache.js';
+import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
 import { resolveRemote, type RemoteFlags } from '../cache/remote-config.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import { setOwn } from '../util/own.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
+import { FrozenLockError } from './errors.js';
+export { FrozenLockError };
 export type { StageCache } from './stage-cache.js';
 export type { RemoteSummary } from './remote-stage-cache.js';
 
@@ -102,12 +104,6 @@ export interface RunSummary {
   remote?: RemoteSummary;
 }
 
-export class FrozenLockError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'FrozenLockError';
-  }
-}
 
 export function cacheDirFor(recipe: LoadedRecipe, flag?: string): string {
   if (flag) return resolve(flag);
@@ -213,7 +209,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const lockPath = lockPathFor(recipe.file);
   const remoteSettings = opts.cache ? undefined : resolveRemote(recipe.cache, opts.remote);
-  const remote = remoteSettings && new RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));
+  // The S3 client is loaded only when a remote is configured.
+  const remote = remoteSettings && new (await import('./remote-stage-cache.js')).RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));
   const run: Run = {
     recipe,
     opts,

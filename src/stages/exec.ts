@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import type { FromSchema } from 'json-schema-to-ts';
-import { execa } from 'execa';
 import { confinedPath, lexicalEscape } from '../util/paths.js';
 import { checkOutputs, workspaceFiles } from './exec-files.js';
 import { expandTemplate, templateRefs } from '../recipe/interpolate.js';
@@ -118,6 +117,7 @@ async function runCommand(ctx: StageContext<ExecWith>, argv: string[]): Promise<
     ctx.progress({ message: line.slice(0, 120) });
   };
   ctx.progress({ message: `running ${file}` });
+  const { execa } = await import('execa');
   const child = execa(file, args, {
     shell: false,
     cwd: ctx.workspace,

@@ -89,7 +89,9 @@ export const quantizeStage = defineStage<QuantizeWith>({
     const settings = resolveLayerSettings<LayerQuantSetting>(layerInfos(model), (w.layers ?? []) as never, defaults);
     assertSelected(ctx.stageId, 'quantize', settings, layerInfos(model));
     for (const [name, s] of settings) {
-      if (s.method === 'linear' && s.bits !== 'auto' && (s.bits < 2 || s.bits > 8)) throw new Error(`layer '${name}': linear quantization takes 2..8 bits (got ${s.bits}); use method: kmeans for other widths`);
+      if (s.method === 'float16' || s.bits === 'auto') continue;
+      const [lo, hi] = BIT_RANGE[s.method];
+      if (s.bits < lo || s.bits > hi) throw new Error(`layer '${name}': ${s.method} quantization takes ${lo}..${hi} bits (got ${s.bits})${s.method === 'linear' ? '; use method: kmeans for other widths' : ''}`);
     }
     const toSpec = (s: LayerQuantSetting, bits: number): WeightQuantSpec =>
       s.method === 'float16'
@@ -98,36 +100,17 @@ export const quantizeStage = defineStage<QuantizeWith>({
           ? { method: 'kmeans', bits, init: s.init, seed: ctx.seed }
           : { method: 'linear', bits, symmetric: s.symmetric ?? true, perChannel: s.perChannel ?? true };
 
-    // bits: auto: a per-layer sensitivity scan on the validation split, then a joint check.
     const chosen = new Map<string, number>();
-    const auto = [...settings].filter(([, s]) => s.bits === 'auto' && s.method !== 'float16');
-    for (const [name, s] of settings) if (s.bits !== 'auto') chosen.set(name, s.bits as number);
+    for (const [name, s] of settings) if (s.bits !== 'auto') chosen.set(name, s.bits);
+    const auto = [...settings].filter((e): e is [string, LayerQuantSetting & { method: 'linear' | 'kmeans' }] => e[1].bits === 'auto' && e[1].method !== 'float16');
     if (auto.length) {
-      const budget = w.budget ?? 0.005;
+      const accuracyWith = (policy: Record<string, WeightQuantSpec>) => withTemporaryPolicy(tf, model, policy, () => evaluateModel(tf, model, validation).accuracy);
       const base = evaluateModel(tf, model, validation).accuracy;
-      const candidates = (s: LayerQuantSetting) => (s.method === 'kmeans' ? [2, 3, 4, 5, 6, 7, 8] : [2, 3, 4, 5, 6, 7, 8]);
-      const drops = new Map<string, Map<number, number>>();
-      for (const [name, s] of auto) {
-        const row = new Map<number, number>();
-        for (const b of candidates(s)) {
-          ctx.progress({ message: `sensitivity scan: ${name} at ${b} bits` });
-          const acc = withTemporaryQuant(tf, model, name, toSpec(s, b), () => evaluateModel(tf, model, validation).accuracy);
-          row.set(b, base - acc);
-        }
-        drops.set(name, row);
-        const per = budget / auto.length;
-        chosen.set(name, candidates(s).find((b) => (row.get(b) ?? 1) <= per) ?? 8);
-      }
-      // Joint check: raise the bits of the most sensitive layer until the whole model is within budget.
-      for (let guard = 0; guard < 64; guard++) {
-        const policy = Object.fromEntries([...settings].map(([n, s]) => [n, toSpec(s, chosen.get(n) ?? 8)]));
-        const acc = withTemporaryPolicy(tf, model, policy, () => evaluateModel(tf, model, validation).accuracy);
-        if (base - acc <= budget) break;
-        const raisable = auto.filter(([n]) => (chosen.get(n) ?? 8) < 8);
-        if (!raisable.length) break;
-        raisable.sort(([a], [b]) => (drops.get(b)!.get(chosen.get(b)!) ?? 0) - (drops.get(a)!.get(chosen.get(a)!) ?? 0));
-        chosen.set(raisable[0][0], chosen.get(raisable[0][0])! + 1);
-      }
+      const picked = chooseAutoBits(auto, w.budget ?? 0.005, base, (name, b) => {
+        ctx.progress({ message: `sensitivity scan: ${name} at ${b} bits` });
+        return accuracyWith({ [name]: toSpec(settings.get(name)!, b) });
+      }, (bits) => accuracyWith(Object.fromEntries([...settings].map(([n, s]) => [n, toSpec(s, chosen.get(n) ?? bits.get(n) ?? 8)]))));
+      for (const [n, b] of picked) chosen.set(n, b);
       ctx.log(`bits: auto chose ${[...chosen].map(([n, b]) => `${n}=${b}`).join(', ')}`);
     }
 
@@ -212,8 +195,45 @@ function sizeOf(model: tfType.LayersModel, layer: string): number {
 }
 
 /** Runs `f` with one layer quantized, restoring its float kernel afterwards. */
-function withTemporaryQuant<T>(tf: typeof tfType, model: tfType.LayersModel, layer: string, spec: WeightQuantSpec, f: () => T): T {
-  return withTemporaryPolicy(tf, model, { [layer]: spec }, f);
+/** The widths each method takes: linear int-N 2..8, k-means 1..16 (up to 2^16 shared values). */
+const BIT_RANGE: Record<'linear' | 'kmeans', readonly [number, number]> = { linear: [2, 8], kmeans: [1, 16] };
+
+/**
+ * `bits: auto`: each layer gets the narrowest width (from its method's range) whose accuracy drop, that
+ * layer alone quantized, is within an equal share of `budget` (the widest when none is); then, while the
+ * whole model is over budget, the layer whose drop at its width is largest is widened by one bit. Drops are
+ * measured when first needed (`accuracyWithLayer`), so a wide k-means range costs only the widths it reaches.
+ */
+export function chooseAutoBits(
+  auto: Array<[string, { method: 'linear' | 'kmeans' }]>,
+  budget: number,
+  base: number,
+  accuracyWithLayer: (layer: string, bits: number) => number,
+  accuracyWithAll: (bits: Map<string, number>) => number,
+): Map<string, number> {
+  const drops = new Map<string, Map<number, number>>(auto.map(([n]) => [n, new Map()]));
+  const dropAt = (name: string, b: number): number => {
+    const row = drops.get(name)!;
+    if (!row.has(b)) row.set(b, base - accuracyWithLayer(name, b));
+    return row.get(b)!;
+  };
+  const chosen = new Map<string, number>();
+  const per = budget / auto.length;
+  for (const [name, s] of auto) {
+    const [lo, hi] = BIT_RANGE[s.method];
+    let b = lo;
+    while (b < hi && dropAt(name, b) > per) b++;
+    chosen.set(name, b);
+  }
+  // Joint check: raise the bits of the most sensitive layer until the whole model is within budget.
+  for (let guard = 0; guard < 64; guard++) {
+    if (base - accuracyWithAll(chosen) <= budget) break;
+    const raisable = auto.filter(([n, s]) => chosen.get(n)! < BIT_RANGE[s.method][1]);
+    if (!raisable.length) break;
+    raisable.sort(([a], [b]) => dropAt(b, chosen.get(b)!) - dropAt(a, chosen.get(a)!));
+    chosen.set(raisable[0][0], chosen.get(raisable[0][0])! + 1);
+  }
+  return chosen;
 }
 
 function withTemporaryPolicy<T>(tf: typeof tfType, model: tfType.LayersModel, policy: Record<string, WeightQuantSpec>, f: () => T): T {

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
-import onnxProto from 'onnx-proto';
+import { createRequire } from 'node:module';
+import type onnxProto from 'onnx-proto';
 import { decodeFloat16 } from '../../util/float16.js';
 import { InputError, describeError } from '../../errors/input-error.js';
 
@@ -10,7 +11,12 @@ import { InputError, describeError } from '../../errors/input-error.js';
  * next to the model. The protobuf is decoded by `onnx-proto` (protobufjs).
  */
 
-const { onnx } = onnxProto;
+/** onnx-proto (protobufjs), loaded when an .onnx file is first read: not on the way of runs without one. */
+let protoModule: typeof onnxProto | undefined;
+function proto(): typeof onnxProto.onnx {
+  protoModule ??= createRequire(import.meta.url)('onnx-proto') as typeof onnxProto;
+  return protoModule.onnx;
+}
 
 export const SUPPORTED_IR = [3, 10] as const;
 export const SUPPORTED_OPSETS = [9, 21] as const;
@@ -52,12 +58,9 @@ export interface OnnxGraph {
   outputs: OnnxValueInfo[];
 }
 
-const DT = onnx.TensorProto.DataType;
-const AT = onnx.AttributeProto.AttributeType;
-const DT_NAMES: Record<number, string> = Object.fromEntries(Object.entries(DT).map(([k, v]) => [v as number, k.toLowerCase()]));
-
 export function dataTypeName(t: number): string {
-  return DT_NAMES[t] ?? `type ${t}`;
+  const name = Object.entries(proto().TensorProto.DataType).find(([, v]) => v === t)?.[0];
+  return name ? name.toLowerCase() : `type ${t}`;
 }
 
 const num = (v: number | { toNumber(): number } | null | undefined): number => (v === null || v === undefined ? 0 : typeof v === 'number' ? v : v.toNumber());
@@ -72,7 +75,7 @@ export function readOnnx(path: string): OnnxGraph {
   }
   let model: onnxProto.onnx.ModelProto;
   try {
-    model = onnx.ModelProto.decode(bytes);
+    model = proto().ModelProto.decode(bytes);
   } catch (e) {
     throw new InputError(`not a valid ONNX protobuf: ${describeError(e)}`, { file: path, hint: 'the file is truncated or corrupt; export it again with torch.onnx.export' });
   }
@@ -117,6 +120,7 @@ function toNode(n: onnxProto.onnx.INodeProto, index: number, file: string): Onnx
 }
 
 function attrValue(a: onnxProto.onnx.IAttributeProto, file: string, node: string): AttrValue {
+  const AT = proto().AttributeProto.AttributeType;
   switch (a.type) {
     case AT.INT:
       return num(a.i);
@@ -140,12 +144,13 @@ function attrValue(a: onnxProto.onnx.IAttributeProto, file: string, node: string
 
 /** Decodes an initializer or Constant value (raw_data, typed fields, or external data). */
 export function tensorToConst(t: onnxProto.onnx.ITensorProto, file: string): Const {
+  const DT = proto().TensorProto.DataType;
   const dims = (t.dims ?? []).map(num);
   const count = dims.reduce((a, b) => a * b, 1);
   const type = t.dataType ?? 0;
   const name = t.name ?? '(unnamed)';
   let raw: Uint8Array | undefined = t.rawData && t.rawData.length ? t.rawData : undefined;
-  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) raw = readExternal(t, file);
+  if (t.dataLocation === proto().TensorProto.DataLocation.EXTERNAL) raw = readExternal(t, file);
   const fail = (msg: string): never => {
     throw new InputError(`tensor '${name}': ${msg}`, { file, hint: 'export with float32 (or float16) weights' });
   };
@@ -223,14 +228,14 @@ function readExternal(t: onnxProto.onnx.ITensorProto, file: string): Uint8Array 
 export function onnxExternalFiles(path: string): string[] {
   let model: onnxProto.onnx.ModelProto;
   try {
-    model = onnx.ModelProto.decode(readFileSync(path));
+    model = proto().ModelProto.decode(readFileSync(path));
   } catch {
     return []; // the load reports the problem
   }
   const dir = dirname(path);
   const out = new Set<string>();
   for (const t of model.graph?.initializer ?? []) {
-    if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    if (t.dataLocation !== proto().TensorProto.DataLocation.EXTERNAL) continue;
     const loc = (t.externalData ?? []).find((e) => e.key === 'location')?.value;
     if (!loc || isAbsolute(loc)) continue;
     const full = normalize(join(dir, loc));

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { execa } from 'execa';
 import * as tf from '@tensorflow/tfjs';
 import { ROOT } from './helpers.js';
@@ -44,6 +44,18 @@ async function userProject(dir: string): Promise<void> {
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-project', version: '1.0.0', private: true, allowScripts }, null, 2));
 }
 
+/** A lock for `user` (depending on our tarball) that pins our dependencies as our own lock does. */
+function userLock(user: { name: string; version: string; devDependencies: Record<string, string>; allowScripts: object }, tarball: string) {
+  const ours = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, Record<string, unknown>> };
+  const self = ours.packages[''] as { version: string; dependencies: object; bin: object; license: string; engines: object; peerDependencies: object; peerDependenciesMeta: object };
+  const packages: Record<string, unknown> = {
+    '': { name: user.name, version: user.version, devDependencies: user.devDependencies },
+    [`node_modules/${pkg.name}`]: { version: self.version, resolved: tarball, dev: true, license: self.license, dependencies: self.dependencies, bin: self.bin, engines: self.engines, peerDependencies: self.peerDependencies, peerDependenciesMeta: self.peerDependenciesMeta },
+  };
+  for (const [path, entry] of Object.entries(ours.packages)) if (path && !entry.dev) packages[path] = { ...entry, dev: true };
+  return { name: user.name, version: user.version, lockfileVersion: 3, requires: true, packages };
+}
+
 test(`npm pack -> install into a fresh project (offline) -> npx compress init <model> -> npx compress run: exit 0 and a report`, async () => {
   const packDir = mkdtempSync(join(tmpdir(), 'compress-pack-'));
   // --ignore-scripts: dist/ is already built (by `npm test`); rebuilding it here would disturb tests running beside this one.
@@ -55,7 +67,14 @@ test(`npm pack -> install into a fresh project (offline) -> npx compress init <m
 
   const project = mkdtempSync(join(tmpdir(), 'compress-user-'));
   await userProject(project);
-  const install = await execa('npm', ['install', '--offline', '--no-audit', '--no-fund', '--save-dev', join(packDir, filename)], { cwd: project, env: npmEnv, reject: false });
+  // The project depends on the tarball; its lock pins our dependencies as this checkout's lock does, so
+  // `npm ci --offline` installs everything from the npm cache (no registry metadata needed).
+  const tarball = `file:${relative(project, join(packDir, filename)).split('\\').join('/')}`;
+  const user = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8'));
+  user.devDependencies = { [pkg.name]: tarball };
+  writeFileSync(join(project, 'package.json'), JSON.stringify(user, null, 2));
+  writeFileSync(join(project, 'package-lock.json'), JSON.stringify(userLock(user, tarball), null, 2));
+  const install = await execa('npm', ['ci', '--offline', '--no-audit', '--no-fund'], { cwd: project, env: npmEnv, reject: false });
   assert.equal(install.exitCode, 0, install.stderr);
   assert.ok(existsSync(join(project, 'node_modules', ...pkg.name.split('/'), pkg.bin.compress)), 'the package is installed under its name');
 

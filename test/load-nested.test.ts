@@ -92,3 +92,17 @@ test("Keras's to_json() + save_weights() pair loads with with.weights; the JSON 
     return true;
   });
 });
+
+test('compress layers and compress init work on a nested (Teachable Machine) model: path-named layers, a recipe that validates', async () => {
+  const { cli } = await import('./helpers.js');
+  const dir = await saveTfjs(teachableMachine(tf));
+  const layers = await cli(['layers', join(dir, 'model.json'), '--json'], dir);
+  assert.equal(layers.exitCode, 0, layers.stderr);
+  const names = (JSON.parse(layers.stdout) as { layers?: Array<{ name: string }> } | Array<{ name: string }>);
+  const list = Array.isArray(names) ? names : names.layers ?? [];
+  for (const n of TM_NAMES) assert.ok(list.some((l) => l.name === n), `${n} not in ${layers.stdout.slice(0, 300)}`);
+  const init = await cli(['init', 'model.json'], dir);
+  assert.equal(init.exitCode, 0, init.stderr);
+  const validate = await cli(['validate'], dir);
+  assert.equal(validate.exitCode, 0, validate.stderr + validate.stdout);
+});

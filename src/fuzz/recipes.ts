@@ -13,6 +13,7 @@ import { createRng } from '../util/rng.js';
 import { parseRecipe } from '../recipe/load.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';
 import { checkTree } from '../recipe/yaml-guard.js';
+import { recipeLevelChecks } from '../run/preflight.js';
 import { setOwn } from '../util/own.js';
 
 export interface FuzzCase {
@@ -242,7 +243,8 @@ const TEXT_MUTATIONS: Record<string, TextMutation> = {
     return t.slice(0, start) + pick(rng, GARBAGE_VALUES) + t.slice(start + h[1].length);
   },
   mistypeKey(rng, t) {
-    const hits = [...t.matchAll(/([A-Za-z_][A-Za-z0-9_]*):/g)];
+    // Bounded: an unbounded identifier run before a missing colon backtracks quadratically on a 1 MB line.
+    const hits = [...t.matchAll(/([A-Za-z_][A-Za-z0-9_]{0,63}):/g)];
     if (!hits.length) return t;
     const h = pick(rng, hits);
     const k = h[1];
@@ -399,6 +401,63 @@ const VALUE_MUTATIONS: Record<string, ValueMutation> = {
     const n = 20 + int(rng, 180);
     for (let i = 0; i < n; i++) setOwn(st, `gen${i}`, { uses: 'evaluate', needs: [i ? `gen${i - 1}` : 'nope'] });
   },
+  // ---- families from the issue-20 attack ----
+  longString(rng, r) {
+    const ps = paths(r).filter((p) => p.length);
+    const n = pick(rng, [5000, 70_000, 1_000_000]);
+    const big = pick(rng, ['x', 'ab', 'é', '\u0007'] as const).repeat(n);
+    const st = Object.values(stagesOf(r)).filter((s) => s && typeof s === 'object');
+    const s = pick(rng, st);
+    const where = rng();
+    if (s && where < 0.3) s.uses = big;
+    else if (s && where < 0.5) s.needs = [big];
+    else if (s && where < 0.6) s.with = { ...(s.with && typeof s.with === 'object' ? (s.with as Obj) : {}), data: big };
+    else setAt(r, pick(rng, ps), big);
+  },
+  deepGate(rng, r) {
+    const evals = Object.values(stagesOf(r)).filter((s) => s && typeof s === 'object' && s.uses === 'evaluate');
+    const s = pick(rng, evals.length ? evals : Object.values(stagesOf(r)));
+    if (!s || typeof s !== 'object') return;
+    const n = pick(rng, [40, 500, 5000, 20000]);
+    const w = (s.with && typeof s.with === 'object' ? s.with : (s.with = {})) as Obj;
+    w.gates = [pick(rng, [
+      `accuracy >= ${'('.repeat(n)}1${')'.repeat(n)}`, `accuracy >= ${'-'.repeat(n)}1`, `accuracy >= ${Array.from({ length: Math.min(n, 2000) }, () => '1').join('+')}`,
+      'accuracy >= 0/0', 'accuracy != 0/0', 'accuracy >= 1/0', 'accuracy / 0 >= 1', 'accuracy >= -(1/0)',
+    ])];
+  },
+  protoKey(rng, r) {
+    const st = Object.values(stagesOf(r)).filter((s) => s && typeof s === 'object');
+    const s = pick(rng, st);
+    const where = rng();
+    if (s && where < 0.35) setOwn(s, 'matrix', Object.fromEntries([[pick(rng, ['__proto__.polluted', 'constructor.polluted', '__proto__', 'prototype.x', 'a.__proto__.b']), [1]]]));
+    else if (s && where < 0.7) {
+      const w = (s.with && typeof s.with === 'object' ? s.with : (s.with = {})) as Obj;
+      setOwn(w, pick(rng, ['__proto__', 'constructor', 'prototype']), { path: 'models/x', polluted: 1 });
+    } else {
+      const objs = paths(r).filter((p) => { const v = getAt(r, p); return v && typeof v === 'object' && !Array.isArray(v); });
+      setOwn(getAt(r, pick(rng, objs)) as Obj, '__proto__', pick(rng, [{ polluted: 1 }, [1], 'x', null]));
+    }
+  },
+  pathField(rng, r) {
+    const bad = pick(rng, ['../out', '../../outside/x.npy', '/etc/passwd', '.', './', 'C:\\x', '\\\\host\\share', 'a/../../b', 'ok/dir', 'sub/../sub', 'x\u0000y', '..', '~/x']);
+    const st = Object.entries(stagesOf(r)).filter(([, s]) => s && typeof s === 'object');
+    const where = int(rng, 7);
+    if (where === 0) r.outDir = bad;
+    else if (where === 1) r.cache = { dir: bad };
+    else if (where === 2) {
+      const data = (r.data && typeof r.data === 'object' ? r.data : (r.data = {})) as Obj;
+      setOwn(data, 'mine', { source: 'files', features: bad, labels: rng() < 0.5 ? bad : 'y.npy', numClasses: 2 });
+    } else if (where === 3 && st.length) setOwn(stagesOf(r), 'loaded', { uses: 'load', with: { path: bad } });
+    else if (where <= 5) setOwn(stagesOf(r), 'tool', { uses: 'exec', with: { command: ['node', 'x.js'], [where === 4 ? 'inputs' : 'outputs']: [bad] } });
+    else setOwn(stagesOf(r), 'tool', { uses: 'exec', with: { command: ['node', 'x.js'], metrics: bad } });
+  },
+  missingData(rng, r) {
+    const st = Object.values(stagesOf(r)).filter((s) => s && typeof s === 'object');
+    if (rng() < 0.5) delete r.data;
+    else setOwn((r.data && typeof r.data === 'object' ? r.data : (r.data = {})) as Obj, 'second', { source: 'mnist', limit: 100 });
+    for (const s of st) if (s.with && typeof s.with === 'object') delete (s.with as Obj).data;
+    if (rng() < 0.3) setOwn(stagesOf(r), 'ex', pick(rng, [{ uses: 'export', needs: [Object.keys(stagesOf(r))[0]] }, { uses: 'export', needs: [Object.keys(stagesOf(r))[0]], with: { target: 'tfjs', precision: 'int8' } }]));
+  },
   badTimeouts(rng, r) {
     const s = pick(rng, Object.values(stagesOf(r)));
     if (s && typeof s === 'object') {
@@ -475,8 +534,15 @@ export function checkCase(c: FuzzCase): CaseResult {
   const done = (status: CaseStatus, signature?: string, detail?: string): CaseResult => ({ index: c.index, status, signature, detail, ms: performance.now() - t0 });
   let result: CaseResult;
   try {
-    parseRecipe(c.text, 'fuzz.yaml', { sets: c.sets });
-    result = done('parsed');
+    const recipe = parseRecipe(c.text, 'fuzz.yaml', { sets: c.sets });
+    // What validate accepts, run's own recipe-level checks must accept too.
+    try {
+      recipeLevelChecks(recipe);
+      result = done('parsed');
+    } catch (e) {
+      const err = e as Error;
+      result = done('finding', `run-knows-more:${err.name}`, `validate accepted, run refuses: ${err.message.split('\n').slice(0, 2).join(' ').slice(0, 200)}`);
+    }
   } catch (e) {
     if (e instanceof RecipeError) {
       const bad = e.problems.find((p) => !(typeof p.message === 'string' && p.message.trim() !== '' && ((Number.isInteger(p.line) && p.line! >= 1 && (p.col === undefined || p.col >= 1)) || (typeof p.origin === 'string' && p.origin !== ''))));

@@ -9,7 +9,8 @@ import { interpolateParams, type Unresolved } from './interpolate.js';
 import { dotted, locate, pointerToPath, positionOf } from './locate.js';
 import { applyOverride, parseOverride, type Override } from './overrides.js';
 import { checkTree, yamlErrorMessage } from './yaml-guard.js';
-import { buildRecipeSchema, buildStageSchema, stageSchemaId, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
+import { buildRecipeSchema, buildStageSchema, recipeBaseSchema, stageSchemaId, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
+import { pathProblems } from './path-fields.js';
 import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../stage-graph/dag.js';
 import { dataSpecProblems } from '../data/load.js';
@@ -177,9 +178,13 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
         problem(['stages', id, 'with', 'data'], `unknown dataset '${shown(d)}'${suggestion(d, dataNames)}${dataNames.length ? ` (declared: ${dataNames.join(', ')})` : '; declare it under `data:`'}`);
       }
     }
-    if (kindReadsData(kind.withSchema) && datasets.length === 0 && kind.datasets.length && requiresData(kind.withSchema)) {
-      problem(['stages', id, 'with'], `stage needs a dataset: set with.data (declared: ${dataNames.join(', ') || 'none'})`);
+    // Kinds that read data load `with.data` whenever they run (load only for an ONNX import check, which it decides).
+    if (kindReadsData(kind.withSchema) && kind.dataOptional !== true && w.data === undefined) {
+      problem(['stages', id, spec.with ? 'with' : 'uses'], dataNames.length
+        ? `${article(kind.kind)} '${kind.kind}' stage reads a dataset: set with.data (declared: ${dataNames.join(', ')})`
+        : `${article(kind.kind)} '${kind.kind}' stage reads a dataset: declare one under \`data:\``);
     }
+    for (const pp of pathProblems(kind.withSchema, w, ['stages', id, 'with'])) problem(pp.path, pp.message);
     const models = needs.filter((n) => stageIds.includes(n) && stageKind(recipe.stages[n].uses)?.producesModel);
     const [min, max] = kind.needsModels;
     if (models.length < min) problem(['stages', id, needs.length ? 'needs' : 'uses'], `${article(kind.kind)} '${kind.kind}' stage needs ${min === max ? min : `at least ${min}`} upstream model stage${min === 1 ? '' : 's'} in needs (has ${models.length})`);
@@ -187,6 +192,8 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     for (const c of kind.check?.(w as never, { id, needs }) ?? []) problem(['stages', id, ...c.path], c.message);
     stages.push({ id, uses: spec.uses, needs, with: w, datasets, timeout: spec.timeout, memoryMb: spec.memoryMb, description: spec.description });
   }
+  // outDir, cache.dir and data file paths: what `run` would refuse before any stage, said here with a position.
+  for (const pp of pathProblems(recipeBaseSchema, { ...recipe, stages: {} }, [])) problem(pp.path, pp.message);
   const stageById = new Map(stages.map((s) => [s.id, s]));
   const cycle = findCycle(stages.map((s) => ({ id: s.id, needs: s.needs.filter((n) => stageById.has(n) && n !== s.id) })));
   if (cycle) problem(['stages', cycle[0], 'needs'], `dependency cycle: ${cycle.join(' needs ')}`);
@@ -222,9 +229,6 @@ function article(word: string): string {
 
 function kindReadsData(schema: object): boolean {
   return Boolean((schema as { properties?: Record<string, unknown> }).properties?.data);
-}
-function requiresData(schema: object): boolean {
-  return ((schema as { required?: string[] }).required ?? []).includes('data');
 }
 
 function stripExt(file: string): string {

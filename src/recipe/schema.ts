@@ -25,7 +25,14 @@ export const remoteCacheSchema = {
 
 const cacheSchema = {
   type: 'object',
-  properties: { dir: { type: 'string', minLength: 1 }, ...remoteCacheSchema },
+  properties: {
+    dir: {
+      type: 'string',
+      minLength: 1,
+      'x-compress-path': { what: 'cache.dir', root: 'write-dir', hint: 'a cache outside the workspace is chosen with --cache-dir or COMPRESS_CACHE_DIR' },
+    },
+    ...remoteCacheSchema,
+  },
   additionalProperties: false,
 } as const;
 
@@ -40,7 +47,7 @@ export const recipeBaseSchema = {
     seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0 },
     backend: { enum: BACKEND_CHOICES, default: 'auto' },
     cache: cacheSchema,
-    outDir: { type: 'string', minLength: 1, description: 'where stage outputs are placed (default .compress/out)' },
+    outDir: { type: 'string', minLength: 1, description: 'where stage outputs are placed (default .compress/out)', 'x-compress-path': { what: 'outDir', root: 'write-dir' } },
     params: {
       type: 'object',
       description: 'named values that stages reference as ${params.name}',

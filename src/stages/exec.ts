@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { FromSchema } from 'json-schema-to-ts';
-import { confinedPath, lexicalEscape } from '../util/paths.js';
+import { confinedPath } from '../util/paths.js';
 import { checkOutputs, workspaceFiles } from './exec-files.js';
 import { expandTemplate, templateRefs } from '../recipe/interpolate.js';
 import { defineStage, type StageContext } from './types.js';
@@ -16,9 +16,9 @@ export const execWithSchema = {
       description:
         'program and arguments, run without a shell; ${inputs.<stage>} (an upstream stage\'s output directory) and ${outputs} (this stage\'s) are substituted inside arguments, once ($$ is a literal $; ${params.x} text stays literal)',
     },
-    inputs: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [], description: 'files or directories the command reads, relative to the recipe: their content is part of the cache key' },
-    outputs: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [], description: 'files the command must write under ${outputs}' },
-    metrics: { type: 'string', minLength: 1, description: 'a JSON object of numeric metrics the command writes under ${outputs} (gates can use them)' },
+    inputs: { type: 'array', items: { type: 'string', minLength: 1, 'x-compress-path': { what: 'input', root: 'workspace' } }, uniqueItems: true, default: [], description: 'files or directories the command reads, relative to the recipe: their content is part of the cache key' },
+    outputs: { type: 'array', items: { type: 'string', minLength: 1, 'x-compress-path': { what: 'output', root: 'output' } }, uniqueItems: true, default: [], description: 'files the command must write under ${outputs}' },
+    metrics: { type: 'string', minLength: 1, 'x-compress-path': { what: 'metrics file', root: 'output' }, description: 'a JSON object of numeric metrics the command writes under ${outputs} (gates can use them)' },
     env: {
       type: 'array',
       items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
@@ -193,14 +193,6 @@ export const execStage = defineStage<ExecWith>({
         if (bad) problems.push({ path: ['with', 'command', i], message: bad });
       }
     });
-    const confine = (key: 'inputs' | 'outputs', what: string, root: string) =>
-      (w[key] ?? []).forEach((p, i) => {
-        const why = lexicalEscape(p, root);
-        if (why) problems.push({ path: ['with', key, i], message: `${what} '${p}' ${why}` });
-      });
-    confine('inputs', 'input', "the recipe's directory");
-    confine('outputs', 'output', "the stage's output directory");
-    if (w.metrics && lexicalEscape(w.metrics)) problems.push({ path: ['with', 'metrics'], message: `metrics file '${w.metrics}' ${lexicalEscape(w.metrics, "the stage's output directory")}` });
     return problems;
   },
   async run(ctx) {

@@ -93,6 +93,16 @@ export const exportStage = defineStage<ExportWith>({
   producesModel: false,
   metrics: EXPORT_METRICS,
   needsModels: [1, 1],
+  check(w) {
+    const list = exportsOf(w);
+    if (!list.length) return [{ path: ['with'], message: 'an export stage needs with.target, with.profile or with.targets' }];
+    // Each target has its own precisions (the export-target registry); a pair it lacks fails at validation.
+    return list.flatMap((e, i) =>
+      (EXPORT_TARGETS[e.target].precisions as readonly string[]).includes(e.precision)
+        ? []
+        : [{ path: w.targets ? ['with', 'targets', i, 'precision'] : ['with', 'precision'], message: `target '${e.target}' has no precision '${e.precision}' (${e.target}: ${EXPORT_TARGETS[e.target].precisions.join(', ')})` }],
+    );
+  },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { exportModel, exportLayerErrors, verifyExport, worstLayer } = await import('../export/index.js');

@@ -52,6 +52,7 @@ export const loadStage = defineStage<LoadWith>({
   description: 'load a TF.js layers model, a Keras (.h5 / .keras) model or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
   datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),
+  dataOptional: true,
   // A model from an upstream stage is covered by that stage's output digests.
   files: (w, workspace) => (w.from ? [] : [...modelFiles(workspace, w.path), ...(w.weights ? [confinedPath(workspace, w.weights, 'weights path')] : [])]),
   producesModel: true,

@@ -49,6 +49,11 @@ export interface StageKind<W = any> {
   withSchema: object;
   /** Dataset names `with` refers to (their content digests go into the cache key). */
   datasets(w: W): string[];
+  /**
+   * Kinds whose schema has `data` read it whenever they run, so validation requires one (defaulted when
+   * the recipe declares one dataset); true for a kind that reads data only for some settings.
+   */
+  dataOptional?: boolean;
   /** Repository files `with` refers to (e.g. a model to load): their content digests go into the cache key. */
   files?(w: W, workspace: string): string[];
   /** Whether the stage produces a model artifact (model.json + weights.bin + meta.json) in outDir. */

@@ -30,6 +30,31 @@ export function lexicalEscape(p: string, root = "the recipe's directory"): strin
 }
 
 /**
+ * How a recipe field holding a path is confined, declared in its schema as `x-compress-path` (so
+ * validation finds every path-valued field the same way, whatever stage kind or data source it is on):
+ * `workspace` paths are read relative to the recipe's directory, `output` paths are relative to the
+ * stage's output directory, `write-dir` is a directory compress writes into and may delete (a
+ * subdirectory of the workspace, never the workspace itself).
+ */
+export const PATH_KEYWORD = 'x-compress-path';
+export interface PathField {
+  /** How messages name the field (`model path`, `input`, `outDir`). */
+  what: string;
+  root: 'workspace' | 'output' | 'write-dir';
+  /** Appended to the message (e.g. how to put a cache elsewhere). */
+  hint?: string;
+}
+
+/** Why the text of a path field cannot be used, or undefined: the check `validate` runs for every annotated field. */
+export function pathFieldProblem(p: string, field: PathField): string | undefined {
+  const rootName = field.root === 'output' ? "the stage's output directory" : "the recipe's directory";
+  const why = lexicalEscape(p, rootName);
+  const self = field.root === 'write-dir' && !why && posix.normalize(p.replace(/\\/g, '/')).replace(/\/+$/, '') === '.';
+  const problem = why ? `${field.what} '${p}' ${why}` : self ? `${field.what} '${p}' is the recipe's directory itself; name a subdirectory of it` : undefined;
+  return problem && field.hint ? `${problem} (${field.hint})` : problem;
+}
+
+/**
  * The real path of `p`, or for a path not written yet, the real path of its deepest existing
  * ancestor with the rest appended (a dangling symlink on the way is followed to where a write
  * through it would land).

@@ -17,7 +17,7 @@ function program(): Command {
     .option('--verbose', 'print stack traces and worker output')
     .exitOverride()
     .showSuggestionAfterError()
-    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch, or verify found outputs differing from the lock), 3 a gate failed, 130 interrupted.`);
+    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch, or verify found outputs differing from the lock), 3 a gate failed, 130 interrupted (SIGINT), 143 stopped by SIGTERM, 129 by SIGHUP.`);
   const setOpt = () => new Option('--set <path=value>', 'override a recipe value, e.g. stages.prune.with.epochs=3 (repeatable)').argParser(collect);
 
   p.command('run')

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { open, rename, mkdir, readdir, rm } from 'node:fs/promises';
@@ -130,14 +131,31 @@ export async function sweepAtomicTemps(dir: string, name: string): Promise<numbe
   return n;
 }
 
-/** Whether a process of this host runs with that pid. */
+/**
+ * Whether a process of this host runs with that pid. A zombie (exited, not yet reaped by its parent:
+ * state Z in /proc/<pid>/stat on Linux) still answers kill(pid, 0) but holds nothing: it counts as dead,
+ * so the locks and temp dirs of a killed run are recovered.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  return !isZombie(pid);
+}
+
+/** Linux: the state field of /proc/<pid>/stat (after the parenthesised command name) is Z. */
+export function isZombie(pid: number, statText?: string): boolean {
+  let text = statText;
+  if (text === undefined) {
+    try {
+      text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return false; // no /proc (macOS, Windows), or the process is gone
+    }
+  }
+  return /\)\s+Z\b/.test(text.slice(text.lastIndexOf(')')));
 }
 
 /** Describes a filesystem failure in words a user acts on (full disk, read-only, permissions), naming the path. */

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadRecipe, type LoadedRecipe } from '../recipe/load.js';
 import { UsageError } from '../recipe/errors.js';
-import { EXIT } from '../exit-codes.js';
+import { SIGNAL_EXIT, type StopSignal } from '../exit-codes.js';
 
 export const DEFAULT_RECIPE = 'compress.config.yaml';
 
@@ -19,23 +19,26 @@ export function openRecipe(file: string | undefined, flags: RecipeFlags): Loaded
 }
 
 /**
- * Ctrl-C (or SIGTERM) aborts the returned signal so stages stop and completed ones stay cached; a
- * second one exits at once with 130. Call the returned `release` when the work is over.
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP abort the returned signal (its reason names the signal) so
+ * stages stop, completed ones stay cached, reports are written, temp dirs removed and locks released;
+ * the run then exits with 128 + the signal's number (130, 143, 129). A second signal exits at once
+ * with that code. Call the returned `release` when the work is over.
  */
 export function interruptible(message: string): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) process.exit(EXIT.interrupted);
-    process.stderr.write(`\ninterrupted: ${message}\n`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const handlers = (Object.keys(SIGNAL_EXIT) as StopSignal[]).map((sig) => {
+    const onSignal = () => {
+      if (controller.signal.aborted) process.exit(SIGNAL_EXIT[sig]);
+      process.stderr.write(`\ninterrupted by ${sig}: ${message}\n`);
+      controller.abort(Object.assign(new Error(`stopped by ${sig}`), { name: 'AbortError', stopSignal: sig }));
+    };
+    process.on(sig, onSignal);
+    return [sig, onSignal] as const;
+  });
   return {
     signal: controller.signal,
     release: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const [sig, h] of handlers) process.off(sig, h);
     },
   };
 }

@@ -11,7 +11,7 @@ import type { LoadedRecipe } from '../recipe/load.js';
 import { cacheDirFor, runRecipe, type RunSummary, type StageOutcome } from '../run/execute.js';
 import { lockMetrics, lockPathFor, readLock, type LockFile, type LockStage } from '../run/lockfile.js';
 import { createProgress, progressMode } from '../run/progress.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT, SIGNAL_EXIT } from '../exit-codes.js';
 import { RemoteCache } from '../cache/remote.js';
 import { resolveRemote } from '../cache/remote-config.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
@@ -243,8 +243,8 @@ function compare(recipe: LoadedRecipe, lockPath: string, lock: LockFile, s: RunS
       if (!recipe.stageById.has(id)) stages.push({ id, uses: e.uses, state: 'stale', files: { changed: [], missing: [], extra: [] }, metrics: [], detail: 'in the lock but not in the recipe' });
     }
   }
-  const interrupted = s.exitCode === 130;
-  const exitCode = interrupted ? EXIT.interrupted : stages.some((v) => MISMATCH.includes(v.state)) ? EXIT.usage : stages.some((v) => v.state === 'failed') ? EXIT.stageFailed : EXIT.ok;
+  const interrupted = (Object.values(SIGNAL_EXIT) as number[]).includes(s.exitCode);
+  const exitCode = interrupted ? s.exitCode : stages.some((v) => MISMATCH.includes(v.state)) ? EXIT.usage : stages.some((v) => v.state === 'failed') ? EXIT.stageFailed : EXIT.ok;
   return { recipe: s.recipe, lock: lockPath, engine: s.engine, lockEngine: lock.engine, stages, exitCode };
 }
 

@@ -21,6 +21,7 @@ import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
 import { resolveRemote, type RemoteFlags } from '../cache/remote-config.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import { setOwn } from '../util/own.js';
+import { SIGNAL_EXIT, stopSignalOf } from '../exit-codes.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
 import { FrozenLockError } from './errors.js';
@@ -96,7 +97,7 @@ export interface RunSummary {
   seconds: number;
   stages: StageOutcome[];
   gates: GateResult[];
-  exitCode: 0 | 1 | 2 | 3 | 130;
+  exitCode: 0 | 1 | 2 | 3 | (typeof SIGNAL_EXIT)[keyof typeof SIGNAL_EXIT];
   lockPath: string;
   /** Why the lock file could not be written (full disk, read-only): the run then exits 1. */
   lockError?: string;
@@ -311,7 +312,10 @@ async function settleStage(p: StagePhase, stage: ResolvedStage): Promise<Settled
   if (!p.plan.selected.has(stage.id) && p.run.opts.only?.length) {
     return ended(p, { ...outcomeOf(stage, 'failed', `upstream of --only stage is not in the cache (${reason}); run without --only first`), key: key.key });
   }
-  if (p.run.opts.signal?.aborted) return { ...outcomeOf(stage, 'interrupted', 'interrupted'), key: key.key };
+  if (p.run.opts.signal?.aborted) {
+    const sig = stopSignalOf(p.run.opts.signal);
+    return { ...outcomeOf(stage, 'interrupted', `not started: the run was stopped by ${sig}`), key: key.key, error: { name: 'Interrupted', message: `stage '${stage.id}' did not start: the run was stopped by ${sig}` } };
+  }
   return computeStage(p, job, reason);
 }
 
@@ -415,7 +419,7 @@ function failedStage(p: StagePhase, job: StageJob, e: unknown): Settled {
     seconds,
     // An interrupted stage's worker is terminated: its exit code says nothing the user needs.
     error: interrupted
-      ? { name: 'Interrupted', message: `stage '${job.stage.id}' was stopped by an interrupt (SIGINT) after ${seconds.toFixed(1)} s; completed stages stay cached` }
+      ? { name: 'Interrupted', message: `stage '${job.stage.id}' was stopped by ${stopSignalOf(p.run.opts.signal)} after ${seconds.toFixed(1)} s; completed stages stay cached` }
       : { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
   };
   return ended(p, o);
@@ -500,7 +504,7 @@ function reportRun(run: Run, results: Settled[], gates: GateResult[], lockError:
     seconds: (Date.now() - run.started) / 1000,
     stages,
     gates,
-    exitCode: interrupted ? 130 : failed || lockError ? 1 : gateFailed ? 3 : 0,
+    exitCode: interrupted ? SIGNAL_EXIT[stopSignalOf(run.opts.signal)] : failed || lockError ? 1 : gateFailed ? 3 : 0,
     lockPath: run.lockPath,
     lockError,
     remote: run.remote?.summary(),

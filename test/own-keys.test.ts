@@ -26,7 +26,7 @@ function sources(dir: string): string[] {
 
 /** Loop counters of a file (`for (let k = 0`, `let o = 0`): numeric, whatever their names. */
 function counters(text: string): Set<string> {
-  const lets = [...text.matchAll(/\blet\s+([A-Za-z_$][\w$]*)\s*=\s*[\d(]/g)].map((m) => m[1]);
+  const lets = [...text.matchAll(/\blet\s+([A-Za-z_$][\w$]*)\s*=\s*[\d(]/g), ...text.matchAll(/\bfor\s*\(\s*let\s+([A-Za-z_$][\w$]*)\s*=/g)].map((m) => m[1]);
   // `.map((c, k) =>` / `.forEach((x, i) =>`: the second parameter is an index.
   const indices = [...text.matchAll(/\.(?:map|forEach)\(\(\s*[\w$]+\s*,\s*([\w$]+)\s*\)\s*=>/g)].map((m) => m[1]);
   const lengths = [...text.matchAll(/\bconst\s+([A-Za-z_$][\w$]*)\s*=\s*[\w$.]+\.length;/g)].map((m) => m[1]);

@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
 import type { BackendChoice } from '../engine/backend.js';
 import { dirname, resolve } from 'node:path';
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import { loadValidator } from './validator.js';
 import { LineCounter, parseDocument } from 'yaml';
-import { STAGE_KINDS, stageKind } from '../stages/registry.js';
+import { stageKind } from '../stages/registry.js';
 import { RecipeError, shown, suggestion, type RecipeProblem } from './errors.js';
 import { interpolateParams, type Unresolved } from './interpolate.js';
 import { dotted, locate, pointerToPath, positionOf } from './locate.js';
 import { applyOverride, parseOverride, type Override } from './overrides.js';
 import { checkTree, yamlErrorMessage } from './yaml-guard.js';
-import { buildRecipeSchema, buildStageSchema, recipeBaseSchema, stageSchemaId, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
+import { recipeBaseSchema, type CacheSpec, type DataSpec, type Recipe } from './schema.js';
 import { pathProblems } from './path-fields.js';
 import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../stage-graph/dag.js';
@@ -47,13 +48,10 @@ export interface LoadedRecipe {
   overrides: Override[];
 }
 
-let validator: ReturnType<Ajv2020['compile']> | undefined;
+let validator: ValidateFunction | undefined;
 
-function getValidator() {
-  if (validator) return validator;
-  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false, verbose: true });
-  for (const k of STAGE_KINDS) ajv.addSchema(buildStageSchema(k), stageSchemaId(k.kind));
-  validator = ajv.compile(buildRecipeSchema(STAGE_KINDS));
+function getValidator(): ValidateFunction {
+  validator ??= loadValidator();
   return validator;
 }
 

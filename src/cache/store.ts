@@ -86,6 +86,12 @@ export function parseRecord(text: string, key: string): RunRecord {
  * stage key to its outputs and metrics. Everything is written to a temp name and renamed, so a
  * crash leaves either the whole entry or none; everything read is verified against its digest.
  */
+/** EISDIR / ENOTDIR: a cache entry of the wrong file type, which is damage to heal, never fatal. */
+function wrongType(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'EISDIR' || code === 'ENOTDIR';
+}
+
 export class CacheStore {
   constructor(
     readonly root: string,
@@ -127,6 +133,8 @@ export class CacheStore {
       try {
         // An object already there is kept only if its content is right: a damaged one is replaced.
         if ((await isValidObject(dest, size)) && (await hashFile(dest)).sha256 === digest) continue;
+        // Something of the wrong type (a directory) where the object goes is replaced, not renamed onto.
+        if ((await stat(dest).catch(() => undefined))?.isDirectory()) await rm(dest, { recursive: true, force: true });
         writeCheckpoint('store:object');
         await mkdir(dirname(dest), { recursive: true });
         // fsync the content before it gets its final name.
@@ -161,6 +169,11 @@ export class CacheStore {
       text = await readFile(this.recordPath(key), 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // A record replaced by a directory is damaged like any other: removed, so the recomputed one can take its place.
+      if (wrongType(e)) {
+        await rm(this.recordPath(key), { recursive: true, force: true }).catch(() => undefined);
+        throw new CacheCorruptError(`cache record ${key.slice(0, 12)} is not a file`, key);
+      }
       throw new CacheReadError(describeFsError(e, `cannot read the cache ${this.root}`));
     }
     return parseRecord(text, key);
@@ -221,6 +234,10 @@ export class CacheStore {
             got = await copyHashing(src, out);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (err as NodeJS.ErrnoException).path === src) throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is missing`, rec.key);
+            if (wrongType(err) && !(await stat(src).catch(() => undefined))?.isFile()) {
+              await rm(src, { recursive: true, force: true }).catch(() => undefined);
+              throw new CacheCorruptError(`cache object for '${rel}' of ${rec.stageId} is not a file`, rec.key);
+            }
             throw err;
           }
           checkpoint('materialize:copied');
@@ -248,7 +265,7 @@ export class CacheStore {
   }
 
   async removeRecord(key: string): Promise<void> {
-    await rm(this.recordPath(key), { force: true });
+    await rm(this.recordPath(key), { recursive: true, force: true });
   }
 
   async listRecords(): Promise<RunRecord[]> {

@@ -139,7 +139,7 @@ test('missing paths, empty dirs and unknown extensions', async () => {
   const empty = join(root, 'empty-dir');
   mkdirSync(empty);
   await assert.rejects(loadModelFrom(tf, empty), isInputError(empty, /no model.json/));
-  const onnx = join(root, 'model.onnx');
-  writeFileSync(onnx, 'x');
-  await assert.rejects(loadModelFrom(tf, onnx), isInputError(onnx, /unknown model file type '\.onnx'/));
+  const pt = join(root, 'model.pt');
+  writeFileSync(pt, 'x');
+  await assert.rejects(loadModelFrom(tf, pt), isInputError(pt, /unknown model file type '\.pt'/));
 });

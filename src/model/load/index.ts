@@ -10,7 +10,20 @@ export { loadTfjsModel } from './tfjs.js';
 export { importOnnx, loadOnnxModel, SUPPORTED_ONNX_OPS, type ImportInfo } from './onnx.js';
 export { loadKerasModel, loadKerasH5, loadKeras3, kerasConfigToTfjs, SUPPORTED_KERAS_LAYERS } from './keras.js';
 
-export type ModelFormat = 'tfjs' | 'keras-h5' | 'keras3' | 'onnx';
+/**
+ * The import formats: one entry each, with the file extensions it is chosen by and its loader. A new import
+ * format is one entry here (a directory is always a TF.js layers model).
+ */
+const MODEL_FORMATS = {
+  tfjs: { extensions: ['.json'], load: loadTfjsModel, label: 'a TF.js model directory or model.json' },
+  'keras-h5': { extensions: ['.h5', '.hdf5'], load: loadKerasH5, label: 'Keras .h5/.hdf5' },
+  keras3: { extensions: ['.keras'], load: loadKeras3, label: 'Keras 3 .keras' },
+  onnx: { extensions: ['.onnx'], load: loadOnnxModel, label: 'ONNX .onnx' },
+} as const satisfies Record<string, { extensions: readonly string[]; label: string; load: (tf: typeof tfType, path: string) => Promise<tfType.LayersModel> }>;
+
+export type ModelFormat = keyof typeof MODEL_FORMATS;
+
+const SUPPORTED_FILES = Object.values(MODEL_FORMATS).map((f) => f.label).join(', ');
 
 /** The format `path` would be loaded as, from its extension (or directory-ness). */
 export async function detectModelFormat(path: string): Promise<ModelFormat> {
@@ -18,7 +31,7 @@ export async function detectModelFormat(path: string): Promise<ModelFormat> {
   try {
     isDir = (await stat(path)).isDirectory();
   } catch {
-    throw new InputError('no such file or directory', { file: path, hint: 'give a TF.js model directory or model.json, a Keras .h5 file, or a Keras 3 .keras file, or an .onnx file' });
+    throw new InputError('no such file or directory', { file: path, hint: `give ${SUPPORTED_FILES} file` });
   }
   if (isDir) {
     try {
@@ -29,26 +42,14 @@ export async function detectModelFormat(path: string): Promise<ModelFormat> {
     return 'tfjs';
   }
   const ext = extname(path).toLowerCase();
-  if (ext === '.json') return 'tfjs';
-  if (ext === '.h5' || ext === '.hdf5') return 'keras-h5';
-  if (ext === '.keras') return 'keras3';
-  if (ext === '.onnx') return 'onnx';
-  throw new InputError(`unknown model file type '${ext || basename(path)}'`, {
-    file: path,
-    hint: 'supported: a TF.js model directory or model.json, Keras .h5/.hdf5, Keras 3 .keras, ONNX .onnx',
-  });
+  const format = (Object.keys(MODEL_FORMATS) as ModelFormat[]).find((f) =>
+    (MODEL_FORMATS[f].extensions as readonly string[]).includes(ext),
+  );
+  if (format) return format;
+  throw new InputError(`unknown model file type '${ext || basename(path)}'`, { file: path, hint: `supported: ${SUPPORTED_FILES}` });
 }
 
-/** Loads a model from a TF.js directory / model.json, a Keras 2 .h5, a Keras 3 .keras or an .onnx file. */
+/** Loads a model from any of the import formats above. */
 export async function loadModelFrom(tf: typeof tfType, path: string): Promise<tfType.LayersModel> {
-  switch (await detectModelFormat(path)) {
-    case 'tfjs':
-      return loadTfjsModel(tf, path);
-    case 'keras-h5':
-      return loadKerasH5(tf, path);
-    case 'keras3':
-      return loadKeras3(tf, path);
-    case 'onnx':
-      return loadOnnxModel(tf, path);
-  }
+  return MODEL_FORMATS[await detectModelFormat(path)].load(tf, path);
 }

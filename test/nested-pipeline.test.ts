@@ -98,3 +98,42 @@ stages:
   const shard = readdirSync(join(dir, 'tm8')).filter((f) => f.endsWith('.bin')).reduce((a, f) => a + statSync(join(dir, 'tm8', f)).size, 0);
   assert.ok(shard > 0 && shard < m.sourceBytes * 0.3, `${shard} vs ${m.sourceBytes}`);
 });
+
+test("a uint8 TF.js model: export's fileRatio and evaluate's compressionRatio divide the loaded file's real bytes, labelled so", async () => {
+  const { exportModel } = await import('../src/export/index.js');
+  const { emptyMeta } = await import('../src/model/meta.js');
+  const { summaryMarkdown } = await import('../src/report/write.js');
+  const { file, dir } = workspace(`version: 1
+seed: 5
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  src:
+    uses: load
+    with: { path: tm8 }
+  report:
+    uses: evaluate
+    needs: [src]
+    with: { latencySamples: 0 }
+  ship:
+    uses: export
+    needs: [src]
+    with: { target: tfjs, precision: uint8 }
+`);
+  await exportModel(tf, teachableMachine(tf), emptyMeta(), { target: 'tfjs', precision: 'uint8' }, join(dir, 'tm8'));
+  const s = await runRecipe(loadRecipe(file));
+  for (const st of s.stages) assert.equal(st.status, 'ran', `${st.id}: ${st.reason}`);
+  const src = metricsOf(s, 'src');
+  const ship = metricsOf(s, 'ship');
+  assert.equal(ship.fileRatioOf, 'sourceFileBytes');
+  assert.equal(ship.sourceFileBytes, src.sourceFileBytes);
+  assert.equal(ship.fileRatio, src.sourceFileBytes / ship.fileBytes);
+  // Re-exporting uint8 as uint8 is no compression (about 1x), not the 4x a dense fp32 baseline would claim.
+  assert.ok(ship.fileRatio > 0.8 && ship.fileRatio < 1.25, `fileRatio ${ship.fileRatio} (dense fp32 would give ${ship.sourceBytes / ship.fileBytes})`);
+  const report = metricsOf(s, 'report');
+  assert.equal(report.compressionRatioOf, 'sourceFileBytes');
+  assert.equal(report.compressionRatio, src.sourceFileBytes / report.estimatedBytes);
+  assert.equal(report.estimatedRatio, report.denseBytes / report.estimatedBytes, 'the estimate ratio stays against dense fp32');
+  const row = summaryMarkdown(s).split('\n').find((l) => l.startsWith('| ship'));
+  assert.match(row ?? '', /\dx of file \|/, summaryMarkdown(s));
+});

@@ -8,7 +8,8 @@ import type { ReportJson } from './write.js';
  *   fileBytes       raw bytes of a real exported file (export stages)
  *   gzipBytes       gzip -9 of that file
  *   estimatedBytes  Deep Compression storage estimate (CSR gaps + codebook / scales + Huffman); no file has it
- *   fileRatio       sourceBytes / fileBytes
+ *   fileRatio       sourceBytes / fileBytes, or sourceFileBytes / fileBytes when the source is a load stage
+ *                   (its real file: a uint8 TF.js model is not 4x bigger than it is); `fileRatioOf` says which
  *   estimatedRatio  sourceBytes / estimatedBytes
  */
 export const SIZE_METRICS = {
@@ -17,11 +18,25 @@ export const SIZE_METRICS = {
   sourceFileBytes: 'raw bytes of the loaded model file(s) (load stages; a uint8 TF.js model is about a quarter of sourceBytes)',
   gzipBytes: 'gzip -9 bytes of the exported file(s)',
   estimatedBytes: 'Deep Compression storage estimate (CSR + codebook + Huffman), not a file',
-  fileRatio: 'sourceBytes / fileBytes',
+  fileRatio: 'sourceBytes / fileBytes, or sourceFileBytes / fileBytes when the source is a load stage (fileRatioOf says which)',
+  fileRatioOf: "what fileRatio divides: 'sourceFileBytes' (the loaded file's real bytes) or 'sourceBytes' (dense fp32)",
+  compressionRatioOf: "what an evaluate stage's compressionRatio divides by estimatedBytes: 'sourceFileBytes' when its model comes straight from a load stage, else 'sourceBytes' (dense fp32)",
   estimatedRatio: 'sourceBytes / estimatedBytes (an estimate)',
 } as const;
 
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
 export type SizeKind = 'file' | 'estimate' | 'dense-fp32';
+export type RatioOf = 'sourceFileBytes' | 'sourceBytes';
+
+/**
+ * The bytes a ratio against a stage's source divides: the real bytes of the loaded file(s) when the model
+ * comes straight from a load stage (its `sourceFileBytes`), else the model's dense fp32 bytes.
+ */
+export function ratioBase(input: { kind: string; metrics: Record<string, unknown> } | undefined, denseBytes: number): { bytes: number; of: RatioOf; sourceFileBytes?: number } {
+  const file = input?.kind === 'load' ? num(input.metrics?.sourceFileBytes) : undefined;
+  return file ? { bytes: file, of: 'sourceFileBytes', sourceFileBytes: file } : { bytes: denseBytes, of: 'sourceBytes' };
+}
 
 export interface ModelRow {
   /** The stage id. */
@@ -40,6 +55,8 @@ export interface ModelRow {
   gzipBytes?: number;
   estimatedBytes?: number;
   fileRatio?: number;
+  /** What fileRatio divides: the loaded file's real bytes, or dense fp32. */
+  fileRatioOf?: RatioOf;
   estimatedRatio?: number;
   /** The one size to plot: the file when there is one, else the estimate, else dense fp32. */
   size?: number;
@@ -49,7 +66,6 @@ export interface ModelRow {
 type Stage = Pick<ReportJson['stages'][number], 'id' | 'uses' | 'status' | 'metrics'>;
 type Metrics = Record<string, unknown>;
 
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? a / b : undefined);
 
 function withPlotSize(r: ModelRow): ModelRow {
@@ -79,6 +95,7 @@ function exportRow(s: Stage, m: Metrics, e: Metrics, several: boolean): ModelRow
     gzipBytes: num(e.gzipBytes),
     estimatedBytes,
     fileRatio: num(e.fileRatio) ?? ratio(sourceBytes, fileBytes),
+    fileRatioOf: e.fileRatioOf === 'sourceFileBytes' ? 'sourceFileBytes' : undefined,
     estimatedRatio: num(e.estimatedRatio) ?? ratio(sourceBytes, estimatedBytes),
   };
 }

@@ -113,9 +113,9 @@ function modelsMarkdown(stages: SummaryInput['stages']): string[] {
   ];
   for (const [p, isBase] of [...baseRows.map((r) => [r, true] as const), ...outputs.flatMap((o) => modelRows(o).map((r) => [r, false] as const))]) {
     const d = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
-    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${fmtPp(d)} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${fmtMs(p.latencyMs, '')} |`);
+    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${fmtPp(d)} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)}${p.fileRatioOf === 'sourceFileBytes' ? ' of file' : ''} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${fmtMs(p.latencyMs, '')} |`);
   }
-  lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. Ratios divide the stage's own source model's dense fp32 bytes.`);
+  lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. Ratios divide the stage's own source model's dense fp32 bytes; *of file*: the loaded file's real bytes (${SIZE_METRICS.sourceFileBytes}).`);
   return lines;
 }
 

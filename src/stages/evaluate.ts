@@ -1,6 +1,7 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
 import { accountSizes, type SizeLayerInput } from '../compression/size.js';
+import { ratioBase } from '../report/sizes.js';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
@@ -27,17 +28,18 @@ export type EvaluateWith = FromSchema<typeof evaluateWithSchema>;
 /**
  * Sizes here are accounting of the model's weights, not files (see src/compression/size.ts): `denseBytes` is
  * dense fp32; `estimatedBytes` (= `finalBytes`) the Deep Compression storage estimate (CSR + codebook +
- * Huffman) and `estimatedRatio` (= `compressionRatio`) denseBytes / estimatedBytes; `estimatedGzipBytes`
+ * Huffman) and `estimatedRatio` denseBytes / estimatedBytes (`compressionRatio` the same, but the loaded file's real bytes
+ * / estimatedBytes when the model comes straight from a load stage: `compressionRatioOf` says which); `estimatedGzipBytes`
  * gzip -9 of the weights' dense codes laid end to end. Real file sizes come from `export` stages.
  */
 export const EVALUATE_METRICS = [
   'accuracy', 'topK', 'loss', 'sparsity', 'params', 'nonzeros', 'denseBytes', 'sparseBytes', 'finalBytes', 'estimatedBytes',
-  'estimatedGzipBytes', 'compressionRatio', 'estimatedRatio', 'macs', 'effectiveMacs', 'latencyMs',
+  'estimatedGzipBytes', 'compressionRatio', 'compressionRatioOf', 'sourceFileBytes', 'estimatedRatio', 'macs', 'effectiveMacs', 'latencyMs',
 ] as const;
 
 export const evaluateStage = defineStage<EvaluateWith>({
   kind: 'evaluate',
-  version: '2',
+  version: '3',
   description: 'measure accuracy, sparsity, size, MACs and latency of the upstream model on held-out data',
   withSchema: evaluateWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -48,7 +50,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const { tf, backend } = await engineFor(ctx);
     const { evaluateModel } = await import('../engine/train.js');
     const w = ctx.with;
-    const { model, meta } = await loadInputModel(tf, ctx);
+    const { model, meta, input } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
     const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId);
     ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
@@ -63,6 +65,8 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const latencyMs = (w.latencySamples ?? 50) > 0 ? measureLatency(tf, model, data, w.latencySamples ?? 50) : undefined;
     model.dispose();
     const t = sizes.total;
+    // Straight from a load stage, the compression is measured against the loaded file's real bytes.
+    const base = ratioBase(input, t.denseBytes);
     return {
       metrics: {
         accuracy: ev.accuracy,
@@ -76,7 +80,9 @@ export const evaluateStage = defineStage<EvaluateWith>({
         finalBytes: t.finalBytes,
         estimatedBytes: t.finalBytes,
         estimatedGzipBytes: t.gzipBytes,
-        compressionRatio: t.ratio,
+        compressionRatio: base.of === 'sourceFileBytes' ? base.bytes / t.finalBytes : t.ratio,
+        compressionRatioOf: base.of,
+        ...(base.sourceFileBytes ? { sourceFileBytes: base.sourceFileBytes } : {}),
         estimatedRatio: t.ratio,
         macs: stats.macs,
         effectiveMacs: stats.effectiveMacs,

@@ -4,6 +4,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
 import { sizeReport } from './evaluate.js';
+import { ratioBase } from '../report/sizes.js';
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { engineFor, inputShapeOf, loadInputModel } from './support.js';
@@ -80,13 +81,13 @@ export function exportsOf(w: ExportWith): ExportSpec[] {
  * export's; `exports` lists every export of the stage.
  */
 export const EXPORT_METRICS = [
-  'fileBytes', 'gzipBytes', 'sourceBytes', 'fileRatio', 'estimatedBytes', 'estimatedRatio', 'accuracy', 'agreement', 'confidentAgreement',
+  'fileBytes', 'gzipBytes', 'sourceBytes', 'sourceFileBytes', 'fileRatio', 'fileRatioOf', 'estimatedBytes', 'estimatedRatio', 'accuracy', 'agreement', 'confidentAgreement',
   'accuracyDelta', 'maxAbsDiff', 'latencyMs',
 ] as const;
 
 export const exportStage = defineStage<ExportWith>({
   kind: 'export',
-  version: '3',
+  version: '4',
   description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
   withSchema: exportWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -124,6 +125,7 @@ export const exportStage = defineStage<ExportWith>({
     }
     const calib = subset(train, Array.from({ length: Math.min(train.n, w.calibrationSamples ?? 256) }, (_, i) => i));
     const source = sourceSizes(model, meta);
+    const base = ratioBase(loaded.input, source.sourceBytes);
     const rows: Array<Record<string, unknown>> = [];
     for (const e of list) {
       const dir = list.length === 1 ? ctx.outDir : join(ctx.outDir, `${e.target}-${e.precision}${e.perChannel ? "" : "-per-tensor"}`);
@@ -132,7 +134,7 @@ export const exportStage = defineStage<ExportWith>({
       const res = await exportModel(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, dir);
       const row: Record<string, unknown> = {
         target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
-        sourceBytes: source.sourceBytes, fileRatio: source.sourceBytes / res.bytes, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
+        sourceBytes: source.sourceBytes, ...(base.sourceFileBytes ? { sourceFileBytes: base.sourceFileBytes } : {}), fileRatio: base.bytes / res.bytes, fileRatioOf: base.of, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
         ...(await storageFacts(e, dir)),
       };
       const errors = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));

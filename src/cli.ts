@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from './version.js';
 import { BACKEND_CHOICES } from './engine/backend.js';
 import { RecipeError, UsageError, formatProblem } from './recipe/errors.js';
-import { FrozenLockError } from './run/errors.js';
+import { CacheBusyError, FrozenLockError } from './run/errors.js';
 import { collect, parseConcurrency } from './commands/args.js';
 import { EXIT } from './exit-codes.js';
 
@@ -17,7 +17,7 @@ function program(): Command {
     .option('--verbose', 'print stack traces and worker output')
     .exitOverride()
     .showSuggestionAfterError()
-    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch, or verify found outputs differing from the lock), 3 a gate failed, 130 interrupted (SIGINT), 143 stopped by SIGTERM, 129 by SIGHUP.`);
+    .addHelpText('after', `\nExit codes: 0 ok, 1 a stage failed, 2 invalid recipe or usage (or --frozen mismatch, or verify found outputs differing from the lock), 3 a gate failed, 75 cache gc/clean refused while a run uses the cache, 130 interrupted (SIGINT), 143 stopped by SIGTERM, 129 by SIGHUP.`);
   const setOpt = () => new Option('--set <path=value>', 'override a recipe value, e.g. stages.prune.with.epochs=3 (repeatable)').argParser(collect);
 
   p.command('run')
@@ -169,6 +169,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || e instanceof FrozenLockError) {
       process.stderr.write(`error: ${e.message}\n`);
       return EXIT.usage;
+    }
+    if (e instanceof CacheBusyError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return EXIT.cacheBusy;
     }
     const err = e as Error;
     process.stderr.write(`error: ${err?.message ?? String(e)}\n`);

@@ -1,5 +1,5 @@
 /** The CLI's exit codes (documented in README and `compress --help`). */
-export const EXIT = { ok: 0, stageFailed: 1, usage: 2, gateFailed: 3, interrupted: 130 } as const;
+export const EXIT = { ok: 0, stageFailed: 1, usage: 2, gateFailed: 3, cacheBusy: 75, interrupted: 130 } as const;
 
 /** Signals a run stops on, each with the conventional exit code 128 + its number. */
 export const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, open } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, open, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +12,7 @@ import { checkpoint, describeFsError, pidAlive, writeCheckpoint, writeFileAtomic
 export { pidAlive };
 import { acquireLock } from './proc-lock.js';
 import { setOwn } from '../util/own.js';
+import { CacheBusyError } from '../run/errors.js';
 
 export interface FileEntry {
   sha256: string;
@@ -310,6 +312,54 @@ export class CacheStore {
 
   async clean(): Promise<void> {
     await rm(this.root, { recursive: true, force: true });
+  }
+
+  private get gcLock(): string {
+    return join(this.root, 'locks', 'gc.lock');
+  }
+
+  /**
+   * Registers a run as using this cache (a file in `active/` naming its process, written under the
+   * cache's gc lock) until the returned function is called; gc and clean refuse while one is live.
+   */
+  async registerRun(): Promise<() => Promise<void>> {
+    const release = await acquireLock(this.gcLock, { onStale: (holder) => this.opts.onStaleLock?.(this.gcLock, holder) });
+    const marker = join(this.root, 'active', `${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await mkdir(dirname(marker), { recursive: true });
+      await writeFile(marker, `${process.pid}@${hostname()}`);
+    } finally {
+      await release();
+    }
+    return () => rm(marker, { force: true });
+  }
+
+  /**
+   * Runs `f` (gc, clean) holding the cache's gc lock, so no run starts meanwhile; refuses with
+   * CacheBusyError while a live run is registered (markers of processes that no longer run are removed).
+   */
+  async exclusive<T>(what: string, f: () => Promise<T>): Promise<T> {
+    const release = await acquireLock(this.gcLock);
+    try {
+      const live = await this.liveRuns();
+      if (live.length) throw new CacheBusyError(`cannot ${what} ${this.root} while a run uses it (${live.join(', ')}); try again when it has finished`);
+      return await f();
+    } finally {
+      await release();
+    }
+  }
+
+  /** `pid N` of each registered run still running (on another host: counted as running). */
+  private async liveRuns(): Promise<string[]> {
+    const dir = join(this.root, 'active');
+    const live: string[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const holder = await readFile(join(dir, name), 'utf8').catch(() => '');
+      const [pid, host] = holder.split('@');
+      if (host === hostname() && !pidAlive(Number(pid))) await rm(join(dir, name), { force: true });
+      else if (holder) live.push(host === hostname() ? `pid ${pid}` : `pid ${pid} on ${host}`);
+    }
+    return live;
   }
 
   /** Removes work directories left by processes that no longer run (killed runs). */

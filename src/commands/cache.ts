@@ -33,14 +33,14 @@ export async function cacheGc(file: string | undefined, flags: { cacheDir?: stri
   const keep = new Set<string>();
   for (const s of await stageStates(recipe, flags)) if (s.key && s.state === 'cached') keep.add(s.key);
   for (const e of Object.values(readLock(lockPathFor(recipe.file))?.stages ?? {})) keep.add(e.key);
-  const r = await store.gc(keep);
+  const r = await store.exclusive('garbage-collect', () => store.gc(keep));
   process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries\n`);
   return 0;
 }
 
 export async function cacheClean(file: string | undefined, flags: { cacheDir?: string }): Promise<number> {
   const store = storeFor(file, flags);
-  await store.clean();
+  await store.exclusive('clean', () => store.clean());
   process.stdout.write(`removed ${store.root}\n`);
   return 0;
 }

@@ -184,6 +184,7 @@ interface StageJob {
  */
 export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Promise<RunSummary> {
   const run = await openRun(recipe, opts);
+  const unregister = await run.store.registerRun();
   try {
     const plan = planRun(recipe, opts);
     run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
@@ -195,6 +196,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     return reportRun(run, settled, gates, lockError);
   } finally {
     run.remote?.close();
+    await unregister();
   }
 }
 

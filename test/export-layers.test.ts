@@ -61,3 +61,32 @@ test("layer table: tfjs's gelu_new (tanh GELU) exports to tflite and onnx and ma
     assert.ok(v.maxAbsDiff < 1e-4, `${target}: ${JSON.stringify(v)}`);
   }
 });
+
+test("Keras's hard_swish activation loads from a .h5 file, computes x*relu6(x+3)/6 and exports to tflite, onnx and tfjs", async () => {
+  const tf = await engine();
+  const { writeKeras2H5 } = await import('./fixtures/keras-writer.js');
+  const { loadModelFrom } = await import('../src/model/load/index.js');
+  const { writeFileSync } = await import('node:fs');
+  const input = tf.input({ shape: [12], name: 'input' });
+  const act = 'hardSwish' as unknown as 'relu'; // tfjs's name; the .h5 stores Keras's hard_swish
+  const h = tf.layers.dense({ units: 16, activation: act, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'fc' }).apply(input);
+  const src = tf.model({ inputs: input, outputs: h as ReturnType<typeof tf.input> });
+  const h5 = join(tempDir('hard-swish'), 'hs.h5');
+  writeFileSync(h5, await writeKeras2H5(src));
+  const model = await loadModelFrom(tf, h5);
+  assert.equal(model.layers.find((l) => l.name === 'fc')!.getConfig().activation, 'hardSwish');
+  const x = tf.randomNormal([6, 12], 0, 3, 'float32', 3);
+  const z = tf.matMul(x, model.layers.find((l) => l.name === 'fc')!.getWeights()[0]).dataSync();
+  const want = (model.predict(x) as ReturnType<typeof tf.tensor>).dataSync();
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i] - (z[i] * Math.min(Math.max(z[i] + 3, 0), 6)) / 6) < 1e-5, `${i}: ${want[i]} for z ${z[i]}`);
+  assert.ok(Array.from(z).some((v) => v < -3) && Array.from(z).some((v) => v > 3), 'inputs cover both clipped ends');
+  const ir = buildIr(model, 'onnx');
+  assert.deepEqual(ir.ops.map((o) => o.kind), ['dense', 'hard_swish']);
+  const data = { x: x.dataSync() as Float32Array, y: new Int32Array(6), n: 6, sampleShape: [12], numClasses: 16 };
+  for (const target of ['tflite', 'onnx', 'tfjs'] as const) {
+    const dir = tempDir(`hard-swish-${target}`);
+    const res = await exportModel(tf, model, emptyMeta(), { target, precision: 'float32' }, dir);
+    const v = await verifyExport(tf, { target, precision: 'float32', dir, files: res.files }, model, data);
+    assert.ok(v.maxAbsDiff < 1e-4, `${target}: ${JSON.stringify(v)}`);
+  }
+});

@@ -259,6 +259,8 @@ export const ACTIVATIONS: Record<string, { fuse?: Activation; ir: (b: IrBuilder,
   gelu_new: { ir: gelu(true) },
   hardSigmoid: { ir: hardSigmoid },
   hard_sigmoid: { ir: hardSigmoid },
+  hardSwish: { ir: unary('hard_swish') },
+  hard_swish: { ir: unary('hard_swish') },
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -23,11 +23,38 @@ const CUSTOM: Record<string, (tf: Tf, Merge: new (args: unknown) => object) => u
 /** Names of the classes compress registers with tfjs. */
 export const CUSTOM_LAYER_CLASSES = Object.keys(CUSTOM);
 
+/**
+ * Keras activations tfjs-layers 4.22 lacks, registered as tfjs activations under their Keras names
+ * (a layer's `activation: 'hard_swish'` then loads, runs and saves; tfjs's config calls it hardSwish). Their export conversion is in
+ * ACTIVATIONS (src/export/layers.ts).
+ */
+const CUSTOM_ACTIVATIONS: Record<string, (tf: Tf, x: tfType.Tensor) => tfType.Tensor> = {
+  /** keras.activations.hard_swish (MobileNetV3): x * relu6(x + 3) / 6. */
+  hard_swish: (tf, x) => tf.mul(x, tf.div(tf.relu6(tf.add(x, 3)), 6)),
+};
+
+/** Names of the activations compress registers with tfjs. */
+export const CUSTOM_ACTIVATION_NAMES = Object.keys(CUSTOM_ACTIVATIONS);
+
 export function registerCustomLayers(tf: Tf): void {
   const map = tf.serialization.SerializationMap.getMap().classNameMap as Record<string, [new (...a: unknown[]) => unknown, unknown]>;
   const Merge = Object.getPrototypeOf(map.Add[0]) as new (args: unknown) => object;
   for (const [name, make] of Object.entries(CUSTOM)) {
     if (map[name]) continue;
     tf.serialization.registerClass(make(tf, Merge) as unknown as tfType.serialization.SerializableConstructor<tfType.serialization.Serializable>);
+  }
+  // tfjs's Activation base class, reached through a registered builtin (relu6).
+  const Activation = Object.getPrototypeOf(map.relu6[0]) as new () => object;
+  for (const [name, fn] of Object.entries(CUSTOM_ACTIVATIONS)) {
+    // tfjs names activations in camelCase (Keras's hard_swish reads back as hardSwish, as hard_sigmoid does).
+    const className = name.replace(/_(\w)/g, (_m, c: string) => c.toUpperCase());
+    if (map[className]) continue;
+    const cls = class extends Activation {
+      static className = className;
+      apply(x: tfType.Tensor): tfType.Tensor {
+        return tf.tidy(() => fn(tf, x));
+      }
+    };
+    tf.serialization.registerClass(cls as unknown as tfType.serialization.SerializableConstructor<tfType.serialization.Serializable>);
   }
 }

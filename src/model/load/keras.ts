@@ -8,6 +8,7 @@ import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group
 import { readZip } from './zip.js';
 import { setOwn } from '../../util/own.js';
 import { flattenNestedModels, hasNestedModels, type Flattened } from './flatten.js';
+import { CUSTOM_ACTIVATION_NAMES } from '../custom-layers.js';
 
 type Tf = typeof tfType;
 type Json = Record<string, unknown>;
@@ -76,7 +77,7 @@ const LAYER_KEYS: Record<string, string[]> = {
   Rescaling: ['scale', 'offset'],
 };
 
-const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new']);
+const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new', ...CUSTOM_ACTIVATION_NAMES]);
 const KNOWN_CONSTRAINTS = new Set(['MaxNorm', 'UnitNorm', 'NonNeg', 'MinMaxNorm']);
 
 /** Loads a `.h5` (Keras 2 HDF5) or `.keras` (Keras 3 zip) model file. */
@@ -653,6 +654,7 @@ function convertActivation(a: unknown, cls: string, layer: string, file: string)
   if (name === null || name === undefined) return 'linear';
   let s = String(name);
   if (s === 'silu') s = 'swish';
+  if (s === 'hard_silu') s = 'hard_swish';
   if (!TFJS_ACTIVATIONS.has(s)) {
     throw new InputError(`${cls} activation '${s}' is not supported`, { file, layer, hint: `supported: ${[...TFJS_ACTIVATIONS].join(', ')}` });
   }

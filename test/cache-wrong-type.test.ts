@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CacheCorruptError, CacheStore } from '../src/cache/store.js';
+import { CacheCorruptError, CacheStore, manifestDigest } from '../src/cache/store.js';
 
 async function stored() {
   const root = mkdtempSync(join(tmpdir(), 'compress-wrongtype-'));
@@ -12,7 +12,7 @@ async function stored() {
   const work = await store.makeWorkDir('s');
   writeFileSync(join(work, 'a.bin'), 'hello');
   const outputs = await store.putDir(work);
-  const input = () => ({ key: 'ab'.repeat(32), keyInputs: {}, stageKind: 'exec', stageId: 's', outputs, outputsDigest: 'x', metrics: {}, createdAt: 'now', durationMs: 1 });
+  const input = () => ({ key: 'ab'.repeat(32), keyInputs: {}, stageKind: 'exec', stageId: 's', outputs, outputsDigest: manifestDigest(outputs), metrics: {}, createdAt: 'now', durationMs: 1 });
   const rec = await store.putRecord(input());
   return { root, store, rec, input };
 }
@@ -43,4 +43,28 @@ test('a cache object replaced by a directory is corrupt on restore and replaced 
   await store.putDir(work);
   assert.ok(statSync(obj).isFile(), 'the object is a file again');
   await store.materialize(rec, join(dest, 'out2'));
+});
+
+test('cache gc removes a run record replaced by a directory', async () => {
+  const { store, rec } = await stored();
+  const path = store.recordPath(rec.key);
+  const { rmSync, existsSync } = await import('node:fs');
+  rmSync(path);
+  mkdirSync(join(path, 'inner'), { recursive: true });
+  const r = await store.gc(new Set([rec.key]));
+  assert.equal(r.damaged, 1);
+  assert.equal(existsSync(path), false, 'the directory is gone');
+  assert.equal(await store.getRecord(rec.key), undefined);
+});
+
+test('cache gc removes a cache object replaced by a directory and the kept record that needs it', async () => {
+  const { store, rec } = await stored();
+  const obj = store.objectPath(rec.outputs['a.bin'].sha256);
+  const { rmSync, existsSync } = await import('node:fs');
+  rmSync(obj);
+  mkdirSync(join(obj, 'inner'), { recursive: true });
+  const r = await store.gc(new Set([rec.key]));
+  assert.equal(r.damaged, 2, 'the directory and the record left without its object');
+  assert.equal(existsSync(obj), false, 'the directory is gone');
+  assert.equal(await store.getRecord(rec.key), undefined, 'the incomplete record is gone: the stage is recomputed, not "incomplete"');
 });

@@ -287,12 +287,17 @@ export class CacheStore {
   }
 
   /** Removes records not in `keep` and objects no kept record references. Returns counts and bytes freed. */
-  async gc(keep: Set<string>): Promise<{ records: number; objects: number; bytes: number }> {
+  async gc(keep: Set<string>): Promise<{ records: number; objects: number; bytes: number; damaged: number }> {
     let records = 0;
+    let damaged = await this.removeWrongTypes();
     const live = new Set<string>();
     for (const r of await this.listRecords()) {
-      if (keep.has(r.key)) for (const e of Object.values(r.outputs)) live.add(e.sha256);
-      else {
+      if (keep.has(r.key) && (await this.hasObjects(r))) for (const e of Object.values(r.outputs)) live.add(e.sha256);
+      else if (keep.has(r.key)) {
+        // Kept but incomplete (an object missing or damaged): useless, removed so the stage is recomputed.
+        await this.removeRecord(r.key);
+        damaged++;
+      } else {
         await this.removeRecord(r.key);
         records++;
       }
@@ -307,7 +312,22 @@ export class CacheStore {
       objects++;
     }
     await rm(this.tmpDir, { recursive: true, force: true });
-    return { records, objects, bytes };
+    return { records, objects, bytes, damaged };
+  }
+
+  /** Removes what is not a file where a record or object file belongs (a directory put there): damage. */
+  private async removeWrongTypes(): Promise<number> {
+    let n = 0;
+    for (const area of ['runs', 'objects']) {
+      for (const shard of await readdir(join(this.root, area)).catch(() => [] as string[])) {
+        for (const ent of await readdir(join(this.root, area, shard), { withFileTypes: true }).catch(() => [])) {
+          if (ent.isFile()) continue;
+          await rm(join(this.root, area, shard, ent.name), { recursive: true, force: true });
+          n++;
+        }
+      }
+    }
+    return n;
   }
 
   async clean(): Promise<void> {

@@ -34,7 +34,7 @@ export async function cacheGc(file: string | undefined, flags: { cacheDir?: stri
   for (const s of await stageStates(recipe, flags)) if (s.key && s.state === 'cached') keep.add(s.key);
   for (const e of Object.values(readLock(lockPathFor(recipe.file))?.stages ?? {})) keep.add(e.key);
   const r = await store.exclusive('garbage-collect', () => store.gc(keep));
-  process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries\n`);
+  process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries${r.damaged ? `; removed ${r.damaged} damaged (not a file, or missing objects: recomputed by the next run)` : ''}\n`);
   return 0;
 }
 

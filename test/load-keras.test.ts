@@ -167,3 +167,26 @@ test('weights-only .h5 and NaN weights', async () => {
   writeFileSync(wo, await buildH5File((f) => f.create_attribute('layer_names', ['a'], [1], 'A1')));
   await assert.rejects(loadModelFrom(tf, wo), /only weights/);
 });
+
+test('Keras Normalization (mean/variance weights) loads from .h5 and .keras and computes (x - mean) / sqrt(variance)', async () => {
+  const Normalization = tf.serialization.SerializationMap.getMap().classNameMap.Normalization[0] as unknown as new (a: object) => tfType.layers.Layer;
+  const mean = [0.5, -1, 2, 0];
+  const variance = [4, 0.25, 1, 9];
+  const input = tf.input({ shape: [4], name: 'input' });
+  const y = new Normalization({ mean, variance, name: 'normalization' }).apply(input) as tfType.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }), name: 'fc' }).apply(y) as tfType.SymbolicTensor });
+  const h5 = join(dir, 'normalization.h5');
+  writeFileSync(h5, await writeKeras2H5(model));
+  const k3 = join(dir, 'normalization.keras');
+  writeFileSync(k3, await writeKeras3(model));
+  for (const file of [h5, k3]) {
+    const loaded = await loadModelFrom(tf, file);
+    const norm = loaded.layers.find((l) => l.name === 'normalization')!;
+    assert.equal(norm.getClassName(), 'Normalization', file);
+    const x = tf.tensor2d([[1, 2, 3, 4]]);
+    const got = (tf.model({ inputs: loaded.inputs, outputs: norm.output as tfType.SymbolicTensor }).predict(x) as tfType.Tensor).dataSync();
+    const want = [1, 2, 3, 4].map((v, i) => (v - mean[i]) / Math.sqrt(variance[i]));
+    for (let i = 0; i < 4; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-6, `${file}: ${i}: ${got[i]} vs ${want[i]}`);
+    await assertSameOutputs(model, loaded, [4]);
+  }
+});

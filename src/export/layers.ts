@@ -349,6 +349,18 @@ export const LAYERS: Record<string, LayerEntry> = {
     },
     tfjs: 'native',
   },
+  Normalization: {
+    check: (c) => ([undefined, null, -1].includes(c.axis as number) || (Array.isArray(c.axis) && c.axis.length === 1 && c.axis[0] === -1) ? undefined : `Normalization over axis ${JSON.stringify(c.axis)} is not supported; use the last axis (-1)`),
+    ir: (b) => {
+      // (x - mean) / max(sqrt(variance), 1e-7) as one per-channel multiply-add.
+      const mean = (b.weight('mean') ?? b.fail('has no mean weight')).data;
+      const variance = (b.weight('variance') ?? b.fail('has no variance weight')).data;
+      const scale = variance.map((v) => 1 / Math.max(Math.sqrt(v), 1e-7));
+      return affine(b, b.input(), scale, mean.map((m, i) => -m * scale[i]), 'normalization');
+    },
+    tfjs: 'custom',
+    note: 'last axis; a per-channel multiply-add',
+  },
   Rescaling: {
     ir: (b) => affine(b, b.input(), Float32Array.of(b.layer.config.scale as number), Float32Array.of((b.layer.config.offset as number) ?? 0), 'rescale'),
     tfjs: 'native',

@@ -18,6 +18,48 @@ const CUSTOM: Record<string, (tf: Tf, Merge: new (args: unknown) => object) => u
         return tf.tidy(() => tf.sub(inputs[0], inputs[1]));
       }
     },
+  /**
+   * keras.layers.Normalization (preprocessing, last axis): (x - mean) / max(sqrt(variance), 1e-7). mean,
+   * variance and count are non-trainable weights (Keras 2/3 files store them so); mean/variance given in
+   * the config initialise them.
+   */
+  Normalization: (tf) =>
+    class Normalization extends tf.layers.Layer {
+      static className = 'Normalization';
+      readonly axis: number;
+      readonly initMean?: number[];
+      readonly initVariance?: number[];
+      constructor(args: { axis?: number | number[] | null; mean?: number | number[]; variance?: number | number[] } & Record<string, unknown>) {
+        super(args as Record<string, never>);
+        const axis = Array.isArray(args.axis) ? (args.axis.length === 1 ? args.axis[0] : NaN) : (args.axis ?? -1);
+        if (axis !== -1) throw new Error(`Normalization over axis ${JSON.stringify(args.axis)} is not supported; use the last axis (-1)`);
+        this.axis = axis;
+        const list = (v: number | number[] | undefined) => (v === undefined || v === null ? undefined : ([] as number[]).concat(v));
+        this.initMean = list(args.mean);
+        this.initVariance = list(args.variance);
+      }
+      build(inputShape: tfType.Shape | tfType.Shape[]): void {
+        const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfType.Shape;
+        const n = shape[shape.length - 1] as number;
+        const mean = this.addWeight('mean', [n], 'float32', tf.initializers.zeros(), undefined, false);
+        const variance = this.addWeight('variance', [n], 'float32', tf.initializers.ones(), undefined, false);
+        this.addWeight('count', [], 'float32', tf.initializers.zeros(), undefined, false);
+        const fill = (v: number[]) => tf.tensor1d(v.length === 1 ? new Array<number>(n).fill(v[0]) : v);
+        if (this.initMean) mean.write(fill(this.initMean));
+        if (this.initVariance) variance.write(fill(this.initVariance));
+        this.built = true;
+      }
+      call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+        return tf.tidy(() => {
+          const x = Array.isArray(inputs) ? inputs[0] : inputs;
+          const [mean, variance] = this.weights.map((w) => w.read());
+          return tf.div(tf.sub(x, mean), tf.maximum(tf.sqrt(variance), 1e-7));
+        });
+      }
+      getConfig(): tfType.serialization.ConfigDict {
+        return { ...super.getConfig(), axis: this.axis };
+      }
+    },
 };
 
 /** Names of the classes compress registers with tfjs. */

@@ -29,7 +29,7 @@ export const SUPPORTED_KERAS_LAYERS = [
   'InputLayer', 'Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'MaxPooling2D', 'AveragePooling2D',
   'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
   'Activation', 'ReLU', 'LeakyReLU', 'ELU', 'Softmax', 'Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate',
-  'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling',
+  'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling', 'Normalization',
 ] as const;
 
 const ALIASES: Record<string, string> = {
@@ -75,6 +75,7 @@ const LAYER_KEYS: Record<string, string[]> = {
   Minimum: [],
   LayerNormalization: ['axis', 'epsilon', 'center', 'scale'],
   Rescaling: ['scale', 'offset'],
+  Normalization: ['axis', 'mean', 'variance'],
 };
 
 const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new', ...CUSTOM_ACTIVATION_NAMES]);

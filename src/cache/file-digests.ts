@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { hashFile } from './hash.js';
+import { hashFile, hashJson } from './hash.js';
 import { writeFileAtomic } from './fsutil.js';
 import { setOwn } from '../util/own.js';
 
@@ -9,6 +9,12 @@ interface Entry {
   mtimeMs: number;
   ino: number;
   sha256: string;
+  /** hashJson of the file's path and the fields above: an entry damaged on disk is not trusted. */
+  check: string;
+}
+
+function entryCheck(file: string, e: Omit<Entry, 'check'>): string {
+  return hashJson({ file, size: e.size, mtimeMs: e.mtimeMs, ino: e.ino, sha256: e.sha256 });
 }
 
 /**
@@ -23,7 +29,8 @@ export class FileDigests {
   constructor(cacheRoot: string) {
     this.path = join(cacheRoot, 'file-digests.json');
     try {
-      this.entries = JSON.parse(readFileSync(this.path, 'utf8'));
+      const parsed: unknown = JSON.parse(readFileSync(this.path, 'utf8'));
+      this.entries = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, Entry>) : {};
     } catch {
       this.entries = {};
     }
@@ -31,10 +38,12 @@ export class FileDigests {
 
   async digest(file: string): Promise<string> {
     const st = statSync(file);
-    const e = this.entries[file];
-    if (e && e.size === st.size && e.mtimeMs === st.mtimeMs && e.ino === st.ino) return e.sha256;
+    const e = Object.hasOwn(this.entries, file) ? (this.entries[file] as Entry | null) : undefined;
+    // Trusted only if unchanged on disk (size, mtime, inode) and the entry passes its own check.
+    if (e && typeof e === 'object' && e.size === st.size && e.mtimeMs === st.mtimeMs && e.ino === st.ino && e.check === entryCheck(file, e)) return e.sha256;
     const { sha256 } = await hashFile(file);
-    setOwn(this.entries, file, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 });
+    const fresh = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 };
+    setOwn(this.entries, file, { ...fresh, check: entryCheck(file, fresh) });
     this.dirty = true;
     return sha256;
   }

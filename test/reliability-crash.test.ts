@@ -184,7 +184,7 @@ test('SIGINT stops a running stage with exit 130 and a message (no stack trace);
   const { r, sent } = await runInterruptedAtFirstEpoch(dir);
   assert.ok(sent, `a stage reported progress: ${r.stdout}`);
   assert.equal(r.exitCode, 130, `exit code (stdout: ${r.stdout}; stderr: ${r.stderr})`);
-  assert.match(r.stderr, /interrupted: stopping stages/);
+  assert.match(r.stderr, /interrupted by SIGINT: stopping stages/);
   assert.doesNotMatch(r.stderr + r.stdout, STACK);
   assert.match(r.stdout, /exit 130/, 'the summary is still printed');
   assert.match(r.stdout, /^\s+\S+\s+interrupted/m, 'a stage is marked interrupted');

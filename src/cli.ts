@@ -36,12 +36,24 @@ function program(): Command {
     .option('--no-remote', 'use the local cache only')
     .option('--push', 'upload computed stages to the remote (default: yes, except on CI outside cache.trustedRefs)')
     .option('--no-push', 'read the remote, never write it')
+    .option('--queue <url>', 'send stages to `compress worker`s through this Redis (redis://host:port); needs a remote cache')
     .option('--json', 'machine-readable events (one JSON object per line) and summary')
     .option('-q, --quiet', 'print only errors')
     .action(async (recipe, opts, cmd) => {
       const force = opts.force === true ? true : Array.isArray(opts.force) ? opts.force : undefined;
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(recipe, { ...opts, force, verbose: cmd.optsWithGlobals().verbose });
+    });
+
+  p.command('worker')
+    .description('compute stages that `compress run --queue` sends, from this checkout (inputs and outputs go through the remote cache)')
+    .requiredOption('--queue <url>', 'the Redis the coordinator uses (redis://host:port)')
+    .option('-j, --concurrency <n>', 'stages computed at once (default 1)', parseConcurrency)
+    .option('--cache-dir <dir>', 'local cache directory (default as for run)')
+    .option('--remote <url>', 'remote cache s3://bucket/prefix (default: env COMPRESS_REMOTE, recipe cache.remote)')
+    .action(async (opts) => {
+      const { workerCommand } = await import('./commands/worker.js');
+      process.exitCode = await workerCommand(opts);
     });
 
   p.command('verify')

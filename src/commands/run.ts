@@ -1,8 +1,12 @@
 import { checkExportPlan } from '../export/plan-check.js';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import type { LoadedRecipe } from '../recipe/load.js';
+import { UsageError } from '../recipe/errors.js';
+import { CacheStore } from '../cache/store.js';
+import { resolveRemote } from '../cache/remote-config.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
-import { runRecipe, type RunSummary } from '../run/execute.js';
+import { cacheDirFor, runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
 import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
@@ -23,6 +27,8 @@ export interface RunFlags extends RecipeFlags {
   /** `--remote <url>` / `--no-remote`. */
   remote?: string | false;
   push?: boolean;
+  /** `--queue redis://…`: stages are computed by `compress worker`s. */
+  queue?: string;
 }
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
@@ -33,12 +39,16 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   const progress = createProgress(mode, recipe.stages, flags.verbose);
   const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');
   let summary: RunSummary;
+  const { remote, push, queue, ...rest } = flags;
+  const executor = queue ? await openQueue(queue, recipe, flags) : undefined;
   try {
-    const { remote, push, ...rest } = flags;
-    summary = await runRecipe(recipe, { ...rest, remote: { remote, push }, signal: interrupt.signal, onEvent: progress.onEvent });
+    // With a queue, the workers bound how many stages compute at once.
+    const concurrency = flags.concurrency ?? (executor ? 1000 : undefined);
+    summary = await runRecipe(recipe, { ...rest, concurrency, executor, remote: { remote, push }, signal: interrupt.signal, onEvent: progress.onEvent });
   } finally {
     await progress.done();
     interrupt.release();
+    await executor?.close();
   }
   let reportDir: string | undefined;
   try {
@@ -85,4 +95,14 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
 export function remoteLine(r: NonNullable<RunSummary['remote']>): string {
   const mode = r.push ? '' : ` (read-only: ${r.readOnlyReason})`;
   return `remote: ${r.url}${mode} · ${r.hits} hit${r.hits === 1 ? '' : 's'}, ${r.pushed} pushed${r.unavailable ? ` · unavailable (${r.unavailable}): ran local-only` : ''}`;
+}
+
+/** The queue executor of `run --queue`: the remote cache is where workers' inputs and outputs travel. */
+async function openQueue(url: string, recipe: LoadedRecipe, flags: RunFlags) {
+  const settings = resolveRemote(recipe.cache, { remote: flags.remote, push: flags.push });
+  if (!settings) throw new UsageError('--queue needs a remote cache to pass stage inputs and outputs between machines: --remote s3://bucket/prefix, env COMPRESS_REMOTE or the recipe\'s cache.remote');
+  const { QueueExecutor } = await import('../run/queue.js');
+  const { RemoteCache } = await import('../cache/remote.js');
+  const store = new CacheStore(cacheDirFor(recipe, flags.cacheDir));
+  return new QueueExecutor(url, { recipe: relative(resolve('.'), recipe.file), sets: flags.set ?? [] }, store, new RemoteCache(settings, { onWarning: (m) => process.stderr.write(`warning: ${m}\n`) }));
 }

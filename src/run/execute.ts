@@ -393,7 +393,7 @@ async function executeStage(p: StagePhase, job: StageJob, reason: string): Promi
 function workerJob(run: Run, job: StageJob, outDir: string): WorkerJob {
   const { stage } = job;
   const inputs = job.ups.map((u) => ({ id: u.id, kind: u.uses, dir: u.outDir!, metrics: u.metrics }));
-  return { stageId: stage.id, uses: stage.uses, with: stage.with, seed: run.recipe.seed, backend: run.backend, outDir, workspace: run.recipe.dir, inputs, data: run.recipe.data, memoryMb: stage.memoryMb };
+  return { stageId: stage.id, uses: stage.uses, with: stage.with, seed: run.recipe.seed, backend: run.backend, outDir, workspace: run.recipe.dir, inputs, data: run.recipe.data, memoryMb: stage.memoryMb, key: job.key.key, upstreamKeys: Object.fromEntries(job.ups.map((u) => [u.id, u.key!])) };
 }
 
 function relay(run: Run, id: string, m: WorkerMessage): void {

@@ -25,6 +25,9 @@ export interface WorkerJob {
   data: Record<string, DataSpec>;
   /** The stage's memory budget: when set, the worker reports its footprint for the runner to enforce. */
   memoryMb?: number;
+  /** The stage key and its upstreams' keys (a queue executor sends these to a worker machine). */
+  key?: string;
+  upstreamKeys?: Record<string, string>;
 }
 
 export type WorkerMessage =

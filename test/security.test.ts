@@ -200,7 +200,7 @@ test('outDir and cache.dir named by the recipe stay inside it; --cache-dir may p
     with: { command: [node, -e, "require('fs').writeFileSync(process.argv[1] + '/o.txt', 'o')", "\${outputs}"], outputs: [o.txt] }
 `;
   const cases: Array<[string, RegExp]> = [
-    ['outDir: ../elsewhere', /compress\.config\.yaml  outDir  outDir '\.\.\/elsewhere' climbs out of the recipe's directory/],
+    ['outDir: ../elsewhere', /compress\.config\.yaml:2:9  outDir  outDir '\.\.\/elsewhere' climbs out of the recipe's directory/],
     [`outDir: ${out.dir}`, /outDir '.*' is absolute/],
     ['outDir: linked/out', /outDir 'linked\/out' goes through a symbolic link to '.*compress-outside-.*', outside the recipe's directory/],
     [`cache: { dir: ${out.dir} }`, /cache\.dir '.*' is absolute.*--cache-dir or COMPRESS_CACHE_DIR/],

@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, watch, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
@@ -43,8 +43,8 @@ interface WorkerProc {
 }
 
 /** A worker in its own copy of the workspace; `ready` resolves when it listens on the queue. */
-function startWorker(env: Record<string, string>): WorkerProc {
-  const { dir } = workspace(recipeText);
+function startWorker(env: Record<string, string>, text = recipeText): WorkerProc {
+  const { dir } = workspace(text);
   const proc = execa('node', [CLI, 'worker', '--queue', redis.url], { cwd: dir, reject: false, env: { ...env, COMPRESS_QUEUE_LOCK_MS: '3000' }, stderr: 'pipe' });
   const ready = new Promise<void>((resolve, reject) => {
     createInterface({ input: proc.stderr! }).on('line', (l) => {
@@ -138,3 +138,18 @@ test('run --queue without a remote cache is a usage error (exit 2) before any st
 });
 
 
+
+test('run --queue: a worker whose checkout gives the stage another key refuses it; the failure names the worker host', async () => {
+  const env = s3.env('queue-mismatch');
+  const worker = startWorker(env, recipeText.replace('seed: 42', 'seed: 43'));
+  try {
+    await worker.ready;
+    const { dir } = workspace(recipeText);
+    const r = await cli(['run', '--queue', redis.url, ...SMALL, '--until', 'baseline'], dir, env);
+    assert.equal(r.exitCode, 1, r.stderr);
+    assert.match(r.stderr, /stage 'baseline' failed: .*has key \w+ on this worker but \w+ on the coordinator.*\(on worker [^ ]+ \(pid \d+\)\)/);
+    assert.ok(r.stderr.includes(`on worker ${hostname()} (pid `), r.stderr);
+  } finally {
+    await stopWorker(worker);
+  }
+});

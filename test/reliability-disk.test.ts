@@ -131,3 +131,11 @@ test('a cache that cannot be written when computing (ENOTDIR for the work dir): 
   const again = await run(dir, ['--json']);
   assert.deepEqual(again.status, { baseline: 'cached', prune: 'cached', report: 'cached' });
 });
+
+test('full disk while a stage writes its outputs in the cache work directory: the error names that path and says the disk is full', async () => {
+  const { dir } = smallWorkspace();
+  const r = await run(dir, [], { COMPRESS_TEST_FAIL_AT: 'stage:outputs:1' });
+  assert.equal(r.exitCode, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`error: stage 'baseline' failed: cannot write the outputs of 'baseline' in the cache work directory ${esc(join(dir, '.compress', 'cache', 'tmp'))}/\\S+: the disk is full`));
+  assert.doesNotMatch(r.stderr + r.stdout, STACK);
+});

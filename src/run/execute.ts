@@ -376,10 +376,16 @@ async function executeStage(p: StagePhase, job: StageJob, reason: string): Promi
   const work = await run.cache.workDir(stage.id);
   try {
     let peakBytes = 0;
-    const metrics = await run.executor.execute(workerJob(run, job, work), stage, (m) => {
-      if (m.type === 'memory') peakBytes = Math.max(peakBytes, m.bytes);
-      else relay(run, stage.id, m);
-    });
+    const metrics = await run.executor
+      .execute(workerJob(run, job, work), stage, (m) => {
+        if (m.type === 'memory') peakBytes = Math.max(peakBytes, m.bytes);
+        else relay(run, stage.id, m);
+      })
+      .catch((e: unknown) => {
+        // A full or read-only disk under the stage's work directory (in the cache): said so, with the path.
+        if (['ENOSPC', 'EROFS', 'EDQUOT'].includes((e as NodeJS.ErrnoException).code ?? '')) throw new CacheWriteError(describeFsError(e, `cannot write the outputs of '${stage.id}' in the cache work directory ${work}`));
+        throw e;
+      });
     checkpoint(`run:stage-done:${stage.id}`);
     const record = await run.cache.store({ key: job.key.key, keyInputs: job.key.inputs, stageKind: stage.uses, stageId: stage.id, metrics, durationMs: Date.now() - job.t0 }, work);
     await run.cache.restore(record, job.outDir);

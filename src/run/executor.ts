@@ -76,8 +76,10 @@ function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: Worker
         }
       } else if (m.type === 'done') finish(() => resolvePromise(m.metrics));
       else if (m.type === 'error') {
-        const err = new Error(m.message);
+        const err: NodeJS.ErrnoException = new Error(m.message);
         err.name = m.name;
+        err.code = m.code;
+        err.path = m.path;
         (err as { workerStack?: string }).workerStack = m.stack;
         finish(() => reject(err));
       } else onMessage(m);

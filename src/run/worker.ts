@@ -9,6 +9,7 @@ import { loadSplits } from '../data/load.js';
 import type { Splits } from '../data/dataset.js';
 import type { DataSpec } from '../recipe/schema.js';
 import { stageKind } from '../stages/registry.js';
+import { writeCheckpoint } from '../cache/fsutil.js';
 import { setLoadMemoryBudget } from '../model/load/precheck.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import type { BackendChoice } from '../engine/backend.js';
@@ -87,6 +88,7 @@ async function main(job: WorkerJob): Promise<void> {
     signal: controller.signal,
   };
   const result = await kind.run(ctx);
+  writeCheckpoint('stage:outputs'); // the stage's outputs are written (a test may fail it as a full disk)
   sample();
   post({ type: 'done', metrics: result.metrics });
 }

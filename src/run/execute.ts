@@ -184,7 +184,8 @@ interface StageJob {
  */
 export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Promise<RunSummary> {
   const run = await openRun(recipe, opts);
-  const unregister = await run.store.registerRun();
+  // A cache that cannot be written is not registered in: its stages fail, each saying why.
+  const unregister = await run.store.registerRun().catch(() => async () => undefined);
   try {
     const plan = planRun(recipe, opts);
     run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });

@@ -15,9 +15,10 @@ export function workspace(recipe: string, name = 'compress.config.yaml'): { dir:
   return { dir, file };
 }
 
-/** Runs the CLI (no shell) in `cwd`; never throws on a non-zero exit. */
+/** Runs the CLI (no shell) in `cwd`; never throws on a non-zero exit. The 15-minute bound only stops a hung run (a busy CI
+ * machine made the 3x3 sweep outlast a 5-minute one). */
 export async function cli(args: string[], cwd: string, env: Record<string, string> = {}) {
-  return execa('node', [CLI, ...args], { cwd, reject: false, env: { CI: 'true', ...env }, timeout: 300_000 });
+  return execa('node', [CLI, ...args], { cwd, reject: false, env: { CI: 'true', ...env }, timeout: 900_000 });
 }
 
 /** A tiny but real pipeline: MLP on 400 seeded MNIST digits, pruned, evaluated. */

@@ -36,3 +36,14 @@ export function transpose<T extends Float32Array | Float64Array>(data: T, dims: 
   }
   return { data: out, dims: outDims };
 }
+
+/** The parts one after another in one array (per-batch outputs of a runtime joined into one). */
+export function concatFloat32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

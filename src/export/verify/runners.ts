@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { loadLiteRtRuntime, litertVersion, watchLiteRtErrors } from './litert.js';
 import { createRequire } from 'node:module';
+import { concatFloat32 } from '../../util/ndarray.js';
 
 /** A loaded exported model that runs a batch of float samples and returns float outputs. */
 export interface Runner {
@@ -47,13 +48,7 @@ export async function tfliteRunner(bytes: Uint8Array): Promise<Runner> {
         t.delete();
         for (const r of res) r.delete();
       }
-      const out = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-      let off = 0;
-      for (const o of outs) {
-        out.set(o, off);
-        off += o.length;
-      }
-      return out;
+      return concatFloat32(outs);
     },
     dispose() {
       model.delete();

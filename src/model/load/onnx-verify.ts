@@ -3,6 +3,7 @@ import { ortVersion } from '../../export/verify/runners.js';
 import { createRng } from '../../util/rng.js';
 import type { ImportInfo } from './onnx-convert.js';
 import { transpose } from './onnx-fold.js';
+import { concatFloat32 } from '../../util/ndarray.js';
 
 /**
  * Import verification: the original .onnx file runs in onnxruntime-node and the imported model in
@@ -77,13 +78,7 @@ async function runOrt(file: string, info: ImportInfo, x: Float32Array, n: number
       const res = await session.run({ [info.inputName]: new ort.Tensor('float32', x.slice(i * per, (i + batch) * per), [batch, ...shape]) });
       outs.push(Float32Array.from(res[info.outputName].data as Float32Array));
     }
-    const out = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-    let off = 0;
-    for (const o of outs) {
-      out.set(o, off);
-      off += o.length;
-    }
-    return out;
+    return concatFloat32(outs);
   } finally {
     await session.release();
   }

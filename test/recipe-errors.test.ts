@@ -131,3 +131,14 @@ test('alias bombs are refused', () => {
   const ps = problems(bomb);
   assert.match(ps[0].message, /alias/i);
 });
+
+test('--set finds a dotted matrix key as written instead of adding a nested axis for the same path', () => {
+  const swept = GOOD.replace('    with: { sparsity: "${params.sparsity}" }', '    with: { sparsity: "${params.sparsity}" }\n    matrix: { schedule.finalSparsity: [0.5, 0.75] }').replace(
+    'with: { sparsity: "${params.sparsity}" }',
+    'with: { schedule: { kind: polynomial-decay, finalSparsity: 0.5, endStep: 10 } }',
+  );
+  const before = parseRecipe(swept, 'r.yaml');
+  assert.deepEqual(before.stages.map((s) => s.id).filter((id) => id.startsWith('prune')), ['prune[finalSparsity=0.5]', 'prune[finalSparsity=0.75]']);
+  const r = parseRecipe(swept, 'r.yaml', { sets: ['stages.prune.matrix.schedule.finalSparsity=[0.6, 0.9]'] });
+  assert.deepEqual(r.stages.map((s) => s.id).filter((id) => id.startsWith('prune')), ['prune[finalSparsity=0.6]', 'prune[finalSparsity=0.9]']);
+});

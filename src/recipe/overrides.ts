@@ -29,34 +29,52 @@ export function parseOverride(text: string): Override {
 
 /**
  * Sets the override's value in the document, creating missing maps on the way (an empty value such
- * as `params:` counts as missing). A path through a scalar, an alias or a list with a non-index
- * segment is a UsageError naming the `--set` argument.
+ * as `params:` counts as missing). Keys that contain dots are found as written: at each mapping the
+ * longest run of the remaining segments that names an existing key is taken, so
+ * `--set stages.prune.matrix.schedule.finalSparsity=[0.5,0.9]` replaces a recipe's dotted
+ * `schedule.finalSparsity:` sweep instead of adding a second, nested axis for the same key (a new
+ * key is created nested, which the matrix reads as the same dotted path). A path through a scalar, an alias or a list with a non-index segment is a UsageError naming
+ * the `--set` argument.
  */
 export function applyOverride(doc: Document, o: Override): void {
   const fail = (i: number, why: string) => new UsageError(`--set ${o.text}: '${o.path.slice(0, i).join('.') || '(recipe)'}' ${why}`);
   const at: unknown[] = [];
   let node: unknown = doc.contents;
-  o.path.forEach((seg, i) => {
+  for (let i = 0; i < o.path.length; ) {
+    const seg = o.path[i];
     if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
       node = doc.createNode({});
       if (at.length) doc.setIn(at, node);
       else doc.contents = node as Document['contents'];
     }
     if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
-      at.push(pair ? (pair.key as { value: unknown }).value : seg);
+      const { key, used } = mapKey(node.items.map((p) => (isScalar(p.key) ? String(p.key.value) : '')), o.path, i);
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+      at.push(pair ? (pair.key as { value: unknown }).value : key);
       node = pair?.value;
+      i += used;
     } else if (isSeq(node)) {
       if (!/^\d+$/.test(seg)) throw fail(i, `is a list, so '${seg}' must be an index (0, 1, ...)`);
       if (Number(seg) > node.items.length) throw fail(i, `has ${node.items.length} items, so index ${seg} is past its end`);
       at.push(Number(seg));
       node = node.items[Number(seg)];
+      i += 1;
     } else if (isAlias(node)) {
       throw fail(i, `is an alias (*${node.source}); set the anchored value instead`);
     } else {
       const shown = isScalar(node) ? JSON.stringify(node.value)?.slice(0, 40) : 'a value';
       throw fail(i, `is ${shown}, not a mapping, so it cannot hold '${seg}'`);
     }
-  });
+  }
   doc.setIn(at, doc.createNode(o.value));
+}
+
+/** The key a path takes at a mapping (from segment i): see applyOverride. Pure. */
+export function mapKey(keys: readonly string[], path: readonly string[], i: number): { key: string; used: number } {
+  const existing = new Set(keys);
+  for (let n = path.length - i; n > 1; n--) {
+    const key = path.slice(i, i + n).join('.');
+    if (existing.has(key)) return { key, used: n };
+  }
+  return { key: path[i], used: 1 };
 }

@@ -42,6 +42,23 @@ export interface ConvOp extends OpBase {
   folded: boolean;
 }
 
+/**
+ * A transposed convolution (Keras Conv2DTranspose): each input position adds kernel x value into a
+ * kh x kw window of the output, windows `strides` apart; 'same' / 'valid' crop as TF does (output
+ * H*s, or H*s + max(k - s, 0)).
+ */
+export interface ConvTransposeOp extends OpBase {
+  kind: 'conv_transpose';
+  /** [kh, kw, cin, cout]: output channel last like conv2d (Keras stores [kh, kw, cout, cin]), so folding and per-channel scales read it alike. */
+  kernelShape: [number, number, number, number];
+  kernel: Float32Array;
+  bias: Float32Array;
+  strides: [number, number];
+  padding: Padding;
+  activation: Activation;
+  folded: boolean;
+}
+
 export interface DenseOp extends OpBase {
   kind: 'dense';
   /** [in, out]. */
@@ -120,8 +137,8 @@ export interface ConcatOp extends OpBase {
   axis: number;
 }
 
-export type IrOp = ConvOp | DenseOp | PoolOp | SimpleOp | LeakyReluOp | GeluOp | ReshapeOp | TransposeOp | PadOp | SliceOp | ResizeOp | BinaryOp | ConcatOp;
-export type WeightOp = ConvOp | DenseOp;
+export type IrOp = ConvOp | ConvTransposeOp | DenseOp | PoolOp | SimpleOp | LeakyReluOp | GeluOp | ReshapeOp | TransposeOp | PadOp | SliceOp | ResizeOp | BinaryOp | ConcatOp;
+export type WeightOp = ConvOp | ConvTransposeOp | DenseOp;
 
 export interface IrGraph {
   name: string;
@@ -188,6 +205,23 @@ export function pair(v: unknown, fallback?: [number, number]): [number, number] 
 export function outSize(inp: number, k: number, s: number, d: number, padding: Padding): number {
   const eff = (k - 1) * d + 1;
   return padding === 'same' ? Math.ceil(inp / s) : Math.floor((inp - eff) / s) + 1;
+}
+
+/** Output size of a transposed convolution along one dimension (Keras's deconv_output_length without output_padding). */
+export function transposeOutSize(inp: number, k: number, s: number, padding: Padding): number {
+  return padding === 'same' ? inp * s : inp * s + Math.max(k - s, 0);
+}
+
+/**
+ * Where a transposed convolution's full result ((inp - 1) * s + k values) is cropped to `transposeOutSize`:
+ * [before, after] cropped (TF's SAME split, the larger half after), and `extra` positions appended
+ * past the end (valid, or same with k < s: they get only the bias).
+ */
+export function transposeCrop(inp: number, k: number, s: number, padding: Padding): { crop: [number, number]; extra: number } {
+  const total = (inp - 1) * s + k - transposeOutSize(inp, k, s, padding);
+  if (total <= 0) return { crop: [0, 0], extra: -total };
+  const before = Math.floor(total / 2);
+  return { crop: [before, total - before], extra: 0 };
 }
 
 /** TF 'SAME' padding: [before, after] for one spatial dimension. */
@@ -359,7 +393,7 @@ function applyActivation(b: IrBuilder, t: number, raw: unknown): number {
   if (!entry) return b.fail(`activation '${name}' is not supported; use one of ${Object.keys(ACTIVATIONS).join(', ')}`);
   if (entry.fuse) {
     const prev = b.fusable(t);
-    const fusesInto = prev && (prev.kind === 'conv2d' || prev.kind === 'depthwise' || prev.kind === 'dense' || prev.kind === 'add');
+    const fusesInto = prev && (prev.kind === 'conv2d' || prev.kind === 'depthwise' || prev.kind === 'conv_transpose' || prev.kind === 'dense' || prev.kind === 'add');
     if (fusesInto && (prev as WeightOp | BinaryOp).activation === 'none') {
       (prev as WeightOp | BinaryOp).activation = entry.fuse;
       return t;

@@ -33,7 +33,7 @@ export function simulatedLayerErrors(
   const qir: IrGraph = {
     ...ir,
     ops: ir.ops.map((op) => {
-      if (op.kind !== 'conv2d' && op.kind !== 'depthwise' && op.kind !== 'dense') return op;
+      if (op.kind !== 'conv2d' && op.kind !== 'depthwise' && op.kind !== 'conv_transpose' && op.kind !== 'dense') return op;
       const qw = quantizeWeights(op, meta, opts.perChannel);
       const nc = qw.scales.length;
       const kernel = new Float32Array(qw.q.length);

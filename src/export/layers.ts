@@ -1,6 +1,7 @@
 import {
-  outSize, pair, samePads, type Activation, type BinaryOp, type IrBuilder, type LayerConversion, type Padding,
+  outSize, pair, samePads, transposeOutSize, type Activation, type BinaryOp, type IrBuilder, type LayerConversion, type Padding,
 } from './ir.js';
+import { permute } from './quant.js';
 
 /**
  * The layer coverage table: one entry per Keras/tfjs layer class, next to its conversion into the
@@ -135,6 +136,34 @@ function conv(b: IrBuilder): number {
   return b.activation(y, c.activation);
 }
 
+/** Conv2DTranspose: the Keras kernel [kh, kw, cout, cin] stored output-channel-last as [kh, kw, cin, cout]. */
+function convTranspose(b: IrBuilder): number {
+  const c = b.layer.config;
+  const strides = pair(c.strides, [1, 1]);
+  const k = b.weight('kernel') ?? b.fail('has no kernel weight');
+  const [kh, kw, co, ci] = k.shape;
+  const x = imageInput(b);
+  const padding = paddingOf(b);
+  const [H, W, C] = b.shape(x);
+  if (ci !== C) b.fail(`kernel expects ${ci} channels, input has ${C}`);
+  const y = b.emit({
+    kind: 'conv_transpose', inputs: [x], kernelShape: [kh, kw, ci, co], kernel: permute(k.data, k.shape, [0, 1, 3, 2]), bias: bias(b, co),
+    strides, padding, activation: 'none', folded: false,
+  }, [transposeOutSize(H, kh, strides[0], padding), transposeOutSize(W, kw, strides[1], padding), co]);
+  return b.activation(y, c.activation);
+}
+
+/**
+ * What tfjs's Conv2DTranspose cannot compute: it ignores dilation_rate and has no output_padding, so a
+ * model with them would already run differently in compress than in Keras.
+ */
+function convTransposeProblem(c: Record<string, unknown>): string | undefined {
+  const d = pair(c.dilationRate, [1, 1]);
+  if (d[0] !== 1 || d[1] !== 1) return `dilation_rate ${JSON.stringify(c.dilationRate)} is not supported (tfjs's Conv2DTranspose ignores it); use dilation 1`;
+  if (c.outputPadding !== undefined && c.outputPadding !== null) return `output_padding ${JSON.stringify(c.outputPadding)} is not supported (tfjs's Conv2DTranspose has none); remove it`;
+  return undefined;
+}
+
 function dense(b: IrBuilder): number {
   const x = b.input();
   if (b.shape(x).length !== 1) b.fail(`Dense on a rank-${b.shape(x).length + 1} input is not supported; add a Flatten before it`);
@@ -163,7 +192,7 @@ function batchNorm(b: IrBuilder): number {
   const k = new Float64Array(ch);
   for (let i = 0; i < ch; i++) k[i] = gamma[i] / Math.sqrt(variance[i] + eps);
   const prev = b.fusable(x);
-  if (prev && (prev.kind === 'conv2d' || prev.kind === 'depthwise' || prev.kind === 'dense') && prev.activation === 'none') {
+  if (prev && (prev.kind === 'conv2d' || prev.kind === 'depthwise' || prev.kind === 'conv_transpose' || prev.kind === 'dense') && prev.activation === 'none') {
     // Output channel of each kernel element = its index along the last axis (depthwise: i * mult + m).
     for (let i = 0; i < prev.kernel.length; i++) prev.kernel[i] = prev.kernel[i] * k[i % ch];
     for (let i = 0; i < ch; i++) prev.bias[i] = (prev.bias[i] - mean[i]) * k[i] + beta[i];
@@ -271,6 +300,7 @@ export const LAYERS: Record<string, LayerEntry> = {
   Conv2D: { ir: conv, tfjs: 'native', note: 'a ZeroPadding2D before it folds into SAME padding where exact' },
   DepthwiseConv2D: { ir: conv, tfjs: 'native' },
   SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
+  Conv2DTranspose: { ir: convTranspose, check: convTransposeProblem, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it)' },
   BatchNormalization: { ir: batchNorm, tfjs: 'native', note: 'folded into a preceding conv/dense, else a per-channel multiply-add' },
   LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops' },
   Activation: { ir: (b) => b.activation(b.input(), b.layer.config.activation), tfjs: 'native', note: Object.keys(ACTIVATIONS).join(', ') },

@@ -1,13 +1,16 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
-import { shapeSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
+import { shapeSize, transposeOutSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
 export function outChannels(op: WeightOp): number {
   if (op.kind === 'depthwise') return op.kernelShape[2] * op.kernelShape[3];
   return op.kernelShape[op.kernelShape.length - 1];
 }
+
+/** The axis of the layer's own (Keras-layout) kernel that meta.weightQuant's per-channel scales must run along to be reused. */
+const KERAS_CHANNEL_AXIS: Record<WeightOp['kind'], number> = { dense: 1, conv2d: 3, depthwise: 2, conv_transpose: 2 };
 
 export interface QuantizedWeights {
   /** Int8 values in the Keras layout of the op's kernel. */
@@ -30,7 +33,8 @@ export function quantizeWeights(op: WeightOp, meta: ModelMeta, perChannel: boole
   const wq = meta.weightQuant[op.layer];
   let scales: Float32Array | undefined;
   let fromMeta = false;
-  if (wq && wq.method === 'linear' && !op.folded && (1 << (wq.bits - 1)) - 1 <= qmax && wq.zeroPoints.every((z) => z === 0)) {
+  const sameAxis = wq?.method === 'linear' && (wq.axis === null || wq.scales.length === 1 || wq.axis === KERAS_CHANNEL_AXIS[op.kind]);
+  if (wq && wq.method === 'linear' && sameAxis && !op.folded && (1 << (wq.bits - 1)) - 1 <= qmax && wq.zeroPoints.every((z) => z === 0)) {
     const s = new Float32Array(n);
     if (wq.axis === null || wq.scales.length === 1) s.fill(wq.scales[0]);
     else if (op.kind === 'depthwise') {
@@ -145,6 +149,16 @@ function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfTyp
     case 'depthwise': {
       const k = tf.tensor4d(op.kernel, op.kernelShape);
       const y = tf.depthwiseConv2d(x as tfType.Tensor4D, k, op.strides, op.padding, 'NHWC', op.dilation);
+      return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
+    }
+    case 'conv_transpose': {
+      // tfjs wants the filter as [kh, kw, out, in] (Keras's layout).
+      const [kh, kw, ci, co] = op.kernelShape;
+      const k = tf.transpose(tf.tensor4d(op.kernel, op.kernelShape), [0, 1, 3, 2]) as tfType.Tensor4D;
+      const [n, H, W] = x.shape;
+      const out: [number, number, number, number] = [n, transposeOutSize(H!, kh, op.strides[0], op.padding), transposeOutSize(W!, kw, op.strides[1], op.padding), co];
+      if (ci !== x.shape[3]) throw new Error(`conv_transpose ${op.layer}: kernel expects ${ci} channels`);
+      const y = tf.conv2dTranspose(x as tfType.Tensor4D, k, out, op.strides, op.padding);
       return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
     }
     case 'dense':

@@ -2,7 +2,7 @@ import onnxProto from 'onnx-proto';
 import type { ModelMeta } from '../../model/meta.js';
 import { VERSION } from '../../version.js';
 import { ExportError } from '../errors.js';
-import { samePads, type IrGraph, type IrOp } from '../ir.js';
+import { samePads, transposeCrop, type IrGraph, type IrOp, type WeightOp } from '../ir.js';
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 
 const { onnx } = onnxProto;
@@ -125,7 +125,8 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
   if (nchw(ir.input)) x0 = g.node('Transpose', ['input'], 'input_nchw', [ints('perm', [0, 3, 1, 2])]);
   publish(ir.input, x0, int8 ? own(ir.input) : undefined);
 
-  const weightAndBias = (op: Extract<IrOp, { kind: 'conv2d' | 'depthwise' | 'dense' }>, layout: number[], reorder: <T extends Float32Array | Int8Array>(a: T) => T): [string, string] => {
+  /** Weight and bias of a conv/dense op in `layout`; int8: QDQ with per-channel scales along `channelAxis` of that layout. */
+  const weightAndBias = (op: WeightOp, layout: number[], reorder: <T extends Float32Array | Int8Array>(a: T) => T, channelAxis = 0): [string, string] => {
     if (!int8) {
       return [g.init(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
     }
@@ -133,17 +134,17 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
     const qw = quantizeWeights(op, meta, perChannel, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
     if (qw.fromMeta) notes.push(`${op.layer}: reused compress's int8 weight scales`);
     const n = qw.scales.length;
-    // Per-axis: one scale per output channel (axis 0); per-tensor: scalar scale and zero point.
-    const [dims, axis] = qw.perChannel ? [[n], [int('axis', 0)]] : [[], []];
+    // Per-axis: one scale per output channel (the weight's `channelAxis`, the bias's only axis); per-tensor: scalar scale and zero point.
+    const [dims, wAxis, bAxis] = qw.perChannel ? [[n], [int('axis', channelAxis)], [int('axis', 0)]] : [[], [], []];
     const scalesOf = (a: Float32Array) => (qw.perChannel ? a : a.subarray(0, 1));
     const wq = g.init(`${op.layer}/kernel_q`, DT.INT8, layout, reorder(qw.q));
     const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, dims, scalesOf(qw.scales));
     const wz = g.init(`${op.layer}/kernel_zero_point`, DT.INT8, dims, new Int8Array(qw.perChannel ? n : 1));
-    const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, axis);
+    const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, wAxis);
     const qb = quantizeBias(op.bias, params[op.inputs[0]]!.scale, qw.scales);
     const bq = g.init(`${op.layer}/bias_q`, DT.INT32, [n], qb.q);
     const bs = g.init(`${op.layer}/bias_scale`, DT.FLOAT, dims, scalesOf(qb.scales));
-    const b = g.node('DequantizeLinear', [bq, bs], `${op.layer}/bias`, axis);
+    const b = g.node('DequantizeLinear', [bq, bs], `${op.layer}/bias`, bAxis);
     return [w, b];
   };
   /** Float activation after a compute op; in int8 ReLU/ReLU6 become the output range. */
@@ -187,6 +188,20 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         const v = g.node('Conv', [floatIn(x), w, b], label, [
           ints('kernel_shape', [kh, kw]), ints('strides', op.strides), ints('dilations', op.dilation),
           ints('pads', spatialPads(x, [kh, kw], op.strides, op.dilation, op.padding)), int('group', depth ? ci : 1),
+        ]);
+        publish(op.output, activate(op, v), actOut(op.output, op.activation));
+        break;
+      }
+      case 'conv_transpose': {
+        // ONNX weight [cin, cout, kh, kw], per-channel along axis 1. The full result is cropped by `pads` (TF's SAME split)
+        // or extended by `output_padding` so the output has Keras's size.
+        const [kh, kw] = op.kernelShape;
+        const [H, W] = ir.tensors[x].shape;
+        const [ch, cw] = [transposeCrop(H, kh, op.strides[0], op.padding), transposeCrop(W, kw, op.strides[1], op.padding)];
+        const [w, b] = weightAndBias(op, [op.kernelShape[2], op.kernelShape[3], kh, kw], (a) => permute(a, op.kernelShape, [2, 3, 0, 1]), 1);
+        const v = g.node('ConvTranspose', [floatIn(x), w, b], label, [
+          ints('kernel_shape', [kh, kw]), ints('strides', op.strides), ints('pads', [ch.crop[0], cw.crop[0], ch.crop[1], cw.crop[1]]),
+          ints('output_padding', [ch.extra, cw.extra]),
         ]);
         publish(op.output, activate(op, v), actOut(op.output, op.activation));
         break;

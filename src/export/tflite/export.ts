@@ -5,7 +5,7 @@ import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '
 import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 import {
   AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, GeluSlot, LeakyReluSlot, MulSlot, Op, Options, Padding,
-  Pool2DSlot, ReducerSlot, ReshapeSlot, ResizeNearestSlot, SoftmaxSlot, SubSlot, TensorType,
+  Pool2DSlot, ReducerSlot, ReshapeSlot, ResizeNearestSlot, SoftmaxSlot, SubSlot, TensorType, TransposeConvSlot,
 } from './schema.js';
 import { addWeight, SPARSE_WEIGHTS, type Storage } from './sparsity.js';
 import { bytesOf, TfliteModelBuilder, type OptionsTable } from './writer.js';
@@ -108,8 +108,11 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
   };
   const noOptions = (type: number): OptionsTable => ({ type, numFields: 0, fields: [] });
 
-  /** Weights [+ bias] of a conv/dense op in the TFLite layout and this precision. */
-  const weightInputs = (op: WeightOp, layout: number[], perm: number[] | null, quantDim: number, perChannel: boolean): [number, number] => {
+  /**
+   * Weights [+ bias] of a conv/dense op in the TFLite layout and this precision. `hybridKernel`: LiteRT runs the op with
+   * float activations and int8 weights; where it does not, dynamic-int8 stores int8 weights + DEQUANTIZE (weight-only).
+   */
+  const weightInputs = (op: WeightOp, layout: number[], perm: number[] | null, quantDim: number, perChannel: boolean, hybridKernel = true): [number, number] => {
     const name = op.layer;
     const kshape = op.kernelShape as number[];
     const reorder = <T extends Float32Array | Int8Array>(a: T): T => (perm ? permute(a, kshape, perm) : a);
@@ -127,11 +130,19 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     }
     const qw = quantizeWeights(op, meta, perChannel);
     if (qw.fromMeta) notes.push(`${name}: reused compress's int8 weight scales`);
-    const w = addWeight(m, `${name}/kernel`, layout, TensorType.INT8, reorder(qw.q), {
+    const wQuant = {
       scale: qw.perChannel ? Array.from(qw.scales) : [qw.scales[0]],
       zeroPoint: qw.perChannel ? new Array(qw.scales.length).fill(0) : [0],
       quantizedDimension: qw.perChannel ? quantDim : 0,
-    }, storageOf(op), hybrid ? TensorType.FLOAT32 : undefined);
+    };
+    if (hybrid && !hybridKernel) {
+      const q = m.addTensor(`${name}/kernel_int8`, layout, TensorType.INT8, bytesOf(reorder(qw.q)), wQuant);
+      const f = m.addTensor(`${name}/kernel`, layout, TensorType.FLOAT32);
+      m.addOperator(Op.DEQUANTIZE, 2, [q], [f]);
+      notes.push(`${name}: int8 weights + DEQUANTIZE (LiteRT has no dynamic-range kernel for this op)`);
+      return [f, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
+    }
+    const w = addWeight(m, `${name}/kernel`, layout, TensorType.INT8, reorder(qw.q), wQuant, storageOf(op), hybrid ? TensorType.FLOAT32 : undefined);
     if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY${hybrid ? ' + DEQUANTIZE' : ''})`);
     const wt = w.tensor;
     if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
@@ -177,6 +188,20 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
             [DepthwiseSlot.dilation_w, 'i32', op.dilation[1]], [DepthwiseSlot.dilation_h, 'i32', op.dilation[0]]],
         };
         m.addOperator(Op.DEPTHWISE_CONV_2D, v(1, 3, 6), [x, w, b], [out], options);
+        break;
+      }
+      case 'conv_transpose': {
+        // Inputs: output shape, weights [cout, kh, kw, cin], input, bias. LiteRT's kernel wants weights of the input's type.
+        const [kh, kw, ci, co] = op.kernelShape;
+        const [w, b] = weightInputs(op, [co, kh, kw, ci], [3, 0, 1, 2], 0, perChannel, false);
+        out = actTensor(op.output, outName, int8 ? ownParams(op.output) : undefined);
+        const shape = int32Const(`${op.layer}/output_shape`, [1, ...ir.tensors[op.output].shape]);
+        options = {
+          type: Options.TransposeConvOptions, numFields: TransposeConvSlot.numFields,
+          fields: [[TransposeConvSlot.padding, 'i8', pad(op.padding)], [TransposeConvSlot.stride_w, 'i32', op.strides[1]], [TransposeConvSlot.stride_h, 'i32', op.strides[0]],
+            [TransposeConvSlot.fused_activation, 'i8', fusedAct(op.activation)]],
+        };
+        m.addOperator(Op.TRANSPOSE_CONV, 3, [shape, w, x, b], [out], options);
         break;
       }
       case 'dense': {

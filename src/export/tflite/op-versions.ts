@@ -25,6 +25,8 @@ export interface OpSignature {
   keepNumDims: boolean;
   /** Depthwise dilation other than 1. */
   dilated: boolean;
+  /** A fused activation other than NONE (TRANSPOSE_CONV reads it for its version). */
+  fusedActivation?: boolean;
 }
 
 type Rule = [version: number, when: (s: OpSignature) => boolean];
@@ -63,6 +65,12 @@ export const OP_VERSION_RULES: Partial<Record<number, Rule[]>> = {
     [10, (s) => s.input === I8 && s.weight === I4 && s.output === I8],
     [9, (s) => hybrid(s) && s.asymmetricInputs],
     [3, hybrid],
+  ],
+  // Input 0 is the output shape; 1 the weights, 2 the activation, 3 the optional bias.
+  [Op.TRANSPOSE_CONV]: [
+    [4, (s) => !!s.fusedActivation],
+    [3, (s) => s.inputCount === 4],
+    [2, (s) => s.weight === I8],
   ],
   [Op.DEQUANTIZE]: [
     [6, (s) => s.input === I4],

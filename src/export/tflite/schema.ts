@@ -10,14 +10,14 @@ export const TensorType = { FLOAT32: 0, FLOAT16: 1, INT32: 2, UINT8: 3, INT64: 4
 export const Op = {
   ADD: 0, AVERAGE_POOL_2D: 1, CONCATENATION: 2, CONV_2D: 3, DEPTHWISE_CONV_2D: 4, DEQUANTIZE: 6, FULLY_CONNECTED: 9,
   LOGISTIC: 14, MAX_POOL_2D: 17, MUL: 18, RELU: 19, RELU6: 21, RESHAPE: 22, SOFTMAX: 25, TANH: 28, PAD: 34, TRANSPOSE: 39, MEAN: 40,
-  SUB: 41, MAXIMUM: 55, MINIMUM: 57, SLICE: 65, RSQRT: 76, REDUCE_MAX: 82, RESIZE_NEAREST_NEIGHBOR: 97, LEAKY_RELU: 98, ELU: 111,
+  SUB: 41, MAXIMUM: 55, MINIMUM: 57, SLICE: 65, TRANSPOSE_CONV: 67, RSQRT: 76, REDUCE_MAX: 82, RESIZE_NEAREST_NEIGHBOR: 97, LEAKY_RELU: 98, ELU: 111,
   QUANTIZE: 114, HARD_SWISH: 117, DENSIFY: 124, GELU: 150,
 } as const;
 
 export const Options = {
   NONE: 0, Conv2DOptions: 1, DepthwiseConv2DOptions: 2, Pool2DOptions: 5, FullyConnectedOptions: 8, SoftmaxOptions: 9,
   ConcatenationOptions: 10, AddOptions: 11, ReshapeOptions: 17, MulOptions: 21, PadOptions: 22, TransposeOptions: 26, ReducerOptions: 27,
-  SubOptions: 28, DequantizeOptions: 38, MaximumMinimumOptions: 39, SliceOptions: 48, ResizeNearestNeighborOptions: 74, LeakyReluOptions: 75,
+  SubOptions: 28, DequantizeOptions: 38, MaximumMinimumOptions: 39, SliceOptions: 48, TransposeConvOptions: 49, ResizeNearestNeighborOptions: 74, LeakyReluOptions: 75,
   QuantizeOptions: 89, HardSwishOptions: 91, GeluOptions: 116,
 } as const;
 
@@ -35,6 +35,7 @@ export const OperatorSlot = { opcode_index: 0, inputs: 1, outputs: 2, builtin_op
 /** Option table fields: [slot, kind, value]. */
 export const Conv2DSlot = { padding: 0, stride_w: 1, stride_h: 2, fused_activation: 3, dilation_w: 4, dilation_h: 5, numFields: 6 } as const;
 export const DepthwiseSlot = { padding: 0, stride_w: 1, stride_h: 2, depth_multiplier: 3, fused_activation: 4, dilation_w: 5, dilation_h: 6, numFields: 7 } as const;
+export const TransposeConvSlot = { padding: 0, stride_w: 1, stride_h: 2, fused_activation: 3, numFields: 4 } as const;
 export const Pool2DSlot = { padding: 0, stride_w: 1, stride_h: 2, filter_w: 3, filter_h: 4, fused_activation: 5, numFields: 6 } as const;
 export const FullyConnectedSlot = { fused_activation: 0, weights_format: 1, keep_num_dims: 2, asymmetric_quantize_inputs: 3, numFields: 4 } as const;
 export const SoftmaxSlot = { beta: 0, numFields: 1 } as const;

@@ -2,7 +2,7 @@ import * as flatbuffers from 'flatbuffers';
 import { OP_VERSION_RULES, opVersion, type OpSignature } from './op-versions.js';
 import { writeSparsity, type SparsitySpec } from './sparsity.js';
 import {
-  BufferSlot, DepthwiseSlot, FullyConnectedSlot, Op, FILE_IDENTIFIER, ModelSlot, OpCodeSlot, OperatorSlot, QuantSlot, SCHEMA_VERSION, SubGraphSlot, TensorSlot,
+  BufferSlot, DepthwiseSlot, FullyConnectedSlot, Op, FILE_IDENTIFIER, ModelSlot, OpCodeSlot, OperatorSlot, QuantSlot, SCHEMA_VERSION, SubGraphSlot, TensorSlot, TransposeConvSlot,
 } from './schema.js';
 
 /** One field of an options table: slot, kind and value. */
@@ -95,6 +95,7 @@ export class TfliteModelBuilder {
       asymmetricInputs: fc && !!field(FullyConnectedSlot.asymmetric_quantize_inputs),
       keepNumDims: fc && !!field(FullyConnectedSlot.keep_num_dims),
       dilated: dw && ((field(DepthwiseSlot.dilation_w) ?? 1) !== 1 || (field(DepthwiseSlot.dilation_h) ?? 1) !== 1),
+      fusedActivation: code === Op.TRANSPOSE_CONV && (field(TransposeConvSlot.fused_activation) ?? 0) !== 0,
     };
   }
 

@@ -73,6 +73,7 @@ export function kernelIndex(layer: Layer): number {
 export function kernelKind(layer: Layer): KernelKind {
   const cls = layer.getClassName();
   if (cls === 'DepthwiseConv2D') return 'depthwise';
+  if (cls === 'Conv2DTranspose') return 'conv_transpose';
   const k = kernelIndex(layer);
   return k >= 0 && layer.weights[k].shape.length === 4 ? 'conv2d' : 'dense';
 }
@@ -152,7 +153,7 @@ export interface ActivationQuantOptions {
   fuse?: boolean;
 }
 
-const FUSABLE_PRODUCERS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Dense', 'BatchNormalization']);
+const FUSABLE_PRODUCERS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose', 'Dense', 'BatchNormalization']);
 const FUSABLE_CONSUMERS = new Set(['BatchNormalization', 'ReLU', 'Activation']);
 const PASSTHROUGH = new Set(['Flatten', 'Reshape', 'MaxPooling2D', 'MaxPooling1D', 'GlobalMaxPooling2D', 'GlobalMaxPooling1D', 'Dropout', 'SpatialDropout2D', 'Permute']);
 

@@ -39,11 +39,11 @@ export interface LinearQuantResult {
   qmax: number;
 }
 
-export type KernelKind = 'dense' | 'conv2d' | 'depthwise';
+export type KernelKind = 'dense' | 'conv2d' | 'depthwise' | 'conv_transpose';
 
-/** The conventional per-channel axis: output channel (last axis) for Dense/Conv2D, 2 for depthwise. */
+/** The conventional per-channel axis: output channel (last axis) for Dense/Conv2D, 2 for depthwise and Conv2DTranspose ([h, w, out, in]). */
 export function defaultChannelAxis(shape: readonly number[], kind: KernelKind = 'dense'): number {
-  if (kind === 'depthwise') return 2;
+  if (kind === 'depthwise' || kind === 'conv_transpose') return 2;
   return shape.length - 1;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SUPPORTED_KERAS_LAYERS } from '../model/load/keras.js';
+import { PRUNE_METHODS } from '../prune/methods.js';
 import { PRUNABLE_CLASSES } from '../prune/selectors.js';
 import { MAC_CLASSES } from '../prune/stats.js';
 import { CONSUMERS, ELEMENTWISE, PASS_THROUGH, REMOVABLE } from '../prune/structured.js';
@@ -19,6 +20,7 @@ export const END = '<!-- layer-table:end -->';
 const STRUCTURED_SPECIAL = new Set(['BatchNormalization', 'Flatten', 'Concatenate']);
 
 function structured(cls: string): string {
+  if (PRUNE_METHODS.structured.refuses(cls)) return 'refused (prune with magnitude / n:m); stops removal';
   if (REMOVABLE.has(cls)) return 'removes units';
   if (CONSUMERS.has(cls)) return cls === 'DepthwiseConv2D' ? 'passes (channels follow)' : 'absorbs';
   if (PASS_THROUGH.has(cls) || ELEMENTWISE.has(cls) || STRUCTURED_SPECIAL.has(cls) || IDENTITY_LAYERS.has(cls)) return 'passes';

@@ -213,7 +213,7 @@ export function unitsToMasks(unitMask: Mask, kernelSize: number): StructuredMask
  * N:M semi-structured sparsity along the input dimension: for every output (and every spatial tap
  * of a conv), each group of `m` consecutive input weights keeps its `n` largest |w| (ties: lower
  * input index kept). Axis default: rank-2 (Dense axis 0, Conv2D axis 2 = input channels,
- * SeparableConv2D pointwise axis 2). A trailing partial group of r < m inputs keeps min(n, r).
+ * SeparableConv2D pointwise axis 2; Conv2DTranspose axis 3 by its class). A trailing partial group of r < m inputs keeps min(n, r).
  * Pass className 'DepthwiseConv2D' and it refuses (depthwise kernels have no input dimension to group).
  */
 export function nmMask(values: WeightArray, shape: readonly number[], n: number, m: number, opts: { axis?: number; className?: string } = {}): Mask {
@@ -222,7 +222,7 @@ export function nmMask(values: WeightArray, shape: readonly number[], n: number,
   checkShape(values, shape);
   const rank = shape.length;
   if (rank < 2) throw new MaskError(`kernel must have rank >= 2 (got shape [${shape}])`);
-  const axis = opts.axis ?? rank - 2;
+  const axis = opts.axis ?? (opts.className !== undefined && Object.hasOwn(KERNEL_INPUT_AXIS, opts.className) ? KERNEL_INPUT_AXIS[opts.className] : rank - 2);
   if (axis < 0 || axis >= rank) throw new MaskError(`axis ${axis} out of range for shape [${shape}]`);
   const len = shape[axis];
   const stride = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
@@ -259,7 +259,11 @@ export const KERNEL_WEIGHT: Record<string, string> = {
   Conv3D: 'kernel',
   DepthwiseConv2D: 'depthwise_kernel',
   SeparableConv2D: 'pointwise_kernel',
+  Conv2DTranspose: 'kernel',
 };
+
+/** Kernels whose input-channel axis is not the second to last (Conv2DTranspose: [kh, kw, out, in]). */
+export const KERNEL_INPUT_AXIS: Record<string, number> = { Conv2DTranspose: 3 };
 
 function weightSuffix(v: LayerVariable): string {
   const n = v.originalName;

@@ -35,7 +35,12 @@ export interface PruneMethod {
   globalMasks?(layers: Array<{ name: string; values: WeightArray }>, target: number): Map<string, Mask>;
   /** Pruned units can be removed from the model (`remove: true`). */
   removesUnits?: boolean;
+  /** Why this method cannot prune a layer of this class (checked on every selected layer before pruning starts). */
+  refuses?(className: string): string | undefined;
 }
+
+/** Classes whose output units are not the last kernel axis, which structured masks and removal assume. */
+const UNITS_NOT_LAST = new Set(['Conv2DTranspose']);
 
 export const PRUNE_METHODS = {
   magnitude: {
@@ -52,6 +57,10 @@ export const PRUNE_METHODS = {
       return { mask: r.mask, bias: r.unitMask, units: r.units };
     },
     removesUnits: true,
+    refuses: (cls) =>
+      UNITS_NOT_LAST.has(cls)
+        ? `structured pruning removes the filters on a kernel's last axis, and ${cls} keeps its filters on axis 2 ([kh, kw, filters, in]); exclude it (layers: [{ type: ${cls}, exclude: true }]) or prune it with method magnitude`
+        : undefined,
   },
   'n:m': {
     description: 'n of every m consecutive input weights kept (semi-structured)',

@@ -3,7 +3,7 @@
  *
  * Semantics of `resolveLayerSettings(layers, entries, defaults)`:
  *   - only *considered* layers take part: by default the prunable ones (a kernel: Dense, Conv2D,
- *     DepthwiseConv2D, SeparableConv2D); pass `opts.classes` (or `'all'`) to change that;
+ *     DepthwiseConv2D, SeparableConv2D, Conv2DTranspose); pass `opts.classes` (or `'all'`) to change that;
  *   - every considered layer starts with `defaults`;
  *   - entries are applied in order; an entry selects the considered layers matched by ALL of its
  *     criteria (`match` and/or `type`; neither = every considered layer); for each selected layer a
@@ -29,7 +29,7 @@ export interface SelectorEntry {
   exclude?: boolean;
 }
 
-export const PRUNABLE_CLASSES: readonly string[] = Object.freeze(['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D']);
+export const PRUNABLE_CLASSES: readonly string[] = Object.freeze(['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
 
 export interface ResolveOptions {
   /** Layer classes taken into account; default PRUNABLE_CLASSES. */

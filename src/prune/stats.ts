@@ -9,7 +9,8 @@ import { setOwn } from '../util/own.js';
  *     pointwise_kernel); sparsity = 1 - kernelNonZero / kernelParams (0 for layers without one);
  *   macs: kernelParams × output positions (Dense: 1 per sample for a rank-2 input, otherwise the
  *     product of the non-batch, non-channel output dims; conv: output spatial size; DepthwiseConv2D
- *     and SeparableConv2D both count h·w·in·mult per position, plus the pointwise kernel for the latter);
+ *     and SeparableConv2D both count h·w·in·mult per position, plus the pointwise kernel for the latter;
+ *     Conv2DTranspose: input spatial size, as each input position meets the whole kernel once);
  *   effectiveMacs: kernelNonZero × the same positions. Per sample (batch 1); biases, BatchNorm,
  *     activations and pooling are not counted.
  */
@@ -43,11 +44,18 @@ export interface ModelStats {
 
 const KERNEL_KINDS = new Set(['kernel', 'depthwise_kernel', 'pointwise_kernel']);
 export const MAC_CLASSES = new Set(['Dense', 'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
+/** Classes whose kernel is applied once per *input* position (a transposed conv scatters each input into a window). */
+const MACS_PER_INPUT = new Set(['Conv2DTranspose']);
 
 function countNonZero(data: ArrayLike<number>): number {
   let n = 0;
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) n++;
   return n;
+}
+
+function inputShape(layer: tfType.layers.Layer): Array<number | null> {
+  const s = layer.inboundNodes[0]?.inputShapes;
+  return (Array.isArray(s?.[0]) ? s[0] : s) as Array<number | null>;
 }
 
 export function layerStats(layer: tfType.layers.Layer): LayerStats {
@@ -69,7 +77,7 @@ export function layerStats(layer: tfType.layers.Layer): LayerStats {
   const cls = layer.getClassName();
   let outputPositions = 0;
   if (MAC_CLASSES.has(cls)) {
-    const shape = layer.outputShape as Array<number | null>;
+    const shape = (MACS_PER_INPUT.has(cls) ? inputShape(layer) : layer.outputShape) as Array<number | null>;
     outputPositions = shape.slice(1, -1).reduce<number>((a, b) => a * (b ?? 1), 1);
   }
   return {

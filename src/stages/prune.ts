@@ -15,7 +15,7 @@ import {
   type PruningSchedule,
   type ScheduleSpec,
 } from '../prune/index.js';
-import { PRUNE_METHOD_NAMES, PRUNE_METHODS, pruneMethod, type PruneMethodName } from '../prune/methods.js';
+import { PRUNE_METHOD_NAMES, PRUNE_METHODS, pruneMethod, type PruneMethod, type PruneMethodName } from '../prune/methods.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage, type StageContext } from './types.js';
 import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
@@ -123,7 +123,11 @@ export const pruneStage = defineStage<PruneWith>({
 
     const masks = new MaskSet();
     const methodName: PruneMethodName = w.method ?? 'magnitude';
-    const method = pruneMethod(methodName);
+    const method: PruneMethod = pruneMethod(methodName);
+    for (const name of layerNames) {
+      const why = method.refuses?.(model.getLayer(name).getClassName());
+      if (why) throw new Error(`stage '${ctx.stageId}': method ${methodName} cannot prune layer '${name}': ${why}`);
+    }
     const methods: Record<string, PruneMethodName> = {};
     const units: Record<string, number[]> = {};
     let importance: Map<string, Float32Array> | undefined;

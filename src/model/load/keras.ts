@@ -26,7 +26,7 @@ type Json = Record<string, unknown>;
 
 /** Layer classes the converter knows how to translate faithfully. */
 export const SUPPORTED_KERAS_LAYERS = [
-  'InputLayer', 'Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'MaxPooling2D', 'AveragePooling2D',
+  'InputLayer', 'Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose', 'MaxPooling2D', 'AveragePooling2D',
   'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
   'Activation', 'ReLU', 'LeakyReLU', 'ELU', 'Softmax', 'Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate',
   'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling', 'Normalization',
@@ -39,6 +39,7 @@ const ALIASES: Record<string, string> = {
   GlobalAvgPool2D: 'GlobalAveragePooling2D',
   GlobalMaxPool2D: 'GlobalMaxPooling2D',
   SeparableConvolution2D: 'SeparableConv2D',
+  Convolution2DTranspose: 'Conv2DTranspose',
 };
 
 const COMMON_KEYS = ['name', 'trainable', 'dtype', 'batch_input_shape'];
@@ -48,6 +49,7 @@ const LAYER_KEYS: Record<string, string[]> = {
   Dense: ['units', 'activation', 'use_bias', 'kernel_regularizer', 'bias_regularizer', 'activity_regularizer', 'kernel_constraint', 'bias_constraint'],
   Conv2D: ['filters', ...CONV_KEYS, 'kernel_regularizer', 'kernel_constraint'],
   DepthwiseConv2D: [...CONV_KEYS, 'depth_multiplier', 'depthwise_regularizer', 'depthwise_constraint'],
+  Conv2DTranspose: ['filters', ...CONV_KEYS, 'kernel_regularizer', 'kernel_constraint'],
   SeparableConv2D: ['filters', ...CONV_KEYS, 'depth_multiplier', 'depthwise_regularizer', 'pointwise_regularizer', 'depthwise_constraint', 'pointwise_constraint'],
   MaxPooling2D: ['pool_size', 'strides', 'padding', 'data_format'],
   AveragePooling2D: ['pool_size', 'strides', 'padding', 'data_format'],
@@ -616,6 +618,13 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
 
   // Per-class checks for options tfjs does not have.
   if ((cls === 'Conv2D' || cls === 'SeparableConv2D') && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
+  if (cls === 'Conv2DTranspose') {
+    // tfjs's Conv2DTranspose computes neither: the model would run differently than in Keras.
+    if (src.output_padding !== undefined && src.output_padding !== null) throw unsupported(`output_padding=${JSON.stringify(src.output_padding)}`);
+    const d = src.dilation_rate;
+    if (d !== undefined && (Array.isArray(d) ? d.some((v) => v !== 1) : d !== 1)) throw unsupported(`dilation_rate=${JSON.stringify(d)}`);
+    if (src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
+  }
   if (cls === 'ReLU') {
     if (num(src.negative_slope) !== 0) throw unsupported(`negative_slope=${src.negative_slope}`);
     if (num(src.threshold) !== 0) throw unsupported(`threshold=${src.threshold}`);

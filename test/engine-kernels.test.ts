@@ -475,9 +475,12 @@ test('random differential check vs cpu: conv forward and gradients, pooling, pro
   }
 });
 
-test('the prebuilt SIMD binary (npm run build) is exactly what wabt assembles from the current source', async () => {
+test('the prebuilt SIMD binaries (npm run build, plain and shared memory) are exactly what wabt assembles from the current source', async () => {
   const { readFileSync } = await import('node:fs');
-  const { assembleKernels, kernelsDigest, PREBUILT_DIGEST, PREBUILT_WASM } = await import('../src/engine/simd/module.js');
-  assert.equal(readFileSync(PREBUILT_DIGEST, 'utf8').trim(), kernelsDigest(), 'digest of the text the binary came from');
-  assert.deepEqual(new Uint8Array(readFileSync(PREBUILT_WASM)), await assembleKernels());
+  const { assembleKernels, kernelsDigest, prebuilt } = await import('../src/engine/simd/module.js');
+  for (const kind of ['plain', 'shared'] as const) {
+    const files = prebuilt(kind);
+    assert.equal(readFileSync(files.digest, 'utf8').trim(), kernelsDigest(kind), `${kind}: digest of the text the binary came from`);
+    assert.deepEqual(new Uint8Array(readFileSync(files.wasm)), await assembleKernels(kind), kind);
+  }
 });

@@ -1,6 +1,7 @@
 import { registerCustomLayers } from '../model/custom-layers.js';
 import { createRequire } from 'node:module';
 import type * as tfType from '@tensorflow/tfjs';
+import { MAX_WASM_THREADS } from './threads.js';
 
 /** What `backend:` / `--backend` accept: `auto` picks tfjs-node when installed, else wasm. */
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -44,9 +45,22 @@ export function wasmSimdDisabled(): boolean {
   return process.env.COMPRESS_WASM_SIMD === '0';
 }
 
+/**
+ * COMPRESS_WASM_THREADS=N (2..8) runs the wasm backend on tfjs-backend-wasm's threaded SIMD build
+ * with N XNNPACK threads (src/engine/threads.ts); unset or 1: the single-threaded build (the default).
+ */
+export function wasmThreads(): number {
+  const v = process.env.COMPRESS_WASM_THREADS;
+  if (v === undefined || v === '') return 1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WASM_THREADS) throw new Error(`COMPRESS_WASM_THREADS must be an integer from 1 to ${MAX_WASM_THREADS}, got '${v}'`);
+  return n;
+}
+
 /** Engine identity that goes into every cache key: same identity => same numerics. */
 export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
+  // No thread count here: the threaded build computes bit-identical results (test/engine-threads.test.ts).
   const kernels = `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : ''}`;
   return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}`;
 }
@@ -75,16 +89,22 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
     }
   }
   registerCustomLayers(tf);
-  const ok = await tf.setBackend(backend);
-  if (!ok) throw new Error(`backend ${backend} could not be initialised`);
-  await tf.ready();
+  const threads = backend === 'wasm' ? wasmThreads() : 1;
+  if (threads > 1) {
+    const { startThreadedWasm } = await import('./threads.js');
+    await startThreadedWasm(tf, threads);
+  } else {
+    const ok = await tf.setBackend(backend);
+    if (!ok) throw new Error(`backend ${backend} could not be initialised`);
+    await tf.ready();
+  }
   if (backend === 'wasm') {
-    // compress's SIMD kernels share tfjs-wasm's heap. Where they cannot load (a runtime without wasm
-    // SIMD, a shared-memory threaded build), every kernel keeps its JS or tfjs path: slower, and equal
-    // to the SIMD path within float32 rounding (test/engine-kernels-nosimd.test.ts).
-    const { loadSimdKernels } = await import('./simd/module.js');
-    const memory = (tf.backend() as unknown as { wasm: { asm?: { memory?: unknown } } }).wasm.asm?.memory;
-    if (!wasmSimdDisabled() && memory instanceof WebAssembly.Memory && !(memory.buffer instanceof SharedArrayBuffer)) {
+    // compress's SIMD kernels share tfjs-wasm's heap (a shared one in the threaded build). Where they
+    // cannot load (a runtime without wasm SIMD), every kernel keeps its JS or tfjs path: slower, and
+    // equal to the SIMD path within float32 rounding (test/engine-kernels-nosimd.test.ts).
+    const { heapMemory, loadSimdKernels } = await import('./simd/module.js');
+    const memory = heapMemory(tf.backend());
+    if (!wasmSimdDisabled() && memory) {
       await loadSimdKernels(memory).catch(() => undefined);
     }
   }

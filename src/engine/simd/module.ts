@@ -34,42 +34,65 @@ export interface SimdKernels {
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
 }
 
+/**
+ * The two builds of the kernels: over an ordinary heap (tfjs's single-threaded wasm) and over a shared
+ * one (its threaded build, whose heap is a SharedArrayBuffer; a module must declare a shared memory to
+ * import one). Same code, only the memory import differs.
+ */
+export type MemoryKind = 'plain' | 'shared';
+const MEMORY_IMPORT = '(import "env" "memory" (memory 0))';
+
+/** The kernels' text for a memory kind. */
+export function kernelsText(kind: MemoryKind): string {
+  if (!KERNELS_WAT.includes(MEMORY_IMPORT)) throw new Error('kernels.wat.ts: memory import not found');
+  return kind === 'plain' ? KERNELS_WAT : KERNELS_WAT.replace(MEMORY_IMPORT, '(import "env" "memory" (memory 0 65536 shared))');
+}
+
 /** Where `npm run build` puts the assembled module (next to this file in dist/), with the digest of its source. */
-export const PREBUILT_WASM = new URL('./kernels.wasm', import.meta.url);
-export const PREBUILT_DIGEST = new URL('./kernels.wasm.sha256', import.meta.url);
+export function prebuilt(kind: MemoryKind): { wasm: URL; digest: URL } {
+  const base = kind === 'plain' ? './kernels.wasm' : './kernels-shared.wasm';
+  return { wasm: new URL(base, import.meta.url), digest: new URL(`${base}.sha256`, import.meta.url) };
+}
 
 let kernels: SimdKernels | undefined;
 let boundMemory: WebAssembly.Memory | undefined;
-let compiled: WebAssembly.Module | undefined;
+const compiled: Partial<Record<MemoryKind, WebAssembly.Module>> = {};
 
 /** sha256 of the kernels' text: a prebuilt binary is used only if it was assembled from exactly this. */
-export function kernelsDigest(): string {
-  return createHash('sha256').update(KERNELS_WAT).digest('hex');
+export function kernelsDigest(kind: MemoryKind = 'plain'): string {
+  return createHash('sha256').update(kernelsText(kind)).digest('hex');
 }
 
 /** Assembles the text with wabt (~75 ms, most of it wabt's own start-up). */
-export async function assembleKernels(): Promise<Uint8Array> {
+export async function assembleKernels(kind: MemoryKind = 'plain'): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const parsed = wabt.parseWat('compress-kernels.wat', KERNELS_WAT, { simd: true, bulk_memory: true });
+  const features = { simd: true, bulk_memory: true, threads: kind === 'shared' };
+  const parsed = wabt.parseWat('compress-kernels.wat', kernelsText(kind), features);
   try {
-    parsed.validate();
+    // wabt validates with the features it is given (its typings omit the parameter)
+    (parsed.validate as (f: typeof features) => void)(features);
     return parsed.toBinary({}).buffer;
   } finally {
     parsed.destroy();
   }
 }
 
+const memoryKind = (memory: WebAssembly.Memory): MemoryKind => (memory.buffer instanceof SharedArrayBuffer ? 'shared' : 'plain');
+
 /** The prebuilt binary when its digest matches the source, else the source assembled now. */
-async function compile(): Promise<WebAssembly.Module> {
-  if (compiled) return compiled;
+async function compile(kind: MemoryKind): Promise<WebAssembly.Module> {
+  const done = compiled[kind];
+  if (done) return done;
   let bytes: Uint8Array | undefined;
+  const files = prebuilt(kind);
   try {
-    if (readFileSync(PREBUILT_DIGEST, 'utf8').trim() === kernelsDigest()) bytes = readFileSync(PREBUILT_WASM);
+    if (readFileSync(files.digest, 'utf8').trim() === kernelsDigest(kind)) bytes = readFileSync(files.wasm);
   } catch {
     bytes = undefined; // not built (tsc only): assemble below
   }
-  compiled = new WebAssembly.Module((bytes ?? (await assembleKernels())) as Uint8Array<ArrayBuffer>);
-  return compiled;
+  const module = new WebAssembly.Module((bytes ?? (await assembleKernels(kind))) as Uint8Array<ArrayBuffer>);
+  compiled[kind] = module;
+  return module;
 }
 
 /**
@@ -78,7 +101,7 @@ async function compile(): Promise<WebAssembly.Module> {
  */
 export async function loadSimdKernels(memory: WebAssembly.Memory): Promise<SimdKernels> {
   if (kernels && boundMemory === memory) return kernels;
-  return bind(await compile(), memory);
+  return bind(await compile(memoryKind(memory)), memory);
 }
 
 function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKernels {
@@ -88,13 +111,24 @@ function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKerne
 }
 
 /**
+ * The wasm memory of a tfjs-backend-wasm backend: exported by its single-threaded builds, imported
+ * (Module.wasmMemory) by its threaded one.
+ */
+export function heapMemory(backend: unknown): WebAssembly.Memory | undefined {
+  const wasm = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
+  const memory = wasm?.asm?.memory ?? wasm?.wasmMemory;
+  return memory instanceof WebAssembly.Memory ? memory : undefined;
+}
+
+/**
  * The loaded kernels, or undefined before the wasm backend has started (callers fall back to JS).
  * Given the backend a kernel runs on, the kernels bound to that backend's heap: if tfjs has made a
  * new wasm backend since (tf.engine().reset() does), they are bound to its heap first.
  */
 export function simdKernels(backend?: unknown): SimdKernels | undefined {
   if (!kernels || backend === undefined) return kernels;
-  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
+  const memory = heapMemory(backend);
   if (memory === boundMemory) return kernels;
-  return memory instanceof WebAssembly.Memory && compiled ? bind(compiled, memory) : undefined;
+  const module = memory instanceof WebAssembly.Memory ? compiled[memoryKind(memory)] : undefined;
+  return module ? bind(module, memory as WebAssembly.Memory) : undefined;
 }

@@ -38,6 +38,12 @@ export function tfjsVersion(): string {
 export const WASM_KERNELS_REVISION = 2;
 
 /**
+ * Revision of how compress runs inference (src/engine/inference.ts: batch norm folded into convs,
+ * fused activations), on every backend. Bump it with any change that alters evaluation results.
+ */
+export const INFERENCE_REVISION = 1;
+
+/**
  * COMPRESS_WASM_SIMD=0 keeps compress's SIMD kernels off (every kernel takes its JS or tfjs path):
  * for comparing numerics, and what a runtime without wasm SIMD gets.
  */
@@ -62,7 +68,7 @@ export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
   // No thread count here: the threaded build computes bit-identical results (test/engine-threads.test.ts).
   const kernels = `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : ''}`;
-  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}`;
+  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}+inference.${INFERENCE_REVISION}`;
 }
 
 let engine: { tf: typeof tfType; backend: BackendName } | undefined;

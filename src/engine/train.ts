@@ -1,4 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
+import { inferencePlan } from './inference.js';
 import { boundedBatchSize } from './batching.js';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
@@ -180,31 +181,37 @@ export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data
   const b = batcher(tf, data);
   let lossSum = 0, correct = 0, top5 = 0, inTopK = 0;
   const withTop5 = data.numClasses > 5;
-  for (let start = 0; start < data.n; start += batchSize) {
-    const idx = Array.from({ length: Math.min(batchSize, data.n - start) }, (_, i) => start + i);
-    const labels = b.labels(idx);
-    const [loss, pred, in5, inK] = tf.tidy(() => {
-      const probs = model.apply(b.x(idx), { training: false }) as tfType.Tensor;
-      const y = tf.tensor1d(labels, 'int32');
-      const onehot = tf.oneHot(y, data.numClasses);
-      const l = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1)))));
-      const p = tf.argMax(probs, -1);
-      // In the top 5 when the label's probability is at least the 5th largest one.
-      const t5 = withTop5
-        ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
-        : tf.scalar(0, 'int32');
-      // The label among the k indices of the largest probabilities (indices are distinct: a sum counts hits).
-      const k = Math.min(topK ?? 0, data.numClasses);
-      const tk = k > 0 ? tf.sum(tf.cast(tf.equal(tf.topk(probs, k).indices, tf.reshape(y, [-1, 1])), 'int32')) : tf.scalar(0, 'int32');
-      return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0], tk.dataSync()[0]] as const;
-    });
-    lossSum += loss;
-    top5 += in5;
-    inTopK += inK;
-    for (let i = 0; i < idx.length; i++) {
-      predictions[start + i] = pred[i];
-      if (pred[i] === labels[i]) correct++;
+  // Batch norm folded into the convs, activations fused (src/engine/inference.ts).
+  const plan = inferencePlan(tf, model);
+  try {
+    for (let start = 0; start < data.n; start += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, data.n - start) }, (_, i) => start + i);
+      const labels = b.labels(idx);
+      const [loss, pred, in5, inK] = tf.tidy(() => {
+        const probs = plan.predict(b.x(idx));
+        const y = tf.tensor1d(labels, 'int32');
+        const onehot = tf.oneHot(y, data.numClasses);
+        const l = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1)))));
+        const p = tf.argMax(probs, -1);
+        // In the top 5 when the label's probability is at least the 5th largest one.
+        const t5 = withTop5
+          ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
+          : tf.scalar(0, 'int32');
+        // The label among the k indices of the largest probabilities (indices are distinct: a sum counts hits).
+        const k = Math.min(topK ?? 0, data.numClasses);
+        const tk = k > 0 ? tf.sum(tf.cast(tf.equal(tf.topk(probs, k).indices, tf.reshape(y, [-1, 1])), 'int32')) : tf.scalar(0, 'int32');
+        return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0], tk.dataSync()[0]] as const;
+      });
+      lossSum += loss;
+      top5 += in5;
+      inTopK += inK;
+      for (let i = 0; i < idx.length; i++) {
+        predictions[start + i] = pred[i];
+        if (pred[i] === labels[i]) correct++;
+      }
     }
+  } finally {
+    plan.dispose();
   }
   const n = Math.max(1, data.n);
   return { loss: lossSum / n, accuracy: correct / n, ...(withTop5 ? { top5: top5 / n } : {}), ...(topK ? { topK: inTopK / n } : {}), predictions };

@@ -8,6 +8,7 @@ import { engineFor, inputShapeOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { modelStats } from '../prune/stats.js';
 import type { ModelMeta } from '../model/meta.js';
+import { inferencePlan } from '../engine/inference.js';
 
 export const evaluateWithSchema = {
   type: 'object',
@@ -140,17 +141,22 @@ export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits
 /** Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend. */
 export function measureLatency(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; n: number; sampleShape: number[] }, samples: number): number {
   const size = data.sampleShape.reduce((a, b) => a * b, 1);
+  const plan = inferencePlan(tf, model); // how the engine runs inference (batch norm folded)
   const run = (i: number) =>
     tf.tidy(() => {
       const x = tf.tensor(data.x.subarray((i % data.n) * size, ((i % data.n) + 1) * size), [1, ...data.sampleShape]);
-      (model.predict(x) as tfType.Tensor).dataSync();
+      plan.predict(x).dataSync();
     });
-  for (let i = 0; i < 5; i++) run(i);
   const times: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    const t0 = performance.now();
-    run(i);
-    times.push(performance.now() - t0);
+  try {
+    for (let i = 0; i < 5; i++) run(i);
+    for (let i = 0; i < samples; i++) {
+      const t0 = performance.now();
+      run(i);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    plan.dispose();
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];

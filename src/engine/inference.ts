@@ -1,0 +1,247 @@
+import type * as tfType from '@tensorflow/tfjs';
+import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
+
+/**
+ * Inference of a tf.LayersModel as a plan of fused ops (what model.predict computes, faster):
+ * - Conv2D / DepthwiseConv2D -> BatchNormalization -> ReLU / ReLU6 / linear runs as ONE fused conv
+ *   (tfjs's fused conv2d / depthwiseConv2d: bias and activation applied in the conv's own output
+ *   pass, XNNPACK on wasm) with the batch norm folded into the conv's weights and bias:
+ *   s = gamma / sqrt(variance + eps), W' = W * s (per output channel), b' = (b - mean) * s + beta;
+ * - a conv followed only by such an activation (no batch norm) fuses the activation the same way;
+ * - every other layer runs as its own layer.apply (training: false), so any layer model.predict
+ *   supports runs here too;
+ * - each intermediate tensor is freed after its last consumer (model.apply holds every layer's output
+ *   until the pass ends).
+ * Folding is exact algebra but rounds differently from the unfolded ops (float32: ~1e-6 relative).
+ * A plan holds folded copies of the weights as of its creation: make a new plan after the weights
+ * change (plans are cheap: one pass over the conv weights), dispose it when done. Training never uses
+ * plans (it needs the batch statistics and the unfolded variables).
+ */
+export interface InferencePlan {
+  /** The model's output for `x` (first output of a multi-output model). Caller disposes it. */
+  predict(x: tfType.Tensor): tfType.Tensor;
+  /** Conv layers whose batch norm and/or activation were fused into them, by conv layer name. */
+  readonly fused: ReadonlyArray<{ conv: string; batchNorm?: string; activation?: string }>;
+  dispose(): void;
+}
+
+type Layer = tfType.layers.Layer;
+type Tensor = tfType.Tensor;
+type FusedActivation = 'linear' | 'relu' | 'relu6';
+
+interface Step {
+  inputIds: number[];
+  outputIds: number[];
+  run(inputs: Tensor[]): Tensor[];
+}
+
+interface ConvConfig {
+  kind: 'conv' | 'depthwise';
+  strides: [number, number];
+  padding: 'same' | 'valid';
+  dilations: [number, number];
+  activation: FusedActivation;
+}
+
+const pair = (v: unknown): [number, number] => (Array.isArray(v) ? [v[0], v[1] ?? v[0]] : [Number(v ?? 1), Number(v ?? 1)]);
+
+/** The activation a layer applies, as a fused-op activation, or undefined if it is none of those. */
+function activationOf(name: unknown): FusedActivation | undefined {
+  return name === 'relu' || name === 'relu6' || name === 'linear' ? name : undefined;
+}
+
+/** A ReLU / Activation layer expressible as a fused activation. */
+function standaloneActivation(layer: Layer): FusedActivation | undefined {
+  const cls = layer.getClassName();
+  const cfg = layer.getConfig();
+  if (cls === 'ReLU') return cfg.maxValue == null ? 'relu' : cfg.maxValue === 6 ? 'relu6' : undefined;
+  if (cls === 'Activation') return activationOf(cfg.activation);
+  return undefined;
+}
+
+/** A channels-last 2-D conv or depthwise conv the fused ops can run, with its own activation. */
+function convConfig(layer: Layer): ConvConfig | undefined {
+  const cls = layer.getClassName();
+  if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
+  const cfg = layer.getConfig();
+  const activation = activationOf(cfg.activation);
+  if ((cfg.dataFormat ?? 'channelsLast') !== 'channelsLast' || activation === undefined) return undefined;
+  if (cfg.padding !== 'same' && cfg.padding !== 'valid') return undefined;
+  const dilations = pair(cfg.dilationRate);
+  // tfjs-layers' DepthwiseConv2D runs without its dilation (it passes null): a dilated one stays a
+  // layer, so that the plan computes what model.predict computes.
+  if (cls === 'DepthwiseConv2D' && (dilations[0] !== 1 || dilations[1] !== 1)) return undefined;
+  return { kind: cls === 'Conv2D' ? 'conv' : 'depthwise', strides: pair(cfg.strides), padding: cfg.padding, dilations, activation };
+}
+
+/** A BatchNormalization over the last axis of a rank-4 input: its per-channel scale and shift, in float64. */
+function batchNormAffine(layer: Layer): { scale: Float64Array; shift: Float64Array } | undefined {
+  if (layer.getClassName() !== 'BatchNormalization') return undefined;
+  const cfg = layer.getConfig();
+  const axis = cfg.axis as number | number[];
+  if (axis !== -1 && axis !== 3) return undefined;
+  const ws = layer.getWeights();
+  let i = 0;
+  const gamma = cfg.scale ? (ws[i++].dataSync() as Float32Array) : undefined;
+  const beta = cfg.center ? (ws[i++].dataSync() as Float32Array) : undefined;
+  const mean = ws[i++]?.dataSync() as Float32Array | undefined;
+  const variance = ws[i++]?.dataSync() as Float32Array | undefined;
+  if (!mean || !variance || i !== ws.length) return undefined;
+  const eps = cfg.epsilon as number;
+  const scale = new Float64Array(mean.length);
+  const shift = new Float64Array(mean.length);
+  for (let c = 0; c < mean.length; c++) {
+    scale[c] = (gamma ? gamma[c] : 1) / Math.sqrt(variance[c] + eps);
+    shift[c] = (beta ? beta[c] : 0) - mean[c] * scale[c];
+  }
+  return { scale, shift };
+}
+
+/** The only layer consuming tensor `id`, if exactly one consumes it and it is not a model output. */
+function soleConsumer(graph: ModelGraph, id: number): Layer | undefined {
+  const layers = graph.consumerLayers.get(id);
+  return graph.consumers.get(id) === 1 && layers?.length === 1 ? layers[0] : undefined;
+}
+
+/**
+ * The fused conv step for a conv layer and what follows it, or undefined (then the conv runs as its
+ * layer). `absorbed` receives the layers the step computes besides the conv.
+ */
+function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, outputId: number, absorbed: Set<Layer>, owned: Tensor[]) {
+  const cfg = convConfig(conv);
+  if (!cfg) return undefined;
+  let lastId = outputId;
+  let bnLayer: Layer | undefined;
+  let affine: ReturnType<typeof batchNormAffine>;
+  const next = soleConsumer(graph, lastId);
+  if (cfg.activation === 'linear' && next && (affine = batchNormAffine(next))) {
+    bnLayer = next;
+    lastId = stepOf(graph, next).outputIds[0];
+  }
+  let activation = cfg.activation;
+  let actLayer: Layer | undefined;
+  const after = activation === 'linear' ? soleConsumer(graph, lastId) : undefined;
+  const act = after ? standaloneActivation(after) : undefined;
+  if (after && act) {
+    actLayer = after;
+    activation = act;
+    lastId = stepOf(graph, after).outputIds[0];
+  }
+  if (!bnLayer && !actLayer) return undefined;
+
+  const [kernel, bias] = conv.getWeights();
+  const w = Float32Array.from(kernel.dataSync() as Float32Array);
+  const channels = kernel.shape[2]! * (cfg.kind === 'depthwise' ? kernel.shape[3]! : 1);
+  const outChannels = cfg.kind === 'depthwise' ? channels : kernel.shape[3]!;
+  const b = new Float32Array(outChannels);
+  const b0 = bias ? (bias.dataSync() as Float32Array) : undefined;
+  if (affine) {
+    if (affine.scale.length !== outChannels) return undefined;
+    for (let i = 0; i < w.length; i++) w[i] = w[i] * affine.scale[i % outChannels];
+    for (let c = 0; c < outChannels; c++) b[c] = (b0 ? b0[c] : 0) * affine.scale[c] + affine.shift[c];
+  } else if (b0) {
+    b.set(b0);
+  }
+  const filter = tf.tensor(w, kernel.shape, 'float32');
+  const biasT = tf.tensor1d(b, 'float32');
+  owned.push(filter, biasT);
+  if (bnLayer) absorbed.add(bnLayer);
+  if (actLayer) absorbed.add(actLayer);
+  const { strides, padding, dilations } = cfg;
+  const run = cfg.kind === 'conv'
+    ? ([x]: Tensor[]) => [tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })]
+    : ([x]: Tensor[]) => [tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })];
+  return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
+}
+
+function stepOf(graph: ModelGraph, layer: Layer) {
+  const s = graph.steps.find((st) => st.layer === layer);
+  if (!s) throw new Error(`layer ${layer.name} is not in the model graph`);
+  return s;
+}
+
+/** A layer run as itself, as model.predict runs it. */
+function layerStep(layer: Layer, inputIds: number[], outputIds: number[]): Step {
+  return {
+    inputIds,
+    outputIds,
+    run: (ins) => {
+      const r = layer.apply(ins.length === 1 ? ins[0] : ins, { training: false }) as Tensor | Tensor[];
+      return Array.isArray(r) ? r : [r];
+    },
+  };
+}
+
+/** The inference plan of `model` (see InferencePlan). Models the graph walk cannot take run as model.apply. */
+export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): InferencePlan {
+  let graph: ModelGraph;
+  try {
+    graph = modelGraph(model);
+    if (graph.inputs.length !== 1) throw new Error('several inputs');
+  } catch {
+    return {
+      predict: (x) => tf.tidy(() => {
+        const r = model.apply(x, { training: false }) as Tensor | Tensor[];
+        return Array.isArray(r) ? r[0] : r;
+      }),
+      fused: [],
+      dispose: () => undefined,
+    };
+  }
+  const owned: Tensor[] = [];
+  const absorbed = new Set<Layer>();
+  const fused: Array<{ conv: string; batchNorm?: string; activation?: string }> = [];
+  const steps: Step[] = [];
+  for (const s of graph.steps) {
+    if (absorbed.has(s.layer)) continue;
+    const f = s.outputIds.length === 1 ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
+    if (f) {
+      steps.push(f.step);
+      fused.push(f.fused);
+    } else {
+      steps.push(layerStep(s.layer, s.inputIds, s.outputIds));
+    }
+  }
+  // How many steps (plus model outputs) read each tensor, in the fused plan.
+  const uses = new Map<number, number>();
+  for (const s of steps) for (const id of s.inputIds) uses.set(id, (uses.get(id) ?? 0) + 1);
+  for (const id of graph.outputIds) uses.set(id, (uses.get(id) ?? 0) + 1);
+  const inputId = graph.inputs[0].id;
+  const outputId = graph.outputIds[0];
+
+  function predict(x: Tensor): Tensor {
+    const values = new Map<number, Tensor>([[inputId, x]]);
+    const left = new Map(uses);
+    const release = (id: number) => {
+      const n = (left.get(id) ?? 0) - 1;
+      left.set(id, n);
+      const v = values.get(id);
+      if (n <= 0 && v && v !== x) {
+        v.dispose();
+        values.delete(id);
+      }
+    };
+    try {
+      for (const s of steps) {
+        const ins = s.inputIds.map((id) => values.get(id)!);
+        const outs = tf.tidy(() => s.run(ins));
+        s.outputIds.forEach((id, i) => values.set(id, outs[i]));
+        for (const id of s.inputIds) release(id);
+      }
+      const y = values.get(outputId)!;
+      values.delete(outputId);
+      return y === x ? x.clone() : y;
+    } finally {
+      for (const v of values.values()) if (v !== x) v.dispose();
+    }
+  }
+
+  return {
+    predict,
+    fused,
+    dispose: () => {
+      for (const t of owned) t.dispose();
+      owned.length = 0;
+    },
+  };
+}

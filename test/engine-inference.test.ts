@@ -1,0 +1,133 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as tfType from '@tensorflow/tfjs';
+import { initEngine } from '../src/engine/backend.js';
+import { inferencePlan } from '../src/engine/inference.js';
+import { evaluateModel } from '../src/engine/train.js';
+import { createRng } from '../src/util/rng.js';
+
+let tf: typeof tfType;
+before(async () => {
+  ({ tf } = await initEngine('wasm'));
+});
+
+type Sym = tfType.SymbolicTensor;
+
+/** max|a-b| / max|b|. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(m, 1e-6);
+}
+
+/**
+ * Every pattern the plan fuses and the ones it must not: conv -> BN -> ReLU6 (stride 2, 'same'),
+ * depthwise (multiplier 2) -> BN (no scale) -> ReLU, conv with bias -> BN (no centre) and no activation,
+ * conv -> Activation('relu') without BN, a conv read twice (not fusable), dilated 'valid' conv
+ * -> BN -> ReLU(maxValue 4) (BN folds, the activation stays a layer), a dilated depthwise (stays a
+ * layer: tfjs-layers runs it undilated, and the plan must compute what model.predict computes).
+ */
+function buildModel(): tfType.LayersModel {
+  const L = tf.layers;
+  let seed = 10;
+  const init = () => tf.initializers.glorotUniform({ seed: seed++ });
+  const input = tf.input({ shape: [13, 11, 3], name: 'in' });
+  let x = L.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init(), name: 'c1' }).apply(input) as Sym;
+  x = L.batchNormalization({ name: 'bn1' }).apply(x) as Sym;
+  x = L.reLU({ maxValue: 6, name: 'r1' }).apply(x) as Sym;
+  x = L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', depthwiseInitializer: init(), name: 'd2' }).apply(x) as Sym;
+  x = L.batchNormalization({ scale: false, name: 'bn2' }).apply(x) as Sym;
+  x = L.reLU({ name: 'r2' }).apply(x) as Sym;
+  x = L.conv2d({ filters: 16, kernelSize: 1, useBias: true, kernelInitializer: init(), biasInitializer: 'ones', name: 'c3' }).apply(x) as Sym;
+  const skip = L.batchNormalization({ center: false, name: 'bn3' }).apply(x) as Sym;
+  x = L.conv2d({ filters: 16, kernelSize: 3, padding: 'same', kernelInitializer: init(), name: 'c4' }).apply(skip) as Sym;
+  x = L.activation({ activation: 'relu', name: 'a4' }).apply(x) as Sym;
+  const twice = L.conv2d({ filters: 16, kernelSize: 1, kernelInitializer: init(), name: 'c5' }).apply(x) as Sym;
+  const bn5 = L.batchNormalization({ name: 'bn5' }).apply(twice) as Sym;
+  x = L.add({ name: 'add' }).apply([bn5, twice, skip]) as Sym;
+  x = L.conv2d({ filters: 8, kernelSize: 2, dilationRate: 2, padding: 'valid', kernelInitializer: init(), name: 'c6' }).apply(x) as Sym;
+  x = L.batchNormalization({ name: 'bn6' }).apply(x) as Sym;
+  x = L.reLU({ maxValue: 4, name: 'r6' }).apply(x) as Sym;
+  x = L.depthwiseConv2d({ kernelSize: 2, dilationRate: 2, padding: 'same', depthwiseInitializer: init(), name: 'd7' }).apply(x) as Sym;
+  const out = L.batchNormalization({ name: 'bn7' }).apply(x) as Sym;
+  const model = tf.model({ inputs: input, outputs: out });
+  // Moving statistics and affine parameters away from their initial 0 / 1, so folding them matters.
+  const rng = createRng(42);
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization') continue;
+    layer.setWeights(layer.weights.map((w) => {
+      const isVariance = w.name.includes('moving_variance');
+      const shape = w.shape as number[];
+      const size = shape.reduce((a, b) => a * b, 1);
+      return tf.tensor(Float32Array.from({ length: size }, () => (isVariance ? 0.2 + rng() * 2 : rng() * 2 - 1)), shape);
+    }));
+  }
+  return model;
+}
+
+test('inference plan: batch norms folded into convs and fused activations compute what model.predict does on the cpu backend', async () => {
+  const model = buildModel();
+  const rng = createRng(7);
+  const xv = Float32Array.from({ length: 3 * 13 * 11 * 3 }, () => rng() * 2 - 1);
+  await tf.setBackend('cpu');
+  const reference = tf.tidy(() => (model.predict(tf.tensor(xv, [3, 13, 11, 3])) as tfType.Tensor).dataSync() as Float32Array);
+  await tf.setBackend('wasm');
+  const plan = inferencePlan(tf, model);
+  try {
+    const got = tf.tidy(() => plan.predict(tf.tensor(xv, [3, 13, 11, 3])).dataSync() as Float32Array);
+    const err = relErr(got, reference);
+    assert.ok(err <= 1e-5, `plan vs cpu model.predict: ${err}`);
+  } finally {
+    plan.dispose();
+  }
+});
+
+test('inference plan fuses exactly the conv -> batch norm -> activation chains no other layer reads', () => {
+  const model = buildModel();
+  const plan = inferencePlan(tf, model);
+  plan.dispose();
+  assert.deepEqual(plan.fused, [
+    { conv: 'c1', batchNorm: 'bn1', activation: 'r1' },
+    { conv: 'd2', batchNorm: 'bn2', activation: 'r2' },
+    { conv: 'c3', batchNorm: 'bn3', activation: undefined },
+    { conv: 'c4', batchNorm: undefined, activation: 'a4' },
+    { conv: 'c6', batchNorm: 'bn6', activation: undefined },
+  ]);
+});
+
+test('inference plan frees every intermediate tensor: only the output and its own folded weights outlive a pass', () => {
+  const model = buildModel();
+  const before = tf.memory().numTensors;
+  const plan = inferencePlan(tf, model);
+  const withPlan = tf.memory().numTensors;
+  assert.equal(withPlan - before, 2 * plan.fused.length, 'a folded filter and a bias per fused conv');
+  const x = tf.ones([2, 13, 11, 3]);
+  const y = plan.predict(x);
+  assert.equal(tf.memory().numTensors, withPlan + 2, 'x and y only');
+  y.dispose();
+  x.dispose();
+  plan.dispose();
+  assert.equal(tf.memory().numTensors, before);
+});
+
+test('evaluateModel runs through the plan and predicts what model.predict predicts', () => {
+  const L = tf.layers;
+  const input = tf.input({ shape: [8, 8, 2] });
+  let x = L.conv2d({ filters: 6, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }).apply(input) as Sym;
+  x = L.batchNormalization({ movingVarianceInitializer: tf.initializers.constant({ value: 0.3 }), betaInitializer: tf.initializers.constant({ value: 0.2 }) }).apply(x) as Sym;
+  x = L.reLU({ maxValue: 6 }).apply(x) as Sym;
+  x = L.globalAveragePooling2d({}).apply(x) as Sym;
+  x = L.dense({ units: 4, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }).apply(x) as Sym;
+  const model = tf.model({ inputs: input, outputs: x });
+  const rng = createRng(9);
+  const n = 40;
+  const data = { x: Float32Array.from({ length: n * 128 }, () => rng() * 2 - 1), y: Int32Array.from({ length: n }, (_, i) => i % 4), n, sampleShape: [8, 8, 2], numClasses: 4 };
+  const expected = tf.tidy(() => tf.argMax(model.predict(tf.tensor(data.x, [n, 8, 8, 2])) as tfType.Tensor, -1).dataSync() as Int32Array);
+  const ev = evaluateModel(tf, model, data, 16);
+  assert.deepEqual(Array.from(ev.predictions), Array.from(expected));
+  assert.equal(ev.accuracy, expected.filter((p, i) => p === data.y[i]).length / n);
+});

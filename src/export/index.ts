@@ -4,6 +4,8 @@ import { gzipSync } from 'node:zlib';
 import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import type { ModelMeta } from '../model/meta.js';
+import { concatFloat32 } from '../util/ndarray.js';
+import { INT4_QMAX } from './quant.js';
 import { ExportError } from './errors.js';
 import { compareOutputs, gateFailure, type AgreementReport } from './agreement.js';
 import type { LayerError } from './layer-error.js';
@@ -77,6 +79,8 @@ export interface VerifyResult extends AgreementReport {
   /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup. */
   latencyMs: number;
   runtime: string;
+  /** What the outputs were compared with when it is not the float model (int4: its fake-quantized weights). */
+  reference?: string;
   /** ONNX int8 only: the quantized op types onnxruntime's 'extended' optimisation fused the graph into. */
   quantizedOps?: string[];
 }
@@ -106,6 +110,28 @@ function readExport(exported: ExportedModel): (name: string) => Promise<Uint8Arr
 }
 
 /**
+ * Precisions checked against the model their integers compute (the IR with fake-quantized weights), not the
+ * float model: what the file is meant to compute. (int8 keeps the float reference: its gate measures the damage.)
+ */
+const FAKE_QUANT_REFERENCE: Partial<Record<ExportPrecision, { qmax: number; label: string }>> = {
+  int4: { qmax: INT4_QMAX, label: 'fake-quantized int4 weights' },
+};
+
+/** The reference outputs: the model itself, or its IR with fake-quantized weights (FAKE_QUANT_REFERENCE). */
+async function referenceFor(
+  tf: typeof tfType,
+  exported: ExportedModel,
+  model: tfType.LayersModel,
+  opts: { meta?: ModelMeta; perChannel?: boolean },
+): Promise<(x: tfType.Tensor) => tfType.Tensor> {
+  const fq = FAKE_QUANT_REFERENCE[exported.precision];
+  if (!fq) return (x) => model.predict(x) as tfType.Tensor;
+  const [{ buildIr }, { fakeQuantizedIr, runIr }, { emptyMeta }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('../model/meta.js')]);
+  const ir = fakeQuantizedIr(buildIr(model, exported.target), opts.meta ?? emptyMeta(), opts.perChannel ?? true, fq.qmax);
+  return (x) => runIr(tf, ir, x, 'output').get(ir.output)!;
+}
+
+/**
  * Loads the export in its real runtime (LiteRT, onnxruntime-node, tf.loadLayersModel), runs the
  * test set, and compares with the reference model (agreement.ts). Throws when top-1 agreement is below
  * `opts.threshold`, or, without one, when the default gate fails (defaultGate: agreement on samples whose
@@ -116,24 +142,20 @@ export async function verifyExport(
   exported: ExportedModel,
   reference: tfType.LayersModel,
   test: Dataset,
-  opts: { threshold?: number } = {},
+  opts: { threshold?: number; meta?: ModelMeta; perChannel?: boolean } = {},
 ): Promise<VerifyResult> {
   const shape = (reference.inputs[0].shape.slice(1) as number[]);
   const per = shape.reduce((a, b) => a * b, 1);
   if (per * test.n !== test.x.length) throw new Error(`test samples of shape [${test.sampleShape}] do not fit the model input [${shape}]`);
+  const predict = await referenceFor(tf, exported, reference, opts);
   const ref: Float32Array[] = [];
   for (let s = 0; s < test.n; s += 256) {
     const m = Math.min(256, test.n - s);
-    const y = tf.tidy(() => reference.predict(tf.tensor(test.x.subarray(s * per, (s + m) * per), [m, ...shape])) as tfType.Tensor);
+    const y = tf.tidy(() => predict(tf.tensor(test.x.subarray(s * per, (s + m) * per), [m, ...shape])));
     ref.push(Float32Array.from(y.dataSync() as Float32Array));
     y.dispose();
   }
-  const refOut = new Float32Array(ref.reduce((a, r) => a + r.length, 0));
-  let o = 0;
-  for (const r of ref) {
-    refOut.set(r, o);
-    o += r.length;
-  }
+  const refOut = concatFloat32(ref);
   const k = refOut.length / test.n;
 
   const runner = await openRunner(tf, exported);
@@ -171,7 +193,7 @@ export async function verifyExport(
       bytes += d.length;
       gzipBytes += gzipSync(d, { level: 9 }).length;
     }
-    const result: VerifyResult = { ...cmp, bytes, gzipBytes, latencyMs, runtime: runner.runtime };
+    const result: VerifyResult = { ...cmp, bytes, gzipBytes, latencyMs, runtime: runner.runtime, ...(FAKE_QUANT_REFERENCE[exported.precision] ? { reference: FAKE_QUANT_REFERENCE[exported.precision]!.label } : {}) };
     Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
     const failure = gateFailure(cmp, { threshold: opts.threshold, ...defaultGate(exported.precision) });
     if (failure) {

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import type { IrGraph, IrOp } from './ir.js';
-import { activationParams, quantizeWeights, runIr, type Range } from './quant.js';
+import { activationParams, fakeQuantizedIr, runIr, type Range } from './quant.js';
 
 /**
  * Per-layer error of int8, in the manner of AI Edge Quantizer's validate: the IR run in float and again with
@@ -30,17 +30,7 @@ export function simulatedLayerErrors(
   n: number,
 ): LayerError[] {
   // Weights on their int8 grid, as written.
-  const qir: IrGraph = {
-    ...ir,
-    ops: ir.ops.map((op) => {
-      if (op.kind !== 'conv2d' && op.kind !== 'depthwise' && op.kind !== 'conv_transpose' && op.kind !== 'dense') return op;
-      const qw = quantizeWeights(op, meta, opts.perChannel);
-      const nc = qw.scales.length;
-      const kernel = new Float32Array(qw.q.length);
-      for (let i = 0; i < kernel.length; i++) kernel[i] = qw.q[i] * qw.scales[i % nc];
-      return { ...op, kernel };
-    }),
-  };
+  const qir = fakeQuantizedIr(ir, meta, opts.perChannel);
   const fakeQuant = (op: IrOp, y: tfType.Tensor): tfType.Tensor => {
     if (!opts.activations || !opts.ranges || KEEPS_GRID.has(op.kind)) return y;
     const r = opts.ranges[op.output];

@@ -64,6 +64,27 @@ export function quantizeWeights(op: WeightOp, meta: ModelMeta, perChannel: boole
   return { q, scales, perChannel: perChannel || !scales.every((v) => v === scales![0]), fromMeta };
 }
 
+/**
+ * The IR with every conv / depthwise / dense kernel replaced by its dequantized integers (q x scale on a grid of
+ * [-qmax, qmax], the integers the exporter writes): the model a file with those weights computes in float.
+ */
+export function fakeQuantizedIr(ir: IrGraph, meta: ModelMeta, perChannel: boolean, qmax = 127): IrGraph {
+  return {
+    ...ir,
+    ops: ir.ops.map((op) => {
+      if (op.kind !== 'conv2d' && op.kind !== 'depthwise' && op.kind !== 'conv_transpose' && op.kind !== 'dense') return op;
+      const qw = quantizeWeights(op, meta, perChannel, qmax);
+      const nc = qw.scales.length;
+      const kernel = new Float32Array(qw.q.length);
+      for (let i = 0; i < kernel.length; i++) kernel[i] = qw.q[i] * qw.scales[i % nc];
+      return { ...op, kernel };
+    }),
+  };
+}
+
+/** Symmetric 4-bit weights: codes in [-7, 7]. */
+export const INT4_QMAX = 7;
+
 export interface QParams {
   scale: number;
   zeroPoint: number;

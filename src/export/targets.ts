@@ -21,8 +21,23 @@ export interface ExportInput {
   calibrationShape?: number[];
   /** int8 / dynamic-int8 weights with one scale per output channel (default true); false: per tensor. */
   perChannel?: boolean;
-  /** TFLite: pruned FULLY_CONNECTED weights as sparse tensors (auto: when smaller and LiteRT runs it). */
-  storage?: 'auto' | 'dense' | 'sparse';
+  /** Pruned weights in the target's sparse encoding: auto (where smaller and the runtime reads it), dense, sparse. */
+  storage?: Storage;
+}
+
+export type Storage = 'auto' | 'dense' | 'sparse';
+
+/**
+ * Whether a target stores pruned weights sparse in a precision, and how (or why not): what its runtime was
+ * measured to read. `auto` uses the encoding per weight where it makes the file smaller; `sparse` where this
+ * says it cannot is refused (at validate for recipes).
+ */
+export interface StorageRule {
+  /** `storage: sparse` can be written. */
+  sparse: boolean;
+  /** `storage: auto` uses it (where smaller): only where the format's own tools accept the file too. */
+  auto: boolean;
+  how: string;
 }
 
 /** Reads one of the files an export wrote. */
@@ -43,6 +58,9 @@ interface TargetSpec<P extends string> {
   /** Opens the written files in the target's own runtime. */
   open(tf: typeof tfType, read: ReadExport): Promise<Runner>;
   facts?(read: ReadExport, precision: P): Promise<ExportFacts>;
+  storage: Record<P, StorageRule>;
+  /** How many weight tensors the written file stores sparse. */
+  sparseTensors?(read: ReadExport): Promise<number>;
 }
 
 /** A table entry: its precision type checked once, where the entry is called. */
@@ -54,6 +72,8 @@ export interface ExportTargetEntry<P extends string = string> {
   write(input: ExportInput, precision: string): Promise<Array<[string, Uint8Array]>>;
   open(tf: typeof tfType, read: ReadExport): Promise<Runner>;
   facts(read: ReadExport, precision: string): Promise<ExportFacts>;
+  storage(precision: string): StorageRule;
+  sparseTensors(read: ReadExport): Promise<number>;
 }
 
 function defineTarget<P extends string>(spec: TargetSpec<P>): ExportTargetEntry<P> {
@@ -70,8 +90,50 @@ function defineTarget<P extends string>(spec: TargetSpec<P>): ExportTargetEntry<
     write: (input, p) => spec.write(input, checked(p)),
     open: spec.open,
     facts: async (read, p) => (spec.facts ? spec.facts(read, checked(p)) : {}),
+    storage: (p) => spec.storage[checked(p)],
+    sparseTensors: async (read) => (spec.sparseTensors ? spec.sparseTensors(read) : 0),
   };
 }
+
+/**
+ * The storage the writer gets: `dense` where the precision has no sparse encoding (auto), an error where
+ * `sparse` was asked of it.
+ */
+function writerStorage(target: string, rules: Record<string, StorageRule>, precision: string, storage: Storage = 'auto'): Storage {
+  const rule = rules[precision];
+  if (storage === 'sparse' && !rule.sparse) throw new Error(sparseRefusal(target, precision, rule));
+  return storage === 'sparse' || (storage === 'auto' && rule.auto) ? storage : 'dense';
+}
+
+/** Why `storage: sparse` cannot be had for target + precision. */
+export function sparseRefusal(target: string, precision: string, rule: StorageRule): string {
+  return `storage 'sparse': ${target} ${precision} exports cannot store weights sparse (${rule.how}); use storage auto or dense`;
+}
+
+const TFLITE_STORAGE: Record<TflitePrecision, StorageRule> = {
+  float32: { sparse: true, auto: true, how: 'float32 CSR values + DENSIFY (Dense, Conv2D and depthwise kernels)' },
+  'dynamic-int8': { sparse: true, auto: true, how: 'int8 CSR values + DENSIFY + DEQUANTIZE: those layers run weight-only int8 (float activations) instead of hybrid' },
+  int8: {
+    sparse: false,
+    auto: false,
+    how: "kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED or CONV_2D whose filter comes from DENSIFY, and TFLite's int8 sparse FULLY_CONNECTED kernel reads only 1x16-block CSR (runs in LiteRT, but unstructured pruning leaves a non-zero in almost every block)",
+  },
+  float16: { sparse: false, auto: false, how: 'kept dense: float16 weights are already DEQUANTIZE inputs' },
+  int4: { sparse: false, auto: false, how: 'kept dense: sparse INT4 tensors are not written (packed nibbles; DENSIFY is not known to read them)' },
+};
+/**
+ * ONNX sparse_initializers: onnxruntime densifies them at load (same outputs, QDQ still fuses), but onnx's own
+ * checker (full_check) types one as sparse_tensor(T), which Gemm / Conv / DequantizeLinear do not take, so
+ * `auto` keeps ONNX weights dense; `sparse` opts in.
+ */
+const ONNX_SPARSE = (t: string) =>
+  `graph sparse_initializer: ${t} values + int64 linear indices, densified by onnxruntime at load; auto keeps ONNX dense: onnx.checker full_check rejects a sparse_tensor input to Gemm/Conv/DequantizeLinear`;
+const ONNX_STORAGE: Record<OnnxPrecision, StorageRule> = {
+  float32: { sparse: true, auto: false, how: ONNX_SPARSE('float32') },
+  int8: { sparse: true, auto: false, how: ONNX_SPARSE('int8') },
+  int4: { sparse: false, auto: false, how: 'kept dense: int64 indices cost 16x a packed int4 value' },
+};
+const TFJS_NO_SPARSE = { sparse: false, auto: false, how: 'TF.js weight shards have no sparse encoding' };
 
 /** The IR every graph target is converted from, and int8 activation ranges when the precision needs them. */
 async function irFor(target: string, input: ExportInput, int8: boolean): Promise<{ ir: IrGraph; ranges?: Range[] }> {
@@ -86,13 +148,19 @@ export const ONNX_FILE = 'model.onnx';
 
 export const EXPORT_TARGETS = {
   tflite: defineTarget<TflitePrecision>({
-    precisions: ['float32', 'float16', 'dynamic-int8', 'int8'],
+    precisions: ['float32', 'float16', 'dynamic-int8', 'int8', 'int4'],
     files: [TFLITE_FILE],
     describe: 'mobile',
     async write(input, precision) {
       const { ir, ranges } = await irFor('tflite', input, precision === 'int8');
       const { irToTflite } = await import('./tflite/export.js');
-      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage: input.storage }).bytes]];
+      const storage = writerStorage('tflite', TFLITE_STORAGE, precision, input.storage);
+      return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage }).bytes]];
+    },
+    storage: TFLITE_STORAGE,
+    async sparseTensors(read) {
+      const { readTflite } = await import('./tflite/reader.js');
+      return readTflite(await read(TFLITE_FILE)).tensors.filter((t) => t.sparse).length;
     },
     async open(_tf, read) {
       const { tfliteRunner } = await import('./verify/runners.js');
@@ -100,13 +168,19 @@ export const EXPORT_TARGETS = {
     },
   }),
   onnx: defineTarget<OnnxPrecision>({
-    precisions: ['float32', 'int8'],
+    precisions: ['float32', 'int8', 'int4'],
     files: [ONNX_FILE],
     describe: 'edge',
     async write(input, precision) {
       const { ir, ranges } = await irFor('onnx', input, precision === 'int8');
       const { irToOnnx } = await import('./onnx/export.js');
-      return [[ONNX_FILE, irToOnnx(ir, input.meta, precision, ranges, { perChannel: input.perChannel }).bytes]];
+      const storage = writerStorage('onnx', ONNX_STORAGE, precision, input.storage);
+      return [[ONNX_FILE, irToOnnx(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage }).bytes]];
+    },
+    storage: ONNX_STORAGE,
+    async sparseTensors(read) {
+      const { onnxSparseInitializers } = await import('./onnx/export.js');
+      return onnxSparseInitializers(await read(ONNX_FILE));
     },
     async open(_tf, read) {
       const { onnxRunner } = await import('./verify/runners.js');
@@ -123,6 +197,7 @@ export const EXPORT_TARGETS = {
     precisions: ['float32', 'float16', 'uint8', 'uint16'],
     files: [TFJS_MODEL_JSON, TFJS_SHARD],
     describe: 'cloud / web',
+    storage: { float32: TFJS_NO_SPARSE, float16: TFJS_NO_SPARSE, uint8: TFJS_NO_SPARSE, uint16: TFJS_NO_SPARSE },
     async write(input, precision) {
       const { tfjsArtifacts } = await import('./tfjs/export.js');
       const { modelJson, shard } = await tfjsArtifacts(input.tf, input.model, precision);

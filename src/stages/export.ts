@@ -12,7 +12,7 @@ import { fitDataToModel } from '../data/fit.js';
 import { subset, transposeImages } from '../data/dataset.js';
 import { withNchwInput } from '../model/layout.js';
 
-import { EXPORT_PRECISIONS, EXPORT_TARGET_NAMES, EXPORT_TARGETS, type ExportPrecision, type ExportTarget } from '../export/targets.js';
+import { EXPORT_PRECISIONS, EXPORT_TARGET_NAMES, EXPORT_TARGETS, sparseRefusal, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from '../export/targets.js';
 
 const TARGETS = EXPORT_TARGET_NAMES;
 const PRECISIONS = EXPORT_PRECISIONS;
@@ -44,7 +44,7 @@ export const exportWithSchema = {
     profile: { enum: ['mobile', 'edge', 'cloud'], description: 'mobile = tflite int8; edge = onnx int8; cloud = tfjs float32 + onnx float32' },
     targets: { type: 'array', items: one, minItems: 1, description: 'several exports from one stage' },
     perChannel: { type: 'boolean', default: true, description: 'int8 weights with one scale per output channel; false: one per tensor (runtimes / NPUs that need per-tensor weights, e.g. ArmNN 20.08)' },
-    storage: { enum: STORAGES, default: 'auto', description: 'tflite: pruned Dense weights as TFLite sparse tensors (CSR + DENSIFY); auto: when smaller and LiteRT runs it (float32, dynamic-int8; int8 stays dense)' },
+    storage: { enum: STORAGES, default: 'auto', description: "pruned weights in the target's sparse encoding: auto = per weight where the file gets smaller and the runtime reads it (tflite float32/dynamic-int8: CSR + DENSIFY; onnx float32/int8: sparse_initializer), dense, or sparse (an error where the target/precision has none)" },
     verify: { type: 'boolean', default: true, description: 'load each export in its runtime and compare it with the in-process model on the test split' },
     threshold: { type: 'number', minimum: 0, maximum: 1, description: 'minimum top-1 agreement; without it the default check: agreement on samples whose float margin exceeds the quantization noise >= 0.99 int8 / 0.999 float, and accuracy loss <= 1 point (0.2 float)' },
     inputLayout: { enum: ['nhwc', 'nchw'], description: 'nchw: the exported model takes channels-first images [C, H, W] like the PyTorch model (a transpose at its input); verified with NCHW inputs' },
@@ -97,12 +97,17 @@ export const exportStage = defineStage<ExportWith>({
   check(w) {
     const list = exportsOf(w);
     if (!list.length) return [{ path: ['with'], message: 'an export stage needs with.target, with.profile or with.targets' }];
-    // Each target has its own precisions (the export-target registry); a pair it lacks fails at validation.
-    return list.flatMap((e, i) =>
-      (EXPORT_TARGETS[e.target].precisions as readonly string[]).includes(e.precision)
-        ? []
-        : [{ path: w.targets ? ['with', 'targets', i, 'precision'] : ['with', 'precision'], message: `target '${e.target}' has no precision '${e.precision}' (${e.target}: ${EXPORT_TARGETS[e.target].precisions.join(', ')})` }],
-    );
+    // Each target has its own precisions and storages (the export-target registry); a pair it lacks fails at validation.
+    return list.flatMap((e, i) => {
+      const entry = EXPORT_TARGETS[e.target] as ExportTargetEntry;
+      if (!entry.supports(e.precision)) {
+        return [{ path: w.targets ? ['with', 'targets', i, 'precision'] : ['with', 'precision'], message: `target '${e.target}' has no precision '${e.precision}' (${e.target}: ${entry.precisions.join(', ')})` }];
+      }
+      const rule = entry.storage(e.precision);
+      if (e.storage !== 'sparse' || rule.sparse) return [];
+      const path = w.targets?.[i]?.storage ? ['with', 'targets', i, 'storage'] : ['with', 'storage'];
+      return [{ path, message: sparseRefusal(e.target, e.precision, rule) }];
+    });
   },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
@@ -135,7 +140,7 @@ export const exportStage = defineStage<ExportWith>({
       const row: Record<string, unknown> = {
         target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: res.gzipBytes,
         sourceBytes: source.sourceBytes, ...(base.sourceFileBytes ? { sourceFileBytes: base.sourceFileBytes } : {}), fileRatio: base.bytes / res.bytes, fileRatioOf: base.of, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
-        ...(await storageFacts(e, dir)),
+        ...(await storageFacts(e, dir, res.files)),
       };
       const errors = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
       const worst = errors ? worstLayer(errors) : undefined;
@@ -143,7 +148,7 @@ export const exportStage = defineStage<ExportWith>({
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
         try {
-          const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold });
+          const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold, meta, perChannel: e.perChannel });
           const { bytes: _b, gzipBytes: _g, ...measured } = v;
           Object.assign(row, measured);
         } catch (err) {
@@ -178,14 +183,19 @@ function sourceSizes(model: tfType.LayersModel, meta: ModelMeta): { sourceBytes:
 }
 
 /**
- * How the file stores its weights, read back from it: `sparse` (how many tensors) or `dense`, and why pruned
- * weights stayed dense where the target or precision cannot carry them.
+ * How the file stores its weights, read back from it: `sparse (n tensors)` or `dense`, and how (sparse) or
+ * why pruned weights stayed dense where the target or precision cannot carry them.
  */
-async function storageFacts(e: ExportSpec, dir: string): Promise<{ storage: string; storageNote?: string }> {
-  if (e.target !== 'tflite') return { storage: 'dense', ...(e.storage === 'sparse' ? { storageNote: `${e.target} exports are written dense` } : {}) };
-  const [{ readTflite }, { SPARSE_WEIGHTS }] = await Promise.all([import('../export/tflite/reader.js'), import('../export/tflite/sparsity.js')]);
-  const sparse = readTflite(new Uint8Array(await readFile(join(dir, 'model.tflite')))).tensors.filter((t) => t.sparse).length;
-  if (sparse) return { storage: `sparse (${sparse} tensor${sparse === 1 ? '' : 's'})`, storageNote: SPARSE_WEIGHTS[e.precision as 'int8'].how };
-  const rule = SPARSE_WEIGHTS[e.precision as 'int8'];
-  return { storage: 'dense', ...(e.storage !== 'dense' && rule && !rule.auto ? { storageNote: rule.how } : {}) };
+async function storageFacts(e: ExportSpec, dir: string, files: string[]): Promise<{ storage: string; storageNote?: string }> {
+  const entry = EXPORT_TARGETS[e.target] as ExportTargetEntry;
+  const rule = entry.storage(e.precision);
+  const read = async (name: string) => {
+    if (!files.includes(name)) throw new Error(`export in ${dir} has no ${name}`);
+    return new Uint8Array(await readFile(join(dir, name)));
+  };
+  const sparse = await entry.sparseTensors(read);
+  if (sparse) return { storage: `sparse (${sparse} tensor${sparse === 1 ? '' : 's'})`, storageNote: rule.how };
+  if (e.storage === 'dense') return { storage: 'dense' };
+  if (!rule.sparse || (e.storage === 'auto' && !rule.auto)) return { storage: 'dense', storageNote: rule.how };
+  return { storage: 'dense', storageNote: e.storage === 'sparse' ? 'no weight has zeros: nothing to store sparse' : 'no weight is smaller sparse' };
 }

@@ -3,16 +3,21 @@ import type { ModelMeta } from '../../model/meta.js';
 import { VERSION } from '../../version.js';
 import { ExportError } from '../errors.js';
 import { samePads, transposeCrop, type IrGraph, type IrOp, type WeightOp } from '../ir.js';
-import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
+import { packInt4 } from '../../util/int4.js';
+import { activationParams, INT4_QMAX, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
 
 const { onnx } = onnxProto;
+type Storage = 'auto' | 'dense' | 'sparse';
 type INode = onnxProto.onnx.INodeProto;
 type ITensor = onnxProto.onnx.ITensorProto;
 type IAttr = onnxProto.onnx.IAttributeProto;
 
-export type OnnxPrecision = 'float32' | 'int8';
+export type OnnxPrecision = 'float32' | 'int8' | 'int4';
 export const ONNX_IR_VERSION = 8;
 export const ONNX_OPSET = 13;
+/** int4 weights (DequantizeLinear of INT4 initializers) need opset 21, which needs IR 10. */
+const INT4_OPSET = 21;
+const INT4_IR_VERSION = 10;
 
 /**
  * Weights use the reduced grid [-63, 63] ("reduce_range"): onnxruntime's fused U8S8 kernels on
@@ -24,16 +29,21 @@ export const ONNX_WEIGHT_QMAX = 63;
 export const ONNX_ACT_QMAX = 255;
 const ACT_QMAX = ONNX_ACT_QMAX;
 
-const DT = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
+const DT = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, INT4: 22 } as const;
 const AT = onnx.AttributeProto.AttributeType;
 
 function raw(a: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
 }
 
+/** Framing a sparse initializer adds besides its values and indices (two TensorProto headers, the dims). */
+const SPARSE_OVERHEAD = 48;
+
 class GraphBuilder {
   nodes: INode[] = [];
   inits: ITensor[] = [];
+  sparseInits: onnxProto.onnx.ISparseTensorProto[] = [];
+  constructor(private storage: Storage = 'dense') {}
   private used = new Set<string>();
 
   unique(base: string): string {
@@ -43,8 +53,31 @@ class GraphBuilder {
     return n;
   }
   init(name: string, dataType: number, dims: number[], data: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): string {
+    // (int4: `data` is already packed two per byte.)
     const n = this.unique(name);
     this.inits.push({ name: n, dataType, dims, rawData: raw(data) });
+    return n;
+  }
+  /**
+   * A weight initializer in the chosen storage: a sparse_initializer (the non-zero values and their int64
+   * positions in the flattened tensor, ascending: ONNX's 1-D index form) when `storage` is sparse, or auto and
+   * that is fewer bytes than the dense tensor; a plain initializer otherwise.
+   */
+  weight(name: string, dataType: number, dims: number[], data: Float32Array | Int8Array): string {
+    if (this.storage === 'dense') return this.init(name, dataType, dims, data);
+    const at: number[] = [];
+    for (let i = 0; i < data.length; i++) if (data[i] !== 0) at.push(i);
+    const sparseBytes = at.length * (data.BYTES_PER_ELEMENT + 8) + SPARSE_OVERHEAD;
+    const smaller = sparseBytes < data.byteLength;
+    if (at.length === data.length || (this.storage === 'auto' && !smaller)) return this.init(name, dataType, dims, data);
+    const n = this.unique(name);
+    const values = new (data.constructor as new (k: number) => Float32Array | Int8Array)(at.length);
+    at.forEach((p, i) => (values[i] = data[p]));
+    this.sparseInits.push({
+      values: { name: n, dataType, dims: [at.length], rawData: raw(values) },
+      indices: { name: `${n}/indices`, dataType: DT.INT64, dims: [at.length], rawData: raw(BigInt64Array.from(at, BigInt)) },
+      dims,
+    });
     return n;
   }
   node(opType: string, inputs: string[], outName: string, attrs: IAttr[] = []): string {
@@ -64,11 +97,13 @@ const int = (name: string, v: number): IAttr => ({ name, type: AT.INT, i: v });
  * biases without zero point. A ReLU/ReLU6 after a quantized op is expressed by the uint8 output
  * range starting at 0 (zero point 0), so DQ -> Conv/Gemm -> Q groups fuse into QLinearConv/QGemm.
  */
-export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision, ranges?: Range[], opts: { perChannel?: boolean } = {}): { bytes: Uint8Array; notes: string[] } {
+export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision, ranges?: Range[], opts: { perChannel?: boolean; storage?: Storage } = {}): { bytes: Uint8Array; notes: string[] } {
   const perChannel = opts.perChannel ?? true;
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(opts.storage ?? 'auto');
   const notes: string[] = [];
   const int8 = precision === 'int8';
+  const int4 = precision === 'int4';
+  const opset = int4 ? INT4_OPSET : ONNX_OPSET;
   if (int8 && !ranges) throw new ExportError('onnx', undefined, 'int8 export needs activation ranges');
   const name = new Map<number, string>(); // IR tensor -> value name (int8: the uint8 value)
   const params: Array<QParams | undefined> = [];
@@ -127,8 +162,17 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
 
   /** Weight and bias of a conv/dense op in `layout`; int8: QDQ with per-channel scales along `channelAxis` of that layout. */
   const weightAndBias = (op: WeightOp, layout: number[], reorder: <T extends Float32Array | Int8Array>(a: T) => T, channelAxis = 0): [string, string] => {
+    if (int4) {
+      // Weight-only int4: DequantizeLinear of a packed INT4 initializer (symmetric, no zero point) feeds the float op.
+      const qw = quantizeWeights(op, meta, perChannel, INT4_QMAX);
+      if (qw.fromMeta) notes.push(`${op.layer}: reused compress's 4-bit weight scales`);
+      const wq = g.init(`${op.layer}/kernel_q`, DT.INT4, layout, packInt4(reorder(qw.q)));
+      const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, qw.perChannel ? [qw.scales.length] : [], qw.perChannel ? qw.scales : qw.scales.subarray(0, 1));
+      const w = g.node('DequantizeLinear', [wq, ws], `${op.layer}/kernel`, qw.perChannel ? [int('axis', channelAxis)] : []);
+      return [w, g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
+    }
     if (!int8) {
-      return [g.init(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
+      return [g.weight(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
     }
     // Depthwise convs run in MLAS's int32 depthwise kernel (no pairwise int16 sums): full grid there.
     const qw = quantizeWeights(op, meta, perChannel, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
@@ -137,7 +181,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
     // Per-axis: one scale per output channel (the weight's `channelAxis`, the bias's only axis); per-tensor: scalar scale and zero point.
     const [dims, wAxis, bAxis] = qw.perChannel ? [[n], [int('axis', channelAxis)], [int('axis', 0)]] : [[], [], []];
     const scalesOf = (a: Float32Array) => (qw.perChannel ? a : a.subarray(0, 1));
-    const wq = g.init(`${op.layer}/kernel_q`, DT.INT8, layout, reorder(qw.q));
+    const wq = g.weight(`${op.layer}/kernel_q`, DT.INT8, layout, reorder(qw.q));
     const ws = g.init(`${op.layer}/kernel_scale`, DT.FLOAT, dims, scalesOf(qw.scales));
     const wz = g.init(`${op.layer}/kernel_zero_point`, DT.INT8, dims, new Int8Array(qw.perChannel ? n : 1));
     const w = g.node('DequantizeLinear', [wq, ws, wz], `${op.layer}/kernel`, wAxis);
@@ -299,7 +343,11 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         break;
       }
       case 'mean_last': {
-        const v = g.node('ReduceMean', [floatIn(x)], label, [ints('axes', [onnxAxis(x, ir.tensors[x].shape.length - 1)]), int('keepdims', 1)]);
+        // Opset 18 moved ReduceMean's axes from an attribute to an input.
+        const axis = onnxAxis(x, ir.tensors[x].shape.length - 1);
+        const v = opset >= 18
+          ? g.node('ReduceMean', [floatIn(x), g.init(`${label}/axes`, DT.INT64, [1], BigInt64Array.of(BigInt(axis)))], label, [int('keepdims', 1)])
+          : g.node('ReduceMean', [floatIn(x)], label, [ints('axes', [axis]), int('keepdims', 1)]);
         publish(op.output, v, int8 ? own(op.output) : undefined);
         break;
       }
@@ -373,8 +421,8 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
 
   const dims = (shape: number[]) => ({ dim: [{ dimParam: 'N' }, ...shape.map((d) => ({ dimValue: d }))] });
   const model = onnx.ModelProto.create({
-    irVersion: ONNX_IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
+    irVersion: int4 ? INT4_IR_VERSION : ONNX_IR_VERSION,
+    opsetImport: [{ domain: '', version: opset }],
     producerName: 'compress',
     producerVersion: VERSION,
     docString: `compress ${precision} export of ${ir.name}`,
@@ -382,9 +430,15 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
       name: ir.name || 'model',
       node: g.nodes,
       initializer: g.inits,
+      sparseInitializer: g.sparseInits,
       input: [{ name: 'input', type: { tensorType: { elemType: DT.FLOAT, shape: dims(inShape) } } }],
       output: [{ name: 'output', type: { tensorType: { elemType: DT.FLOAT, shape: dims(ir.tensors[ir.output].shape) } } }],
     },
   });
   return { bytes: onnx.ModelProto.encode(model).finish(), notes };
+}
+
+/** How many sparse_initializers an ONNX file holds. */
+export function onnxSparseInitializers(bytes: Uint8Array): number {
+  return onnx.ModelProto.decode(bytes).graph?.sparseInitializer?.length ?? 0;
 }

@@ -2,15 +2,19 @@ import type { ModelMeta } from '../../model/meta.js';
 import { ExportError } from '../errors.js';
 import { encodeFloat16 } from '../../util/float16.js';
 import type { Activation, IrGraph, IrOp, Padding as IrPadding, WeightOp } from '../ir.js';
-import { activationParams, permute, quantizeBias, quantizeWeights, type QParams, type Range } from '../quant.js';
+import { activationParams, INT4_QMAX, permute, quantizeBias, quantizeWeights, type QParams, type QuantizedWeights, type Range } from '../quant.js';
 import {
   AddSlot, ConcatenationSlot, Conv2DSlot, DepthwiseSlot, FullyConnectedSlot, FusedActivation, GeluSlot, LeakyReluSlot, MulSlot, Op, Options, Padding,
   Pool2DSlot, ReducerSlot, ReshapeSlot, ResizeNearestSlot, SoftmaxSlot, SubSlot, TensorType, TransposeConvSlot,
 } from './schema.js';
-import { addWeight, SPARSE_WEIGHTS, type Storage } from './sparsity.js';
+import { addWeight, type Storage } from './sparsity.js';
 import { bytesOf, TfliteModelBuilder, type OptionsTable } from './writer.js';
+import { packInt4 } from '../../util/int4.js';
 
-export type TflitePrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8';
+/** Ops whose full-int8 kernel reads INT4 weights (op_version.cc: FULLY_CONNECTED 10, CONV_2D / DEPTHWISE_CONV_2D 7). */
+const INT4_IN_INT8 = new Set<IrOp['kind']>(['dense', 'conv2d', 'depthwise']);
+
+export type TflitePrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8' | 'int4';
 
 const INT8_FIXED: Partial<Record<IrOp['kind'], QParams>> = {
   softmax: { scale: 1 / 256, zeroPoint: -128 },
@@ -39,12 +43,10 @@ export interface TfliteWriteOptions {
 export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
   const perChannel = opts.perChannel ?? true;
   const storage = opts.storage ?? 'auto';
-  const sparseRule = SPARSE_WEIGHTS[precision];
-  /** The storage of one op's weights: only FULLY_CONNECTED goes sparse; `auto` only where LiteRT runs it. */
-  const storageOf = (op: WeightOp): Storage => (op.kind !== 'dense' || precision === 'float16' ? 'dense' : storage === 'auto' && !sparseRule.auto ? 'dense' : storage);
+  /** Every weight op's kernel may go sparse: the caller (targets.ts) passes `dense` where this precision cannot. */
+  const storageOf = (_op: WeightOp): Storage => storage;
   const m = new TfliteModelBuilder();
   const notes: string[] = [];
-  if (storage !== 'dense' && !sparseRule.auto && ir.ops.some((o) => o.kind === 'dense')) notes.push(`sparse weights: ${sparseRule.how}`);
 
   const int8 = precision === 'int8';
   const hybrid = precision === 'dynamic-int8';
@@ -108,6 +110,29 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
   };
   const noOptions = (type: number): OptionsTable => ({ type, numFields: 0, fields: [] });
 
+  /** INT4 weights (packed two per byte): DEQUANTIZE to float32 for `int4`, read by the int8 op in `int8`. */
+  const int4Weights = (op: WeightOp, layout: number[], q: Int8Array, qw: QuantizedWeights, quantDim: number): [number, number] => {
+    const name = op.layer;
+    if (qw.fromMeta) notes.push(`${name}: reused compress's ${meta.weightQuant[name].bits}-bit weight scales (INT4)`);
+    const quant = {
+      scale: qw.perChannel ? Array.from(qw.scales) : [qw.scales[0]],
+      zeroPoint: qw.perChannel ? new Array(qw.scales.length).fill(0) : [0],
+      quantizedDimension: qw.perChannel ? quantDim : 0,
+    };
+    const packed = m.addTensor(`${name}/kernel${int8 ? '' : '_int4'}`, layout, TensorType.INT4, packInt4(q), quant);
+    if (int8) return [packed, int32Bias(op, qw.scales, qw.perChannel)];
+    const float = m.addTensor(`${name}/kernel`, layout, TensorType.FLOAT32);
+    m.addOperator(Op.DEQUANTIZE, 6, [packed], [float]);
+    return [float, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
+  };
+  /** The int32 bias of a full-int8 op: scale input scale x weight scale, per channel like the weights. */
+  const int32Bias = (op: WeightOp, wScales: Float32Array, perCh: boolean): number => {
+    const qb = quantizeBias(op.bias, params[op.inputs[0]]!.scale, wScales);
+    // The bias is quantized like the weights: per channel, or one scale (XNNPACK rejects a per-tensor conv with a per-channel bias).
+    const bScales = perCh ? Array.from(qb.scales) : [qb.scales[0]];
+    return m.addTensor(`${op.layer}/bias`, [op.bias.length], TensorType.INT32, bytesOf(qb.q), { scale: bScales, zeroPoint: new Array(bScales.length).fill(0), quantizedDimension: 0 });
+  };
+
   /**
    * Weights [+ bias] of a conv/dense op in the TFLite layout and this precision. `hybridKernel`: LiteRT runs the op with
    * float activations and int8 weights; where it does not, dynamic-int8 stores int8 weights + DEQUANTIZE (weight-only).
@@ -121,6 +146,11 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
       if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY)`);
       return [w.tensor, floatConst(`${name}/bias`, [op.bias.length], op.bias)];
     }
+    // int4: weight-only (INT4 + DEQUANTIZE, float ops). int8: a layer the quantize stage left on a <= 4-bit
+    // symmetric grid keeps exactly those integers as INT4 (FULLY_CONNECTED v10, CONV_2D / DEPTHWISE v7; measured
+    // in LiteRT; TRANSPOSE_CONV stays int8).
+    const q4 = precision === 'int4' || (int8 && INT4_IN_INT8.has(op.kind)) ? quantizeWeights(op, meta, perChannel, INT4_QMAX) : undefined;
+    if (q4 && (precision === 'int4' || q4.fromMeta)) return int4Weights(op, layout, reorder(q4.q), q4, quantDim);
     if (!int8 && !hybrid) {
       return [floatConst(`${name}/kernel`, layout, reorder(op.kernel)), floatConst(`${name}/bias`, [op.bias.length], op.bias)];
     }
@@ -146,16 +176,7 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY${hybrid ? ' + DEQUANTIZE' : ''})`);
     const wt = w.tensor;
     if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
-    const inScale = params[op.inputs[0]]!.scale;
-    const qb = quantizeBias(op.bias, inScale, qw.scales);
-    // The bias is quantized like the weights: per channel, or one scale (XNNPACK rejects a per-tensor conv with a per-channel bias).
-    const bScales = qw.perChannel ? Array.from(qb.scales) : [qb.scales[0]];
-    const bt = m.addTensor(`${name}/bias`, [op.bias.length], TensorType.INT32, bytesOf(qb.q), {
-      scale: bScales,
-      zeroPoint: new Array(bScales.length).fill(0),
-      quantizedDimension: 0,
-    });
-    return [wt, bt];
+    return [wt, int32Bias(op, qw.scales, qw.perChannel)];
   };
 
   for (const op of ir.ops) {

@@ -136,17 +136,6 @@ export function writeSparsity(b: flatbuffers.Builder, s: SparsitySpec): number {
 
 export type Storage = 'auto' | 'dense' | 'sparse';
 
-/**
- * How each precision stores a pruned FULLY_CONNECTED weight under `storage: auto`, and why: what LiteRT
- * (@litertjs/core 2.5.3, XNNPACK) was measured to run. Convolution weights stay dense for now.
- */
-export const SPARSE_WEIGHTS: Record<'float32' | 'float16' | 'dynamic-int8' | 'int8', { auto: boolean; how: string }> = {
-  float32: { auto: true, how: 'float32 CSR values + DENSIFY' },
-  'dynamic-int8': { auto: true, how: 'int8 CSR values + DENSIFY + DEQUANTIZE (float activations, as dynamic-range)' },
-  int8: { auto: false, how: "kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED whose weights come from DENSIFY, and TFLite's int8 sparse FULLY_CONNECTED reads only 1x16 blocks" },
-  float16: { auto: false, how: 'kept dense: float16 weights are already DEQUANTIZE inputs' },
-};
-
 /** The few hundred bytes a sparse tensor adds besides its data: the SparsityParameters tables, the DENSIFY op and its output tensor. */
 const SPARSE_OVERHEAD = 160;
 

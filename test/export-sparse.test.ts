@@ -3,12 +3,28 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
-import { exportModel, verifyExport, type ExportPrecision } from '../src/export/index.js';
+import { execa } from 'execa';
+import { exportModel, verifyExport, type ExportPrecision, type ExportTarget } from '../src/export/index.js';
+import { onnxSparseInitializers } from '../src/export/onnx/export.js';
+import { exportStage } from '../src/stages/export.js';
 import { readTflite } from '../src/export/tflite/reader.js';
 import { toSparse } from '../src/export/tflite/sparsity.js';
 import { Op } from '../src/export/tflite/schema.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { cachedTrainedModel, engine, tempDir, type Trained } from './fixtures/export/models.js';
+
+/** Prunes every kernel of `t` by magnitude: `sparsity`, `last` for the output layer. */
+function prune(t: Trained, sparsity: number, last = sparsity): void {
+  for (const layer of t.model.layers) {
+    const ws = layer.getWeights();
+    if (!ws.length || ws[0].shape.length < 2) continue; // kernels (a depthwise conv before BatchNorm has no bias)
+    const k = Float32Array.from(ws[0].dataSync() as Float32Array);
+    const s = layer.name === t.model.layers[t.model.layers.length - 1].name ? last : sparsity;
+    const cut = Float32Array.from(k, Math.abs).sort()[Math.floor(k.length * s)];
+    for (let i = 0; i < k.length; i++) if (Math.abs(k[i]) < cut) k[i] = 0;
+    layer.setWeights([tf.tensor(k, ws[0].shape), ...ws.slice(1)]);
+  }
+}
 
 // LeNet-300-100 pruned to 90% (70% in the output layer, as the default recipe does) by weight magnitude.
 let tf: typeof tfType;
@@ -16,21 +32,14 @@ let t: Trained;
 before(async () => {
   tf = await engine();
   t = await cachedTrainedModel(tf, 'lenet-300-100');
-  for (const layer of t.model.layers) {
-    const ws = layer.getWeights();
-    if (ws.length !== 2) continue;
-    const k = Float32Array.from(ws[0].dataSync() as Float32Array);
-    const sparsity = layer.name === t.model.layers[t.model.layers.length - 1].name ? 0.7 : 0.9;
-    const cut = Float32Array.from(k, Math.abs).sort()[Math.floor(k.length * sparsity)];
-    for (let i = 0; i < k.length; i++) if (Math.abs(k[i]) < cut) k[i] = 0;
-    layer.setWeights([tf.tensor(k, ws[0].shape), ws[1]]);
-  }
+  prune(t, 0.9, 0.7);
 });
 
-async function write(precision: ExportPrecision, storage: 'auto' | 'dense' | 'sparse') {
-  const dir = tempDir(`sparse-${precision}-${storage}`);
-  const res = await exportModel(tf, t.model, emptyMeta(), { target: 'tflite', precision, storage, calibration: t.calibration }, dir);
-  return { dir, res, file: readTflite(new Uint8Array(readFileSync(join(dir, 'model.tflite')))) };
+async function write(precision: ExportPrecision, storage: 'auto' | 'dense' | 'sparse', model: Trained = t, target: ExportTarget = 'tflite') {
+  const dir = tempDir(`sparse-${target}-${precision}-${storage}`);
+  const res = await exportModel(tf, model.model, emptyMeta(), { target, precision, storage, calibration: model.calibration }, dir);
+  const bytes = new Uint8Array(readFileSync(join(dir, res.files[0])));
+  return { dir, res, bytes, file: target === 'tflite' ? readTflite(bytes) : { tensors: [], operators: [] } };
 }
 
 test('CSR encoding: values in row-major order, row segments and column indices', () => {
@@ -67,4 +76,66 @@ test('storage: dense writes no sparse tensor; full int8 under auto stays dense (
     assert.equal(file.tensors.filter((x) => x.sparse).length, 0, `${precision} ${storage}`);
     assert.equal(file.operators.filter((o) => o.code === Op.DENSIFY).length, 0);
   }
+});
+
+test('storage: sparse where the target/precision has no sparse encoding is refused, naming why (validate and export)', async () => {
+  const issues = exportStage.check!({ targets: [{ target: 'tflite', precision: 'int8', storage: 'sparse' }, { target: 'tfjs', precision: 'float32' }], storage: 'sparse' } as never, { id: 'export', needs: [] });
+  assert.equal(issues.length, 2, JSON.stringify(issues));
+  assert.deepEqual(issues[0].path, ['with', 'targets', 0, 'storage']);
+  assert.match(issues[0].message, /tflite int8 exports cannot store weights sparse \(kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED/);
+  assert.deepEqual(issues[1].path, ['with', 'storage']);
+  assert.match(issues[1].message, /tfjs float32 exports cannot store weights sparse \(TF.js weight shards have no sparse encoding\)/);
+  await assert.rejects(write('int8', 'sparse'), /storage 'sparse': tflite int8 exports cannot store weights sparse/);
+});
+
+test('sparse Conv2D kernels (CSR + DENSIFY): a pruned LeNet-5 .tflite is smaller and LiteRT gives the dense outputs (float32, dynamic-int8)', async () => {
+  const cnn = await cachedTrainedModel(tf, 'lenet-5');
+  prune(cnn, 0.8);
+  for (const precision of ['float32', 'dynamic-int8'] as const) {
+    const sparse = await write(precision, 'auto', cnn);
+    const dense = await write(precision, 'dense', cnn);
+    // The 50x5x5x20 kernel goes sparse; the 500-weight first one only where that is smaller (float32, not int8).
+    const conv = sparse.file.tensors.filter((x) => x.sparse && x.shape.length === 4).map((x) => x.shape.join('x'));
+    assert.deepEqual(conv, precision === 'float32' ? ['20x5x5x1', '50x5x5x20'] : ['50x5x5x20'], precision);
+    assert.ok(sparse.res.bytes < dense.res.bytes * 0.7, `${precision}: ${sparse.res.bytes} vs ${dense.res.bytes}`);
+    const v = await verifyExport(tf, { target: 'tflite', precision, dir: sparse.dir, files: sparse.res.files }, cnn.model, cnn.test);
+    assert.ok(v.agreement >= 0.995 && v.maxAbsDiff < (precision === 'float32' ? 1e-4 : 5e-3), `${precision}: ${JSON.stringify(v)}`);
+  }
+});
+
+test('sparse depthwise kernels (dw-cnn, storage: sparse) run in LiteRT bit-for-bit like the dense file', async () => {
+  const cnn = await cachedTrainedModel(tf, 'dw-cnn');
+  prune(cnn, 0.8);
+  const sparse = await write('float32', 'sparse', cnn);
+  assert.ok(sparse.file.tensors.some((x) => x.sparse && x.shape[0] === 1 && x.shape.length === 4), 'a depthwise kernel [1, H, W, C] is sparse');
+  const v = await verifyExport(tf, { target: 'tflite', precision: 'float32', dir: sparse.dir, files: sparse.res.files }, cnn.model, cnn.test);
+  assert.equal(v.agreement, 1);
+  assert.ok(v.maxAbsDiff < 1e-4, String(v.maxAbsDiff));
+});
+
+test('onnx storage: sparse writes sparse_initializers (float32 <= 35% of dense, int8 smaller) that onnxruntime runs with the dense outputs', async () => {
+  for (const precision of ['float32', 'int8'] as const) {
+    const sparse = await write(precision, 'sparse', t, 'onnx');
+    const dense = await write(precision, 'dense', t, 'onnx');
+    assert.equal(onnxSparseInitializers(sparse.bytes), 3, precision);
+    assert.ok(sparse.res.bytes < dense.res.bytes * (precision === 'float32' ? 0.35 : 0.95), `${precision}: ${sparse.res.bytes} vs ${dense.res.bytes}`);
+    const vs = await verifyExport(tf, { target: 'onnx', precision, dir: sparse.dir, files: sparse.res.files }, t.model, t.test, { threshold: 0 });
+    const vd = await verifyExport(tf, { target: 'onnx', precision, dir: dense.dir, files: dense.res.files }, t.model, t.test, { threshold: 0 });
+    assert.equal(vs.maxAbsDiff, vd.maxAbsDiff, `${precision}: the runtime densifies to the same weights`);
+    assert.equal(vs.agreement, vd.agreement);
+    if (precision === 'int8') assert.deepEqual(vs.quantizedOps, vd.quantizedOps, 'QDQ still fuses');
+  }
+});
+
+test("onnx storage: auto stays dense, because onnx's checker (full_check) rejects a sparse_initializer feeding Gemm", async () => {
+  const auto = await write('float32', 'auto', t, 'onnx');
+  assert.equal(onnxSparseInitializers(auto.bytes), 0);
+  const sparse = await write('float32', 'sparse', t, 'onnx');
+  const check = (dir: string, full: boolean) =>
+    execa('/usr/bin/python3', ['-c', `import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=${full ? 'True' : 'False'})`, join(dir, 'model.onnx')], { reject: false });
+  assert.equal((await check(auto.dir, true)).exitCode, 0);
+  assert.equal((await check(sparse.dir, false)).exitCode, 0, 'structurally valid');
+  const full = await check(sparse.dir, true);
+  assert.notEqual(full.exitCode, 0, 'if onnx full_check accepts sparse initializers now, auto may use them');
+  assert.match(full.stderr, /sparse_tensor\(float\)/);
 });

@@ -86,6 +86,8 @@ const CASES: Array<[ExportTarget, ExportPrecision, number]> = [
   ['tflite', 'int8', 2e-2],
   ['onnx', 'float32', 1e-6],
   ['onnx', 'int8', 2e-2],
+  ['tflite', 'int4', 5e-2],
+  ['onnx', 'int4', 5e-2],
   ['tfjs', 'float32', 1e-6],
   ['tfjs', 'uint8', 5e-3],
 ];

@@ -14,6 +14,9 @@ import { packInt4 } from '../../util/int4.js';
 /** Ops whose full-int8 kernel reads INT4 weights (op_version.cc: FULLY_CONNECTED 10, CONV_2D / DEPTHWISE_CONV_2D 7). */
 const INT4_IN_INT8 = new Set<IrOp['kind']>(['dense', 'conv2d', 'depthwise']);
 
+/** Ops LiteRT was measured to run with a DENSIFY-fed filter (TRANSPOSE_CONV was not tried: its kernels stay dense). */
+const SPARSE_KINDS = new Set<IrOp['kind']>(['dense', 'conv2d', 'depthwise']);
+
 export type TflitePrecision = 'float32' | 'float16' | 'dynamic-int8' | 'int8' | 'int4';
 
 const INT8_FIXED: Partial<Record<IrOp['kind'], QParams>> = {
@@ -43,8 +46,8 @@ export interface TfliteWriteOptions {
 export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
   const perChannel = opts.perChannel ?? true;
   const storage = opts.storage ?? 'auto';
-  /** Every weight op's kernel may go sparse: the caller (targets.ts) passes `dense` where this precision cannot. */
-  const storageOf = (_op: WeightOp): Storage => storage;
+  /** Kernels that may go sparse (the caller, targets.ts, passes `dense` where the precision cannot). */
+  const storageOf = (op: WeightOp): Storage => (SPARSE_KINDS.has(op.kind) ? storage : 'dense');
   const m = new TfliteModelBuilder();
   const notes: string[] = [];
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { JSDOM } from 'jsdom';
 import { cli, TINY, workspace } from './helpers.js';
@@ -8,6 +8,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { buildModel } from '../src/engine/models.js';
 import { saveModelDir } from '../src/model/io.js';
 import { emptyMeta } from '../src/model/meta.js';
+import { encodeNpy } from '../src/data/npy.js';
 
 test('plan --format mermaid is a valid mermaid flowchart (parsed by mermaid itself)', async () => {
   const { dir } = workspace(TINY.replace('  report:', '  other-branch:\n    uses: evaluate\n    needs: [baseline]\n  report:'));
@@ -90,6 +91,13 @@ test('init for a model file: MNIST-shaped models get a recipe that runs; others 
   assert.equal(other.exitCode, 0, other.stderr);
   assert.match(other.stdout, /does not take 28x28 MNIST digits/);
   assert.match(readFileSync(join(dir, 'tabular.yaml'), 'utf8'), /source: files, features: data\/features\.npy, labels: data\/labels\.npy, numClasses: 3/);
+  // The starter recipe points at data the user has yet to put there: validate says which file is missing, then passes.
+  const before = await cli(['validate', 'tabular.yaml'], dir);
+  assert.equal(before.exitCode, 2);
+  assert.match(before.stderr, /tabular\.yaml:\d+:\d+ +data\.mine\.features +data features path 'data\/features\.npy' not found/);
+  mkdirSync(join(dir, 'data'));
+  writeFileSync(join(dir, 'data', 'features.npy'), encodeNpy(new Float32Array(4 * 8), [4, 8], 'f4'));
+  writeFileSync(join(dir, 'data', 'labels.npy'), encodeNpy(Int32Array.of(0, 1, 2, 0), [4], 'i4'));
   assert.equal((await cli(['validate', 'tabular.yaml'], dir)).exitCode, 0);
 });
 

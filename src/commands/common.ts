@@ -10,12 +10,13 @@ export interface RecipeFlags {
   set?: string[];
 }
 
-export function openRecipe(file: string | undefined, flags: RecipeFlags): LoadedRecipe {
+/** Opens a recipe; `checkFiles` (validate, run) also reports data and model files that are not there, at their position. */
+export function openRecipe(file: string | undefined, flags: RecipeFlags, checkFiles = false): LoadedRecipe {
   const path = file ?? DEFAULT_RECIPE;
   if (!existsSync(path)) {
     throw new UsageError(file ? `recipe '${path}' not found` : `no ${DEFAULT_RECIPE} here (${resolve('.')}); pass a recipe path or run \`compress init\``);
   }
-  return loadRecipe(path, { sets: flags.set });
+  return loadRecipe(path, { sets: flags.set, checkFiles });
 }
 
 /**

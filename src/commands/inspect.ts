@@ -4,7 +4,7 @@ import { UsageError } from '../recipe/errors.js';
 import { openRecipe, type RecipeFlags } from './common.js';
 
 export async function validateCommand(file: string | undefined, flags: RecipeFlags): Promise<number> {
-  const r = openRecipe(file, flags);
+  const r = openRecipe(file, flags, true);
   await checkExportPlan(r);
   process.stdout.write(`${r.file}: ok (${r.stages.length} stages, ${Object.keys(r.data).length} datasets)\n`);
   return 0;

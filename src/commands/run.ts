@@ -32,7 +32,7 @@ export interface RunFlags extends RecipeFlags {
 }
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
-  const recipe = openRecipe(file, flags);
+  const recipe = openRecipe(file, flags, true);
   // Before any stage: an export target that cannot express a layer of the model is known now.
   await checkExportPlan(recipe);
   const mode = progressMode(flags);

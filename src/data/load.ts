@@ -1,3 +1,5 @@
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { InputError } from '../errors/input-error.js';
 import { transposeImages, type Dataset, type Splits } from './dataset.js';
@@ -196,6 +198,34 @@ export function dataSpecProblems(spec: DataSpec): SpecProblem[] {
     if (why?.at === 'file') problems.push({ path: p.at, message: why.message });
     else if (why && !rootReported) problems.push({ path: ['root'], message: why.message });
     rootReported ||= why?.at === 'root';
+  }
+  return problems;
+}
+
+/**
+ * Data files and folders a spec names that are not there (or whose root is not), judged on the real
+ * filesystem: `validate` and the start of `run` report them at their recipe position instead of the
+ * first stage failing on a bare ENOENT. A path that leaves where it may be is reported by `run` (dataPath).
+ */
+export function missingDataFiles(spec: DataSpec, recipeDir: string): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const named = sourceOf(spec).paths(spec);
+  const root = named[0]?.ref.root;
+  if (root !== undefined && !dataPathProblem(named[0].ref)) {
+    const full = resolve(recipeDir, root);
+    if (!statSync(full, { throwIfNoEntry: false })?.isDirectory()) {
+      return [{ path: ['root'], message: `data root '${root}' ${existsSync(full) ? 'is not a directory' : 'does not exist'} (${full})` }];
+    }
+  }
+  for (const p of named) {
+    if (dataPathProblem(p.ref)) continue;
+    let full: string;
+    try {
+      full = dataPath(recipeDir, p.ref);
+    } catch {
+      continue; // a symbolic link out: dataPath says so when the dataset is read
+    }
+    if (!existsSync(full)) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' not found (${full})` });
   }
   return problems;
 }

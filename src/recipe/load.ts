@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { BackendChoice } from '../engine/backend.js';
 import { dirname, resolve } from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
@@ -14,7 +14,8 @@ import { recipeBaseSchema, type CacheSpec, type DataSpec, type Recipe } from './
 import { pathProblems } from './path-fields.js';
 import { getOwn, setOwn } from '../util/own.js';
 import { findCycle } from '../stage-graph/dag.js';
-import { dataSpecProblems } from '../data/load.js';
+import { dataSpecProblems, missingDataFiles } from '../data/load.js';
+import { confinedPath } from '../util/paths.js';
 import { checkGates } from './gates-check.js';
 import { expandMatrix, sourcePath, type BranchOrigin } from './matrix.js';
 
@@ -58,6 +59,8 @@ function getValidator(): ValidateFunction {
 export interface LoadOptions {
   /** `--set path=value` strings. */
   sets?: string[];
+  /** Also check that the data files and model files the stages read exist (validate, the start of run). */
+  checkFiles?: boolean;
 }
 
 export function loadRecipe(file: string, opts: LoadOptions = {}): LoadedRecipe {
@@ -197,6 +200,10 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
   if (cycle) problem(['stages', cycle[0], 'needs'], `dependency cycle: ${cycle.join(' needs ')}`);
   for (const g of checkGates(stages, stageById)) problem(g.path, g.message);
   if (problems.length) throw new RecipeError(sortProblems(problems));
+  if (opts.checkFiles) {
+    for (const p of missingInputs(dirname(resolve(file)), data, stages)) problem(p.path, p.message);
+    if (problems.length) throw new RecipeError(sortProblems(problems));
+  }
 
   return {
     file,
@@ -213,6 +220,26 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     stageById,
     overrides,
   };
+}
+
+/** The data files (of datasets stages read) and repository files (load paths) that are not there. */
+function missingInputs(dir: string, data: Record<string, DataSpec>, stages: ResolvedStage[]): Array<{ path: Array<string | number>; message: string }> {
+  const out: Array<{ path: Array<string | number>; message: string }> = [];
+  for (const name of new Set(stages.flatMap((s) => s.datasets))) {
+    if (Object.hasOwn(data, name)) for (const p of missingDataFiles(data[name], dir)) out.push({ path: ['data', name, ...p.path], message: p.message });
+  }
+  for (const s of stages) {
+    for (const f of stageKind(s.uses)?.requiredFiles?.(s.with as never) ?? []) {
+      let full: string;
+      try {
+        full = confinedPath(dir, f.file, f.what);
+      } catch {
+        continue; // a path that leaves the recipe's directory: reported by the path checks or by the stage
+      }
+      if (!existsSync(full)) out.push({ path: ['stages', s.id, ...f.path], message: `${f.what} '${f.file}' not found (${full})` });
+    }
+  }
+  return out;
 }
 
 /** What a value of the wrong type is, for `must be integer, got ...`: NaN and 1.5 by value, others by kind. */

@@ -55,6 +55,11 @@ export const loadStage = defineStage<LoadWith>({
   dataOptional: true,
   // A model from an upstream stage is covered by that stage's output digests.
   files: (w, workspace) => (w.from ? [] : [...modelFiles(workspace, w.path), ...(w.weights ? [confinedPath(workspace, w.weights, 'weights path')] : [])]),
+  // A model from an upstream stage exists only once that stage has run.
+  requiredFiles: (w) =>
+    w.from
+      ? []
+      : [{ path: ['with', 'path'], file: w.path, what: 'model path' }, ...(w.weights ? [{ path: ['with', 'weights'], file: w.weights, what: 'weights path' }] : [])],
   producesModel: true,
   metrics: ['params', 'sourceFileBytes', 'sourceBytes', 'importRelativeDiff'],
   needsModels: [0, 0],

@@ -56,6 +56,11 @@ export interface StageKind<W = any> {
   dataOptional?: boolean;
   /** Repository files `with` refers to (e.g. a model to load): their content digests go into the cache key. */
   files?(w: W, workspace: string): string[];
+  /**
+   * Repository files `with` names that must exist before the stage can run, with where `with` names
+   * them: `validate` and the start of `run` report a missing one at its recipe position.
+   */
+  requiredFiles?(w: W): Array<{ path: Array<string | number>; file: string; what: string }>;
   /** Whether the stage produces a model artifact (model.json + weights.bin + meta.json) in outDir. */
   producesModel: boolean;
   /** Numeric metrics the stage reports (what gates may reference). */

@@ -332,6 +332,75 @@ function globalPool(kind: 'max' | 'avg'): OpEntry {
   };
 }
 
+/**
+ * The input index ONNX's nearest-neighbour Resize reads for output index `i` along one axis (the
+ * spec's coordinate transformation, then its rounding), or undefined for a transformation not handled.
+ */
+function nearestSource(i: number, scale: number, inLen: number, outLen: number, transform: string, rounding: string): number | undefined {
+  let x: number;
+  if (transform === 'half_pixel' || transform === 'half_pixel_symmetric') x = (i + 0.5) / scale - 0.5;
+  else if (transform === 'pytorch_half_pixel') x = outLen > 1 ? (i + 0.5) / scale - 0.5 : 0;
+  else if (transform === 'asymmetric') x = i / scale;
+  else if (transform === 'align_corners') x = outLen === 1 ? 0 : (i * (inLen - 1)) / (outLen - 1);
+  else return undefined;
+  const frac = x - Math.floor(x);
+  const r =
+    rounding === 'floor' ? Math.floor(x)
+    : rounding === 'ceil' ? Math.ceil(x)
+    : frac === 0.5 ? (rounding === 'round_prefer_ceil' ? Math.ceil(x) : Math.floor(x))
+    : Math.round(x);
+  return Math.min(Math.max(r, 0), inLen - 1);
+}
+
+/**
+ * Resize (and opset 9's Upsample) by whole-number factors with nearest-neighbour sampling that
+ * repeats each pixel (nn.Upsample(scale_factor=2), F.interpolate(x, scale_factor=2)) as an
+ * UpSampling2D layer; the coordinate transformation and rounding are checked to repeat pixels.
+ * Scales are input 1 (Upsample, Resize-10) or 2, else output sizes are input 3 (Resize-11 on).
+ */
+function resize(): OpEntry {
+  return {
+    convert(c) {
+      const s = c.sym(0);
+      const [scalesAt, sizesAt] = c.node.opType === 'Resize' && c.opset >= 11 ? [2, 3] : [1, undefined];
+      requireImage(c, s);
+      const mode = c.attrStr('mode', 'nearest');
+      if (mode !== 'nearest') {
+        c.fail(`${mode} interpolation is not supported (only nearest, by whole-number factors)`, "use nearest upsampling (nn.Upsample(scale_factor=2) or F.interpolate(x, scale_factor=2), mode='nearest'): it is what the TFLite and ONNX exports write");
+      }
+      const axes = (c.attr('axes') as number[] | undefined)?.map((a) => axisOf(a, 4)) ?? [0, 1, 2, 3];
+      const full = (v: ArrayLike<number>, def: number[]): number[] => {
+        const out = def.slice();
+        axes.forEach((a, j) => (out[a] = v[j]));
+        return out;
+      };
+      const scales = c.has(scalesAt) && c.const(scalesAt).data.length > 0 ? full(c.const(scalesAt).data, [1, 1, 1, 1]) : undefined;
+      const sizes = !scales && sizesAt !== undefined && c.has(sizesAt) ? full(c.ints(sizesAt), s.shape) : undefined;
+      if (!scales && !sizes) c.fail('has neither scales nor sizes');
+      const out = sizes ?? s.shape.map((d, i) => Math.floor(d * scales![i]));
+      if (out[0] !== s.shape[0] || out[1] !== s.shape[1]) c.fail(`resizing the batch or channel axis ([${s.shape.join(', ')}] to [${out.join(', ')}]) is not supported`);
+      const [, C, H, W] = s.shape;
+      const factors = [out[2] / H, out[3] / W];
+      if (factors.some((f) => !Number.isInteger(f) || f < 1)) {
+        c.fail(`only upsampling by whole-number factors is supported ([${s.shape.join(', ')}] to [${out.join(', ')}])`, 'use scale_factor=2 (or another integer)');
+      }
+      const transform = c.opset >= 11 ? c.attrStr('coordinate_transformation_mode', 'half_pixel') : 'asymmetric';
+      const rounding = c.opset >= 11 ? c.attrStr('nearest_mode', 'round_prefer_floor') : 'floor';
+      [H, W].forEach((len, k) => {
+        const scale = scales ? scales[k + 2] : factors[k];
+        for (let i = 0; i < len * factors[k]; i++) {
+          if (nearestSource(i, scale, len, len * factors[k], transform, rounding) !== Math.floor(i / factors[k])) {
+            c.fail(`nearest resize with coordinate_transformation_mode '${transform}' and nearest_mode '${rounding}' does not repeat pixels, which is the only upsampling supported`, "export nn.Upsample / F.interpolate with mode='nearest' and align_corners unset");
+          }
+        }
+      });
+      if (factors[0] === 1 && factors[1] === 1) return c.out(s);
+      const t = c.layer('upSampling2d', { size: factors, interpolation: 'nearest' }, c.nhwc(s));
+      c.out({ kind: 'sym', t, shape: [1, C, out[2], out[3]], layout: 'nchw', lower: s.lower });
+    },
+  };
+}
+
 /** Axes from the attribute (older opsets) or from input `i` (newer ones). */
 function axesOf(c: NodeCtx, sinceOpset: number, i = 1): number[] | undefined {
   if (c.opset >= sinceOpset) return c.has(i) ? c.ints(i) : undefined;
@@ -715,6 +784,8 @@ export const OPS: Record<string, OpEntry> = {
       c.out({ kind: 'sym', t: c.layer('cropping2D', { cropping: crop }, s.t), shape, layout: 'nchw', lower: s.lower });
     },
   },
+  Resize: resize(),
+  Upsample: resize(),
   Sqrt: { fold: (c) => c.outConst(constOf(c.const(0).dims, Array.from(c.const(0).data, Math.sqrt), false)) },
   Neg: { fold: (c) => c.outConst(constOf(c.const(0).dims, Array.from(c.const(0).data, (v) => -v), c.const(0).int)) },
 };

@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { initEngine } from '../src/engine/backend.js';
+import { InputError } from '../src/errors/input-error.js';
+import { importOnnx } from '../src/model/load/onnx.js';
+import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
+
+/**
+ * ONNX graphs as torch.onnx.export (PyTorch 1.13) writes them for modules users reasonably expect to
+ * import, hand-made with onnx-proto in the exporter's exact node layout: nn.Upsample /
+ * F.interpolate (Resize at opsets 10-17 with scales or sizes, Upsample at opset 9).
+ */
+
+const { tf } = await initEngine('wasm');
+const { onnx } = onnxProto;
+const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-user-'));
+
+const f32 = (name: string, dims: number[], values: number[]) => ({ name, dataType: 1, dims, floatData: values });
+const i64 = (name: string, values: number[]) => ({ name, dataType: 7, dims: [values.length], int64Data: values });
+
+function writeModel(name: string, nodes: onnxProto.onnx.INodeProto[], o: { opset: number; input: Array<number | string>; output: Array<number | string>; inits?: onnxProto.onnx.ITensorProto[] }): string {
+  const dim = (d: number | string) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d });
+  const vi = (n: string, dims: Array<number | string>) => ({ name: n, type: { tensorType: { elemType: 1, shape: { dim: dims.map(dim) } } } });
+  const bytes = onnx.ModelProto.encode(
+    onnx.ModelProto.create({
+      irVersion: o.opset >= 13 ? 7 : 6,
+      producerName: 'pytorch',
+      producerVersion: '1.13.0',
+      opsetImport: [{ domain: '', version: o.opset }],
+      graph: { name: 'torch_jit', node: nodes, input: [vi('input', o.input)], output: [vi('output', o.output)], initializer: o.inits ?? [] },
+    }),
+  ).finish();
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+async function importAndCheck(path: string) {
+  const { model, reference, info } = await importOnnx(tf, path, { softmax: false });
+  const shape = model.inputs[0].shape.slice(1) as number[];
+  const check = await checkImport(tf, reference, info, path, randomInputs(shape, 2, 11), 2, { inputs: 'random' });
+  const classes = model.layers.map((l) => l.getClassName());
+  const configs = model.layers.map((l) => l.getConfig());
+  model.dispose();
+  return { check, classes, configs };
+}
+
+async function rejects(path: string, re: RegExp): Promise<void> {
+  await assert.rejects(importOnnx(tf, path), (e: unknown) => {
+    assert.ok(e instanceof InputError, String(e));
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+const interpolate = (opset: number, attrs: onnxProto.onnx.IAttributeProto[], inputs: string[], inits: onnxProto.onnx.ITensorProto[], out = [2, 2, 6, 8], batch: number | string = 'batch') =>
+  writeModel(`resize-${opset}-${inputs.length}-${attrs.map((a) => a.s ?? '').join('-')}.onnx`, [{ name: '/up/Resize', opType: opset === 9 ? 'Upsample' : 'Resize', input: ['input', ...inputs], output: ['output'], attribute: attrs }], {
+    opset,
+    input: [batch, 2, 3, 4],
+    output: [batch, ...out.slice(1)],
+    inits,
+  });
+const str = (name: string, v: string) => ({ name, type: 3, s: new TextEncoder().encode(v) });
+const NEAREST_13 = [str('coordinate_transformation_mode', 'asymmetric'), str('mode', 'nearest'), str('nearest_mode', 'floor')];
+
+test('F.interpolate(scale_factor=2) at opset 13 (Resize with scales) imports as UpSampling2D, equal to onnxruntime', async () => {
+  const path = interpolate(13, NEAREST_13, ['', 'scales'], [f32('scales', [4], [1, 1, 2, 2])]);
+  const { check, classes, configs } = await importAndCheck(path);
+  assert.ok(check.passed, JSON.stringify(check));
+  assert.ok(check.outputScale > 0.5);
+  assert.ok(classes.includes('UpSampling2D'), classes.join(', '));
+  assert.deepEqual(configs.find((c) => 'size' in c)?.size, [2, 2]);
+});
+
+test('F.interpolate(size=...) at opset 11, batch 1 (Resize with empty scales and sizes; default half_pixel / round_prefer_floor) imports', async () => {
+  const path = interpolate(11, [str('mode', 'nearest')], ['roi', 'scales', 'sizes'], [f32('roi', [0], []), f32('scales', [0], []), i64('sizes', [1, 2, 9, 12])], [1, 2, 9, 12], 1);
+  const { check, configs } = await importAndCheck(path);
+  assert.ok(check.passed, JSON.stringify(check));
+  assert.deepEqual(configs.find((c) => 'size' in c)?.size, [3, 3]);
+});
+
+test('nn.Upsample at opset 9 (Upsample) and opset 10 (Resize with scales as input 1) import', async () => {
+  for (const opset of [9, 10]) {
+    const { check, classes } = await importAndCheck(interpolate(opset, [str('mode', 'nearest')], ['scales'], [f32('scales', [4], [1, 1, 2, 2])]));
+    assert.ok(check.passed, `opset ${opset}: ${JSON.stringify(check)}`);
+    assert.ok(classes.includes('UpSampling2D'));
+  }
+});
+
+test('bilinear interpolation and nearest sampling that does not repeat pixels are errors saying what to use', async () => {
+  await rejects(interpolate(13, [str('coordinate_transformation_mode', 'pytorch_half_pixel'), str('mode', 'linear')], ['', 'scales'], [f32('scales', [4], [1, 1, 2, 2])]), /node '\/up\/Resize' \(Resize, opset 13\): linear interpolation is not supported[\s\S]*hint: use nearest upsampling/);
+  await rejects(interpolate(13, [str('coordinate_transformation_mode', 'asymmetric'), str('mode', 'nearest'), str('nearest_mode', 'round_prefer_ceil')], ['', 'scales'], [f32('scales', [4], [1, 1, 2, 2])]), /coordinate_transformation_mode 'asymmetric' and nearest_mode 'round_prefer_ceil' does not repeat pixels/);
+  await rejects(interpolate(13, NEAREST_13, ['', 'scales'], [f32('scales', [4], [1, 1, 1.5, 1.5])], [2, 2, 4, 6]), /only upsampling by whole-number factors/);
+});

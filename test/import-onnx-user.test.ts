@@ -12,7 +12,9 @@ import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
 /**
  * ONNX graphs as torch.onnx.export (PyTorch 1.13) writes them for modules users reasonably expect to
  * import, hand-made with onnx-proto in the exporter's exact node layout: nn.Upsample /
- * F.interpolate (Resize at opsets 10-17 with scales or sizes, Upsample at opset 9).
+ * F.interpolate (Resize at opsets 10-17 with scales or sizes, Upsample at opset 9), and models
+ * exported in training mode (BatchNormalization with its running-statistics outputs, Dropout with
+ * training_mode true), which must be refused with what to do instead of failing the import check.
  */
 
 const { tf } = await initEngine('wasm');
@@ -95,4 +97,32 @@ test('bilinear interpolation and nearest sampling that does not repeat pixels ar
   await rejects(interpolate(13, [str('coordinate_transformation_mode', 'pytorch_half_pixel'), str('mode', 'linear')], ['', 'scales'], [f32('scales', [4], [1, 1, 2, 2])]), /node '\/up\/Resize' \(Resize, opset 13\): linear interpolation is not supported[\s\S]*hint: use nearest upsampling/);
   await rejects(interpolate(13, [str('coordinate_transformation_mode', 'asymmetric'), str('mode', 'nearest'), str('nearest_mode', 'round_prefer_ceil')], ['', 'scales'], [f32('scales', [4], [1, 1, 2, 2])]), /coordinate_transformation_mode 'asymmetric' and nearest_mode 'round_prefer_ceil' does not repeat pixels/);
   await rejects(interpolate(13, NEAREST_13, ['', 'scales'], [f32('scales', [4], [1, 1, 1.5, 1.5])], [2, 2, 4, 6]), /only upsampling by whole-number factors/);
+});
+
+test('a model exported in training mode is refused at the first BatchNormalization or Dropout, saying to export in eval mode', async () => {
+  const bnInits = ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'].map((n, i) => f32(n, [2], [1 + i, 0.5])); // var: [4, 0.5]
+  const bn = writeModel('bn-train.onnx', [{ name: '/bn/BatchNormalization', opType: 'BatchNormalization', input: ['input', ...bnInits.map((t) => t.name)], output: ['output', 'rm', 'rv', 'sm', 'sv'], attribute: [{ name: 'epsilon', type: 1, f: 1e-5 }] }], {
+    opset: 13,
+    input: [1, 2, 3, 4],
+    output: [1, 2, 3, 4],
+    inits: bnInits,
+  });
+  await rejects(bn, /node '\/bn\/BatchNormalization' \(BatchNormalization, opset 13\): exported in training mode[\s\S]*hint: export the model in eval mode: call model\.eval\(\)/);
+  const dropout = writeModel('dropout-train.onnx', [
+    { name: '/drop/Constant', opType: 'Constant', output: ['ratio'], attribute: [{ name: 'value', type: 4, t: f32('', [], [0.5]) }] },
+    { name: '/drop/Constant_1', opType: 'Constant', output: ['mode'], attribute: [{ name: 'value', type: 4, t: { dataType: 9, dims: [], int32Data: [1] } }] },
+    { name: '/drop/Dropout', opType: 'Dropout', input: ['input', 'ratio', 'mode'], output: ['output', 'mask'] },
+  ], { opset: 13, input: [1, 8], output: [1, 8] });
+  await rejects(dropout, /node '\/drop\/Dropout' \(Dropout, opset 13\): exported in training mode[\s\S]*hint: export the model in eval mode/);
+});
+
+test('Dropout exported in eval mode (training_mode false) is the identity', async () => {
+  const path = writeModel('dropout-eval.onnx', [
+    { name: '/drop/Constant', opType: 'Constant', output: ['ratio'], attribute: [{ name: 'value', type: 4, t: f32('', [], [0.5]) }] },
+    { name: '/drop/Constant_1', opType: 'Constant', output: ['mode'], attribute: [{ name: 'value', type: 4, t: { dataType: 9, dims: [], int32Data: [0] } }] },
+    { name: '/drop/Dropout', opType: 'Dropout', input: ['input', 'ratio', 'mode'], output: ['d'] },
+    { name: '/act/Relu', opType: 'Relu', input: ['d'], output: ['output'] },
+  ], { opset: 13, input: ['batch', 8], output: ['batch', 8] });
+  const { check } = await importAndCheck(path);
+  assert.ok(check.passed && check.outputScale > 0.5, JSON.stringify(check));
 });

@@ -332,6 +332,14 @@ function globalPool(kind: 'max' | 'avg'): OpEntry {
   };
 }
 
+const EVAL_HINT = 'export the model in eval mode: call model.eval() before torch.onnx.export and keep its default training=torch.onnx.TrainingMode.EVAL';
+
+/** Dropout is the identity at inference; a graph exported in training mode (training_mode input true) drops at random. */
+function dropoutInference(c: NodeCtx): Val {
+  if (c.opset >= 12 && c.has(2) && c.isConst(2) && c.const(2).data[0] !== 0) c.fail('exported in training mode (training_mode is true, so it zeroes activations at random)', EVAL_HINT);
+  return c.val(0);
+}
+
 /**
  * The input index ONNX's nearest-neighbour Resize reads for output index `i` along one axis (the
  * spec's coordinate transformation, then its rounding), or undefined for a transformation not handled.
@@ -520,7 +528,7 @@ export const OPS: Record<string, OpEntry> = {
   BatchNormalization: {
     convert(c) {
       const s = c.sym(0);
-      if (c.attrInt('training_mode', 0) !== 0) c.fail('training_mode=1 is not supported', 'export the model in eval mode (model.eval())');
+      if (c.attrInt('training_mode', 0) !== 0 || c.node.outputs.slice(1).some((o) => o !== '')) c.fail('exported in training mode (it uses batch statistics and outputs running ones)', EVAL_HINT);
       if (s.layout === 'plain' && s.shape.length > 2) c.fail(`batch normalization over axis 1 of a rank-${s.shape.length} tensor is not supported`);
       const src = s.layout === 'flat' ? { ...s, t: c.plain(s), layout: 'plain' as const } : s;
       const C = s.shape[1];
@@ -705,7 +713,7 @@ export const OPS: Record<string, OpEntry> = {
       c.out({ kind: 'sym', t, shape: [1, s.shape[1], s.shape[2] + h0 + h1, s.shape[3] + w0 + w1], layout: 'nchw', lower: s.lower });
     },
   },
-  Dropout: { fold: (c) => c.out(c.val(0)), convert: (c) => c.out(c.val(0)) },
+  Dropout: { fold: (c) => c.out(dropoutInference(c)), convert: (c) => c.out(dropoutInference(c)) },
   Identity: { fold: (c) => c.out(c.val(0)), convert: (c) => c.out(c.val(0)) },
   Cast: {
     fold(c) {

@@ -190,7 +190,7 @@ test('a Keras Conv2DTranspose with output_padding or dilation_rate (which tfjs d
     const layer = (cfg.config.layers as Array<Record<string, any>>).find((l) => l.config.name === 'deconv_1')!;
     layer.config[key] = value;
     assert.throws(() => kerasConfigToTfjs(cfg, 'm.h5'), (e: Error & { layer?: string }) => {
-      assert.match(e.message, new RegExp(`Conv2DTranspose with ${key}=\\[.*\\] is not supported`));
+      assert.match(e.message, new RegExp(`Conv2DTranspose with ${key} \\[.*\\] is not supported \\(tfjs's Conv2DTranspose`));
       assert.equal(e.layer, 'deconv_1');
       return true;
     });
@@ -216,4 +216,54 @@ test('n:m pruning of a Conv2DTranspose kernel [kh, kw, out, in] groups its input
 test('structured pruning refuses Conv2DTranspose (filters on kernel axis 2), saying how to exclude it', () => {
   assert.match(PRUNE_METHODS.structured.refuses('Conv2DTranspose') ?? '', /exclude it \(layers: \[\{ type: Conv2DTranspose, exclude: true \}\]\) or prune it with method magnitude/);
   assert.equal(PRUNE_METHODS.structured.refuses('Conv2D'), undefined);
+});
+
+test("int8 weight quantization of a Conv2DTranspose is per output channel (Keras axis 2), and the TFLite export reuses compress's scales", async () => {
+  const tf = await engine();
+  const { applyWeightQuant } = await import('../src/compression/fakequant.js');
+  const model = decoder(tf);
+  const applied = applyWeightQuant(tf, model, { deconv: { method: 'linear', bits: 8 } });
+  const wq = applied.weightQuant.deconv;
+  assert.ok(wq.method === 'linear' && wq.axis === 2 && wq.scales.length === 4, JSON.stringify(wq));
+  const meta = { ...emptyMeta(), weightQuant: { deconv: wq } };
+  const { irToTflite } = await import('../src/export/tflite/export.js');
+  const { notes } = irToTflite(buildIr(model, 'tflite'), meta, 'dynamic-int8');
+  assert.ok(notes.includes("deconv: reused compress's int8 weight scales"), JSON.stringify(notes));
+});
+
+test('compress validate refuses a TF.js model whose Conv2DTranspose is dilated when a graph target exports it, naming the layer, target and fix', async () => {
+  const tf = await engine();
+  const { cli, workspace } = await import('./helpers.js');
+  const { mkdirSync } = await import('node:fs');
+  const { dir } = workspace(`version: 1
+data:
+  digits: { source: mnist, limit: 100 }
+stages:
+  src:
+    uses: load
+    with: { path: dec }
+  ship:
+    uses: export
+    needs: [src]
+    with: { targets: [ { target: tfjs, precision: float32 }, { target: onnx, precision: int8 } ] }
+`);
+  // What tensorflowjs_converter writes for a Keras Conv2DTranspose(dilation_rate=2): the Keras config keeps
+  // dilation_rate, which tfjs-layers accepts and then ignores (tfjs's own save drops it).
+  const input = tf.input({ shape: [5, 4, 3], name: 'code' });
+  const up = tf.layers.conv2dTranspose({ filters: 2, kernelSize: 3, strides: 1, padding: 'same', name: 'dilated_up' }).apply(input) as T;
+  const model = tf.model({ inputs: input, outputs: up });
+  mkdirSync(join(dir, 'dec'));
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    const topology = a.modelTopology as { config: { layers: Array<{ config: Record<string, unknown> }> } };
+    topology.config.layers[1].config.dilation_rate = [2, 2];
+    writeFileSync(join(dir, 'dec', 'model.json'), JSON.stringify({ modelTopology: topology, format: 'layers-model', weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] }));
+    writeFileSync(join(dir, 'dec', 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  const r = await cli(['validate'], dir);
+  assert.equal(r.exitCode, 1, r.stderr);
+  assert.match(r.stderr, /stage 'ship' exports to onnx, which cannot express layer 'dilated_up' \(Conv2DTranspose\) of dec .*: dilation_rate \[2,2\] is not supported \(tfjs's Conv2DTranspose ignores it\); use dilation 1/);
+  assert.doesNotMatch(r.stderr, /exports to tfjs/, 'the TF.js target stores the layer as it is');
+  // Loading it is refused too: tfjs would run it without the dilation.
+  await assert.rejects(loadModelFrom(tf, join(dir, 'dec')), /Conv2DTranspose with dilation_rate \[2,2\] is not supported/);
 });

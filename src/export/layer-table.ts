@@ -20,8 +20,8 @@ export const END = '<!-- layer-table:end -->';
 const STRUCTURED_SPECIAL = new Set(['BatchNormalization', 'Flatten', 'Concatenate']);
 
 function structured(cls: string): string {
-  if (PRUNE_METHODS.structured.refuses(cls)) return 'refused (prune with magnitude / n:m); stops removal';
   if (REMOVABLE.has(cls)) return 'removes units';
+  if (CONSUMERS.has(cls) && PRUNE_METHODS.structured.refuses(cls)) return 'absorbs (its own filters: refused, use magnitude / n:m)';
   if (CONSUMERS.has(cls)) return cls === 'DepthwiseConv2D' ? 'passes (channels follow)' : 'absorbs';
   if (PASS_THROUGH.has(cls) || ELEMENTWISE.has(cls) || STRUCTURED_SPECIAL.has(cls) || IDENTITY_LAYERS.has(cls)) return 'passes';
   return 'stops removal';

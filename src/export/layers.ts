@@ -1,6 +1,7 @@
 import {
   outSize, pair, samePads, transposeOutSize, type Activation, type BinaryOp, type IrBuilder, type LayerConversion, type Padding,
 } from './ir.js';
+import { TFJS_IGNORED_OPTIONS } from '../model/load/common.js';
 import { permute } from './quant.js';
 
 /**
@@ -153,17 +154,6 @@ function convTranspose(b: IrBuilder): number {
   return b.activation(y, c.activation);
 }
 
-/**
- * What tfjs's Conv2DTranspose cannot compute: it ignores dilation_rate and has no output_padding, so a
- * model with them would already run differently in compress than in Keras.
- */
-function convTransposeProblem(c: Record<string, unknown>): string | undefined {
-  const d = pair(c.dilationRate, [1, 1]);
-  if (d[0] !== 1 || d[1] !== 1) return `dilation_rate ${JSON.stringify(c.dilationRate)} is not supported (tfjs's Conv2DTranspose ignores it); use dilation 1`;
-  if (c.outputPadding !== undefined && c.outputPadding !== null) return `output_padding ${JSON.stringify(c.outputPadding)} is not supported (tfjs's Conv2DTranspose has none); remove it`;
-  return undefined;
-}
-
 function dense(b: IrBuilder): number {
   const x = b.input();
   if (b.shape(x).length !== 1) b.fail(`Dense on a rank-${b.shape(x).length + 1} input is not supported; add a Flatten before it`);
@@ -300,7 +290,7 @@ export const LAYERS: Record<string, LayerEntry> = {
   Conv2D: { ir: conv, tfjs: 'native', note: 'a ZeroPadding2D before it folds into SAME padding where exact' },
   DepthwiseConv2D: { ir: conv, tfjs: 'native' },
   SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
-  Conv2DTranspose: { ir: convTranspose, check: convTransposeProblem, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it)' },
+  Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it)' },
   BatchNormalization: { ir: batchNorm, tfjs: 'native', note: 'folded into a preceding conv/dense, else a per-channel multiply-add' },
   LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops' },
   Activation: { ir: (b) => b.activation(b.input(), b.layer.config.activation), tfjs: 'native', note: Object.keys(ACTIVATIONS).join(', ') },

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { kernelVariable } from './masks.js';
+import { KERNEL_INPUT_AXIS, kernelVariable } from './masks.js';
 import { setOwn } from '../util/own.js';
 import { layerFromConfig, rebuildModel } from '../model/rebuild.js';
 
@@ -14,7 +14,7 @@ import { layerFromConfig, rebuildModel } from '../model/rebuild.js';
  *   DepthwiseConv2D (removing channel c removes its depthwise channel(s) c*mult..c*mult+mult-1),
  *   Concatenate on the last axis, and element-wise merges (Add, Multiply, ...) when every input
  *   lost the same channels;
- * and is absorbed by the next Dense / Conv1D / Conv2D / SeparableConv2D (input rows / channels removed).
+ * and is absorbed by the next Dense / Conv1D / Conv2D / SeparableConv2D / Conv2DTranspose (input rows / channels removed).
  * Anything else on the path (Reshape, Softmax, LayerNormalization, PReLU, a model output, ...)
  * is refused with a StructuredRemovalError naming the layer.
  *
@@ -60,7 +60,7 @@ export const PASS_THROUGH = new Set([
 ]);
 export const ELEMENTWISE = new Set(['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Subtract']);
 export const REMOVABLE = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D']);
-export const CONSUMERS = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D', 'DepthwiseConv2D']);
+export const CONSUMERS = new Set(['Dense', 'Conv1D', 'Conv2D', 'SeparableConv2D', 'DepthwiseConv2D', 'Conv2DTranspose']);
 
 type Layer = tfType.layers.Layer;
 type Cfg = Record<string, unknown>;
@@ -206,7 +206,10 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
           if (cfg.activation === 'softmax') throw new StructuredRemovalError(`cannot remove units of ${layer.name}: its softmax activation normalises over all units`, layer.name);
         }
       }
-      if (inKeep && inKeep.size !== (w.find((x) => x.kind === 'kernel' || x.kind === 'depthwise_kernel')!.shape.at(-2) as number)) {
+      const k0 = w.find((x) => x.kind === 'kernel' || x.kind === 'depthwise_kernel')!;
+      // The kernel's input-channel axis: second to last, except Conv2DTranspose's [kh, kw, out, in].
+      const inAxis = Object.hasOwn(KERNEL_INPUT_AXIS, cls) ? KERNEL_INPUT_AXIS[cls] : k0.shape.length - 2;
+      if (inKeep && inKeep.size !== k0.shape[inAxis]) {
         refuse(`input channel bookkeeping mismatch (${inKeep.size} channels expected)`);
       }
       if (cls === 'DepthwiseConv2D') {
@@ -236,12 +239,12 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
           out = { size: outSize, idx: outIdx, sources: [layer.name] };
         }
       } else {
-        // Dense / Conv1D / Conv2D: kernel [..., in, out], bias [out]
+        // Dense / Conv1D / Conv2D: kernel [..., in, out], bias [out]; Conv2DTranspose (input channels only): kernel [kh, kw, out, in]
         if (inKeep || outIdx) {
           weights = w.map((x) => {
             let r = { data: x.data, shape: x.shape };
             if (x.kind === 'kernel') {
-              if (inIdx) r = sliceAxis(r.data, r.shape, r.shape.length - 2, inIdx);
+              if (inIdx) r = sliceAxis(r.data, r.shape, inAxis, inIdx);
               if (outIdx) r = sliceAxis(r.data, r.shape, r.shape.length - 1, outIdx);
             } else if (x.kind === 'bias' && outIdx) r = sliceAxis(r.data, r.shape, 0, outIdx);
             return r;

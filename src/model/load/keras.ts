@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
-import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+import { assertFiniteWeights, sameShape, shapeStr, tfjsIgnoredOption } from './common.js';
 import { checkTopology } from './precheck.js';
 import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
 import { readZip } from './zip.js';
@@ -618,13 +618,9 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
 
   // Per-class checks for options tfjs does not have.
   if ((cls === 'Conv2D' || cls === 'SeparableConv2D') && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
-  if (cls === 'Conv2DTranspose') {
-    // tfjs's Conv2DTranspose computes neither: the model would run differently than in Keras.
-    if (src.output_padding !== undefined && src.output_padding !== null) throw unsupported(`output_padding=${JSON.stringify(src.output_padding)}`);
-    const d = src.dilation_rate;
-    if (d !== undefined && (Array.isArray(d) ? d.some((v) => v !== 1) : d !== 1)) throw unsupported(`dilation_rate=${JSON.stringify(d)}`);
-    if (src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
-  }
+  const ignored = tfjsIgnoredOption(cls, { dilationRate: src.dilation_rate, outputPadding: src.output_padding });
+  if (ignored) throw new InputError(`${rawCls} with ${ignored}`, { file, layer: name });
+  if (cls === 'Conv2DTranspose' && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
   if (cls === 'ReLU') {
     if (num(src.negative_slope) !== 0) throw unsupported(`negative_slope=${src.negative_slope}`);
     if (num(src.threshold) !== 0) throw unsupported(`threshold=${src.threshold}`);

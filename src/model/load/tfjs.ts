@@ -3,7 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { confinedPath } from '../../util/paths.js';
-import { assertFiniteWeights, sameShape, shapeStr } from './common.js';
+import { assertFiniteWeights, refuseIgnoredOptions, sameShape, shapeStr } from './common.js';
 import { checkShardSizes, checkTopology, checkWeightBudget, shardSizes } from './precheck.js';
 import { flattenNestedModels, hasNestedModels } from './flatten.js';
 import { isKerasArchitectureJson } from './keras.js';
@@ -44,6 +44,7 @@ export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.Layers
     throw new InputError(`cannot read: ${describeError(e)}`, { file: jsonPath, hint: 'a TF.js model directory must contain model.json' });
   }
   const json = parseModelJson(text, jsonPath);
+  refuseIgnoredOptions(json.modelTopology, jsonPath);
   const groups = validateManifest(json.weightsManifest, jsonPath);
   await precheckDeclared(tf, json.modelTopology, groups, dirname(jsonPath), jsonPath);
 

@@ -1,9 +1,11 @@
 /**
  * MobileNetV2 benchmarks, side by side in one run:
  * - inference latency per image (batch 1 and 32) of the engine vs onnxruntime-node fp32 running the
- *   same model (compress's own float32 ONNX export), both on one thread;
+ *   same model (compress's own float32 ONNX export), both on one thread, then both on every core;
  * - training step time (batch 32, Adam) of a MobileNetV2-0.35 at 96x96x3 vs PyTorch CPU (torchvision's
- *   mobilenet_v2, same width) with 1 thread and with every core;
+ *   mobilenet_v2, same width) with 1 thread and with every core (the engine likewise);
+ * Each engine measurement runs in a child process (this file with --json-inference / --json-train-N and
+ * COMPRESS_WASM_THREADS set): the engine's thread count is fixed per process.
  * - the full recipe (bench/pipeline.ts): wall time, peak RSS and every stage's time and memory.
  * Usage: node dist/bench/mobilenet-bench.js [inference] [train] [pipeline]  (default: all three)
  */
@@ -12,8 +14,9 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import type * as tfType from '@tensorflow/tfjs';
-import { initEngine } from '../src/engine/backend.js';
+import { initEngine, resolveBackend, wasmThreads } from '../src/engine/backend.js';
+import { inferencePlan } from '../src/engine/inference.js';
+import { MAX_WASM_THREADS } from '../src/engine/threads.js';
 import { trainModel } from '../src/engine/train.js';
 import { exportModel } from '../src/export/index.js';
 import { emptyMeta } from '../src/model/meta.js';
@@ -35,50 +38,102 @@ function randomInput(n: number, size: number, seed: number): Float32Array {
   return Float32Array.from({ length: n * size }, () => rng() * 2 - 1);
 }
 
-export async function benchInference(): Promise<string> {
-  const { tf, backend } = await initEngine('wasm');
+interface InferenceRow {
+  batch: number;
+  engineMs: number;
+  engineCpuMs: number;
+  ortMs: number;
+  ortCpuMs: number;
+}
+
+/** Process CPU time (user + system, all threads) in ms since `since`. */
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1000;
+};
+
+/**
+ * In this process: ms per image of the engine's inference (its plan: batch norm folded, activations
+ * fused; src/engine/inference.ts) and of onnxruntime-node running compress's float32 ONNX export of
+ * the same model with `threads` intra-op threads, at batch 1 and 32; wall and process CPU time, medians.
+ */
+async function inferenceRows(threads: number): Promise<InferenceRow[]> {
+  const { tf } = await initEngine('wasm');
   const model = buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'compress-mnv2-onnx-'));
+  const plan = inferencePlan(tf, model);
   try {
     const { files } = await exportModel(tf, model, emptyMeta(), { target: 'onnx', precision: 'float32' }, dir);
     const ort = await import('onnxruntime-node');
-    const session = await ort.InferenceSession.create(readFileSync(join(dir, files[0])), { intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'] });
+    const session = await ort.InferenceSession.create(readFileSync(join(dir, files[0])), { intraOpNumThreads: threads, interOpNumThreads: 1, executionProviders: ['cpu'] });
     const size = 224 * 224 * 3;
-    const lines = [`inference: MobileNetV2 1.0 224x224x3 (3.5M params), ms per image, engine ${backend} vs onnxruntime-node ${ort.env.versions?.common ?? ''} fp32, both 1 thread (${load()})`, '| batch | compress ms/image | onnxruntime ms/image | compress/onnxruntime |', '| --- | --- | --- | --- |'];
+    const rows: InferenceRow[] = [];
     for (const [batch, reps] of [[1, 15], [32, 3]] as const) {
       const x = randomInput(batch, size, batch);
       const xt = tf.tensor(x, [batch, 224, 224, 3]);
-      const runTf = () => tf.tidy(() => (model.predict(xt) as tfType.Tensor).dataSync());
+      const runTf = () => {
+        const y = plan.predict(xt);
+        y.dataSync();
+        y.dispose();
+      };
       // onnxruntime runs the exported NHWC-input graph as compress wrote it.
       const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x, [batch, 224, 224, 3]) };
       const runOrt = () => session.run(feeds);
       runTf();
       await runOrt();
-      const tfMs: number[] = [];
-      const ortMs: number[] = [];
+      const t = { tf: [] as number[], tfCpu: [] as number[], ort: [] as number[], ortCpu: [] as number[] };
       for (let i = 0; i < reps; i++) {
+        let c0 = process.cpuUsage();
         let t0 = performance.now();
         runTf();
-        tfMs.push((performance.now() - t0) / batch);
+        t.tf.push((performance.now() - t0) / batch);
+        t.tfCpu.push(cpuMs(c0) / batch);
+        c0 = process.cpuUsage();
         t0 = performance.now();
         await runOrt();
-        ortMs.push((performance.now() - t0) / batch);
+        t.ort.push((performance.now() - t0) / batch);
+        t.ortCpu.push(cpuMs(c0) / batch);
       }
       xt.dispose();
-      const a = median(tfMs);
-      const b = median(ortMs);
-      lines.push(`| ${batch} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(a / b).toFixed(2)} |`);
+      rows.push({ batch, engineMs: median(t.tf), engineCpuMs: median(t.tfCpu), ortMs: median(t.ort), ortCpuMs: median(t.ortCpu) });
     }
     await session.release();
-    return lines.join('\n');
+    return rows;
   } finally {
+    plan.dispose();
     model.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-export async function benchTrainStep(steps = 5): Promise<string> {
-  const { tf, backend } = await initEngine('auto');
+/** Runs this file in a child process with the engine on `threads` threads (the engine is per process). */
+async function inChild<T>(part: string, threads: number): Promise<T> {
+  const r = await execa(process.execPath, [fileURLToPath(import.meta.url), `--json-${part}`], { env: { COMPRESS_WASM_THREADS: String(threads) } });
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+/** The thread counts compared: 1 and every core (tfjs-backend-wasm's threaded build, src/engine/threads.ts). */
+const threadCounts = () => [...new Set([1, Math.min(availableParallelism(), MAX_WASM_THREADS)])];
+
+export async function benchInference(): Promise<string> {
+  const ortVersion = ((await import('onnxruntime-node')).env.versions as { common?: string } | undefined)?.common ?? '';
+  const lines = [
+    `inference: MobileNetV2 1.0 224x224x3 (3.5M params), ms per image, engine wasm (inference plan) vs onnxruntime-node ${ortVersion} fp32, same threads; wall and process CPU time (user+system of all threads), medians (${load()})`,
+    '| threads | batch | compress ms/image | onnxruntime ms/image | compress/onnxruntime | compress CPU ms/image | onnxruntime CPU ms/image | CPU ratio |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const threads of threadCounts()) {
+    for (const r of await inChild<InferenceRow[]>('inference', threads)) {
+      lines.push(`| ${threads} | ${r.batch} | ${r.engineMs.toFixed(1)} | ${r.ortMs.toFixed(1)} | ${(r.engineMs / r.ortMs).toFixed(2)} | ${r.engineCpuMs.toFixed(1)} | ${r.ortCpuMs.toFixed(1)} | ${(r.engineCpuMs / r.ortCpuMs).toFixed(2)} |`);
+    }
+  }
+  lines.push(`(${load()} at the end)`);
+  return lines.join('\n');
+}
+
+/** In this process: mean ms per MobileNetV2-0.35 96x96 training step (batch 32, Adam) after 2 warm-up steps. */
+async function trainStepMs(steps: number): Promise<number> {
+  const { tf } = await initEngine('auto');
   const batch = 32, size = 96, classes = 10;
   const model = buildMobileNetV2(tf, { alpha: 0.35, inputShape: [size, size, 3], numClasses: classes, seed: 2 });
   const n = batch * (steps + 2);
@@ -88,8 +143,15 @@ export async function benchTrainStep(steps = 5): Promise<string> {
   await trainModel(tf, model, data, { ...opts, steps: 2 }); // warm-up (kernels compiled, moments allocated)
   const t0 = performance.now();
   await trainModel(tf, model, data, { ...opts, steps });
-  const ours = (performance.now() - t0) / steps;
   model.dispose();
+  return (performance.now() - t0) / steps;
+}
+
+export async function benchTrainStep(steps = 5): Promise<string> {
+  const batch = 32, size = 96, classes = 10;
+  const backend = resolveBackend('auto');
+  const ours = new Map<number, number>();
+  for (const threads of backend === 'wasm' ? threadCounts() : [1]) ours.set(threads, await inChild<number>(`train-${steps}`, threads));
   const torch = async (threads: number): Promise<number | string> => {
     try {
       const r = await execa(PYTHON, [torchScript, '0.35', String(size), String(classes), String(batch), String(steps), String(threads), '1']);
@@ -101,13 +163,16 @@ export async function benchTrainStep(steps = 5): Promise<string> {
   const cores = availableParallelism();
   const one = await torch(1);
   const all = await torch(cores);
-  const ratio = (t: number | string) => (typeof t === 'number' ? (ours / t).toFixed(2) : 'n/a');
-  const ms = (t: number | string) => (typeof t === 'number' ? t.toFixed(0) : t);
+  const ratio = (a: number | undefined, t: number | string) => (a !== undefined && typeof t === 'number' ? (a / t).toFixed(2) : 'n/a');
+  const ms = (t: number | string | undefined) => (typeof t === 'number' ? t.toFixed(0) : (t ?? 'n/a'));
+  const ours1 = ours.get(1);
+  const oursAll = ours.get(Math.min(cores, MAX_WASM_THREADS)) ?? ours1;
   return [
-    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; mean of ${steps} steps after 2 warm-up steps (${load()})`,
-    `| compress ms/step (${backend}) | torch ms/step (1 thread) | compress/torch | torch ms/step (${cores} threads) | compress/torch ${cores}t |`,
-    '| --- | --- | --- | --- | --- |',
-    `| ${ours.toFixed(0)} | ${ms(one)} | ${ratio(one)} | ${ms(all)} | ${ratio(all)} |`,
+    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; mean of ${steps} steps after 2 warm-up steps; compress ${backend} on 1 thread and on ${cores} (COMPRESS_WASM_THREADS) (${load()})`,
+    `| compress ms/step (1 thread) | torch ms/step (1 thread) | compress/torch 1t | compress ms/step (${cores} threads) | torch ms/step (${cores} threads) | compress/torch ${cores}t |`,
+    '| --- | --- | --- | --- | --- | --- |',
+    `| ${ms(ours1)} | ${ms(one)} | ${ratio(ours1, one)} | ${ms(oursAll)} | ${ms(all)} | ${ratio(oursAll, all)} |`,
+    `(${load()} at the end)`,
   ].join('\n');
 }
 
@@ -139,5 +204,9 @@ export async function benchMobileNet(parts: string[]): Promise<string[]> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  for (const s of await benchMobileNet(process.argv.slice(2))) console.log(s + '\n');
+  const json = process.argv.find((a) => a.startsWith('--json-'));
+  if (json === '--json-inference') console.log(JSON.stringify(await inferenceRows(wasmThreads())));
+  else if (json?.startsWith('--json-train-')) console.log(JSON.stringify(await trainStepMs(Number(json.slice('--json-train-'.length)))));
+  else for (const s of await benchMobileNet(process.argv.slice(2))) console.log(s + '\n');
+  process.exit(0); // the threaded engine's pthread workers keep the event loop alive
 }

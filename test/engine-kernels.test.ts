@@ -264,7 +264,7 @@ test('Identity on wasm shares the data: a clone outlives its source, and nothing
   assert.equal(ids(), idsBefore, 'the wasm heap block is freed with the last reference');
 });
 
-test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input and filter gradients) equal cpu', async () => {
+test('SIMD kernels (Relu, bias Add, ReLU and ClipByValue gradients, 2x2 MaxPoolGrad, conv input and filter gradients) equal cpu', async () => {
   const { simdKernels } = await import('../src/engine/simd/module.js');
   // This file also runs with COMPRESS_WASM_SIMD=0 (engine-kernels-nosimd.test.ts): then the JS paths.
   const simdOn = process.env.COMPRESS_WASM_SIMD !== '0';
@@ -285,7 +285,10 @@ test('SIMD kernels (Relu, bias Add, ReLU gradient, 2x2 MaxPoolGrad, conv input a
       const odd = tf.tensor(xv.map((v, i) => (i % 97 === 5 ? NaN : v)), shape);
       const dyInf = tf.tensor(dyv.map((v, i) => (i % 89 === 3 ? Infinity : v)), shape);
       const nanGrad = tf.grad((t: tfType.Tensor) => tf.relu(t).mul(dyInf).sum())(odd);
-      return [relu, add, tf.add(b, x), reluGrad, nanGrad];
+      // ClipByValue (ReLU6 = relu, then clip to [0, 6]): bounds included, NaN x gives 0, dy passes as is
+      const clipGrad = tf.grad((t: tfType.Tensor) => tf.clipByValue(t, -0.25, 0.5).mul(dy).sum())(x);
+      const clipNanGrad = tf.grad((t: tfType.Tensor) => tf.clipByValue(t, 0, 6).mul(dyInf).sum())(odd.mul(8));
+      return [relu, add, tf.add(b, x), reluGrad, nanGrad, clipGrad, clipNanGrad];
     };
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);

@@ -11,6 +11,8 @@ const MIN_ELEMENTS = 1 << 12;
 
 /** The kernel compress registers for the ReLU gradient on wasm (tfjs has none: it composes step, cast, mul). */
 export const RELU_GRAD_KERNEL = 'CompressReluGrad';
+/** The same for ClipByValue (ReLU6 layers): tfjs composes greaterEqual, lessEqual, logicalAnd, zerosLike, select. */
+export const CLIP_GRAD_KERNEL = 'CompressClipGrad';
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -117,8 +119,22 @@ export function makeElementwiseKernels(tf: typeof tfType) {
     return out;
   }
 
+  /** dy where lo <= x <= hi, else 0: the ClipByValue gradient in one pass. */
+  function clipGrad(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { dy, x } = args.inputs;
+    const { clipValueMin, clipValueMax } = args.attrs as { clipValueMin: number; clipValueMax: number };
+    const simd = simdKernels(backend);
+    const n = sizeOf(x.shape);
+    if (!simd || n < 4) throw new Error(`${CLIP_GRAD_KERNEL} needs the SIMD kernels and >= 4 elements`);
+    const out = backend.makeOutput(x.shape, 'float32');
+    simd.clip_grad(ptr(backend, dy), ptr(backend, x), ptr(backend, out), n, clipValueMin, clipValueMax);
+    return out;
+  }
+
   return {
     identity: identity as KernelImpl,
+    clipGrad: clipGrad as KernelImpl,
     relu: relu as KernelImpl,
     add: channelOp('bias_add', originalAdd, true) as KernelImpl,
     sub: channelOp('channel_sub', originalSub, false) as KernelImpl,
@@ -142,6 +158,30 @@ export function registerReluGradient(tf: typeof tfType): void {
       const fast = tf.getBackend() === 'wasm' && simdKernels() !== undefined && x.dtype === 'float32' && g.dtype === 'float32' && x.size >= MIN_ELEMENTS;
       return {
         x: () => (fast ? (tf.engine().runKernel(RELU_GRAD_KERNEL, { dy: g, x }) as tfType.Tensor) : tf.mul(g, tf.cast(tf.step(x), 'float32'))),
+      };
+    },
+  });
+}
+
+/**
+ * The ClipByValue gradient (a ReLU6 layer runs relu then clipByValue(0, 6)): on wasm with the SIMD
+ * kernels, one pass (CLIP_GRAD_KERNEL; MobileNetV2-0.35 96x96 batch 32: the five kernels tfjs composes
+ * took ~430 ms CPU of a 1.7 s step); elsewhere tfjs's own formula.
+ */
+export function registerClipGradient(tf: typeof tfType): void {
+  tf.registerGradient({
+    kernelName: 'ClipByValue',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved;
+      const g = dy as tfType.Tensor;
+      const { clipValueMin, clipValueMax } = attrs as unknown as { clipValueMin: number; clipValueMax: number };
+      const fast = tf.getBackend() === 'wasm' && simdKernels() !== undefined && x.dtype === 'float32' && g.dtype === 'float32' && x.size >= MIN_ELEMENTS;
+      return {
+        x: () =>
+          fast
+            ? (tf.engine().runKernel(CLIP_GRAD_KERNEL, { dy: g, x }, { clipValueMin, clipValueMax } as unknown as tfType.NamedAttrMap) as tfType.Tensor)
+            : tf.where(tf.logicalAnd(tf.greaterEqual(x, clipValueMin), tf.lessEqual(x, clipValueMax)), g, tf.zerosLike(g)),
       };
     },
   });

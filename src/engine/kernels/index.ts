@@ -5,7 +5,7 @@ import { makeDepthwiseKernels } from './depthwise.js';
 import { registerConvGradients } from './gradients.js';
 import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
-import { makeElementwiseKernels, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
+import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
 import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
@@ -17,7 +17,7 @@ import type { KernelImpl } from './util.js';
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
  * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
  * vector, Conv2D of few input channels, FusedBatchNorm, convs with 'same' padding made explicit (a tfjs-wasm bug),
- * BatchMatMul of a right operand XNNPACK has not packed) and a one-pass ReLU gradient.
+ * BatchMatMul of a right operand XNNPACK has not packed) and one-pass ReLU and ClipByValue (ReLU6) gradients.
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -41,6 +41,7 @@ export const WASM_KERNEL_NAMES = [
   'DepthwiseConv2dNative',
   'FusedDepthwiseConv2D',
   RELU_GRAD_KERNEL,
+  CLIP_GRAD_KERNEL,
 ] as const;
 
 let registered = false;
@@ -82,6 +83,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Tile: shape.tile,
     FusedBatchNorm: ew.fusedBatchNorm,
     [RELU_GRAD_KERNEL]: ew.reluGrad,
+    [CLIP_GRAD_KERNEL]: ew.clipGrad,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');
@@ -100,4 +102,5 @@ export function registerWasmKernels(tf: typeof tfType): void {
   }
   registerConvGradients(tf);
   registerReluGradient(tf);
+  registerClipGradient(tf);
 }

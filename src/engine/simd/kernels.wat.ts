@@ -33,6 +33,23 @@ export const KERNELS_WAT = String.raw`
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
 
+  ;; o[i] = dy[i] where lo <= x[i] <= hi, else +0, n >= 4: the ClipByValue gradient in one pass, as
+  ;; tfjs's where(x >= lo && x <= hi, dy, zerosLike(dy)) selects it (a NaN x gives 0; dy passes as is)
+  (func (export "clip_grad") (param $dy i32) (param $x i32) (param $o i32) (param $n i32) (param $lo f32) (param $hi f32)
+    (local $i i32) (local $last i32) (local $xv v128) (local $lov v128) (local $hiv v128)
+    (local.set $lov (f32x4.splat (local.get $lo)))
+    (local.set $hiv (f32x4.splat (local.get $hi)))
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $l
+      (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (local.set $xv (v128.load (i32.add (local.get $x) (local.get $i))))
+      (v128.store (i32.add (local.get $o) (local.get $i))
+        (v128.and
+          (v128.load (i32.add (local.get $dy) (local.get $i)))
+          (v128.and (f32x4.ge (local.get $xv) (local.get $lov)) (f32x4.le (local.get $xv) (local.get $hiv)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
+
   ;; o[i] = max(x[i], 0), n >= 4 (NaN stays NaN)
   (func (export "relu") (param $x i32) (param $o i32) (param $n i32)
     (local $i i32) (local $last i32)

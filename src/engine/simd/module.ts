@@ -7,6 +7,7 @@ import { KERNELS_WAT } from './kernels.wat.js';
 export interface SimdKernels {
   relu_grad(dy: number, x: number, out: number, n: number): void;
   relu(x: number, out: number, n: number): void;
+  clip_grad(dy: number, x: number, out: number, n: number, lo: number, hi: number): void;
   bias_add(x: number, bias: number, out: number, rows: number, channels: number): void;
   channel_sub(x: number, v: number, out: number, rows: number, channels: number): void;
   channel_mul(x: number, v: number, out: number, rows: number, channels: number): void;

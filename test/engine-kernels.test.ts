@@ -487,3 +487,38 @@ test('the prebuilt SIMD binaries (npm run build, plain and shared memory) are ex
     assert.deepEqual(new Uint8Array(readFileSync(files.wasm)), await assembleKernels(kind), kind);
   }
 });
+
+test('BatchNormalization training: the two-pass gradient (dx, dgamma, dbeta) and the moving statistics equal cpu', async () => {
+  const simdOn = process.env.COMPRESS_WASM_SIMD !== '0';
+  const rng = createRng(909);
+  for (const shape of [[4, 6, 5, 8], [16, 12, 12, 24], [3, 50, 4], [2, 70, 36]]) {
+    const C = shape[shape.length - 1];
+    const layer = tf.layers.batchNormalization({ momentum: 0.9, epsilon: 1e-3 });
+    layer.apply(tf.input({ shape: shape.slice(1) }));
+    // x with a per-channel offset and scale, so that mean and variance matter
+    const xv = randn(rng, size(shape)).map((v, i) => v * (1 + (i % C)) + (i % C) - 2);
+    const dyv = randn(rng, size(shape));
+    const initial = [randn(rng, C), randn(rng, C), randn(rng, C), randn(rng, C).map((v) => 1 + Math.abs(v))];
+    const fn = () => {
+      layer.setWeights(initial.map((a) => tf.tensor1d(a)));
+      const x = tf.variable(tf.tensor(xv, shape));
+      const dy = tf.tensor(dyv, shape);
+      const [gamma, beta] = layer.trainableWeights.map((w) => (w as unknown as { val: tfType.Variable }).val);
+      const { grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, { training: true }) as tfType.Tensor, dy)) as tfType.Scalar, [x, gamma, beta]);
+      const out = [grads[x.name], grads[gamma.name], grads[beta.name], ...layer.getWeights().slice(2).map((w) => w.clone())];
+      x.dispose();
+      return out;
+    };
+    // From 4096 elements the two-pass gradient runs; smaller ones take tfjs-layers' own.
+    await tf.setBackend('wasm');
+    const { kernelNames } = await tf.profile(() => tf.dispose(fn()));
+    assert.equal(kernelNames.includes('CompressBatchNormGrad'), simdOn && size(shape) >= 4096, `${JSON.stringify(shape)}: which gradient`);
+    const a = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    const names = ['dx', 'dgamma', 'dbeta', 'moving mean', 'moving variance'];
+    for (let i = 0; i < a.length; i++) {
+      const e = relErr(a[i], c[i]);
+      assert.ok(e <= 2e-5, `${JSON.stringify(shape)} ${names[i]}: err ${e}`);
+    }
+  }
+});

@@ -7,6 +7,7 @@ import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
 import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
+import { BN_GRAD_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
 import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
@@ -17,7 +18,7 @@ import type { KernelImpl } from './util.js';
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
  * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
  * vector, Conv2D of few input channels, FusedBatchNorm, convs with 'same' padding made explicit (a tfjs-wasm bug),
- * BatchMatMul of a right operand XNNPACK has not packed) and one-pass ReLU and ClipByValue (ReLU6) gradients.
+ * BatchMatMul of a right operand XNNPACK has not packed) one-pass ReLU and ClipByValue (ReLU6) gradients, and batch norm's training gradient in two passes.
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -42,6 +43,7 @@ export const WASM_KERNEL_NAMES = [
   'FusedDepthwiseConv2D',
   RELU_GRAD_KERNEL,
   CLIP_GRAD_KERNEL,
+  BN_GRAD_KERNEL,
 ] as const;
 
 let registered = false;
@@ -61,6 +63,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const padding = makePaddingFixes(tf);
   const ew = makeElementwiseKernels(tf);
   const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
+  const bn = makeBatchNormKernels();
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
     Conv2DBackpropInput: conv.conv2DBackpropInput,
     Conv2DBackpropFilter: conv.conv2DBackpropFilter,
@@ -84,6 +87,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     FusedBatchNorm: ew.fusedBatchNorm,
     [RELU_GRAD_KERNEL]: ew.reluGrad,
     [CLIP_GRAD_KERNEL]: ew.clipGrad,
+    [BN_GRAD_KERNEL]: bn.batchNormGrad,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');
@@ -103,4 +107,5 @@ export function registerWasmKernels(tf: typeof tfType): void {
   registerConvGradients(tf);
   registerReluGradient(tf);
   registerClipGradient(tf);
+  installBatchNormTraining(tf);
 }

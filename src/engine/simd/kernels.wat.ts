@@ -141,6 +141,74 @@ ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${c
         (local.set $c (i32.add (local.get $c) (i32.const 4)))
         (br $out))))
 
+  ;; Batch-norm training gradient, pass 1, rows x C with C % 4 == 0: acc[0..C) = sum of dy and
+  ;; acc[C..2C) = sum of dy * (x - mean) * invstd over the rows, as float64 (acc: 2C doubles, zeroed
+  ;; here); float32 partial sums over blocks of 64 rows, added in row order (deterministic)
+  (func (export "bn_grad_sums") (param $dy i32) (param $x i32) (param $mean i32) (param $invstd i32) (param $acc i32)
+    (param $rows i32) (param $C i32)
+    (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a i32)
+    (local $sg v128) (local $sx v128) (local $g v128) (local $m v128) (local $is v128)
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
+    (block $done
+      (loop $blk
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $rend (i32.add (local.get $r0) (i32.const 64)))
+        (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
+        (local.set $c (i32.const 0))
+        (loop $cols
+          (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
+          (local.set $is (v128.load (i32.add (local.get $invstd) (local.get $c))))
+          (local.set $sg (v128.const i32x4 0 0 0 0))
+          (local.set $sx (v128.const i32x4 0 0 0 0))
+          (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
+          (local.set $r (local.get $r0))
+          (loop $rows_l
+            (local.set $g (v128.load (i32.add (local.get $dy) (local.get $off))))
+            (local.set $sg (f32x4.add (local.get $sg) (local.get $g)))
+            (local.set $sx (f32x4.add (local.get $sx)
+              (f32x4.mul (local.get $g)
+                (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)) (local.get $is)))))
+            (local.set $off (i32.add (local.get $off) (local.get $stride)))
+            (local.set $r (i32.add (local.get $r) (i32.const 1)))
+            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+          (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
+          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $sg))))
+          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sg) (local.get $sg)))))
+          (local.set $a (i32.add (local.get $a) (i32.shl (local.get $C) (i32.const 3))))
+          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $sx))))
+          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sx) (local.get $sx)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
+        (local.set $r0 (local.get $rend))
+        (br $blk))))
+
+  ;; Batch-norm training gradient, pass 2, rows x C with C % 4 == 0: o = p * dy + q * (x - mean) + k per
+  ;; channel (p, q, k: vectors of C precomputed from the sums of pass 1)
+  (func (export "bn_grad_dx") (param $dy i32) (param $x i32) (param $mean i32) (param $p i32) (param $q i32) (param $k i32) (param $o i32)
+    (param $rows i32) (param $C i32)
+    (local $c i32) (local $stride i32) (local $end i32) (local $row i32)
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $stride)))
+    (block $done
+      (loop $rl
+        (br_if $done (i32.ge_u (local.get $row) (local.get $end)))
+        (local.set $c (i32.const 0))
+        (loop $cl
+          (v128.store (i32.add (local.get $o) (i32.add (local.get $row) (local.get $c)))
+            (f32x4.add
+              (f32x4.add
+                (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $c))) (v128.load (i32.add (local.get $dy) (i32.add (local.get $row) (local.get $c)))))
+                (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c)))
+                  (f32x4.sub (v128.load (i32.add (local.get $x) (i32.add (local.get $row) (local.get $c)))) (v128.load (i32.add (local.get $mean) (local.get $c))))))
+              (v128.load (i32.add (local.get $k) (local.get $c)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cl (i32.lt_u (local.get $c) (local.get $stride))))
+        (local.set $row (i32.add (local.get $row) (local.get $stride)))
+        (br $rl))))
+
   ;; dst[0..bytes) += src[0..bytes) (vectors, then a scalar tail)
   (func $add_run (param $d i32) (param $s i32) (param $bytes i32)
     (local $end i32) (local $vend i32)

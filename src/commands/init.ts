@@ -26,7 +26,7 @@ export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe
   return (
     head +
     first +
-    `  prune:\n    uses: prune\n    needs: [model]\n    with:\n      method: magnitude\n      schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: "\${params.sparsity}", beginStep: 0, endStep: 300, frequency: 50 }\n      train: { epochs: 2 }\n` +
+    `  prune:\n    uses: prune\n    needs: [model]\n    with:\n      method: magnitude\n      schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: "\${params.sparsity}", beginStep: 0, endStep: 200, frequency: 50 }\n      train: { epochs: 2 }\n` +
     `  report:\n    uses: evaluate\n    needs: [prune, baseline]\n    with:\n      gates:\n        - accuracy >= stages.baseline.accuracy - 0.02\n` +
     `  cloud:\n    uses: export\n    needs: [prune]\n    with: { target: tfjs, precision: float32 }\n`
   );

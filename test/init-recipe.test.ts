@@ -1,0 +1,25 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { starterRecipe } from '../src/commands/init.js';
+import { loadSplits } from '../src/data/load.js';
+import { parseRecipe } from '../src/recipe/load.js';
+import { plannedSteps } from '../src/stages/training-options.js';
+
+/**
+ * The recipe `compress init` writes must do what it says on its own data: its gradual pruning
+ * schedule ends within the steps its training takes, so the final sparsity is reached (it ended at
+ * step 300 of 250, and `compress init && compress run` warned and stopped at 77% of the 80%).
+ */
+test("the starter recipe's pruning schedule ends within its training steps on its MNIST split", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'compress-init-'));
+  for (const model of [undefined, 'model.json']) {
+    const r = parseRecipe(starterRecipe(model), join(dir, 'compress.config.yaml'));
+    const prune = r.stageById.get('prune')!;
+    const splits = await loadSplits(r.data[prune.datasets[0]], r.dir, r.seed);
+    const steps = plannedSteps(prune.with.train, splits.train.n);
+    assert.ok(prune.with.schedule.endStep <= steps, `model ${model ?? 'built-in'}: schedule ends at step ${prune.with.schedule.endStep}, training takes ${steps}`);
+  }
+});

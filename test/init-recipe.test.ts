@@ -23,3 +23,16 @@ test("the starter recipe's pruning schedule ends within its training steps on it
     assert.ok(prune.with.schedule.endStep <= steps, `model ${model ?? 'built-in'}: schedule ends at step ${prune.with.schedule.endStep}, training takes ${steps}`);
   }
 });
+
+test('for an image model the starter recipe suggests an image-folder dataset that validates once uncommented', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'compress-init-'));
+  for (const fit of [{ mnist: false, numClasses: 3, inputShape: [64, 64, 3], nchw: [3, 64, 64] }, { mnist: false, numClasses: 5, inputShape: [32, 32, 1] }]) {
+    const text = starterRecipe('model.onnx', './schemas/recipe.schema.json', fit);
+    const hint = /^#\s+(mine: \{ source: images, .*\})$/m.exec(text);
+    assert.ok(hint, text);
+    assert.match(hint[1], fit.inputShape[2] === 3 ? /size: \[64, 64\], color: rgb/ : /size: \[32, 32\], color: grayscale/);
+    const swapped = text.replace(/^ {2}mine: \{ source: files.*$/m, `  ${hint[1]}`);
+    const r = parseRecipe(swapped, join(dir, 'compress.config.yaml'));
+    assert.equal(r.data.mine.source, 'images');
+  }
+});

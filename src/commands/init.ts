@@ -12,13 +12,21 @@ export interface ModelFit {
   nchw?: number[];
 }
 
+/** For an image input ([H, W, C], 1 or 3 channels): the image-folder dataset that fits it, as a comment. */
+function imagesHint(input: number[] | undefined): string {
+  if (input?.length !== 3) return '';
+  const [h, w, c] = input;
+  if (c !== 1 && c !== 3) return '';
+  return `\n# Or a folder of images, one subfolder per class (train/<class>/*.png, test/<class>/*.jpg):\n#   mine: { source: images, root: data/images, train: train, test: test, size: [${h}, ${w}], color: ${c === 1 ? 'grayscale' : 'rgb'} }`;
+}
+
 /** A starter recipe: for a model file when given one, else the built-in MNIST pipeline. */
 export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe.schema.json', fit: ModelFit = { mnist: true }): string {
   const data = fit.mnist
     ? `data:\n  digits: { source: mnist, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
     : fit.nchw
-      ? `# Your model's input is [C, H, W] = ${JSON.stringify(fit.nchw)}, not a 28x28 digit: point this at your data\n# (the .npy features [N, C, H, W] your PyTorch code uses + integer labels [N]).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, layout: nchw, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
-      : `# Your model's input is ${JSON.stringify(fit.inputShape ?? [])}, not a 28x28 digit: point this at your data\n# (.npy features [N, ...inputShape] + integer labels [N], or CSV with a label column).\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`;
+      ? `# Your model's input is [C, H, W] = ${JSON.stringify(fit.nchw)}, not a 28x28 digit: point this at your data\n# (the .npy features [N, C, H, W] your PyTorch code uses + integer labels [N]).${imagesHint(fit.inputShape)}\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, layout: nchw, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`
+      : `# Your model's input is ${JSON.stringify(fit.inputShape ?? [])}, not a 28x28 digit: point this at your data\n# (.npy features [N, ...inputShape] + integer labels [N], or CSV with a label column).${imagesHint(fit.inputShape)}\ndata:\n  mine: { source: files, features: data/features.npy, labels: data/labels.npy, numClasses: ${fit.numClasses ?? 10}, split: { train: 0.8, validation: 0.1, test: 0.1 } }\n`;
   const head = `# yaml-language-server: $schema=${schemaPath}\nversion: 1\nname: ${modelPath ? 'compress-my-model' : 'mnist-mlp'}\nseed: 42\nparams:\n  sparsity: 0.8\n${data}stages:\n`;
   const first = modelPath
     ? `  model:\n    uses: load\n    with: { path: ${JSON.stringify(modelPath)} }\n  baseline:\n    uses: evaluate\n    needs: [model]\n`
@@ -62,6 +70,6 @@ export async function initCommand(modelPath: string | undefined, flags: { output
   const fit = modelPath ? await fitOf(modelPath) : { mnist: true };
   writeFileSync(out, starterRecipe(rel, schemaPathFor(out), fit));
   process.stdout.write(`wrote ${out}; run it with: npx compress run${out === 'compress.config.yaml' ? '' : ` ${out}`}\n`);
-  if (!fit.mnist) process.stdout.write(`note: the model's input ${JSON.stringify(fit.inputShape)} does not take 28x28 MNIST digits; edit data: in ${out} to point at your .npy or CSV data\n`);
+  if (!fit.mnist) process.stdout.write(`note: the model's input ${JSON.stringify(fit.inputShape)} does not take 28x28 MNIST digits; edit data: in ${out} to point at your data (.npy or CSV files, or image folders)\n`);
   return 0;
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -8,6 +8,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { InputError } from '../src/errors/input-error.js';
 import { importOnnx } from '../src/model/load/onnx.js';
 import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
+import { cli, workspace } from './helpers.js';
 
 /**
  * ONNX graphs as torch.onnx.export (PyTorch 1.13) writes them for modules users reasonably expect to
@@ -24,7 +25,7 @@ const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-user-'));
 const f32 = (name: string, dims: number[], values: number[]) => ({ name, dataType: 1, dims, floatData: values });
 const i64 = (name: string, values: number[]) => ({ name, dataType: 7, dims: [values.length], int64Data: values });
 
-function writeModel(name: string, nodes: onnxProto.onnx.INodeProto[], o: { opset: number; input: Array<number | string>; output: Array<number | string>; inits?: onnxProto.onnx.ITensorProto[] }): string {
+function writeModel(name: string, nodes: onnxProto.onnx.INodeProto[], o: { opset: number; input: Array<number | string>; output: Array<number | string>; inits?: onnxProto.onnx.ITensorProto[]; initializersAsInputs?: boolean }): string {
   const dim = (d: number | string) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d });
   const vi = (n: string, dims: Array<number | string>) => ({ name: n, type: { tensorType: { elemType: 1, shape: { dim: dims.map(dim) } } } });
   const bytes = onnx.ModelProto.encode(
@@ -33,7 +34,7 @@ function writeModel(name: string, nodes: onnxProto.onnx.INodeProto[], o: { opset
       producerName: 'pytorch',
       producerVersion: '1.13.0',
       opsetImport: [{ domain: '', version: o.opset }],
-      graph: { name: 'torch_jit', node: nodes, input: [vi('input', o.input)], output: [vi('output', o.output)], initializer: o.inits ?? [] },
+      graph: { name: 'torch_jit', node: nodes, input: [vi('input', o.input), ...(o.initializersAsInputs ? (o.inits ?? []).map((t) => vi(t.name!, t.dims as number[])) : [])], output: [vi('output', o.output)], initializer: o.inits ?? [] },
     }),
   ).finish();
   const path = join(dir, name);
@@ -125,4 +126,21 @@ test('Dropout exported in eval mode (training_mode false) is the identity', asyn
   ], { opset: 13, input: ['batch', 8], output: ['batch', 8] });
   const { check } = await importAndCheck(path);
   assert.ok(check.passed && check.outputScale > 0.5, JSON.stringify(check));
+});
+
+test("a model with its initializers also listed as graph inputs (keep_initializers_as_inputs=True) loads without onnxruntime's warnings on the terminal", async () => {
+  const inits = [f32('fc.weight', [3, 4], [0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1, 1.1, -1.2]), f32('fc.bias', [3], [0.1, 0.2, -0.3])];
+  const path = writeModel('init-inputs.onnx', [{ name: '/fc/Gemm', opType: 'Gemm', input: ['input', 'fc.weight', 'fc.bias'], output: ['output'], attribute: [{ name: 'transB', type: 2, i: 1 }] }], {
+    opset: 11,
+    input: ['batch', 4],
+    output: ['batch', 3],
+    inits,
+    initializersAsInputs: true,
+  });
+  const { dir: ws } = workspace('version: 1\nname: init-inputs\nstages:\n  model: { uses: load, with: { path: model.onnx } }\n');
+  copyFileSync(path, join(ws, 'model.onnx'));
+  const r = await cli(['run'], ws);
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /import check vs onnxruntime-node/);
+  assert.doesNotMatch(r.stderr, /onnxruntime:|graph inputs/);
 });

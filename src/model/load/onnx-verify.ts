@@ -68,7 +68,9 @@ export async function checkImport(tf: typeof tfType, model: tfType.LayersModel, 
 
 async function runOrt(file: string, info: ImportInfo, x: Float32Array, n: number, shape: number[]): Promise<Float32Array> {
   const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'] });
+  // logSeverityLevel 3 (errors only): onnxruntime's warnings about the user's file (initializers listed
+  // as graph inputs, as older exporters wrote them) went to the terminal as raw colored log lines.
+  const session = await ort.InferenceSession.create(file, { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'], logSeverityLevel: 3 });
   try {
     const per = shape.reduce((a, b) => a * b, 1);
     const batch = info.fixedBatch ?? n;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -143,4 +143,33 @@ test("a model with its initializers also listed as graph inputs (keep_initialize
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout + r.stderr, /import check vs onnxruntime-node/);
   assert.doesNotMatch(r.stderr, /onnxruntime:|graph inputs/);
+});
+
+/** x.permute(0, 3, 1, 2) first (a PyTorch model fed channels-last images; tf2onnx's Keras conversions), then a conv. */
+function channelsLastModel(): string {
+  const w = Array.from({ length: 3 * 2 * 3 * 3 }, (_, i) => Math.sin(i + 1));
+  return writeModel('nhwc-input.onnx', [
+    { name: '/Transpose', opType: 'Transpose', input: ['input'], output: ['t'], attribute: [{ name: 'perm', type: 7, ints: [0, 3, 1, 2] }] },
+    { name: '/c/Conv', opType: 'Conv', input: ['t', 'c.weight', 'c.bias'], output: ['output'], attribute: [{ name: 'kernel_shape', type: 7, ints: [3, 3] }] },
+  ], { opset: 13, input: ['batch', 5, 6, 2], output: ['batch', 3, 3, 4], inits: [f32('c.weight', [3, 2, 3, 3], w), f32('c.bias', [3], [0.1, -0.1, 0.2])] });
+}
+
+test('an input the model transposes to NCHW itself is channels-last: the imported model takes it as it is, no permute', async () => {
+  const { model, reference, info } = await importOnnx(tf, channelsLastModel(), { softmax: false });
+  assert.deepEqual(model.inputs[0].shape, [null, 5, 6, 2]);
+  assert.equal(info.inputLayout, 'plain');
+  assert.deepEqual(model.layers.map((l) => l.getClassName()), ['InputLayer', 'Conv2D']);
+  const check = await checkImport(tf, reference, info, channelsLastModel(), randomInputs([5, 6, 2], 2, 4), 2, { inputs: 'random' });
+  assert.ok(check.passed && check.outputScale > 0.5, JSON.stringify(check));
+  model.dispose();
+});
+
+test('compress init on a channels-last ONNX model does not tell the user to give channels-first data', async () => {
+  const { dir: ws } = workspace('', 'unused.yaml');
+  copyFileSync(channelsLastModel(), join(ws, 'model.onnx'));
+  const r = await cli(['init', 'model.onnx'], ws);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const text = readFileSync(join(ws, 'compress.config.yaml'), 'utf8');
+  assert.doesNotMatch(text, /layout: nchw|\[C, H, W\]/);
+  assert.match(text, /input is \[5,6,2\]/);
 });

@@ -50,15 +50,18 @@ function schemaPathFor(recipeFile: string): string {
 /** Reads the model's input and output shapes to decide whether the MNIST digits fit it. */
 async function fitOf(modelPath: string): Promise<ModelFit> {
   const { initEngine } = await import('../engine/backend.js');
-  const { loadModelFrom } = await import('../model/load/index.js');
+  const { loadModelFrom, detectModelFormat } = await import('../model/load/index.js');
   const { tf } = await initEngine('auto');
-  const model = await loadModelFrom(tf, modelPath);
+  const onnx = (await detectModelFormat(modelPath)) === 'onnx';
+  // An ONNX model takes channels-first images unless it transposes a channels-last input itself.
+  const imported = onnx ? await (await import('../model/load/onnx.js')).importOnnx(tf, modelPath) : undefined;
+  const model = imported ? imported.model : await loadModelFrom(tf, modelPath);
   const input = (model.inputs[0].shape ?? []).slice(1).map((d) => d ?? 0);
   const out = model.outputs[0].shape ?? [];
   model.dispose();
   const numClasses = out[out.length - 1] ?? undefined;
   const size = input.reduce((a, b) => a * b, 1);
-  const nchw = modelPath.toLowerCase().endsWith('.onnx') && input.length === 3 ? [input[2], input[0], input[1]] : undefined;
+  const nchw = imported?.info.inputLayout === 'nchw' && input.length === 3 ? [input[2], input[0], input[1]] : undefined;
   return { mnist: size === 784 && numClasses === 10, numClasses: numClasses ?? undefined, inputShape: input, ...(nchw ? { nchw } : {}) };
 }
 

@@ -143,7 +143,9 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: b
     }
   });
   const inShape = [1, ...(input.dims.slice(1) as number[])];
-  const imageInput = inShape.length === 4;
+  // A rank-4 input is NCHW, unless the model transposes it to NCHW first (x.permute(0, 3, 1, 2), tf2onnx's
+  // Keras conversions): then it already takes channels-last images, as the Keras model does.
+  const imageInput = inShape.length === 4 && !channelsLastInput(g, input.name);
   const inp = tf.input({ shape: imageInput ? [inShape[2], inShape[3], inShape[1]] : inShape.slice(1), name: sanitize(input.name) || 'input' });
   const values = new Map<string, Val>();
   values.set(input.name, { kind: 'sym', t: inp, shape: inShape, layout: imageInput ? 'nchw' : 'plain' });
@@ -193,6 +195,12 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: b
   } finally {
     for (const w of weightTensors) w.dispose();
   }
+}
+
+/** Whether every node reading the graph input `name` is a Transpose to NCHW (perm [0, 3, 1, 2]). */
+function channelsLastInput(g: OnnxGraph, name: string): boolean {
+  const readers = g.nodes.filter((n) => n.inputs.includes(name));
+  return readers.length > 0 && readers.every((n) => n.opType === 'Transpose' && (n.attrs.get('perm') as number[] | undefined)?.join() === '0,3,1,2');
 }
 
 function convertNode(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<string, Val>, usedNames: Set<string>, weightTensors: tfType.Tensor[]): void {

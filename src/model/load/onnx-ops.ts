@@ -668,6 +668,8 @@ export const OPS: Record<string, OpEntry> = {
       if (perm.every((p, i) => p === i)) return c.out(s);
       // NCHW -> NHWC is what the tfjs tensor already holds.
       if (s.layout === 'nchw' && perm.join() === '0,2,3,1') return c.out({ kind: 'sym', t: s.t, shape, layout: 'plain', lower: s.lower });
+      // ...and a plain NHWC tensor transposed to NCHW is the NHWC tensor an 'nchw' value holds.
+      if (s.layout === 'plain' && s.shape.length === 4 && perm.join() === '0,3,1,2') return c.out({ kind: 'sym', t: s.t, shape, layout: 'nchw', lower: s.lower });
       c.out({ kind: 'sym', t: c.layer('permute', { dims: perm.slice(1) }, c.plain(s)), shape, layout: 'plain', lower: s.lower });
     },
   },

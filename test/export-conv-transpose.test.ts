@@ -73,7 +73,7 @@ test("Conv2DTranspose: the IR computes what tfjs computes ('same'/'valid', odd s
   assert.ok(same.kind === 'conv_transpose' && same.folded && same.activation === 'relu', 'BN folded and ReLU fused into up_same');
   const x = tf.tensor(samples(tf, 8, 1), [8, H, W, 3]);
   const want = (model.predict(x) as tfType.Tensor).dataSync() as Float32Array;
-  const got = runIr(tf, ir, x, 'output').get(ir.output)!.dataSync() as Float32Array;
+  const got = runIr(tf, ir, x).dataSync() as Float32Array;
   assert.ok(relError(got, want) < 1e-6, `rel error ${relError(got, want)}`);
 });
 

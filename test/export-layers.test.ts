@@ -21,7 +21,7 @@ test('layer table: the zoo model uses every class of the table, and its IR compu
   assert.ok(stem?.kind === 'conv2d' && stem.padding === 'same', JSON.stringify(stem?.kind));
   const x = tf.randomUniform([8, 28, 28, 1], 0, 1, 'float32', 5);
   const want = (model.predict(x) as ReturnType<typeof tf.tensor>).dataSync();
-  const got = runIr(tf, ir, x, 'output').get(ir.output)!.dataSync();
+  const got = runIr(tf, ir, x).dataSync();
   let maxDiff = 0;
   for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
   assert.ok(maxDiff < 1e-5, `max |diff| ${maxDiff}`);
@@ -51,7 +51,7 @@ test("layer table: tfjs's gelu_new (tanh GELU) exports to tflite and onnx and ma
   const want = (model.predict(x) as ReturnType<typeof tf.tensor>).dataSync();
   const ir = buildIr(model, 'onnx');
   assert.deepEqual(ir.ops.map((o) => o.kind), ['dense', 'gelu']);
-  const got = runIr(tf, ir, x, 'output').get(ir.output)!.dataSync();
+  const got = runIr(tf, ir, x).dataSync();
   for (let i = 0; i < want.length; i++) assert.ok(Math.abs(want[i] - got[i]) < 1e-5, `${i}: ${want[i]} vs ${got[i]}`);
   const data = { x: x.dataSync() as Float32Array, y: new Int32Array(4), n: 4, sampleShape: [12], numClasses: 16 };
   for (const target of ['tflite', 'onnx'] as const) {

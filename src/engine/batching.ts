@@ -42,7 +42,11 @@ export function activationBytesPerSample(model: tfType.LayersModel): number {
 
 /** The requested batch size, lowered so one batch's activations fit the budget (at least 1). */
 export function boundedBatchSize(model: tfType.LayersModel, requested: number, budgetBytes = ACTIVATION_BUDGET_BYTES): number {
-  const per = activationBytesPerSample(model);
-  const fit = per > 0 ? Math.max(1, Math.floor(budgetBytes / per)) : requested;
+  return batchWithin(activationBytesPerSample(model), requested, budgetBytes);
+}
+
+/** The requested batch size, lowered so `bytesPerSample` times it fits the budget (at least 1). */
+export function batchWithin(bytesPerSample: number, requested: number, budgetBytes = ACTIVATION_BUDGET_BYTES): number {
+  const fit = bytesPerSample > 0 ? Math.max(1, Math.floor(budgetBytes / bytesPerSample)) : requested;
   return Math.max(1, Math.min(requested, fit));
 }

@@ -12,6 +12,7 @@ import type { LayerError } from './layer-error.js';
 export { worstLayer, type LayerError } from './layer-error.js';
 import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from './targets.js';
 import type { Runner } from './verify/runners.js';
+import { boundedBatchSize } from '../engine/batching.js';
 
 export { ExportError } from './errors.js';
 export { buildIr, type IrGraph, type IrOp } from './ir.js';
@@ -125,10 +126,10 @@ async function referenceFor(
   opts: { meta?: ModelMeta; perChannel?: boolean },
 ): Promise<(x: tfType.Tensor) => tfType.Tensor> {
   const fq = FAKE_QUANT_REFERENCE[exported.precision];
-  if (!fq) return (x) => model.predict(x) as tfType.Tensor;
+  if (!fq) return (x) => model.predict(x, { batchSize: x.shape[0] }) as tfType.Tensor;
   const [{ buildIr }, { fakeQuantizedIr, runIr }, { emptyMeta }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('../model/meta.js')]);
   const ir = fakeQuantizedIr(buildIr(model, exported.target), opts.meta ?? emptyMeta(), opts.perChannel ?? true, fq.qmax);
-  return (x) => runIr(tf, ir, x, 'output').get(ir.output)!;
+  return (x) => runIr(tf, ir, x);
 }
 
 /**
@@ -148,31 +149,27 @@ export async function verifyExport(
   const per = shape.reduce((a, b) => a * b, 1);
   if (per * test.n !== test.x.length) throw new Error(`test samples of shape [${test.sampleShape}] do not fit the model input [${shape}]`);
   const predict = await referenceFor(tf, exported, reference, opts);
+  // Bounded batches (engine/batching.ts): at 224x224 a MobileNet holds megabytes per sample in each runtime.
+  const batch = boundedBatchSize(reference, 256);
   const ref: Float32Array[] = [];
-  for (let s = 0; s < test.n; s += 256) {
-    const m = Math.min(256, test.n - s);
+  for (let s = 0; s < test.n; s += batch) {
+    const m = Math.min(batch, test.n - s);
     const y = tf.tidy(() => predict(tf.tensor(test.x.subarray(s * per, (s + m) * per), [m, ...shape])));
     ref.push(Float32Array.from(y.dataSync() as Float32Array));
     y.dispose();
   }
   const refOut = concatFloat32(ref);
-  const k = refOut.length / test.n;
 
   const runner = await openRunner(tf, exported);
   try {
     let out: Float32Array;
     if (runner.batched) {
       const parts: Float32Array[] = [];
-      for (let s = 0; s < test.n; s += 256) {
-        const m = Math.min(256, test.n - s);
+      for (let s = 0; s < test.n; s += batch) {
+        const m = Math.min(batch, test.n - s);
         parts.push(await runner.run(test.x.subarray(s * per, (s + m) * per), m, shape));
       }
-      out = new Float32Array(refOut.length);
-      let p = 0;
-      for (const part of parts) {
-        out.set(part, p);
-        p += part.length;
-      }
+      out = concatFloat32(parts);
     } else out = await runner.run(test.x, test.n, shape);
     if (out.length !== refOut.length) throw new Error(`${runner.runtime} returned ${out.length} values, expected ${refOut.length}`);
 

@@ -1,7 +1,9 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import type { IrGraph, IrOp } from './ir.js';
-import { activationParams, fakeQuantizedIr, runIr, type Range } from './quant.js';
+import { batchWithin } from '../engine/batching.js';
+import { shapeSize } from './ir.js';
+import { activationParams, closeWalk, fakeQuantizedIr, irBytesPerSample, irSteps, irWeights, type Range } from './quant.js';
 
 /**
  * Per-layer error of int8, in the manner of AI Edge Quantizer's validate: the IR run in float and again with
@@ -38,34 +40,57 @@ export function simulatedLayerErrors(
     return tf.mul(tf.sub(tf.clipByValue(tf.add(tf.round(tf.div(y, p.scale)), p.zeroPoint), -128, 127), p.zeroPoint), p.scale);
   };
   const shape = ir.tensors[ir.input].shape;
-  const input = tf.tensor(x.subarray(0, n * shape.reduce((a, b) => a * b, 1)), [n, ...shape]);
-  const float = runIr(tf, ir, input);
-  const quant = runIr(tf, qir, input, 'all', fakeQuant);
-  const out: LayerError[] = [];
-  for (const op of ir.ops) {
-    const a = float.get(op.output)!.dataSync();
-    const b = quant.get(op.output)!.dataSync();
-    let sig = 0;
-    let err = 0;
-    let dot = 0;
-    let nb = 0;
-    for (let i = 0; i < a.length; i++) {
-      sig += a[i] * a[i];
-      err += (b[i] - a[i]) ** 2;
-      dot += a[i] * b[i];
-      nb += b[i] * b[i];
+  const per = shapeSize(shape);
+  // Streaming: the float and int8 walks step side by side over bounded batches, each op's two outputs
+  // reduced as they are produced (float64 sums in sample order, as over the whole set at once).
+  const sums = ir.ops.map(() => ({ sig: 0, err: 0, dot: 0, nb: 0 }));
+  const batch = batchWithin(2 * irBytesPerSample(ir), 64);
+  const floatWeights = irWeights(tf, ir);
+  const quantWeights = irWeights(tf, qir);
+  try {
+    for (let s = 0; s < n; s += batch) {
+      const m = Math.min(batch, n - s);
+      const input = tf.tensor(x.subarray(s * per, (s + m) * per), [m, ...shape]);
+      const float = irSteps(tf, ir, input, { weights: floatWeights });
+      const quant = irSteps(tf, qir, input, { weights: quantWeights, after: fakeQuant });
+      try {
+        for (let i = 0; ; i++) {
+          const f = float.next();
+          const q = quant.next();
+          if (f.done || q.done) {
+            if (f.done) f.value.dispose();
+            if (q.done) q.value.dispose();
+            break;
+          }
+          const a = f.value.y.dataSync();
+          const b = q.value.y.dataSync();
+          const acc = sums[i];
+          for (let j = 0; j < a.length; j++) {
+            acc.sig += a[j] * a[j];
+            acc.err += (b[j] - a[j]) ** 2;
+            acc.dot += a[j] * b[j];
+            acc.nb += b[j] * b[j];
+          }
+        }
+      } finally {
+        closeWalk(float);
+        closeWalk(quant);
+        input.dispose();
+      }
     }
-    out.push({
+  } finally {
+    floatWeights.dispose();
+    quantWeights.dispose();
+  }
+  return ir.ops.map((op, i) => {
+    const { sig, err, dot, nb } = sums[i];
+    return {
       layer: ir.tensors[op.output].layer,
       op: op.kind,
       snrDb: err > 0 && sig > 0 ? Math.min(200, 10 * Math.log10(sig / err)) : 200, // 200 dB: exact
       cosine: sig > 0 && nb > 0 ? dot / Math.sqrt(sig * nb) : 1,
-    });
-  }
-  for (const t of float.values()) if (t !== input) t.dispose();
-  for (const t of quant.values()) if (t !== input) t.dispose();
-  input.dispose();
-  return out;
+    };
+  });
 }
 
 /** The layer with the lowest SNR (the one to look at first). */

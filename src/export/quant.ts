@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
+import { batchWithin } from '../engine/batching.js';
 import { shapeSize, transposeOutSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
@@ -135,42 +136,145 @@ export function permute<T extends Float32Array | Int8Array | Uint16Array>(data: 
   return out;
 }
 
-/** Runs the IR in float with tf ops (the reference for calibration and for checking the walk). */
-export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, keep: 'all' | 'output' = 'all', after?: (op: IrOp, y: tfType.Tensor) => tfType.Tensor): Map<number, tfType.Tensor> {
-  const vals = new Map<number, tfType.Tensor>();
-  vals.set(ir.input, x);
-  for (const t of ir.tensors) if (t.data) vals.set(t.id, tf.tensor(t.data, t.shape));
-  const act = (t: tfType.Tensor, a: string): tfType.Tensor => (a === 'relu' ? tf.relu(t) : a === 'relu6' ? tf.relu6(t) : t);
-  for (const op of ir.ops) {
-    const ins = op.inputs.map((i) => vals.get(i) as tfType.Tensor);
-    const y = tf.tidy(() => (after ? after(op, runOp(tf, op, ins, act)) : runOp(tf, op, ins, act)));
-    vals.set(op.output, y);
-  }
-  if (keep === 'output') {
-    const out = vals.get(ir.output) as tfType.Tensor;
-    for (const [id, t] of vals) if (id !== ir.output && id !== ir.input) t.dispose();
-    return new Map([[ir.output, out]]);
-  }
-  for (const t of ir.tensors) {
-    if (!t.data) continue;
-    vals.get(t.id)?.dispose();
-    vals.delete(t.id);
-  }
-  return vals;
+/** How many ops read each IR tensor; the graph output counts once more (it outlives the walk). */
+function irReaders(ir: IrGraph): Int32Array {
+  const readers = new Int32Array(ir.tensors.length);
+  for (const op of ir.ops) for (const i of op.inputs) readers[i]++;
+  readers[ir.output]++;
+  return readers;
 }
 
-function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor): tfType.Tensor {
+/** The kernels and biases of an IR's weight ops as engine tensors, uploaded once for every batch of a walk. */
+export interface IrWeights {
+  get(op: WeightOp): { kernel: tfType.Tensor; bias: tfType.Tensor };
+  dispose(): void;
+}
+
+export function irWeights(tf: typeof tfType, ir: IrGraph): IrWeights {
+  const held = new Map<IrOp, { kernel: tfType.Tensor; bias: tfType.Tensor }>();
+  return {
+    get(op) {
+      let w = held.get(op);
+      // kept: the first get runs inside an op's tidy, and the tensors serve every later batch.
+      if (!w) held.set(op, (w = { kernel: tf.keep(tf.tensor(op.kernel, op.kernelShape)), bias: tf.keep(tf.tensor1d(op.bias)) }));
+      return w;
+    },
+    dispose() {
+      for (const w of held.values()) tf.dispose([w.kernel, w.bias]);
+      held.clear();
+    },
+  };
+}
+
+export interface IrWalkOptions {
+  /** Replaces an op's output (e.g. rounds it to its int8 grid); runs inside the op's tidy. */
+  after?: (op: IrOp, y: tfType.Tensor) => tfType.Tensor;
+  /** Weights shared by several walks (the caller disposes them); default: uploaded for this walk. */
+  weights?: IrWeights;
+}
+
+/**
+ * Runs the IR in float with tf ops on one batch, op by op (the reference for calibration, the simulated
+ * int8 error and checking the walk). Yields each op with its output, valid until the walk resumes; a
+ * tensor is released after its last reader, so memory holds one batch's live activations, never every
+ * op's. Returns the graph output (the caller disposes it). A walk abandoned early must be closed with
+ * `return()`. `x` stays the caller's.
+ */
+export function* irSteps(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, opts: IrWalkOptions = {}): Generator<{ op: IrOp; y: tfType.Tensor }, tfType.Tensor, void> {
+  const own = opts.weights ? undefined : irWeights(tf, ir);
+  const weights = opts.weights ?? own!;
+  const vals = new Map<number, tfType.Tensor>();
+  const readers = irReaders(ir);
+  const release = (id: number) => {
+    if (--readers[id] > 0 || id === ir.input) return;
+    vals.get(id)?.dispose();
+    vals.delete(id);
+  };
+  const act = (t: tfType.Tensor, a: string): tfType.Tensor => (a === 'relu' ? tf.relu(t) : a === 'relu6' ? tf.relu6(t) : t);
+  try {
+    vals.set(ir.input, x);
+    for (const t of ir.tensors) if (t.data) vals.set(t.id, tf.tensor(t.data, t.shape));
+    for (const op of ir.ops) {
+      const ins = op.inputs.map((i) => vals.get(i) as tfType.Tensor);
+      const y = tf.tidy(() => (opts.after ? opts.after(op, runOp(tf, op, ins, act, weights)) : runOp(tf, op, ins, act, weights)));
+      vals.set(op.output, y);
+      yield { op, y };
+      for (const i of op.inputs) release(i);
+      if (readers[op.output] === 0) release(op.output);
+    }
+    const out = vals.get(ir.output) as tfType.Tensor;
+    vals.delete(ir.output);
+    return out;
+  } finally {
+    for (const [id, t] of vals) if (id !== ir.input) t.dispose();
+    own?.dispose();
+  }
+}
+
+/** Calls `visit` with each op's output for one batch (valid during the call only); see irSteps. */
+export function walkIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, opts: IrWalkOptions, visit: (op: IrOp, y: tfType.Tensor) => void): void {
+  const walk = irSteps(tf, ir, x, opts);
+  try {
+    for (;;) {
+      const r = walk.next();
+      if (r.done) {
+        r.value.dispose();
+        return;
+      }
+      visit(r.value.op, r.value.y);
+    }
+  } finally {
+    closeWalk(walk);
+  }
+}
+
+/** Ends a walk early (its live tensors released); a finished walk is left as it is. */
+export function closeWalk(walk: Generator<unknown, tfType.Tensor, void>): void {
+  walk.return(undefined as unknown as tfType.Tensor);
+}
+
+/** The IR's output for one batch (caller disposes it); see irSteps. */
+export function runIr(tf: typeof tfType, ir: IrGraph, x: tfType.Tensor, opts: IrWalkOptions = {}): tfType.Tensor {
+  const walk = irSteps(tf, ir, x, opts);
+  for (;;) {
+    const r = walk.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * Float32 bytes one sample needs in an IR walk: the most live activations at any op (the tensors still
+ * to be read, plus the op's output twice more for a kernel's temporaries: conv, bias add, activation).
+ */
+export function irBytesPerSample(ir: IrGraph): number {
+  const size = ir.tensors.map((t) => (t.data ? 0 : shapeSize(t.shape)));
+  const readers = irReaders(ir);
+  let live = size[ir.input];
+  let peak = live;
+  for (const op of ir.ops) {
+    peak = Math.max(peak, live + 3 * size[op.output]);
+    live += size[op.output];
+    for (const i of op.inputs) if (--readers[i] === 0) live -= size[i];
+  }
+  return peak * 4;
+}
+
+function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor, weights: IrWeights): tfType.Tensor {
   const x = ins[0];
   switch (op.kind) {
     case 'conv2d': {
-      const k = tf.tensor4d(op.kernel, op.kernelShape);
-      const y = tf.conv2d(x as tfType.Tensor4D, k, op.strides, op.padding, 'NHWC', op.dilation);
-      return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
+      const { kernel, bias } = weights.get(op);
+      const y = tf.conv2d(x as tfType.Tensor4D, kernel as tfType.Tensor4D, op.strides, op.padding, 'NHWC', op.dilation);
+      return act(tf.add(y, bias), op.activation);
     }
     case 'depthwise': {
-      const k = tf.tensor4d(op.kernel, op.kernelShape);
-      const y = tf.depthwiseConv2d(x as tfType.Tensor4D, k, op.strides, op.padding, 'NHWC', op.dilation);
-      return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
+      const { kernel, bias } = weights.get(op);
+      const y = tf.depthwiseConv2d(x as tfType.Tensor4D, kernel as tfType.Tensor4D, op.strides, op.padding, 'NHWC', op.dilation);
+      return act(tf.add(y, bias), op.activation);
+    }
+    case 'dense': {
+      const { kernel, bias } = weights.get(op);
+      return act(tf.add(tf.matMul(x as tfType.Tensor2D, kernel as tfType.Tensor2D), bias), op.activation);
     }
     case 'conv_transpose': {
       // tfjs wants the filter as [kh, kw, out, in] (Keras's layout).
@@ -182,8 +286,6 @@ function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfTyp
       const y = tf.conv2dTranspose(x as tfType.Tensor4D, k, out, op.strides, op.padding);
       return act(tf.add(y, tf.tensor1d(op.bias)), op.activation);
     }
-    case 'dense':
-      return act(tf.add(tf.matMul(x as tfType.Tensor2D, tf.tensor2d(op.kernel, op.kernelShape)), tf.tensor1d(op.bias)), op.activation);
     case 'maxpool':
       return tf.maxPool(x as tfType.Tensor4D, op.pool, op.strides, op.padding);
     case 'avgpool':
@@ -261,7 +363,7 @@ export function tensorRanges(
   calibrationShape?: number[],
 ): Range[] {
   const ranges: Array<Range | undefined> = ir.tensors.map((t) => {
-    if (t.data) return { min: Math.min(...t.data), max: Math.max(...t.data) };
+    if (t.data) return { min: t.data.reduce((a, v) => Math.min(a, v), Infinity), max: t.data.reduce((a, v) => Math.max(a, v), -Infinity) };
     const r = meta.activationRanges[t.layer];
     return r && Number.isFinite(r.min) && Number.isFinite(r.max) ? { min: r.min, max: r.max } : undefined;
   });
@@ -281,27 +383,37 @@ export function tensorRanges(
     throw new ExportError(target, undefined, `calibrationShape [${calibrationShape}] does not match ${calibration.length} values`);
   }
   const n = calibration.length / per;
-  const batch = 64;
+  const batch = batchWithin(irBytesPerSample(ir), 64);
   const mins = new Float64Array(ir.tensors.length).fill(Infinity);
   const maxs = new Float64Array(ir.tensors.length).fill(-Infinity);
-  for (let s = 0; s < n; s += batch) {
-    const m = Math.min(batch, n - s);
-    const x = tf.tensor(calibration.subarray(s * per, (s + m) * per), [m, ...sample]);
-    const vals = runIr(tf, ir, x);
-    for (const [id, t] of vals) {
-      if (!ranges[id]) {
-        const d = t.dataSync();
-        let lo = mins[id], hi = maxs[id];
-        for (let i = 0; i < d.length; i++) {
-          const v = d[i];
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        }
-        mins[id] = lo;
-        maxs[id] = hi;
-      }
-      t.dispose();
+  const observe = (id: number, d: ArrayLike<number>) => {
+    let lo = mins[id], hi = maxs[id];
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
     }
+    mins[id] = lo;
+    maxs[id] = hi;
+  };
+  // Streaming: one bounded batch at a time, each op's output observed as the walk produces it.
+  const weights = irWeights(tf, ir);
+  try {
+    for (let s = 0; s < n; s += batch) {
+      const m = Math.min(batch, n - s);
+      const xs = calibration.subarray(s * per, (s + m) * per);
+      if (!ranges[ir.input]) observe(ir.input, xs);
+      const x = tf.tensor(xs, [m, ...sample]);
+      try {
+        walkIr(tf, ir, x, { weights }, (op, y) => {
+          if (!ranges[op.output]) observe(op.output, y.dataSync());
+        });
+      } finally {
+        x.dispose();
+      }
+    }
+  } finally {
+    weights.dispose();
   }
   return ranges.map((r, i) => r ?? { min: mins[i], max: maxs[i] });
 }

@@ -5,6 +5,7 @@ import { RecipeError, UsageError, formatProblem } from './recipe/errors.js';
 import { CacheBusyError, FrozenLockError } from './run/errors.js';
 import { collect, parseConcurrency } from './commands/args.js';
 import { EXIT } from './exit-codes.js';
+import { mark } from './util/timings.js';
 
 // Each command's module is imported when that command runs: `--help` and `validate` load neither the
 // engine nor the runtimes (see bench/startup.ts).
@@ -164,6 +165,7 @@ function program(): Command {
 
 /** Runs the CLI; every error becomes a message and a documented exit code (stack only with --verbose). */
 export async function main(argv: string[]): Promise<number> {
+  mark('node and CLI loaded');
   const verbose = argv.includes('--verbose');
   try {
     await program().parseAsync(argv, { from: 'user' });

@@ -8,6 +8,7 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCom
 import { canonicalJson, sha256 } from './hash.js';
 import { CacheCorruptError, parseRecord, type CacheStore, type RunRecord } from './store.js';
 import type { RemoteSettings } from './remote-config.js';
+import { timed } from '../util/timings.js';
 
 export interface RemoteOptions {
   /** Told once when the remote becomes unreachable, and for each refused (corrupt) entry. */
@@ -107,7 +108,7 @@ export class RemoteCache {
    */
   async pull(key: string, local: CacheStore, label?: string): Promise<PullResult> {
     if (this.down) return {};
-    const text = await this.guard(`read ${this.recordKey(key)}`, () => this.getText(this.recordKey(key)));
+    const text = await timed('remote: get record', () => this.guard(`read ${this.recordKey(key)}`, () => this.getText(this.recordKey(key))));
     if (text == null) return {};
     let rec: RunRecord;
     try {
@@ -122,25 +123,27 @@ export class RemoteCache {
     try {
       const problems: string[] = [];
       let unreachable = false;
-      await eachLimited(missing, this.parallel, async ([rel, e]) => {
-        const out = join(work, ...rel.split('/'));
-        const got = await this.guard(`download ${this.objectKey(e.sha256)}`, () => this.download(this.objectKey(e.sha256), out));
-        if (got === undefined) {
-          unreachable = true;
-          return;
-        }
-        if (got === null) problems.push(`'${rel}' is missing`);
-        else if (got.sha256 !== e.sha256 || got.size !== e.size) {
-          this.suspect.add(e.sha256);
-          problems.push(`'${rel}' is corrupt (sha256 ${got.sha256.slice(0, 12)}, ${got.size} bytes; expected ${e.sha256.slice(0, 12)}, ${e.size} bytes)`);
-        }
-      });
+      const verified: Array<[string, string, RunRecord['outputs'][string]]> = [];
+      // Each object once (two outputs may share content), hashed while it streams to disk: a verified
+      // download goes into the local store as it is, without being read again.
+      await timed('remote: download objects', () =>
+        eachLimited(missing, this.parallel, async ([rel, e]) => {
+          const out = join(work, e.sha256);
+          const got = await this.guard(`download ${this.objectKey(e.sha256)}`, () => this.download(this.objectKey(e.sha256), out));
+          if (got === undefined) {
+            unreachable = true;
+            return;
+          }
+          if (got === null) problems.push(`'${rel}' is missing`);
+          else if (got.sha256 !== e.sha256 || got.size !== e.size) {
+            this.suspect.add(e.sha256);
+            problems.push(`'${rel}' is corrupt (sha256 ${got.sha256.slice(0, 12)}, ${got.size} bytes; expected ${e.sha256.slice(0, 12)}, ${e.size} bytes)`);
+          } else verified.push([out, rel, e]);
+        }),
+      );
       if (unreachable) return {};
       if (problems.length) return this.refuse(`remote cache entry of ${stage} refused: object ${problems.join(', ')}`);
-      const stored = await local.putDir(work);
-      for (const [rel, e] of Object.entries(stored)) {
-        if (rec.outputs[rel]?.sha256 !== e.sha256) return this.refuse(`remote cache entry of ${stage} refused: '${rel}' changed while stored`);
-      }
+      await timed('remote: store objects locally', () => eachLimited(verified, this.parallel, ([out, rel, e]) => local.adoptObject(out, e, rel)));
       const { checksum: _c, ...rest } = rec;
       return { record: await local.putRecord(rest) };
     } finally {
@@ -210,13 +213,13 @@ export class RemoteCache {
     return { refused: message };
   }
 
-  /** Local objects a record needs that the local store lacks (or holds with the wrong size). */
+  /** Objects a record needs that the local store lacks (or holds with the wrong size), each digest once. */
   private async missingLocally(rec: RunRecord, local: CacheStore): Promise<Array<[string, RunRecord['outputs'][string]]>> {
-    const out: Array<[string, RunRecord['outputs'][string]]> = [];
+    const out = new Map<string, [string, RunRecord['outputs'][string]]>();
     for (const [rel, e] of Object.entries(rec.outputs)) {
-      if (!(await local.hasObjects({ ...rec, outputs: { [rel]: e } }))) out.push([rel, e]);
+      if (!out.has(e.sha256) && !(await local.hasObjects({ ...rec, outputs: { [rel]: e } }))) out.set(e.sha256, [rel, e]);
     }
-    return out;
+    return [...out.values()];
   }
 
   /**

@@ -129,28 +129,36 @@ export class CacheStore {
     const manifest: Manifest = {};
     for (const file of await listFiles(dir)) {
       const rel = relative(dir, file).split(sep).join('/');
-      const { sha256: digest, size } = await hashFile(file);
-      setOwn(manifest, rel, { sha256: digest, size });
-      const dest = this.objectPath(digest);
-      try {
-        // An object already there is kept only if its content is right: a damaged one is replaced.
-        if ((await isValidObject(dest, size)) && (await hashFile(dest)).sha256 === digest) continue;
-        // Something of the wrong type (a directory) where the object goes is replaced, not renamed onto.
-        if ((await stat(dest).catch(() => undefined))?.isDirectory()) await rm(dest, { recursive: true, force: true });
-        writeCheckpoint('store:object');
-        await mkdir(dirname(dest), { recursive: true });
-        // fsync the content before it gets its final name.
-        const fh = await open(file, 'r+');
-        await fh.sync();
-        await fh.close();
-        checkpoint('store:object-synced');
-        await rename(file, dest);
-        checkpoint('store:object-renamed');
-      } catch (e) {
-        throw new CacheWriteError(describeFsError(e, `cannot store '${rel}' in the cache ${this.root}`));
-      }
+      const entry = await hashFile(file);
+      setOwn(manifest, rel, entry);
+      await this.adoptObject(file, entry, rel);
     }
     return sortManifest(manifest);
+  }
+
+  /**
+   * Moves a file whose digest the caller has just computed (from putDir's hashing, or while a verified
+   * download was written) into the object store under that digest. An object already there is kept
+   * only if its content is right: a damaged one is replaced. `rel` names the file in messages.
+   */
+  async adoptObject(file: string, entry: FileEntry, rel: string): Promise<void> {
+    const dest = this.objectPath(entry.sha256);
+    try {
+      if ((await isValidObject(dest, entry.size)) && (await hashFile(dest)).sha256 === entry.sha256) return;
+      // Something of the wrong type (a directory) where the object goes is replaced, not renamed onto.
+      if ((await stat(dest).catch(() => undefined))?.isDirectory()) await rm(dest, { recursive: true, force: true });
+      writeCheckpoint('store:object');
+      await mkdir(dirname(dest), { recursive: true });
+      // fsync the content before it gets its final name.
+      const fh = await open(file, 'r+');
+      await fh.sync();
+      await fh.close();
+      checkpoint('store:object-synced');
+      await rename(file, dest);
+      checkpoint('store:object-renamed');
+    } catch (e) {
+      throw new CacheWriteError(describeFsError(e, `cannot store '${rel}' in the cache ${this.root}`));
+    }
   }
 
   async putRecord(rec: Omit<RunRecord, 'checksum'>): Promise<RunRecord> {

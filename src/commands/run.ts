@@ -11,6 +11,7 @@ import { writeReports } from '../report/write.js';
 import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 import { describeFsError, isFsError } from '../cache/fsutil.js';
+import { mark } from '../util/timings.js';
 
 export interface RunFlags extends RecipeFlags {
   cacheDir?: string;
@@ -32,9 +33,12 @@ export interface RunFlags extends RecipeFlags {
 }
 
 export async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+  mark('run modules loaded');
   const recipe = openRecipe(file, flags, true);
+  mark('recipe parsed');
   // Before any stage: an export target that cannot express a layer of the model is known now.
   await checkExportPlan(recipe);
+  mark('preflight');
   const mode = progressMode(flags);
   const progress = createProgress(mode, recipe.stages, flags.verbose);
   const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');
@@ -58,6 +62,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     if (!isFsError(e)) throw e;
     process.stderr.write(`warning: ${describeFsError(e, `cannot write the run report in ${join(recipe.dir, '.compress', 'reports')}`)}\n`);
   }
+  mark('reports written');
   if (mode !== 'json') printSummary(summary, reportDir, mode === 'quiet', flags.verbose);
   return summary.exitCode;
 }

@@ -21,6 +21,7 @@ import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
 import { resolveRemote, type RemoteFlags } from '../cache/remote-config.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import { setOwn } from '../util/own.js';
+import { mark, timed } from '../util/timings.js';
 import { SIGNAL_EXIT, stopSignalOf } from '../exit-codes.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
@@ -189,11 +190,15 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   try {
     const plan = planRun(recipe, opts);
     run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
+    mark('cache opened');
     const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
     await run.files.save().catch(() => undefined);
     if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys);
+    mark('data digested');
     const { settled, gates } = await settleStages(run, plan, keys);
+    mark('stages settled');
     const lockError = await recordLock(run, settled);
+    mark('lock written');
     return reportRun(run, settled, gates, lockError);
   } finally {
     run.remote?.close();
@@ -213,7 +218,7 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const lockPath = lockPathFor(recipe.file);
   const remoteSettings = opts.cache ? undefined : resolveRemote(recipe.cache, opts.remote);
-  // The S3 client is loaded only when a remote is configured.
+  // The S3 client is loaded only when a remote is configured, and the local store lacks a stage.
   const remote = remoteSettings && new (await import('./remote-stage-cache.js')).RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));
   const run: Run = {
     recipe,
@@ -324,10 +329,10 @@ async function settleStage(p: StagePhase, stage: ResolvedStage): Promise<Settled
 
 /** Lookup phase: the record for the stage's key, its outputs restored to the stage's out dir. */
 async function lookupStage(run: Run, job: StageJob): Promise<CacheLookup> {
-  const found = await run.cache.lookup(job.key.key);
+  const found = await timed('lookup (local, then remote)', () => run.cache.lookup(job.key.key));
   if (!found.record) return found;
   try {
-    await run.cache.restore(found.record, job.outDir);
+    await timed('restore outputs to the out dir', () => run.cache.restore(found.record!, job.outDir));
     return found;
   } catch (e) {
     if (e instanceof CacheCorruptError) return { damaged: e.message };

@@ -1,7 +1,8 @@
 import type { CacheStore, RunRecord } from '../cache/store.js';
 import { checkpoint } from '../cache/fsutil.js';
-import { RemoteCache } from '../cache/remote.js';
+import type { RemoteCache } from '../cache/remote.js';
 import type { RemoteSettings } from '../cache/remote-config.js';
+import { timed } from '../util/timings.js';
 import { LocalStageCache, type CacheLookup, type StageCache, type StageResult } from './stage-cache.js';
 
 /** What the run did with the shared remote cache (no credentials: the SDK's chain holds those). */
@@ -21,20 +22,29 @@ export interface RemoteSummary {
  * The local store with the shared remote behind it: a key the local store lacks (or holds damaged) is
  * fetched from the remote, verified, into the local store; a stored stage is pushed after it is stored
  * locally. The remote never fails a stage: unreachable, it warns once and the run goes on local-only.
+ *
+ * The S3 client (the AWS SDK: about half a second of module loading) is loaded at the first stage the
+ * local store cannot answer, so a run whose every stage is a local hit does not pay for it.
  */
 export class RemoteStageCache implements StageCache {
   private readonly local: LocalStageCache;
-  readonly remote: RemoteCache;
+  private client?: Promise<RemoteCache>;
+  private opened?: RemoteCache;
   private hits = 0;
   private pushed = 0;
 
   constructor(
     readonly disk: CacheStore,
-    settings: RemoteSettings,
+    private readonly settings: RemoteSettings,
     private readonly warn: (message: string) => void,
   ) {
     this.local = new LocalStageCache(disk);
-    this.remote = new RemoteCache(settings, { onWarning: warn });
+  }
+
+  /** The remote, its S3 client loaded on first use. */
+  remote(): Promise<RemoteCache> {
+    this.client ??= timed('load the S3 client', () => import('../cache/remote.js')).then(({ RemoteCache }) => (this.opened = new RemoteCache(this.settings, { onWarning: this.warn })));
+    return this.client;
   }
 
   get root(): string {
@@ -44,15 +54,11 @@ export class RemoteStageCache implements StageCache {
   async lookup(key: string): Promise<CacheLookup> {
     const here = await this.local.lookup(key);
     if (here.record) return here;
-    const pulled = await this.remote.pull(key, this.disk);
+    const pulled = await (await this.remote()).pull(key, this.disk);
     if (pulled.refused) return { damaged: pulled.refused };
     if (!pulled.record) return here;
-    const fetched = await this.local.lookup(key);
-    if (fetched.record) {
-      this.hits++;
-      return { ...fetched, source: 'remote' };
-    }
-    return fetched;
+    this.hits++;
+    return { record: pulled.record, source: 'remote' };
   }
 
   restore(record: RunRecord, outDir: string): Promise<void> {
@@ -67,7 +73,7 @@ export class RemoteStageCache implements StageCache {
   async store(result: StageResult, workDir: string): Promise<RunRecord> {
     const record = await this.local.store(result, workDir);
     try {
-      if (await this.remote.push(record, this.disk)) this.pushed++;
+      if (await (await this.remote()).push(record, this.disk)) this.pushed++;
     } catch (e) {
       this.warn((e as Error).message);
     }
@@ -76,11 +82,11 @@ export class RemoteStageCache implements StageCache {
   }
 
   summary(): RemoteSummary {
-    const s = this.remote.settings;
-    return { url: s.url, push: s.push, readOnlyReason: s.readOnlyReason, hits: this.hits, pushed: this.pushed, unavailable: this.remote.unavailable };
+    const s = this.settings;
+    return { url: s.url, push: s.push, readOnlyReason: s.readOnlyReason, hits: this.hits, pushed: this.pushed, unavailable: this.opened?.unavailable };
   }
 
   close(): void {
-    this.remote.close();
+    this.opened?.close();
   }
 }

@@ -59,7 +59,7 @@ test('confinedPath: refuses absolute paths, climbing `..` and symlinks out, also
   assert.equal(confinedPath(ws, 'sub/../sub/z'), join(ws, 'sub', 'z'));
 });
 
-test('load.path: `..` and absolute are positioned recipe errors; a symlink out fails the stage', async () => {
+test('load.path: `..` and absolute are positioned recipe errors; a symlink out is refused before any stage (run\'s preflight)', async () => {
   const out = outside();
   const { dir } = workspace(`version: 1
 stages:
@@ -83,9 +83,9 @@ stages:
 `);
   symlinkSync(out.dir, join(ws.dir, 'models'));
   const { r, stages } = await runJson(ws.dir);
-  assert.equal(r.exitCode, 1);
-  assert.equal(stages.m.status, 'failed');
-  assert.match(stages.m.reason, /model path 'models\/model\.json' goes through a symbolic link to '.*', outside the recipe's directory/);
+  assert.equal(r.exitCode, 2, r.stderr);
+  assert.deepEqual(stages, {}, 'no stage ran');
+  assert.match(r.stderr, /compress\.config\.yaml:5:\d+  stages\.m\.with  model path 'models\/model\.json' goes through a symbolic link to '.*', outside the recipe's directory/);
 });
 
 test('model.json weight shards may not point outside the model directory', async () => {
@@ -117,7 +117,7 @@ stages:
   for (const [features, code, re] of [
     ['../data.csv', 2, /compress\.config\.yaml:3:\d+  data\.d\.features  data features path '\.\.\/data\.csv' climbs out of the recipe's directory/],
     [join(out.dir, 'data.csv'), 2, /compress\.config\.yaml:3:\d+  data\.d\.features  data features path '.*data\.csv' is absolute/],
-    ['linked.csv', 1, /error: data features path 'linked\.csv' goes through a symbolic link to '.*data\.csv', outside the recipe's directory/],
+    ['linked.csv', 2, /compress\.config\.yaml:3:\d+  data\.d  data features path 'linked\.csv' goes through a symbolic link to '.*data\.csv', outside the recipe's directory/],
   ] as const) {
     const { dir } = workspace(recipe(features));
     symlinkSync(join(out.dir, 'data.csv'), join(dir, 'linked.csv'));
@@ -129,7 +129,7 @@ stages:
   }
 });
 
-test('exec inputs/outputs: `..` and absolute are positioned errors; symlinks out are refused at run time and nothing leaks into the cache', async () => {
+test('exec inputs/outputs: `..` and absolute are positioned errors; input symlinks out are refused before any stage, output symlinks out when the stage ends; nothing leaks into the cache', async () => {
   const out = outside();
   const { dir } = workspace(`version: 1
 stages:
@@ -149,7 +149,7 @@ stages:
   assert.match(v.stderr, /compress\.config\.yaml:8:28  stages\.a\.with\.outputs\[1\]  output '\/tmp\/abs\.bin' is absolute/);
   assert.match(v.stderr, /compress\.config\.yaml:9:16  stages\.a\.with\.metrics  metrics file '\.\.\/m\.json' climbs out/);
 
-  const ws = workspace(`version: 1
+  const inputs = workspace(`version: 1
 stages:
   in-file:
     uses: exec
@@ -157,6 +157,19 @@ stages:
   in-dir:
     uses: exec
     with: { command: [node, -e, "0"], inputs: [tools] }
+`);
+  symlinkSync(join(out.dir, 'secret.txt'), join(inputs.dir, 'secret-link.txt'));
+  mkdirSync(join(inputs.dir, 'tools'));
+  writeFileSync(join(inputs.dir, 'tools', 'ok.py'), 'print(1)\n');
+  symlinkSync(out.dir, join(inputs.dir, 'tools', 'more'));
+  const refused = await runJson(inputs.dir);
+  assert.equal(refused.r.exitCode, 2, refused.r.stderr);
+  assert.deepEqual(refused.stages, {}, 'no stage ran');
+  assert.match(refused.r.stderr, /compress\.config\.yaml:5:\d+  stages\.in-file\.with  input 'secret-link\.txt' goes through a symbolic link to '.*secret\.txt', outside the recipe's directory/);
+  assert.match(refused.r.stderr, /compress\.config\.yaml:8:\d+  stages\.in-dir\.with  input 'tools\/more' goes through a symbolic link to '.*compress-outside-.*', outside/);
+
+  const ws = workspace(`version: 1
+stages:
   out-link:
     uses: exec
     with:
@@ -172,14 +185,8 @@ stages:
       command: [node, -e, "const fs = require('fs'); fs.writeFileSync(process.argv[1] + '/real.bin', 'ok'); fs.symlinkSync('real.bin', process.argv[1] + '/model.bin')", "\${outputs}"]
       outputs: [model.bin]
 `);
-  symlinkSync(join(out.dir, 'secret.txt'), join(ws.dir, 'secret-link.txt'));
-  mkdirSync(join(ws.dir, 'tools'));
-  writeFileSync(join(ws.dir, 'tools', 'ok.py'), 'print(1)\n');
-  symlinkSync(out.dir, join(ws.dir, 'tools', 'more'));
   const { r, stages } = await runJson(ws.dir);
   assert.equal(r.exitCode, 1);
-  assert.match(stages['in-file'].reason, /input 'secret-link\.txt' goes through a symbolic link to '.*secret\.txt', outside the recipe's directory/);
-  assert.match(stages['in-dir'].reason, /input 'tools\/more' goes through a symbolic link to '.*compress-outside-.*', outside/);
   assert.match(stages['out-link'].reason, /output 'model\.bin' is a symbolic link to '.*secret\.txt', outside the stage's output directory: refused/);
   assert.match(stages['out-link-undeclared'].reason, /output 'd\/x' is a symbolic link to '.*compress-outside-.*', outside the stage's output directory: refused/);
   // A link inside the out dir is kept, as a copy (the cache stores plain files).

@@ -1,11 +1,12 @@
-import { checkExportPlan } from '../export/plan-check.js';
+import { preflight } from '../run/preflight.js';
 import { formatPlan, type PlanFormat } from '../stage-graph/plan.js';
 import { UsageError } from '../recipe/errors.js';
 import { openRecipe, type RecipeFlags } from './common.js';
 
 export async function validateCommand(file: string | undefined, flags: RecipeFlags): Promise<number> {
   const r = openRecipe(file, flags, true);
-  await checkExportPlan(r);
+  // The checks run makes before any stage, from the same function: validate and run report the same problems.
+  await preflight(r);
   process.stdout.write(`${r.file}: ok (${r.stages.length} stages, ${Object.keys(r.data).length} datasets)\n`);
   return 0;
 }

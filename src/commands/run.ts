@@ -1,4 +1,4 @@
-import { checkExportPlan } from '../export/plan-check.js';
+import { preflight } from '../run/preflight.js';
 import { join, relative, resolve } from 'node:path';
 import type { LoadedRecipe } from '../recipe/load.js';
 import { UsageError } from '../recipe/errors.js';
@@ -36,8 +36,9 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   mark('run modules loaded');
   const recipe = openRecipe(file, flags, true);
   mark('recipe parsed');
-  // Before any stage: an export target that cannot express a layer of the model is known now.
-  await checkExportPlan(recipe);
+  // Before any stage: what validate reports (paths through symlinks, export targets that cannot
+  // express a layer of the model) fails the run now, not a stage on its way.
+  await preflight(recipe);
   mark('preflight');
   const mode = progressMode(flags);
   const progress = createProgress(mode, recipe.stages, flags.verbose);

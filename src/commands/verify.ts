@@ -14,6 +14,7 @@ import { createProgress, progressMode } from '../run/progress.js';
 import { EXIT, SIGNAL_EXIT } from '../exit-codes.js';
 import { RemoteCache } from '../cache/remote.js';
 import { resolveRemote } from '../cache/remote-config.js';
+import { preflight } from '../run/preflight.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
 
 export interface VerifyFlags extends RecipeFlags {
@@ -70,7 +71,8 @@ const MISMATCH: VerifyState[] = ['differs', 'stale', 'unlocked'];
  * stage failed, 130 when interrupted.
  */
 export async function verifyCommand(file: string | undefined, flags: VerifyFlags): Promise<number> {
-  const recipe = openRecipe(file, flags);
+  const recipe = openRecipe(file, flags, true);
+  await preflight(recipe);
   const lockPath = lockPathFor(recipe.file);
   if (!existsSync(lockPath)) throw new UsageError(`no lock file ${lockPath} to verify against: run \`compress run\` first (and commit the lock)`);
   const lock = readLock(lockPath);

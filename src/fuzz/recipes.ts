@@ -16,7 +16,7 @@ import { createRng } from '../util/rng.js';
 import { parseRecipe } from '../recipe/load.js';
 import { RecipeError, UsageError } from '../recipe/errors.js';
 import { checkTree } from '../recipe/yaml-guard.js';
-import { recipeLevelChecks } from '../run/preflight.js';
+import { recipeLevelProblems } from '../run/preflight.js';
 import { setOwn } from '../util/own.js';
 
 export interface FuzzCase {
@@ -542,16 +542,11 @@ export function checkCase(c: FuzzCase): CaseResult {
   const done = (status: CaseStatus, signature?: string, detail?: string): CaseResult => ({ index: c.index, status, signature, detail, ms: performance.now() - t0 });
   let result: CaseResult;
   try {
-    // In an empty directory: run's checks of the file system (symlinks out) are not validate's to know.
+    // In an empty directory: the parse cannot know the file system (symlinks out); preflight checks it.
     const recipe = parseRecipe(c.text, join(emptyWorkspace(), 'fuzz.yaml'), { sets: c.sets });
     // What validate accepts, run's own recipe-level checks must accept too.
-    try {
-      recipeLevelChecks(recipe);
-      result = done('parsed');
-    } catch (e) {
-      const err = e as Error;
-      result = done('finding', `run-knows-more:${err.name}`, `validate accepted, run refuses: ${err.message.split('\n').slice(0, 2).join(' ').slice(0, 200)}`);
-    }
+    const refused = recipeLevelProblems(recipe);
+    result = refused.length ? done('finding', 'run-knows-more', `validate's parse accepted, run's preflight refuses: ${refused[0].message.slice(0, 200)}`) : done('parsed');
   } catch (e) {
     if (e instanceof RecipeError) {
       const bad = e.problems.find((p) => !(typeof p.message === 'string' && p.message.trim() !== '' && ((Number.isInteger(p.line) && p.line! >= 1 && (p.col === undefined || p.col >= 1)) || (typeof p.origin === 'string' && p.origin !== ''))));

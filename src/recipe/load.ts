@@ -47,6 +47,11 @@ export interface LoadedRecipe {
   stages: ResolvedStage[];
   stageById: Map<string, ResolvedStage>;
   overrides: Override[];
+  /**
+   * A problem at a recipe path (`['stages', id, 'with', 'path']`, a sweep branch's id included), with
+   * the position validation would give it: line and column in the file, or the `--set` it came from.
+   */
+  problemAt?: (path: Array<string | number>, message: string) => RecipeProblem;
 }
 
 let validator: ValidateFunction | undefined;
@@ -219,6 +224,7 @@ export function parseRecipe(text: string, file: string, opts: LoadOptions = {}):
     stages,
     stageById,
     overrides,
+    problemAt: (path, message) => ({ file, path: dotted(sourcePath(path, origins)), message, ...where(path) }),
   };
 }
 

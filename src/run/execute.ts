@@ -10,8 +10,7 @@ import { engineIdentity, resolveBackend, type BackendChoice } from '../engine/ba
 import { ancestorsOf, selectStages, topoOrder } from '../stage-graph/dag.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { selectIds } from '../recipe/matrix.js';
-import { RecipeError, UsageError } from '../recipe/errors.js';
-import { confinedWriteDir, PathEscapeError } from '../util/paths.js';
+import { UsageError } from '../recipe/errors.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyInputs, type StageKey } from './keys.js';
 import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
@@ -25,6 +24,8 @@ import { mark, timed } from '../util/timings.js';
 import { SIGNAL_EXIT, stopSignalOf } from '../exit-codes.js';
 
 export { BudgetError, type StageExecutor } from './executor.js';
+import { cacheDirFor, outDirFor } from './dirs.js';
+export { cacheDirFor, outDirFor };
 import { FrozenLockError } from './errors.js';
 export { FrozenLockError };
 export type { StageCache } from './stage-cache.js';
@@ -106,27 +107,6 @@ export interface RunSummary {
   remote?: RemoteSummary;
 }
 
-
-export function cacheDirFor(recipe: LoadedRecipe, flag?: string): string {
-  if (flag) return resolve(flag);
-  if (process.env.COMPRESS_CACHE_DIR) return resolve(process.env.COMPRESS_CACHE_DIR);
-  if (recipe.cacheDir) return recipeWriteDir(recipe, recipe.cacheDir, 'cache.dir');
-  return join(recipe.dir, '.compress', 'cache');
-}
-
-export function outDirFor(recipe: LoadedRecipe): string {
-  return recipe.outDir ? recipeWriteDir(recipe, recipe.outDir, 'outDir') : join(recipe.dir, '.compress', 'out');
-}
-
-/** A directory the recipe names for compress to write (and `cache clean` to delete): kept inside the workspace. */
-function recipeWriteDir(recipe: LoadedRecipe, p: string, what: string): string {
-  try {
-    return confinedWriteDir(recipe.dir, p, what);
-  } catch (e) {
-    if (e instanceof PathEscapeError) throw new RecipeError([{ file: recipe.file, path: what, message: what === 'cache.dir' ? `${e.message} (a cache outside the workspace is chosen with --cache-dir or COMPRESS_CACHE_DIR)` : e.message }]);
-    throw e;
-  }
-}
 
 /** A stage's outcome while the run goes on: the record is what downstream stages and the lock read. */
 type Settled = StageOutcome & { record?: RunRecord };

@@ -96,10 +96,12 @@ function program(): Command {
     });
 
   p.command('status')
-    .description('show which stages are cached and why the others would run, without running anything')
+    .description('show which stages are cached (locally, or in the remote cache) and why the others would run, without running anything')
     .argument('[recipe]')
     .addOption(setOpt())
     .option('--cache-dir <dir>', 'cache directory')
+    .option('--remote <url>', 'also look stages up in this remote cache s3://bucket/prefix, one small GET each (default: env COMPRESS_REMOTE, recipe cache.remote)')
+    .option('--no-remote', 'the local cache only')
     .option('--json', 'machine-readable output')
     .action(async (recipe, opts) => {
       const { statusCommand } = await import('./commands/inspect.js');

@@ -69,6 +69,18 @@ test('a fresh workspace takes every stage of the default recipe from the remote:
   assert.equal(s3.objectCount(), before, 'a run of hits uploads nothing');
 });
 
+test('status in a fresh workspace names the stages the remote holds, fetching no object; a changed stage is stale', async () => {
+  const second = workspace(DEFAULT_RECIPE);
+  const before = s3.objectCount();
+  const r = await cli(['status', '--json', '--set', 'stages.report.with.latencySamples=3'], second.dir, { ...s3.env('shared'), ...MAIN });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const states = (JSON.parse(r.stdout) as { stages: Array<{ id: string; state: string }> }).stages;
+  assert.deepEqual(Object.fromEntries(states.map((s) => [s.id, s.state])), { baseline: 'remote', 'baseline-eval': 'remote', prune: 'remote', report: 'stale', mobile: 'remote', edge: 'remote', cloud: 'remote' });
+  assert.ok(!existsSync(join(second.dir, '.compress', 'cache', 'objects')), 'no object downloaded');
+  assert.ok(!existsSync(join(second.dir, '.compress', 'out')), 'nothing materialised');
+  assert.equal(s3.objectCount(), before);
+});
+
 test('a tampered remote object is detected, its stage recomputed (same digests) and the object re-uploaded', async () => {
   const push = await cli(['cache', 'push', '--remote', 's3://compress/tamper'], first.dir, { ...s3.env('unused'), ...MAIN });
   assert.equal(push.exitCode, 0, push.stderr);

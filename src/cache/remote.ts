@@ -182,6 +182,21 @@ export class RemoteCache {
     return put !== undefined;
   }
 
+  /**
+   * The remote's record for a key, checked against its checksum, without its objects (what `status`
+   * needs: the record's outputs digest keys the stages downstream). `{}`: a miss or unreachable.
+   */
+  async peekRecord(key: string): Promise<PullResult> {
+    const text = await this.guard(`read ${this.recordKey(key)}`, () => this.getText(this.recordKey(key)));
+    if (text == null) return {};
+    try {
+      return { record: parseRecord(text, key) };
+    } catch (e) {
+      if (!(e instanceof CacheCorruptError)) throw e;
+      return { refused: `remote ${e.message}` };
+    }
+  }
+
   /** Whether the remote holds a record for the key (no content check). undefined: unreachable. */
   async hasRecord(key: string): Promise<boolean | undefined> {
     if (this.down) return undefined;

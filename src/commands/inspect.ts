@@ -22,16 +22,19 @@ export async function planCommand(file: string | undefined, flags: RecipeFlags &
   return 0;
 }
 
-export async function statusCommand(file: string | undefined, flags: RecipeFlags & { cacheDir?: string; json?: boolean }): Promise<number> {
+export async function statusCommand(file: string | undefined, flags: RecipeFlags & { cacheDir?: string; json?: boolean; remote?: string | false }): Promise<number> {
   const r = openRecipe(file, flags);
   const { stageStates } = await import('../run/execute.js');
-  const states = await stageStates(r, flags);
+  const states = await stageStates(r, { ...flags, remote: { remote: flags.remote }, onWarning: (m) => process.stderr.write(`warning: ${m}\n`) });
   if (flags.json) {
     process.stdout.write(JSON.stringify({ stages: states }, null, 2) + '\n');
     return 0;
   }
-  for (const s of states) process.stdout.write(`  ${s.id.padEnd(16)} ${s.state.padEnd(7)} ${s.state === 'stale' ? s.reason : ''}\n`);
+  for (const s of states) process.stdout.write(`  ${s.id.padEnd(16)} ${s.state.padEnd(7)} ${s.state === 'cached' ? '' : s.reason}\n`);
   const stale = states.filter((s) => s.state === 'stale').length;
-  process.stdout.write(stale ? `${stale} of ${states.length} stages would run\n` : `everything is cached (${states.length} stages)\n`);
+  const remote = states.filter((s) => s.state === 'remote').length;
+  const fetched = remote ? `${remote} would be fetched from the remote cache` : '';
+  if (stale) process.stdout.write(`${stale} of ${states.length} stages would run${fetched ? `; ${fetched}` : ''}\n`);
+  else process.stdout.write(remote ? `nothing would run (${states.length} stages): ${fetched}\n` : `everything is cached (${states.length} stages)\n`);
   return 0;
 }

@@ -563,40 +563,67 @@ export { resolveBackend };
 export interface StageState {
   id: string;
   uses: string;
-  state: 'cached' | 'stale';
+  /** remote: not in the local cache, but the remote cache holds its record (run would fetch it). */
+  state: 'cached' | 'remote' | 'stale';
   reason: string;
   key?: string;
 }
 
-/** What `run` would do, without running: each stage cached or stale, and why (the run's own lookup, read-only). */
-export async function stageStates(recipe: LoadedRecipe, opts: Pick<RunOptions, 'cacheDir' | 'backend'> = {}): Promise<StageState[]> {
+export interface StageStatesOptions extends Pick<RunOptions, 'cacheDir' | 'backend'> {
+  /**
+   * Also look up, in the remote cache (`--remote`, env COMPRESS_REMOTE or the recipe's cache.remote),
+   * the stages the local cache lacks: one GET of each one's small record, no objects.
+   */
+  remote?: RemoteFlags;
+  /** Told when the remote is unreachable (the stages are then reported from the local cache alone). */
+  onWarning?: (message: string) => void;
+}
+
+/** What `run` would do, without running: each stage cached, in the remote, or stale, and why (the run's own lookup, read-only). */
+export async function stageStates(recipe: LoadedRecipe, opts: StageStatesOptions = {}): Promise<StageState[]> {
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir));
   const cache = new LocalStageCache(store);
+  const remote = await openRemoteForStatus(recipe, opts);
   const lock = readLock(lockPathFor(recipe.file));
   const keys = await keyContext(recipe, engineIdentity(opts.backend ?? recipe.backend), new FileDigests(store.root), Object.keys(recipe.data));
   const digests = new Map<string, string>();
   const out: StageState[] = [];
-  for (const id of topoOrder(recipe.stages.map((s) => ({ id: s.id, needs: s.needs })))) {
-    const stage = recipe.stageById.get(id)!;
-    const staleUp = stage.needs.filter((n) => !digests.has(n));
-    if (staleUp.length) {
-      out.push({ id, uses: stage.uses, state: 'stale', reason: `upstream ${staleUp.map((n) => `'${n}'`).join(', ')} will run` });
-      continue;
+  try {
+    for (const id of topoOrder(recipe.stages.map((s) => ({ id: s.id, needs: s.needs })))) {
+      const stage = recipe.stageById.get(id)!;
+      const staleUp = stage.needs.filter((n) => !digests.has(n));
+      if (staleUp.length) {
+        out.push({ id, uses: stage.uses, state: 'stale', reason: `upstream ${staleUp.map((n) => `'${n}'`).join(', ')} will run` });
+        continue;
+      }
+      let key: StageKey;
+      try {
+        key = await stageKey(keys, stage, stage.needs.map((n) => digests.get(n)!));
+      } catch (e) {
+        out.push({ id, uses: stage.uses, state: 'stale', reason: (e as Error).message });
+        continue;
+      }
+      const found = await cache.lookup(key.key).catch((e: Error): CacheLookup => ({ damaged: e.message }));
+      const there = found.record ? undefined : await remote?.peekRecord(key.key);
+      const record = found.record ?? there?.record;
+      if (record) {
+        digests.set(id, record.outputsDigest);
+        out.push({ id, uses: stage.uses, state: found.record ? 'cached' : 'remote', reason: found.record ? 'cached' : `in the remote cache ${remote!.settings.url} (run fetches and verifies it)`, key: key.key });
+      } else {
+        const why = there?.refused ? `${there.refused}: would be recomputed` : found.damaged ?? (await explainStale(store, lock?.stages[id], key.inputs, stage.needs));
+        out.push({ id, uses: stage.uses, state: 'stale', reason: why, key: key.key });
+      }
     }
-    let key: StageKey;
-    try {
-      key = await stageKey(keys, stage, stage.needs.map((n) => digests.get(n)!));
-    } catch (e) {
-      out.push({ id, uses: stage.uses, state: 'stale', reason: (e as Error).message });
-      continue;
-    }
-    const found = await cache.lookup(key.key).catch((e: Error): CacheLookup => ({ damaged: e.message }));
-    if (found.record) {
-      digests.set(id, found.record.outputsDigest);
-      out.push({ id, uses: stage.uses, state: 'cached', reason: 'cached', key: key.key });
-    } else {
-      out.push({ id, uses: stage.uses, state: 'stale', reason: found.damaged ?? (await explainStale(store, lock?.stages[id], key.inputs, stage.needs)), key: key.key });
-    }
+  } finally {
+    remote?.close();
   }
   return out;
+}
+
+/** The remote `status` asks, when one is configured: few attempts (status answers quickly, or says the remote is down). */
+async function openRemoteForStatus(recipe: LoadedRecipe, opts: StageStatesOptions) {
+  const settings = opts.remote && resolveRemote(recipe.cache, opts.remote);
+  if (!settings) return undefined;
+  const { RemoteCache } = await import('../cache/remote.js');
+  return new RemoteCache(settings, { onWarning: opts.onWarning, maxAttempts: 2 });
 }

@@ -69,6 +69,17 @@ test('a fresh workspace takes every stage of the default recipe from the remote:
   assert.equal(s3.objectCount(), before, 'a run of hits uploads nothing');
 });
 
+test('a fresh clone with the committed lock: the lock\'s entries are prefetched from the remote; every stage a remote hit, same lock', async () => {
+  const clone = workspace(DEFAULT_RECIPE);
+  copyFileSync(join(first.dir, 'compress.lock'), join(clone.dir, 'compress.lock'));
+  const r = await cli(['run'], clone.dir, { ...s3.env('shared'), ...MAIN });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const rep = report(clone.dir);
+  for (const s of rep.stages) assert.deepEqual([s.id, s.status, s.reason], [s.id, 'cached', 'cached (remote)']);
+  assert.deepEqual(rep.remote && [rep.remote.hits, rep.remote.pushed], [7, 0]);
+  assert.deepEqual(lockOf(clone.dir), lockOf(first.dir));
+});
+
 test('status in a fresh workspace names the stages the remote holds, fetching no object; a changed stage is stale', async () => {
   const second = workspace(DEFAULT_RECIPE);
   const before = s3.objectCount();

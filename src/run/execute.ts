@@ -170,6 +170,9 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
   try {
     const plan = planRun(recipe, opts);
     run.emit({ type: 'run-start', runId: run.runId, recipe: recipe.file, engine: run.engine, stages: plan.order });
+    // A fresh clone's committed lock names the keys this run will most likely look up: their remote
+    // entries are fetched all at once (while the data is digested), not one stage after another.
+    run.remote?.prefetch(plan.order.filter((id) => !plan.forced(id) && run.lock?.stages[id]).map((id) => run.lock!.stages[id].key));
     mark('cache opened');
     const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
     await run.files.save().catch(() => undefined);
@@ -181,7 +184,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     mark('lock written');
     return reportRun(run, settled, gates, lockError);
   } finally {
-    run.remote?.close();
+    await run.remote?.close();
     await unregister();
   }
 }

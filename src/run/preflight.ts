@@ -1,7 +1,8 @@
 /**
- * The one home of the checks made before any stage runs, beyond parsing the recipe: `validate` and
- * `run` (and `verify`) both call `preflight`, so they report exactly the same problems, and `run`
- * reports them before any stage starts instead of failing the stage (or the run) on its way.
+ * The one home of the checks made before any stage runs, beyond parsing the recipe (and the parser's
+ * own check that the data and model files exist, `openRecipe(..., checkFiles)`): `validate`, `run` and
+ * `verify` all call `preflight`, so they report exactly the same problems, and `run` reports them
+ * before any stage starts instead of failing the stage (or the run) on its way.
  */
 import type { LoadedRecipe } from '../recipe/load.js';
 import { RecipeError, type RecipeProblem } from '../recipe/errors.js';

@@ -1,7 +1,8 @@
 /**
  * Remote-cache benchmark (`npm run bench -- remote`): the default recipe is run once in a workspace that
  * pushes to an S3-compatible server (s3rver on loopback, started here); then fresh workspaces (new CI
- * runners: empty local caches) run it again and take every stage from the remote. Prints the wall time
+ * runners: empty local caches), without and then with the committed lock (whose keys the run
+ * prefetches), run it again and take every stage from the remote. Prints the wall time
  * of each such `compress run` as a user sees it (process start to exit, downloads and materialisation
  * included), its CPU time, the bytes it fetched, the load average, and where the time went: the
  * process's phase marks and spans (COMPRESS_TIMINGS, src/util/timings.ts). On a shared machine the wall
@@ -24,9 +25,11 @@ function bytesUnder(dir: string): number {
   return n;
 }
 
-function freshWorkspace(): string {
+/** A new runner's checkout: the recipe, and the lock `from` committed (a fresh clone), if given. */
+function freshWorkspace(lockFrom?: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'compress-bench-remote-'));
   writeFileSync(join(dir, 'compress.config.yaml'), readFileSync(join(ROOT, 'compress.config.yaml')));
+  if (lockFrom) writeFileSync(join(dir, 'compress.lock'), readFileSync(join(lockFrom, 'compress.lock')));
   return dir;
 }
 
@@ -45,7 +48,7 @@ export function formatTimings(t: Timings): string[] {
   return lines;
 }
 
-export async function benchRemote(runs = 3): Promise<string> {
+export async function benchRemote(runs = 2): Promise<string> {
   const s3 = await startS3();
   try {
     const env = { ...s3.env('bench'), CI: 'true', GITHUB_REF: 'refs/heads/main' };
@@ -55,8 +58,10 @@ export async function benchRemote(runs = 3): Promise<string> {
     if (r1.exitCode !== 0) throw new Error(`first run failed: ${r1.stderr}`);
     const coldSeconds = (performance.now() - t) / 1000;
     const lines = [`default recipe, first run (computes, pushes): ${coldSeconds.toFixed(1)} s (${availableParallelism()} CPUs, load average ${loadavg()[0].toFixed(1)})`];
-    for (let i = 0; i < runs; i++) {
-      const ws = freshWorkspace();
+    // Without a lock, lookups follow the chain of stages; with the committed lock, its keys are prefetched.
+    for (let i = 0; i < 2 * runs; i++) {
+      const withLock = i >= runs;
+      const ws = freshWorkspace(withLock ? first : undefined);
       const timings = join(ws, 'timings.json');
       const load = loadavg()[0];
       t = performance.now();
@@ -67,7 +72,7 @@ export async function benchRemote(runs = 3): Promise<string> {
       const tm = JSON.parse(readFileSync(timings, 'utf8')) as Timings;
       const cpu = (tm.cpu.user + tm.cpu.system) / 1e6;
       lines.push(
-        `fresh workspace, warm remote, run ${i + 1}: ${wall.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU (user+sys) for \`compress run\` ` +
+        `fresh workspace${withLock ? ' with the committed lock' : ', no lock'}, warm remote, run ${(i % runs) + 1}: ${wall.toFixed(2)} s wall, ${cpu.toFixed(2)} s CPU (user+sys) for \`compress run\` ` +
           `(7 of 7 stages remote hits, ${(fetched / 1024).toFixed(0)} KiB of objects downloaded and verified; load average ${load.toFixed(1)})`,
       );
       lines.push(...formatTimings(tm));

@@ -172,7 +172,7 @@ test('the server killed in the middle of a run: the run completes local-only wit
     await own.kill();
     writeFileSync(signal, '');
     const r = await run;
-    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.exitCode, 0, `${r.signal ? `killed by ${r.signal}; ` : ''}${r.stderr}`);
     const warnings = r.stderr.split('\n').filter((l) => l.startsWith('warning:'));
     assert.equal(warnings.length, 1, r.stderr);
     assert.match(warnings[0], /remote cache s3:\/\/compress\/k is unavailable \(.*ECONNREFUSED.*\): continuing with the local cache only/);

@@ -131,8 +131,15 @@ export async function benchInference(): Promise<string> {
   return lines.join('\n');
 }
 
-/** In this process: mean ms per MobileNetV2-0.35 96x96 training step (batch 32, Adam) after 2 warm-up steps. */
-async function trainStepMs(steps: number): Promise<number> {
+interface StepTime {
+  /** Mean wall ms per step. */
+  ms: number;
+  /** Mean process CPU ms per step (all threads). */
+  cpuMs: number;
+}
+
+/** In this process: MobileNetV2-0.35 96x96 training step time (batch 32, Adam) after 2 warm-up steps. */
+async function trainStepMs(steps: number): Promise<StepTime> {
   const { tf } = await initEngine('auto');
   const batch = 32, size = 96, classes = 10;
   const model = buildMobileNetV2(tf, { alpha: 0.35, inputShape: [size, size, 3], numClasses: classes, seed: 2 });
@@ -141,21 +148,25 @@ async function trainStepMs(steps: number): Promise<number> {
   const data = { x: randomInput(n, size * size * 3, 4), y: Int32Array.from({ length: n }, () => Math.floor(rng() * classes)), n, sampleShape: [size, size, 3], numClasses: classes };
   const opts = { batchSize: batch, seed: 1, optimizer: { name: 'adam' as const, learningRate: 1e-3 } };
   await trainModel(tf, model, data, { ...opts, steps: 2 }); // warm-up (kernels compiled, moments allocated)
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await trainModel(tf, model, data, { ...opts, steps });
+  const ms = (performance.now() - t0) / steps;
+  const cpu = cpuMs(c0) / steps;
   model.dispose();
-  return (performance.now() - t0) / steps;
+  return { ms, cpuMs: cpu };
 }
 
 export async function benchTrainStep(steps = 5): Promise<string> {
   const batch = 32, size = 96, classes = 10;
   const backend = resolveBackend('auto');
-  const ours = new Map<number, number>();
-  for (const threads of backend === 'wasm' ? threadCounts() : [1]) ours.set(threads, await inChild<number>(`train-${steps}`, threads));
-  const torch = async (threads: number): Promise<number | string> => {
+  const ours = new Map<number, StepTime>();
+  for (const threads of backend === 'wasm' ? threadCounts() : [1]) ours.set(threads, await inChild<StepTime>(`train-${steps}`, threads));
+  const torch = async (threads: number): Promise<StepTime | string> => {
     try {
       const r = await execa(PYTHON, [torchScript, '0.35', String(size), String(classes), String(batch), String(steps), String(threads), '1']);
-      return (JSON.parse(r.stdout.trim().split('\n').pop()!) as { msPerStep: number }).msPerStep;
+      const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { msPerStep: number; cpuMsPerStep: number };
+      return { ms: j.msPerStep, cpuMs: j.cpuMsPerStep };
     } catch (e) {
       return `n/a (${(e as Error).message.split('\n')[0]})`;
     }
@@ -163,15 +174,16 @@ export async function benchTrainStep(steps = 5): Promise<string> {
   const cores = availableParallelism();
   const one = await torch(1);
   const all = await torch(cores);
-  const ratio = (a: number | undefined, t: number | string) => (a !== undefined && typeof t === 'number' ? (a / t).toFixed(2) : 'n/a');
-  const ms = (t: number | string | undefined) => (typeof t === 'number' ? t.toFixed(0) : (t ?? 'n/a'));
+  const pick = (t: StepTime | string | undefined, k: keyof StepTime) => (typeof t === 'object' ? t[k] : undefined);
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? (a / b).toFixed(2) : 'n/a');
+  const ms = (t: StepTime | string | undefined, k: keyof StepTime = 'ms') => (typeof t === 'object' ? t[k].toFixed(0) : (t ?? 'n/a'));
   const ours1 = ours.get(1);
   const oursAll = ours.get(Math.min(cores, MAX_WASM_THREADS)) ?? ours1;
   return [
-    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; mean of ${steps} steps after 2 warm-up steps; compress ${backend} on 1 thread and on ${cores} (COMPRESS_WASM_THREADS) (${load()})`,
-    `| compress ms/step (1 thread) | torch ms/step (1 thread) | compress/torch 1t | compress ms/step (${cores} threads) | torch ms/step (${cores} threads) | compress/torch ${cores}t |`,
-    '| --- | --- | --- | --- | --- | --- |',
-    `| ${ms(ours1)} | ${ms(one)} | ${ratio(ours1, one)} | ${ms(oursAll)} | ${ms(all)} | ${ratio(oursAll, all)} |`,
+    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; ${steps} steps after 2 warm-up steps (compress: mean, torch: median); compress ${backend} on 1 thread and on ${cores} (COMPRESS_WASM_THREADS) (${load()})`,
+    `| compress ms/step (1 thread) | torch ms/step (1 thread) | compress/torch 1t | compress ms/step (${cores} threads) | torch ms/step (${cores} threads) | compress/torch ${cores}t | compress CPU ms/step (1t) | torch CPU ms/step (1t) | CPU ratio 1t |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    `| ${ms(ours1)} | ${ms(one)} | ${ratio(pick(ours1, 'ms'), pick(one, 'ms'))} | ${ms(oursAll)} | ${ms(all)} | ${ratio(pick(oursAll, 'ms'), pick(all, 'ms'))} | ${ms(ours1, 'cpuMs')} | ${ms(one, 'cpuMs')} | ${ratio(pick(ours1, 'cpuMs'), pick(one, 'cpuMs'))} |`,
     `(${load()} at the end)`,
   ].join('\n');
 }

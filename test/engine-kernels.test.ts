@@ -488,7 +488,7 @@ test('the prebuilt SIMD binaries (npm run build, plain and shared memory) are ex
   }
 });
 
-test('BatchNormalization training: the two-pass gradient (dx, dgamma, dbeta) and the moving statistics equal cpu', async () => {
+test('BatchNormalization training: output, two-pass gradient (dx, dgamma, dbeta) and moving statistics (SIMD moments) equal cpu', async () => {
   const simdOn = process.env.COMPRESS_WASM_SIMD !== '0';
   const rng = createRng(909);
   for (const shape of [[4, 6, 5, 8], [16, 12, 12, 24], [3, 50, 4], [2, 70, 36]]) {
@@ -504,8 +504,12 @@ test('BatchNormalization training: the two-pass gradient (dx, dgamma, dbeta) and
       const x = tf.variable(tf.tensor(xv, shape));
       const dy = tf.tensor(dyv, shape);
       const [gamma, beta] = layer.trainableWeights.map((w) => (w as unknown as { val: tfType.Variable }).val);
-      const { grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, { training: true }) as tfType.Tensor, dy)) as tfType.Scalar, [x, gamma, beta]);
-      const out = [grads[x.name], grads[gamma.name], grads[beta.name], ...layer.getWeights().slice(2).map((w) => w.clone())];
+      let y: tfType.Tensor | undefined;
+      const { grads } = tf.variableGrads(() => {
+        y = tf.keep(layer.apply(x, { training: true }) as tfType.Tensor);
+        return tf.sum(tf.mul(y, dy)) as tfType.Scalar;
+      }, [x, gamma, beta]);
+      const out = [y!, grads[x.name], grads[gamma.name], grads[beta.name], ...layer.getWeights().slice(2).map((w) => w.clone())];
       x.dispose();
       return out;
     };
@@ -513,9 +517,10 @@ test('BatchNormalization training: the two-pass gradient (dx, dgamma, dbeta) and
     await tf.setBackend('wasm');
     const { kernelNames } = await tf.profile(() => tf.dispose(fn()));
     assert.equal(kernelNames.includes('CompressBatchNormGrad'), simdOn && size(shape) >= 4096, `${JSON.stringify(shape)}: which gradient`);
+    assert.equal(kernelNames.includes('CompressMoments'), simdOn && size(shape) >= 4096, `${JSON.stringify(shape)}: which moments`);
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);
-    const names = ['dx', 'dgamma', 'dbeta', 'moving mean', 'moving variance'];
+    const names = ['y', 'dx', 'dgamma', 'dbeta', 'moving mean', 'moving variance'];
     for (let i = 0; i < a.length; i++) {
       const e = relErr(a[i], c[i]);
       assert.ok(e <= 2e-5, `${JSON.stringify(shape)} ${names[i]}: err ${e}`);

@@ -4,6 +4,8 @@ import { f32, ptr, type KernelArgs, type KernelImpl, type WasmBackend } from './
 
 /** The kernel compress registers for batch norm's training gradient on wasm: [dx, dgamma, dbeta]. */
 export const BN_GRAD_KERNEL = 'CompressBatchNormGrad';
+/** ... and for the batch's statistics over every axis but the last: [mean, variance]. */
+export const BN_MOMENTS_KERNEL = 'CompressMoments';
 
 /** Below this many elements tfjs's composed gradient is as fast. */
 const MIN_ELEMENTS = 1 << 12;
@@ -54,7 +56,37 @@ export function makeBatchNormKernels() {
     for (const t of [invstd, acc, p, q, k]) backend.disposeData(t.dataId);
     return [dx, dgamma, dbeta];
   }
-  return { batchNormGrad: batchNormGrad as unknown as KernelImpl };
+  /**
+   * Mean and (biased) variance over every axis but the last, C % 4 == 0: two SIMD passes with float64
+   * sums (the mean, then the squared deviations from it). tfjs's moments is four kernels (Mean, Sub,
+   * Square, Mean) with float32 sums.
+   */
+  function moments({ inputs, backend: b }: KernelArgs): tfType.TensorInfo[] {
+    const backend = b as WasmBackend;
+    const { x } = inputs;
+    const simd = simdKernels(backend);
+    const C = x.shape[x.shape.length - 1];
+    const M = x.shape.reduce((a, d) => a * d, 1) / C;
+    if (!simd || C % 4 !== 0) throw new Error(`${BN_MOMENTS_KERNEL} needs the SIMD kernels and channels % 4 == 0`);
+    const mean = backend.makeOutput([C], 'float32'), variance = backend.makeOutput([C], 'float32');
+    const acc = backend.makeOutput([2 * C], 'float32'); // C float64 sums
+    simd.sum_rows(ptr(backend, x), ptr(backend, mean), ptr(backend, acc), M, C);
+    {
+      const a = f32(backend, acc), mv = f32(backend, mean);
+      const sums = new Float64Array(a.buffer, a.byteOffset, C);
+      for (let c = 0; c < C; c++) mv[c] = sums[c] / M;
+    }
+    simd.sq_dev_rows(ptr(backend, x), ptr(backend, mean), ptr(backend, acc), M, C);
+    {
+      const a = f32(backend, acc), vv = f32(backend, variance);
+      const sums = new Float64Array(a.buffer, a.byteOffset, C);
+      for (let c = 0; c < C; c++) vv[c] = sums[c] / M;
+    }
+    backend.disposeData(acc.dataId);
+    return [mean, variance];
+  }
+
+  return { batchNormGrad: batchNormGrad as unknown as KernelImpl, moments: moments as unknown as KernelImpl };
 }
 
 interface BatchNormLayer {
@@ -75,11 +107,11 @@ let patched = false;
 
 /**
  * Training-mode BatchNormalization layers (last axis, scale and centre, float32, channels % 4 == 0)
- * run on wasm with the SIMD kernels as: the batch moments (tf.moments, as tfjs-layers computes them),
- * the same batchNorm forward, and a custom gradient that is BN_GRAD_KERNEL; the moving mean and
- * variance are updated as tfjs-layers updates them. The forward and the moving statistics are
- * bit-identical to tfjs-layers'; the gradients equal its within float32 rounding (tested against the
- * cpu backend). Inference, other backends and other layouts run tfjs-layers' own call. Idempotent.
+ * run on wasm with the SIMD kernels as: the batch moments (BN_MOMENTS_KERNEL), tfjs's batchNorm
+ * forward, and a custom gradient that is BN_GRAD_KERNEL; the moving mean and variance are updated as
+ * tfjs-layers updates them. Outputs, gradients and moving statistics equal tfjs-layers' within
+ * float32 rounding (tested against the cpu backend). Inference, other backends and other layouts run
+ * tfjs-layers' own call. Idempotent.
  */
 export function installBatchNormTraining(tf: typeof tfType): void {
   if (patched) return;
@@ -97,9 +129,8 @@ export function installBatchNormTraining(tf: typeof tfType): void {
     if (!fast) return original.call(this, inputs, kwargs);
     return tf.tidy(() => {
       const eps = this.epsilon;
-      const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
       // Not on the path to any loss (only the moving averages read them): the tape skips them.
-      const { mean, variance } = tf.moments(x, axes);
+      const [mean, variance] = tf.engine().runKernel(BN_MOMENTS_KERNEL, { x }) as tfType.Tensor[];
       const normalize = tf.customGrad((xi, gamma, beta, save) => {
         const y = tf.batchNorm(xi as tfType.Tensor, mean, variance, beta as tfType.Tensor, gamma as tfType.Tensor, eps);
         (save as tfType.GradSaveFunc)([xi as tfType.Tensor, mean, variance, gamma as tfType.Tensor]);

@@ -7,7 +7,7 @@ import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
 import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
-import { BN_GRAD_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
+import { BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
 import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
@@ -44,6 +44,7 @@ export const WASM_KERNEL_NAMES = [
   RELU_GRAD_KERNEL,
   CLIP_GRAD_KERNEL,
   BN_GRAD_KERNEL,
+  BN_MOMENTS_KERNEL,
 ] as const;
 
 let registered = false;
@@ -88,6 +89,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     [RELU_GRAD_KERNEL]: ew.reluGrad,
     [CLIP_GRAD_KERNEL]: ew.clipGrad,
     [BN_GRAD_KERNEL]: bn.batchNormGrad,
+    [BN_MOMENTS_KERNEL]: bn.moments,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');

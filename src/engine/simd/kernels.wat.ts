@@ -185,6 +185,39 @@ ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${c
         (local.set $r0 (local.get $rend))
         (br $blk))))
 
+  ;; Batch-norm statistics, pass 2, rows x C with C % 4 == 0: acc[0..C) = sum of (x - mean)^2 over the
+  ;; rows as float64 (acc: C doubles, zeroed here); float32 partial sums over blocks of 64 rows
+  (func (export "sq_dev_rows") (param $x i32) (param $mean i32) (param $acc i32) (param $rows i32) (param $C i32)
+    (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a i32)
+    (local $s v128) (local $d v128) (local $m v128)
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (block $done
+      (loop $blk
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $rend (i32.add (local.get $r0) (i32.const 64)))
+        (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
+        (local.set $c (i32.const 0))
+        (loop $cols
+          (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
+          (local.set $s (v128.const i32x4 0 0 0 0))
+          (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
+          (local.set $r (local.get $r0))
+          (loop $rows_l
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
+            (local.set $s (f32x4.add (local.get $s) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $off (i32.add (local.get $off) (local.get $stride)))
+            (local.set $r (i32.add (local.get $r) (i32.const 1)))
+            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+          (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
+          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $s))))
+          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $s) (local.get $s)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
+        (local.set $r0 (local.get $rend))
+        (br $blk))))
+
   ;; Batch-norm training gradient, pass 2, rows x C with C % 4 == 0: o = p * dy + q * (x - mean) + k per
   ;; channel (p, q, k: vectors of C precomputed from the sums of pass 1)
   (func (export "bn_grad_dx") (param $dy i32) (param $x i32) (param $mean i32) (param $p i32) (param $q i32) (param $k i32) (param $o i32)

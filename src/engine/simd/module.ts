@@ -8,6 +8,7 @@ export interface SimdKernels {
   relu_grad(dy: number, x: number, out: number, n: number): void;
   relu(x: number, out: number, n: number): void;
   clip_grad(dy: number, x: number, out: number, n: number, lo: number, hi: number): void;
+  sq_dev_rows(x: number, mean: number, acc: number, rows: number, channels: number): void;
   bn_grad_sums(dy: number, x: number, mean: number, invstd: number, acc: number, rows: number, channels: number): void;
   bn_grad_dx(dy: number, x: number, mean: number, p: number, q: number, k: number, out: number, rows: number, channels: number): void;
   bias_add(x: number, bias: number, out: number, rows: number, channels: number): void;

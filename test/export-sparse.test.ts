@@ -50,6 +50,17 @@ test('CSR encoding: values in row-major order, row segments and column indices',
   assert.deepEqual(sp.sparsity.dims[1].indices, [1, 2, 3]);
 });
 
+test('CSR encoding: a last dimension over 256 is split in equal parts of <= 256 so its indices take one byte', () => {
+  // Every odd column of a 3 x 600 tensor is non-zero: 2-byte column indices unsplit, 1 byte split.
+  const data = Float32Array.from({ length: 3 * 600 }, (_, i) => (i % 2 ? i : 0));
+  const sp = toSparse(data, [3, 600]);
+  assert.deepEqual(sp.shape, [3, 3, 200]);
+  assert.deepEqual(sp.sparsity.dims.map((d) => [d.format, d.denseSize]), [[0, 3], [0, 3], [1, 200]]);
+  assert.deepEqual(sp.sparsity.dims[2].indices!.slice(99, 102), [199, 1, 3], 'part 0 ends at column 199, part 1 starts at column 201');
+  assert.equal(sp.sparsity.dims[2].segments!.length, 3 * 3 + 1);
+  assert.deepEqual(Array.from(sp.values.subarray(0, 2)), [1, 3]);
+});
+
 test('90%-sparse LeNet-300-100: the sparse .tflite is <= 40% of the dense int8 file and LiteRT gives the same outputs', async () => {
   const dense = await write('int8', 'dense');
   const sparse = await write('dynamic-int8', 'auto');

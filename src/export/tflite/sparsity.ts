@@ -1,5 +1,5 @@
 import * as flatbuffers from 'flatbuffers';
-import { Op } from './schema.js';
+import { Op, Options, ReshapeSlot, TensorType } from './schema.js';
 import { bytesOf, type TensorQuant, type TfliteModelBuilder } from './writer.js';
 
 /**
@@ -32,6 +32,8 @@ export interface SparsitySpec {
 export interface SparseTensor<T extends Int8Array | Float32Array> {
   /** The non-zero values, in traversal order. */
   values: T;
+  /** The shape the sparse tensor is stored in (its last dimension split so indices fit a byte), RESHAPEd back after DENSIFY. */
+  shape: number[];
   sparsity: SparsitySpec;
   /** Bytes the values and index vectors take (flatbuffer framing aside). */
   bytes: number;
@@ -41,14 +43,31 @@ const indexBytes = (maxValue: number) => (maxValue < 256 ? 1 : maxValue < 65536 
 
 /**
  * CSR encoding of a row-major tensor of `shape` (the TFLite layout it is stored in): every dimension dense but
- * the last one traversed. A 2-D tensor is also tried column-major (traversal order [1, 0]), which makes the CSR
- * dimension the rows: when those fit in 256 the column indices take one byte each; the smaller encoding wins.
+ * the last one traversed. Tried, the smallest wins: row-major; a 2-D tensor column-major (traversal order
+ * [1, 0], the CSR dimension then the rows); and, when the last dimension is over 256, that dimension split in
+ * `nb` equal parts ([..., C] stored as [..., nb, C / nb], DENSIFY then RESHAPE) so its indices take one byte.
+ * (TFLite's own block_map split the same way made LiteRT 2.5.3 reject the file with "divide by zero".)
  */
 export function toSparse<T extends Int8Array | Float32Array>(data: T, shape: number[]): SparseTensor<T> {
-  const rowMajor = csr(data, shape, shape.map((_, i) => i));
-  if (shape.length !== 2) return rowMajor;
-  const colMajor = csr(data, shape, [1, 0]);
-  return colMajor.bytes < rowMajor.bytes ? colMajor : rowMajor;
+  const tries = [csr(data, shape, shape.map((_, i) => i))];
+  if (shape.length === 2) tries.push(csr(data, shape, [1, 0]));
+  const split = splitLast(shape);
+  if (split) {
+    const s = csr(data, split, split.map((_, i) => i));
+    tries.push({ ...s, bytes: s.bytes + RESHAPE_OVERHEAD });
+  }
+  return tries.reduce((a, b) => (b.bytes < a.bytes ? b : a));
+}
+
+/** The RESHAPE op, its shape constant and the extra tensor a split encoding adds. */
+const RESHAPE_OVERHEAD = 96;
+
+/** `shape` with its last dimension C > 256 split as [nb, C / nb], the fewest parts of at most 256; none if C has no such divisor. */
+function splitLast(shape: number[]): number[] | undefined {
+  const c = shape[shape.length - 1];
+  if (c <= 256) return undefined;
+  for (let nb = 2; c / nb >= 1; nb++) if (c % nb === 0 && c / nb <= 256) return [...shape.slice(0, -1), nb, c / nb];
+  return undefined;
 }
 
 function csr<T extends Int8Array | Float32Array>(data: T, shape: number[], order: number[]): SparseTensor<T> {
@@ -82,7 +101,7 @@ function csr<T extends Int8Array | Float32Array>(data: T, shape: number[], order
   const dims: DimensionSpec[] = dimsInOrder.slice(0, -1).map((d) => ({ format: DimensionType.DENSE, denseSize: d }));
   dims.push({ format: DimensionType.SPARSE_CSR, denseSize: inner, segments, indices });
   const bytes = values.byteLength + segments.length * indexBytes(indices.length) + indices.length * indexBytes(inner - 1);
-  return { values, sparsity: { traversalOrder: order, blockMap: [], dims }, bytes };
+  return { values, shape, sparsity: { traversalOrder: order, blockMap: [], dims }, bytes };
 }
 
 /** Writes SparsityParameters with the Builder; returns its offset (call before the Tensor table starts). */
@@ -168,13 +187,22 @@ export function addWeight(
   if (storage !== 'dense') {
     const sp = toSparse(data, shape);
     if (chooseSparse(storage, data.byteLength, sp)) {
-      const packed = m.addTensor(`${name}_sparse`, shape, type, bytesOf(sp.values), quant, sp.sparsity);
-      const dense = m.addTensor(dequantizeTo === undefined ? name : `${name}_int8`, shape, type, undefined, quant);
-      m.addOperator(Op.DENSIFY, 1, [packed], [dense]);
-      if (dequantizeTo === undefined) return { tensor: dense, sparse: true };
-      const float = m.addTensor(name, shape, dequantizeTo);
-      m.addOperator(Op.DEQUANTIZE, 2, [dense], [float]);
-      return { tensor: float, sparse: true };
+      const reshaped = sp.shape.length !== shape.length;
+      const packed = m.addTensor(`${name}_sparse`, sp.shape, type, bytesOf(sp.values), quant, sp.sparsity);
+      let t = m.addTensor(dequantizeTo === undefined && !reshaped ? name : `${name}_densified`, sp.shape, type, undefined, quant);
+      m.addOperator(Op.DENSIFY, 1, [packed], [t]);
+      if (dequantizeTo !== undefined) {
+        const float = m.addTensor(reshaped ? `${name}_dequantized` : name, sp.shape, dequantizeTo);
+        m.addOperator(Op.DEQUANTIZE, 2, [t], [float]);
+        t = float;
+      }
+      if (reshaped) {
+        const out = m.addTensor(name, shape, dequantizeTo ?? type, undefined, dequantizeTo === undefined ? quant : undefined);
+        const shapeT = m.addTensor(`${name}/shape`, [shape.length], TensorType.INT32, bytesOf(Int32Array.from(shape)));
+        m.addOperator(Op.RESHAPE, 1, [t, shapeT], [out], { type: Options.ReshapeOptions, numFields: ReshapeSlot.numFields, fields: [[ReshapeSlot.new_shape, 'i32vec', shape]] });
+        t = out;
+      }
+      return { tensor: t, sparse: true };
     }
   }
   return { tensor: m.addTensor(name, shape, type, bytesOf(data), quant), sparse: false };

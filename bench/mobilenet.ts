@@ -11,6 +11,10 @@ export interface MobileNetV2Options {
   inputShape?: [number, number, number];
   numClasses?: number;
   seed?: number;
+  /** The inverted-residual stages (t, c, n, s); default the paper's seven. Fewer make a small MobileNetV2-style net. */
+  stages?: Array<[number, number, number, number]>;
+  /** Channels of the last 1x1 conv; default 1280 (scaled up for alpha > 1). */
+  lastChannels?: number;
 }
 
 type T = tfType.SymbolicTensor;
@@ -53,7 +57,7 @@ export function buildMobileNetV2(tf: typeof tfType, opts: MobileNetV2Options = {
   let x = relu6(bn(conv(input, makeDivisible(32 * alpha), 3, 2, 'Conv1'), 'bn_Conv1'), 'Conv1_relu');
   let inC = makeDivisible(32 * alpha);
   let block = 0;
-  for (const [t, c, n, stride] of STAGES) {
+  for (const [t, c, n, stride] of opts.stages ?? STAGES) {
     const outC = makeDivisible(c * alpha);
     for (let i = 0; i < n; i++) {
       const p = block === 0 ? 'expanded_conv_' : `block_${block}_`;
@@ -70,7 +74,7 @@ export function buildMobileNetV2(tf: typeof tfType, opts: MobileNetV2Options = {
       block++;
     }
   }
-  const lastC = alpha > 1 ? makeDivisible(1280 * alpha) : 1280;
+  const lastC = opts.lastChannels ?? (alpha > 1 ? makeDivisible(1280 * alpha) : 1280);
   x = relu6(bn(conv(x, lastC, 1, 1, 'Conv_1'), 'Conv_1_bn'), 'out_relu');
   x = tf.layers.globalAveragePooling2d({ name: 'global_average_pooling2d' }).apply(x) as T;
   const out = tf.layers

@@ -14,10 +14,14 @@ import { setOwn } from '../util/own.js';
  *   percentile  the (100 - p)-th and p-th percentiles (p default 99.99) from a 2048-bin histogram
  *   mse         the clipping range minimizing the int8 (asymmetric) quantization MSE over the
  *               observed distribution, searched over shrinking factors of the min/max range
+ *   kl          the clipping range minimizing the KL divergence between the observed distribution and its
+ *               quantized form (TensorRT's entropy calibration; two-signed data on |x|, symmetric)
  * Every range is widened to contain 0 (so 0 is exactly representable) and is never empty.
+ * The statistics (RangeStat) and range rules are shared with the exporters' per-tensor calibration.
  */
 
-export type CalibrationMethod = 'minmax' | 'percentile' | 'mse';
+export const CALIBRATION_METHODS = ['minmax', 'percentile', 'mse', 'kl'] as const;
+export type CalibrationMethod = (typeof CALIBRATION_METHODS)[number];
 
 export interface CalibrateOptions {
   method?: CalibrationMethod;
@@ -37,12 +41,54 @@ export interface CalibrateOptions {
 
 export const INPUT_KEY = '__input__';
 
-interface Stat {
+/** What calibration keeps per tensor: min / max (pass 1), then a histogram over [min, max] (pass 2). */
+export interface RangeStat {
   min: number;
   max: number;
   hist?: Float64Array;
   zeros: number;
   count: number;
+}
+type Stat = RangeStat;
+
+export function newRangeStat(): RangeStat {
+  return { min: Infinity, max: -Infinity, zeros: 0, count: 0 };
+}
+
+/** Pass 2: counts `values` into the histogram over [min, max] (exact zeros apart: they quantize exactly). */
+export function observeHistogram(s: RangeStat, values: ArrayLike<number>, bins = 2048): void {
+  if (!s.hist) s.hist = new Float64Array(bins);
+  const hist = s.hist;
+  const nb = hist.length;
+  const width = (s.max - s.min) / nb;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    s.count++;
+    if (v === 0) {
+      s.zeros++;
+      continue;
+    }
+    const b = width > 0 ? Math.min(nb - 1, Math.max(0, Math.floor((v - s.min) / width))) : 0;
+    hist[b]++;
+  }
+}
+
+export interface RangeRuleOptions {
+  /** For 'percentile'. Default 99.99. */
+  percentile?: number;
+  /** Bits of the simulated quantizer ('mse', 'kl'). Default 8. */
+  bits?: number;
+}
+
+/** The range `method` picks from a stat (histogram needed for all but minmax), widened to contain 0. */
+export function rangeFromStat(s: RangeStat, method: CalibrationMethod, opts: RangeRuleOptions = {}): ActivationRange {
+  let r: ActivationRange;
+  if (method === 'minmax' || !s.hist) r = { min: s.min, max: s.max };
+  else if (method === 'percentile') r = percentileRange(s, opts.percentile ?? 99.99);
+  else if (method === 'mse') r = mseRange(s, opts.bits ?? 8);
+  else if (method === 'kl') r = klRange(s, opts.bits ?? 8);
+  else throw new Error(`unknown calibration method '${method as string}'`);
+  return widenRange(r);
 }
 
 export async function calibrateActivations(
@@ -80,39 +126,17 @@ export async function calibrateActivations(
   // Pass 1: min / max, reduced on the engine (two numbers per layer and batch leave it).
   await pass((key, t) => {
     let s = stats.get(key);
-    if (!s) stats.set(key, (s = { min: Infinity, max: -Infinity, zeros: 0, count: 0 }));
+    if (!s) stats.set(key, (s = newRangeStat()));
     const [min, max] = tf.tidy(() => tf.stack([tf.min(t), tf.max(t)]).dataSync());
     if (min < s.min) s.min = min;
     if (max > s.max) s.max = max;
   });
   if (method !== 'minmax') {
     // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
-    for (const s of stats.values()) s.hist = new Float64Array(bins);
-    await pass((key, t) => {
-      const values = t.dataSync() as Float32Array;
-      const s = stats.get(key)!;
-      const width = (s.max - s.min) / bins;
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i];
-        s.count++;
-        if (v === 0) {
-          s.zeros++;
-          continue;
-        }
-        const b = width > 0 ? Math.min(bins - 1, Math.floor((v - s.min) / width)) : 0;
-        s.hist![b]++;
-      }
-    });
+    await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
   }
   const out: Record<string, ActivationRange> = {};
-  for (const [key, s] of stats) {
-    let r: ActivationRange;
-    if (method === 'minmax') r = { min: s.min, max: s.max };
-    else if (method === 'percentile') r = percentileRange(s, opts.percentile ?? 99.99);
-    else if (method === 'mse') r = mseRange(s, opts.bits ?? 8);
-    else throw new Error(`unknown calibration method '${method as string}'`);
-    setOwn(out, key, widenRange(r));
-  }
+  for (const [key, s] of stats) setOwn(out, key, rangeFromStat(s, method, { percentile: opts.percentile, bits: opts.bits }));
   return out;
 }
 
@@ -232,6 +256,83 @@ export function mseClipRange(hist: ArrayLike<number>, histMin: number, histMax: 
         bestErr = e;
         best = { min: a, max: b };
       }
+    }
+  }
+  return best;
+}
+
+/**
+ * TensorRT-style entropy calibration: the threshold t whose clipped, `levels`-level quantized histogram Q is
+ * closest to the observed P in KL(P || Q) (outliers folded into the last kept bin). One-signed data (ReLU
+ * outputs) uses the grid's 2^bits - 1 steps on [0, t]; two-signed data is folded to |x| with half of them
+ * and clipped symmetrically to [-t, t] (within [min, max]).
+ */
+function klRange(s: Stat, bits: number): ActivationRange {
+  const hist = s.hist!;
+  const bins = hist.length;
+  const width = (s.max - s.min) / bins;
+  if (!(width > 0)) return { min: s.min, max: s.max };
+  const oneSigned = s.min >= 0 || s.max <= 0;
+  const sign = s.max <= 0 && s.min < 0 ? -1 : 1;
+  const top = Math.max(Math.abs(s.min), Math.abs(s.max));
+  // |x| histogram over [0, top] with `bins` bins (bin centres of the signed histogram re-binned).
+  const abs = new Float64Array(bins);
+  const aw = top / bins;
+  for (let i = 0; i < bins; i++) {
+    if (!hist[i]) continue;
+    const x = Math.abs(s.min + (i + 0.5) * width);
+    abs[Math.min(bins - 1, Math.floor(x / aw))] += hist[i];
+  }
+  const levels = oneSigned ? 2 ** bits - 1 : 2 ** (bits - 1) - 1;
+  const t = klThreshold(abs, levels) * aw;
+  if (oneSigned) return sign > 0 ? { min: 0, max: t } : { min: -t, max: 0 };
+  return { min: Math.max(s.min, -t), max: Math.min(s.max, t) };
+}
+
+/** The number of leading bins (>= levels) to keep for the least KL divergence (TensorRT's search). */
+export function klThreshold(hist: Float64Array, levels: number): number {
+  const bins = hist.length;
+  if (bins <= levels) return bins;
+  let best = bins;
+  let bestKl = Infinity;
+  // Candidate thresholds every `step` bins (about 128 of them), as TensorRT's 2048-bin search strides.
+  const step = Math.max(1, Math.floor((bins - levels) / 128));
+  const suffix = new Float64Array(bins + 1);
+  for (let i = bins - 1; i >= 0; i--) suffix[i] = suffix[i + 1] + hist[i];
+  const p = new Float64Array(bins);
+  const q = new Float64Array(bins);
+  for (let i = levels; i <= bins; i = i === bins ? bins + 1 : Math.min(bins, i + step)) {
+    // P: the first i bins, the rest folded into bin i-1.
+    for (let j = 0; j < i; j++) p[j] = hist[j];
+    p[i - 1] += suffix[i];
+    // Q: P's first i bins merged into `levels` groups, each spread evenly over its non-empty bins.
+    q.fill(0, 0, i);
+    const per = i / levels;
+    for (let g = 0; g < levels; g++) {
+      const a = Math.floor(g * per);
+      const b = g === levels - 1 ? i : Math.floor((g + 1) * per);
+      let sum = 0;
+      let nz = 0;
+      for (let j = a; j < b; j++) {
+        sum += hist[j];
+        if (hist[j] > 0) nz++;
+      }
+      if (nz) for (let j = a; j < b; j++) if (hist[j] > 0) q[j] = sum / nz;
+    }
+    let ps = 0;
+    let qs = 0;
+    for (let j = 0; j < i; j++) (ps += p[j]), (qs += q[j]);
+    if (!(ps > 0) || !(qs > 0)) continue;
+    let kl = 0;
+    for (let j = 0; j < i; j++) {
+      if (p[j] <= 0) continue;
+      const pj = p[j] / ps;
+      const qj = q[j] / qs;
+      kl += qj > 0 ? pj * Math.log(pj / qj) : pj * 30; // an empty Q bin where P has mass: a large penalty
+    }
+    if (kl < bestKl) {
+      bestKl = kl;
+      best = i;
     }
   }
   return best;

@@ -10,6 +10,8 @@ import { ExportError } from './errors.js';
 import { compareOutputs, gateFailure, type AgreementReport } from './agreement.js';
 import type { LayerError } from './layer-error.js';
 export { worstLayer, type LayerError } from './layer-error.js';
+import { worstLayer as worstLayerOf } from './layer-error.js';
+import type { Int8Options } from './int8-options.js';
 import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from './targets.js';
 import type { Runner } from './verify/runners.js';
 import { boundedBatchSize } from '../engine/batching.js';
@@ -29,6 +31,8 @@ export interface ExportOptions {
   perChannel?: boolean;
   /** TFLite: pruned FULLY_CONNECTED weights as TFLite sparse tensors (CSR + DENSIFY): auto (default), dense, sparse. */
   storage?: 'auto' | 'dense' | 'sparse';
+  /** Full int8: calibration method, equalization, bias correction (int8-prep.ts). */
+  int8?: Int8Options;
 }
 
 export interface ExportResult {
@@ -56,7 +60,7 @@ export async function exportModel(
 ): Promise<ExportResult> {
   const entry = targetFor(opts.target, opts.precision);
   await mkdir(outDir, { recursive: true });
-  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel: opts.perChannel, storage: opts.storage }, opts.precision);
+  const written = await entry.write({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel: opts.perChannel, storage: opts.storage, int8: opts.int8 }, opts.precision);
   let bytes = 0;
   let gzipBytes = 0;
   for (const [name, data] of written) {
@@ -136,14 +140,15 @@ async function referenceFor(
  * Loads the export in its real runtime (LiteRT, onnxruntime-node, tf.loadLayersModel), runs the
  * test set, and compares with the reference model (agreement.ts). Throws when top-1 agreement is below
  * `opts.threshold`, or, without one, when the default gate fails (defaultGate: agreement on samples whose
- * float margin exceeds the quantization noise, and the accuracy loss).
+ * float margin exceeds the quantization noise, and the accuracy loss); the message names the worst layer of
+ * `opts.layerErrors` (exportLayerErrors) when given.
  */
 export async function verifyExport(
   tf: typeof tfType,
   exported: ExportedModel,
   reference: tfType.LayersModel,
   test: Dataset,
-  opts: { threshold?: number; meta?: ModelMeta; perChannel?: boolean } = {},
+  opts: { threshold?: number; meta?: ModelMeta; perChannel?: boolean; layerErrors?: LayerError[] } = {},
 ): Promise<VerifyResult> {
   const shape = (reference.inputs[0].shape.slice(1) as number[]);
   const per = shape.reduce((a, b) => a * b, 1);
@@ -194,7 +199,9 @@ export async function verifyExport(
     Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
     const failure = gateFailure(cmp, { threshold: opts.threshold, ...defaultGate(exported.precision) });
     if (failure) {
-      throw new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})`);
+      const worst = opts.layerErrors ? worstLayerOf(opts.layerErrors) : undefined;
+      const where = worst ? `; worst layer in the simulated int8 run: '${worst.layer}' (${worst.op}, SNR ${worst.snrDb.toFixed(1)} dB)` : '';
+      throw new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})${where}`);
     }
     return result;
   } finally {
@@ -216,9 +223,14 @@ export async function exportLayerErrors(
 ): Promise<LayerError[] | undefined> {
   const full = opts.precision === 'int8';
   if (!full && opts.precision !== 'dynamic-int8') return undefined;
-  if (opts.target !== 'tflite' && opts.target !== 'onnx') return undefined;
-  const [{ buildIr }, { tensorRanges }, { simulatedLayerErrors }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('./layer-error.js')]);
-  const ir = buildIr(model, opts.target);
-  const ranges = full ? tensorRanges(tf, ir, meta, opts.target, opts.calibration, opts.calibrationShape) : undefined;
-  return simulatedLayerErrors(tf, ir, meta, { activations: full, perChannel: opts.perChannel ?? true, ranges }, x, n);
+  const entry = targetFor(opts.target, opts.precision);
+  if (!entry.int8Graph) return undefined;
+  const { simulatedLayerErrors } = await import('./layer-error.js');
+  const perChannel = opts.perChannel ?? true;
+  if (full) {
+    const g = await entry.int8Graph({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel, int8: opts.int8 });
+    return simulatedLayerErrors(tf, g.ir, meta, { activations: true, perChannel, ranges: g.ranges, weightQmax: g.weightQmax, reference: g.float }, x, n);
+  }
+  const { buildIr } = await import('./ir.js');
+  return simulatedLayerErrors(tf, buildIr(model, opts.target), meta, { activations: false, perChannel }, x, n);
 }

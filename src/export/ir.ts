@@ -40,6 +40,8 @@ export interface ConvOp extends OpBase {
   activation: Activation;
   /** Whether a BatchNormalization was folded into the weights (then they differ from the layer's). */
   folded: boolean;
+  /** Whether cross-layer equalization rescaled the weights (then they differ from the layer's too). */
+  rescaled?: boolean;
 }
 
 /**
@@ -57,6 +59,7 @@ export interface ConvTransposeOp extends OpBase {
   padding: Padding;
   activation: Activation;
   folded: boolean;
+  rescaled?: boolean;
 }
 
 export interface DenseOp extends OpBase {
@@ -67,6 +70,7 @@ export interface DenseOp extends OpBase {
   bias: Float32Array;
   activation: Activation;
   folded: boolean;
+  rescaled?: boolean;
 }
 
 export interface PoolOp extends OpBase {

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
-import type { IrGraph, IrOp } from './ir.js';
+import type { IrGraph, IrOp, WeightOp } from './ir.js';
 import { batchWithin } from '../engine/batching.js';
 import { shapeSize } from './ir.js';
 import { activationParams, closeWalk, fakeQuantizedIr, irBytesPerSample, irSteps, irWeights, type Range } from './quant.js';
@@ -23,35 +23,46 @@ export interface LayerError {
 /** Ops whose int8 output has a fixed grid or keeps its input's (no rounding of their own to simulate). */
 const KEEPS_GRID = new Set<IrOp['kind']>(['maxpool', 'reshape', 'softmax', 'sigmoid', 'tanh']);
 
+/** The int8 weight grid of an op in a target: the largest integer magnitude (TFLite 127; ONNX 63 but depthwise 127). */
+export type WeightQmax = (op: WeightOp) => number;
+
+/** Rounds an op's output to its int8 activation grid (ops that keep their input's grid or have a fixed one pass). */
+export function activationFakeQuant(tf: typeof tfType, ranges: Range[]): (op: IrOp, y: tfType.Tensor) => tfType.Tensor {
+  return (op, y) => {
+    if (KEEPS_GRID.has(op.kind)) return y;
+    const r = ranges[op.output];
+    const p = activationParams(r.min, r.max, -128, 127);
+    return tf.mul(tf.sub(tf.clipByValue(tf.add(tf.round(tf.div(y, p.scale)), p.zeroPoint), -128, 127), p.zeroPoint), p.scale);
+  };
+}
+
 export function simulatedLayerErrors(
   tf: typeof tfType,
   ir: IrGraph,
   meta: ModelMeta,
-  opts: { activations: boolean; perChannel: boolean; ranges?: Range[] },
+  opts: { activations: boolean; perChannel: boolean; ranges?: Range[]; weightQmax?: WeightQmax; reference?: IrGraph },
   x: Float32Array,
   n: number,
 ): LayerError[] {
   // Weights on their int8 grid, as written.
-  const qir = fakeQuantizedIr(ir, meta, opts.perChannel);
-  const fakeQuant = (op: IrOp, y: tfType.Tensor): tfType.Tensor => {
-    if (!opts.activations || !opts.ranges || KEEPS_GRID.has(op.kind)) return y;
-    const r = opts.ranges[op.output];
-    const p = activationParams(r.min, r.max, -128, 127);
-    return tf.mul(tf.sub(tf.clipByValue(tf.add(tf.round(tf.div(y, p.scale)), p.zeroPoint), -128, 127), p.zeroPoint), p.scale);
-  };
+  const qir = fakeQuantizedIr(ir, meta, opts.perChannel, opts.weightQmax ?? 127);
+  const fq = opts.activations && opts.ranges ? activationFakeQuant(tf, opts.ranges) : undefined;
+  const fakeQuant = (op: IrOp, y: tfType.Tensor): tfType.Tensor => (fq ? fq(op, y) : y);
+  // The float walk: `reference` when the written graph's biases were corrected for int8 (same tensors, the model's values).
+  const floatIr = opts.reference ?? ir;
   const shape = ir.tensors[ir.input].shape;
   const per = shapeSize(shape);
   // Streaming: the float and int8 walks step side by side over bounded batches, each op's two outputs
   // reduced as they are produced (float64 sums in sample order, as over the whole set at once).
   const sums = ir.ops.map(() => ({ sig: 0, err: 0, dot: 0, nb: 0 }));
   const batch = batchWithin(2 * irBytesPerSample(ir), 64);
-  const floatWeights = irWeights(tf, ir);
+  const floatWeights = irWeights(tf, floatIr);
   const quantWeights = irWeights(tf, qir);
   try {
     for (let s = 0; s < n; s += batch) {
       const m = Math.min(batch, n - s);
       const input = tf.tensor(x.subarray(s * per, (s + m) * per), [m, ...shape]);
-      const float = irSteps(tf, ir, input, { weights: floatWeights });
+      const float = irSteps(tf, floatIr, input, { weights: floatWeights });
       const quant = irSteps(tf, qir, input, { weights: quantWeights, after: fakeQuant });
       try {
         for (let i = 0; ; i++) {

@@ -3,6 +3,7 @@ import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
 import { batchWithin } from '../engine/batching.js';
 import { shapeSize, transposeOutSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
+import { newRangeStat, observeHistogram, rangeFromStat, type CalibrationMethod, type RangeStat } from '../compression/calibrate.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
 export function outChannels(op: WeightOp): number {
@@ -35,7 +36,7 @@ export function quantizeWeights(op: WeightOp, meta: ModelMeta, perChannel: boole
   let scales: Float32Array | undefined;
   let fromMeta = false;
   const sameAxis = wq?.method === 'linear' && (wq.axis === null || wq.scales.length === 1 || wq.axis === KERAS_CHANNEL_AXIS[op.kind]);
-  if (wq && wq.method === 'linear' && sameAxis && !op.folded && (1 << (wq.bits - 1)) - 1 <= qmax && wq.zeroPoints.every((z) => z === 0)) {
+  if (wq && wq.method === 'linear' && sameAxis && !op.folded && !op.rescaled && (1 << (wq.bits - 1)) - 1 <= qmax && wq.zeroPoints.every((z) => z === 0)) {
     const s = new Float32Array(n);
     if (wq.axis === null || wq.scales.length === 1) s.fill(wq.scales[0]);
     else if (op.kind === 'depthwise') {
@@ -69,12 +70,12 @@ export function quantizeWeights(op: WeightOp, meta: ModelMeta, perChannel: boole
  * The IR with every conv / depthwise / dense kernel replaced by its dequantized integers (q x scale on a grid of
  * [-qmax, qmax], the integers the exporter writes): the model a file with those weights computes in float.
  */
-export function fakeQuantizedIr(ir: IrGraph, meta: ModelMeta, perChannel: boolean, qmax = 127): IrGraph {
+export function fakeQuantizedIr(ir: IrGraph, meta: ModelMeta, perChannel: boolean, qmax: number | ((op: WeightOp) => number) = 127): IrGraph {
   return {
     ...ir,
     ops: ir.ops.map((op) => {
       if (op.kind !== 'conv2d' && op.kind !== 'depthwise' && op.kind !== 'conv_transpose' && op.kind !== 'dense') return op;
-      const qw = quantizeWeights(op, meta, perChannel, qmax);
+      const qw = quantizeWeights(op, meta, perChannel, typeof qmax === 'number' ? qmax : qmax(op));
       const nc = qw.scales.length;
       const kernel = new Float32Array(qw.q.length);
       for (let i = 0; i < kernel.length; i++) kernel[i] = qw.q[i] * qw.scales[i % nc];
@@ -259,7 +260,7 @@ export function irBytesPerSample(ir: IrGraph): number {
   return peak * 4;
 }
 
-function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor, weights: IrWeights): tfType.Tensor {
+export function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor, weights: IrWeights): tfType.Tensor {
   const x = ins[0];
   switch (op.kind) {
     case 'conv2d': {
@@ -350,9 +351,17 @@ export interface Range {
   max: number;
 }
 
+/** How a tensor's range is estimated from calibration samples (compression/calibrate.ts's rules). */
+export interface RangeRule {
+  method: CalibrationMethod;
+  percentile?: number;
+}
+
 /**
- * The float range of every IR tensor: meta.activationRanges (by the Keras layer the tensor equals)
- * first, the calibration samples (run through the IR) for the rest.
+ * The float range of every IR tensor: meta.activationRanges (by the Keras layer the tensor equals) first,
+ * except for tensors `stale` names (their values changed, e.g. by equalization), then the calibration samples
+ * run through the IR (the graph as written: BatchNorm folded, activations fused) with `rule` for the rest
+ * (minmax for the tensors in `fullRange`).
  */
 export function tensorRanges(
   tf: typeof tfType,
@@ -361,9 +370,13 @@ export function tensorRanges(
   target: string,
   calibration?: Float32Array,
   calibrationShape?: number[],
+  opts: { rule?: RangeRule; stale?: ReadonlySet<number>; fullRange?: ReadonlySet<number> } = {},
 ): Range[] {
+  const rule = opts.rule ?? { method: 'minmax' };
+  const stale = opts.stale ?? new Set<number>();
   const ranges: Array<Range | undefined> = ir.tensors.map((t) => {
     if (t.data) return { min: t.data.reduce((a, v) => Math.min(a, v), Infinity), max: t.data.reduce((a, v) => Math.max(a, v), -Infinity) };
+    if (stale.has(t.id)) return undefined;
     const r = meta.activationRanges[t.layer];
     return r && Number.isFinite(r.min) && Number.isFinite(r.max) ? { min: r.min, max: r.max } : undefined;
   });
@@ -376,38 +389,36 @@ export function tensorRanges(
       `int8 export needs activation ranges for ${missing.map((t) => `'${t.layer}'`).join(', ')}: pass opts.calibration (representative input samples) or calibrate the model so meta.activationRanges has them`,
     );
   }
-  const sample = ir.tensors[ir.input].shape;
-  const per = shapeSize(sample);
+  checkCalibration(ir, target, calibration, calibrationShape);
+  const stats = tensorStats(tf, ir, calibration, new Set(missing.map((t) => t.id)), rule.method !== 'minmax');
+  return ranges.map((r, i) => r ?? rangeFromStat(stats.get(i)!, opts.fullRange?.has(i) ? 'minmax' : rule.method, { percentile: rule.percentile }));
+}
+
+function checkCalibration(ir: IrGraph, target: string, calibration: Float32Array, calibrationShape?: number[]): void {
+  const per = shapeSize(ir.tensors[ir.input].shape);
   if (calibration.length % per !== 0) throw new ExportError(target, undefined, `calibration has ${calibration.length} values, not a multiple of the input size ${per}`);
   if (calibrationShape && shapeSize(calibrationShape) !== calibration.length && shapeSize(calibrationShape) !== per) {
     throw new ExportError(target, undefined, `calibrationShape [${calibrationShape}] does not match ${calibration.length} values`);
   }
+}
+
+/**
+ * Streams the calibration samples through the IR in bounded batches (irBytesPerSample), handing the input and
+ * every op output to `visit` as the walk produces it (valid during the call only).
+ */
+export function forEachCalibrationBatch(tf: typeof tfType, ir: IrGraph, calibration: Float32Array, visit: (id: number, t: tfType.Tensor) => void): void {
+  const sample = ir.tensors[ir.input].shape;
+  const per = shapeSize(sample);
   const n = calibration.length / per;
   const batch = batchWithin(irBytesPerSample(ir), 64);
-  const mins = new Float64Array(ir.tensors.length).fill(Infinity);
-  const maxs = new Float64Array(ir.tensors.length).fill(-Infinity);
-  const observe = (id: number, d: ArrayLike<number>) => {
-    let lo = mins[id], hi = maxs[id];
-    for (let i = 0; i < d.length; i++) {
-      const v = d[i];
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    mins[id] = lo;
-    maxs[id] = hi;
-  };
-  // Streaming: one bounded batch at a time, each op's output observed as the walk produces it.
   const weights = irWeights(tf, ir);
   try {
     for (let s = 0; s < n; s += batch) {
       const m = Math.min(batch, n - s);
-      const xs = calibration.subarray(s * per, (s + m) * per);
-      if (!ranges[ir.input]) observe(ir.input, xs);
-      const x = tf.tensor(xs, [m, ...sample]);
+      const x = tf.tensor(calibration.subarray(s * per, (s + m) * per), [m, ...sample]);
       try {
-        walkIr(tf, ir, x, { weights }, (op, y) => {
-          if (!ranges[op.output]) observe(op.output, y.dataSync());
-        });
+        visit(ir.input, x);
+        walkIr(tf, ir, x, { weights }, (op, y) => visit(op.output, y));
       } finally {
         x.dispose();
       }
@@ -415,5 +426,30 @@ export function tensorRanges(
   } finally {
     weights.dispose();
   }
-  return ranges.map((r, i) => r ?? { min: mins[i], max: maxs[i] });
+}
+
+/** Min / max (and with `histograms`, a second pass's histogram) of the tensors `ids` over the calibration samples. */
+export function tensorStats(tf: typeof tfType, ir: IrGraph, calibration: Float32Array, ids: ReadonlySet<number>, histograms: boolean): Map<number, RangeStat> {
+  const stats = new Map<number, RangeStat>([...ids].map((id) => [id, newRangeStat()]));
+  forEachCalibrationBatch(tf, ir, calibration, (id, t) => {
+    const s = stats.get(id);
+    if (!s) return;
+    const d = t.dataSync();
+    let lo = s.min;
+    let hi = s.max;
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    s.min = lo;
+    s.max = hi;
+  });
+  if (histograms) {
+    forEachCalibrationBatch(tf, ir, calibration, (id, t) => {
+      const s = stats.get(id);
+      if (s) observeHistogram(s, t.dataSync() as Float32Array);
+    });
+  }
+  return stats;
 }

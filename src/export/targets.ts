@@ -7,6 +7,8 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import type { IrGraph } from './ir.js';
 import type { Range } from './quant.js';
+import type { Int8Options } from './int8-options.js';
+import type { WeightQmax } from './layer-error.js';
 import type { OnnxPrecision } from './onnx/export.js';
 import { TFJS_MODEL_JSON, TFJS_SHARD, type TfjsPrecision } from './tfjs/export.js';
 import type { TflitePrecision } from './tflite/export.js';
@@ -23,6 +25,18 @@ export interface ExportInput {
   perChannel?: boolean;
   /** Pruned weights in the target's sparse encoding: auto (where smaller and the runtime reads it), dense, sparse. */
   storage?: Storage;
+  /** Full int8: calibration method, equalization, bias correction (int8-prep.ts). */
+  int8?: Int8Options;
+}
+
+/** The graph a full-int8 export writes: prepared (int8-prep.ts) with the target's weight grid, and its activation ranges. */
+export interface Int8Graph {
+  ir: IrGraph;
+  /** The float reference of `ir` (before bias correction). */
+  float: IrGraph;
+  ranges: Range[];
+  weightQmax: WeightQmax;
+  steps: string[];
 }
 
 export type Storage = 'auto' | 'dense' | 'sparse';
@@ -55,6 +69,8 @@ interface TargetSpec<P extends string> {
   /** One-line description for the recipe schema. */
   describe: string;
   write(input: ExportInput, precision: P): Promise<Array<[string, Uint8Array]>>;
+  /** Full-int8 targets: the prepared graph and ranges the writer uses for int8 (and the per-layer error simulates). */
+  int8Graph?(input: ExportInput): Promise<Int8Graph>;
   /** Opens the written files in the target's own runtime. */
   open(tf: typeof tfType, read: ReadExport): Promise<Runner>;
   facts?(read: ReadExport, precision: P): Promise<ExportFacts>;
@@ -70,6 +86,7 @@ export interface ExportTargetEntry<P extends string = string> {
   describe: string;
   supports(precision: string): precision is P;
   write(input: ExportInput, precision: string): Promise<Array<[string, Uint8Array]>>;
+  int8Graph?(input: ExportInput): Promise<Int8Graph>;
   open(tf: typeof tfType, read: ReadExport): Promise<Runner>;
   facts(read: ReadExport, precision: string): Promise<ExportFacts>;
   storage(precision: string): StorageRule;
@@ -88,6 +105,7 @@ function defineTarget<P extends string>(spec: TargetSpec<P>): ExportTargetEntry<
     describe: spec.describe,
     supports,
     write: (input, p) => spec.write(input, checked(p)),
+    ...(spec.int8Graph ? { int8Graph: spec.int8Graph } : {}),
     open: spec.open,
     facts: async (read, p) => (spec.facts ? spec.facts(read, checked(p)) : {}),
     storage: (p) => spec.storage[checked(p)],
@@ -135,13 +153,41 @@ const ONNX_STORAGE: Record<OnnxPrecision, StorageRule> = {
 };
 const TFJS_NO_SPARSE = { sparse: false, auto: false, how: 'TF.js weight shards have no sparse encoding' };
 
-/** The IR every graph target is converted from, and int8 activation ranges when the precision needs them. */
-async function irFor(target: string, input: ExportInput, int8: boolean): Promise<{ ir: IrGraph; ranges?: Range[] }> {
-  const [{ buildIr }, { tensorRanges }] = await Promise.all([import('./ir.js'), import('./quant.js')]);
-  const ir = buildIr(input.model, target);
-  const ranges = int8 ? tensorRanges(input.tf, ir, input.meta, target, input.calibration, input.calibrationShape) : undefined;
-  return { ir, ranges };
+/** The IR every graph target is converted from: as built, or prepared for full int8 with its activation ranges. */
+async function irFor(target: string, input: ExportInput, int8: boolean, weightQmax: WeightQmax): Promise<{ ir: IrGraph; ranges?: Range[] }> {
+  const { buildIr } = await import('./ir.js');
+  if (!int8) return { ir: buildIr(input.model, target) };
+  return preparedInt8(target, input, weightQmax);
 }
+
+/**
+ * The int8-prepared graph, computed once per (model, meta, calibration samples, target, options): an export and
+ * its per-layer error report use the same one.
+ */
+const prepCache = new WeakMap<object, WeakMap<object, WeakMap<object, Map<string, Promise<Int8Graph>>>>>();
+async function preparedInt8(target: string, input: ExportInput, weightQmax: WeightQmax): Promise<Int8Graph> {
+  const key = JSON.stringify([target, input.perChannel ?? true, input.int8 ?? {}, input.calibrationShape ?? null]);
+  const calib: object = input.calibration ?? prepCache;
+  const byMeta = prepCache.get(input.model) ?? new WeakMap();
+  prepCache.set(input.model, byMeta);
+  const byCalib = byMeta.get(input.meta) ?? new WeakMap();
+  byMeta.set(input.meta, byCalib);
+  const byKey = byCalib.get(calib) ?? new Map<string, Promise<Int8Graph>>();
+  byCalib.set(calib, byKey);
+  let p = byKey.get(key);
+  if (!p) {
+    p = (async () => {
+      const [{ buildIr }, { prepareInt8 }] = await Promise.all([import('./ir.js'), import('./int8-prep.js')]);
+      const prep = prepareInt8(input.tf, buildIr(input.model, target), input.meta, target, { ...input, perChannel: input.perChannel ?? true, weightQmax });
+      return { ...prep, weightQmax };
+    })();
+    byKey.set(key, p);
+    p.catch(() => byKey.delete(key));
+  }
+  return p;
+}
+
+const TFLITE_WEIGHT_QMAX: WeightQmax = () => 127;
 
 export const TFLITE_FILE = 'model.tflite';
 export const ONNX_FILE = 'model.onnx';
@@ -152,11 +198,12 @@ export const EXPORT_TARGETS = {
     files: [TFLITE_FILE],
     describe: 'mobile',
     async write(input, precision) {
-      const { ir, ranges } = await irFor('tflite', input, precision === 'int8');
+      const { ir, ranges } = await irFor('tflite', input, precision === 'int8', TFLITE_WEIGHT_QMAX);
       const { irToTflite } = await import('./tflite/export.js');
       const storage = writerStorage('tflite', TFLITE_STORAGE, precision, input.storage);
       return [[TFLITE_FILE, irToTflite(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage }).bytes]];
     },
+    int8Graph: (input) => preparedInt8('tflite', input, TFLITE_WEIGHT_QMAX),
     storage: TFLITE_STORAGE,
     async sparseTensors(read) {
       const { readTflite } = await import('./tflite/reader.js');
@@ -172,10 +219,14 @@ export const EXPORT_TARGETS = {
     files: [ONNX_FILE],
     describe: 'edge',
     async write(input, precision) {
-      const { ir, ranges } = await irFor('onnx', input, precision === 'int8');
-      const { irToOnnx } = await import('./onnx/export.js');
+      const { irToOnnx, onnxWeightQmax } = await import('./onnx/export.js');
+      const { ir, ranges } = await irFor('onnx', input, precision === 'int8', onnxWeightQmax);
       const storage = writerStorage('onnx', ONNX_STORAGE, precision, input.storage);
       return [[ONNX_FILE, irToOnnx(ir, input.meta, precision, ranges, { perChannel: input.perChannel, storage }).bytes]];
+    },
+    async int8Graph(input) {
+      const { onnxWeightQmax } = await import('./onnx/export.js');
+      return preparedInt8('onnx', input, onnxWeightQmax);
     },
     storage: ONNX_STORAGE,
     async sparseTensors(read) {

@@ -1,7 +1,7 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
 import { applyWeightQuant, cloneModel, layerErrorReport, type WeightQuantSpec } from '../compression/fakequant.js';
-import { calibrateActivations } from '../compression/calibrate.js';
+import { CALIBRATION_METHODS, calibrateActivations } from '../compression/calibrate.js';
 import { assertSelected, layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
@@ -37,7 +37,7 @@ export const quantizeWithSchema = {
       description: 'activation calibration for full-integer exports',
       properties: {
         calibrate: { type: 'boolean', default: true },
-        method: { enum: ['minmax', 'percentile', 'mse'], default: 'minmax' },
+        method: { enum: CALIBRATION_METHODS, default: 'minmax' },
         percentile: { type: 'number', exclusiveMinimum: 50, maximum: 100 },
         samples: { type: 'integer', minimum: 1, default: 512 },
       },

@@ -26,6 +26,11 @@ const INT4_IR_VERSION = 10;
  * Activations keep the full uint8 grid (7-bit activations cost more agreement than 7-bit weights).
  */
 export const ONNX_WEIGHT_QMAX = 63;
+
+/** The int8 weight grid of an op in ONNX: depthwise convs run in MLAS's int32 depthwise kernel (no pairwise int16 sums), so the full grid. */
+export function onnxWeightQmax(op: WeightOp): number {
+  return op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX;
+}
 export const ONNX_ACT_QMAX = 255;
 const ACT_QMAX = ONNX_ACT_QMAX;
 
@@ -174,8 +179,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
     if (!int8) {
       return [g.weight(`${op.layer}/kernel`, DT.FLOAT, layout, reorder(op.kernel)), g.init(`${op.layer}/bias`, DT.FLOAT, [op.bias.length], op.bias)];
     }
-    // Depthwise convs run in MLAS's int32 depthwise kernel (no pairwise int16 sums): full grid there.
-    const qw = quantizeWeights(op, meta, perChannel, op.kind === 'depthwise' ? 127 : ONNX_WEIGHT_QMAX);
+    const qw = quantizeWeights(op, meta, perChannel, onnxWeightQmax(op));
     if (qw.fromMeta) notes.push(`${op.layer}: reused compress's int8 weight scales`);
     const n = qw.scales.length;
     // Per-axis: one scale per output channel (the weight's `channelAxis`, the bias's only axis); per-tensor: scalar scale and zero point.

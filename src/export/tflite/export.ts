@@ -182,6 +182,8 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     return [wt, int32Bias(op, qw.scales, qw.perChannel)];
   };
 
+  /** Full int8 with a final softmax: its float output tensor. */
+  let floatOutput: number | undefined;
   for (const op of ir.ops) {
     const x = tfl[op.inputs[0]];
     const outName = ir.tensors[op.output].layer;
@@ -271,11 +273,21 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
       case 'tanh':
       case 'relu':
       case 'relu6': {
-        out = actTensor(op.output, outName, int8 ? INT8_FIXED[op.kind] ?? ownParams(op.output) : undefined);
         if (op.kind === 'softmax') {
           if (ir.tensors[op.output].shape.length !== 1) throw new ExportError('tflite', op.layer, 'softmax is only exported on [batch, classes] tensors');
           options = { type: Options.SoftmaxOptions, numFields: SoftmaxSlot.numFields, fields: [[SoftmaxSlot.beta, 'f32', 1.0]] };
         }
+        if (int8 && op.kind === 'softmax' && op.output === ir.output) {
+          // The model's final softmax runs in float on the dequantized logits (as in the ONNX export): an int8
+          // softmax output has steps of 1/256, so classes closer than that tie and the first one wins.
+          const logits = m.addTensor(`${ir.tensors[op.inputs[0]].layer}/float`, [1, ...ir.tensors[op.inputs[0]].shape], TensorType.FLOAT32);
+          m.addOperator(Op.DEQUANTIZE, 2, [x], [logits]);
+          out = m.addTensor('output', [1, ...ir.tensors[op.output].shape], TensorType.FLOAT32);
+          m.addOperator(Op.SOFTMAX, 1, [logits], [out], options);
+          floatOutput = out;
+          break;
+        }
+        out = actTensor(op.output, outName, int8 ? INT8_FIXED[op.kind] ?? ownParams(op.output) : undefined);
         const code = { softmax: Op.SOFTMAX, sigmoid: Op.LOGISTIC, tanh: Op.TANH, relu: Op.RELU, relu6: Op.RELU6 }[op.kind];
         m.addOperator(code, v(1, 2), [x], [out], options);
         break;
@@ -377,7 +389,8 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
   }
 
   const last = tfl[ir.output];
-  if (int8) {
+  if (floatOutput !== undefined) m.outputs = [floatOutput];
+  else if (int8) {
     const f = m.addTensor('output', [1, ...ir.tensors[ir.output].shape], TensorType.FLOAT32);
     m.addOperator(Op.DEQUANTIZE, 2, [last], [f]);
     m.outputs = [f];

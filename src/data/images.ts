@@ -6,6 +6,7 @@ import type { Dataset } from './dataset.js';
 import { channelAffine, normalizeInto, normalizeKeys, normalizeProblem, type NormalizeOptions } from './normalize.js';
 import { dataRootSchema } from './paths.js';
 import { resizeBilinear } from './resize.js';
+import { jpegLayout, libjpegColor } from './jpeg-color.js';
 import { pairLimitSchema, splitKeys, validationKeys } from './split.js';
 
 /**
@@ -152,7 +153,15 @@ const DECODERS: Array<{ name: string; magic: number[]; decode(bytes: Buffer, fil
     async decode(bytes) {
       const jpeg = await import('jpeg-js');
       // Not tolerant: a truncated or damaged file is an error, not a half-grey image.
-      return jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, tolerantDecoding: false, maxResolutionInMP: MAX_MEGAPIXELS });
+      const opts = { useTArray: true, formatAsRGBA: true, tolerantDecoding: false, maxResolutionInMP: MAX_MEGAPIXELS } as const;
+      // Colour JPEGs: jpeg-js gives the Y/Cb/Cr planes, rebuilt into RGB as libjpeg (PIL, TensorFlow) does.
+      const layout = jpegLayout(bytes);
+      if (layout?.sampling.length === 3) {
+        const planes = jpeg.decode(bytes, { ...opts, colorTransform: false });
+        const data = libjpegColor(planes.data, planes.width, planes.height, layout);
+        if (data) return { width: planes.width, height: planes.height, data };
+      }
+      return jpeg.decode(bytes, opts);
     },
   },
 ];

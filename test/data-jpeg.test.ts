@@ -1,11 +1,15 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { decodeImage } from '../src/data/images.js';
-import { ROOT } from './helpers.js';
+import { ROOT, workspace } from './helpers.js';
+import { DATA_SOURCES } from '../src/data/load.js';
+import { dataDigest } from '../src/run/keys.js';
+import { loadRecipe } from '../src/recipe/load.js';
+import { FileDigests } from '../src/cache/file-digests.js';
 
 /**
  * Colour JPEGs decode to the pixels libjpeg gives (PIL: torchvision's ImageFolder; TensorFlow's
@@ -41,3 +45,22 @@ for (const tag of ['420', '422', '444', 'progressive']) {
     assert.ok(sum / count < 0.3, `mean |diff| ${(sum / count).toFixed(3)} levels against PIL`);
   });
 }
+
+test("an image dataset's cache key holds its loader's version: results cached with the old JPEG decoding are not reused", async () => {
+  const { dir: ws, file } = workspace('version: 1\ndata:\n  d: { source: images, dir: set }\nstages:\n  t: { uses: train, with: { model: mlp-small } }\n');
+  for (const c of ['a', 'b']) {
+    mkdirSync(join(ws, 'set', c), { recursive: true });
+    copyFileSync(join(dir, '96x64-420.jpg'), join(ws, 'set', c, '1.jpg'));
+  }
+  const digest = () => dataDigest(loadRecipe(file), 'd', new FileDigests(mkdtempSync(join(tmpdir(), 'compress-digests-'))));
+  const now = await digest();
+  const images = DATA_SOURCES.images as { version?: string };
+  const version = images.version;
+  try {
+    images.version = `${version}-previous`;
+    assert.notEqual(await digest(), now);
+  } finally {
+    images.version = version;
+  }
+  assert.equal(await digest(), now);
+});

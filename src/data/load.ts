@@ -33,6 +33,8 @@ interface DataSource<S> {
   fileNames?(spec: S, recipeDir: string): string[];
   /** Reads the data and splits it with `seed`. */
   load(spec: S, recipeDir: string, seed: number): Promise<Splits>;
+  /** Bumped when the same files load into different samples (a decoder change): part of the cache key. */
+  version?: string;
 }
 
 type SpecOf<D> = D extends DataSource<infer S> ? S : never;
@@ -124,6 +126,8 @@ export const DATA_SOURCES = {
   } satisfies DataSource<IdxSpec> as DataSource<IdxSpec>,
   images: {
     schema: imagesDataSchema,
+    // 2: colour JPEGs rebuilt as libjpeg does (jpeg-color.ts).
+    version: '2',
     paths: imageFolders,
     check(spec) {
       const problems = pairFormProblems(spec, ['dir']);
@@ -243,6 +247,11 @@ export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
 /** File names that are part of the dataset beyond their contents (see DataSource.fileNames), or undefined. */
 export function dataFileNames(spec: DataSpec, recipeDir: string): string[] | undefined {
   return sourceOf(spec).fileNames?.(spec, recipeDir);
+}
+
+/** The version of the source's loading (see DataSource.version), if it has one. */
+export function dataSourceVersion(spec: DataSpec): string | undefined {
+  return sourceOf(spec).version;
 }
 
 /** `layout: nchw` data (PyTorch's [C, H, W] samples) as the channels-last images every model here takes. */

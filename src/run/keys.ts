@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { hashJson } from '../cache/hash.js';
 import type { FileDigests } from '../cache/file-digests.js';
-import { dataFiles, dataFileNames } from '../data/load.js';
+import { dataFiles, dataFileNames, dataSourceVersion } from '../data/load.js';
 import type { LoadedRecipe, ResolvedStage } from '../recipe/load.js';
 import { stageKind } from '../stages/registry.js';
 import { setOwn } from '../util/own.js';
@@ -27,7 +27,8 @@ export async function dataDigest(recipe: LoadedRecipe, name: string, files: File
   const digests = [];
   for (const f of dataFiles(spec, recipe.dir)) digests.push(await files.digest(f));
   const names = dataFileNames(spec, recipe.dir);
-  return hashJson({ spec, files: digests, ...(names ? { names } : {}) });
+  const loader = dataSourceVersion(spec);
+  return hashJson({ spec, files: digests, ...(names ? { names } : {}), ...(loader ? { loader } : {}) });
 }
 
 /**

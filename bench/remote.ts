@@ -35,16 +35,21 @@ function freshWorkspace(lockFrom?: string): string {
 
 const ms = (x: number) => `${Math.round(x)} ms`.padStart(8);
 
-/** The phases between marks (each from the previous one), then the spans summed over stages. */
+/**
+ * The phases between marks (each from the previous one): wall and CPU time (on a busy machine the CPU
+ * column is what a phase costs, the wall column how long it waited too), then the spans summed over stages.
+ */
 export function formatTimings(t: Timings): string[] {
-  const lines: string[] = [];
+  const lines = [`    ${'wall'.padStart(8)}  ${'CPU'.padStart(8)}  phase (ending at)`];
   let prev = 0;
+  let prevCpu = 0;
   for (const [name, at] of Object.entries(t.marks).sort((a, b) => a[1] - b[1])) {
-    lines.push(`    ${ms(at - prev)}  ${name}`);
+    lines.push(`    ${ms(at - prev)}  ${ms(t.cpuAt[name] - prevCpu)}  ${name}`);
     prev = at;
+    prevCpu = t.cpuAt[name];
   }
-  lines.push(`    ${ms(t.exitMs - prev)}  exit`);
-  for (const [name, s] of Object.entries(t.spans)) lines.push(`    ${ms(s.ms)}  (${name}, summed over ${s.calls} call${s.calls === 1 ? '' : 's'}; stages overlap)`);
+  lines.push(`    ${ms(t.exitMs - prev)}  ${ms((t.cpu.user + t.cpu.system) / 1000 - prevCpu)}  exit`);
+  for (const [name, s] of Object.entries(t.spans)) lines.push(`    ${ms(s.ms)}  ${ms(s.cpuMs)}  (${name}: summed over ${s.calls} call${s.calls === 1 ? '' : 's'}; stages overlap, CPU includes work alongside)`);
   return lines;
 }
 

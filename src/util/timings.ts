@@ -3,16 +3,20 @@ import { writeFileSync } from 'node:fs';
 /**
  * Where one process's time goes, for benchmarks (`npm run bench -- remote`): with env
  * COMPRESS_TIMINGS=<file>, the process writes at exit a JSON of phase marks (ms since the process
- * started, node's own start-up included), summed spans (ms and calls; spans of parallel work overlap)
+ * started, node's own start-up included, and the CPU time used by then), summed spans (ms and calls; spans of parallel work overlap)
  * and its CPU time. Without it every call here is a no-op.
  */
 const file = process.env.COMPRESS_TIMINGS;
 const marks: Record<string, number> = {};
-const spans: Record<string, { ms: number; calls: number }> = {};
+/** CPU time (user + system, ms) the process had used when each mark was reached. */
+const cpuAt: Record<string, number> = {};
+const spans: Record<string, { ms: number; cpuMs: number; calls: number }> = {};
 
 export interface Timings {
   marks: Record<string, number>;
-  spans: Record<string, { ms: number; calls: number }>;
+  cpuAt: Record<string, number>;
+  /** Wall and process CPU time while each span was open, summed over its calls (work running alongside included). */
+  spans: Record<string, { ms: number; cpuMs: number; calls: number }>;
   /** process.cpuUsage() at exit, microseconds. */
   cpu: { user: number; system: number };
   exitMs: number;
@@ -20,25 +24,32 @@ export interface Timings {
 
 /** Records the first time a phase is reached. */
 export function mark(name: string): void {
-  if (file && !Object.hasOwn(marks, name)) marks[name] = performance.now();
+  if (file && !Object.hasOwn(marks, name)) {
+    marks[name] = performance.now();
+    const c = process.cpuUsage();
+    cpuAt[name] = (c.user + c.system) / 1000;
+  }
 }
 
 /** Runs `f`, adding its duration to the span `name`. */
 export async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
   if (!file) return f();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   try {
     return await f();
   } finally {
-    const s = (spans[name] ??= { ms: 0, calls: 0 });
+    const c = process.cpuUsage(c0);
+    const s = (spans[name] ??= { ms: 0, cpuMs: 0, calls: 0 });
     s.ms += performance.now() - t0;
+    s.cpuMs += (c.user + c.system) / 1000;
     s.calls++;
   }
 }
 
 if (file) {
   process.on('exit', () => {
-    const t: Timings = { marks, spans, cpu: process.cpuUsage(), exitMs: performance.now() };
+    const t: Timings = { marks, cpuAt, spans, cpu: process.cpuUsage(), exitMs: performance.now() };
     writeFileSync(file, JSON.stringify(t));
   });
 }

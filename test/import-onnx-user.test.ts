@@ -173,3 +173,42 @@ test('compress init on a channels-last ONNX model does not tell the user to give
   assert.doesNotMatch(text, /layout: nchw|\[C, H, W\]/);
   assert.match(text, /input is \[5,6,2\]/);
 });
+
+/** nn.LayerNorm(6) on [N, 6] as torch.onnx.export writes it: the op at opset 17, the mean/variance chain below. */
+function layerNormModel(opset: number, affine: boolean): string {
+  const gamma = f32('ln.weight', [6], [1.5, 0.5, 1, 2, 0.8, 1.2]);
+  const beta = f32('ln.bias', [6], [0.1, -0.2, 0.3, 0, 0.5, -0.1]);
+  const scalar = (name: string, v: number) => ({ name, opType: 'Constant', output: [name], attribute: [{ name: 'value', type: 4, t: f32('', [], [v]) }] });
+  const mean = (name: string, x: string, out: string) => ({ name, opType: 'ReduceMean', input: [x], output: [out], attribute: [{ name: 'axes', type: 7, ints: [-1] }] });
+  const last = affine ? 'div' : 'output';
+  const nodes: onnxProto.onnx.INodeProto[] =
+    opset >= 17
+      ? [{ name: '/ln/LayerNormalization', opType: 'LayerNormalization', input: ['input', 'ln.weight', 'ln.bias'], output: ['output'], attribute: [{ name: 'axis', type: 2, i: -1 }, { name: 'epsilon', type: 1, f: 1e-5 }] }]
+      : [
+          mean('/ln/ReduceMean', 'input', 'mu'),
+          { name: '/ln/Sub', opType: 'Sub', input: ['input', 'mu'], output: ['d'] },
+          scalar('/ln/Constant', 2),
+          { name: '/ln/Pow', opType: 'Pow', input: ['d', '/ln/Constant'], output: ['sq'] },
+          mean('/ln/ReduceMean_1', 'sq', 'var'),
+          scalar('/ln/Constant_1', 1e-5),
+          { name: '/ln/Add', opType: 'Add', input: ['var', '/ln/Constant_1'], output: ['ve'] },
+          { name: '/ln/Sqrt', opType: 'Sqrt', input: ['ve'], output: ['sd'] },
+          { name: '/ln/Div', opType: 'Div', input: ['d', 'sd'], output: [last] },
+          ...(affine
+            ? [
+                { name: '/ln/Mul', opType: 'Mul', input: ['div', 'ln.weight'], output: ['scaled'] },
+                { name: '/ln/Add_1', opType: 'Add', input: ['scaled', 'ln.bias'], output: ['output'] },
+              ]
+            : []),
+        ];
+  return writeModel(`ln-${opset}-${affine}.onnx`, nodes, { opset, input: ['batch', 6], output: ['batch', 6], inits: affine ? [gamma, beta] : [] });
+}
+
+for (const [opset, affine] of [[17, true], [13, true], [13, false]] as const) {
+  test(`nn.LayerNorm${affine ? '' : '(elementwise_affine=False)'} at opset ${opset} imports as one LayerNormalization layer, equal to onnxruntime`, async () => {
+    const { check, classes, configs } = await importAndCheck(layerNormModel(opset, affine));
+    assert.ok(check.passed && check.outputScale > 0.5, JSON.stringify(check));
+    assert.deepEqual(classes, ['InputLayer', 'LayerNormalization']);
+    assert.ok(Math.abs((configs[1].epsilon as number) - 1e-5) < 1e-9);
+  });
+}

@@ -100,6 +100,31 @@ export const FUSIONS: Fusion[] = [
     },
   },
   {
+    // nn.LayerNorm below opset 17: the mean/variance chain, * weight + bias -> LayerNormalization
+    name: 'LayerNorm',
+    match(n, g) {
+      if (n.opType !== 'Add') return undefined;
+      for (const [a, b] of [[0, 1], [1, 0]]) {
+        const mul = single(g, n.inputs[a], 'Mul');
+        if (!mul || !g.isConst(n.inputs[b])) continue;
+        for (const [d, w] of [[0, 1], [1, 0]]) {
+          const div = single(g, mul.inputs[d], 'Div');
+          const chain = div && g.isConst(mul.inputs[w]) ? layerNormChain(div, g) : undefined;
+          if (chain) return { node: layerNorm(n, [chain.x, mul.inputs[w], n.inputs[b]], chain.eps), replaces: [...chain.nodes, div!, mul] };
+        }
+      }
+      return undefined;
+    },
+  },
+  {
+    // nn.LayerNorm(elementwise_affine=False) below opset 17: the chain alone
+    name: 'LayerNormPlain',
+    match(n, g) {
+      const chain = layerNormChain(n, g);
+      return chain ? { node: layerNorm(n, [chain.x], chain.eps), replaces: chain.nodes } : undefined;
+    },
+  },
+  {
     // MatMul(x, W) + b with constant W and b (torch.nn.Linear on some exporters) -> Dense with bias
     name: 'MatMulAdd',
     match(n, g) {
@@ -114,6 +139,28 @@ export const FUSIONS: Fusion[] = [
     },
   },
 ];
+
+/**
+ * The mean/variance chain torch.onnx.export writes for nn.LayerNorm below opset 17, ending at `div`:
+ * Div(Sub(x, ReduceMean(x)), Sqrt(Add(ReduceMean(Pow(Sub, 2)), eps))), both means over the last axis.
+ */
+function layerNormChain(div: OnnxNode, g: GraphIndex): { x: string; eps: number; nodes: OnnxNode[] } | undefined {
+  if (div.opType !== 'Div') return undefined;
+  const sub = g.producer(div.inputs[0]);
+  const sqrt = single(g, div.inputs[1], 'Sqrt');
+  const add = sqrt && single(g, sqrt.inputs[0], 'Add');
+  if (!sub || sub.opType !== 'Sub' || g.consumers(sub.outputs[0]) !== 2 || !add) return undefined;
+  const epsAt = add.inputs.findIndex((i) => g.scalar(i) !== undefined);
+  const varMean = epsAt < 0 ? undefined : single(g, add.inputs[1 - epsAt], 'ReduceMean');
+  const pow = varMean && single(g, varMean.inputs[0], 'Pow');
+  const mean = single(g, sub.inputs[1], 'ReduceMean');
+  // axes: an attribute below opset 18, the second input from it on.
+  const lastAxis = (r: OnnxNode) => ((r.attrs.get('axes') as number[] | undefined)?.join() === '-1' || (r.inputs[1] !== undefined && g.scalar(r.inputs[1]) === -1)) && r.attrs.get('keepdims') !== 0;
+  if (!pow || pow.inputs[0] !== sub.outputs[0] || g.scalar(pow.inputs[1]) !== 2 || !mean || mean.inputs[0] !== sub.inputs[0] || !lastAxis(mean) || !lastAxis(varMean!)) return undefined;
+  return { x: sub.inputs[0], eps: g.scalar(add.inputs[epsAt])!, nodes: [mean, sub, pow, varMean!, add, sqrt!] };
+}
+
+const layerNorm = (last: OnnxNode, inputs: string[], eps: number): OnnxNode => ({ ...synth(last, 'LayerNormalization', inputs), attrs: new Map([['epsilon', eps]]) });
 
 function indexGraph(g: OnnxGraph, nodes: OnnxNode[]): GraphIndex {
   const producers = new Map<string, OnnxNode>();

@@ -541,6 +541,22 @@ export const OPS: Record<string, OpEntry> = {
       c.out(like(src, t));
     },
   },
+  LayerNormalization: {
+    // nn.LayerNorm over the last axis (opset 17's op, and the ReduceMean/Sub/Pow/Sqrt/Div chain of
+    // earlier opsets fused in onnx-fuse.ts) as a Keras LayerNormalization.
+    convert(c) {
+      const s = c.sym(0);
+      const rank = s.shape.length;
+      if (s.layout === 'nchw' || s.layout === 'gap' || axisOf(c.attrInt('axis', -1), rank) !== rank - 1) {
+        c.fail(`only a layer normalization over the last axis of a non-image tensor is supported (axis ${c.attrInt('axis', -1)} of [${s.shape.join(', ')}])`, 'normalize the last axis (nn.LayerNorm(features)), after permuting channels last for images');
+      }
+      const src = s.layout === 'flat' ? { ...s, t: c.plain(s), layout: 'plain' as const } : s;
+      const C = s.shape[rank - 1];
+      const vec = (i: number, def: number) => ({ data: c.has(i) ? channelVector(c, s, c.const(i)) : F32(C, def), shape: [C] });
+      const t = c.layer('layerNormalization', { axis: -1, epsilon: c.attrFloat('epsilon', 1e-5) }, src.t, [vec(1, 1), vec(2, 0)]);
+      c.out({ ...like(src, t), lower: undefined });
+    },
+  },
   Relu: { convert: (c) => c.out(relu(c, c.sym(0), Infinity)) },
   Clip: {
     convert(c) {

@@ -81,22 +81,48 @@ test('float32 sparse weights (CSR + DENSIFY) run in LiteRT bit-for-bit like the 
   assert.ok(v.maxAbsDiff < 1e-4, String(v.maxAbsDiff));
 });
 
-test('storage: dense writes no sparse tensor; full int8 under auto stays dense (LiteRT cannot run int8 ops on DENSIFY output)', async () => {
-  for (const [precision, storage] of [['dynamic-int8', 'dense'], ['int8', 'auto']] as const) {
-    const { file } = await write(precision, storage);
-    assert.equal(file.tensors.filter((x) => x.sparse).length, 0, `${precision} ${storage}`);
-    assert.equal(file.operators.filter((o) => o.code === Op.DENSIFY).length, 0);
-  }
+test('storage: dense writes no sparse tensor', async () => {
+  const { file } = await write('dynamic-int8', 'dense');
+  assert.equal(file.tensors.filter((x) => x.sparse).length, 0);
+  assert.equal(file.operators.filter((o) => o.code === Op.DENSIFY).length, 0);
+});
+
+test('full int8: sparse kernels read through DENSIFY + RESHAPE, under 40% of the dense int8 file, and LiteRT gives the dense file\'s outputs', async () => {
+  const sparse = await write('int8', 'auto');
+  const dense = await write('int8', 'dense');
+  assert.equal(sparse.file.tensors.filter((x) => x.sparse).length, 3);
+  // Each FULLY_CONNECTED reads its weights from a RESHAPE of the DENSIFY output (XNNPACK cannot prepare it straight from DENSIFY).
+  const producer = new Map(sparse.file.operators.flatMap((o) => o.outputs.map((t) => [t, o.code] as const)));
+  const fcs = sparse.file.operators.filter((o) => o.code === Op.FULLY_CONNECTED);
+  assert.deepEqual(fcs.map((o) => producer.get(o.inputs[1])), [Op.RESHAPE, Op.RESHAPE, Op.RESHAPE]);
+  assert.ok(sparse.res.bytes < dense.res.bytes * 0.4, `sparse ${sparse.res.bytes} B vs dense ${dense.res.bytes} B`);
+  // (threshold 0: the comparison here is sparse file vs dense file, not the int8 gate.)
+  const vs = await verifyExport(tf, { target: 'tflite', precision: 'int8', dir: sparse.dir, files: sparse.res.files }, t.model, t.test, { threshold: 0 });
+  const vd = await verifyExport(tf, { target: 'tflite', precision: 'int8', dir: dense.dir, files: dense.res.files }, t.model, t.test, { threshold: 0 });
+  assert.equal(vs.maxAbsDiff, vd.maxAbsDiff);
+  assert.equal(vs.agreement, vd.agreement);
+});
+
+test('full int8 sparse depthwise kernels (per-channel scales on the last axis) run in LiteRT like the dense int8 file', async () => {
+  const cnn = await cachedTrainedModel(tf, 'dw-cnn');
+  prune(cnn, 0.8);
+  const sparse = await write('int8', 'sparse', cnn);
+  const dense = await write('int8', 'dense', cnn);
+  const dw = sparse.file.tensors.filter((x) => x.sparse && x.shape[0] === 1 && x.shape.length === 5);
+  assert.ok(dw.length > 0 && dw.every((x) => x.shape[3] === 1 && x.scales === x.shape[4]), JSON.stringify(dw));
+  const vs = await verifyExport(tf, { target: 'tflite', precision: 'int8', dir: sparse.dir, files: sparse.res.files }, cnn.model, cnn.test, { threshold: 0 });
+  const vd = await verifyExport(tf, { target: 'tflite', precision: 'int8', dir: dense.dir, files: dense.res.files }, cnn.model, cnn.test, { threshold: 0 });
+  assert.equal(vs.maxAbsDiff, vd.maxAbsDiff);
 });
 
 test('storage: sparse where the target/precision has no sparse encoding is refused, naming why (validate and export)', async () => {
-  const issues = exportStage.check!({ targets: [{ target: 'tflite', precision: 'int8', storage: 'sparse' }, { target: 'tfjs', precision: 'float32' }], storage: 'sparse' } as never, { id: 'export', needs: [] });
+  const issues = exportStage.check!({ targets: [{ target: 'tflite', precision: 'float16', storage: 'sparse' }, { target: 'tfjs', precision: 'float32' }], storage: 'sparse' } as never, { id: 'export', needs: [] });
   assert.equal(issues.length, 2, JSON.stringify(issues));
   assert.deepEqual(issues[0].path, ['with', 'targets', 0, 'storage']);
-  assert.match(issues[0].message, /tflite int8 exports cannot store weights sparse \(kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED/);
+  assert.match(issues[0].message, /tflite float16 exports cannot store weights sparse \(kept dense: float16 weights are already DEQUANTIZE inputs\)/);
   assert.deepEqual(issues[1].path, ['with', 'storage']);
   assert.match(issues[1].message, /tfjs float32 exports cannot store weights sparse \(TF.js weight shards have no sparse encoding\)/);
-  await assert.rejects(write('int8', 'sparse'), /storage 'sparse': tflite int8 exports cannot store weights sparse/);
+  await assert.rejects(write('int4', 'sparse'), /storage 'sparse': tflite int4 exports cannot store weights sparse/);
 });
 
 test('sparse Conv2D kernels (CSR + DENSIFY): a pruned LeNet-5 .tflite is smaller and LiteRT gives the dense outputs (float32, dynamic-int8)', async () => {

@@ -132,10 +132,11 @@ const TFLITE_STORAGE: Record<TflitePrecision, StorageRule> = {
   float32: { sparse: true, auto: true, how: 'float32 CSR values + DENSIFY (Dense, Conv2D and depthwise kernels)' },
   'dynamic-int8': { sparse: true, auto: true, how: 'int8 CSR values + DENSIFY + DEQUANTIZE: those layers run weight-only int8 (float activations) instead of hybrid' },
   int8: {
-    sparse: false,
-    auto: false,
-    how: "kept dense: LiteRT's XNNPACK cannot prepare an int8 FULLY_CONNECTED or CONV_2D whose filter comes from DENSIFY, and TFLite's int8 sparse FULLY_CONNECTED kernel reads only 1x16-block CSR (runs in LiteRT, but unstructured pruning leaves a non-zero in almost every block)",
+    sparse: true,
+    auto: true,
+    how: "int8 CSR values + DENSIFY + RESHAPE: behind the RESHAPE LiteRT's XNNPACK leaves the int8 op to TFLite's own kernel (straight from DENSIFY it claims the op and fails to prepare it)",
   },
+
   float16: { sparse: false, auto: false, how: 'kept dense: float16 weights are already DEQUANTIZE inputs' },
   int4: { sparse: false, auto: false, how: 'kept dense: sparse INT4 tensors are not written (packed nibbles; DENSIFY is not known to read them)' },
 };

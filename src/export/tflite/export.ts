@@ -175,8 +175,8 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
       notes.push(`${name}: int8 weights + DEQUANTIZE (LiteRT has no dynamic-range kernel for this op)`);
       return [f, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
     }
-    const w = addWeight(m, `${name}/kernel`, layout, TensorType.INT8, reorder(qw.q), wQuant, storageOf(op), hybrid ? TensorType.FLOAT32 : undefined);
-    if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY${hybrid ? ' + DEQUANTIZE' : ''})`);
+    const w = addWeight(m, `${name}/kernel`, layout, TensorType.INT8, reorder(qw.q), wQuant, storageOf(op), hybrid ? { dequantizeTo: TensorType.FLOAT32 } : { viaReshape: true });
+    if (w.sparse) notes.push(`${name}: sparse kernel (CSR + DENSIFY${hybrid ? ' + DEQUANTIZE' : ' + RESHAPE'})`);
     const wt = w.tensor;
     if (hybrid) return [wt, m.addTensor(`${name}/bias`, [op.bias.length], TensorType.FLOAT32, bytesOf(op.bias))];
     return [wt, int32Bias(op, qw.scales, qw.perChannel)];

@@ -47,17 +47,22 @@ const indexBytes = (maxValue: number) => (maxValue < 256 ? 1 : maxValue < 65536 
  * [1, 0], the CSR dimension then the rows); and, when the last dimension is over 256, that dimension split in
  * `nb` equal parts ([..., C] stored as [..., nb, C / nb], DENSIFY then RESHAPE) so its indices take one byte.
  * (TFLite's own block_map split the same way made LiteRT 2.5.3 reject the file with "divide by zero".)
+ * `reshaped`: only encodings in another shape (split, else [..., 1, C]), for consumers that must read the
+ * weights through a RESHAPE (full int8, see addWeight). `keepLast`: the last dimension is not split (it carries
+ * per-channel scales: depthwise kernels).
  */
-export function toSparse<T extends Int8Array | Float32Array>(data: T, shape: number[]): SparseTensor<T> {
+export function toSparse<T extends Int8Array | Float32Array>(data: T, shape: number[], opts: { reshaped?: boolean; keepLast?: boolean } = {}): SparseTensor<T> {
+  const split = opts.keepLast ? undefined : splitLast(shape);
+  const reshapedTries = [csr(data, split ?? unitBeforeLast(shape), (split ?? unitBeforeLast(shape)).map((_, i) => i))].map((s) => ({ ...s, bytes: s.bytes + RESHAPE_OVERHEAD }));
+  if (opts.reshaped) return reshapedTries[0];
   const tries = [csr(data, shape, shape.map((_, i) => i))];
   if (shape.length === 2) tries.push(csr(data, shape, [1, 0]));
-  const split = splitLast(shape);
-  if (split) {
-    const s = csr(data, split, split.map((_, i) => i));
-    tries.push({ ...s, bytes: s.bytes + RESHAPE_OVERHEAD });
-  }
+  if (split) tries.push(...reshapedTries);
   return tries.reduce((a, b) => (b.bytes < a.bytes ? b : a));
 }
+
+/** [..., C] as [..., 1, C]: the same CSR bytes in a shape that needs a RESHAPE back. */
+const unitBeforeLast = (shape: number[]) => [...shape.slice(0, -1), 1, shape[shape.length - 1]];
 
 /** The RESHAPE op, its shape constant and the extra tensor a split encoding adds. */
 const RESHAPE_OVERHEAD = 96;
@@ -101,6 +106,7 @@ function csr<T extends Int8Array | Float32Array>(data: T, shape: number[], order
   const dims: DimensionSpec[] = dimsInOrder.slice(0, -1).map((d) => ({ format: DimensionType.DENSE, denseSize: d }));
   dims.push({ format: DimensionType.SPARSE_CSR, denseSize: inner, segments, indices });
   const bytes = values.byteLength + segments.length * indexBytes(indices.length) + indices.length * indexBytes(inner - 1);
+  // (reshaped encodings add RESHAPE_OVERHEAD in toSparse)
   return { values, shape, sparsity: { traversalOrder: order, blockMap: [], dims }, bytes };
 }
 
@@ -181,15 +187,27 @@ export function addWeight(
   data: Int8Array | Float32Array,
   quant: TensorQuant | undefined,
   storage: Storage,
-  /** Sparse int8 only: DEQUANTIZE the densified weights to float32 for a float consumer (weight-only int8). */
-  dequantizeTo?: number,
+  opts: {
+    /** Sparse int8 only: DEQUANTIZE the densified weights to float32 for a float consumer (weight-only int8). */
+    dequantizeTo?: number;
+    /**
+     * The consumer reads the densified weights through a RESHAPE (full int8): LiteRT's XNNPACK claims an int8
+     * FULLY_CONNECTED / CONV_2D whose filter comes straight from DENSIFY and then fails to prepare it; behind a
+     * RESHAPE it is not claimed and TFLite's own int8 kernel runs it (measured: the dense file's outputs).
+     */
+    viaReshape?: boolean;
+  } = {},
 ): { tensor: number; sparse: boolean } {
+  const { dequantizeTo } = opts;
   if (storage !== 'dense') {
-    const sp = toSparse(data, shape);
+    // Per-channel scales on the last axis (depthwise) stay on the last axis of the stored shape, unsplit.
+    const lastAxisScales = !!quant && quant.scale.length > 1 && quant.quantizedDimension === shape.length - 1;
+    const sp = toSparse(data, shape, { reshaped: opts.viaReshape, keepLast: lastAxisScales });
     if (chooseSparse(storage, data.byteLength, sp)) {
       const reshaped = sp.shape.length !== shape.length;
-      const packed = m.addTensor(`${name}_sparse`, sp.shape, type, bytesOf(sp.values), quant, sp.sparsity);
-      let t = m.addTensor(dequantizeTo === undefined && !reshaped ? name : `${name}_densified`, sp.shape, type, undefined, quant);
+      const stored = quant && lastAxisScales ? { ...quant, quantizedDimension: sp.shape.length - 1 } : quant;
+      const packed = m.addTensor(`${name}_sparse`, sp.shape, type, bytesOf(sp.values), stored, sp.sparsity);
+      let t = m.addTensor(dequantizeTo === undefined && !reshaped ? name : `${name}_densified`, sp.shape, type, undefined, stored);
       m.addOperator(Op.DENSIFY, 1, [packed], [t]);
       if (dequantizeTo !== undefined) {
         const float = m.addTensor(reshaped ? `${name}_dequantized` : name, sp.shape, dequantizeTo);

@@ -290,7 +290,7 @@ export const LAYERS: Record<string, LayerEntry> = {
   Conv2D: { ir: conv, tfjs: 'native', note: 'a ZeroPadding2D before it folds into SAME padding where exact' },
   DepthwiseConv2D: { ir: conv, tfjs: 'native' },
   SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
-  Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it)' },
+  Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it); TFLite dynamic-int8 stores int8 weights + DEQUANTIZE (LiteRT has no hybrid TRANSPOSE_CONV kernel)' },
   BatchNormalization: { ir: batchNorm, tfjs: 'native', note: 'folded into a preceding conv/dense, else a per-channel multiply-add' },
   LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops' },
   Activation: { ir: (b) => b.activation(b.input(), b.layer.config.activation), tfjs: 'native', note: Object.keys(ACTIVATIONS).join(', ') },

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import onnxProto from 'onnx-proto';
-import { exportModel, verifyExport, type ExportPrecision, type ExportTarget } from '../src/export/index.js';
+import { exportLayerErrors, exportModel, verifyExport, type ExportPrecision, type ExportTarget, type LayerError } from '../src/export/index.js';
 import { readTflite } from '../src/export/tflite/reader.js';
 import { Op, TensorType } from '../src/export/tflite/schema.js';
 import { packInt4, unpackInt4 } from '../src/util/int4.js';
@@ -96,5 +96,18 @@ test('int8 keeps a layer the quantize stage left at 4 bits as INT4 (FULLY_CONNEC
     assert.ok(v.agreement >= 0.99, JSON.stringify(v));
   } finally {
     layer.setWeights([original, b]);
+  }
+});
+
+test('int4 exports report the simulated per-layer error of their 4-bit weights, below the int8 weights\' SNR in every layer', async () => {
+  const n = 32;
+  const layers = (precision: ExportPrecision) => exportLayerErrors(tf, mlp.model, emptyMeta(), { target: 'tflite', precision }, mlp.test.x, n);
+  const [int4, int8] = await Promise.all([layers('int4'), layers('dynamic-int8')]);
+  assert.ok(int4 && int8 && int4.length === int8.length && int4.length > 0);
+  const dense = int4.filter((l) => l.op === 'dense');
+  assert.equal(dense.length, 3);
+  for (const l of dense) {
+    const i8: LayerError = int8.find((x) => x.layer === l.layer)!;
+    assert.ok(Number.isFinite(l.snrDb) && l.snrDb < i8.snrDb - 6, `${l.layer}: int4 ${l.snrDb} dB vs int8 ${i8.snrDb} dB`);
   }
 });

@@ -199,8 +199,9 @@ export async function verifyExport(
     Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
     const failure = gateFailure(cmp, { threshold: opts.threshold, ...defaultGate(exported.precision) });
     if (failure) {
-      const worst = opts.layerErrors ? worstLayerOf(opts.layerErrors) : undefined;
-      const where = worst ? `; worst layer in the simulated int8 run: '${worst.layer}' (${worst.op}, SNR ${worst.snrDb.toFixed(1)} dB)` : '';
+      // (Against a fake-quantized reference the file itself is off, not a layer's quantization: no worst layer.)
+      const worst = opts.layerErrors && !FAKE_QUANT_REFERENCE[exported.precision] ? worstLayerOf(opts.layerErrors) : undefined;
+      const where = worst ? `; worst layer in the simulated ${exported.precision} run: '${worst.layer}' (${worst.op}, SNR ${worst.snrDb.toFixed(1)} dB)` : '';
       throw new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})${where}`);
     }
     return result;
@@ -210,7 +211,7 @@ export async function verifyExport(
 }
 
 /**
- * The simulated per-layer error of an int8 / dynamic-int8 export (layer-error.ts) on `n` samples of `x`, with
+ * The simulated per-layer error of an int8 / dynamic-int8 / int4 export (layer-error.ts) on `n` samples of `x`, with
  * the same weights, scales and activation ranges the exporter writes; undefined for other precisions.
  */
 export async function exportLayerErrors(
@@ -222,7 +223,7 @@ export async function exportLayerErrors(
   n: number,
 ): Promise<LayerError[] | undefined> {
   const full = opts.precision === 'int8';
-  if (!full && opts.precision !== 'dynamic-int8') return undefined;
+  if (!full && opts.precision !== 'dynamic-int8' && opts.precision !== 'int4') return undefined;
   const entry = targetFor(opts.target, opts.precision);
   if (!entry.int8Graph) return undefined;
   const { simulatedLayerErrors } = await import('./layer-error.js');
@@ -232,5 +233,7 @@ export async function exportLayerErrors(
     return simulatedLayerErrors(tf, g.ir, meta, { activations: true, perChannel, ranges: g.ranges, weightQmax: g.weightQmax, reference: g.float }, x, n);
   }
   const { buildIr } = await import('./ir.js');
-  return simulatedLayerErrors(tf, buildIr(model, opts.target), meta, { activations: false, perChannel }, x, n);
+  // Weight-only: dynamic-int8 on the int8 grid, int4 on the 4-bit one (float activations in both).
+  const weightQmax = opts.precision === 'int4' ? INT4_QMAX : 127;
+  return simulatedLayerErrors(tf, buildIr(model, opts.target), meta, { activations: false, perChannel, weightQmax: () => weightQmax }, x, n);
 }

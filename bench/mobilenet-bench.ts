@@ -198,7 +198,7 @@ export async function benchPipeline(): Promise<string> {
     const goal = (v: number | undefined, max: number, unit: string) => (v === undefined ? 'n/a' : `${v.toFixed(1)} ${unit} (goal <= ${max} ${unit}: ${v <= max ? 'met' : 'NOT met'})`);
     return [
       formatPipeline(r),
-      `full recipe: ${goal(r.seconds, 180, 's')}, peak RSS ${goal(r.peakRssMb, 2048, 'MB')}; int8 quantize stage ${goal(st('int8')?.seconds, 10, 's')}; k-means 5-bit stage ${goal(st('kmeans')?.seconds, 15, 's')}`,
+      `full recipe: ${goal(r.seconds, 180, 's')} wall (${r.cpuSeconds?.toFixed(1) ?? 'n/a'} s CPU), peak RSS ${goal(r.peakRssMb, 2048, 'MB')}; int8 quantize stage ${goal(st('int8')?.seconds, 10, 's')} wall (${st('int8')?.cpuSeconds?.toFixed(1) ?? 'n/a'} s CPU); k-means 5-bit stage ${goal(st('kmeans')?.seconds, 15, 's')} wall (${st('kmeans')?.cpuSeconds?.toFixed(1) ?? 'n/a'} s CPU)`,
       `(${before} at the start, ${load()} at the end)`,
     ].join('\n');
   } finally {

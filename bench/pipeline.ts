@@ -10,7 +10,7 @@
  * Usage: node dist/bench/pipeline.js [--keep] [--dir <dir>]  (prints the per-stage / per-phase profile)
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -131,7 +131,9 @@ export interface PipelineResult {
   seconds: number;
   /** Peak resident set of the whole `compress run` process (from /usr/bin/time), MB. */
   peakRssMb?: number;
-  stages: Array<{ id: string; uses: string; status: string; seconds: number; peakMemoryMb?: number; metrics: Record<string, unknown> }>;
+  /** User + system CPU seconds of the whole `compress run` process (from /usr/bin/time): less load-sensitive than wall time. */
+  cpuSeconds?: number;
+  stages: Array<{ id: string; uses: string; status: string; seconds: number; peakMemoryMb?: number; cpuSeconds?: number; metrics: Record<string, unknown> }>;
   phases: PhaseRow[];
   stderr: string;
 }
@@ -143,7 +145,7 @@ export async function runPipeline(dir: string, extraArgs: string[] = []): Promis
   const args = [cli, 'run', 'recipe.yaml', '--json', '--force', ...extraArgs];
   const t0 = performance.now();
   const child = timeBin
-    ? execa(timeBin, ['-f', 'MAXRSS_KB=%M', process.execPath, ...args], { cwd: dir, reject: false, buffer: { stdout: false } })
+    ? execa(timeBin, ['-f', 'MAXRSS_KB=%M CPU_S=%U+%S', process.execPath, ...args], { cwd: dir, reject: false, buffer: { stdout: false } })
     : execa(process.execPath, args, { cwd: dir, reject: false, buffer: { stdout: false } });
   const last = new Map<string, { phase: string; t: number }>();
   const phases: PhaseRow[] = [];
@@ -173,6 +175,7 @@ export async function runPipeline(dir: string, extraArgs: string[] = []): Promis
   const r = await child;
   const seconds = (performance.now() - t0) / 1000;
   const rss = /MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1];
+  const cpu = /CPU_S=([\d.]+)\+([\d.]+)/.exec(r.stderr);
   const reports = join(dir, '.compress', 'reports');
   const latest = readdirSync(reports).sort().pop()!;
   const report = JSON.parse(readFileSync(join(reports, latest, 'report.json'), 'utf8')) as { stages: PipelineResult['stages'] };
@@ -180,22 +183,24 @@ export async function runPipeline(dir: string, extraArgs: string[] = []): Promis
     exitCode: r.exitCode ?? -1,
     seconds,
     peakRssMb: rss ? Number(rss) / 1024 : undefined,
+    cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : undefined,
     stages: report.stages,
     phases,
-    stderr: r.stderr.replace(/MAXRSS_KB=\d+\n?/, ''),
+    stderr: r.stderr.replace(/MAXRSS_KB=\d+ CPU_S=\S+\n?/, ''),
   };
 }
 
 export function formatPipeline(r: PipelineResult): string {
   const lines = [
-    `mobilenetv2 pipeline (${PIPELINE_IMAGES} images, 224x224x3): ${r.seconds.toFixed(1)} s wall, peak RSS ${r.peakRssMb?.toFixed(0) ?? 'n/a'} MB, exit ${r.exitCode}`,
-    '| stage | status | seconds | peak MB | phases (s) |',
-    '| --- | --- | --- | --- | --- |',
+    `mobilenetv2 pipeline (${PIPELINE_IMAGES} images, 224x224x3): ${r.seconds.toFixed(1)} s wall, ${r.cpuSeconds?.toFixed(1) ?? 'n/a'} s CPU (user + sys, all threads), peak RSS ${r.peakRssMb?.toFixed(0) ?? 'n/a'} MB, exit ${r.exitCode}`,
+    "| stage | status | wall s | worker CPU s | worker peak MB | phases (wall s) |",
+    '| --- | --- | --- | --- | --- | --- |',
   ];
   for (const s of r.stages) {
     const ph = r.phases.filter((p) => p.stage === s.id).map((p) => `${p.phase} ${p.seconds.toFixed(1)}`).join('; ');
-    lines.push(`| ${s.id} | ${s.status} | ${s.seconds.toFixed(1)} | ${s.peakMemoryMb?.toFixed(0) ?? ''} | ${ph} |`);
+    lines.push(`| ${s.id} | ${s.status} | ${s.seconds.toFixed(1)} | ${s.cpuSeconds?.toFixed(1) ?? ''} | ${s.peakMemoryMb?.toFixed(0) ?? ''} | ${ph} |`);
   }
+  lines.push("(worker CPU: user + system seconds of the stage's worker thread; worker peak: its JS heap + array buffers + wasm heap, not onnxruntime's native memory)");
   if (r.exitCode !== 0) lines.push(r.stderr.trim().split('\n').slice(-5).join('\n'));
   return lines.join('\n');
 }
@@ -209,7 +214,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       const { params } = await preparePipeline(dir);
       console.log(`prepared MobileNetV2 (${params} params) and ${PIPELINE_IMAGES} images in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${dir}`);
     }
+    const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+    const before = load();
     console.log(formatPipeline(await runPipeline(dir)));
+    console.log(`(load average ${before} at the start, ${load()} at the end, ${availableParallelism()} cores)`);
   } finally {
     if (di < 0 && !process.argv.includes('--keep')) rmSync(dir, { recursive: true, force: true });
   }

@@ -190,6 +190,37 @@ test('calibration streams: every method gives the same ranges in batches of 7 as
   model.dispose();
 });
 
+test('calibration: ReLU / relu6 / relu / linear activation layers get the exact observed range, derived from their input without reducing their output', async () => {
+  const { tf } = await initEngine('wasm');
+  const { derivedRanges } = await import('../src/compression/calibrate.js');
+  const init = (seed: number) => tf.initializers.heNormal({ seed });
+  const input = tf.input({ shape: [12, 12, 3] });
+  let h = tf.layers.conv2d({ filters: 8, kernelSize: 3, name: 'conv', kernelInitializer: init(1) }).apply(input) as tfType.SymbolicTensor;
+  h = tf.layers.batchNormalization({ name: 'bn', betaInitializer: 'ones' }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.reLU({ maxValue: 0.7, name: 'relu_capped' }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.conv2d({ filters: 8, kernelSize: 3, name: 'conv2', kernelInitializer: init(2) }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.activation({ activation: 'relu6', name: 'act_relu6' }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.activation({ activation: 'linear', name: 'act_linear' }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.flatten({ name: 'flat' }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.dense({ units: 4, name: 'fc', kernelInitializer: init(3) }).apply(h) as tfType.SymbolicTensor;
+  h = tf.layers.activation({ activation: 'relu', name: 'act_relu' }).apply(h) as tfType.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: h });
+  assert.deepEqual([...derivedRanges(modelGraph(model), null).keys()], ['relu_capped', 'act_relu6', 'act_linear', 'act_relu']);
+  const rng = createRng(6);
+  const s = { x: Float32Array.from({ length: 30 * 12 * 12 * 3 }, () => rng() * 4 - 2), n: 30, sampleShape: [12, 12, 3] };
+  const x = tf.tensor(s.x, [30, 12, 12, 3]);
+  const obs = observed(tf, model, x);
+  const ranges = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 8 });
+  for (const [name, values] of obs) {
+    const o = minmax(values);
+    assert.deepEqual(ranges[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);
+  }
+  // Some observed ranges are strictly inside the cap / above 0, so a derivation that ignored them would differ.
+  assert.ok(minmax(obs.get('relu_capped')!).max === Math.fround(0.7) && minmax(obs.get('act_relu6')!).max < 6, JSON.stringify(ranges));
+  x.dispose();
+  model.dispose();
+});
+
 test('inference batches are bounded by activation memory: a 224x224 MobileNet-like layer gets a small batch, LeNet the requested one', async () => {
   const { tf } = await initEngine('wasm');
   const { boundedBatchSize, activationBytesPerSample } = await import('../src/engine/batching.js');

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TINY, workspace } from './helpers.js';
 import { cacheOf, run, SMALL, smallWorkspace, STACK } from './reliability-util.js';
@@ -71,6 +71,16 @@ test('memoryMb: a stage whose tensors (array buffers + wasm heap) exceed the bud
   const ok = await run(bigNpyWorkspace(1024), ['--json']);
   assert.equal(ok.exitCode, 0, ok.stderr);
   assert.equal(ok.status.baseline, 'ran');
+});
+
+test('memoryMb: the stage stopped over its budget reports the peak it reached in report.json', async () => {
+  const dir = bigNpyWorkspace(64);
+  const r = await run(dir, []);
+  assert.equal(r.exitCode, 1, r.stderr);
+  const reports = join(dir, '.compress', 'reports');
+  const baseline = JSON.parse(readFileSync(join(reports, readdirSync(reports)[0], 'report.json'), 'utf8')).stages.find((s: { id: string }) => s.id === 'baseline');
+  assert.equal(baseline.status, 'failed');
+  assert.ok(baseline.peakMemoryMb > 64, `peak ${baseline.peakMemoryMb} MB`);
 });
 
 test('memoryMb: the MNIST pipeline\'s training stage over 64 MB fails naming the budget (exit 1, no stack); 256 MB runs', async () => {

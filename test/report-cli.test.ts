@@ -101,6 +101,13 @@ test('every stage that ran reports its wall time and peak memory in report.json,
   }
 });
 
+test("every stage that ran reports its worker thread's CPU seconds in report.json, at most its wall time", () => {
+  const ran = report(runs[0]).stages.filter((x: { status: string }) => x.status === 'ran');
+  assert.ok(ran.length >= 2);
+  // One thread cannot use more CPU than the time it ran (plus the 10 ms tick of /proc's counters).
+  for (const x of ran) assert.ok(typeof x.cpuSeconds === 'number' && x.cpuSeconds > 0 && x.cpuSeconds <= x.seconds + 0.02, `${x.id}: ${x.cpuSeconds} s CPU in ${x.seconds} s`);
+});
+
 test('report.html renders in headless Chromium: charts drawn, script ran, injected markup inert; screenshot kept', async () => {
   const file = join(reportsDir(), runs[1], 'report.html');
   const url = pathToFileURL(file).href;

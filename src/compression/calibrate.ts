@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
-import { boundedBatchSize } from '../engine/batching.js';
-import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type Samples } from './layer-by-layer.js';
+import { walkBatchSize } from '../engine/batching.js';
+import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
 import { setOwn } from '../util/own.js';
 
 /**
@@ -29,7 +29,7 @@ export interface CalibrateOptions {
   percentile?: number;
   /** For 'mse': bits of the simulated quantizer. Default 8. */
   bits?: number;
-  /** Default 64, lowered to fit the activation budget (engine/batching.ts). */
+  /** Default 64, lowered to fit the activation budget of a layer-by-layer walk (engine/batching.ts). */
   batchSize?: number;
   /** Use at most this many samples (the first ones). Default all. */
   maxSamples?: number;
@@ -98,7 +98,7 @@ export async function calibrateActivations(
   opts: CalibrateOptions = {},
 ): Promise<Record<string, ActivationRange>> {
   const method = opts.method ?? 'minmax';
-  const batchSize = boundedBatchSize(model, opts.batchSize ?? 64);
+  const batchSize = walkBatchSize(model, opts.batchSize ?? 64);
   const bins = opts.bins ?? 2048;
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   if (n <= 0) throw new Error('calibration needs at least one sample');
@@ -123,21 +123,69 @@ export async function calibrateActivations(
     }
   };
 
-  // Pass 1: min / max, reduced on the engine (two numbers per layer and batch leave it).
+  // Pass 1: min / max, reduced on the engine (two numbers per layer and batch leave it); a layer whose
+  // range follows from its input's (derivedRanges) is not reduced, its range is derived after the pass.
+  const derived = derivedRanges(graph, wanted);
   await pass((key, t) => {
+    if (derived.has(key)) return;
     let s = stats.get(key);
     if (!s) stats.set(key, (s = newRangeStat()));
     const [min, max] = tf.tidy(() => tf.stack([tf.min(t), tf.max(t)]).dataSync());
     if (min < s.min) s.min = min;
     if (max > s.max) s.max = max;
   });
+  for (const [name, { from, map }] of derived) {
+    const r = map(stats.get(from)!);
+    stats.set(name, { ...newRangeStat(), min: r.min, max: r.max });
+  }
   if (method !== 'minmax') {
     // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
     await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
   }
   const out: Record<string, ActivationRange> = {};
-  for (const [key, s] of stats) setOwn(out, key, rangeFromStat(s, method, { percentile: opts.percentile, bits: opts.bits }));
+  // Keys in walk order (the input, then each layer's), however their ranges were obtained.
+  const order = [INPUT_KEY, ...graph.steps.map((st) => st.layer.name)].filter((k) => stats.has(k));
+  for (const key of order) setOwn(out, key, rangeFromStat(stats.get(key)!, method, { percentile: opts.percentile, bits: opts.bits }));
   return out;
+}
+
+/** A layer's output range as a function of its input's: exact for a monotone element-wise layer. */
+type RangeMap = (r: ActivationRange) => ActivationRange;
+
+/**
+ * Layers whose output range over any set of samples follows exactly from their input's: ReLU (capped or
+ * not) and relu / relu6 / linear activations are monotone element-wise, so the min / max of their outputs
+ * are the function of the min / max of their inputs (computed in float32 like the kernels), and reducing
+ * their (large) outputs on the engine is skipped. By layer name, with the key of the input's range.
+ */
+export function derivedRanges(graph: ModelGraph, wanted: Set<string> | null): Map<string, { from: string; map: RangeMap }> {
+  const producer = new Map<number, string>(graph.inputs.map((i) => [i.id, INPUT_KEY]));
+  for (const st of graph.steps) if (st.outputIds.length === 1) producer.set(st.outputIds[0], st.layer.name);
+  const out = new Map<string, { from: string; map: RangeMap }>();
+  for (const st of graph.steps) {
+    if (wanted && !wanted.has(st.layer.name)) continue;
+    const from = st.inputIds.length === 1 ? producer.get(st.inputIds[0]) : undefined;
+    const map = from !== undefined && st.outputIds.length === 1 ? monotoneMap(st.layer) : undefined;
+    // The input's range must be one this calibration has (observed or itself derived).
+    if (!map || from === undefined || (wanted && from !== INPUT_KEY && !wanted.has(from))) continue;
+    out.set(st.layer.name, { from, map });
+  }
+  return out;
+}
+
+function monotoneMap(layer: tfType.layers.Layer): RangeMap | undefined {
+  const cls = layer.getClassName();
+  const cfg = layer.getConfig() as { maxValue?: number | null; activation?: string };
+  const relu = (cap?: number): RangeMap => {
+    const c = cap === undefined ? Infinity : Math.fround(cap);
+    const f = (v: number) => Math.min(Math.max(v, 0), c);
+    return (r) => ({ min: f(r.min), max: f(r.max) });
+  };
+  if (cls === 'ReLU') return relu(cfg.maxValue ?? undefined);
+  if (cls === 'Activation' && cfg.activation === 'relu') return relu();
+  if (cls === 'Activation' && cfg.activation === 'relu6') return relu(6);
+  if (cls === 'Activation' && cfg.activation === 'linear') return (r) => ({ ...r });
+  return undefined;
 }
 
 /** Contains 0, finite, non-empty. */

@@ -1,7 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange, WeightQuant } from '../model/meta.js';
 import { INPUT_KEY } from './calibrate.js';
-import { boundedBatchSize } from '../engine/batching.js';
+import { walkBatchSize } from '../engine/batching.js';
 import { layerSteps, modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
 import { decodeFloat16, encodeFloat16 } from '../util/float16.js';
 import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
@@ -198,7 +198,7 @@ export async function predictWithActivationQuant(
 ): Promise<tfType.Tensor> {
   const graph = modelGraph(model);
   const hooks = activationHooks(tf, graph, ranges, opts.bits ?? 8, opts.fuse ?? true);
-  const batchSize = boundedBatchSize(model, opts.batchSize ?? 64);
+  const batchSize = walkBatchSize(model, opts.batchSize ?? 64);
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   const parts: tfType.Tensor[] = [];
   for (let start = 0; start < n; start += batchSize) {
@@ -272,7 +272,8 @@ export async function layerErrorReport(
     refNames.has(name) ? name : name.endsWith('_v') && refNames.has(name.slice(0, -2)) ? name.slice(0, -2) : null;
   const compared = new Set(candGraph.steps.map((s) => candToRef(s.layer.name)).filter((n): n is string => n !== null));
   const acc = new Map<string, { s: number; e: number; max: number }>();
-  const batchSize = Math.min(boundedBatchSize(reference, opts.batchSize ?? 64), boundedBatchSize(candidate, opts.batchSize ?? 64));
+  // Two walks side by side (the reference's outputs held until the candidate reaches the same layer).
+  const batchSize = Math.min(walkBatchSize(reference, opts.batchSize ?? 64, 2), walkBatchSize(candidate, opts.batchSize ?? 64, 2));
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? 256);
   for (let start = 0; start < n; start += batchSize) {
     const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));

@@ -18,13 +18,9 @@ const elements = (shape: unknown): number => {
   return (shape as Array<number | null>).slice(1).reduce<number>((a, d) => a * (d ?? 1), 1);
 };
 
-/**
- * Float32 bytes one sample needs: the larger of the widest layer's inputs plus output times headroom
- * (a layer-by-layer walk frees each tensor after its last use) and the sum of every layer's output
- * (model.apply inside one tf.tidy keeps them all until the pass ends).
- */
-export function activationBytesPerSample(model: tfType.LayersModel): number {
-  let peak = 0;
+/** Per-sample elements: the widest layer's inputs plus output, and the sum of every layer's output. */
+function layerElements(model: tfType.LayersModel): { widest: number; all: number } {
+  let widest = 0;
   let all = 0;
   for (const layer of model.layers) {
     let inOut = 0;
@@ -34,10 +30,33 @@ export function activationBytesPerSample(model: tfType.LayersModel): number {
     } catch {
       // a layer without a defined shape (not built): skip it
     }
-    peak = Math.max(peak, inOut);
+    widest = Math.max(widest, inOut);
     all += elements(layer.outputShape);
   }
-  return Math.max(peak * HEADROOM, all) * 4;
+  return { widest, all };
+}
+
+/**
+ * Float32 bytes one sample needs: the larger of the widest layer's inputs plus output times headroom
+ * (a layer-by-layer walk frees each tensor after its last use) and the sum of every layer's output
+ * (model.apply inside one tf.tidy keeps them all until the pass ends).
+ */
+export function activationBytesPerSample(model: tfType.LayersModel): number {
+  const { widest, all } = layerElements(model);
+  return Math.max(widest * HEADROOM, all) * 4;
+}
+
+/**
+ * Float32 bytes one sample needs in a pass that frees each tensor after its last use (a layer-by-layer
+ * walk): the widest layer's inputs plus output times headroom.
+ */
+export function walkBytesPerSample(model: tfType.LayersModel): number {
+  return layerElements(model).widest * HEADROOM * 4;
+}
+
+/** The batch for `walks` layer-by-layer walks side by side (see walkBytesPerSample) within the budget. */
+export function walkBatchSize(model: tfType.LayersModel, requested: number, walks = 1, budgetBytes = ACTIVATION_BUDGET_BYTES): number {
+  return batchWithin(walks * walkBytesPerSample(model), requested, budgetBytes);
 }
 
 /** The requested batch size, lowered so one batch's activations fit the budget (at least 1). */

@@ -34,8 +34,10 @@ export function reportJson(s: RunSummary) {
       reason: x.reason,
       key: x.key,
       seconds: x.seconds,
-      /** Peak memory of the stage's worker, MB (JS heap + array buffers + wasm heap); stages that ran. */
+      /** Peak memory of the stage's worker, MB (JS heap + array buffers + wasm heap); stages that ran or failed. */
       peakMemoryMb: x.peakMemoryMb,
+      /** CPU seconds (user + system) of the stage's worker thread (Linux). */
+      cpuSeconds: x.cpuSeconds,
       metrics: x.metrics,
       outputs: x.outputs,
       error: x.error ? { name: x.error.name, message: x.error.message } : undefined,

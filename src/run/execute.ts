@@ -43,9 +43,11 @@ export interface StageOutcome {
   seconds: number;
   /**
    * Peak memory of the stage's worker in MB (its JS heap plus external memory: array buffers and the
-   * wasm heap where tensors live), sampled every 50 ms; only for stages that ran.
+   * wasm heap where tensors live), sampled every 50 ms; for stages that ran or failed in a worker.
    */
   peakMemoryMb?: number;
+  /** CPU seconds (user + system) of the stage's worker thread, where the platform reports it (Linux). */
+  cpuSeconds?: number;
   metrics: Record<string, unknown>;
   outputs?: Record<string, string>;
   outDir?: string;
@@ -156,7 +158,10 @@ interface StageJob {
   key: StageKey;
   outDir: string;
   ups: Settled[];
+  /** When the stage started: settling began, or (computed stages) its worker slot was taken. */
   t0: number;
+  /** What its worker reported of its peak memory and CPU, also for a stage that failed. */
+  usage?: { peakBytes: number; cpuSeconds?: number };
 }
 
 /**
@@ -326,6 +331,8 @@ async function lookupStage(run: Run, job: StageJob): Promise<CacheLookup> {
 /** Run phase, holding a worker slot and the key's lock (another process may be computing the same key). */
 async function computeStage(p: StagePhase, job: StageJob, reason: string): Promise<Settled> {
   const release = await p.slots.take();
+  // Its time counts from here: waiting for a free slot is not the stage's.
+  job.t0 = Date.now();
   let releaseKey: () => Promise<void>;
   try {
     releaseKey = await lockKey(p, job);
@@ -364,11 +371,13 @@ async function executeStage(p: StagePhase, job: StageJob, reason: string): Promi
   checkpoint(`run:stage-start:${stage.id}`);
   const work = await run.cache.workDir(stage.id);
   try {
-    let peakBytes = 0;
+    const usage: NonNullable<StageJob['usage']> = (job.usage = { peakBytes: 0 });
     const metrics = await run.executor
       .execute(workerJob(run, job, work), stage, (m) => {
-        if (m.type === 'memory') peakBytes = Math.max(peakBytes, m.bytes);
-        else relay(run, stage.id, m);
+        if (m.type === 'memory') {
+          usage.peakBytes = Math.max(usage.peakBytes, m.bytes);
+          if (m.cpuSeconds !== undefined) usage.cpuSeconds = Math.max(usage.cpuSeconds ?? 0, m.cpuSeconds);
+        } else relay(run, stage.id, m);
       })
       .catch((e: unknown) => {
         // A full or read-only disk under the stage's work directory (in the cache): said so, with the path.
@@ -378,8 +387,7 @@ async function executeStage(p: StagePhase, job: StageJob, reason: string): Promi
     checkpoint(`run:stage-done:${stage.id}`);
     const record = await run.cache.store({ key: job.key.key, keyInputs: job.key.inputs, stageKind: stage.uses, stageId: stage.id, metrics, durationMs: Date.now() - job.t0 }, work);
     await run.cache.restore(record, job.outDir);
-    const peakMemoryMb = peakBytes ? Math.round((peakBytes / 1048576) * 10) / 10 : undefined;
-    return await completedStage(p, job, 'ran', reason, record, peakMemoryMb);
+    return await completedStage(p, job, 'ran', reason, record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -400,8 +408,8 @@ function relay(run: Run, id: string, m: WorkerMessage): void {
 }
 
 /** Gate phase, for a stage that ran or came from the cache; then its end is reported. */
-async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cached', reason: string, record: RunRecord, peakMemoryMb?: number): Promise<Settled> {
-  const o: Settled = { ...outcomeOf(job.stage, status, reason), key: job.key.key, seconds: (Date.now() - job.t0) / 1000, peakMemoryMb, metrics: record.metrics, outputs: digestsOf(record), outDir: job.outDir, record };
+async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cached', reason: string, record: RunRecord): Promise<Settled> {
+  const o: Settled = { ...outcomeOf(job.stage, status, reason), key: job.key.key, seconds: (Date.now() - job.t0) / 1000, ...usageOf(job), metrics: record.metrics, outputs: digestsOf(record), outDir: job.outDir, record };
   await applyGates(p, job.stage, o);
   return ended(p, o);
 }
@@ -414,12 +422,23 @@ function failedStage(p: StagePhase, job: StageJob, e: unknown): Settled {
     ...outcomeOf(job.stage, interrupted ? 'interrupted' : 'failed', interrupted ? 'interrupted' : err.message),
     key: job.key.key,
     seconds,
+    ...usageOf(job),
     // An interrupted stage's worker is terminated: its exit code says nothing the user needs.
     error: interrupted
       ? { name: 'Interrupted', message: `stage '${job.stage.id}' was stopped by ${stopSignalOf(p.run.opts.signal)} after ${seconds.toFixed(1)} s; completed stages stay cached` }
       : { name: err.name, message: err.message, stack: (err as { workerStack?: string }).workerStack ?? err.stack },
   };
   return ended(p, o);
+}
+
+/** The worker's peak memory (MB, one decimal) and CPU seconds, where it reported them. */
+function usageOf(job: StageJob): Pick<StageOutcome, 'peakMemoryMb' | 'cpuSeconds'> {
+  const u = job.usage;
+  if (!u) return {};
+  return {
+    ...(u.peakBytes ? { peakMemoryMb: Math.round((u.peakBytes / 1048576) * 10) / 10 } : {}),
+    ...(u.cpuSeconds !== undefined ? { cpuSeconds: Math.round(u.cpuSeconds * 100) / 100 } : {}),
+  };
 }
 
 function outcomeOf(stage: ResolvedStage, status: StageStatus, reason: string): StageOutcome {

@@ -3,6 +3,7 @@
  * between concurrent stages), real parallelism on several cores, and can be stopped or bounded in
  * memory without taking the runner down.
  */
+import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadSplits } from '../data/load.js';
@@ -35,12 +36,33 @@ export type WorkerMessage =
   | { type: 'progress'; message: string; fraction?: number }
   | { type: 'log'; message: string }
   | { type: 'done'; metrics: Record<string, unknown> }
-  /** Peak footprint so far: this isolate's JS heap plus its external memory (array buffers, wasm memory). */
-  | { type: 'memory'; bytes: number }
+  /**
+   * Peak footprint so far: this isolate's JS heap plus its external memory (array buffers, wasm memory);
+   * and the CPU seconds this worker thread has used (Linux; absent elsewhere).
+   */
+  | { type: 'memory'; bytes: number; cpuSeconds?: number }
   | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string };
 
 /** Posts the footprint once more (also when the stage fails, so the runner sees the peak of a refused load). */
 let lastSample: () => void = () => {};
+
+/** Linux's clock ticks per second for /proc times (USER_HZ: 100 on every mainstream kernel build). */
+const USER_HZ = 100;
+
+/**
+ * User + system CPU seconds of the calling thread (fields 14 and 15 of /proc/thread-self/stat): the
+ * stage's own compute, unlike process.cpuUsage(), which counts every stage running at the same time.
+ */
+function threadCpuSeconds(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'latin1');
+    // The command name (field 2) is parenthesised and may hold spaces: fields count from its ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
 
 async function main(job: WorkerJob): Promise<void> {
   const post = (m: WorkerMessage) => parentPort!.postMessage(m);
@@ -54,10 +76,12 @@ async function main(job: WorkerJob): Promise<void> {
   // Always sampled: the peak is reported with the stage (report.json peakMemoryMb) and checked
   // against `memoryMb` when the stage has one.
   let peak = 0;
+  const cpu0 = threadCpuSeconds();
   const sample = () => {
     const h = getHeapStatistics();
     peak = Math.max(peak, h.used_heap_size + h.external_memory);
-    post({ type: 'memory', bytes: peak });
+    const cpu = threadCpuSeconds();
+    post({ type: 'memory', bytes: peak, ...(cpu !== undefined && cpu0 !== undefined ? { cpuSeconds: cpu - cpu0 } : {}) });
   };
   setInterval(sample, 50).unref();
   // Synchronous model builds never yield to the sampler: loaders check declared sizes against the budget first.

@@ -7,10 +7,10 @@ import { writeFileSync } from 'node:fs';
  * and its CPU time. Without it every call here is a no-op.
  */
 const file = process.env.COMPRESS_TIMINGS;
-const marks: Record<string, number> = {};
+const marks = new Map<string, number>();
 /** CPU time (user + system, ms) the process had used when each mark was reached. */
-const cpuAt: Record<string, number> = {};
-const spans: Record<string, { ms: number; cpuMs: number; calls: number }> = {};
+const cpuAt = new Map<string, number>();
+const spans = new Map<string, { ms: number; cpuMs: number; calls: number }>();
 
 export interface Timings {
   marks: Record<string, number>;
@@ -24,10 +24,10 @@ export interface Timings {
 
 /** Records the first time a phase is reached. */
 export function mark(name: string): void {
-  if (file && !Object.hasOwn(marks, name)) {
-    marks[name] = performance.now();
+  if (file && !marks.has(name)) {
+    marks.set(name, performance.now());
     const c = process.cpuUsage();
-    cpuAt[name] = (c.user + c.system) / 1000;
+    cpuAt.set(name, (c.user + c.system) / 1000);
   }
 }
 
@@ -40,7 +40,8 @@ export async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
     return await f();
   } finally {
     const c = process.cpuUsage(c0);
-    const s = (spans[name] ??= { ms: 0, cpuMs: 0, calls: 0 });
+    const s = spans.get(name) ?? { ms: 0, cpuMs: 0, calls: 0 };
+    spans.set(name, s);
     s.ms += performance.now() - t0;
     s.cpuMs += (c.user + c.system) / 1000;
     s.calls++;
@@ -49,7 +50,7 @@ export async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
 
 if (file) {
   process.on('exit', () => {
-    const t: Timings = { marks, cpuAt, spans, cpu: process.cpuUsage(), exitMs: performance.now() };
+    const t: Timings = { marks: Object.fromEntries(marks), cpuAt: Object.fromEntries(cpuAt), spans: Object.fromEntries(spans), cpu: process.cpuUsage(), exitMs: performance.now() };
     writeFileSync(file, JSON.stringify(t));
   });
 }

@@ -1,4 +1,5 @@
 import { InputError } from '../../errors/input-error.js';
+import { setOwn } from '../../util/own.js';
 
 /** Throws an InputError naming the layer and weight if `values` holds a NaN or an infinity. */
 export function assertFiniteWeights(values: ArrayLike<number>, file: string, layer: string, weight: string): void {
@@ -60,7 +61,7 @@ export function refuseIgnoredOptions(topology: unknown, file: string): void {
       continue;
     }
     const c: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries((l.config ?? {}) as Record<string, unknown>)) c[camel(k)] = v;
+    for (const [k, v] of Object.entries((l.config ?? {}) as Record<string, unknown>)) setOwn(c, camel(k), v);
     const why = tfjsIgnoredOption(String(l.class_name), c);
     if (why) throw new InputError(`${String(l.class_name)} with ${why}`, { file, layer: String(c.name ?? l.name ?? '') });
   }

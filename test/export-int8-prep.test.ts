@@ -10,7 +10,8 @@ import { buildModel } from '../src/engine/models.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { createRng } from '../src/util/rng.js';
 import { buildMobileNetV2 } from '../bench/mobilenet.js';
-import { cachedTrainedModel, engine } from './fixtures/export/models.js';
+import { cachedTrainedModel, engine, tempDir } from './fixtures/export/models.js';
+import { exportLayerErrors, exportModel, verifyExport, worstLayer } from '../src/export/index.js';
 
 /** MNIST-like inputs in [0, 1]: mostly dark with bright strokes. */
 function images(n: number, seed: number): Float32Array {
@@ -176,4 +177,22 @@ test('prepareInt8 leaves the float graph unchanged when every step is off', asyn
   assert.equal(p.ir, ir);
   assert.deepEqual(p.steps, ['calibration: minmax']);
   assert.deepEqual(p.ranges, tensorRanges(tf, ir, emptyMeta(), 'tflite', calib));
+});
+
+test('an int8 export damaged by a wrong activation range fails the default gate, and the message names the worst layer', async () => {
+  const tf = await engine();
+  const t = await cachedTrainedModel(tf, 'dw-cnn');
+  const meta = emptyMeta();
+  // A calibrated range 100x too narrow for one hidden layer: its outputs clip in the file.
+  meta.activationRanges.block_2_pw_relu = { min: 0, max: 0.05 };
+  const opts = { target: 'tflite' as const, precision: 'int8' as const, calibration: t.calibration };
+  const dir = tempDir('int8-damaged');
+  const res = await exportModel(tf, t.model, meta, opts, dir);
+  const errors = (await exportLayerErrors(tf, t.model, meta, opts, t.test.x, 64))!;
+  const worst = worstLayer(errors)!;
+  assert.ok(worst.snrDb < 10, JSON.stringify(worst));
+  await assert.rejects(
+    verifyExport(tf, { target: 'tflite', precision: 'int8', dir, files: res.files }, t.model, t.test, { layerErrors: errors }),
+    (e: Error) => e.message.includes(`worst layer in the simulated int8 run: '${worst.layer}'`) && /fails its check/.test(e.message),
+  );
 });

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { inferencePlan } from './inference.js';
-import { boundedBatchSize } from './batching.js';
+import { walkBatchSize } from './batching.js';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
@@ -176,7 +176,8 @@ interface DropoutLike {
 
 /** Evaluates `model` on `data`: sparse categorical cross-entropy of its softmax outputs, accuracy, top-5. */
 export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, requestedBatch = 256, topK?: number): EvalResult {
-  const batchSize = boundedBatchSize(model, requestedBatch);
+  // The plan frees each tensor after its last use: the batch is bounded by the widest layer, not every layer's output.
+  const batchSize = walkBatchSize(model, requestedBatch);
   const predictions = new Int32Array(data.n);
   const b = batcher(tf, data);
   let lossSum = 0, correct = 0, top5 = 0, inTopK = 0;

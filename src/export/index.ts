@@ -5,6 +5,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import type { ModelMeta } from '../model/meta.js';
 import { concatFloat32 } from '../util/ndarray.js';
+import { timeCalls } from '../util/latency.js';
 import { INT4_QMAX } from './quant.js';
 import { ExportError } from './errors.js';
 import { compareOutputs, gateFailure, type AgreementReport } from './agreement.js';
@@ -81,7 +82,7 @@ export interface ExportedModel {
 export interface VerifyResult extends AgreementReport {
   bytes: number;
   gzipBytes: number;
-  /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup. */
+  /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup (fewer once 10 took 2 s: util/latency.ts). */
   latencyMs: number;
   runtime: string;
   /** What the outputs were compared with when it is not the float model (int4: its fake-quantized weights). */
@@ -180,13 +181,9 @@ export async function verifyExport(
 
     const cmp = compareOutputs(refOut, out, test.y, test.n);
 
-    // Latency: batch 1 in the target runtime, after warmup.
-    const nLat = Math.min(100, test.n);
-    const warm = Math.min(5, test.n);
-    for (let i = 0; i < warm; i++) await runner.run(test.x.subarray(i * per, (i + 1) * per), 1, shape);
-    const t0 = performance.now();
-    for (let i = 0; i < nLat; i++) await runner.run(test.x.subarray(i * per, (i + 1) * per), 1, shape);
-    const latencyMs = nLat > 0 ? (performance.now() - t0) / nLat : 0;
+    // Latency: batch 1 in the target runtime, after warmup; the mean of up to 100 runs (fewer once 10 took 2 s).
+    const times = await timeCalls((i) => runner.run(test.x.subarray(i * per, (i + 1) * per), 1, shape), { samples: Math.min(100, test.n), warmup: Math.min(5, test.n) });
+    const latencyMs = times.length > 0 ? times.reduce((a, t) => a + t, 0) / times.length : 0;
 
     let bytes = 0;
     let gzipBytes = 0;

@@ -9,6 +9,7 @@ import { fitDataToModel } from '../data/fit.js';
 import { modelStats } from '../prune/stats.js';
 import type { ModelMeta } from '../model/meta.js';
 import { inferencePlan } from '../engine/inference.js';
+import { median, timeCalls } from '../util/latency.js';
 
 export const evaluateWithSchema = {
   type: 'object',
@@ -17,7 +18,7 @@ export const evaluateWithSchema = {
     split: { enum: ['test', 'validation', 'train'], default: 'test' },
     batchSize: { type: 'integer', minimum: 1, default: 256 },
     topK: { type: 'integer', minimum: 1, default: 5 },
-    latencySamples: { type: 'integer', minimum: 0, default: 50, description: 'batch-1 inferences timed for latencyMs (0: skip)' },
+    latencySamples: { type: 'integer', minimum: 0, default: 50, description: 'batch-1 inferences timed for latencyMs, at most (fewer once 10 have taken 2 s, e.g. a 224x224 model); 0: skip' },
     indexBits: { type: 'integer', minimum: 1, maximum: 16, description: 'relative-index width for sparse size (default 5 dense, 8 conv)' },
     gates: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'e.g. "accuracy >= stages.baseline.accuracy - 0.005"' },
   },
@@ -63,7 +64,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
     // Per-layer MACs for the layers that multiply (Dense, convolutions); none for the others.
     const macsOf = new Map(stats.layers.filter((l) => l.outputPositions > 0).map((l) => [l.name, l]));
     ctx.progress({ message: 'timing latency' });
-    const latencyMs = (w.latencySamples ?? 50) > 0 ? measureLatency(tf, model, data, w.latencySamples ?? 50) : undefined;
+    const latencyMs = (w.latencySamples ?? 50) > 0 ? await measureLatency(tf, model, data, w.latencySamples ?? 50) : undefined;
     model.dispose();
     const t = sizes.total;
     // Straight from a load stage, the compression is measured against the loaded file's real bytes.
@@ -138,8 +139,11 @@ export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits
   return accountSizes(layers, {});
 }
 
-/** Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend. */
-export function measureLatency(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; n: number; sampleShape: number[] }, samples: number): number {
+/**
+ * Median batch-1 inference time after warm-up, in ms per sample, on the stage's backend: up to `samples`
+ * timed runs, fewer once 10 have taken LATENCY_BUDGET_MS (util/latency.ts).
+ */
+export async function measureLatency(tf: typeof tfType, model: tfType.LayersModel, data: { x: Float32Array; n: number; sampleShape: number[] }, samples: number): Promise<number> {
   const size = data.sampleShape.reduce((a, b) => a * b, 1);
   const plan = inferencePlan(tf, model); // how the engine runs inference (batch norm folded)
   const run = (i: number) =>
@@ -147,17 +151,9 @@ export function measureLatency(tf: typeof tfType, model: tfType.LayersModel, dat
       const x = tf.tensor(data.x.subarray((i % data.n) * size, ((i % data.n) + 1) * size), [1, ...data.sampleShape]);
       plan.predict(x).dataSync();
     });
-  const times: number[] = [];
   try {
-    for (let i = 0; i < 5; i++) run(i);
-    for (let i = 0; i < samples; i++) {
-      const t0 = performance.now();
-      run(i);
-      times.push(performance.now() - t0);
-    }
+    return median(await timeCalls(run, { samples }));
   } finally {
     plan.dispose();
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
 }

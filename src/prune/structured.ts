@@ -29,6 +29,8 @@ export class StructuredRemovalError extends Error {
   constructor(
     message: string,
     readonly layer: string,
+    /** The layers whose removal reached the refusing layer (when one did). */
+    readonly sources: string[] = [layer],
   ) {
     super(message);
     this.name = 'StructuredRemovalError';
@@ -137,6 +139,30 @@ export function zeroUnits(model: tfType.LayersModel, layers?: string[]): Record<
  * StructuredRemovalError (naming the layer) when the removal is not supported or would change the
  * model's output shape. The original model is left untouched.
  */
+/**
+ * The selected layers whose units cannot be removed on their own, found before any pruning by
+ * removing a different unit of each (so layers whose outputs meet in an Add, as in every residual
+ * network, lose different channels as pruning would make them): each refusal names the layers
+ * that reached it, which are set aside and the rest tried again.
+ */
+export function removalBlockers(tf: typeof tfType, model: tfType.LayersModel, names: readonly string[]): Array<{ layers: string[]; why: string }> {
+  const blocked: Array<{ layers: string[]; why: string }> = [];
+  let left = names.filter((n) => outShape(model.getLayer(n)).at(-1)! > 1);
+  for (let round = 0; round < names.length && left.length; round++) {
+    try {
+      removeUnits(tf, model, Object.fromEntries(left.map((n, i) => [n, [i % outShape(model.getLayer(n)).at(-1)!]]))).model.dispose();
+      break;
+    } catch (e) {
+      if (!(e instanceof StructuredRemovalError)) throw e;
+      const layers = e.sources.filter((n) => left.includes(n));
+      if (!layers.length) break;
+      blocked.push({ layers, why: e.message });
+      left = left.filter((n) => !layers.includes(n));
+    }
+  }
+  return blocked;
+}
+
 export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove: RemovalSpec, opts: { name?: string } = {}): RemovalResult {
   const req = new Map<string, number[]>();
   for (const [name, units] of remove instanceof Map ? remove : Object.entries(remove)) {
@@ -185,6 +211,7 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
       throw new StructuredRemovalError(
         `structured removal of ${[...new Set(src)].join(', ')} reaches layer ${layer.name} (${cls}): ${why}`,
         layer.name,
+        [...new Set(src)],
       );
     };
     let out: Keep | null = null;
@@ -305,7 +332,7 @@ export function removeUnits(tf: typeof tfType, model: tfType.LayersModel, remove
   const outputLayers = model.outputs.map((t) => t.sourceLayer as Layer);
   for (const ol of outputLayers) {
     const k = keepOf.get(ol.name);
-    if (k) throw new StructuredRemovalError(`structured removal of ${k.sources.join(', ')} would change the model output (reaches output layer ${ol.name})`, k.sources[0]);
+    if (k) throw new StructuredRemovalError(`structured removal of ${k.sources.join(', ')} would change the model output (reaches output layer ${ol.name})`, k.sources[0], k.sources);
   }
 
   // ---- 2. rebuild: every layer from its planned config, with its planned (or unchanged) weights ----

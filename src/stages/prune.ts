@@ -8,6 +8,7 @@ import {
   pruningMeta,
   readKernel,
   removeUnits,
+  removalBlockers,
   resolveLayerSettings,
   assertSelected,
   biasVariable,
@@ -86,6 +87,23 @@ interface LayerSetting {
   sensitivity?: number;
 }
 
+/**
+ * Structured removal of layers whose outputs meet in an element-wise merge (a residual Add) fails
+ * unless they lose the same channels; said before any pruning or training, naming every such
+ * layer and the selector that leaves them out (it failed after the whole schedule had run).
+ */
+function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names: string[], stageId: string): void {
+  const blocked = removalBlockers(tf, model, names);
+  if (!blocked.length) return;
+  const layers = blocked.flatMap((b) => b.layers);
+  const regex = `re:^(${layers.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`;
+  throw new Error(
+    `stage '${stageId}': structured pruning cannot remove filters of ${layers.length} selected layer${layers.length === 1 ? '' : 's'} on ${layers.length === 1 ? 'its' : 'their'} own (nothing was pruned or trained):\n` +
+      blocked.map((b) => `  ${b.why}`).join('\n') +
+      `\n  hint: layers whose outputs are added together (residual connections) would have to lose the same filters; leave them out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
+  );
+}
+
 export const pruneStage = defineStage<PruneWith>({
   kind: 'prune',
   version: '1',
@@ -128,6 +146,7 @@ export const pruneStage = defineStage<PruneWith>({
       const why = method.refuses?.(model.getLayer(name).getClassName());
       if (why) throw new Error(`stage '${ctx.stageId}': method ${methodName} cannot prune layer '${name}': ${why}`);
     }
+    if (method.removesUnits && (w.remove ?? true)) failOnCoupledLayers(tf, model, layerNames, ctx.stageId);
     const methods: Record<string, PruneMethodName> = {};
     const units: Record<string, number[]> = {};
     let importance: Map<string, Float32Array> | undefined;

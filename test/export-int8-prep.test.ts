@@ -189,7 +189,9 @@ test('an int8 export damaged by a wrong activation range fails the default gate,
   const dir = tempDir('int8-damaged');
   const res = await exportModel(tf, t.model, meta, opts, dir);
   const errors = (await exportLayerErrors(tf, t.model, meta, opts, t.test.x, 64))!;
+  // The named layer is the damaged one (where the SNR drops), not the last layer the damage reaches.
   const worst = worstLayer(errors)!;
+  assert.equal(worst.layer, 'block_2_pw_relu', JSON.stringify(errors));
   assert.ok(worst.snrDb < 10, JSON.stringify(worst));
   await assert.rejects(
     verifyExport(tf, { target: 'tflite', precision: 'int8', dir, files: res.files }, t.model, t.test, { layerErrors: errors }),

@@ -68,11 +68,11 @@ test('report.html draws the per-layer int8 SNR of every int8 export and names th
   const layers = [{ layer: 'conv_1', op: 'conv2d', snrDb: 31.2, cosine: 0.9996 }, { layer: 'dw_1', op: 'depthwise', snrDb: 6.4, cosine: 0.88 }, { layer: 'dense_1', op: 'dense', snrDb: 25, cosine: 0.999 }];
   const withLayers: RunSummary = {
     ...run,
-    stages: [...run.stages.slice(0, 2), stage({ id: 'ship', uses: 'export', metrics: { exports: [{ ...exportRow('tflite', 279_856, 37_461), layers, worstLayer: 'dw_1', worstLayerSnrDb: 6.4, confidentAgreement: 1, confidentSamples: 180, accuracyDelta: -0.002 }] } })],
+    stages: [...run.stages.slice(0, 2), stage({ id: 'ship', uses: 'export', metrics: { exports: [{ ...exportRow('tflite', 279_856, 37_461), layers, worstLayer: 'dw_1', worstLayerSnrDb: 6.4, worstLayerSnrDropDb: 24.8, confidentAgreement: 1, confidentSamples: 180, accuracyDelta: -0.002 }] } })],
   };
   const html = renderHtml(reportJson(withLayers));
   const chart = /<svg\b[^>]*data-chart="layer-snr"[^>]*>([\s\S]*?)<\/svg>/.exec(html);
   assert.ok(chart, 'a layer-snr chart');
   assert.equal((chart[1].match(/<rect class="bar"/g) ?? []).length, 3);
-  assert.match(html, /Worst: <code>dw_1<\/code> \(6\.4 dB\)/);
+  assert.match(html, /Most noise added: <code>dw_1<\/code> \(6\.4 dB, 24\.8 dB below its input\)/);
 });

@@ -11,6 +11,9 @@ import { activationParams, closeWalk, fakeQuantizedIr, irBytesPerSample, irSteps
  * (the activation ranges the exporter writes). Errors accumulate as they do in the file. Per op output:
  *   snrDb   10·log10(Σ float² / Σ (int8 − float)²)   (higher is better; < ~10 dB is damage)
  *   cosine  cosine similarity of the two outputs
+ *   snrDropDb  how much lower its SNR is than its inputs' (the lowest of them; the model input is exact)
+ * Errors accumulate through the network, so the lowest SNR is usually near the end; the layer that does the
+ * damage is the one that adds the most relative noise power (10^(−SNR/10) minus its input's): worstLayer.
  * A simulation in float arithmetic, not the runtime's kernels: it tells which layer breaks int8.
  */
 export interface LayerError {
@@ -18,6 +21,7 @@ export interface LayerError {
   op: string;
   snrDb: number;
   cosine: number;
+  snrDropDb: number;
 }
 
 /** Ops whose int8 output has a fixed grid or keeps its input's (no rounding of their own to simulate). */
@@ -93,18 +97,27 @@ export function simulatedLayerErrors(
     floatWeights.dispose();
     quantWeights.dispose();
   }
+  const snrOf = new Map<number, number>();
   return ir.ops.map((op, i) => {
     const { sig, err, dot, nb } = sums[i];
+    const snrDb = err > 0 && sig > 0 ? Math.min(EXACT_DB, 10 * Math.log10(sig / err)) : EXACT_DB;
+    const inputDb = Math.min(EXACT_DB, ...op.inputs.map((t) => snrOf.get(t) ?? EXACT_DB));
+    snrOf.set(op.output, snrDb);
     return {
       layer: ir.tensors[op.output].layer,
       op: op.kind,
-      snrDb: err > 0 && sig > 0 ? Math.min(200, 10 * Math.log10(sig / err)) : 200, // 200 dB: exact
+      snrDb,
       cosine: sig > 0 && nb > 0 ? dot / Math.sqrt(sig * nb) : 1,
+      snrDropDb: Math.max(0, inputDb - snrDb),
     };
   });
 }
 
-/** The layer with the lowest SNR (the one to look at first). */
+/** The SNR of an exact output (no error at all). */
+const EXACT_DB = 200;
+
+/** The layer to look at first: the one that adds the most relative noise power (see above; ties: the lower SNR). */
 export function worstLayer(errors: LayerError[]): LayerError | undefined {
-  return errors.reduce<LayerError | undefined>((w, e) => (!w || e.snrDb < w.snrDb ? e : w), undefined);
+  const added = (e: LayerError) => 10 ** (-e.snrDb / 10) - 10 ** (-(e.snrDb + e.snrDropDb) / 10);
+  return errors.reduce<LayerError | undefined>((w, e) => (!w || added(e) > added(w) || (added(e) === added(w) && e.snrDb < w.snrDb) ? e : w), undefined);
 }

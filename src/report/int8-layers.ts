@@ -24,10 +24,11 @@ export function int8LayersSection(r: ReportJson): string {
         label: String(l.layer),
         value: num(l.snrDb)!,
         text: `${num(l.snrDb)!.toFixed(1)} dB`,
-        tip: `${String(l.layer)} (${String(l.op)})\nSNR ${num(l.snrDb)!.toFixed(1)} dB, cosine ${num(l.cosine)?.toFixed(5) ?? '?'}${num(l.snrDb)! < LOW_SNR_DB ? '\nbelow 10 dB: int8 damages this layer' : ''}`,
+        tip: `${String(l.layer)} (${String(l.op)})\nSNR ${num(l.snrDb)!.toFixed(1)} dB${num(l.snrDropDb) !== undefined ? ` (${num(l.snrDropDb)!.toFixed(1)} dB below its input)` : ''}, cosine ${num(l.cosine)?.toFixed(5) ?? '?'}${num(l.snrDb)! < LOW_SNR_DB ? '\nbelow 10 dB: int8 damages this layer' : ''}`,
       }));
       const chart = barChart(bars, { kind: 'layer-snr', title: `${label}: int8 SNR per layer`, xTitle: 'SNR vs float (dB, simulated; higher is better)', format: (v) => String(Math.round(v)), attrs: { 'data-stage': s.id } });
-      const worst = typeof e.worstLayer === 'string' ? ` Worst: <code>${esc(e.worstLayer)}</code> (${num(e.worstLayerSnrDb)?.toFixed(1) ?? '?'} dB).` : '';
+      const drop = num(e.worstLayerSnrDropDb) !== undefined ? `, ${num(e.worstLayerSnrDropDb)!.toFixed(1)} dB below its input` : '';
+      const worst = typeof e.worstLayer === 'string' ? ` Most noise added: <code>${esc(e.worstLayer)}</code> (${num(e.worstLayerSnrDb)?.toFixed(1) ?? '?'} dB${drop}).` : '';
       const agree = num(e.confidentAgreement) !== undefined ? ` Agreement ${(num(e.agreement)! * 100).toFixed(2)}% top-1, ${(num(e.confidentAgreement)! * 100).toFixed(2)}% on the ${num(e.confidentSamples) ?? '?'} samples whose float margin exceeds the quantization noise; accuracy ${num(e.accuracyDelta)! >= 0 ? '+' : '−'}${Math.abs(num(e.accuracyDelta)! * 100).toFixed(2)} pp.` : '';
       out.push(`<h3>${esc(label)}</h3><figure>${chart}<figcaption>Each layer's output with the exported int8 weights and activation grids, against float, on test samples.${worst}${agree}</figcaption></figure>`);
     }

@@ -146,7 +146,7 @@ export const exportStage = defineStage<ExportWith>({
       };
       const errors = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
       const worst = errors ? worstLayer(errors) : undefined;
-      if (errors) Object.assign(row, { layers: errors.map((l) => ({ ...l, snrDb: round(l.snrDb), cosine: round(l.cosine, 6) })), worstLayer: worst?.layer, worstLayerSnrDb: worst && round(worst.snrDb) });
+      if (errors) Object.assign(row, { layers: errors.map((l) => ({ ...l, snrDb: round(l.snrDb), snrDropDb: round(l.snrDropDb), cosine: round(l.cosine, 6) })), worstLayer: worst?.layer, worstLayerSnrDb: worst && round(worst.snrDb), worstLayerSnrDropDb: worst && round(worst.snrDropDb) });
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
         const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold, meta, perChannel: e.perChannel, layerErrors: errors });

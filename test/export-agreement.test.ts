@@ -44,3 +44,18 @@ test('an accuracy loss beyond the bound fails; an explicit threshold checks top-
   assert.match(gateFailure(r, { confidentThreshold: 0.99, maxAccuracyDrop: 0.01 })!, /accuracy drops by 5\.00 points/);
   assert.match(gateFailure(r, { threshold: 0.99, confidentThreshold: 0.99, maxAccuracyDrop: 1 })!, /top-1 agreement 95\.00%/);
 });
+
+test('on a small test set the accuracy bound allows one sample, never more', () => {
+  // 50 samples: the 1-point bound is half a sample. One flipped correct prediction passes; two fail.
+  const n = 50;
+  const ref = new Float32Array(n * 2);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) ref.set([0.9, 0.1], i * 2);
+  const flip = (k: number) => {
+    const out = ref.slice();
+    for (let i = 0; i < k; i++) out.set([0.1, 0.9], i * 2);
+    return compareOutputs(ref, out, labels, n);
+  };
+  assert.equal(gateFailure(flip(1), { confidentThreshold: 0, maxAccuracyDrop: 0.01 }), undefined);
+  assert.match(gateFailure(flip(2), { confidentThreshold: 0, maxAccuracyDrop: 0.01 })!, /accuracy drops by 4\.00 points \(at most 1\.00 allowed; one sample of 50 would be allowed\)/);
+});

@@ -5,6 +5,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { inferencePlan } from '../src/engine/inference.js';
 import { evaluateModel } from '../src/engine/train.js';
 import { createRng } from '../src/util/rng.js';
+import { relMaxError } from './fixtures/rel-error.js';
 
 let tf: typeof tfType;
 before(async () => {
@@ -13,16 +14,6 @@ before(async () => {
 
 type Sym = tfType.SymbolicTensor;
 
-/** max|a-b| / max|b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / Math.max(m, 1e-6);
-}
 
 /**
  * Every pattern the plan fuses and the ones it must not: conv -> BN -> ReLU6 (stride 2, 'same'),
@@ -79,7 +70,7 @@ test('inference plan: batch norms folded into convs and fused activations comput
   const plan = inferencePlan(tf, model);
   try {
     const got = tf.tidy(() => plan.predict(tf.tensor(xv, [3, 13, 11, 3])).dataSync() as Float32Array);
-    const err = relErr(got, reference);
+    const err = relMaxError(got, reference);
     assert.ok(err <= 1e-5, `plan vs cpu model.predict: ${err}`);
   } finally {
     plan.dispose();

@@ -4,6 +4,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { WASM_KERNEL_NAMES } from '../src/engine/kernels/index.js';
 import { createRng } from '../src/util/rng.js';
+import { relMaxError } from './fixtures/rel-error.js';
 
 let tf: typeof tfType;
 before(async () => {
@@ -12,16 +13,6 @@ before(async () => {
 
 const TOL = 1e-4;
 
-/** max|a-b| / max|b| (norm-relative error), so tiny entries do not dominate. */
-function relErr(a: Float32Array | number[], b: Float32Array | number[]): number {
-  assert.equal(a.length, b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / Math.max(m, 1e-6);
-}
 
 function randn(rng: () => number, n: number): Float32Array {
   const a = new Float32Array(n);
@@ -124,7 +115,7 @@ for (const depthwise of [false, true]) {
       const e = dil ? dilateFilter(wv, c.wShape, c.dilation[0], c.dilation[1]) : { w: wv, shape: c.wShape };
       const [rx, rwFull] = await on('cpu', grads(e.w, e.shape, [1, 1]));
       const rw = dil ? undilateGrad(rwFull, c.wShape, c.dilation[0], c.dilation[1]) : rwFull;
-      const ex = relErr(gx, rx), ew = relErr(gw, rw);
+      const ex = relMaxError(gx, rx), ew = relMaxError(gw, rw);
       worst = Math.max(worst, ex, ew);
       assert.ok(ex <= TOL && ew <= TOL, `case ${i} ${JSON.stringify(c)}: dx err ${ex}, dw err ${ew}`);
     }
@@ -150,7 +141,7 @@ test('MaxPoolGrad and AvgPoolGrad: wasm equals cpu over random shapes, strides, 
       };
       const [a] = await on('wasm', fn);
       const [b] = await on('cpu', fn);
-      const e = relErr(a, b);
+      const e = relMaxError(a, b);
       assert.ok(e <= TOL, `${kind} case ${i} ${JSON.stringify({ f, s, pad, shape })}: err ${e}`);
     }
   }
@@ -172,7 +163,7 @@ test('UnsortedSegmentSum (and the gather gradient): wasm equals cpu', async () =
     };
     const [a1, a2] = await on('wasm', fn);
     const [b1, b2] = await on('cpu', fn);
-    assert.ok(relErr(a1, b1) <= TOL && relErr(a2, b2) <= TOL, `case ${i}`);
+    assert.ok(relMaxError(a1, b1) <= TOL && relMaxError(a2, b2) <= TOL, `case ${i}`);
   }
 });
 
@@ -214,7 +205,7 @@ test('every layer type trains on wasm: variable gradients equal cpu', async () =
   const gb = await on('cpu', fn);
   assert.equal(ga.length, names.length);
   for (let i = 0; i < ga.length; i++) {
-    const e = relErr(ga[i], gb[i]);
+    const e = relMaxError(ga[i], gb[i]);
     assert.ok(e <= TOL, `${names[i]}: err ${e}`);
   }
   model.dispose();
@@ -235,7 +226,7 @@ test('Sum over leading axes (bias gradients) matches cpu; other reductions still
     const fn = () => [tf.sum(tf.tensor(v, c.shape), c.axis, c.keepDims)];
     const [a] = await on('wasm', fn);
     const [b] = await on('cpu', fn);
-    assert.ok(relErr(a, b) <= 1e-5, `${JSON.stringify(c)}: err ${relErr(a, b)}`);
+    assert.ok(relMaxError(a, b) <= 1e-5, `${JSON.stringify(c)}: err ${relMaxError(a, b)}`);
     const shapeOn = async (be: string) => {
       await tf.setBackend(be);
       const s = tf.tidy(() => tf.sum(tf.tensor(v, c.shape), c.axis, c.keepDims).shape);
@@ -294,7 +285,7 @@ test('SIMD kernels (Relu, bias Add, ReLU and ClipByValue gradients, 2x2 MaxPoolG
     const c = await on('cpu', fn);
     for (let i = 0; i < a.length; i++) {
       const same = a[i].every((v, j) => Object.is(v, c[i][j]) || v === c[i][j]);
-      assert.ok(same, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], c[i])}`);
+      assert.ok(same, `output ${i} of ${JSON.stringify(shape)}: err ${relMaxError(a[i], c[i])}`);
     }
   }
   for (const shape of [[2, 8, 8, 4], [3, 9, 11, 5], [64, 24, 24, 20], [5, 8, 8, 50], [1, 7, 6, 13]] as [number, number, number, number][]) {
@@ -307,7 +298,7 @@ test('SIMD kernels (Relu, bias Add, ReLU and ClipByValue gradients, 2x2 MaxPoolG
     };
     const [a] = await on('wasm', fn);
     const [b] = await on('cpu', fn);
-    assert.ok(relErr(a, b) === 0, `maxPoolGrad ${JSON.stringify(shape)}: err ${relErr(a, b)}`);
+    assert.ok(relMaxError(a, b) === 0, `maxPoolGrad ${JSON.stringify(shape)}: err ${relMaxError(a, b)}`);
   }
   // Input gradients: stride-1 'valid' convs with KW*Ci % 4 == 0 take the fused conv_dgrad (tiles of
   // 4 or 1 positions x 8 or 4 taps); strided, padded or dilated ones col2im (runs of odd length, row
@@ -331,7 +322,7 @@ test('SIMD kernels (Relu, bias Add, ReLU and ClipByValue gradients, 2x2 MaxPoolG
     // cpu has no dilated gradients: the same conv with the filter spread over the dilated grid
     const spread = dilateFilter(wv, wShape, dil[0], dil[1]);
     const [b] = await on('cpu', grad(spread.w, spread.shape, [1, 1]));
-    assert.ok(relErr(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
+    assert.ok(relMaxError(a, b) <= TOL, `conv dx ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relMaxError(a, b)}`);
   }
   // Filter gradients with few input channels and Co a multiple of 4 go through the SIMD conv_wgrad
   // (patches gathered in blocks, 4x8 register tiles, partial tiles at both edges, padding, dilation).
@@ -351,7 +342,7 @@ test('SIMD kernels (Relu, bias Add, ReLU and ClipByValue gradients, 2x2 MaxPoolG
     // cpu has no dilated gradients: the same conv with the filter spread over the dilated grid
     const spread = dilateFilter(wv, wShape, dil, dil);
     const b = undilateGrad((await on('cpu', grad(spread.w, spread.shape, 1)))[0], wShape, dil, dil);
-    assert.ok(relErr(a, b) <= TOL, `conv dW ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
+    assert.ok(relMaxError(a, b) <= TOL, `conv dW ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relMaxError(a, b)}`);
   }
 });
 
@@ -368,7 +359,7 @@ test('SIMD matrix products (first use of a right operand, A^T . B) and few-chann
     };
     const w = await on('wasm', fn);
     const c = await on('cpu', fn);
-    for (let i = 0; i < w.length; i++) assert.ok(relErr(w[i], c[i]) <= TOL, `matMul ${i} [${M},${K}]x[${K},${N}]: err ${relErr(w[i], c[i])}`);
+    for (let i = 0; i < w.length; i++) assert.ok(relMaxError(w[i], c[i]) <= TOL, `matMul ${i} [${M},${K}]x[${K},${N}]: err ${relMaxError(w[i], c[i])}`);
   }
   for (const [xShape, wShape, strides, pad, dil] of [
     [[64, 28, 28, 1], [5, 5, 1, 20], 1, 'valid', 1],
@@ -381,7 +372,7 @@ test('SIMD matrix products (first use of a right operand, A^T . B) and few-chann
     const [a] = await on('wasm', fwd(wv, wShape, dil));
     const spread = dilateFilter(wv, wShape, dil, dil);
     const [b] = await on('cpu', fwd(spread.w, spread.shape, 1));
-    assert.ok(relErr(a, b) <= TOL, `conv fwd ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relErr(a, b)}`);
+    assert.ok(relMaxError(a, b) <= TOL, `conv fwd ${JSON.stringify({ xShape, wShape, strides, pad, dil })}: err ${relMaxError(a, b)}`);
   }
 });
 
@@ -416,7 +407,7 @@ test('Tile, Mean over leading axes, channel Sub / Multiply, FusedBatchNorm (batc
     };
     const a = await on('wasm', fn);
     const b = await on('cpu', fn);
-    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], b[i]) <= 1e-5, `output ${i} of ${JSON.stringify(shape)}: err ${relErr(a[i], b[i])}`);
+    for (let i = 0; i < a.length; i++) assert.ok(relMaxError(a[i], b[i]) <= 1e-5, `output ${i} of ${JSON.stringify(shape)}: err ${relMaxError(a[i], b[i])}`);
   }
 });
 
@@ -440,7 +431,7 @@ test("'same' padding that only one axis needs (tfjs-wasm computes zeros there) i
     };
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);
-    for (let i = 0; i < a.length; i++) assert.ok(relErr(a[i], c[i]) <= TOL, `${['conv', 'depthwise', 'fused conv', 'fused depthwise'][i]} ${KH}x${KW} stride ${sh}x${sw}: err ${relErr(a[i], c[i])}`);
+    for (let i = 0; i < a.length; i++) assert.ok(relMaxError(a[i], c[i]) <= TOL, `${['conv', 'depthwise', 'fused conv', 'fused depthwise'][i]} ${KH}x${KW} stride ${sh}x${sw}: err ${relMaxError(a[i], c[i])}`);
   }
 });
 
@@ -472,7 +463,7 @@ test('random differential check vs cpu: conv forward and gradients, pooling, pro
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);
     for (let i = 0; i < a.length; i++) {
-      const e = relErr(a[i], c[i]);
+      const e = relMaxError(a[i], c[i]);
       assert.ok(e <= 2e-4, `case ${it} output ${i} ${JSON.stringify({ x: [N, H, W, Ci], w: [KH, KW, Ci, Co], s, pad, mm: [M, K, Nn] })}: err ${e}`);
     }
   }
@@ -522,7 +513,7 @@ test('BatchNormalization training: output, two-pass gradient (dx, dgamma, dbeta)
     const c = await on('cpu', fn);
     const names = ['y', 'dx', 'dgamma', 'dbeta', 'moving mean', 'moving variance'];
     for (let i = 0; i < a.length; i++) {
-      const e = relErr(a[i], c[i]);
+      const e = relMaxError(a[i], c[i]);
       assert.ok(e <= 2e-5, `${JSON.stringify(shape)} ${names[i]}: err ${e}`);
     }
   }

@@ -15,6 +15,7 @@ import { PRUNE_METHODS } from '../src/prune/methods.js';
 import { modelStats } from '../src/prune/stats.js';
 import { engine, tempDir } from './fixtures/export/models.js';
 import { writeKeras2H5, writeKeras3 } from './fixtures/keras-writer.js';
+import { relL2Error } from './fixtures/rel-error.js';
 
 type Tf = typeof tfType;
 type T = tfType.SymbolicTensor;
@@ -51,17 +52,6 @@ function samples(tf: Tf, n: number, seed: number): Float32Array {
   return tf.tidy(() => tf.randomUniform([n, H, W, 3], -1, 1, 'float32', seed).dataSync() as Float32Array);
 }
 
-/** ||got - want|| / ||want||. */
-function relError(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let e = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    e += (got[i] - want[i]) ** 2;
-    s += want[i] ** 2;
-  }
-  return Math.sqrt(e / s);
-}
 
 test("Conv2DTranspose: the IR computes what tfjs computes ('same'/'valid', odd sizes, k < s, k > s, BN folded, relu fused)", async () => {
   const tf = await engine();
@@ -74,7 +64,7 @@ test("Conv2DTranspose: the IR computes what tfjs computes ('same'/'valid', odd s
   const x = tf.tensor(samples(tf, 8, 1), [8, H, W, 3]);
   const want = (model.predict(x) as tfType.Tensor).dataSync() as Float32Array;
   const got = runIr(tf, ir, x).dataSync() as Float32Array;
-  assert.ok(relError(got, want) < 1e-6, `rel error ${relError(got, want)}`);
+  assert.ok(relL2Error(got, want) < 1e-6, `rel error ${relL2Error(got, want)}`);
 });
 
 // Relative L2 error each export may have against the tfjs model: float exact up to rounding, half precision
@@ -106,7 +96,7 @@ test('the U-Net-style autoencoder exports to every target and precision and matc
     const runner = await EXPORT_TARGETS[target].open(tf, async (f) => new Uint8Array(readFileSync(join(dir, f))));
     const got = await runner.run(x, n, [H, W, 3]);
     runner.dispose();
-    const err = relError(got, want);
+    const err = relL2Error(got, want);
     console.log(`unet ${target} ${precision}: relative L2 error ${err.toExponential(2)} (${res.bytes} bytes) in ${runner.runtime}`);
     if (!(err < limit)) errors.push(`${target} ${precision}: ${err} >= ${limit}`);
   }

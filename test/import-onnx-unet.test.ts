@@ -12,20 +12,10 @@ import { importOnnx } from '../src/model/load/onnx.js';
 import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { ROOT } from './helpers.js';
+import { relL2Error } from './fixtures/rel-error.js';
 
 const { tf } = await initEngine('wasm');
 
-/** ||got - want|| / ||want||. */
-function relError(got: Float32Array, want: Float32Array): number {
-  assert.equal(got.length, want.length);
-  let e = 0;
-  let s = 0;
-  for (let i = 0; i < want.length; i++) {
-    e += (got[i] - want[i]) ** 2;
-    s += want[i] ** 2;
-  }
-  return Math.sqrt(e / s);
-}
 
 test("a PyTorch U-Net step (ConvTranspose2d k3 s2 p1 output_padding 1, and k2 s2) imports and exports to TFLite and ONNX, float and int8, matching the imported model", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-unet-'));
@@ -45,7 +35,7 @@ test("a PyTorch U-Net step (ConvTranspose2d k3 s2 p1 output_padding 1, and k2 s2
     const out = mkdtempSync(join(dir, `${target}-${precision}-`));
     await exportModel(tf, model, emptyMeta(), { target, precision, calibration: randomInputs(shape, 32, 7) }, out);
     const runner = await EXPORT_TARGETS[target].open(tf, async (f) => new Uint8Array(readFileSync(join(out, f))));
-    const err = relError(await runner.run(x, n, shape), want);
+    const err = relL2Error(await runner.run(x, n, shape), want);
     runner.dispose();
     console.log(`torch unet ${target} ${precision}: relative L2 error ${err.toExponential(2)}`);
     if (!(err < limit)) errors.push(`${target} ${precision}: ${err} >= ${limit}`);

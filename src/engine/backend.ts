@@ -2,6 +2,7 @@ import { registerCustomLayers } from '../model/custom-layers.js';
 import { createRequire } from 'node:module';
 import type * as tfType from '@tensorflow/tfjs';
 import { MAX_WASM_THREADS } from './threads.js';
+import { trainWorkers } from './data-parallel.js';
 
 /** What `backend:` / `--backend` accept: `auto` picks tfjs-node when installed, else wasm. */
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -68,7 +69,9 @@ export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
   // No thread count here: the threaded build computes bit-identical results (test/engine-threads.test.ts).
   const kernels = `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : ''}`;
-  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}+inference.${INFERENCE_REVISION}`;
+  // Data-parallel training's results depend on its replica count (src/engine/data-parallel.ts).
+  const workers = trainWorkers();
+  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}+inference.${INFERENCE_REVISION}${workers > 1 ? `+dp.${workers}` : ''}`;
 }
 
 let engine: { tf: typeof tfType; backend: BackendName } | undefined;

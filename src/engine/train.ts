@@ -5,6 +5,7 @@ import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
 import { FusedAdam } from './optimizers.js';
+import { DataParallelGroup, dataParallelObstacle, shardIndices, type DataParallelFault } from './data-parallel.js';
 import type { EarlyStoppingBlock, LrScheduleBlock, OptimizerBlock } from '../stages/common-schema.js';
 
 /**
@@ -68,6 +69,15 @@ export interface TrainOptions {
   hooks?: TrainHooks;
   onProgress?: (p: TrainProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Replicas (default 1): W > 1 trains data-parallel, each batch split across W engines in worker threads
+   * (src/engine/data-parallel.ts; results depend on W, see there). 1: the single-thread loop.
+   */
+  workers?: number;
+  /** Notes for the user: why `workers` > 1 was asked for and one replica trains. */
+  onNote?: (message: string) => void;
+  /** Tests only: make a data-parallel helper fail. */
+  dataParallelFault?: DataParallelFault;
 }
 
 export interface EpochRecord {
@@ -86,6 +96,10 @@ export interface TrainResult {
   stoppedEarly: boolean;
   /** Epoch (0-based) with the best monitored value, when early stopping was configured. */
   bestEpoch?: number;
+  /** Replicas the batches were split across (1 unless `workers` > 1 and the model allowed it). */
+  workers: number;
+  /** Why `workers` > 1 was asked for but one replica trained. */
+  singleReplicaReason?: string;
 }
 
 export interface EvalResult {
@@ -130,6 +144,20 @@ function setLearningRate(opt: StepOptimizer, lr: number): void {
   if (o.learningRate === lr) return;
   if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
   else o.learningRate = lr;
+}
+
+/**
+ * The loss of one batch (or one data-parallel shard): cross-entropy of the softmax outputs, mixed with the
+ * distillation term when a teacher's probabilities are given.
+ */
+export function batchLoss(tf: typeof tfType, probs: tfType.Tensor, oneHot: tfType.Tensor, teacher?: { probs: tfType.Tensor; temperature: number; alpha: number }): tfType.Scalar {
+  let loss = crossEntropy(tf, probs, oneHot);
+  if (teacher) {
+    const T = teacher.temperature;
+    const kd = tf.mul(distillationKl(tf, probs, teacher.probs, T), teacher.alpha * T * T);
+    loss = tf.add(kd, tf.mul(loss, 1 - teacher.alpha));
+  }
+  return loss;
 }
 
 /** Sparse categorical cross-entropy of softmax probabilities, mean over the batch. */
@@ -249,10 +277,77 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
   let bestEpoch: number | undefined;
   let wait = 0;
   let bestWeights: Float32Array[] | undefined;
+  let lr = baseLr;
+  let group: DataParallelGroup | undefined;
+  const wanted = Math.max(1, Math.floor(opts.workers ?? 1));
+  const singleReplicaReason = wanted > 1 ? dataParallelObstacle(model) : undefined;
+  if (singleReplicaReason) opts.onNote?.(`training on one replica, not ${wanted}: ${singleReplicaReason}`);
+
+  /**
+   * This replica's gradients of `scale` times the mean loss over `idx` (plus the extra loss term, once),
+   * its loss value and the count of correct predictions; inside the caller's tidy.
+   */
+  const localGradients = (idx: ArrayLike<number>, labels: Int32Array, scale: number) => {
+    const xb = b.x(idx);
+    const yb = tf.oneHot(tf.tensor1d(labels, 'int32'), train.numClasses);
+    const yi = tf.tensor1d(labels, 'int32');
+    const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
+    let correct: tfType.Tensor | undefined;
+    const f = (): tfType.Scalar => {
+      const probs = model.apply(xb, { training: true }) as tfType.Tensor;
+      correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
+      let loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
+      if (scale !== 1) loss = tf.mul(loss, scale);
+      if (hooks.extraLoss) loss = tf.add(loss, hooks.extraLoss());
+      return loss;
+    };
+    const { value, grads } = tf.variableGrads(f, vars);
+    return { value, grads: grads as Record<string, tfType.Tensor>, correct: correct! };
+  };
+  /** Weight decay, the gradient hook and the optimizer step on the (summed) gradients; inside a tidy. */
+  const applyStep = ({ value, grads, correct }: { value: tfType.Scalar; grads: Record<string, tfType.Tensor>; correct: tfType.Tensor }): [tfType.Tensor, tfType.Tensor] => {
+    let g = grads;
+    if (wd > 0 && !decoupled) {
+      g = { ...g };
+      for (const v of vars) if (isKernel.has(v.name) && g[v.name]) g[v.name] = tf.add(g[v.name], tf.mul(v, wd));
+    }
+    if (hooks.transformGradients) g = hooks.transformGradients(g, step);
+    if (wd > 0 && decoupled) for (const v of vars) if (isKernel.has(v.name)) v.assign(tf.mul(v, 1 - lr * wd));
+    optimizer.applyGradients(g as tfType.NamedTensorMap);
+    return [value, correct];
+  };
+  /** One step over W replicas: shards out, replica 0's shard here meanwhile, gradients summed in replica order. */
+  const dataParallelStep = async (idx: Int32Array | Uint32Array, labels: Int32Array): Promise<[tfType.Tensor, tfType.Tensor]> => {
+    const g = group!;
+    const shards = shardIndices(idx, g.workers);
+    const seeds = (r: number) => dropouts.map((_, i) => deriveSeed(opts.seed, `dropout:${i}:${step}:replica${r}`));
+    const remote = g.dispatch(step, shards, idx.length, seeds);
+    const local = tf.tidy(() => {
+      const r = localGradients(shards[0], labels.subarray(0, shards[0].length), shards[0].length / idx.length);
+      return { value: r.value, correct: r.correct, grads: r.grads };
+    });
+    let others: Array<{ loss: number; correct: number }>;
+    try {
+      others = await remote;
+    } catch (e) {
+      tf.dispose([local.value, local.correct, ...Object.values(local.grads)]);
+      throw e;
+    }
+    return tf.tidy(() => {
+      const grads = g.sumGradients(local.grads, vars);
+      const value = tf.add(local.value, others.reduce((a, o) => a + o.loss, 0)) as tfType.Scalar;
+      const correct = tf.add(local.correct, others.reduce((a, o) => a + o.correct, 0));
+      tf.dispose([local.value, local.correct, ...Object.values(local.grads)]);
+      return applyStep({ value, grads, correct });
+    });
+  };
 
   try {
+    if (wanted > 1 && !singleReplicaReason) {
+      group = await DataParallelGroup.start(tf, model, train, { workers: wanted, backend: tf.getBackend(), teacher, fault: opts.dataParallelFault });
+    }
     for (let epoch = 0; epoch < epochs && step < maxSteps; epoch++) {
-      const lr = learningRateAt(opts.lrSchedule, baseLr, epoch, epochs);
+      lr = learningRateAt(opts.lrSchedule, baseLr, epoch, epochs);
       setLearningRate(optimizer, lr);
       const order = shuffledIndices(train.n, createRng(deriveSeed(opts.seed, 'epoch' + epoch)));
       let lossSum = 0, correctSum = 0, seen = 0;
@@ -262,35 +357,7 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
         const labels = b.labels(idx);
         dropouts.forEach((l, i) => (l.seed = deriveSeed(opts.seed, `dropout:${i}:${step}`)));
         hooks.beforeStep?.(step);
-        const [lossT, correctT] = tf.tidy(() => {
-          const xb = b.x(idx);
-          const yb = tf.oneHot(tf.tensor1d(labels, 'int32'), train.numClasses);
-          const yi = tf.tensor1d(labels, 'int32');
-          const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
-          let correct: tfType.Tensor | undefined;
-          const f = (): tfType.Scalar => {
-            const probs = model.apply(xb, { training: true }) as tfType.Tensor;
-            correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
-            let loss = crossEntropy(tf, probs, yb);
-            if (teacher && tProbs) {
-              const T = teacher.temperature;
-              const kd = tf.mul(distillationKl(tf, probs, tProbs, T), teacher.alpha * T * T);
-              loss = tf.add(kd, tf.mul(loss, 1 - teacher.alpha));
-            }
-            if (hooks.extraLoss) loss = tf.add(loss, hooks.extraLoss());
-            return loss;
-          };
-          const { value, grads } = tf.variableGrads(f, vars);
-          let g: Record<string, tfType.Tensor> = grads;
-          if (wd > 0 && !decoupled) {
-            g = { ...g };
-            for (const v of vars) if (isKernel.has(v.name) && g[v.name]) g[v.name] = tf.add(g[v.name], tf.mul(v, wd));
-          }
-          if (hooks.transformGradients) g = hooks.transformGradients(g, step);
-          if (wd > 0 && decoupled) for (const v of vars) if (isKernel.has(v.name)) v.assign(tf.mul(v, 1 - lr * wd));
-          optimizer.applyGradients(g as tfType.NamedTensorMap);
-          return [value, correct!];
-        });
+        const [lossT, correctT] = group ? await dataParallelStep(idx, labels) : tf.tidy(() => applyStep(localGradients(idx, labels, 1)));
         const loss = lossT.dataSync()[0];
         const correct = correctT.dataSync()[0];
         tf.dispose([lossT, correctT]);
@@ -331,8 +398,9 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
       tf.tidy(() => vars.forEach((v, i) => v.assign(tf.tensor(w[i], v.shape, v.dtype))));
     }
   } finally {
+    await group?.close();
     optimizer.dispose();
     dropouts.forEach((l, i) => (l.seed = dropoutSeeds[i]));
   }
-  return { history, steps: step, stoppedEarly, ...(bestEpoch !== undefined ? { bestEpoch } : {}) };
+  return { history, steps: step, stoppedEarly, ...(bestEpoch !== undefined ? { bestEpoch } : {}), workers: group ? wanted : 1, ...(singleReplicaReason ? { singleReplicaReason } : {}) };
 }

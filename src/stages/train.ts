@@ -1,5 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { BUILTIN_MODELS, buildModel } from '../engine/models.js';
+import { trainWorkers } from '../engine/data-parallel.js';
 import { emptyMeta } from '../model/meta.js';
 import { dataRefSchema, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
@@ -56,6 +57,9 @@ export const trainStage = defineStage<TrainWith>({
       earlyStopping: w.earlyStopping,
       validation: validation.n ? validation : undefined,
       signal: ctx.signal,
+      // COMPRESS_TRAIN_WORKERS; part of the engine identity, so of every cache key.
+      workers: trainWorkers(),
+      onNote: (m) => ctx.log(m),
       onProgress: (p) => ctx.progress({ message: trainProgressLine(p), fraction: (p.epoch + p.batch / Math.max(1, p.batches)) / p.epochs }),
     });
     const trainSeconds = (performance.now() - t0) / 1000;

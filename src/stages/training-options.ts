@@ -3,6 +3,7 @@ import type { Dataset } from '../data/dataset.js';
 import type { StageContext } from './types.js';
 import { trainProgressLine } from './support.js';
 import type { TrainingBlock } from './common-schema.js';
+import { trainWorkers } from '../engine/data-parallel.js';
 
 export type { TrainingBlock };
 
@@ -19,6 +20,9 @@ export function trainOptions(ctx: StageContext<unknown>, t: TrainingBlock, valid
     validation: validation?.n ? validation : undefined,
     hooks,
     signal: ctx.signal,
+    // COMPRESS_TRAIN_WORKERS; part of the engine identity, so of every cache key.
+    workers: trainWorkers(),
+    onNote: (m) => ctx.log(m),
     onProgress: (p) => ctx.progress({ message: `${label}${trainProgressLine(p)}`, fraction: (p.epoch + p.batch / Math.max(1, p.batches)) / p.epochs }),
   };
 }

@@ -1,0 +1,70 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import type * as tfType from '@tensorflow/tfjs';
+import { initEngine } from '../src/engine/backend.js';
+import { buildModel, type BuiltinModel } from '../src/engine/models.js';
+import { loadMnist, splitDataset } from '../src/data/mnist.js';
+import type { Dataset } from '../src/data/dataset.js';
+import { trainModel, type TrainOptions } from '../src/engine/train.js';
+import { shardIndices } from '../src/engine/data-parallel.js';
+
+let tf: typeof tfType;
+let train: Dataset;
+before(async () => {
+  ({ tf } = await initEngine('wasm'));
+  train = splitDataset(loadMnist(), { train: 256, validation: 0, test: 0 }, 5, 256).train;
+});
+
+/** Trains a fresh `name` model for `steps` steps on `workers` replicas; its weights and the result. */
+async function trained(name: BuiltinModel, workers: number, opts: Partial<TrainOptions> = {}) {
+  const m = buildModel(tf, name, { inputShape: [28, 28, 1], numClasses: 10, seed: 7 });
+  try {
+    const r = await trainModel(tf, m, train, { steps: 4, batchSize: 64, seed: 3, optimizer: { name: 'sgd', learningRate: 0.1 }, workers, ...opts });
+    return { weights: m.getWeights().map((w) => Float32Array.from(w.dataSync() as Float32Array)), result: r };
+  } finally {
+    m.dispose();
+  }
+}
+
+const maxAbsDiff = (a: Float32Array[], b: Float32Array[]) => Math.max(...a.map((x, i) => x.reduce((m, v, j) => Math.max(m, Math.abs(v - b[i][j])), 0)));
+
+test('shards: contiguous, sizes differing by at most one, every index once', () => {
+  const idx = Uint32Array.from({ length: 11 }, (_, i) => 10 - i);
+  const s = shardIndices(idx, 3);
+  assert.deepEqual(s.map((x) => x.length), [4, 4, 3]);
+  assert.deepEqual(s.flatMap((x) => [...x]), [...idx]);
+});
+
+test('W=2 without batch norm: the summed shard gradients are the full batch gradient (weights equal W=1 up to float order)', async () => {
+  const one = await trained('mlp-small', 1);
+  const two = await trained('mlp-small', 2);
+  assert.equal(one.result.workers, 1);
+  assert.equal(two.result.workers, 2);
+  const d = maxAbsDiff(one.weights, two.weights);
+  assert.ok(d < 1e-5, `max |W=1 - W=2| = ${d}`);
+  // The loss the loop reports is the full batch's, not one shard's.
+  assert.ok(Math.abs(one.result.history[0].loss - two.result.history[0].loss) < 1e-5, `${one.result.history[0].loss} vs ${two.result.history[0].loss}`);
+});
+
+test('W=2 with batch norm is deterministic run to run and leaves no tensors behind', async () => {
+  const base = tf.memory().numTensors;
+  const opts = { optimizer: { name: 'adam' as const, learningRate: 1e-3 } };
+  const a = await trained('dw-cnn', 2, opts);
+  const b = await trained('dw-cnn', 2, opts);
+  assert.equal(maxAbsDiff(a.weights, b.weights), 0);
+  assert.equal(tf.memory().numTensors, base);
+  // Per-shard batch statistics: close to, not equal to, one replica's result.
+  const one = await trained('dw-cnn', 1, opts);
+  const d = maxAbsDiff(one.weights, a.weights);
+  assert.ok(d > 0 && d < 1e-2, `max |W=1 - W=2| = ${d}`);
+});
+
+test('a helper that throws mid-step fails the training with the replica and step named, no hang', async () => {
+  const base = tf.memory().numTensors;
+  await assert.rejects(trained('mlp-small', 2, { dataParallelFault: { worker: 1, step: 2, kind: 'throw' } }), /replica 1 of 2 \(a worker thread\) failed at step 2: injected fault/);
+  assert.equal(tf.memory().numTensors, base);
+});
+
+test('a helper thread that exits mid-step fails the training with its exit code, no hang', async () => {
+  await assert.rejects(trained('mlp-small', 3, { dataParallelFault: { worker: 2, step: 1, kind: 'exit' } }), /replica 2 of 3 \(a worker thread\) exited with code 3 at step 1/);
+});

@@ -6,7 +6,10 @@ import { buildModel, type BuiltinModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { trainModel, type TrainOptions } from '../src/engine/train.js';
-import { shardIndices } from '../src/engine/data-parallel.js';
+import { shardIndices, trainWorkers } from '../src/engine/data-parallel.js';
+import { loadRecipe } from '../src/recipe/load.js';
+import { runRecipe } from '../src/run/execute.js';
+import { workspace } from './helpers.js';
 
 let tf: typeof tfType;
 let train: Dataset;
@@ -67,4 +70,45 @@ test('a helper that throws mid-step fails the training with the replica and step
 
 test('a helper thread that exits mid-step fails the training with its exit code, no hang', async () => {
   await assert.rejects(trained('mlp-small', 3, { dataParallelFault: { worker: 2, step: 1, kind: 'exit' } }), /replica 2 of 3 \(a worker thread\) exited with code 3 at step 1/);
+});
+
+test('COMPRESS_TRAIN_WORKERS trains a stage data-parallel under its own cache key (a W=1 result is not served for W=2)', async () => {
+  const { file } = workspace(`version: 1
+seed: 4
+data:
+  digits: { source: mnist, limit: 300 }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, steps: 6, batchSize: 32 }
+`);
+  const saved = process.env.COMPRESS_TRAIN_WORKERS;
+  try {
+    delete process.env.COMPRESS_TRAIN_WORKERS;
+    const one = await runRecipe(loadRecipe(file));
+    process.env.COMPRESS_TRAIN_WORKERS = '2';
+    const two = await runRecipe(loadRecipe(file));
+    assert.equal(one.stages[0].status, 'ran');
+    assert.equal(two.stages[0].status, 'ran', 'the W=1 entry must not be served for W=2');
+    assert.match(two.engine, /\+dp\.2$/);
+    assert.doesNotMatch(one.engine, /\+dp/);
+    assert.equal((two.stages[0].metrics as { steps: number }).steps, 6);
+    assert.equal((await runRecipe(loadRecipe(file))).stages[0].status, 'cached', 'W=2 again: its own entry');
+  } finally {
+    if (saved === undefined) delete process.env.COMPRESS_TRAIN_WORKERS;
+    else process.env.COMPRESS_TRAIN_WORKERS = saved;
+  }
+});
+
+test('COMPRESS_TRAIN_WORKERS outside 1..8 (or auto) is refused with a message naming it', () => {
+  const saved = process.env.COMPRESS_TRAIN_WORKERS;
+  try {
+    process.env.COMPRESS_TRAIN_WORKERS = '0';
+    assert.throws(() => trainWorkers(), { name: 'UsageError', message: /COMPRESS_TRAIN_WORKERS must be 'auto' or an integer from 1 to 8, got '0'/ });
+    process.env.COMPRESS_TRAIN_WORKERS = 'auto';
+    assert.ok(trainWorkers() >= 1);
+  } finally {
+    if (saved === undefined) delete process.env.COMPRESS_TRAIN_WORKERS;
+    else process.env.COMPRESS_TRAIN_WORKERS = saved;
+  }
 });

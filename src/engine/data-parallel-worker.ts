@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine, type BackendName } from './backend.js';
 import { batchLoss } from './train.js';
-import type { HelperInit, HelperMessage, HelperStep } from './data-parallel.js';
+import { valuesOf, type HelperInit, type HelperMessage, type HelperStep } from './data-parallel.js';
 
 const size = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
 
@@ -37,6 +37,8 @@ async function main(init: HelperInit): Promise<void> {
   }
   const weights = new Float32Array(init.weights);
   const grads = new Float32Array(init.grads);
+  const inputs = new Float32Array(init.inputs);
+  const sample = size(init.sampleShape);
   const vars = init.trainable.map((i) => model.weights[i].read() as tfType.Variable);
   const offsets: number[] = [];
   vars.reduce((at, v) => (offsets.push(at), at + v.size), 0);
@@ -61,7 +63,7 @@ async function main(init: HelperInit): Promise<void> {
     dropouts.forEach((l, i) => (l.seed = m.dropoutSeeds[i]));
     const [lossT, correctT] = tf.tidy(() => {
       const n = m.labels.length;
-      const xb = tf.tensor(m.x, [n, ...init.sampleShape]);
+      const xb = tf.tensor(inputs.subarray(0, n * sample), [n, ...init.sampleShape]);
       const yi = tf.tensor1d(m.labels, 'int32');
       const yb = tf.oneHot(yi, init.numClasses);
       const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
@@ -75,7 +77,7 @@ async function main(init: HelperInit): Promise<void> {
       const { value, grads: g } = tf.variableGrads(f, vars);
       vars.forEach((v, k) => {
         const gk = g[v.name];
-        if (gk) grads.set(gk.dataSync() as Float32Array, offsets[k]);
+        if (gk) grads.set(valuesOf(tf, gk), offsets[k]);
         else grads.fill(0, offsets[k], offsets[k] + v.size);
       });
       return [value, correct!];

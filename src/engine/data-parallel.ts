@@ -21,6 +21,7 @@ import { Worker } from 'node:worker_threads';
 import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
+import { UsageError } from '../recipe/errors.js';
 
 /** Replicas a training run may use (one per core; more only oversubscribes). */
 export const MAX_TRAIN_WORKERS = 8;
@@ -35,7 +36,7 @@ export function trainWorkers(): number {
   if (v === undefined || v === '') return 1;
   if (v === 'auto') return Math.max(1, Math.min(MAX_TRAIN_WORKERS, availableParallelism()));
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_TRAIN_WORKERS) throw new Error(`COMPRESS_TRAIN_WORKERS must be 'auto' or an integer from 1 to ${MAX_TRAIN_WORKERS}, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_TRAIN_WORKERS) throw new UsageError(`COMPRESS_TRAIN_WORKERS must be 'auto' or an integer from 1 to ${MAX_TRAIN_WORKERS}, got '${v}'`);
   return n;
 }
 
@@ -57,6 +58,8 @@ export interface HelperInit {
   trainable: number[];
   weights: SharedArrayBuffer;
   grads: SharedArrayBuffer;
+  /** The helper's shard of samples for the step at hand. */
+  inputs: SharedArrayBuffer;
   sampleShape: number[];
   numClasses: number;
   teacher?: { topology: unknown; weights: Float32Array; temperature: number; alpha: number };
@@ -67,7 +70,6 @@ export interface HelperInit {
 export interface HelperStep {
   type: 'step';
   step: number;
-  x: Float32Array;
   labels: Int32Array;
   scale: number;
   dropoutSeeds: number[];
@@ -116,6 +118,8 @@ export class DataParallelGroup {
   private readonly pending = new Map<number, Pending>();
   private readonly weightsView: Float32Array;
   private readonly gradViews: Float32Array[] = [];
+  /** Each helper's shard of samples, written here before its step message. */
+  private readonly inputViews: Float32Array[] = [];
   private readonly offsets: number[] = [];
   private readonly trainableOffsets: number[] = [];
   private failure: Error | undefined;
@@ -129,6 +133,7 @@ export class DataParallelGroup {
     private readonly data: Dataset,
     readonly workers: number,
     private readonly trainable: number[],
+    maxShard: number,
   ) {
     let total = 0;
     for (const w of model.weights) {
@@ -141,7 +146,10 @@ export class DataParallelGroup {
       this.trainableOffsets.push(t);
       t += model.weights[i].shape.reduce<number>((a, d) => a * (d ?? 1), 1);
     }
-    for (let r = 1; r < workers; r++) this.gradViews.push(new Float32Array(new SharedArrayBuffer(t * 4)));
+    for (let r = 1; r < workers; r++) {
+      this.gradViews.push(new Float32Array(new SharedArrayBuffer(t * 4)));
+      this.inputViews.push(new Float32Array(new SharedArrayBuffer(maxShard * sampleSize(data) * 4)));
+    }
   }
 
   /** Starts W-1 helpers with copies of `model` (and the teacher) and waits until each is ready. */
@@ -149,12 +157,12 @@ export class DataParallelGroup {
     tf: typeof tfType,
     model: tfType.LayersModel,
     data: Dataset,
-    opts: { workers: number; backend: string; teacher?: { model: tfType.LayersModel; temperature: number; alpha: number }; fault?: DataParallelFault },
+    opts: { workers: number; batchSize: number; backend: string; teacher?: { model: tfType.LayersModel; temperature: number; alpha: number }; fault?: DataParallelFault },
   ): Promise<DataParallelGroup> {
     const all = model.weights;
     const trainable = model.trainableWeights.map((tw) => all.indexOf(tw));
     if (trainable.some((i) => i < 0)) throw new Error('data-parallel training: a trainable weight is not among the model weights');
-    const g = new DataParallelGroup(tf, model, data, opts.workers, trainable);
+    const g = new DataParallelGroup(tf, model, data, opts.workers, trainable, Math.ceil(opts.batchSize / opts.workers));
     const topology = model.toJSON(null, false);
     const teacher = opts.teacher ? { topology: opts.teacher.model.toJSON(null, false), weights: concatWeights(opts.teacher.model), temperature: opts.teacher.temperature, alpha: opts.teacher.alpha } : undefined;
     try {
@@ -168,6 +176,7 @@ export class DataParallelGroup {
             trainable,
             weights: g.weightsView.buffer as SharedArrayBuffer,
             grads: g.gradViews[k].buffer as SharedArrayBuffer,
+            inputs: g.inputViews[k].buffer as SharedArrayBuffer,
             sampleShape: data.sampleShape,
             numClasses: data.numClasses,
             teacher,
@@ -227,13 +236,13 @@ export class DataParallelGroup {
   dispatch(step: number, shards: ArrayLike<number>[], total: number, dropoutSeeds: (replica: number) => number[]): Promise<Array<{ loss: number; correct: number }>> {
     if (this.failure) return Promise.reject(this.failure);
     this.step = step;
-    this.model.weights.forEach((w, i) => this.weightsView.set(w.read().dataSync() as Float32Array, this.offsets[i]));
+    this.model.weights.forEach((w, i) => this.weightsView.set(valuesOf(this.tf, w.read()), this.offsets[i]));
     const s = sampleSize(this.data);
     return Promise.all(
       this.helpers.map((worker, k) => {
         const r = k + 1;
         const idx = shards[r];
-        const x = new Float32Array(idx.length * s);
+        const x = this.inputViews[k];
         const labels = new Int32Array(idx.length);
         for (let i = 0; i < idx.length; i++) {
           x.set(this.data.x.subarray(idx[i] * s, (idx[i] + 1) * s), i * s);
@@ -241,8 +250,8 @@ export class DataParallelGroup {
         }
         return new Promise<{ loss: number; correct: number }>((resolve, reject) => {
           this.pending.set(r, { resolve, reject });
-          const msg: HelperStep = { type: 'step', step, x, labels, scale: idx.length / total, dropoutSeeds: dropoutSeeds(r) };
-          worker.postMessage(msg, [x.buffer, labels.buffer]);
+          const msg: HelperStep = { type: 'step', step, labels, scale: idx.length / total, dropoutSeeds: dropoutSeeds(r) };
+          worker.postMessage(msg, [labels.buffer]);
         });
       }),
     );
@@ -254,12 +263,13 @@ export class DataParallelGroup {
     vars.forEach((v, k) => {
       const g = local[v.name];
       if (!g) return;
-      const sum = Float32Array.from(g.dataSync() as Float32Array);
       const off = this.trainableOffsets[k];
-      for (const view of this.gradViews) {
-        for (let i = 0; i < sum.length; i++) sum[i] += view[off + i];
-      }
-      out[v.name] = this.tf.tensor(sum, g.shape, 'float32');
+      out[v.name] = tensorFilledBy(this.tf, g.shape, (sum) => {
+        sum.set(valuesOf(this.tf, g));
+        for (const view of this.gradViews) {
+          for (let i = 0; i < sum.length; i++) sum[i] += view[off + i];
+        }
+      });
     });
     return out;
   }
@@ -270,6 +280,35 @@ export class DataParallelGroup {
     this.pending.clear();
     await Promise.all(this.helpers.map((w) => w.terminate()));
   }
+}
+
+interface HeapBackend {
+  makeOutput(shape: number[], dtype: tfType.DataType): tfType.TensorInfo;
+  typedArrayFromHeap(t: tfType.TensorInfo): Float32Array;
+}
+
+/** The wasm backend's heap access, when that is the backend (copies and garbage avoided), else undefined. */
+function heapOf(tf: typeof tfType): HeapBackend | undefined {
+  return tf.getBackend() === 'wasm' ? (tf.backend() as unknown as HeapBackend) : undefined;
+}
+
+/** `t`'s values, read-only: on the wasm heap a view (valid until the next allocation), else a copy. */
+export function valuesOf(tf: typeof tfType, t: tfType.Tensor): Float32Array {
+  const heap = heapOf(tf);
+  return heap ? heap.typedArrayFromHeap(t) : (t.dataSync() as Float32Array);
+}
+
+/** A float32 tensor of `shape` whose values `fill` writes (on the wasm heap in place, without a JS copy). */
+function tensorFilledBy(tf: typeof tfType, shape: number[], fill: (out: Float32Array) => void): tfType.Tensor {
+  const heap = heapOf(tf);
+  if (!heap) {
+    const out = new Float32Array(shape.reduce((a, d) => a * d, 1));
+    fill(out);
+    return tf.tensor(out, shape, 'float32');
+  }
+  const info = heap.makeOutput(shape, 'float32');
+  fill(heap.typedArrayFromHeap(info));
+  return tf.engine().makeTensorFromTensorInfo(info);
 }
 
 /** Every weight of `model`, concatenated (the teacher's, sent once). */

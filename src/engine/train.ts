@@ -344,7 +344,7 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
 
   try {
     if (wanted > 1 && !singleReplicaReason) {
-      group = await DataParallelGroup.start(tf, model, train, { workers: wanted, backend: tf.getBackend(), teacher, fault: opts.dataParallelFault });
+      group = await DataParallelGroup.start(tf, model, train, { workers: wanted, batchSize, backend: tf.getBackend(), teacher, fault: opts.dataParallelFault });
     }
     for (let epoch = 0; epoch < epochs && step < maxSteps; epoch++) {
       lr = learningRateAt(opts.lrSchedule, baseLr, epoch, epochs);

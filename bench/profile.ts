@@ -3,16 +3,21 @@
  * timer, trains `steps` steps of a built-in model and prints time per kernel (ms per step).
  * `mobilenetv2-0.35` trains bench/mobilenet.ts's MobileNetV2-0.35 at 96x96x3 (batch 32, synthetic
  * data); `--inference` instead runs MobileNetV2 1.0 224x224x3 inference through the engine's plan
- * (src/engine/inference.ts) at batch `--batch N` (default 1). Times are process CPU time (user +
+ * (src/engine/inference.ts) at batch `--batch N` (default 1); with `--compare` it runs each pass
+ * twice, its 1x1 and depthwise convs once by XNNPACK and once by compress's SIMD kernels
+ * (src/engine/simd/conv.wat.ts), and prints the two side by side. Times are process CPU time (user +
  * system), which a busy machine inflates less than wall time.
- * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N]]
+ * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare]]
  */
+import { loadavg } from 'node:os';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type BuiltinModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
 import { trainModel } from '../src/engine/train.js';
 import { inferencePlan } from '../src/engine/inference.js';
+import { setInferenceConvs, type InferenceConvs } from '../src/engine/kernels/index.js';
+import { fusedMultiplyAdd } from '../src/engine/simd/module.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { buildMobileNetV2 } from './mobilenet.js';
 
@@ -21,9 +26,14 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
-/** Wraps every wasm kernel with a CPU timer (top-level calls only); returns the table being filled. */
-function instrument(tf: typeof tfType, detail: boolean): Map<string, { ms: number; calls: number }> {
-  const stats = new Map<string, { ms: number; calls: number }>();
+type Stats = Map<string, { ms: number; calls: number }>;
+
+/**
+ * Wraps every wasm kernel with a CPU timer (top-level calls only); returns the table being filled
+ * (or fills the table `into()` returns at each call).
+ */
+function instrument(tf: typeof tfType, detail: boolean, into?: () => Stats): Stats {
+  const own: Stats = new Map();
   let depth = 0;
   for (const k of tf.getKernelsForBackend('wasm')) {
     const inner = k.kernelFunc;
@@ -37,6 +47,7 @@ function instrument(tf: typeof tfType, detail: boolean): Map<string, { ms: numbe
           return inner(args);
         } finally {
           depth--;
+          const stats = into ? into() : own;
           const key = detail ? `${k.kernelName} ${Object.values(args.inputs).map((t) => `[${t?.shape}]`).join(' ')}` : k.kernelName;
           const s = stats.get(key) ?? { ms: 0, calls: 0 };
           // Only top-level kernels (composed kernels count their inner calls as their own time).
@@ -49,7 +60,7 @@ function instrument(tf: typeof tfType, detail: boolean): Map<string, { ms: numbe
       }) as tfType.KernelFunc,
     });
   }
-  return stats;
+  return own;
 }
 
 function table(title: string, stats: Map<string, { ms: number; calls: number }>, reps: number, detail: boolean, unit: string): string {
@@ -91,9 +102,12 @@ export async function profileTraining(modelName: BuiltinModel | 'mobilenetv2-0.3
   return table(`${modelName}: ${(total / steps).toFixed(1)} ms/step CPU total`, stats, steps, detail, 'step');
 }
 
-export async function profileInference(batch: number, reps: number, detail = false): Promise<string> {
+export async function profileInference(batch: number, reps: number, detail = false, compare = false): Promise<string> {
   const { tf } = await initEngine('wasm');
-  const stats = instrument(tf, detail);
+  const modes: InferenceConvs[] = compare ? ['xnnpack', 'simd'] : ['auto'];
+  const stats = new Map(modes.map((m) => [m, new Map() as Stats]));
+  let mode = modes[0];
+  instrument(tf, detail, () => stats.get(mode)!);
   const model = buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1 });
   const plan = inferencePlan(tf, model);
   const x = tf.randomUniform([batch, 224, 224, 3], -1, 1, 'float32', 1);
@@ -102,23 +116,38 @@ export async function profileInference(batch: number, reps: number, detail = fal
     y.dataSync();
     y.dispose();
   };
-  run(); // warm-up (XNNPACK operators created)
-  stats.clear();
-  const t0 = cpuNow();
-  for (let i = 0; i < reps; i++) run();
-  const total = cpuNow() - t0;
+  const total = new Map(modes.map((m) => [m, 0]));
+  for (const m of modes) {
+    setInferenceConvs((mode = m));
+    run(); // warm-up (XNNPACK operators created, wasm tiered up)
+  }
+  for (const s of stats.values()) s.clear();
+  for (let i = 0; i < reps; i++)
+    for (const m of modes) {
+      setInferenceConvs((mode = m));
+      const t0 = cpuNow();
+      run();
+      total.set(m, total.get(m)! + cpuNow() - t0);
+    }
+  setInferenceConvs('auto');
   x.dispose();
   plan.dispose();
   model.dispose();
-  return table(`MobileNetV2 1.0 224x224x3 inference (plan), batch ${batch}: ${(total / reps).toFixed(1)} ms/pass CPU total`, stats, reps, detail, 'pass');
+  const title = (m: InferenceConvs) => `MobileNetV2 1.0 224x224x3 inference (plan), batch ${batch}, convs by ${m === 'auto' ? `auto (fused multiply-add: ${fusedMultiplyAdd()})` : m}: ${(total.get(m)! / reps).toFixed(1)} ms/pass CPU total`;
+  if (!compare) return table(title('auto'), stats.get('auto')!, reps, detail, 'pass');
+  return [`${reps} passes each, alternating (fused multiply-add: ${fusedMultiplyAdd()}; ${loadText()})`, ...modes.map((m) => table(title(m), stats.get(m)!, reps, detail, 'pass'))].join('\n\n');
 }
+
+const loadText = () => `load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`;
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   const detail = process.argv.includes('--detail');
   if (process.argv.includes('--inference')) {
     const b = process.argv.indexOf('--batch');
-    console.log(await profileInference(b > 0 ? Number(process.argv[b + 1]) : 1, Number(args.find((a) => /^\d+$/.test(a)) ?? 5), detail));
+    const batch = b > 0 ? Number(process.argv[b + 1]) : 1;
+    const reps = Number(args.find((a) => /^\d+$/.test(a) && a !== String(batch)) ?? 5);
+    console.log(await profileInference(batch, reps, detail, process.argv.includes('--compare')));
   } else {
     const model = (args[0] ?? 'lenet-5') as BuiltinModel | 'mobilenetv2-0.35';
     console.log(await profileTraining(model, Number(args[1] ?? 30), detail));

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type * as tfType from '@tensorflow/tfjs';
 import { MAX_WASM_THREADS } from './threads.js';
 import { trainWorkers } from './data-parallel.js';
+import { fusedMultiplyAdd } from './simd/fma.js';
 
 /** What `backend:` / `--backend` accept: `auto` picks tfjs-node when installed, else wasm. */
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -36,7 +37,7 @@ export function tfjsVersion(): string {
  * change that alters their results (summation order, signed zeros), so cached artifacts computed
  * by the old kernels are not reused as if the new ones had made them.
  */
-export const WASM_KERNELS_REVISION = 3;
+export const WASM_KERNELS_REVISION = 4;
 
 /**
  * Revision of how compress runs inference (src/engine/inference.ts: batch norm folded into convs,
@@ -64,14 +65,18 @@ export function wasmThreads(): number {
   return n;
 }
 
-/** Engine identity that goes into every cache key: same identity => same numerics. */
+/**
+ * Engine identity that goes into every cache key: same identity => same numerics. On wasm it says
+ * whether the inference convs multiply-add fused (`-fma`: relaxed SIMD on a CPU with FMA, see
+ * src/engine/simd/module.ts), which rounds differently from the unfused kernels and XNNPACK.
+ */
 export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
   // No thread count here: the threaded build computes bit-identical results (test/engine-threads.test.ts).
-  const kernels = `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : ''}`;
+  const kernels = () => `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : fusedMultiplyAdd() ? '-fma' : ''}`;
   // Data-parallel training's results depend on its replica count (src/engine/data-parallel.ts).
   const workers = trainWorkers();
-  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels : ''}+inference.${INFERENCE_REVISION}${workers > 1 ? `+dp.${workers}` : ''}`;
+  return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels() : ''}+inference.${INFERENCE_REVISION}${workers > 1 ? `+dp.${workers}` : ''}`;
 }
 
 let engine: { tf: typeof tfType; backend: BackendName } | undefined;

@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
-import { assertNHWC, f32, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
+import { assertNHWC, f32, fusedClamp, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 import { explicitSamePadding } from './padding.js';
 
 /** Input channels from which the filter gradient without SIMD is computed as a conv (see backpropFilterAsConv). */
@@ -25,8 +25,9 @@ const COLS_LIMIT = 1 << 22;
  *    channels, one XNNPACK conv of the transposed operands (conv1 ~7.6 ms, conv2 ~11.3 ms).
  * All accept an optional `dilations` attribute (tfjs's own gradient never passes one; ours does).
  */
-export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
+export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInference: () => boolean) {
   const conv2d = wasmKernel(tf, 'Conv2D');
+  const fusedConv2d = wasmKernel(tf, 'FusedConv2D');
   const transpose = wasmKernel(tf, 'Transpose');
 
   function conv2DBackpropInput({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
@@ -327,7 +328,29 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl) {
     return out;
   }
 
-  return { conv2DBackpropInput, conv2DBackpropFilter, conv2DForward };
+  /**
+   * FusedConv2D (conv + bias + activation, what an inference plan runs): a 1x1 stride-1 conv is one
+   * matrix product [pixels, Ci] . [Ci, Co], run by the SIMD gemm_bias_act (register tiles of 5x8,
+   * the bias and the activation's clamp in its output pass) when `simdInference()`; every other
+   * conv by XNNPACK, with 'same' padding made explicit (src/engine/kernels/padding.ts).
+   */
+  function fusedConv2D(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { x, filter, bias } = args.inputs;
+    const simd = simdInference() ? simdKernels(backend) : undefined;
+    const [KH, KW, Ci, Co] = filter.shape;
+    const [sh, sw] = pair(args.attrs?.strides);
+    const pad = args.attrs?.pad;
+    const clamp = simd && KH === 1 && KW === 1 && sh === 1 && sw === 1 && Co % 4 === 0 && x.shape[3] === Ci && (pad === 'same' || pad === 'valid')
+      ? fusedClamp(args, Co) : undefined;
+    if (!simd || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
+    const [N, H, W] = x.shape;
+    const out = backend.makeOutput([N, H, W, Co], 'float32');
+    simd.gemm_bias_act(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1]);
+    return out;
+  }
+
+  return { conv2DBackpropInput, conv2DBackpropFilter, conv2DForward, fusedConv2D };
 }
 
 /** dst[d..d+len) = src[s..s+len), unrolled by 4 (the runs here are short: JS loop overhead dominates). */

@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
-import { f32, pair, ptr, type KernelArgs, type WasmBackend } from './util.js';
+import { f32, fusedClamp, pair, ptr, wasmKernel, type KernelArgs, type WasmBackend } from './util.js';
+import { explicitSamePadding } from './padding.js';
 
 /**
  * Depthwise conv gradients for wasm as direct loops over the wasm heap (channels innermost, so the
@@ -9,7 +10,8 @@ import { f32, pair, ptr, type KernelArgs, type WasmBackend } from './util.js';
  * usual) the SIMD dw_dgrad / dw_wgrad run the same loops a vector of channels at a time
  * (dw-cnn: 6-7 ms a kernel in JS -> well under 1 ms).
  */
-export function makeDepthwiseKernels(tf: typeof tfType) {
+export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boolean) {
+  const fusedDepthwise = wasmKernel(tf, 'FusedDepthwiseConv2D');
   function info(xShape: number[], filterShape: number[], attrs: Record<string, unknown>) {
     return tf.backend_util.computeConv2DInfo(
       xShape as [number, number, number, number], filterShape as [number, number, number, number],
@@ -113,5 +115,25 @@ export function makeDepthwiseKernels(tf: typeof tfType) {
     return out;
   }
 
-  return { depthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropFilter };
+  /**
+   * FusedDepthwiseConv2D (depthwise conv + bias + activation, what an inference plan runs): 3x3,
+   * channel multiplier 1, no dilation, C a multiple of 4, any stride and padding, by the SIMD dw3x3
+   * when `simdInference()`; else XNNPACK's, with 'same' padding made explicit (./padding.ts).
+   */
+  function fusedDepthwiseConv2D(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { x, filter, bias } = args.inputs;
+    const simd = simdInference() ? simdKernels(backend) : undefined;
+    const [KH, KW, C, M] = filter.shape;
+    const [dh, dw] = pair(args.attrs?.dilations);
+    const clamp = simd && KH === 3 && KW === 3 && M === 1 && C % 4 === 0 && dh === 1 && dw === 1 && x.shape[3] === C ? fusedClamp(args, C) : undefined;
+    if (!simd || !clamp) return fusedDepthwise(explicitSamePadding(tf, args, true));
+    const ci = info(x.shape, filter.shape, args.attrs ?? {});
+    const out = backend.makeOutput([ci.batchSize, ci.outHeight, ci.outWidth, C], 'float32');
+    simd.dw3x3(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), ci.batchSize, ci.inHeight, ci.inWidth, C,
+      ci.outHeight, ci.outWidth, ci.strideHeight, ci.strideWidth, ci.padInfo.top, ci.padInfo.left, clamp[0], clamp[1]);
+    return out;
+  }
+
+  return { depthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropFilter, fusedDepthwiseConv2D };
 }

@@ -11,6 +11,19 @@ import { BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchN
 import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
+import { fusedMultiplyAdd } from '../simd/fma.js';
+
+/**
+ * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D):
+ * 'auto' = compress's SIMD kernels where the runtime multiplies-adds fused (src/engine/simd/conv.wat.ts),
+ * else XNNPACK; 'simd' / 'xnnpack' force one (benchmarks and tests compare them in one process).
+ */
+export type InferenceConvs = 'auto' | 'simd' | 'xnnpack';
+let inferenceConvs: InferenceConvs = 'auto';
+export function setInferenceConvs(v: InferenceConvs): void {
+  inferenceConvs = v;
+}
+const simdInferenceConvs = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && fusedMultiplyAdd());
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
@@ -55,7 +68,7 @@ export const originalWasmKernels: Record<string, KernelImpl> = {};
 export function registerWasmKernels(tf: typeof tfType): void {
   if (registered) return;
   registered = true;
-  const dw = makeDepthwiseKernels(tf);
+  const dw = makeDepthwiseKernels(tf, simdInferenceConvs);
   const pool = makePoolKernels(tf);
   const seg = makeSegmentKernels(tf);
   const mm = makeMatMulKernels(tf);
@@ -63,7 +76,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const shape = makeShapeKernels(tf);
   const padding = makePaddingFixes(tf);
   const ew = makeElementwiseKernels(tf);
-  const conv = makeConv2DKernels(tf, mm.originalBatchMatMul);
+  const conv = makeConv2DKernels(tf, mm.originalBatchMatMul, simdInferenceConvs);
   const bn = makeBatchNormKernels();
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
     Conv2DBackpropInput: conv.conv2DBackpropInput,
@@ -77,9 +90,9 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Identity: ew.identity,
     Relu: ew.relu,
     Conv2D: conv.conv2DForward,
-    FusedConv2D: padding.fusedConv2D,
+    FusedConv2D: conv.fusedConv2D,
     DepthwiseConv2dNative: padding.depthwiseConv2dNative,
-    FusedDepthwiseConv2D: padding.fusedDepthwiseConv2D,
+    FusedDepthwiseConv2D: dw.fusedDepthwiseConv2D,
     Add: ew.add,
     Sub: ew.sub,
     Multiply: ew.multiply,

@@ -47,3 +47,23 @@ export function wasmKernel(tf: typeof tfType, name: string): KernelImpl {
   if (!k) throw new Error(`wasm kernel ${name} is not registered`);
   return k.kernelFunc as unknown as KernelImpl;
 }
+
+/** Fused activations compress's inference conv kernels apply as a clamp of their output, by tfjs name. */
+export const FUSED_CLAMP: Readonly<Record<string, readonly [number, number]>> = {
+  linear: [-Infinity, Infinity],
+  relu: [0, Infinity],
+  relu6: [0, 6],
+};
+
+/**
+ * The [lo, hi] clamp of a fused conv's activation when the SIMD inference kernels can run it: float32
+ * input and filter, a rank-1 bias of `channels` values, no PReLU weights; else undefined.
+ */
+export function fusedClamp(args: KernelArgs, channels: number): readonly [number, number] | undefined {
+  const { x, filter, bias, preluActivationWeights } = args.inputs;
+  const clamp = FUSED_CLAMP[String(args.attrs?.activation ?? 'linear')];
+  if (!clamp || preluActivationWeights || !bias || bias.dtype !== 'float32' || bias.shape.length !== 1 || bias.shape[0] !== channels) return undefined;
+  const df = args.attrs?.dataFormat;
+  if (x.dtype !== 'float32' || filter.dtype !== 'float32' || (df != null && df !== 'NHWC' && df !== 'channelsLast')) return undefined;
+  return clamp;
+}

@@ -4,7 +4,7 @@
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { assembleKernels, kernelsDigest, prebuilt, type MemoryKind } from './module.js';
+import { assembleKernels, kernelsDigest, prebuilt, SOURCES, type MemoryKind } from './module.js';
 
 function writeAtomic(url: URL, data: Uint8Array | string): void {
   const path = fileURLToPath(url);
@@ -13,8 +13,10 @@ function writeAtomic(url: URL, data: Uint8Array | string): void {
 }
 
 // The digest last: a binary without its digest (an interrupted build) is never used.
-for (const kind of ['plain', 'shared'] as MemoryKind[]) {
-  const files = prebuilt(kind);
-  writeAtomic(files.wasm, await assembleKernels(kind));
-  writeAtomic(files.digest, `${kernelsDigest(kind)}\n`);
+for (const source of SOURCES) {
+  for (const kind of ['plain', 'shared'] as MemoryKind[]) {
+    const files = prebuilt(kind, source);
+    writeAtomic(files.wasm, await assembleKernels(kind, source));
+    writeAtomic(files.digest, `${kernelsDigest(kind, source)}\n`);
+  }
 }

@@ -2,6 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import wabtInit from 'wabt';
 import { KERNELS_WAT } from './kernels.wat.js';
+import { convKernelsWat } from './conv.wat.js';
+import { fusedMultiplyAdd } from './fma.js';
+
+export { fusedMultiplyAdd };
 
 /** compress's wasm SIMD kernels; pointers are byte offsets into tfjs-backend-wasm's heap, counts are floats. */
 export interface SimdKernels {
@@ -36,7 +40,23 @@ export interface SimdKernels {
   dw_wgrad(x: number, dy: number, scratch: number, acc: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
+  // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
+  gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number): void;
+  dw3x3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
+    sh: number, sw: number, top: number, left: number, lo: number, hi: number): void;
 }
+
+/**
+ * The wasm modules compress assembles: the training kernels (./kernels.wat.ts) and the inference
+ * conv kernels (./conv.wat.ts) with SIMD128's mul + add or with relaxed SIMD's fused multiply-add.
+ */
+export const SOURCES = ['kernels', 'conv', 'conv-fma'] as const;
+export type Source = (typeof SOURCES)[number];
+
+function sourceText(source: Source): string {
+  return source === 'kernels' ? KERNELS_WAT : convKernelsWat(source === 'conv-fma');
+}
+
 
 /**
  * The two builds of the kernels: over an ordinary heap (tfjs's single-threaded wasm) and over a shared
@@ -46,32 +66,33 @@ export interface SimdKernels {
 export type MemoryKind = 'plain' | 'shared';
 const MEMORY_IMPORT = '(import "env" "memory" (memory 0))';
 
-/** The kernels' text for a memory kind. */
-export function kernelsText(kind: MemoryKind): string {
-  if (!KERNELS_WAT.includes(MEMORY_IMPORT)) throw new Error('kernels.wat.ts: memory import not found');
-  return kind === 'plain' ? KERNELS_WAT : KERNELS_WAT.replace(MEMORY_IMPORT, '(import "env" "memory" (memory 0 65536 shared))');
+/** A module's text for a memory kind. */
+export function kernelsText(kind: MemoryKind, source: Source = 'kernels'): string {
+  const text = sourceText(source);
+  if (!text.includes(MEMORY_IMPORT)) throw new Error(`${source}: memory import not found`);
+  return kind === 'plain' ? text : text.replace(MEMORY_IMPORT, '(import "env" "memory" (memory 0 65536 shared))');
 }
 
 /** Where `npm run build` puts the assembled module (next to this file in dist/), with the digest of its source. */
-export function prebuilt(kind: MemoryKind): { wasm: URL; digest: URL } {
-  const base = kind === 'plain' ? './kernels.wasm' : './kernels-shared.wasm';
+export function prebuilt(kind: MemoryKind, source: Source = 'kernels'): { wasm: URL; digest: URL } {
+  const base = `./${source}${kind === 'plain' ? '' : '-shared'}.wasm`;
   return { wasm: new URL(base, import.meta.url), digest: new URL(`${base}.sha256`, import.meta.url) };
 }
 
 let kernels: SimdKernels | undefined;
 let boundMemory: WebAssembly.Memory | undefined;
-const compiled: Partial<Record<MemoryKind, WebAssembly.Module>> = {};
+const compiled: Partial<Record<`${Source}/${MemoryKind}`, WebAssembly.Module>> = {};
 
-/** sha256 of the kernels' text: a prebuilt binary is used only if it was assembled from exactly this. */
-export function kernelsDigest(kind: MemoryKind = 'plain'): string {
-  return createHash('sha256').update(kernelsText(kind)).digest('hex');
+/** sha256 of a module's text: a prebuilt binary is used only if it was assembled from exactly this. */
+export function kernelsDigest(kind: MemoryKind = 'plain', source: Source = 'kernels'): string {
+  return createHash('sha256').update(kernelsText(kind, source)).digest('hex');
 }
 
-/** Assembles the text with wabt (~75 ms, most of it wabt's own start-up). */
-export async function assembleKernels(kind: MemoryKind = 'plain'): Promise<Uint8Array> {
+/** Assembles a module's text with wabt (~75 ms, most of it wabt's own start-up). */
+export async function assembleKernels(kind: MemoryKind = 'plain', source: Source = 'kernels'): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const features = { simd: true, bulk_memory: true, threads: kind === 'shared' };
-  const parsed = wabt.parseWat('compress-kernels.wat', kernelsText(kind), features);
+  const features = { simd: true, bulk_memory: true, threads: kind === 'shared', relaxed_simd: source === 'conv-fma' };
+  const parsed = wabt.parseWat(`compress-${source}.wat`, kernelsText(kind, source), features);
   try {
     // wabt validates with the features it is given (its typings omit the parameter)
     (parsed.validate as (f: typeof features) => void)(features);
@@ -84,20 +105,23 @@ export async function assembleKernels(kind: MemoryKind = 'plain'): Promise<Uint8
 const memoryKind = (memory: WebAssembly.Memory): MemoryKind => (memory.buffer instanceof SharedArrayBuffer ? 'shared' : 'plain');
 
 /** The prebuilt binary when its digest matches the source, else the source assembled now. */
-async function compile(kind: MemoryKind): Promise<WebAssembly.Module> {
-  const done = compiled[kind];
+async function compile(kind: MemoryKind, source: Source): Promise<WebAssembly.Module> {
+  const done = compiled[`${source}/${kind}`];
   if (done) return done;
   let bytes: Uint8Array | undefined;
-  const files = prebuilt(kind);
+  const files = prebuilt(kind, source);
   try {
-    if (readFileSync(files.digest, 'utf8').trim() === kernelsDigest(kind)) bytes = readFileSync(files.wasm);
+    if (readFileSync(files.digest, 'utf8').trim() === kernelsDigest(kind, source)) bytes = readFileSync(files.wasm);
   } catch {
     bytes = undefined; // not built (tsc only): assemble below
   }
-  const module = new WebAssembly.Module((bytes ?? (await assembleKernels(kind))) as Uint8Array<ArrayBuffer>);
-  compiled[kind] = module;
+  const module = new WebAssembly.Module((bytes ?? (await assembleKernels(kind, source))) as Uint8Array<ArrayBuffer>);
+  compiled[`${source}/${kind}`] = module;
   return module;
 }
+
+/** The conv module this process runs: with fused multiply-add where the runtime has it. */
+const convSource = (): Source => (fusedMultiplyAdd() ? 'conv-fma' : 'conv');
 
 /**
  * Instantiates the kernels over `memory` (tfjs-backend-wasm's heap). Tensor data never moves between
@@ -105,11 +129,19 @@ async function compile(kind: MemoryKind): Promise<WebAssembly.Module> {
  */
 export async function loadSimdKernels(memory: WebAssembly.Memory): Promise<SimdKernels> {
   if (kernels && boundMemory === memory) return kernels;
-  return bind(await compile(memoryKind(memory)), memory);
+  const kind = memoryKind(memory);
+  await compile(kind, convSource());
+  return bind(await compile(kind, 'kernels'), memory)!;
 }
 
-function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKernels {
-  kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SimdKernels;
+function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKernels | undefined {
+  const conv = compiled[`${convSource()}/${memoryKind(memory)}`];
+  if (!conv) return undefined;
+  const imports = { env: { memory } };
+  kernels = {
+    ...(new WebAssembly.Instance(module, imports).exports as object),
+    ...(new WebAssembly.Instance(conv, imports).exports as object),
+  } as SimdKernels;
   boundMemory = memory;
   return kernels;
 }
@@ -133,6 +165,6 @@ export function simdKernels(backend?: unknown): SimdKernels | undefined {
   if (!kernels || backend === undefined) return kernels;
   const memory = heapMemory(backend);
   if (memory === boundMemory) return kernels;
-  const module = memory instanceof WebAssembly.Memory ? compiled[memoryKind(memory)] : undefined;
+  const module = memory instanceof WebAssembly.Memory ? compiled[`kernels/${memoryKind(memory)}`] : undefined;
   return module ? bind(module, memory as WebAssembly.Memory) : undefined;
 }

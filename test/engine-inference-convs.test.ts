@@ -1,0 +1,148 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import type * as tfType from '@tensorflow/tfjs';
+import { engineIdentity, initEngine } from '../src/engine/backend.js';
+import { inferencePlan } from '../src/engine/inference.js';
+import { setInferenceConvs, type InferenceConvs } from '../src/engine/kernels/index.js';
+import { fusedMultiplyAdd } from '../src/engine/simd/fma.js';
+import { simdKernels, type SimdKernels } from '../src/engine/simd/module.js';
+import { createRng } from '../src/util/rng.js';
+import { buildMobileNetV2 } from '../bench/mobilenet.js';
+import { relMaxError } from './fixtures/rel-error.js';
+
+/**
+ * compress's SIMD inference convs (src/engine/simd/conv.wat.ts: 1x1 conv as a GEMM, 3x3 depthwise)
+ * against XNNPACK's on the same inputs, in one process (setInferenceConvs), over the shapes
+ * MobileNetV2 uses and their edges: row tails of 1-3 (tiles of 4 rows), a 4-column tail, strides 1
+ * and 2, 'same' and 'valid', odd sizes, every fused activation. Calls to the SIMD kernels are counted
+ * so that a test cannot pass by both sides running XNNPACK.
+ */
+let tf: typeof tfType;
+const calls = { gemm_bias_act: 0, dw3x3: 0 };
+before(async () => {
+  ({ tf } = await initEngine('wasm'));
+  const k = simdKernels(tf.backend()) as SimdKernels;
+  for (const name of ['gemm_bias_act', 'dw3x3'] as const) {
+    const inner = k[name] as (...a: number[]) => void;
+    (k as unknown as Record<string, unknown>)[name] = (...a: number[]) => {
+      calls[name]++;
+      inner(...a);
+    };
+  }
+});
+after(() => setInferenceConvs('auto'));
+
+function tensor(shape: number[], seed: number): tfType.Tensor {
+  const rng = createRng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => rng() * 2 - 1), shape);
+}
+
+/** The op's output with the convs run by `who`, and how many SIMD kernel calls it made. */
+function run(who: InferenceConvs, op: () => tfType.Tensor): { y: Float32Array; simdCalls: number } {
+  setInferenceConvs(who);
+  const before = calls.gemm_bias_act + calls.dw3x3;
+  const t = op();
+  const y = t.dataSync() as Float32Array;
+  t.dispose();
+  return { y, simdCalls: calls.gemm_bias_act + calls.dw3x3 - before };
+}
+
+function assertSimdMatchesXnnpack(op: () => tfType.Tensor, what: string): void {
+  const simd = run('simd', op);
+  const xnn = run('xnnpack', op);
+  assert.equal(simd.simdCalls, 1, `${what}: the SIMD kernel ran`);
+  assert.equal(xnn.simdCalls, 0, `${what}: the reference ran XNNPACK`);
+  const err = relMaxError(simd.y, xnn.y);
+  assert.ok(err < 2e-6, `${what}: max relative error ${err}`);
+}
+
+const ACTIVATIONS = ['linear', 'relu', 'relu6'] as const;
+
+test('1x1 fused conv: the SIMD GEMM equals XNNPACK on MobileNetV2 shapes and row/column tails', () => {
+  // [N, H, W, Ci] -> Co: pixels % 4 = 0, 1, 2, 3; Co % 8 = 0 and 4; K from 3 to 960.
+  const shapes: Array<[number[], number]> = [
+    [[1, 14, 14, 96], 576], [[1, 7, 7, 960], 160], [[1, 28, 28, 32], 192], [[2, 5, 3, 16], 12],
+    [[1, 3, 3, 24], 144], [[1, 1, 1, 8], 4], [[1, 7, 1, 3], 8], [[3, 11, 13, 20], 36],
+  ];
+  let seed = 1;
+  for (const [xShape, co] of shapes) {
+    for (const activation of ACTIVATIONS) {
+      const x = tensor(xShape, seed++), filter = tensor([1, 1, xShape[3], co], seed++), bias = tensor([co], seed++);
+      const op = () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides: 1, pad: 'same', bias, activation });
+      assertSimdMatchesXnnpack(op, `[${xShape}] -> ${co} ${activation}`);
+      tf.dispose([x, filter, bias]);
+    }
+  }
+});
+
+test('3x3 fused depthwise conv: the SIMD kernel equals XNNPACK for strides 1 and 2, same and valid, odd sizes', () => {
+  const shapes = [[1, 112, 112, 32], [1, 13, 11, 8], [2, 7, 6, 12], [1, 4, 4, 4], [1, 3, 3, 16], [1, 3, 5, 4], [1, 14, 14, 576]];
+  let seed = 100;
+  for (const xShape of shapes) {
+    for (const strides of [1, 2] as const) {
+      for (const pad of ['same', 'valid'] as const) {
+        const activation = ACTIVATIONS[seed % 3];
+        const x = tensor(xShape, seed++), filter = tensor([3, 3, xShape[3], 1], seed++), bias = tensor([xShape[3]], seed++);
+        const op = () => tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad, bias, activation });
+        assertSimdMatchesXnnpack(op, `[${xShape}] stride ${strides} ${pad} ${activation}`);
+        tf.dispose([x, filter, bias]);
+      }
+    }
+  }
+});
+
+test('convs the SIMD kernels do not cover stay with XNNPACK', () => {
+  const x = tensor([1, 9, 9, 8], 7), x6 = tensor([1, 9, 9, 6], 8);
+  const cases: Array<[string, () => tfType.Tensor]> = [
+    ['3x3 conv', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: tensor([3, 3, 8, 8], 9) as tfType.Tensor4D, strides: 1, pad: 'same', bias: tensor([8], 10) })],
+    ['1x1 conv, stride 2', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: tensor([1, 1, 8, 8], 11) as tfType.Tensor4D, strides: 2, pad: 'same', bias: tensor([8], 12) })],
+    ['1x1 conv, 6 output channels', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: tensor([1, 1, 8, 6], 13) as tfType.Tensor4D, strides: 1, pad: 'valid', bias: tensor([6], 14) })],
+    ['1x1 conv without bias', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: tensor([1, 1, 8, 8], 15) as tfType.Tensor4D, strides: 1, pad: 'valid', activation: 'relu' })],
+    ['1x1 conv, sigmoid', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: tensor([1, 1, 8, 8], 16) as tfType.Tensor4D, strides: 1, pad: 'valid', bias: tensor([8], 17), activation: 'sigmoid' })],
+    ['depthwise, 6 channels', () => tf.fused.depthwiseConv2d({ x: x6 as tfType.Tensor4D, filter: tensor([3, 3, 6, 1], 18) as tfType.Tensor4D, strides: 1, pad: 'same', bias: tensor([6], 19) })],
+    ['depthwise 5x5', () => tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: tensor([5, 5, 8, 1], 20) as tfType.Tensor4D, strides: 1, pad: 'same', bias: tensor([8], 21) })],
+    ['depthwise, multiplier 2', () => tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: tensor([3, 3, 8, 2], 22) as tfType.Tensor4D, strides: 1, pad: 'same', bias: tensor([16], 23) })],
+  ];
+  for (const [what, op] of cases) assert.equal(tf.tidy(() => run('simd', op)).simdCalls, 0, what);
+  tf.dispose([x, x6]);
+});
+
+test('a MobileNetV2 inference plan gives the same predictions with the SIMD convs as with XNNPACK', () => {
+  const model = buildMobileNetV2(tf, { alpha: 0.35, inputShape: [64, 64, 3], numClasses: 10, seed: 3 });
+  const plan = inferencePlan(tf, model);
+  const x = tensor([2, 64, 64, 3], 5);
+  const simd = run('simd', () => plan.predict(x));
+  const xnn = run('xnnpack', () => plan.predict(x));
+  assert.ok(simd.simdCalls >= 30, `SIMD kernel calls: ${simd.simdCalls}`);
+  assert.ok(relMaxError(simd.y, xnn.y) < 1e-4, `max relative error ${relMaxError(simd.y, xnn.y)}`);
+  tf.dispose(x);
+  plan.dispose();
+  model.dispose();
+});
+
+test('where the CPU has FMA on x64, the convs multiply-add fused and the engine identity says so', () => {
+  const fma = process.arch === 'x64' && /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  if (fma) assert.equal(fusedMultiplyAdd(), true);
+  assert.equal(/-fma\+/.test(engineIdentity('wasm')), fusedMultiplyAdd());
+  assert.doesNotMatch(engineIdentity('cpu'), /fma/);
+});
+
+test('COMPRESS_WASM_FMA=0 turns the fused multiply-add off, and the engine identity with it', async () => {
+  const script = `import('${new URL('../src/engine/backend.js', import.meta.url).href}').then((b) => console.log(b.engineIdentity('wasm')))`;
+  const r = await execa(process.execPath, ['--input-type=module', '-e', script], { env: { COMPRESS_WASM_FMA: '0' } });
+  assert.doesNotMatch(r.stdout, /-fma/);
+  assert.match(r.stdout, /\+kernels\.\d+\+/);
+});
+
+test('the prebuilt conv modules in dist/ are the ones their text assembles to', async () => {
+  const { assembleKernels, kernelsDigest, prebuilt } = await import('../src/engine/simd/module.js');
+  for (const source of ['conv', 'conv-fma'] as const)
+    for (const kind of ['plain', 'shared'] as const) {
+      const files = prebuilt(kind, source);
+      assert.equal(readFileSync(files.digest, 'utf8').trim(), kernelsDigest(kind, source), `${source}/${kind}: digest of the text the binary came from`);
+      assert.deepEqual(new Uint8Array(readFileSync(files.wasm)), await assembleKernels(kind, source), `${source}/${kind}`);
+    }
+});

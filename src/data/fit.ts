@@ -6,8 +6,36 @@ import { resizeBilinear } from './resize.js';
  * Makes a dataset's samples fit a model input: equal shapes pass, equal sizes are re-viewed
  * (e.g. [784] vs [28,28,1]), images ([h, w, c] from an image source) are resized bilinearly to the
  * input's height and width when the channels agree; anything else is an error naming both shapes.
+ * With `outputClasses` (the units of a classifier's output) the labels must fit it too (`fitClasses`).
  */
-export function fitDataToModel(d: Dataset, inputShape: number[], where: string): Dataset {
+export function fitDataToModel(d: Dataset, inputShape: number[], where: string, outputClasses?: number): Dataset {
+  return fitSamples(outputClasses === undefined ? d : fitClasses(d, outputClasses), inputShape, where);
+}
+
+/**
+ * A dataset whose classes are the model's output units. Labels that index fewer classes than the model
+ * has (a files dataset whose largest label is below them) are taken as those of the model's classes;
+ * more classes than outputs, or named classes (image folders, `classes:`) that are not one per output
+ * unit, are an error: training and evaluation would compare a [n, classes] one-hot with [n, units].
+ */
+export function fitClasses(d: Dataset, outputClasses: number): Dataset {
+  if (d.numClasses === outputClasses) return d;
+  if (d.numClasses < outputClasses && !d.classNames) return { ...d, numClasses: outputClasses };
+  const names = d.classNames ? ` (${listNames(d.classNames)})` : '';
+  throw new InputError(`the data has ${d.numClasses} classes${names} but the model's output has ${outputClasses} units, one per class`, {
+    ...(d.source ? { file: d.source } : {}),
+    hint:
+      d.numClasses > outputClasses
+        ? `use a model with ${d.numClasses} outputs (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})) or data with at most ${outputClasses} classes`
+        : `give the model one output per class folder (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})), or use data labelled with the model's ${outputClasses} classes`,
+  });
+}
+
+function listNames(names: string[]): string {
+  return names.length <= 5 ? names.join(', ') : `${names.slice(0, 5).join(', ')}, ...`;
+}
+
+function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
   const same = inputShape.length === d.sampleShape.length && inputShape.every((v, i) => v === -1 || v === d.sampleShape[i]);
   if (same) return d;
   const want = inputShape.reduce((a, b) => a * b, 1);

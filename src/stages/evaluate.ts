@@ -4,7 +4,7 @@ import { accountSizes, type SizeLayerInput } from '../compression/size.js';
 import { ratioBase } from '../report/sizes.js';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { modelStats } from '../prune/stats.js';
 import type { ModelMeta } from '../model/meta.js';
@@ -54,7 +54,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const w = ctx.with;
     const { model, meta, input } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
-    const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId);
+    const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId, outputClassesOf(model));
     ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
     // One pass: accuracy, loss and top-k from the same predictions (batches bounded by activation memory).
     const ev = evaluateModel(tf, model, data, w.batchSize ?? 256, w.topK ?? 5);

@@ -7,7 +7,7 @@ import { sizeReport } from './evaluate.js';
 import { ratioBase } from '../report/sizes.js';
 import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
-import { engineFor, inputShapeOf, loadInputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { subset, transposeImages } from '../data/dataset.js';
 import { withNchwInput } from '../model/layout.js';
@@ -121,8 +121,9 @@ export const exportStage = defineStage<ExportWith>({
     const { meta } = loaded;
     const splits = await ctx.loadData(w.data!);
     const shape = inputShapeOf(loaded.model);
-    let train = fitDataToModel(splits.train, shape, ctx.stageId);
-    let test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const classes = outputClassesOf(loaded.model);
+    let train = fitDataToModel(splits.train, shape, ctx.stageId, classes);
+    let test = fitDataToModel(splits.test, shape, ctx.stageId, classes);
     let model = loaded.model;
     if (w.inputLayout === 'nchw') {
       // The exports take [C, H, W]: the model gets a transpose in front, and is checked on NCHW samples.

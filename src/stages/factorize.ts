@@ -3,7 +3,7 @@ import { factorizeModel } from '../compression/factorize.js';
 import { assertSelected, layerInfos, resolveLayerSettings } from '../prune/index.js';
 import { dataRefSchema, selectorKeys } from './common-schema.js';
 import { defineStage } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 
 export const factorizeWithSchema = {
@@ -50,7 +50,7 @@ export const factorizeStage = defineStage<FactorizeWith>({
     ctx.progress({ message: `factorizing ${settings.size} layers` });
     const { model: small, layers } = factorizeModel(tf, model, [...settings].map(([layer, s]) => (s.rank ? { layer, rank: s.rank } : { layer, energy: s.energy ?? 0.9 })));
     const splits = await ctx.loadData(w.data!);
-    const test = fitDataToModel(splits.test, inputShapeOf(small), ctx.stageId);
+    const test = fitDataToModel(splits.test, inputShapeOf(small), ctx.stageId, outputClassesOf(small));
     const ev = evaluateModel(tf, small, test);
     // Quantization records no longer describe the new layers; pruning records of untouched layers stay.
     meta.weightQuant = {};

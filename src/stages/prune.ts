@@ -19,7 +19,7 @@ import {
 import { PRUNE_METHOD_NAMES, PRUNE_METHODS, pruneMethod, type PruneMethod, type PruneMethodName } from '../prune/methods.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage, type StageContext } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { plannedSteps, trainOptions } from './training-options.js';
 import type { Dataset } from '../data/dataset.js';
@@ -120,9 +120,10 @@ export const pruneStage = defineStage<PruneWith>({
     let { model, meta } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
     const shape = inputShapeOf(model);
-    const train = fitDataToModel(splits.train, shape, ctx.stageId);
-    const validation = fitDataToModel(splits.validation, shape, ctx.stageId);
-    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const classes = outputClassesOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId, classes);
+    const validation = fitDataToModel(splits.validation, shape, ctx.stageId, classes);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId, classes);
     const paramsBefore = model.countParams();
 
     const spec = scheduleSpec(w);

@@ -5,7 +5,7 @@ import { CALIBRATION_METHODS, calibrateActivations } from '../compression/calibr
 import { assertSelected, layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { subset, type Dataset } from '../data/dataset.js';
 import { trainOptions } from './training-options.js';
@@ -79,9 +79,10 @@ export const quantizeStage = defineStage<QuantizeWith>({
     const { model, meta } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
     const shape = inputShapeOf(model);
-    const train = fitDataToModel(splits.train, shape, ctx.stageId);
-    const validation = fitDataToModel(splits.validation.n ? splits.validation : splits.test, shape, ctx.stageId);
-    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const classes = outputClassesOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId, classes);
+    const validation = fitDataToModel(splits.validation.n ? splits.validation : splits.test, shape, ctx.stageId, classes);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId, classes);
     // The float model, for the per-layer error report; its accuracy comes from that report's pass.
     const reference = await cloneModel(tf, model);
 

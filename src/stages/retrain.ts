@@ -4,7 +4,7 @@ import { MaskSet, kernelVariable, modelStats } from '../prune/index.js';
 import { loadModelDir } from '../model/io.js';
 import { dataRefSchema, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel, saveOutputModel } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 import { trainOptions } from './training-options.js';
 import { quantFinetuneHooks } from './quant-finetune.js';
@@ -51,9 +51,10 @@ export const retrainStage = defineStage<RetrainWith>({
     const teacher = teacherInput ? (await loadModelDir(tf, teacherInput.dir)).model : undefined;
     const splits = await ctx.loadData(w.data!);
     const shape = inputShapeOf(model);
-    const train = fitDataToModel(splits.train, shape, ctx.stageId);
-    const validation = fitDataToModel(splits.validation, shape, ctx.stageId);
-    const test = fitDataToModel(splits.test, shape, ctx.stageId);
+    const classes = outputClassesOf(model);
+    const train = fitDataToModel(splits.train, shape, ctx.stageId, classes);
+    const validation = fitDataToModel(splits.validation, shape, ctx.stageId, classes);
+    const test = fitDataToModel(splits.test, shape, ctx.stageId, classes);
 
     const quantized = Object.keys(meta.weightQuant).length > 0;
     const ft = quantized ? quantFinetuneHooks(tf, model, meta.weightQuant, w.centroidLearningRate ?? 1e-4) : undefined;

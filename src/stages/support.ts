@@ -33,6 +33,12 @@ export function inputShapeOf(model: tfType.LayersModel): number[] {
   return (model.inputs[0].shape.slice(1) as Array<number | null>).map((d) => d ?? -1);
 }
 
+/** The units of a classifier's output ([batch, units]); undefined for other outputs. */
+export function outputClassesOf(model: tfType.LayersModel): number | undefined {
+  const shape = model.outputs[0].shape;
+  return shape.length === 2 && typeof shape[1] === 'number' && shape[1] > 1 ? shape[1] : undefined;
+}
+
 /** A compact progress line from the training loop's events. */
 export function trainProgressLine(p: { epoch: number; epochs: number; batch: number; batches: number; loss: number; accuracy?: number; valAccuracy?: number }): string {
   const acc = p.accuracy !== undefined ? ` acc ${(p.accuracy * 100).toFixed(1)}%` : '';

@@ -4,7 +4,7 @@ import { trainWorkers } from '../engine/data-parallel.js';
 import { emptyMeta } from '../model/meta.js';
 import { dataRefSchema, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
-import { engineFor, inputShapeOf, loadInputModel, modelInputs, saveOutputModel, trainProgressLine } from './support.js';
+import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, modelInputs, saveOutputModel, trainProgressLine } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
 
 export const trainWithSchema = {
@@ -43,9 +43,9 @@ export const trainStage = defineStage<TrainWith>({
       model = buildModel(tf, w.model, { inputShape: splits.train.sampleShape, numClasses: splits.train.numClasses, seed: ctx.seed });
       meta.provenance = { architecture: w.model };
     }
-    const train = fitDataToModel(splits.train, inputShapeOf(model), ctx.stageId);
-    const validation = fitDataToModel(splits.validation, inputShapeOf(model), ctx.stageId);
-    const test = fitDataToModel(splits.test, inputShapeOf(model), ctx.stageId);
+    const train = fitDataToModel(splits.train, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
+    const validation = fitDataToModel(splits.validation, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
+    const test = fitDataToModel(splits.test, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
     const t0 = performance.now();
     const result = await trainModel(tf, model, train, {
       epochs: w.steps ? undefined : w.epochs,

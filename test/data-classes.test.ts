@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fitDataToModel } from '../src/data/fit.js';
+import { encodeNpy } from '../src/data/npy.js';
+import { cli, workspace } from './helpers.js';
+
+const data = (numClasses: number, classNames?: string[]) => ({
+  x: new Float32Array(4),
+  y: Int32Array.of(0, 1),
+  n: 2,
+  sampleShape: [2],
+  numClasses,
+  ...(classNames ? { classNames } : {}),
+});
+
+test('classes: labels that index fewer classes than the model outputs are taken as the model\'s; more, or named classes that differ, are an error naming both counts', () => {
+  assert.equal(fitDataToModel(data(3), [2], 'ev', 10).numClasses, 10);
+  assert.equal(fitDataToModel(data(10), [2], 'ev', 10).numClasses, 10);
+  assert.throws(() => fitDataToModel(data(12), [2], 'ev', 10), /the data has 12 classes but the model's output has 10 units/);
+  assert.throws(() => fitDataToModel(data(3, ['bird', 'cat', 'dog']), [2], 'ft', 1000), /the data has 3 classes \(bird, cat, dog\) but the model's output has 1000 units.*\n.*hint: give the model one output per class folder/s);
+});
+
+test('classes: a stage whose data has more classes than the model has outputs fails naming both (exit 1, no stack); labels within them evaluate', async () => {
+  const { dir } = workspace(`version: 1
+name: classes
+seed: 3
+data:
+  digits: { source: mnist, limit: 200 }
+  wide: { source: files, features: x.npy, labels: wide.npy }
+  few: { source: files, features: x.npy, labels: few.npy }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, epochs: 1, batchSize: 50, data: digits }
+  too-many:
+    uses: evaluate
+    needs: [base]
+    with: { data: wide, split: train, latencySamples: 0 }
+  subset:
+    uses: evaluate
+    needs: [base]
+    with: { data: few, split: train, latencySamples: 0 }
+`);
+  const n = 24;
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(new Float32Array(n * 784).map((_, i) => (i % 7) / 7), [n, 784], 'f4'));
+  writeFileSync(join(dir, 'wide.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 12), [n], 'i4'));
+  writeFileSync(join(dir, 'few.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 3), [n], 'i4'));
+  const r = await cli(['run'], dir);
+  const out = `${r.stdout}\n${r.stderr}`;
+  assert.equal(r.exitCode, 1, out);
+  assert.match(r.stderr, /stage 'too-many' failed: \S*x\.npy: the data has 12 classes but the model's output has 10 units/);
+  assert.doesNotMatch(out, /\n\s+at /);
+  assert.match(r.stdout, /^ {2}subset +ran +accuracy/m, out);
+});

@@ -17,6 +17,7 @@ import {
   histogramQuantMse,
 } from '../src/compression/index.js';
 import { initEngine } from '../src/engine/backend.js';
+import { inferencePlan } from '../src/engine/inference.js';
 import { buildModel } from '../src/engine/models.js';
 import { createRng } from '../src/util/rng.js';
 
@@ -40,6 +41,19 @@ function observed(tf: typeof tfType, model: tfType.LayersModel, x: Tensor): Map<
   return m;
 }
 
+/**
+ * Every output of the model's inference graph (engine/inference.ts: conv blocks fused, batch norm
+ * folded) on all the samples at once, kept in memory: what calibration must see, batch by batch.
+ */
+function observedSteps(tf: typeof tfType, model: tfType.LayersModel, x: Tensor): Map<string, Float32Array> {
+  const plan = inferencePlan(tf, model);
+  const m = new Map<string, Float32Array>();
+  const walk = plan.walk(x);
+  for (let r = walk.next(); !r.done; r = walk.next()) m.set(r.value.layer, Float32Array.from(r.value.outputs[0].dataSync()));
+  plan.dispose();
+  return m;
+}
+
 function minmax(a: Float32Array): { min: number; max: number } {
   let min = Infinity;
   let max = -Infinity;
@@ -47,20 +61,25 @@ function minmax(a: Float32Array): { min: number; max: number } {
   return { min, max };
 }
 
-test('calibration: minmax ranges contain every observed activation; percentile / mse lie inside them', async () => {
+test('calibration: minmax ranges contain every activation of the inference graph; percentile / mse lie inside them', async () => {
   const { tf } = await initEngine('wasm');
   const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 3 });
   const s = samples(48, 1);
   const x = tf.tensor(s.x, [48, 28, 28, 1]);
-  const obs = observed(tf, model, x);
+  const steps = observedSteps(tf, model, x);
   const mm = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 20 });
-  assert.deepEqual(Object.keys(mm).sort(), [INPUT_KEY, ...obs.keys()].sort());
-  for (const [name, values] of obs) {
-    const o = minmax(values);
+  // One range per tensor of the inference graph: a conv block (conv, batch norm, ReLU) has its ReLU's.
+  assert.deepEqual(Object.keys(mm), [INPUT_KEY, ...steps.keys()]);
+  assert.ok(mm.stem_relu && !mm.stem_conv && !mm.stem_bn, Object.keys(mm).join());
+  // Each one holds the layer's own output computed layer by layer too (batch norm not folded; float32 rounding apart).
+  const obs = observed(tf, model, x);
+  for (const name of steps.keys()) {
+    const o = minmax(obs.get(name)!);
     const r = mm[name];
+    const tol = 1e-5 * Math.max(1, Math.abs(o.min), Math.abs(o.max));
     assert.ok(r.min <= 0 && r.max >= 0 && r.max > r.min);
-    assert.ok(r.min <= o.min + 1e-6 && r.max >= o.max - 1e-6, `${name}: [${r.min}, ${r.max}] misses [${o.min}, ${o.max}]`);
-    assert.ok(Math.abs(Math.min(0, o.min) - r.min) < 1e-5 && Math.abs(Math.max(0, o.max) - r.max) < 1e-5, `${name} not tight`);
+    assert.ok(r.min <= o.min + tol && r.max >= o.max - tol, `${name}: [${r.min}, ${r.max}] misses [${o.min}, ${o.max}]`);
+    assert.ok(Math.abs(Math.min(0, o.min) - r.min) < tol && Math.abs(Math.max(0, o.max) - r.max) < tol, `${name} not tight`);
   }
   assert.equal(mm[INPUT_KEY].min, 0);
   assert.ok(mm[INPUT_KEY].max > 0.99 && mm[INPUT_KEY].max <= 1);
@@ -71,7 +90,7 @@ test('calibration: minmax ranges contain every observed activation; percentile /
 
   for (const method of ['percentile', 'mse'] as const) {
     const r = await calibrateActivations(tf, model, s, { method, percentile: 99.9, batchSize: 48 });
-    for (const [name, values] of obs) {
+    for (const [name, values] of steps) {
       const o = { min: Math.min(0, minmax(values).min), max: Math.max(0, minmax(values).max) };
       const width = (o.max - o.min) / 2048 + 1e-6;
       assert.ok(r[name].min >= o.min - width && r[name].max <= o.max + width, `${method} ${name} outside minmax`);
@@ -83,6 +102,51 @@ test('calibration: minmax ranges contain every observed activation; percentile /
     }
   }
   x.dispose();
+  model.dispose();
+});
+
+test('calibration, fuse: false: every layer gets its own range, computed layer by layer; a fused-away layer is refused by name', async () => {
+  const { tf } = await initEngine('wasm');
+  const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 3 });
+  const s = samples(24, 4);
+  const x = tf.tensor(s.x, [24, 28, 28, 1]);
+  const obs = observed(tf, model, x);
+  const every = await calibrateActivations(tf, model, s, { fuse: false, batchSize: 10 });
+  assert.deepEqual(Object.keys(every), [INPUT_KEY, ...obs.keys()]);
+  for (const [name, values] of obs) {
+    const o = minmax(values);
+    assert.deepEqual(every[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);
+  }
+  await assert.rejects(calibrateActivations(tf, model, s, { layers: ['stem_bn'] }), /'stem_bn' is fused into a conv block/);
+  await assert.rejects(calibrateActivations(tf, model, s, { layers: ['nope'] }), /'nope' is not in the model/);
+  x.dispose();
+  model.dispose();
+});
+
+test('calibration gives every tensor the int8 exporters quantize a range, equal to the one the IR walk computes (float32 rounding apart)', async () => {
+  const { tf } = await initEngine('wasm');
+  const { buildIr } = await import('../src/export/ir.js');
+  const { tensorRanges } = await import('../src/export/quant.js');
+  const { emptyMeta } = await import('../src/model/meta.js');
+  const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 7 });
+  const s = samples(32, 8);
+  const ranges = await calibrateActivations(tf, model, s, { batchSize: 12 });
+  const ir = buildIr(model, 'tflite');
+  // The IR's own calibration (BatchNorm folded, activations fused as written), from no meta ranges.
+  const irRanges = tensorRanges(tf, ir, emptyMeta(), 'tflite', s.x);
+  let compared = 0;
+  for (const t of ir.tensors) {
+    // Constants, and intermediates inside one layer (`layer#op`, e.g. the logits before a softmax: the
+    // exporter calibrates those itself), have no layer output to calibrate.
+    if (t.data || t.layer.includes('#')) continue;
+    const r = ranges[t.layer];
+    assert.ok(r, `no calibrated range for IR tensor '${t.layer}'`);
+    const o = irRanges[t.id];
+    const tol = 1e-5 * Math.max(1, Math.abs(o.min), Math.abs(o.max));
+    assert.ok(Math.abs(r.min - Math.min(0, o.min)) <= tol && Math.abs(r.max - Math.max(0, o.max)) <= tol, `${t.layer}: [${r.min}, ${r.max}] vs IR [${o.min}, ${o.max}]`);
+    compared++;
+  }
+  assert.ok(compared >= 8, `${compared} tensors`);
   model.dispose();
 });
 
@@ -174,9 +238,10 @@ test('calibration streams: every method gives the same ranges in batches of 7 as
   const model = buildModel(tf, 'dw-cnn', { inputShape: [28, 28, 1], numClasses: 10, seed: 5 });
   const s = samples(40, 9);
   const x = tf.tensor(s.x, [40, 28, 28, 1]);
-  // In memory: all activations at once from a multi-output model, min / max over them.
-  const obs = observed(tf, model, x);
+  // In memory: every activation of the inference graph for all samples at once, min / max over them.
+  const obs = observedSteps(tf, model, x);
   const streamed = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 7 });
+  assert.deepEqual(Object.keys(streamed), [INPUT_KEY, ...obs.keys()]);
   for (const [name, values] of obs) {
     const o = minmax(values);
     assert.deepEqual(streamed[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);
@@ -209,8 +274,10 @@ test('calibration: ReLU / relu6 / relu / linear activation layers get the exact 
   const rng = createRng(6);
   const s = { x: Float32Array.from({ length: 30 * 12 * 12 * 3 }, () => rng() * 4 - 2), n: 30, sampleShape: [12, 12, 3] };
   const x = tf.tensor(s.x, [30, 12, 12, 3]);
-  const obs = observed(tf, model, x);
+  const obs = observedSteps(tf, model, x);
   const ranges = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 8 });
+  // conv2 + act_relu6 run fused (one kernel): its range is reduced; the others follow from their inputs'.
+  assert.ok(!obs.has('conv2') && obs.has('act_relu6') && obs.has('relu_capped') && obs.has('act_linear') && obs.has('act_relu'));
   for (const [name, values] of obs) {
     const o = minmax(values);
     assert.deepEqual(ranges[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);

@@ -122,3 +122,38 @@ test('evaluateModel runs through the plan and predicts what model.predict predic
   assert.deepEqual(Array.from(ev.predictions), Array.from(expected));
   assert.equal(ev.accuracy, expected.filter((p, i) => p === data.y[i]).length / n);
 });
+
+test('inference plan walk: one output per step named by its last layer, the same values as predict; hooks replace outputs; nothing leaks', () => {
+  const model = buildModel();
+  const plan = inferencePlan(tf, model);
+  const x = tf.tensor(Float32Array.from({ length: 2 * 13 * 11 * 3 }, (_, i) => Math.sin(i)), [2, 13, 11, 3]);
+  const before = tf.memory().numTensors;
+  const seen: string[] = [];
+  const walk = plan.walk(x);
+  let r = walk.next();
+  for (; !r.done; r = walk.next()) {
+    seen.push(r.value.layer);
+    assert.equal(r.value.layer, r.value.layers[r.value.layers.length - 1]);
+  }
+  assert.deepEqual(seen, [...plan.outputLayers]);
+  assert.deepEqual(seen, ['r1', 'r2', 'bn3', 'a4', 'c5', 'bn5', 'add', 'bn6', 'r6', 'd7', 'bn7']);
+  const predicted = plan.predict(x);
+  assert.deepEqual(Array.from(r.value.dataSync()), Array.from(predicted.dataSync()));
+  tf.dispose([r.value, predicted]);
+  // A hook's replacement is what the walk yields (and what later steps read).
+  const zeroed = plan.walk(x, { onOutput: (layer, t) => (layer === 'add' ? tf.zerosLike(t) : undefined) });
+  let z = zeroed.next();
+  for (; !z.done; z = zeroed.next()) {
+    const step = z.value;
+    if (step.layer === 'add') assert.equal(tf.tidy(() => tf.max(tf.abs(step.outputs[0])).dataSync()[0]), 0);
+  }
+  z.value.dispose();
+  // An abandoned walk releases its tensors when closed.
+  const open = plan.walk(x);
+  open.next();
+  open.next();
+  open.return(undefined as never);
+  assert.equal(tf.memory().numTensors, before);
+  x.dispose();
+  plan.dispose();
+});

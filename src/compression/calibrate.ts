@@ -1,13 +1,17 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
 import { walkBatchSize } from '../engine/batching.js';
-import { modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
+import { modelGraph, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
+import { inferencePlan } from '../engine/inference.js';
+import { minMax } from './tensor-stats.js';
 import { setOwn } from '../util/own.js';
 
 /**
- * Activation calibration: run representative samples through the model layer by layer and
- * compute a quantization range for the model input (`__input__`) and each layer's output
- * (keyed by layer name), as stored in ModelMeta.activationRanges.
+ * Activation calibration: run representative samples through the model's inference plan and
+ * compute a quantization range for the model input (`__input__`) and each step's output (keyed by
+ * the name of the layer it is the output of: for a fused conv block its activation or batch norm),
+ * as stored in ModelMeta.activationRanges. These are the tensors the exporters quantize (each IR
+ * tensor is labelled with the last layer fused into it, export/ir.ts).
  *
  * Methods:
  *   minmax      observed min / max
@@ -35,8 +39,15 @@ export interface CalibrateOptions {
   maxSamples?: number;
   /** Histogram bins for 'percentile' / 'mse'. Default 2048. */
   bins?: number;
-  /** Only these layer names (plus always `__input__`). Default every non-input layer. */
+  /** Only these layer names (plus always `__input__`). Default every output of the inference graph. */
   layers?: string[];
+  /**
+   * Calibrate the tensors of the inference graph (default true): conv + batch norm + ReLU / ReLU6 run
+   * fused with the batch norm folded (engine/inference.ts), as every exporter writes them, so a fused
+   * block has one range, its last layer's, computed from the values the deployed graph computes. false:
+   * every layer's own output, each layer run separately.
+   */
+  fuse?: boolean;
 }
 
 export const INPUT_KEY = '__input__';
@@ -103,50 +114,64 @@ export async function calibrateActivations(
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   if (n <= 0) throw new Error('calibration needs at least one sample');
   const graph = modelGraph(model);
-  const wanted = opts.layers ? new Set(opts.layers) : null;
-  const stats = new Map<string, Stat>();
-
-  // Streaming: one bounded batch at a time, each layer's output observed as it is produced and
-  // released with the layer walk, so memory holds one batch's live activations, never a dataset's.
-  const pass = async (observe: (key: string, t: tfType.Tensor) => void) => {
-    for (let start = 0; start < n; start += batchSize) {
-      const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
-      const outs = runLayerByLayer(tf, graph, x, {
-        onInput: (t) => void observe(INPUT_KEY, t),
-        onOutput: (layer, t) => {
-          if (!wanted || wanted.has(layer.name)) observe(layer.name, t);
-        },
-      });
-      x.dispose();
-      outs.forEach((o) => o.dispose());
-      await Promise.resolve();
+  const plan = inferencePlan(tf, model, { fuse: opts.fuse ?? true });
+  try {
+    const outputs = new Set(plan.outputLayers);
+    const wanted = opts.layers ? new Set(opts.layers) : null;
+    for (const name of wanted ?? []) {
+      if (!outputs.has(name)) throw new Error(`calibration: layer '${name}' ${graph.steps.some((st) => st.layer.name === name) ? 'is fused into a conv block (its output is not a tensor of the inference graph); calibrate with fuse: false' : 'is not in the model'}`);
     }
-  };
+    const stats = new Map<string, Stat>();
 
-  // Pass 1: min / max, reduced on the engine (two numbers per layer and batch leave it); a layer whose
-  // range follows from its input's (derivedRanges) is not reduced, its range is derived after the pass.
-  const derived = derivedRanges(graph, wanted);
-  await pass((key, t) => {
-    if (derived.has(key)) return;
-    let s = stats.get(key);
-    if (!s) stats.set(key, (s = newRangeStat()));
-    const [min, max] = tf.tidy(() => tf.stack([tf.min(t), tf.max(t)]).dataSync());
-    if (min < s.min) s.min = min;
-    if (max > s.max) s.max = max;
-  });
-  for (const [name, { from, map }] of derived) {
-    const r = map(stats.get(from)!);
-    stats.set(name, { ...newRangeStat(), min: r.min, max: r.max });
+    // Streaming: one bounded batch at a time through the inference plan, each step's output observed as
+    // it is produced and released as the walk goes on, so memory holds one batch's live activations.
+    const pass = async (observe: (key: string, t: tfType.Tensor) => void) => {
+      for (let start = 0; start < n; start += batchSize) {
+        const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
+        const walk = plan.walk(x, { onInput: (t) => void observe(INPUT_KEY, t) });
+        try {
+          for (let r = walk.next(); ; r = walk.next()) {
+            if (r.done) {
+              r.value.dispose();
+              break;
+            }
+            if (!wanted || wanted.has(r.value.layer)) observe(r.value.layer, r.value.outputs[0]);
+          }
+        } finally {
+          walk.return(undefined as never);
+          x.dispose();
+        }
+        await Promise.resolve();
+      }
+    };
+
+    // Pass 1: min / max, one loop over each output (tensor-stats.ts); a layer whose range follows from
+    // its input's (derivedRanges) is not reduced, its range is derived after the pass.
+    const derived = new Map([...derivedRanges(graph, wanted)].filter(([name, d]) => outputs.has(name) && (d.from === INPUT_KEY || outputs.has(d.from))));
+    await pass((key, t) => {
+      if (derived.has(key)) return;
+      let s = stats.get(key);
+      if (!s) stats.set(key, (s = newRangeStat()));
+      const [min, max] = minMax(tf, t);
+      if (min < s.min) s.min = min;
+      if (max > s.max) s.max = max;
+    });
+    for (const [name, { from, map }] of derived) {
+      const r = map(stats.get(from)!);
+      stats.set(name, { ...newRangeStat(), min: r.min, max: r.max });
+    }
+    if (method !== 'minmax') {
+      // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
+      await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
+    }
+    const out: Record<string, ActivationRange> = {};
+    // Keys in walk order (the input, then each step's), however their ranges were obtained.
+    const order = [INPUT_KEY, ...plan.outputLayers].filter((k) => stats.has(k));
+    for (const key of order) setOwn(out, key, rangeFromStat(stats.get(key)!, method, { percentile: opts.percentile, bits: opts.bits }));
+    return out;
+  } finally {
+    plan.dispose();
   }
-  if (method !== 'minmax') {
-    // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
-    await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
-  }
-  const out: Record<string, ActivationRange> = {};
-  // Keys in walk order (the input, then each layer's), however their ranges were obtained.
-  const order = [INPUT_KEY, ...graph.steps.map((st) => st.layer.name)].filter((k) => stats.has(k));
-  for (const key of order) setOwn(out, key, rangeFromStat(stats.get(key)!, method, { percentile: opts.percentile, bits: opts.bits }));
-  return out;
 }
 
 /** A layer's output range as a function of its input's: exact for a monotone element-wise layer. */

@@ -2,7 +2,9 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange, WeightQuant } from '../model/meta.js';
 import { INPUT_KEY } from './calibrate.js';
 import { walkBatchSize } from '../engine/batching.js';
-import { layerSteps, modelGraph, runLayerByLayer, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
+import { modelGraph, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
+import { inferencePlan, type PlanHooks, type PlanStepOutput } from '../engine/inference.js';
+import { diffSums, fakeQuant } from './tensor-stats.js';
 import { decodeFloat16, encodeFloat16 } from '../util/float16.js';
 import { kmeansQuantize, toKmeansWeightQuant, type KmeansInit } from './kmeans.js';
 import {
@@ -19,7 +21,7 @@ import { setOwn } from '../util/own.js';
 /**
  * Fake quantization: weights are replaced in place by their dequantized values (so evaluating the
  * model measures what the deployed integer model computes), activations are quantized/dequantized
- * per layer output while running layer by layer (so full-int8 accuracy can be estimated).
+ * per output of the inference graph while walking it (so full-int8 accuracy can be estimated).
  */
 
 type Layer = tfType.layers.Layer;
@@ -128,15 +130,9 @@ export function applyWeightQuant(tf: typeof tfType, model: tfType.LayersModel, p
   return out;
 }
 
-/** Quantize/dequantize a tensor with an asymmetric `bits` quantizer over `range` (signed codes). */
+/** Quantize/dequantize a tensor with an asymmetric `bits` quantizer over `range` (signed codes), in one pass (tensor-stats.ts). */
 export function fakeQuantTensor(tf: typeof tfType, x: tfType.Tensor, range: ActivationRange, bits = 8): tfType.Tensor {
-  const { scale, zeroPoint } = chooseQParams(range.min, range.max, bits, false);
-  const { qmin, qmax } = codeRange(bits, false);
-  return tf.tidy(() => {
-    const v = x.div(scale);
-    const r = v.sign().mul(v.abs().add(0.5).floor()); // round half away from zero
-    return r.add(zeroPoint).clipByValue(qmin, qmax).sub(zeroPoint).mul(scale);
-  });
+  return fakeQuant(tf, x, range, bits);
 }
 
 export interface ActivationQuantOptions {
@@ -175,13 +171,26 @@ export function quantizedOutputLayers(graph: ModelGraph, fuse = true): Set<strin
   return out;
 }
 
-function activationHooks(tf: typeof tfType, graph: ModelGraph, ranges: Record<string, ActivationRange>, bits: number, fuse: boolean) {
+/** Plan hooks fake-quantizing the input and each quantized output (quantizedOutputLayers) that has a range. */
+function activationHooks(tf: typeof tfType, graph: ModelGraph, ranges: Record<string, ActivationRange>, bits: number, fuse: boolean): PlanHooks {
   const quantized = quantizedOutputLayers(graph, fuse);
   return {
-    onInput: (t: tfType.Tensor) => (ranges[INPUT_KEY] ? fakeQuantTensor(tf, t, ranges[INPUT_KEY], bits) : undefined),
-    onOutput: (layer: Layer, t: tfType.Tensor) =>
-      quantized.has(layer.name) && ranges[layer.name] ? fakeQuantTensor(tf, t, ranges[layer.name], bits) : undefined,
+    onInput: (t) => (ranges[INPUT_KEY] ? fakeQuant(tf, t, ranges[INPUT_KEY], bits) : undefined),
+    onOutput: (layer, t) => (quantized.has(layer) && ranges[layer] ? fakeQuant(tf, t, ranges[layer], bits) : undefined),
   };
+}
+
+/** Runs `walk` to its end, handing each step to `visit`; returns the model output (caller disposes). */
+function drain(walk: Generator<PlanStepOutput, tfType.Tensor, void>, visit?: (s: PlanStepOutput) => void): tfType.Tensor {
+  try {
+    for (;;) {
+      const r = walk.next();
+      if (r.done) return r.value;
+      visit?.(r.value);
+    }
+  } finally {
+    walk.return(undefined as never);
+  }
 }
 
 /**
@@ -201,13 +210,16 @@ export async function predictWithActivationQuant(
   const batchSize = walkBatchSize(model, opts.batchSize ?? 64);
   const n = Math.min(sampleCount(samples), opts.maxSamples ?? Infinity);
   const parts: tfType.Tensor[] = [];
-  for (let start = 0; start < n; start += batchSize) {
-    const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
-    const outs = runLayerByLayer(tf, graph, x, hooks);
-    x.dispose();
-    parts.push(outs[0]);
-    outs.slice(1).forEach((o) => o.dispose());
-    await Promise.resolve();
+  const plan = inferencePlan(tf, model);
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
+      parts.push(drain(plan.walk(x, hooks)));
+      x.dispose();
+      await Promise.resolve();
+    }
+  } finally {
+    plan.dispose();
   }
   const all = tf.concat(parts, 0);
   parts.forEach((p) => p.dispose());
@@ -225,10 +237,13 @@ export function accuracyOf(predictions: tfType.Tensor, labels: ArrayLike<number>
 }
 
 export interface LayerErrorRow {
+  /** The step's first layer: a layer, or the conv of a fused conv block (whose kernel `weight` compares). */
   layer: string;
+  /** For a fused conv block: its layers (conv, batch norm, activation); `output` is the last one's. */
+  block?: string[];
   /** Kernel error (when both models have a kernel of the same shape for this layer). */
   weight?: ErrorStats;
-  /** Error of the layer's output on the samples, accumulated over all of them. */
+  /** Error of the step's output on the samples, accumulated over all of them. */
   output: ErrorStats;
 }
 
@@ -239,8 +254,14 @@ export interface ErrorReportOptions {
   fuse?: boolean;
   /** Default 64, lowered to fit the activation budget (engine/batching.ts). */
   batchSize?: number;
-  /** Default 256. */
+  /** Samples walked (the first ones). Default 256. */
   maxSamples?: number;
+  /**
+   * Per-layer errors accumulate over the first this many of the walked samples (default all of them);
+   * the rest are walked for `onOutputs` only, so a large test split gives accuracies over every sample
+   * and a per-layer report of bounded cost.
+   */
+  errorSamples?: number;
   /**
    * Called with each batch's model outputs (reference, candidate) before they are disposed, so a
    * caller derives accuracies from the same pass instead of evaluating both models again.
@@ -250,12 +271,14 @@ export interface ErrorReportOptions {
 
 /**
  * Per-layer error of `candidate` (quantized / factorized, optionally with activation fake-quant)
- * against `reference` (float): relative L2 and SQNR of kernels and of layer outputs. Layers are
- * matched by name; a factorized `<name>_v` output is compared with `<name>`.
+ * against `reference` (float): relative L2 and SQNR of kernels and of the outputs of the inference
+ * graph (engine/inference.ts: a conv block with its batch norm and ReLU is one step, batch norm folded,
+ * as deployed). Steps are matched by their output layer's name; a factorized `<name>_v` output is
+ * compared with `<name>`.
  *
- * Streaming: both models walk one bounded batch side by side, layer by layer; a reference output is
- * held only until the candidate reaches the matching layer, and the sums are reduced on the engine,
- * so memory is a few layers' activations of one batch (not every layer's for every sample).
+ * Streaming: both plans walk one bounded batch side by side; a reference output is held only until
+ * the candidate reaches the matching step, and each comparison is one pass over the two outputs
+ * (tensor-stats.ts), so memory is a few steps' activations of one batch.
  */
 export async function layerErrorReport(
   tf: typeof tfType,
@@ -264,86 +287,114 @@ export async function layerErrorReport(
   samples: Samples,
   opts: ErrorReportOptions = {},
 ): Promise<LayerErrorRow[]> {
-  const refGraph = modelGraph(reference);
   const candGraph = modelGraph(candidate);
   const hooks = opts.activationRanges ? activationHooks(tf, candGraph, opts.activationRanges, opts.bits ?? 8, opts.fuse ?? true) : {};
-  const refNames = new Set(refGraph.steps.map((s) => s.layer.name));
-  const candToRef = (name: string): string | null =>
-    refNames.has(name) ? name : name.endsWith('_v') && refNames.has(name.slice(0, -2)) ? name.slice(0, -2) : null;
-  const compared = new Set(candGraph.steps.map((s) => candToRef(s.layer.name)).filter((n): n is string => n !== null));
-  const acc = new Map<string, { s: number; e: number; max: number }>();
-  // Two walks side by side (the reference's outputs held until the candidate reaches the same layer).
-  const batchSize = Math.min(walkBatchSize(reference, opts.batchSize ?? 64, 2), walkBatchSize(candidate, opts.batchSize ?? 64, 2));
-  const n = Math.min(sampleCount(samples), opts.maxSamples ?? 256);
-  for (let start = 0; start < n; start += batchSize) {
-    const x = sampleBatch(tf, samples, start, Math.min(n, start + batchSize));
-    const refWalk = layerSteps(tf, refGraph, x);
-    const candWalk = layerSteps(tf, candGraph, x, hooks);
-    const held = new Map<string, tfType.Tensor>();
-    let refOut: tfType.Tensor[] | undefined;
-    /** Advances the reference walk until `name`'s output is held (or the walk ends). */
-    const reach = (name: string) => {
-      while (!held.has(name) && !refOut) {
-        const r = refWalk.next();
-        if (r.done) refOut = r.value;
-        else if (compared.has(r.value.layer.name)) held.set(r.value.layer.name, r.value.outputs[0].clone());
-      }
-    };
-    try {
-      for (;;) {
-        const c = candWalk.next();
-        if (c.done) {
-          reach('\0end');
-          if (opts.onOutputs) opts.onOutputs(start, refOut![0], c.value[0]);
-          c.value.forEach((t) => t.dispose());
-          break;
+  const refPlan = inferencePlan(tf, reference);
+  const candPlan = inferencePlan(tf, candidate);
+  try {
+    const refNames = new Set(refPlan.outputLayers);
+    const candToRef = (name: string): string | null =>
+      refNames.has(name) ? name : name.endsWith('_v') && refNames.has(name.slice(0, -2)) ? name.slice(0, -2) : null;
+    const compared = new Set(candPlan.outputLayers.map(candToRef).filter((n): n is string => n !== null));
+    const acc = new Map<string, { s: number; e: number; max: number }>();
+    const blocks = new Map<string, readonly string[]>();
+    // Two walks side by side (the reference's outputs held until the candidate reaches the same step).
+    const batchSize = Math.min(walkBatchSize(reference, opts.batchSize ?? 64, 2), walkBatchSize(candidate, opts.batchSize ?? 64, 2));
+    const n = Math.min(sampleCount(samples), opts.maxSamples ?? 256);
+    const errorSamples = Math.min(n, opts.errorSamples ?? n);
+    for (let start = 0; start < n; start += batchSize) {
+      const end = Math.min(n, start + batchSize);
+      const measured = Math.max(0, Math.min(end, errorSamples) - start);
+      const x = sampleBatch(tf, samples, start, end);
+      const refWalk = refPlan.walk(x);
+      const candWalk = candPlan.walk(x, hooks);
+      const held = new Map<string, tfType.Tensor>();
+      let refOut: tfType.Tensor | undefined;
+      /** Advances the reference walk until `name`'s output is held (or the walk ends). */
+      const reach = (name: string) => {
+        while (!held.has(name) && !refOut) {
+          const r = refWalk.next();
+          if (r.done) refOut = r.value;
+          else {
+            blocks.set(r.value.layer, r.value.layers);
+            if (compared.has(r.value.layer)) held.set(r.value.layer, r.value.outputs[0].clone());
+          }
         }
-        const refName = candToRef(c.value.layer.name);
-        if (!refName) continue;
-        reach(refName);
-        const r = held.get(refName);
-        const q = c.value.outputs[0];
-        if (r && r.size === q.size) {
-          const [s2, e2, max] = tf.tidy(() => {
-            const d = tf.sub(q, r.reshape(q.shape));
-            return tf.stack([tf.sum(tf.square(r)), tf.sum(tf.square(d)), tf.max(tf.abs(d))]).dataSync();
-          });
-          const a = acc.get(refName) ?? { s: 0, e: 0, max: 0 };
-          a.s += s2;
-          a.e += e2;
-          if (max > a.max) a.max = max;
-          acc.set(refName, a);
+      };
+      try {
+        for (;;) {
+          const c = candWalk.next();
+          if (c.done) {
+            reach('\0end');
+            try {
+              opts.onOutputs?.(start, refOut!, c.value);
+            } finally {
+              c.value.dispose();
+            }
+            break;
+          }
+          const refName = candToRef(c.value.layer);
+          if (!refName) continue;
+          reach(refName);
+          const r = held.get(refName);
+          const q = c.value.outputs[0];
+          if (r && r.size === q.size && measured > 0) {
+            // The batch's first `measured` samples (all of it but at the errorSamples boundary).
+            const d = diffSums(tf, r, q, (r.size / (end - start)) * measured);
+            const a = acc.get(refName) ?? { s: 0, e: 0, max: 0 };
+            a.s += d.refSq;
+            a.e += d.errSq;
+            if (d.maxAbs > a.max) a.max = d.maxAbs;
+            acc.set(refName, a);
+          }
+          r?.dispose();
+          held.delete(refName);
         }
-        r?.dispose();
-        held.delete(refName);
+      } finally {
+        candWalk.return(undefined as never);
+        refWalk.return(undefined as never);
+        refOut?.dispose();
+        for (const t of held.values()) t.dispose();
+        x.dispose();
       }
-    } finally {
-      candWalk.return([]);
-      refWalk.return([]);
-      refOut?.forEach((t) => t.dispose());
-      for (const t of held.values()) t.dispose();
-      x.dispose();
+      await Promise.resolve();
     }
-    await Promise.resolve();
+    return errorRows(reference, candidate, refPlan.outputLayers, blocks, acc);
+  } finally {
+    refPlan.dispose();
+    candPlan.dispose();
   }
+}
+
+/** The report's rows, in the reference's step order: output errors from the sums, kernel errors compared here. */
+function errorRows(
+  reference: tfType.LayersModel,
+  candidate: tfType.LayersModel,
+  order: readonly string[],
+  blocks: Map<string, readonly string[]>,
+  acc: Map<string, { s: number; e: number; max: number }>,
+): LayerErrorRow[] {
   const rows: LayerErrorRow[] = [];
-  for (const step of refGraph.steps) {
-    const name = step.layer.name;
-    const a = acc.get(name);
+  for (const out of order) {
+    const a = acc.get(out);
     if (!a) continue;
+    const block = blocks.get(out) ?? [out];
+    const name = block[0];
     const row: LayerErrorRow = {
       layer: name,
+      ...(block.length > 1 ? { block: block.slice() } : {}),
       output: {
         relL2: a.s > 0 ? Math.sqrt(a.e / a.s) : a.e > 0 ? Infinity : 0,
         sqnrDb: a.e > 0 ? 10 * Math.log10(a.s / a.e) : Infinity,
         maxAbs: a.max,
       },
     };
+    const rl = reference.getLayer(name);
     const cl = candidate.layers.find((l) => l.name === name);
-    const rk = kernelIndex(step.layer);
+    const rk = kernelIndex(rl);
     if (cl && rk >= 0) {
       const ck = kernelIndex(cl);
-      const rw = step.layer.weights[rk];
+      const rw = rl.weights[rk];
       const cw = ck >= 0 ? cl.weights[ck] : undefined;
       if (cw && cw.shape.join(',') === rw.shape.join(',')) {
         row.weight = errorStats(rw.read().dataSync(), cw.read().dataSync());

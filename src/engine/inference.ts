@@ -20,9 +20,39 @@ import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
 export interface InferencePlan {
   /** The model's output for `x` (first output of a multi-output model). Caller disposes it. */
   predict(x: tfType.Tensor): tfType.Tensor;
+  /**
+   * The same pass one step at a time: yields each step's output(s) with the name of the Keras layer
+   * whose output it equals (for a fused step, its last layer: the activation or batch norm), valid until
+   * the walk resumes; returns the model's output (caller disposes). `hooks` may replace the input or a
+   * step's output (e.g. fake-quantize it) or just observe it. Two plans of the same model walked side by
+   * side step in lockstep. A walk abandoned before its end must be closed with `return()`.
+   */
+  walk(x: tfType.Tensor, hooks?: PlanHooks): Generator<PlanStepOutput, tfType.Tensor, void>;
+  /** The layer names the walk yields, in order (after `__input__`, which only `onInput` sees). */
+  readonly outputLayers: readonly string[];
   /** Conv layers whose batch norm and/or activation were fused into them, by conv layer name. */
   readonly fused: ReadonlyArray<{ conv: string; batchNorm?: string; activation?: string }>;
   dispose(): void;
+}
+
+export interface PlanHooks {
+  onInput?: (t: tfType.Tensor) => tfType.Tensor | void;
+  /** Called inside a tf.tidy: a returned tensor replaces the output, intermediates are freed. */
+  onOutput?: (layer: string, t: tfType.Tensor) => tfType.Tensor | void;
+}
+
+export interface PlanStepOutput {
+  /** The Keras layer whose output the step's (first) output equals. */
+  layer: string;
+  /** Every layer the step computes (a fused conv: conv, batch norm, activation), in order. */
+  layers: readonly string[];
+  outputs: tfType.Tensor[];
+}
+
+/** Options of inferencePlan. */
+export interface PlanOptions {
+  /** false: every layer runs as its own step (each layer's output is observable). Default true. */
+  fuse?: boolean;
 }
 
 type Layer = tfType.layers.Layer;
@@ -32,6 +62,8 @@ type FusedActivation = 'linear' | 'relu' | 'relu6';
 interface Step {
   inputIds: number[];
   outputIds: number[];
+  /** The layers the step computes, in order; the last one's output is the step's. */
+  layers: string[];
   run(inputs: Tensor[]): Tensor[];
 }
 
@@ -151,7 +183,8 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const run = cfg.kind === 'conv'
     ? ([x]: Tensor[]) => [tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })]
     : ([x]: Tensor[]) => [tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })];
-  return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
+  const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
+  return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
 }
 
 function stepOf(graph: ModelGraph, layer: Layer) {
@@ -165,6 +198,7 @@ function layerStep(layer: Layer, inputIds: number[], outputIds: number[]): Step 
   return {
     inputIds,
     outputIds,
+    layers: [layer.name],
     run: (ins) => {
       const r = layer.apply(ins.length === 1 ? ins[0] : ins, { training: false }) as Tensor | Tensor[];
       return Array.isArray(r) ? r : [r];
@@ -173,17 +207,23 @@ function layerStep(layer: Layer, inputIds: number[], outputIds: number[]): Step 
 }
 
 /** The inference plan of `model` (see InferencePlan). Models the graph walk cannot take run as model.apply. */
-export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): InferencePlan {
+export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel, opts: PlanOptions = {}): InferencePlan {
   let graph: ModelGraph;
   try {
     graph = modelGraph(model);
     if (graph.inputs.length !== 1) throw new Error('several inputs');
-  } catch {
+  } catch (e) {
     return {
       predict: (x) => tf.tidy(() => {
         const r = model.apply(x, { training: false }) as Tensor | Tensor[];
         return Array.isArray(r) ? r[0] : r;
       }),
+      // Step by step needs the graph walk: say why it cannot be taken.
+      // eslint-disable-next-line require-yield
+      walk: function* () {
+        throw e;
+      },
+      outputLayers: [],
       fused: [],
       dispose: () => undefined,
     };
@@ -194,7 +234,7 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): Inf
   const steps: Step[] = [];
   for (const s of graph.steps) {
     if (absorbed.has(s.layer)) continue;
-    const f = s.outputIds.length === 1 ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
+    const f = opts.fuse !== false && s.outputIds.length === 1 ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
     if (f) {
       steps.push(f.step);
       fused.push(f.fused);
@@ -209,8 +249,9 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): Inf
   const inputId = graph.inputs[0].id;
   const outputId = graph.outputIds[0];
 
-  function predict(x: Tensor): Tensor {
-    const values = new Map<number, Tensor>([[inputId, x]]);
+  function* walk(x: Tensor, hooks: PlanHooks = {}): Generator<PlanStepOutput, Tensor, void> {
+    const first = hooks.onInput ? tf.tidy(() => hooks.onInput!(x) ?? x) : x;
+    const values = new Map<number, Tensor>([[inputId, first]]);
     const left = new Map(uses);
     const release = (id: number) => {
       const n = (left.get(id) ?? 0) - 1;
@@ -224,8 +265,12 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): Inf
     try {
       for (const s of steps) {
         const ins = s.inputIds.map((id) => values.get(id)!);
-        const outs = tf.tidy(() => s.run(ins));
+        const layer = s.layers[s.layers.length - 1];
+        const outs = hooks.onOutput
+          ? tf.tidy(() => s.run(ins).map((t, i) => (i === 0 ? (hooks.onOutput!(layer, t) ?? t) : t)))
+          : tf.tidy(() => s.run(ins));
         s.outputIds.forEach((id, i) => values.set(id, outs[i]));
+        yield { layer, layers: s.layers, outputs: outs };
         for (const id of s.inputIds) release(id);
       }
       const y = values.get(outputId)!;
@@ -236,8 +281,18 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel): Inf
     }
   }
 
+  function predict(x: Tensor): Tensor {
+    const w = walk(x);
+    for (;;) {
+      const r = w.next();
+      if (r.done) return r.value;
+    }
+  }
+
   return {
     predict,
+    walk,
+    outputLayers: steps.map((s) => s.layers[s.layers.length - 1]),
     fused,
     dispose: () => {
       for (const t of owned) t.dispose();

@@ -65,7 +65,8 @@ interface LayerQuantSetting {
 
 export const quantizeStage = defineStage<QuantizeWith>({
   kind: 'quantize',
-  version: '1',
+  // 2: calibration, activation fake-quant and per-layer errors on the inference graph (conv blocks fused).
+  version: '2',
   description: 'quantize weights per layer (int-N linear, k-means sharing, float16), calibrate activations, optionally fine-tune on the grid',
   withSchema: quantizeWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -148,6 +149,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
     const errors = await layerErrorReport(tf, reference, model, test, {
       activationRanges: withActivations ? meta.activationRanges : undefined,
       maxSamples: test.n,
+      errorSamples: ERROR_REPORT_SAMPLES,
       onOutputs: (start, ref, cand) => {
         floatHits += hits(ref, start);
         if (withActivations) candHits += hits(cand, start);
@@ -185,6 +187,9 @@ export const quantizeStage = defineStage<QuantizeWith>({
     return { metrics };
   },
 });
+
+/** Samples of the test split the per-layer error report accumulates over (accuracies use every sample). */
+export const ERROR_REPORT_SAMPLES = 256;
 
 function finite(v: number | undefined): number | undefined {
   return v === undefined || Number.isFinite(v) ? v : undefined;

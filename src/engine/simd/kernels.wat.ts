@@ -61,6 +61,88 @@ export const KERNELS_WAT = String.raw`
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
 
+  ;; Whole-tensor statistics for calibration and error reports (compression/tensor-stats.ts), n >= 4; the
+  ;; last vector may overlap the one before it (min / max repeat a value; the sums take a scalar tail).
+
+  ;; out[0] = min x, out[1] = max x (f32; a NaN is skipped: pmin / pmax keep the accumulator)
+  (func (export "min_max") (param $x i32) (param $n i32) (param $out i32)
+    (local $i i32) (local $last i32) (local $v v128) (local $lo v128) (local $hi v128)
+    (local.set $lo (f32x4.splat (f32.const inf)))
+    (local.set $hi (f32x4.splat (f32.const -inf)))
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $l
+      (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (local.set $v (v128.load (i32.add (local.get $x) (local.get $i))))
+      (local.set $lo (f32x4.pmin (local.get $lo) (local.get $v)))
+      (local.set $hi (f32x4.pmax (local.get $hi) (local.get $v)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16)))))
+    (local.set $lo (f32x4.pmin (local.get $lo) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $lo) (local.get $lo))))
+    (local.set $lo (f32x4.pmin (local.get $lo) (i8x16.shuffle 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 (local.get $lo) (local.get $lo))))
+    (local.set $hi (f32x4.pmax (local.get $hi) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $hi) (local.get $hi))))
+    (local.set $hi (f32x4.pmax (local.get $hi) (i8x16.shuffle 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 (local.get $hi) (local.get $hi))))
+    (f32.store (local.get $out) (f32x4.extract_lane 0 (local.get $lo)))
+    (f32.store offset=4 (local.get $out) (f32x4.extract_lane 0 (local.get $hi))))
+
+  ;; Over the first n values of r and q: out[0] = sum r^2, out[1] = sum (q - r)^2 (f64, each square
+  ;; added in float64), out[2] = max |q - r| (f64)
+  (func (export "diff_sums") (param $r i32) (param $q i32) (param $n i32) (param $out i32)
+    (local $i i32) (local $end i32) (local $rv v128) (local $d v128) (local $t v128)
+    (local $s v128) (local $e v128) (local $m v128) (local $rs f64) (local $ds f64)
+    (local.set $end (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $vd (loop $v
+      (br_if $vd (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $rv (v128.load (i32.add (local.get $r) (local.get $i))))
+      (local.set $d (f32x4.sub (v128.load (i32.add (local.get $q) (local.get $i))) (local.get $rv)))
+      (local.set $m (f32x4.pmax (local.get $m) (f32x4.abs (local.get $d))))
+      (local.set $t (f64x2.promote_low_f32x4 (local.get $rv)))
+      (local.set $s (f64x2.add (local.get $s) (f64x2.mul (local.get $t) (local.get $t))))
+      (local.set $t (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $rv) (local.get $rv))))
+      (local.set $s (f64x2.add (local.get $s) (f64x2.mul (local.get $t) (local.get $t))))
+      (local.set $t (f64x2.promote_low_f32x4 (local.get $d)))
+      (local.set $e (f64x2.add (local.get $e) (f64x2.mul (local.get $t) (local.get $t))))
+      (local.set $t (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d))))
+      (local.set $e (f64x2.add (local.get $e) (f64x2.mul (local.get $t) (local.get $t))))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $v)))
+    (local.set $m (f32x4.pmax (local.get $m) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $m) (local.get $m))))
+    (local.set $m (f32x4.pmax (local.get $m) (i8x16.shuffle 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 (local.get $m) (local.get $m))))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $sd (loop $sl
+      (br_if $sd (i32.ge_u (local.get $i) (local.get $end)))
+      (local.set $rs (f64.promote_f32 (f32.load (i32.add (local.get $r) (local.get $i)))))
+      (local.set $ds (f64.promote_f32 (f32.sub (f32.load (i32.add (local.get $q) (local.get $i))) (f32.load (i32.add (local.get $r) (local.get $i))))))
+      (local.set $s (f64x2.replace_lane 0 (local.get $s) (f64.add (f64x2.extract_lane 0 (local.get $s)) (f64.mul (local.get $rs) (local.get $rs)))))
+      (local.set $e (f64x2.replace_lane 0 (local.get $e) (f64.add (f64x2.extract_lane 0 (local.get $e)) (f64.mul (local.get $ds) (local.get $ds)))))
+      (local.set $m (f32x4.replace_lane 0 (local.get $m) (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32.abs (f32.demote_f64 (local.get $ds))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $sl)))
+    (f64.store (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $s)) (f64x2.extract_lane 1 (local.get $s))))
+    (f64.store offset=8 (local.get $out) (f64.add (f64x2.extract_lane 0 (local.get $e)) (f64x2.extract_lane 1 (local.get $e))))
+    (f64.store offset=16 (local.get $out) (f64.promote_f32 (f32x4.extract_lane 0 (local.get $m)))))
+
+  ;; o = clamp(round(x / s), lo, hi) * s, rounding half away from zero (floor(|v| + 0.5), sign put
+  ;; back, + 0 so that -0 becomes +0): an asymmetric quantizer's quantize / dequantize with
+  ;; lo = qmin - zp, hi = qmax - zp, each step in float32 as the tf-op form computes it
+  (func (export "fake_quant") (param $x i32) (param $o i32) (param $n i32) (param $sc f32) (param $lo f32) (param $hi f32)
+    (local $i i32) (local $last i32) (local $v v128) (local $sv v128) (local $lov v128) (local $hiv v128)
+    (local.set $sv (f32x4.splat (local.get $sc)))
+    (local.set $lov (f32x4.splat (local.get $lo)))
+    (local.set $hiv (f32x4.splat (local.get $hi)))
+    (local.set $last (i32.shl (i32.sub (local.get $n) (i32.const 4)) (i32.const 2)))
+    (loop $l
+      (if (i32.gt_u (local.get $i) (local.get $last)) (then (local.set $i (local.get $last))))
+      (local.set $v (f32x4.div (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $sv)))
+      (local.set $v (f32x4.add
+        (v128.or
+          (f32x4.floor (f32x4.add (f32x4.abs (local.get $v)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+          (v128.and (local.get $v) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)))
+        (v128.const i32x4 0 0 0 0)))
+      (v128.store (i32.add (local.get $o) (local.get $i))
+        (f32x4.mul (f32x4.min (f32x4.max (local.get $v) (local.get $lov)) (local.get $hiv)) (local.get $sv)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
+
   ;; o[r, c] = x[r, c] (+ - *) b[c] for rows x C, C >= 4 (a bias add; batch norm's centring and scaling)
 ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${channelOp('channel_mul', 'f32x4.mul')}
   ;; Batch norm: o[r, c] = (x[r, c] - mean[c]) * a[c] + off[c], a = scale / sqrt(variance + eps)

@@ -11,6 +11,12 @@ export { fusedMultiplyAdd };
 export interface SimdKernels {
   relu_grad(dy: number, x: number, out: number, n: number): void;
   relu(x: number, out: number, n: number): void;
+  /** n >= 4; writes min, max (f32) at out. */
+  min_max(x: number, n: number, out: number): void;
+  /** Writes sum r^2, sum (q - r)^2, max |q - r| (f64) at out over the first n values. */
+  diff_sums(r: number, q: number, n: number, out: number): void;
+  /** n >= 4; o = clamp(round-half-away(x / s), lo, hi) * s. */
+  fake_quant(x: number, out: number, n: number, s: number, lo: number, hi: number): void;
   clip_grad(dy: number, x: number, out: number, n: number, lo: number, hi: number): void;
   sq_dev_rows(x: number, mean: number, acc: number, rows: number, channels: number): void;
   bn_grad_sums(dy: number, x: number, mean: number, invstd: number, acc: number, rows: number, channels: number): void;

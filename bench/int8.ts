@@ -26,7 +26,7 @@ for (const name of nets.length ? nets : (Object.keys(CONV_NETS) as ConvNet[])) {
       const opts: ExportOptions = { target, precision: 'int8', calibration: calib, ...extra };
       const res = await exportModel(tf, net.model, emptyMeta(), opts, dir);
       const v = await verifyExport(tf, { target, precision: 'int8', dir, files: res.files }, net.model, net.test, { threshold: 0 });
-      const errs = (await exportLayerErrors(tf, net.model, emptyMeta(), opts, net.test.x, 64))!;
+      const errs = (await exportLayerErrors(tf, net.model, emptyMeta(), opts, net.test.x, 64))!.layers;
       const w = worstLayer(errs)!;
       console.log(
         `${name} ${target} ${label}: agreement ${(v.agreement * 100).toFixed(1)}% confident ${(v.confidentAgreement * 100).toFixed(1)}% (${v.confidentSamples}) ` +

@@ -188,7 +188,7 @@ test('an int8 export damaged by a wrong activation range fails the default gate,
   const opts = { target: 'tflite' as const, precision: 'int8' as const, calibration: t.calibration };
   const dir = tempDir('int8-damaged');
   const res = await exportModel(tf, t.model, meta, opts, dir);
-  const errors = (await exportLayerErrors(tf, t.model, meta, opts, t.test.x, 64))!;
+  const errors = (await exportLayerErrors(tf, t.model, meta, opts, t.test.x, 64))!.layers;
   // The named layer is the damaged one (where the SNR drops), not the last layer the damage reaches.
   const worst = worstLayer(errors)!;
   assert.equal(worst.layer, 'block_2_pw_relu', JSON.stringify(errors));

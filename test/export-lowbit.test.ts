@@ -101,7 +101,7 @@ test('int8 keeps a layer the quantize stage left at 4 bits as INT4 (FULLY_CONNEC
 
 test('int4 exports report the simulated per-layer error of their 4-bit weights, below the int8 weights\' SNR in every layer', async () => {
   const n = 32;
-  const layers = (precision: ExportPrecision) => exportLayerErrors(tf, mlp.model, emptyMeta(), { target: 'tflite', precision }, mlp.test.x, n);
+  const layers = async (precision: ExportPrecision) => (await exportLayerErrors(tf, mlp.model, emptyMeta(), { target: 'tflite', precision }, mlp.test.x, n))?.layers;
   const [int4, int8] = await Promise.all([layers('int4'), layers('dynamic-int8')]);
   assert.ok(int4 && int8 && int4.length === int8.length && int4.length > 0);
   const dense = int4.filter((l) => l.op === 'dense');

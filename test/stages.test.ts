@@ -127,6 +127,8 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
     assert.ok(e.confidentAgreement >= 0.99 && e.confidentSamples > 0 && typeof e.accuracyDelta === 'number', JSON.stringify(e));
     if (e.precision === 'int8') {
       assert.ok(e.layers.length > 0 && e.layers.every((l: { snrDb: number }) => Number.isFinite(l.snrDb)));
+      // A small model's per-layer error runs on every test sample up to 64 (a large one's on fewer: layerErrorSampleCount).
+      assert.equal(e.layerSamples, Math.min(64, e.samples));
       // The named layer is the one that adds the most relative noise power to its input's.
       const added = (l: { snrDb: number; snrDropDb: number }) => 10 ** (-l.snrDb / 10) - 10 ** (-(l.snrDb + l.snrDropDb) / 10);
       assert.ok(e.layers.every((l: { snrDropDb: number }) => Number.isFinite(l.snrDropDb) && l.snrDropDb >= 0), JSON.stringify(e.layers));

@@ -5,7 +5,6 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.js';
 import type { ModelMeta } from '../model/meta.js';
 import { concatFloat32 } from '../util/ndarray.js';
-import { timeCalls } from '../util/latency.js';
 import { INT4_QMAX } from './quant.js';
 import { ExportError } from './errors.js';
 import { compareOutputs, gateFailure, type AgreementReport } from './agreement.js';
@@ -15,7 +14,10 @@ import { worstLayer as worstLayerOf } from './layer-error.js';
 import type { Int8Options } from './int8-options.js';
 import { EXPORT_TARGETS, exportTarget, type ExportPrecision, type ExportTarget, type ExportTargetEntry } from './targets.js';
 import type { Runner } from './verify/runners.js';
-import { boundedBatchSize } from '../engine/batching.js';
+import { runtimeOutputs } from './verify/outputs.js';
+import { batchWithin, boundedBatchSize, walkBatchSize } from '../engine/batching.js';
+import { inferencePlan } from '../engine/inference.js';
+import { shapeSize } from './ir.js';
 
 export { ExportError } from './errors.js';
 export { buildIr, type IrGraph, type IrOp } from './ir.js';
@@ -80,9 +82,7 @@ export interface ExportedModel {
 }
 
 export interface VerifyResult extends AgreementReport {
-  bytes: number;
-  gzipBytes: number;
-  /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup (fewer once 10 took 2 s: util/latency.ts). */
+  /** Per sample, in the target runtime, batch 1, mean over up to 100 samples after warmup (fewer once 10 took 2 s: util/latency.ts); the verification's own first runs. */
   latencyMs: number;
   runtime: string;
   /** What the outputs were compared with when it is not the float model (int4: its fake-quantized weights). */
@@ -123,18 +123,51 @@ const FAKE_QUANT_REFERENCE: Partial<Record<ExportPrecision, { qmax: number; labe
   int4: { qmax: INT4_QMAX, label: 'fake-quantized int4 weights' },
 };
 
-/** The reference outputs: the model itself, or its IR with fake-quantized weights (FAKE_QUANT_REFERENCE). */
+/** Reference outputs of one batch, from the engine: its inference plan of the model, or the IR with fake-quantized weights. */
+interface Reference {
+  predict(x: tfType.Tensor): tfType.Tensor;
+  /** Samples per batch: bounded by the activations of the widest layer (the walk frees each tensor after its last reader). */
+  batch: number;
+  dispose(): void;
+}
+
+/** The reference: the model as the engine runs it (engine/inference.ts), or its IR with fake-quantized weights (FAKE_QUANT_REFERENCE). */
 async function referenceFor(
   tf: typeof tfType,
   exported: ExportedModel,
   model: tfType.LayersModel,
   opts: { meta?: ModelMeta; perChannel?: boolean },
-): Promise<(x: tfType.Tensor) => tfType.Tensor> {
+): Promise<Reference> {
   const fq = FAKE_QUANT_REFERENCE[exported.precision];
-  if (!fq) return (x) => model.predict(x, { batchSize: x.shape[0] }) as tfType.Tensor;
-  const [{ buildIr }, { fakeQuantizedIr, runIr }, { emptyMeta }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('../model/meta.js')]);
+  if (!fq) {
+    const plan = inferencePlan(tf, model);
+    return { predict: (x) => plan.predict(x), batch: walkBatchSize(model, REFERENCE_BATCH), dispose: () => plan.dispose() };
+  }
+  const [{ buildIr }, { fakeQuantizedIr, irBytesPerSample, runIr }, { emptyMeta }] = await Promise.all([import('./ir.js'), import('./quant.js'), import('../model/meta.js')]);
   const ir = fakeQuantizedIr(buildIr(model, exported.target), opts.meta ?? emptyMeta(), opts.perChannel ?? true, fq.qmax);
-  return (x) => runIr(tf, ir, x);
+  return { predict: (x) => runIr(tf, ir, x), batch: batchWithin(irBytesPerSample(ir), REFERENCE_BATCH), dispose: () => undefined };
+}
+
+/** Largest batch the reference runs (fewer where the activations would not fit the engine's budget). */
+const REFERENCE_BATCH = 64;
+
+/** The reference outputs of every test sample, batch by batch. */
+async function referenceOutputs(tf: typeof tfType, exported: ExportedModel, model: tfType.LayersModel, test: Dataset, shape: number[], opts: { meta?: ModelMeta; perChannel?: boolean }): Promise<Float32Array> {
+  const per = shapeSize(shape);
+  const ref = await referenceFor(tf, exported, model, opts);
+  try {
+    const parts: Float32Array[] = [];
+    for (let s = 0; s < test.n; s += ref.batch) {
+      const m = Math.min(ref.batch, test.n - s);
+      const x = tf.tensor(test.x.subarray(s * per, (s + m) * per), [m, ...shape]);
+      const y = ref.predict(x);
+      parts.push(Float32Array.from(y.dataSync() as Float32Array));
+      tf.dispose([x, y]);
+    }
+    return concatFloat32(parts);
+  } finally {
+    ref.dispose();
+  }
 }
 
 /**
@@ -152,47 +185,17 @@ export async function verifyExport(
   opts: { threshold?: number; meta?: ModelMeta; perChannel?: boolean; layerErrors?: LayerError[] } = {},
 ): Promise<VerifyResult> {
   const shape = (reference.inputs[0].shape.slice(1) as number[]);
-  const per = shape.reduce((a, b) => a * b, 1);
-  if (per * test.n !== test.x.length) throw new Error(`test samples of shape [${test.sampleShape}] do not fit the model input [${shape}]`);
-  const predict = await referenceFor(tf, exported, reference, opts);
-  // Bounded batches (engine/batching.ts): at 224x224 a MobileNet holds megabytes per sample in each runtime.
-  const batch = boundedBatchSize(reference, 256);
-  const ref: Float32Array[] = [];
-  for (let s = 0; s < test.n; s += batch) {
-    const m = Math.min(batch, test.n - s);
-    const y = tf.tidy(() => predict(tf.tensor(test.x.subarray(s * per, (s + m) * per), [m, ...shape])));
-    ref.push(Float32Array.from(y.dataSync() as Float32Array));
-    y.dispose();
-  }
-  const refOut = concatFloat32(ref);
+  if (shapeSize(shape) * test.n !== test.x.length) throw new Error(`test samples of shape [${test.sampleShape}] do not fit the model input [${shape}]`);
+  const refOut = await referenceOutputs(tf, exported, reference, test, shape, opts);
 
   const runner = await openRunner(tf, exported);
   try {
-    let out: Float32Array;
-    if (runner.batched) {
-      const parts: Float32Array[] = [];
-      for (let s = 0; s < test.n; s += batch) {
-        const m = Math.min(batch, test.n - s);
-        parts.push(await runner.run(test.x.subarray(s * per, (s + m) * per), m, shape));
-      }
-      out = concatFloat32(parts);
-    } else out = await runner.run(test.x, test.n, shape);
+    // Bounded batches (engine/batching.ts): at 224x224 a MobileNet holds megabytes per sample in each runtime.
+    const { out, latencyMs } = await runtimeOutputs(runner, test, shape, boundedBatchSize(reference, 256));
     if (out.length !== refOut.length) throw new Error(`${runner.runtime} returned ${out.length} values, expected ${refOut.length}`);
 
     const cmp = compareOutputs(refOut, out, test.y, test.n);
-
-    // Latency: batch 1 in the target runtime, after warmup; the mean of up to 100 runs (fewer once 10 took 2 s).
-    const times = await timeCalls((i) => runner.run(test.x.subarray(i * per, (i + 1) * per), 1, shape), { samples: Math.min(100, test.n), warmup: Math.min(5, test.n) });
-    const latencyMs = times.length > 0 ? times.reduce((a, t) => a + t, 0) / times.length : 0;
-
-    let bytes = 0;
-    let gzipBytes = 0;
-    for (const f of exported.files) {
-      const d = await readFile(join(exported.dir, f));
-      bytes += d.length;
-      gzipBytes += gzipSync(d, { level: 9 }).length;
-    }
-    const result: VerifyResult = { ...cmp, bytes, gzipBytes, latencyMs, runtime: runner.runtime, ...(FAKE_QUANT_REFERENCE[exported.precision] ? { reference: FAKE_QUANT_REFERENCE[exported.precision]!.label } : {}) };
+    const result: VerifyResult = { ...cmp, latencyMs, runtime: runner.runtime, ...(FAKE_QUANT_REFERENCE[exported.precision] ? { reference: FAKE_QUANT_REFERENCE[exported.precision]!.label } : {}) };
     Object.assign(result, await targetFor(exported.target, exported.precision).facts(readExport(exported), exported.precision));
     const failure = gateFailure(cmp, { threshold: opts.threshold, ...defaultGate(exported.precision) });
     if (failure) {
@@ -207,9 +210,16 @@ export async function verifyExport(
   }
 }
 
+/** A per-layer error report and the samples it was measured on. */
+export interface LayerErrorReport {
+  layers: LayerError[];
+  samples: number;
+}
+
 /**
- * The simulated per-layer error of an int8 / dynamic-int8 / int4 export (layer-error.ts) on `n` samples of `x`, with
- * the same weights, scales and activation ranges the exporter writes; undefined for other precisions.
+ * The simulated per-layer error of an int8 / dynamic-int8 / int4 export (layer-error.ts) on up to `n` samples of `x`
+ * (fewer for a large graph: layerErrorSampleCount), with the same weights, scales and activation ranges the exporter
+ * writes; undefined for other precisions.
  */
 export async function exportLayerErrors(
   tf: typeof tfType,
@@ -218,19 +228,22 @@ export async function exportLayerErrors(
   opts: ExportOptions,
   x: Float32Array,
   n: number,
-): Promise<LayerError[] | undefined> {
+): Promise<LayerErrorReport | undefined> {
   const full = opts.precision === 'int8';
   if (!full && opts.precision !== 'dynamic-int8' && opts.precision !== 'int4') return undefined;
   const entry = targetFor(opts.target, opts.precision);
   if (!entry.int8Graph) return undefined;
-  const { simulatedLayerErrors } = await import('./layer-error.js');
+  const { simulatedLayerErrors, layerErrorSampleCount } = await import('./layer-error.js');
   const perChannel = opts.perChannel ?? true;
   if (full) {
     const g = await entry.int8Graph({ tf, model, meta, calibration: opts.calibration, calibrationShape: opts.calibrationShape, perChannel, int8: opts.int8 });
-    return simulatedLayerErrors(tf, g.ir, meta, { activations: true, perChannel, ranges: g.ranges, weightQmax: g.weightQmax, reference: g.float }, x, n);
+    const samples = layerErrorSampleCount(g.ir, n);
+    return { layers: simulatedLayerErrors(tf, g.ir, meta, { activations: true, perChannel, ranges: g.ranges, weightQmax: g.weightQmax, reference: g.float }, x, samples), samples };
   }
   const { buildIr } = await import('./ir.js');
+  const ir = buildIr(model, opts.target);
+  const samples = layerErrorSampleCount(ir, n);
   // Weight-only: dynamic-int8 on the int8 grid, int4 on the 4-bit one (float activations in both).
   const weightQmax = opts.precision === 'int4' ? INT4_QMAX : 127;
-  return simulatedLayerErrors(tf, buildIr(model, opts.target), meta, { activations: false, perChannel, weightQmax: () => weightQmax }, x, n);
+  return { layers: simulatedLayerErrors(tf, ir, meta, { activations: false, perChannel, weightQmax: () => weightQmax }, x, samples), samples };
 }

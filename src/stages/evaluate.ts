@@ -1,6 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
-import { accountSizes, type SizeLayerInput } from '../compression/size.js';
+import { accountSizes, type SizeLayerInput, type SizeOptions } from '../compression/size.js';
 import { ratioBase } from '../report/sizes.js';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
@@ -114,7 +114,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
 });
 
 /** Every layer with weights: its first weight is the kernel (gamma for BatchNorm), the rest count as bias. */
-export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits?: number) {
+export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits?: number, opts: Omit<SizeOptions, 'indexBits'> = {}) {
   const layers: SizeLayerInput[] = [];
   for (const layer of model.layers) {
     const ws = layer.getWeights();
@@ -136,7 +136,7 @@ export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits
       indexBits,
     });
   }
-  return accountSizes(layers, {});
+  return accountSizes(layers, opts);
 }
 
 /**

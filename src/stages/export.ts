@@ -89,7 +89,7 @@ export const EXPORT_METRICS = [
 
 export const exportStage = defineStage<ExportWith>({
   kind: 'export',
-  version: '5',
+  version: '6',
   description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
   withSchema: exportWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -145,14 +145,19 @@ export const exportStage = defineStage<ExportWith>({
         sourceBytes: source.sourceBytes, ...(base.sourceFileBytes ? { sourceFileBytes: base.sourceFileBytes } : {}), fileRatio: base.bytes / res.bytes, fileRatioOf: base.of, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
         ...(await storageFacts(e, dir, res.files)),
       };
-      const errors = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
+      const report = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
+      const errors = report?.layers;
       const worst = errors ? worstLayer(errors) : undefined;
-      if (errors) Object.assign(row, { layers: errors.map((l) => ({ ...l, snrDb: round(l.snrDb), snrDropDb: round(l.snrDropDb), cosine: round(l.cosine, 6) })), worstLayer: worst?.layer, worstLayerSnrDb: worst && round(worst.snrDb), worstLayerSnrDropDb: worst && round(worst.snrDropDb) });
+      if (report && errors) {
+        Object.assign(row, {
+          layers: errors.map((l) => ({ ...l, snrDb: round(l.snrDb), snrDropDb: round(l.snrDropDb), cosine: round(l.cosine, 6) })), layerSamples: report.samples,
+          worstLayer: worst?.layer, worstLayerSnrDb: worst && round(worst.snrDb), worstLayerSnrDropDb: worst && round(worst.snrDropDb),
+        });
+      }
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
         const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold, meta, perChannel: e.perChannel, layerErrors: errors });
-        const { bytes: _b, gzipBytes: _g, ...measured } = v;
-        Object.assign(row, measured);
+        Object.assign(row, v);
       }
       rows.push(row);
     }
@@ -170,13 +175,16 @@ export const exportStage = defineStage<ExportWith>({
   },
 });
 
-/** Test samples the simulated per-layer int8 error runs on. */
+/** Test samples the simulated per-layer int8 error runs on at most (fewer for a large model: layerErrorSampleCount). */
 const LAYER_ERROR_SAMPLES = 64;
 const round = (v: number, d = 2) => Number(v.toFixed(d));
 
-/** The source model's dense fp32 bytes and its Deep Compression storage estimate (the same accounting as `evaluate`). */
+/**
+ * The source model's dense fp32 bytes and its Deep Compression storage estimate (the same accounting as `evaluate`;
+ * without its gzip column, which the export's metrics do not report: the file's own gzip is measured).
+ */
 function sourceSizes(model: tfType.LayersModel, meta: ModelMeta): { sourceBytes: number; estimatedBytes: number; estimatedRatio: number } {
-  const t = sizeReport(model, meta).total;
+  const t = sizeReport(model, meta, undefined, { gzip: false }).total;
   return { sourceBytes: t.denseBytes, estimatedBytes: t.finalBytes, estimatedRatio: t.ratio };
 }
 

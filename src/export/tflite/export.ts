@@ -90,6 +90,11 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     m.inputs = [tfl[ir.input]];
   }
 
+  /** A constant on the int8 grid `p` (values outside it clamp, as QUANTIZE would). */
+  const int8Const = (name: string, shape: number[], data: Float32Array, p: QParams): number => {
+    const q = Int8Array.from(data, (v) => Math.max(-128, Math.min(127, Math.round(v / p.scale) + p.zeroPoint)));
+    return m.addTensor(name, shape, TensorType.INT8, bytesOf(q), { scale: [p.scale], zeroPoint: [p.zeroPoint] });
+  };
   /** Constant operands: int8 on their own per-tensor grid, else float (float16 + DEQUANTIZE in float16). */
   for (const t of ir.tensors) {
     if (!t.data) continue;
@@ -100,13 +105,14 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     }
     const p = activationParams(Math.min(...t.data), Math.max(...t.data), -128, 127);
     params[t.id] = p;
-    const q = Int8Array.from(t.data, (v) => Math.max(-128, Math.min(127, Math.round(v / p.scale) + p.zeroPoint)));
-    tfl[t.id] = m.addTensor(name, t.shape, TensorType.INT8, bytesOf(q), { scale: [p.scale], zeroPoint: [p.zeroPoint] });
+    tfl[t.id] = int8Const(name, t.shape, t.data, p);
   }
-  /** Input `i` on the int8 grid `p` (a requantizing QUANTIZE when it is on another one). */
+  /** Input `i` on the int8 grid `p` (a requantizing QUANTIZE when it is on another one; a constant is written on it). */
   const onGrid = (i: number, p: QParams | undefined): number => {
     const ip = params[i];
     if (!int8 || (ip!.scale === p!.scale && ip!.zeroPoint === p!.zeroPoint)) return tfl[i];
+    const t = ir.tensors[i];
+    if (t.data) return int8Const(`${t.layer}/const_requantized`, t.shape, t.data, p!);
     const rq = m.addTensor(`${ir.tensors[i].layer}/requantized`, [1, ...ir.tensors[i].shape], TensorType.INT8, undefined, { scale: [p!.scale], zeroPoint: [p!.zeroPoint] });
     m.addOperator(Op.QUANTIZE, 2, [tfl[i]], [rq]);
     return rq;

@@ -59,3 +59,18 @@ test('on a small test set the accuracy bound allows one sample, never more', () 
   assert.equal(gateFailure(flip(1), { confidentThreshold: 0, maxAccuracyDrop: 0.01 }), undefined);
   assert.match(gateFailure(flip(2), { confidentThreshold: 0, maxAccuracyDrop: 0.01 })!, /accuracy drops by 4\.00 points \(at most 1\.00 allowed; one sample of 50 would be allowed\)/);
 });
+
+test('the quantization noise is that of each sample\'s top two outputs: classes the samples leave near zero do not dilute it', () => {
+  const o = outputs(5);
+  const k = 1000;
+  const pad = (a: Float32Array) => {
+    const wide = new Float32Array(o.n * k);
+    for (let i = 0; i < o.n; i++) wide.set(a.subarray(i * 2, i * 2 + 2), i * k);
+    return wide;
+  };
+  const two = compareOutputs(o.ref, o.out, o.labels, o.n);
+  const wide = compareOutputs(pad(o.ref), pad(o.out), o.labels, o.n);
+  assert.ok(Math.abs(wide.noise - two.noise) < 1e-9, `noise ${wide.noise} with ${k} classes, ${two.noise} with 2`);
+  assert.equal(wide.confidentSamples, 90);
+  assert.equal(wide.confidentAgreement, 1);
+});

@@ -2,7 +2,8 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { ExportError } from './errors.js';
 import { batchWithin } from '../engine/batching.js';
-import { shapeSize, transposeOutSize, type IrGraph, type IrOp, type WeightOp } from './ir.js';
+import { shapeSize, transposeOutSize, type Activation, type IrGraph, type IrOp, type WeightOp } from './ir.js';
+import { minMax } from '../compression/tensor-stats.js';
 import { newRangeStat, observeHistogram, rangeFromStat, type CalibrationMethod, type RangeStat } from '../compression/calibrate.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
@@ -260,22 +261,27 @@ export function irBytesPerSample(ir: IrGraph): number {
   return peak * 4;
 }
 
+/** An IR activation as a fused op's (tf.fused.*: the bias and activation applied in the kernel's output pass). */
+const fusedActivation = (a: Activation): 'linear' | 'relu' | 'relu6' => (a === 'none' ? 'linear' : a);
+
+/**
+ * One op on engine tensors. Conv / depthwise / dense run as the engine's fused ops, as its inference plan runs them
+ * (engine/inference.ts: SIMD 1x1 convs and 3x3 depthwise convs, XNNPACK otherwise): one pass instead of three.
+ */
 export function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t: tfType.Tensor, a: string) => tfType.Tensor, weights: IrWeights): tfType.Tensor {
   const x = ins[0];
   switch (op.kind) {
     case 'conv2d': {
       const { kernel, bias } = weights.get(op);
-      const y = tf.conv2d(x as tfType.Tensor4D, kernel as tfType.Tensor4D, op.strides, op.padding, 'NHWC', op.dilation);
-      return act(tf.add(y, bias), op.activation);
+      return tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: kernel as tfType.Tensor4D, strides: op.strides, pad: op.padding, dataFormat: 'NHWC', dilations: op.dilation, bias, activation: fusedActivation(op.activation) });
     }
     case 'depthwise': {
       const { kernel, bias } = weights.get(op);
-      const y = tf.depthwiseConv2d(x as tfType.Tensor4D, kernel as tfType.Tensor4D, op.strides, op.padding, 'NHWC', op.dilation);
-      return act(tf.add(y, bias), op.activation);
+      return tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: kernel as tfType.Tensor4D, strides: op.strides, pad: op.padding, dataFormat: 'NHWC', dilations: op.dilation, bias, activation: fusedActivation(op.activation) });
     }
     case 'dense': {
       const { kernel, bias } = weights.get(op);
-      return act(tf.add(tf.matMul(x as tfType.Tensor2D, kernel as tfType.Tensor2D), bias), op.activation);
+      return tf.fused.matMul({ a: x as tfType.Tensor2D, b: kernel as tfType.Tensor2D, bias, activation: fusedActivation(op.activation) });
     }
     case 'conv_transpose': {
       // tfjs wants the filter as [kh, kw, out, in] (Keras's layout).
@@ -434,16 +440,10 @@ export function tensorStats(tf: typeof tfType, ir: IrGraph, calibration: Float32
   forEachCalibrationBatch(tf, ir, calibration, (id, t) => {
     const s = stats.get(id);
     if (!s) return;
-    const d = t.dataSync();
-    let lo = s.min;
-    let hi = s.max;
-    for (let i = 0; i < d.length; i++) {
-      const v = d[i];
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    s.min = lo;
-    s.max = hi;
+    // One SIMD pass where the tensor lies (compression/tensor-stats.ts), not a copy out of the engine and a JS loop.
+    const [lo, hi] = minMax(tf, t);
+    s.min = Math.min(s.min, lo);
+    s.max = Math.max(s.max, hi);
   });
   if (histograms) {
     forEachCalibrationBatch(tf, ir, calibration, (id, t) => {

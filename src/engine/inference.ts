@@ -179,10 +179,12 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   owned.push(filter, biasT);
   if (bnLayer) absorbed.add(bnLayer);
   if (actLayer) absorbed.add(actLayer);
-  const { strides, padding, dilations } = cfg;
-  const run = cfg.kind === 'conv'
-    ? ([x]: Tensor[]) => [tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })]
-    : ([x]: Tensor[]) => [tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad: padding, dataFormat: 'NHWC', dilations, bias: biasT, activation })];
+  // The fused kernel itself, as tf.fused.conv2d / depthwiseConv2d run it for a rank-4 input, without
+  // their gradient wrapper (customGrad: a tape entry and saved tensors per call, ~10% of a batch-1
+  // MobileNetV2 pass; inference needs no gradient).
+  const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
+  const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
+  const run = ([x]: Tensor[]) => [tf.engine().runKernel(kernelName, { x, filter, bias: biasT }, attrs as unknown as tfType.NamedAttrMap) as Tensor];
   const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
   return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
 }

@@ -1,6 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type * as tfType from '@tensorflow/tfjs';
 import { engineIdentity, initEngine } from '../src/engine/backend.js';
@@ -38,6 +40,12 @@ function tensor(shape: number[], seed: number): tfType.Tensor {
   const rng = createRng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
   return tf.tensor(Float32Array.from({ length: n }, () => rng() * 2 - 1), shape);
+}
+
+if (process.env.COMPRESS_TEST_CONVS_CHILD) {
+  ({ tf } = await initEngine('wasm'));
+  await threadsChild();
+  process.exit(0); // the threaded build's pthread workers keep the event loop alive
 }
 
 /** The op's output with the convs run by `who`, and how many SIMD kernel calls it made. */
@@ -145,4 +153,31 @@ test('the prebuilt conv modules in dist/ are the ones their text assembles to', 
       assert.equal(readFileSync(files.digest, 'utf8').trim(), kernelsDigest(kind, source), `${source}/${kind}: digest of the text the binary came from`);
       assert.deepEqual(new Uint8Array(readFileSync(files.wasm)), await assembleKernels(kind, source), `${source}/${kind}`);
     }
+});
+
+/** In a child process (the engine's thread count is per process): a plan's predictions, digested, and the parts its conv pool ran. */
+async function threadsChild(): Promise<void> {
+  const { convPoolParts } = await import('../src/engine/simd/module.js');
+  const model = buildMobileNetV2(tf, { alpha: 0.35, inputShape: [64, 64, 3], numClasses: 10, seed: 3 });
+  const plan = inferencePlan(tf, model);
+  const x = tensor([4, 64, 64, 3], 5);
+  const y = plan.predict(x);
+  const digest = createHash('sha256').update(new Uint8Array((y.dataSync() as Float32Array).buffer)).digest('hex');
+  console.log(JSON.stringify({ digest, poolParts: convPoolParts() }));
+}
+
+async function runThreadsChild(threads: string): Promise<{ digest: string; poolParts: number }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT'));
+  const r = await execa(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...env, COMPRESS_TEST_CONVS_CHILD: '1', COMPRESS_WASM_THREADS: threads }, extendEnv: false, reject: false, all: true,
+  });
+  assert.equal(r.exitCode, 0, r.all);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { digest: string; poolParts: number };
+}
+
+test('on 2 threads the conv kernels split their work over a worker and predict bit-identically to 1 thread', async () => {
+  const [one, two] = await Promise.all([runThreadsChild('1'), runThreadsChild('2')]);
+  assert.equal(one.poolParts, 0);
+  assert.ok(two.poolParts > 0, 'parts run by the worker thread');
+  assert.equal(two.digest, one.digest);
 });

@@ -119,7 +119,7 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
     const { heapMemory, loadSimdKernels } = await import('./simd/module.js');
     const memory = heapMemory(tf.backend());
     if (!wasmSimdDisabled() && memory) {
-      await loadSimdKernels(memory).catch(() => undefined);
+      await loadSimdKernels(memory, threads).catch(() => undefined);
     }
   }
   engine = { tf, backend };

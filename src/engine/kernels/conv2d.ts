@@ -346,7 +346,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     if (!simd || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
     const [N, H, W] = x.shape;
     const out = backend.makeOutput([N, H, W, Co], 'float32');
-    simd.gemm_bias_act(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1]);
+    simd.gemm_bias_act(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1], Co);
     return out;
   }
 

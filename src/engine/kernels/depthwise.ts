@@ -131,7 +131,7 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
     const ci = info(x.shape, filter.shape, args.attrs ?? {});
     const out = backend.makeOutput([ci.batchSize, ci.outHeight, ci.outWidth, C], 'float32');
     simd.dw3x3(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), ci.batchSize, ci.inHeight, ci.inWidth, C,
-      ci.outHeight, ci.outWidth, ci.strideHeight, ci.strideWidth, ci.padInfo.top, ci.padInfo.left, clamp[0], clamp[1]);
+      ci.outHeight, ci.outWidth, ci.strideHeight, ci.strideWidth, ci.padInfo.top, ci.padInfo.left, clamp[0], clamp[1], 0, ci.outHeight);
     return out;
   }
 

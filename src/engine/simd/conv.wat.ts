@@ -30,8 +30,9 @@ const madd = (fma: boolean, a: string, b: string, acc: string) =>
   fma ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
 
 /**
- * o[M, N] = clamp(a[M, K] . b[K, N] + bias[N], lo, hi), N a multiple of 4, rows contiguous (a 1x1
- * conv: a = the input [pixels, Ci], b = the filter [Ci, Co]). Column strips of 8 (a last one of 4)
+ * o[M, N] = clamp(a[M, K] . b[K, N] + bias[N], lo, hi), N a multiple of 4, a's rows contiguous, b's and
+ * o's rows `ld` floats apart (a 1x1 conv: a = the input [pixels, Ci], b = the filter [Ci, Co], ld = Co;
+ * a thread computing columns [n0, n0 + N) of it passes b, bias and o advanced by n0). Column strips of 8 (a last one of 4)
  * outermost, so a strip of b (K x 32 bytes) stays in L1 while every row tile passes over it.
  */
 function gemm(R: number): string {
@@ -48,11 +49,11 @@ function gemm(R: number): string {
   };
   return `
   (func (export "gemm_bias_act") (param $a i32) (param $b i32) (param $bias i32) (param $o i32) (param $M i32) (param $K i32) (param $N i32)
-    (param $lo f32) (param $hi f32)
+    (param $lo f32) (param $hi f32) (param $ld i32)
     (local $i i32) (local $j i32) (local $ai i32) (local $oi i32) (local $bj i32) (local $zj i32) (local $aS i32) (local $bS i32)
     (local $rest i32)
     (local.set $aS (i32.shl (local.get $K) (i32.const 2)))
-    (local.set $bS (i32.shl (local.get $N) (i32.const 2)))
+    (local.set $bS (i32.shl (local.get $ld) (i32.const 2)))
     (block $jd (loop $jl
       (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
       (local.set $bj (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
@@ -142,7 +143,8 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
 
 /**
  * o = clamp(depthwise 3x3 conv of x + bias, lo, hi), NHWC, channel multiplier 1, C a multiple of 4,
- * any stride, padding given by its top and left (out-of-image taps add nothing), dilation 1.
+ * any stride, padding given by its top and left (out-of-image taps add nothing), dilation 1; output
+ * rows [oh0, oh1) of every image (threads split the rows).
  * Per output row and group of 4 channels the 9 filter vectors and the bias stay in registers while
  * the row's pixels pass; pixels whose 3x3 window lies inside the image take the unchecked path.
  */
@@ -170,6 +172,7 @@ function depthwise3x3(fma: boolean): string {
   (func (export "dw3x3") (param $x i32) (param $wt i32) (param $bias i32) (param $o i32)
     (param $N i32) (param $H i32) (param $W i32) (param $C i32) (param $oH i32) (param $oW i32)
     (param $sh i32) (param $sw i32) (param $top i32) (param $left i32) (param $lo f32) (param $hi f32)
+    (param $oh0 i32) (param $oh1 i32)
     (local $n i32) (local $oh i32) (local $ow i32) (local $c i32) (local $ih i32) (local $iw i32)
     (local $cs i32) (local $ps i32) (local $ps2 i32) (local $rs i32) (local $wc i32) (local $xn i32) (local $orow i32)
     (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $po i32) (local $rowsIn i32) (local $step i32)
@@ -181,13 +184,13 @@ function depthwise3x3(fma: boolean): string {
     (local.set $step (i32.mul (local.get $sw) (local.get $cs)))
     (local.set $lov (f32x4.splat (local.get $lo)))
     (local.set $hiv (f32x4.splat (local.get $hi)))
-    (local.set $orow (local.get $o))
     (block $nd (loop $nl
       (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
       (local.set $xn (i32.add (local.get $x) (i32.mul (i32.mul (local.get $n) (local.get $H)) (local.get $rs))))
-      (local.set $oh (i32.const 0))
+      (local.set $oh (local.get $oh0))
+      (local.set $orow (i32.add (local.get $o) (i32.mul (i32.mul (i32.add (i32.mul (local.get $n) (local.get $oH)) (local.get $oh)) (local.get $oW)) (local.get $cs))))
       (block $hd (loop $hl
-        (br_if $hd (i32.ge_u (local.get $oh) (local.get $oH)))
+        (br_if $hd (i32.ge_u (local.get $oh) (local.get $oh1)))
         (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
         (local.set $rowsIn (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.le_s (i32.add (local.get $ih) (i32.const 3)) (local.get $H))))
         (local.set $c (i32.const 0))

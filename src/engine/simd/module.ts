@@ -4,6 +4,7 @@ import wabtInit from 'wabt';
 import { KERNELS_WAT } from './kernels.wat.js';
 import { convKernelsWat } from './conv.wat.js';
 import { fusedMultiplyAdd } from './fma.js';
+import { ConvPool, parallelConvKernels } from './pool.js';
 
 export { fusedMultiplyAdd };
 
@@ -47,9 +48,9 @@ export interface SimdKernels {
     KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
   // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
-  gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number): void;
+  gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number, ld: number): void;
   dw3x3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
-    sh: number, sw: number, top: number, left: number, lo: number, hi: number): void;
+    sh: number, sw: number, top: number, left: number, lo: number, hi: number, oh0: number, oh1: number): void;
 }
 
 /**
@@ -133,12 +134,20 @@ const convSource = (): Source => (fusedMultiplyAdd() ? 'conv-fma' : 'conv');
  * Instantiates the kernels over `memory` (tfjs-backend-wasm's heap). Tensor data never moves between
  * heaps: the kernels read and write tfjs's buffers in place. Idempotent per process.
  */
-export async function loadSimdKernels(memory: WebAssembly.Memory): Promise<SimdKernels> {
+export async function loadSimdKernels(memory: WebAssembly.Memory, threads = 1): Promise<SimdKernels> {
+  poolThreads = threads;
   if (kernels && boundMemory === memory) return kernels;
   const kind = memoryKind(memory);
   await compile(kind, convSource());
   return bind(await compile(kind, 'kernels'), memory)!;
 }
+
+/** Threads the conv kernels use (the engine's COMPRESS_WASM_THREADS), and their pool when > 1. */
+let poolThreads = 1;
+let pool: ConvPool | undefined;
+
+/** Kernel parts the conv pool has run on worker threads (0 without a pool). */
+export const convPoolParts = (): number => pool?.posted ?? 0;
 
 function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKernels | undefined {
   const conv = compiled[`${convSource()}/${memoryKind(memory)}`];
@@ -148,6 +157,13 @@ function bind(module: WebAssembly.Module, memory: WebAssembly.Memory): SimdKerne
     ...(new WebAssembly.Instance(module, imports).exports as object),
     ...(new WebAssembly.Instance(conv, imports).exports as object),
   } as SimdKernels;
+  pool?.close();
+  pool = undefined;
+  // Only a shared heap (the threaded build) can be computed on from other threads.
+  if (poolThreads > 1 && memoryKind(memory) === 'shared') {
+    pool = new ConvPool(conv, memory, poolThreads - 1);
+    kernels = parallelConvKernels(kernels, pool);
+  }
   boundMemory = memory;
   return kernels;
 }

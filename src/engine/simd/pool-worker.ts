@@ -1,0 +1,26 @@
+/**
+ * A thread of compress's conv kernel pool (./pool.ts): instantiates the conv module over the shared
+ * wasm heap, then runs the part of a kernel call the main thread posts in its control block, until
+ * told to stop. Blocks in Atomics.wait between calls (no spinning: the machine's other cores stay free).
+ */
+import { workerData } from 'node:worker_threads';
+import { CONTROL, KERNELS, type PoolWorkerData } from './pool.js';
+
+const { module, memory, control } = workerData as PoolWorkerData;
+const kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, (...args: number[]) => void>;
+const ctl = new Int32Array(control, 0, CONTROL.ints);
+const args = new Float64Array(control, CONTROL.argsOffset, CONTROL.args);
+const run = KERNELS.map((name) => kernels[name]);
+
+Atomics.store(ctl, CONTROL.ready, 1);
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, CONTROL.posted, seen);
+  seen = Atomics.load(ctl, CONTROL.posted);
+  if (seen < 0) break;
+  const f = run[Atomics.load(ctl, CONTROL.kernel)];
+  const n = Atomics.load(ctl, CONTROL.argc);
+  f(...Array.from(args.subarray(0, n)));
+  Atomics.store(ctl, CONTROL.done, seen);
+  Atomics.notify(ctl, CONTROL.done);
+}

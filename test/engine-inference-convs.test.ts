@@ -70,10 +70,10 @@ function assertSimdMatchesXnnpack(op: () => tfType.Tensor, what: string): void {
 const ACTIVATIONS = ['linear', 'relu', 'relu6'] as const;
 
 test('1x1 fused conv: the SIMD GEMM equals XNNPACK on MobileNetV2 shapes and row/column tails', () => {
-  // [N, H, W, Ci] -> Co: pixels % 4 = 0, 1, 2, 3; Co % 8 = 0 and 4; K from 3 to 960.
+  // [N, H, W, Ci] -> Co: pixels % 4 = 0, 1, 2, 3; Co % 8 = 0 and 4; K from 3 to 2048 (column blocks of 32).
   const shapes: Array<[number[], number]> = [
     [[1, 14, 14, 96], 576], [[1, 7, 7, 960], 160], [[1, 28, 28, 32], 192], [[2, 5, 3, 16], 12],
-    [[1, 3, 3, 24], 144], [[1, 1, 1, 8], 4], [[1, 7, 1, 3], 8], [[3, 11, 13, 20], 36],
+    [[1, 3, 3, 24], 144], [[1, 1, 1, 8], 4], [[1, 7, 1, 3], 8], [[3, 11, 13, 20], 36], [[1, 3, 5, 2048], 40],
   ];
   let seed = 1;
   for (const [xShape, co] of shapes) {

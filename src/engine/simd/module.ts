@@ -139,7 +139,10 @@ export async function loadSimdKernels(memory: WebAssembly.Memory, threads = 1): 
   if (kernels && boundMemory === memory) return kernels;
   const kind = memoryKind(memory);
   await compile(kind, convSource());
-  return bind(await compile(kind, 'kernels'), memory)!;
+  const k = bind(await compile(kind, 'kernels'), memory)!;
+  // Threads ready before the first kernel call: which calls split must not depend on start-up timing.
+  await pool?.started;
+  return k;
 }
 
 /** Threads the conv kernels use (the engine's COMPRESS_WASM_THREADS), and their pool when > 1. */

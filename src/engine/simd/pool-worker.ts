@@ -3,7 +3,7 @@
  * wasm heap, then runs the part of a kernel call the main thread posts in its control block, until
  * told to stop. Blocks in Atomics.wait between calls (no spinning: the machine's other cores stay free).
  */
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { CONTROL, KERNELS, type PoolWorkerData } from './pool.js';
 
 const { module, memory, control } = workerData as PoolWorkerData;
@@ -13,6 +13,7 @@ const args = new Float64Array(control, CONTROL.argsOffset, CONTROL.args);
 const run = KERNELS.map((name) => kernels[name]);
 
 Atomics.store(ctl, CONTROL.ready, 1);
+parentPort!.postMessage('ready');
 let seen = 0;
 for (;;) {
   Atomics.wait(ctl, CONTROL.posted, seen);

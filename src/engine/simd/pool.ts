@@ -33,6 +33,8 @@ export class ConvPool {
   private readonly threads: PoolThread[];
   /** Parts posted to workers so far (tests check that the pool was used). */
   posted = 0;
+  /** Resolves when every worker has instantiated the kernels and waits for work. */
+  readonly started: Promise<void>;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, workers: number) {
     this.threads = Array.from({ length: workers }, () => {
@@ -41,6 +43,10 @@ export class ConvPool {
       worker.unref();
       return { worker, ctl: new Int32Array(control, 0, CONTROL.ints), args: new Float64Array(control, CONTROL.argsOffset, CONTROL.args), seq: 0 };
     });
+    this.started = Promise.all(this.threads.map((t) => new Promise<void>((resolve, reject) => {
+      t.worker.once('message', () => resolve());
+      t.worker.once('error', reject);
+    }))).then(() => undefined);
   }
 
   /** Workers started and waiting for work (until then every call runs on the calling thread). */

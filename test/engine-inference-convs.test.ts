@@ -102,6 +102,15 @@ test('3x3 fused depthwise conv: the SIMD kernel equals XNNPACK for strides 1 and
   }
 });
 
+test("'auto' runs the 1x1 convs by the SIMD GEMM exactly where the runtime multiplies-adds fused, depthwise convs by XNNPACK", () => {
+  const x = tensor([1, 9, 9, 8], 30), w1 = tensor([1, 1, 8, 8], 31), wd = tensor([3, 3, 8, 1], 32), b = tensor([8], 33);
+  const conv = run('auto', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: w1 as tfType.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu6' }));
+  const dw = run('auto', () => tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: wd as tfType.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu6' }));
+  assert.equal(conv.simdCalls, fusedMultiplyAdd() ? 1 : 0);
+  assert.equal(dw.simdCalls, 0);
+  tf.dispose([x, w1, wd, b]);
+});
+
 test('convs the SIMD kernels do not cover stay with XNNPACK', () => {
   const x = tensor([1, 9, 9, 8], 7), x6 = tensor([1, 9, 9, 6], 8);
   const cases: Array<[string, () => tfType.Tensor]> = [

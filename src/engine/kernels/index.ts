@@ -15,15 +15,19 @@ import { fusedMultiplyAdd } from '../simd/fma.js';
 
 /**
  * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D):
- * 'auto' = compress's SIMD kernels where the runtime multiplies-adds fused (src/engine/simd/conv.wat.ts),
- * else XNNPACK; 'simd' / 'xnnpack' force one (benchmarks and tests compare them in one process).
+ * 'auto' = compress's SIMD GEMM (src/engine/simd/conv.wat.ts) for the 1x1 convs where the runtime
+ * multiplies-adds fused (measured faster than XNNPACK: batch 1 and 32), else XNNPACK, and XNNPACK for
+ * the depthwise convs (compress's dw3x3 measured even at batch 1 and slower at batch 32, so it is not
+ * the default); 'simd' / 'xnnpack' force one for both (benchmarks and tests compare them in one process).
+ * The choice never depends on the thread count, so threads stay out of the engine identity.
  */
 export type InferenceConvs = 'auto' | 'simd' | 'xnnpack';
 let inferenceConvs: InferenceConvs = 'auto';
 export function setInferenceConvs(v: InferenceConvs): void {
   inferenceConvs = v;
 }
-const simdInferenceConvs = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && fusedMultiplyAdd());
+const simdGemm = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && fusedMultiplyAdd());
+const simdDepthwise = () => inferenceConvs === 'simd';
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks
@@ -68,7 +72,7 @@ export const originalWasmKernels: Record<string, KernelImpl> = {};
 export function registerWasmKernels(tf: typeof tfType): void {
   if (registered) return;
   registered = true;
-  const dw = makeDepthwiseKernels(tf, simdInferenceConvs);
+  const dw = makeDepthwiseKernels(tf, simdDepthwise);
   const pool = makePoolKernels(tf);
   const seg = makeSegmentKernels(tf);
   const mm = makeMatMulKernels(tf);
@@ -76,7 +80,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const shape = makeShapeKernels(tf);
   const padding = makePaddingFixes(tf);
   const ew = makeElementwiseKernels(tf);
-  const conv = makeConv2DKernels(tf, mm.originalBatchMatMul, simdInferenceConvs);
+  const conv = makeConv2DKernels(tf, mm.originalBatchMatMul, simdGemm);
   const bn = makeBatchNormKernels();
   const impls: Record<(typeof WASM_KERNEL_NAMES)[number], KernelImpl> = {
     Conv2DBackpropInput: conv.conv2DBackpropInput,

@@ -169,7 +169,9 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const b0 = bias ? (bias.dataSync() as Float32Array) : undefined;
   if (affine) {
     if (affine.scale.length !== outChannels) return undefined;
-    for (let i = 0; i < w.length; i++) w[i] = w[i] * affine.scale[i % outChannels];
+    // The output channel is the kernel's last axis: one row of outChannels at a time (no modulo per weight).
+    const scale = affine.scale;
+    for (let row = 0; row < w.length; row += outChannels) for (let c = 0; c < outChannels; c++) w[row + c] = w[row + c] * scale[c];
     for (let c = 0; c < outChannels; c++) b[c] = (b0 ? b0[c] : 0) * affine.scale[c] + affine.shift[c];
   } else if (b0) {
     b.set(b0);

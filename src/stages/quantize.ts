@@ -7,7 +7,7 @@ import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js'
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
-import { subset, type Dataset } from '../data/dataset.js';
+import { sampleSize, type Dataset } from '../data/dataset.js';
 import { trainOptions } from './training-options.js';
 import { quantFinetuneHooks } from './quant-finetune.js';
 
@@ -131,7 +131,9 @@ export const quantizeStage = defineStage<QuantizeWith>({
     meta.weightQuant = { ...meta.weightQuant, ...weightQuant };
     if (act.calibrate ?? true) {
       ctx.progress({ message: `calibrating activations (${act.method ?? 'minmax'})` });
-      const calib = subset(train, Array.from({ length: Math.min(train.n, act.samples ?? 512) }, (_, i) => i));
+      // The first samples of the train split, as a view (no copy).
+      const k = Math.min(train.n, act.samples ?? 512);
+      const calib = { x: train.x.subarray(0, k * sampleSize(train)), n: k, sampleShape: train.sampleShape };
       meta.activationRanges = await calibrateActivations(tf, model, calib, { method: act.method ?? 'minmax', percentile: act.percentile });
     }
     // One pass over the test split, float and quantized models side by side: per-layer errors, the

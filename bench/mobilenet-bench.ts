@@ -3,9 +3,10 @@
  * - inference latency per image (batch 1 and 32) of the engine vs onnxruntime-node fp32 running the
  *   same model (compress's own float32 ONNX export), both on one thread, then both on every core;
  * - training step time (batch 32, Adam) of a MobileNetV2-0.35 at 96x96x3 vs PyTorch CPU (torchvision's
- *   mobilenet_v2, same width) with 1 thread and with every core (the engine likewise);
+ *   mobilenet_v2, same width) with 1 thread and with every core (the engine likewise: data-parallel
+ *   replicas, COMPRESS_TRAIN_WORKERS, and XNNPACK threads, COMPRESS_WASM_THREADS);
  * Each engine measurement runs in a child process (this file with --json-inference / --json-train-N and
- * COMPRESS_WASM_THREADS set): the engine's thread count is fixed per process.
+ * COMPRESS_WASM_THREADS / COMPRESS_TRAIN_WORKERS set): the engine's thread count is fixed per process.
  * - the full recipe (bench/pipeline.ts): wall time, peak RSS and every stage's time and memory.
  * Usage: node dist/bench/mobilenet-bench.js [inference] [train] [pipeline]  (default: all three)
  */
@@ -18,6 +19,7 @@ import { initEngine, resolveBackend, wasmThreads } from '../src/engine/backend.j
 import { inferencePlan } from '../src/engine/inference.js';
 import { MAX_WASM_THREADS } from '../src/engine/threads.js';
 import { trainModel } from '../src/engine/train.js';
+import { trainWorkers } from '../src/engine/data-parallel.js';
 import { exportModel } from '../src/export/index.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { createRng } from '../src/util/rng.js';
@@ -107,8 +109,8 @@ async function inferenceRows(threads: number): Promise<InferenceRow[]> {
 }
 
 /** Runs this file in a child process with the engine on `threads` threads (the engine is per process). */
-async function inChild<T>(part: string, threads: number): Promise<T> {
-  const r = await execa(process.execPath, [fileURLToPath(import.meta.url), `--json-${part}`], { env: { COMPRESS_WASM_THREADS: String(threads) } });
+async function inChild<T>(part: string, env: Record<string, string>): Promise<T> {
+  const r = await execa(process.execPath, [fileURLToPath(import.meta.url), `--json-${part}`], { env });
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
@@ -123,7 +125,7 @@ export async function benchInference(): Promise<string> {
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const threads of threadCounts()) {
-    for (const r of await inChild<InferenceRow[]>('inference', threads)) {
+    for (const r of await inChild<InferenceRow[]>('inference', { COMPRESS_WASM_THREADS: String(threads) })) {
       lines.push(`| ${threads} | ${r.batch} | ${r.engineMs.toFixed(1)} | ${r.ortMs.toFixed(1)} | ${(r.engineMs / r.ortMs).toFixed(2)} | ${r.engineCpuMs.toFixed(1)} | ${r.ortCpuMs.toFixed(1)} | ${(r.engineCpuMs / r.ortCpuMs).toFixed(2)} |`);
     }
   }
@@ -132,13 +134,19 @@ export async function benchInference(): Promise<string> {
 }
 
 interface StepTime {
-  /** Mean wall ms per step. */
+  /** Median wall ms per step. */
   ms: number;
-  /** Mean process CPU ms per step (all threads). */
+  /** Median process CPU ms per step (all threads, replicas included). */
   cpuMs: number;
+  /** Wall ms from the timed call's start to its first step (data-parallel: starting the replicas). */
+  startMs: number;
 }
 
-/** In this process: MobileNetV2-0.35 96x96 training step time (batch 32, Adam) after 2 warm-up steps. */
+/**
+ * In this process: MobileNetV2-0.35 96x96 training step time (batch 32, Adam) after 2 warm-up steps, on
+ * COMPRESS_TRAIN_WORKERS replicas. Per step, from one step's end to the next (so a data-parallel run's
+ * replica start is not in it; reported apart); medians, like the torch script's.
+ */
 async function trainStepMs(steps: number): Promise<StepTime> {
   const { tf } = await initEngine('auto');
   const batch = 32, size = 96, classes = 10;
@@ -146,45 +154,61 @@ async function trainStepMs(steps: number): Promise<StepTime> {
   const n = batch * (steps + 2);
   const rng = createRng(3);
   const data = { x: randomInput(n, size * size * 3, 4), y: Int32Array.from({ length: n }, () => Math.floor(rng() * classes)), n, sampleShape: [size, size, 3], numClasses: classes };
-  const opts = { batchSize: batch, seed: 1, optimizer: { name: 'adam' as const, learningRate: 1e-3 } };
+  const opts = { batchSize: batch, seed: 1, optimizer: { name: 'adam' as const, learningRate: 1e-3 }, workers: trainWorkers() };
   await trainModel(tf, model, data, { ...opts, steps: 2 }); // warm-up (kernels compiled, moments allocated)
-  const c0 = process.cpuUsage();
+  const wall: number[] = [], cpu: number[] = [];
   const t0 = performance.now();
-  await trainModel(tf, model, data, { ...opts, steps });
-  const ms = (performance.now() - t0) / steps;
-  const cpu = cpuMs(c0) / steps;
+  let last: { t: number; c: NodeJS.CpuUsage } | undefined;
+  let startMs = 0;
+  await trainModel(tf, model, data, {
+    ...opts,
+    steps: steps + 1,
+    onProgress: (p) => {
+      if (p.phase !== 'batch') return;
+      const now = { t: performance.now(), c: process.cpuUsage() };
+      if (last) {
+        wall.push(now.t - last.t);
+        cpu.push(cpuMs(last.c));
+      } else startMs = now.t - t0;
+      last = { t: now.t, c: process.cpuUsage() };
+    },
+  });
   model.dispose();
-  return { ms, cpuMs: cpu };
+  return { ms: median(wall), cpuMs: median(cpu), startMs };
 }
 
-export async function benchTrainStep(steps = 5): Promise<string> {
+export async function benchTrainStep(steps = 6): Promise<string> {
   const batch = 32, size = 96, classes = 10;
   const backend = resolveBackend('auto');
-  const ours = new Map<number, StepTime>();
-  for (const threads of backend === 'wasm' ? threadCounts() : [1]) ours.set(threads, await inChild<StepTime>(`train-${steps}`, threads));
+  const cores = availableParallelism();
+  const n = Math.min(cores, MAX_WASM_THREADS);
+  // The engine's variants, each in its own process: one thread; n replicas (data-parallel); n XNNPACK threads.
+  const one = await inChild<StepTime>(`train-${steps}`, { COMPRESS_WASM_THREADS: '1', COMPRESS_TRAIN_WORKERS: '1' });
+  const dp = n > 1 ? await inChild<StepTime>(`train-${steps}`, { COMPRESS_WASM_THREADS: '1', COMPRESS_TRAIN_WORKERS: String(n) }) : undefined;
+  const xnn = n > 1 && backend === 'wasm' ? await inChild<StepTime>(`train-${steps}`, { COMPRESS_WASM_THREADS: String(n), COMPRESS_TRAIN_WORKERS: '1' }) : undefined;
   const torch = async (threads: number): Promise<StepTime | string> => {
     try {
       const r = await execa(PYTHON, [torchScript, '0.35', String(size), String(classes), String(batch), String(steps), String(threads), '1']);
       const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { msPerStep: number; cpuMsPerStep: number };
-      return { ms: j.msPerStep, cpuMs: j.cpuMsPerStep };
+      return { ms: j.msPerStep, cpuMs: j.cpuMsPerStep, startMs: 0 };
     } catch (e) {
       return `n/a (${(e as Error).message.split('\n')[0]})`;
     }
   };
-  const cores = availableParallelism();
-  const one = await torch(1);
-  const all = await torch(cores);
+  const t1 = await torch(1);
+  const tAll = await torch(cores);
   const pick = (t: StepTime | string | undefined, k: keyof StepTime) => (typeof t === 'object' ? t[k] : undefined);
-  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? (a / b).toFixed(2) : 'n/a');
+  const ratio = (a: StepTime | string | undefined, b: StepTime | string | undefined, k: keyof StepTime = 'ms') => {
+    const x = pick(a, k), y = pick(b, k);
+    return x !== undefined && y !== undefined ? (x / y).toFixed(2) : 'n/a';
+  };
   const ms = (t: StepTime | string | undefined, k: keyof StepTime = 'ms') => (typeof t === 'object' ? t[k].toFixed(0) : (t ?? 'n/a'));
-  const ours1 = ours.get(1);
-  const oursAll = ours.get(Math.min(cores, MAX_WASM_THREADS)) ?? ours1;
   return [
-    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; ${steps} steps after 2 warm-up steps (compress: mean, torch: median); compress ${backend} on 1 thread and on ${cores} (COMPRESS_WASM_THREADS) (${load()})`,
-    `| compress ms/step (1 thread) | torch ms/step (1 thread) | compress/torch 1t | compress ms/step (${cores} threads) | torch ms/step (${cores} threads) | compress/torch ${cores}t | compress CPU ms/step (1t) | torch CPU ms/step (1t) | CPU ratio 1t |`,
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    `| ${ms(ours1)} | ${ms(one)} | ${ratio(pick(ours1, 'ms'), pick(one, 'ms'))} | ${ms(oursAll)} | ${ms(all)} | ${ratio(pick(oursAll, 'ms'), pick(all, 'ms'))} | ${ms(ours1, 'cpuMs')} | ${ms(one, 'cpuMs')} | ${ratio(pick(ours1, 'cpuMs'), pick(one, 'cpuMs'))} |`,
-    `(${load()} at the end)`,
+    `train step: MobileNetV2-0.35 96x96x3, ${classes} classes, batch ${batch}, Adam; median of ${steps} steps after 2 warm-up steps, wall and process CPU (user+system, all threads); compress ${backend} on 1 thread, on ${n} data-parallel replicas (COMPRESS_TRAIN_WORKERS=${n}: batch split ${n} ways, one engine per worker thread) and on ${n} XNNPACK threads (COMPRESS_WASM_THREADS=${n}); torch with 1 and ${cores} threads (${load()})`,
+    `| compress 1 thread | compress ${n} replicas | compress ${n} XNNPACK threads | torch 1 thread | torch ${cores} threads | compress/torch 1t | compress ${n} replicas / torch ${cores}t | compress CPU 1t | compress CPU ${n} replicas | torch CPU 1t | torch CPU ${cores}t |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    `| ${ms(one)} | ${ms(dp)} | ${ms(xnn)} | ${ms(t1)} | ${ms(tAll)} | ${ratio(one, t1)} | ${ratio(dp, tAll)} | ${ms(one, 'cpuMs')} | ${ms(dp, 'cpuMs')} | ${ms(t1, 'cpuMs')} | ${ms(tAll, 'cpuMs')} |`,
+    `(ms per step; the ${n} replicas took ${dp ? (dp.startMs / 1000).toFixed(1) : 'n/a'} s to start, once per training call; ${load()} at the end)`,
   ].join('\n');
 }
 

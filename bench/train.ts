@@ -1,15 +1,17 @@
 /**
  * Training benchmark: one epoch of Adam (lr 1e-3, batch 64) on the same 8,000 real MNIST digits,
  * compress's trainModel on the auto backend vs PyTorch CPU (Debian's python3-torch under /usr/bin/python3)
- * with 1 thread and with every core (torch.set_num_threads(nproc)), for LeNet-300-100 and LeNet-5; all
- * tested on the same 2,000 held-out digits.
+ * with 1 thread and with every core (torch.set_num_threads(nproc)), for LeNet-300-100 and LeNet-5; compress
+ * likewise on 1 thread and on every core (data-parallel replicas, src/engine/data-parallel.ts); all tested on
+ * the same 2,000 held-out digits.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
+import { MAX_TRAIN_WORKERS } from '../src/engine/data-parallel.js';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type BuiltinModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
@@ -25,6 +27,10 @@ export interface TrainBenchRow {
   torchAllSeconds?: number;
   ratioAll?: number;
   compressAccuracy: number;
+  /** compress on every core: data-parallel replicas (trainModel's `workers`), replica start included. */
+  compressDpSeconds?: number;
+  compressDpAccuracy?: number;
+  ratioDpAll?: number;
   torchAccuracy?: number;
   torchError?: string;
 }
@@ -54,6 +60,14 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
       const compressAccuracy = evaluateModel(tf, model, test).accuracy;
       model.dispose();
       const row: TrainBenchRow = { model: name, compressSeconds, compressAccuracy };
+      if (availableParallelism() > 1) {
+        const dp = buildModel(tf, name, { inputShape: train.sampleShape, numClasses: train.numClasses, seed: SEED });
+        const t1 = performance.now();
+        await trainModel(tf, dp, train, { epochs: 1, batchSize: BATCH, seed: SEED, optimizer: { name: 'adam', learningRate: LR }, workers: Math.min(availableParallelism(), MAX_TRAIN_WORKERS) });
+        row.compressDpSeconds = (performance.now() - t1) / 1000;
+        row.compressDpAccuracy = evaluateModel(tf, dp, test).accuracy;
+        dp.dispose();
+      }
       try {
         const torch = async (threads: number) => {
           const r = await execa(PYTHON, [script, name, file, String(train.n), String(test.n), String(BATCH), String(LR), String(SEED), String(threads)]);
@@ -66,6 +80,7 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
         const all = await torch(availableParallelism());
         row.torchAllSeconds = all.seconds;
         row.ratioAll = compressSeconds / all.seconds;
+        if (row.compressDpSeconds !== undefined) row.ratioDpAll = row.compressDpSeconds / all.seconds;
       } catch (e) {
         row.torchError = (e as Error).message.split('\n')[0];
       }
@@ -79,21 +94,25 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
 
 export function formatTrainBench(backend: string, rows: TrainBenchRow[]): string {
   const cores = availableParallelism();
-  const head = ['model', `compress s (${backend})`, 'torch s (1 thread)', 'compress/torch', `torch s (${cores} threads)`, `compress/torch ${cores}t`, 'compress acc', 'torch acc'];
+  const w = Math.min(cores, MAX_TRAIN_WORKERS);
+  const head = ['model', `compress s (${backend})`, `compress s (${w} replicas)`, 'torch s (1 thread)', 'compress/torch', `torch s (${cores} threads)`, `compress/torch ${cores}t`, `compress ${w} replicas/torch ${cores}t`, 'compress acc', `compress acc (${w} replicas)`, 'torch acc'];
   const body = rows.map((r) => [
     r.model,
     r.compressSeconds.toFixed(2),
+    r.compressDpSeconds?.toFixed(2) ?? 'n/a',
     r.torchSeconds?.toFixed(2) ?? `n/a (${r.torchError ?? 'not run'})`,
     r.ratio?.toFixed(2) ?? 'n/a',
     r.torchAllSeconds?.toFixed(2) ?? 'n/a',
     r.ratioAll?.toFixed(2) ?? 'n/a',
+    r.ratioDpAll?.toFixed(2) ?? 'n/a',
     r.compressAccuracy.toFixed(4),
+    r.compressDpAccuracy?.toFixed(4) ?? 'n/a',
     r.torchAccuracy?.toFixed(4) ?? 'n/a',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |';
   return [
-    `train: 1 epoch, ${N_TRAIN} MNIST digits, batch ${BATCH}, Adam lr ${LR}, tested on ${N_TEST} held-out digits`,
+    `train: 1 epoch, ${N_TRAIN} MNIST digits, batch ${BATCH}, Adam lr ${LR}, tested on ${N_TEST} held-out digits; compress on 1 thread and on ${w} data-parallel replicas (batch split ${w} ways, replica start included), wall seconds (load ${loadavg().map((l) => l.toFixed(1)).join(' ')})`,
     line(head),
     line(widths.map((w) => '-'.repeat(w))),
     ...body.map(line),

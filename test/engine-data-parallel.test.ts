@@ -6,7 +6,7 @@ import { buildModel, type BuiltinModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { trainModel, type TrainOptions } from '../src/engine/train.js';
-import { shardIndices, trainWorkers } from '../src/engine/data-parallel.js';
+import { dataParallelHelperBytes, shardIndices, trainWorkers } from '../src/engine/data-parallel.js';
 import { loadRecipe } from '../src/recipe/load.js';
 import { runRecipe } from '../src/run/execute.js';
 import { workspace } from './helpers.js';
@@ -70,6 +70,19 @@ test('a helper that throws mid-step fails the training with the replica and step
 
 test('a helper thread that exits mid-step fails the training with its exit code, no hang', async () => {
   await assert.rejects(trained('mlp-small', 3, { dataParallelFault: { worker: 2, step: 1, kind: 'exit' } }), /replica 2 of 3 \(a worker thread\) exited with code 3 at step 1/);
+});
+
+test('after a helper failed, the next data-parallel call starts fresh helpers and trains', async () => {
+  await assert.rejects(trained('mlp-small', 2, { dataParallelFault: { worker: 1, step: 0, kind: 'exit' } }), /exited with code 3 at step 0/);
+  const again = await trained('mlp-small', 2);
+  assert.equal(again.result.workers, 2);
+  assert.equal(again.result.steps, 4);
+});
+
+test('the helpers\' memory (their JS and wasm heaps) is reported for the stage footprint', async () => {
+  await trained('mlp-small', 2);
+  // The idle helper keeps its engine (and heap) for the next call: a tfjs-wasm heap is at least 16 MB.
+  assert.ok(dataParallelHelperBytes() > 16 * 1024 * 1024, `${dataParallelHelperBytes()} bytes`);
 });
 
 test('COMPRESS_TRAIN_WORKERS trains a stage data-parallel under its own cache key (a W=1 result is not served for W=2)', async () => {

@@ -75,9 +75,10 @@ export interface HelperStep {
   dropoutSeeds: number[];
 }
 
+/** What a helper sends: `bytes` is its isolate's JS heap plus external memory (its wasm heap). */
 export type HelperMessage =
-  | { type: 'ready' }
-  | { type: 'grads'; step: number; loss: number; correct: number }
+  | { type: 'ready'; bytes: number }
+  | { type: 'grads'; step: number; loss: number; correct: number; bytes: number }
   | { type: 'error'; step?: number; message: string };
 
 /** Why a model cannot be trained data-parallel (the loop then runs one replica), or undefined. */
@@ -107,6 +108,51 @@ export function shardIndices(idx: Int32Array | Uint32Array, w: number): Array<ty
 
 const HELPER_URL = new URL('./data-parallel-worker.js', import.meta.url);
 
+/** A helper thread: its worker, the backend its engine runs, its footprint. */
+interface HelperThread {
+  worker: Worker;
+  backend: string;
+  /** Its isolate's JS heap plus external memory (its wasm heap), as it last reported. */
+  bytes: number;
+}
+
+/** Every live helper thread of this thread; the idle ones are kept for the next training call, engine warm. */
+const threads = new Set<HelperThread>();
+const idle: HelperThread[] = [];
+
+/**
+ * Memory of this thread's helper replicas, in bytes (their JS heaps and wasm heaps, idle ones included):
+ * the stage worker adds it to its own footprint (`memoryMb`, peak memory in the report).
+ */
+export function dataParallelHelperBytes(): number {
+  let sum = 0;
+  for (const h of threads) sum += h.bytes;
+  return sum;
+}
+
+/** An idle helper thread on `backend`, or a new one (its engine starts with its first model). */
+function takeThread(backend: string): HelperThread {
+  const i = idle.findIndex((h) => h.backend === backend);
+  if (i >= 0) {
+    const [h] = idle.splice(i, 1);
+    h.worker.ref();
+    return h;
+  }
+  // One engine thread per helper: XNNPACK threads on top of replicas would only oversubscribe. Its output
+  // goes where this thread's goes (piped output would keep an idle, unref'd thread holding the process).
+  const worker = new Worker(HELPER_URL, { env: { ...process.env, COMPRESS_WASM_THREADS: '1' } });
+  const h: HelperThread = { worker, backend, bytes: 0 };
+  threads.add(h);
+  // A training call listens while it holds the thread; these keep an idle one's failure from being uncaught.
+  worker.on('error', () => undefined);
+  worker.on('exit', () => {
+    threads.delete(h);
+    const k = idle.indexOf(h);
+    if (k >= 0) idle.splice(k, 1);
+  });
+  return h;
+}
+
 interface Pending {
   resolve: (m: { loss: number; correct: number }) => void;
   reject: (e: Error) => void;
@@ -114,7 +160,9 @@ interface Pending {
 
 /** Replicas 1..W-1 of a data-parallel training run, driven from replica 0 (the caller). */
 export class DataParallelGroup {
-  private readonly helpers: Worker[] = [];
+  private readonly helpers: HelperThread[] = [];
+  /** Per helper, how to stop listening to it (when it goes back to the idle pool). */
+  private readonly detach: Array<() => void> = [];
   private readonly pending = new Map<number, Pending>();
   private readonly weightsView: Float32Array;
   private readonly gradViews: Float32Array[] = [];
@@ -152,7 +200,10 @@ export class DataParallelGroup {
     }
   }
 
-  /** Starts W-1 helpers with copies of `model` (and the teacher) and waits until each is ready. */
+  /**
+   * Starts W-1 helpers (idle ones of an earlier call first) with copies of `model` (and the teacher) and
+   * waits until each is ready.
+   */
   static async start(
     tf: typeof tfType,
     model: tfType.LayersModel,
@@ -182,7 +233,7 @@ export class DataParallelGroup {
             teacher,
             fault: opts.fault,
           };
-          return g.spawn(init);
+          return g.attach(takeThread(opts.backend), init);
         }),
       );
     } catch (e) {
@@ -192,14 +243,10 @@ export class DataParallelGroup {
     return g;
   }
 
-  private spawn(init: HelperInit): Promise<void> {
-    // One engine thread per helper: XNNPACK threads on top of replicas would only oversubscribe.
-    const worker = new Worker(HELPER_URL, { workerData: init, env: { ...process.env, COMPRESS_WASM_THREADS: '1' }, stdout: true, stderr: true });
+  /** Listens to helper thread `h` as replica init.replica and sends it the model; resolves when it is ready. */
+  private attach(h: HelperThread, init: HelperInit): Promise<void> {
     const r = init.replica;
-    this.helpers.push(worker);
-    worker.stdout.resume();
-    const stderr: string[] = [];
-    worker.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+    this.helpers.push(h);
     return new Promise((resolve, reject) => {
       let ready = false;
       const fail = (what: string, detail = '') => {
@@ -211,20 +258,31 @@ export class DataParallelGroup {
         this.pending.delete(r);
         p?.reject(err);
       };
-      worker.on('message', (m: HelperMessage) => {
+      const onMessage = (m: HelperMessage) => {
         if (m.type === 'ready') {
+          h.bytes = m.bytes;
           ready = true;
           resolve();
         } else if (m.type === 'grads') {
+          h.bytes = m.bytes;
           const p = this.pending.get(r);
           this.pending.delete(r);
           p?.resolve(m);
         } else fail('failed', `: ${m.message}`);
+      };
+      const onError = (e: Error) => fail('failed', `: ${e.message}`);
+      const onExit = (code: number) => {
+        if (!this.closed) fail(`exited with code ${code}`);
+      };
+      h.worker.on('message', onMessage);
+      h.worker.on('error', onError);
+      h.worker.on('exit', onExit);
+      this.detach.push(() => {
+        h.worker.off('message', onMessage);
+        h.worker.off('error', onError);
+        h.worker.off('exit', onExit);
       });
-      worker.on('error', (e: Error) => fail('failed', `: ${e.message}`));
-      worker.on('exit', (code) => {
-        if (!this.closed) fail(`exited with code ${code}`, stderr.length ? ` (${stderr.join('').trim().split('\n').slice(-2).join(' | ')})` : '');
-      });
+      h.worker.postMessage({ type: 'init', init });
     });
   }
 
@@ -239,7 +297,7 @@ export class DataParallelGroup {
     this.model.weights.forEach((w, i) => this.weightsView.set(valuesOf(this.tf, w.read()), this.offsets[i]));
     const s = sampleSize(this.data);
     return Promise.all(
-      this.helpers.map((worker, k) => {
+      this.helpers.map((h, k) => {
         const r = k + 1;
         const idx = shards[r];
         const x = this.inputViews[k];
@@ -251,7 +309,7 @@ export class DataParallelGroup {
         return new Promise<{ loss: number; correct: number }>((resolve, reject) => {
           this.pending.set(r, { resolve, reject });
           const msg: HelperStep = { type: 'step', step, labels, scale: idx.length / total, dropoutSeeds: dropoutSeeds(r) };
-          worker.postMessage(msg, [labels.buffer]);
+          h.worker.postMessage(msg, [labels.buffer]);
         });
       }),
     );
@@ -274,11 +332,26 @@ export class DataParallelGroup {
     return out;
   }
 
+  /**
+   * Ends the run: helpers that finished every step go back to the idle pool (their model released, their
+   * engine kept warm, the thread not keeping the process alive); after a failure, or with a step still in
+   * flight, every helper is terminated.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    const reuse = !this.failure && this.pending.size === 0;
     for (const p of this.pending.values()) p.reject(new Error('data-parallel training stopped'));
     this.pending.clear();
-    await Promise.all(this.helpers.map((w) => w.terminate()));
+    this.detach.forEach((off) => off());
+    if (reuse) {
+      for (const h of this.helpers) {
+        h.worker.postMessage({ type: 'release' });
+        h.worker.unref();
+        idle.push(h);
+      }
+      return;
+    }
+    await Promise.all(this.helpers.map((h) => h.worker.terminate()));
   }
 }
 

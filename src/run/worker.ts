@@ -14,6 +14,7 @@ import { writeCheckpoint } from '../cache/fsutil.js';
 import { setLoadMemoryBudget } from '../model/load/precheck.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import type { BackendChoice } from '../engine/backend.js';
+import { dataParallelHelperBytes } from '../engine/data-parallel.js';
 
 export interface WorkerJob {
   stageId: string;
@@ -79,7 +80,8 @@ async function main(job: WorkerJob): Promise<void> {
   const cpu0 = threadCpuSeconds();
   const sample = () => {
     const h = getHeapStatistics();
-    peak = Math.max(peak, h.used_heap_size + h.external_memory);
+    // Data-parallel training's helper replicas (threads of this stage, each with its own engine) count too.
+    peak = Math.max(peak, h.used_heap_size + h.external_memory + dataParallelHelperBytes());
     const cpu = threadCpuSeconds();
     post({ type: 'memory', bytes: peak, ...(cpu !== undefined && cpu0 !== undefined ? { cpuSeconds: cpu - cpu0 } : {}) });
   };

@@ -164,29 +164,42 @@ test('the prebuilt conv modules in dist/ are the ones their text assembles to', 
     }
 });
 
-/** In a child process (the engine's thread count is per process): a plan's predictions, digested, and the parts its conv pool ran. */
+/**
+ * In a child process (the engine's thread count is per process), every conv on compress's kernels: a
+ * plan's predictions, digested, the parts its conv pool ran, and the engine identity.
+ */
 async function threadsChild(): Promise<void> {
   const { convPoolParts } = await import('../src/engine/simd/module.js');
+  setInferenceConvs('simd');
   const model = buildMobileNetV2(tf, { alpha: 0.35, inputShape: [64, 64, 3], numClasses: 10, seed: 3 });
   const plan = inferencePlan(tf, model);
   const x = tensor([4, 64, 64, 3], 5);
   const y = plan.predict(x);
   const digest = createHash('sha256').update(new Uint8Array((y.dataSync() as Float32Array).buffer)).digest('hex');
-  console.log(JSON.stringify({ digest, poolParts: convPoolParts() }));
+  console.log(JSON.stringify({ digest, poolParts: convPoolParts(), identity: engineIdentity('wasm') }));
 }
 
-async function runThreadsChild(threads: string): Promise<{ digest: string; poolParts: number }> {
+async function runThreadsChild(threads: string): Promise<{ digest: string; poolParts: number; identity: string }> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_TEST_CONTEXT'));
   const r = await execa(process.execPath, [fileURLToPath(import.meta.url)], {
     env: { ...env, COMPRESS_TEST_CONVS_CHILD: '1', COMPRESS_WASM_THREADS: threads }, extendEnv: false, reject: false, all: true,
   });
   assert.equal(r.exitCode, 0, r.all);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { digest: string; poolParts: number };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { digest: string; poolParts: number; identity: string };
 }
 
+const threadRuns = () => Promise.all([runThreadsChild('1'), runThreadsChild('2')]);
+let runs: ReturnType<typeof threadRuns> | undefined;
+
 test('on 2 threads the conv kernels split their work over a worker and predict bit-identically to 1 thread', async () => {
-  const [one, two] = await Promise.all([runThreadsChild('1'), runThreadsChild('2')]);
+  const [one, two] = await (runs ??= threadRuns());
   assert.equal(one.poolParts, 0);
   assert.ok(two.poolParts > 0, 'parts run by the worker thread');
   assert.equal(two.digest, one.digest);
+});
+
+test('on 2 threads the engine identity says the depthwise convs are compress\'s (-dw), on 1 it does not', async () => {
+  const [one, two] = await (runs ??= threadRuns());
+  assert.doesNotMatch(one.identity, /-dw/);
+  assert.match(two.identity, /\+kernels\.\d+(-fma)?-dw\+/);
 });

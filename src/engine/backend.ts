@@ -72,8 +72,10 @@ export function wasmThreads(): number {
  */
 export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
-  // No thread count here: the threaded build computes bit-identical results (test/engine-threads.test.ts).
-  const kernels = () => `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : fusedMultiplyAdd() ? '-fma' : ''}`;
+  // The threaded build computes bit-identical results (test/engine-threads.test.ts), except that on N > 1
+  // threads the inference plan's depthwise convs run on compress's kernels (src/engine/kernels/index.ts): `-dw`.
+  const simd = () => `${fusedMultiplyAdd() ? '-fma' : ''}${wasmThreads() > 1 ? '-dw' : ''}`;
+  const kernels = () => `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : simd()}`;
   // Data-parallel training's results depend on its replica count (src/engine/data-parallel.ts).
   const workers = trainWorkers();
   return `tfjs@${tfjsVersion()}/${backend}${backend === 'wasm' ? kernels() : ''}+inference.${INFERENCE_REVISION}${workers > 1 ? `+dp.${workers}` : ''}`;

@@ -12,14 +12,17 @@ import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
 import { fusedMultiplyAdd } from '../simd/fma.js';
+import { convThreads } from '../simd/module.js';
 
 /**
- * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D):
- * 'auto' = compress's SIMD GEMM (src/engine/simd/conv.wat.ts) for the 1x1 convs where the runtime
- * multiplies-adds fused (measured faster than XNNPACK: batch 1 and 32), else XNNPACK, and XNNPACK for
- * the depthwise convs (compress's dw3x3 measured even at batch 1 and slower at batch 32, so it is not
- * the default); 'simd' / 'xnnpack' force one for both (benchmarks and tests compare them in one process).
- * The choice never depends on the thread count, so threads stay out of the engine identity.
+ * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D),
+ * chosen by measurement (`node dist/bench/profile.js --inference --compare`, CPU time):
+ * - 1x1 convs: compress's SIMD GEMM (src/engine/simd/conv.wat.ts) where the runtime multiplies-adds
+ *   fused (faster than XNNPACK at batch 1 and 32), else XNNPACK (equal without FMA);
+ * - depthwise: XNNPACK on one thread (compress's dw3x3 is even at batch 1, slower at batch 32); on N > 1
+ *   threads compress's (split over its own pool: XNNPACK's threads spin between ops, 37 ms CPU a batch-1
+ *   pass against 8.5). The engine identity says so (`-dw`, src/engine/backend.ts).
+ * 'simd' / 'xnnpack' force one for both (benchmarks and tests compare them in one process).
  */
 export type InferenceConvs = 'auto' | 'simd' | 'xnnpack';
 let inferenceConvs: InferenceConvs = 'auto';
@@ -27,7 +30,7 @@ export function setInferenceConvs(v: InferenceConvs): void {
   inferenceConvs = v;
 }
 const simdGemm = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && fusedMultiplyAdd());
-const simdDepthwise = () => inferenceConvs === 'simd';
+const simdDepthwise = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && convThreads() > 1);
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks

@@ -149,6 +149,9 @@ export async function loadSimdKernels(memory: WebAssembly.Memory, threads = 1): 
 let poolThreads = 1;
 let pool: ConvPool | undefined;
 
+/** Threads the conv kernels run on: the engine's thread count in the threaded build, else 1. */
+export const convThreads = (): number => (pool ? poolThreads : 1);
+
 /** Kernel parts the conv pool has run on worker threads (0 without a pool). */
 export const convPoolParts = (): number => pool?.posted ?? 0;
 

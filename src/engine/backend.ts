@@ -97,9 +97,11 @@ export async function initEngine(choice: BackendChoice = 'auto'): Promise<{ tf: 
   if (backend === 'tensorflow') {
     tf = (await import('@tensorflow/tfjs-node' as string)) as typeof tfType;
   } else {
-    tf = await import('@tensorflow/tfjs');
+    // require, not import(): both are CommonJS builds, and an ESM import of one first scans its whole
+    // source for named exports (cjs-module-lexer): ~0.5 s of CPU in every stage worker, measured.
+    tf = require('@tensorflow/tfjs') as typeof tfType;
     if (backend === 'wasm') {
-      await import('@tensorflow/tfjs-backend-wasm');
+      require('@tensorflow/tfjs-backend-wasm');
       const { registerWasmKernels } = await import('./kernels/index.js');
       registerWasmKernels(tf);
     }

@@ -9,7 +9,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ModelMeta } from '../model/meta.js';
 import { engineFor, inputShapeOf, outputClassesOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
-import { subset, transposeImages } from '../data/dataset.js';
+import { sampleSize, transposeImages } from '../data/dataset.js';
 import { withNchwInput } from '../model/layout.js';
 
 import { int8OptionsSchema } from '../export/int8-options.js';
@@ -131,7 +131,10 @@ export const exportStage = defineStage<ExportWith>({
       train = transposeImages(train, 'nchw');
       test = transposeImages(test, 'nchw');
     }
-    const calib = subset(train, Array.from({ length: Math.min(train.n, w.calibrationSamples ?? 256) }, (_, i) => i));
+    // The first samples of the train split, as a view (no copy); one object, so the export and its layer-error
+    // report share one int8-prepared graph (targets.ts caches it by the calibration array).
+    const k = Math.min(train.n, w.calibrationSamples ?? 256);
+    const calib = { x: train.x.subarray(0, k * sampleSize(train)), sampleShape: train.sampleShape };
     const source = sourceSizes(model, meta);
     const base = ratioBase(loaded.input, source.sourceBytes);
     const rows: Array<Record<string, unknown>> = [];

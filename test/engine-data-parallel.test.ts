@@ -49,6 +49,30 @@ test('W=2 without batch norm: the summed shard gradients are the full batch grad
   assert.ok(Math.abs(one.result.history[0].loss - two.result.history[0].loss) < 1e-5, `${one.result.history[0].loss} vs ${two.result.history[0].loss}`);
 });
 
+test('W=2 distillation with an extra loss term: the teacher runs on every replica, the extra term counts once (weights equal W=1)', async () => {
+  const teacher = buildModel(tf, 'mlp-small', { inputShape: [28, 28, 1], numClasses: 10, seed: 99 });
+  try {
+    // An L2 penalty on the weights: added to the loss once per step, by replica 0.
+    const l2 = (m: tfType.LayersModel) => () => tf.mul(tf.addN(m.trainableWeights.map((w) => tf.sum(tf.square(w.read())))), 1e-2) as tfType.Scalar;
+    const run = async (workers: number) => {
+      const m = buildModel(tf, 'mlp-small', { inputShape: [28, 28, 1], numClasses: 10, seed: 7 });
+      try {
+        const r = await trainModel(tf, m, train, { steps: 4, batchSize: 64, seed: 3, optimizer: { name: 'sgd', learningRate: 0.1 }, workers, hooks: { teacher: { model: teacher, temperature: 2, alpha: 0.7 }, extraLoss: l2(m) } });
+        return { weights: m.getWeights().map((w) => Float32Array.from(w.dataSync() as Float32Array)), loss: r.history[0].loss };
+      } finally {
+        m.dispose();
+      }
+    };
+    const one = await run(1);
+    const two = await run(2);
+    const d = maxAbsDiff(one.weights, two.weights);
+    assert.ok(d < 1e-5, `max |W=1 - W=2| = ${d}`);
+    assert.ok(Math.abs(one.loss - two.loss) < 1e-5, `${one.loss} vs ${two.loss}`);
+  } finally {
+    teacher.dispose();
+  }
+});
+
 test('W=2 with batch norm is deterministic run to run and leaves no tensors behind', async () => {
   const base = tf.memory().numTensors;
   const opts = { optimizer: { name: 'adam' as const, learningRate: 1e-3 } };

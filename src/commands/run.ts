@@ -6,7 +6,7 @@ import { CacheStore } from '../cache/store.js';
 import { resolveRemote } from '../cache/remote-config.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
-import { cacheDirFor, runRecipe, type RunSummary } from '../run/execute.js';
+import { cacheDirFor, plannedStages, runRecipe, type RunSummary } from '../run/execute.js';
 import { writeReports } from '../report/write.js';
 import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
@@ -41,7 +41,9 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   await preflight(recipe);
   mark('preflight');
   const mode = progressMode(flags);
-  const progress = createProgress(mode, recipe.stages, flags.verbose);
+  // Only the stages this run takes part in (--only/--from/--until and their upstream) are listed.
+  const planned = new Set(plannedStages(recipe, { only: flags.only, from: flags.from, until: flags.until }));
+  const progress = createProgress(mode, recipe.stages.filter((s) => planned.has(s.id)), flags.verbose);
   const interrupt = interruptible('stopping stages (cached results are kept; press Ctrl-C again to force)');
   let summary: RunSummary;
   const { remote, push, queue, ...rest } = flags;

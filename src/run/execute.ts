@@ -245,6 +245,11 @@ async function sweepLeftovers(run: Run): Promise<void> {
   for (const p of heldLocks) await clearStaleLock(p, { onStale: (holder) => run.onStaleLock(p, holder) });
 }
 
+/** The ids of the stages a run with these --only/--from/--until options takes part in, in dependency order. */
+export function plannedStages(recipe: LoadedRecipe, opts: RunOptions): string[] {
+  return planRun(recipe, opts).order;
+}
+
 /** The stages selected by --only/--from/--until, their ancestors, in dependency order; which are forced. */
 function planRun(recipe: LoadedRecipe, opts: RunOptions): RunPlan {
   const nodes = recipe.stages.map((s) => ({ id: s.id, needs: s.needs }));

@@ -13,6 +13,7 @@ import {
   accuracyOf,
   quantizedOutputLayers,
   INPUT_KEY,
+  logitsKey,
   mseClipRange,
   histogramQuantMse,
 } from '../src/compression/index.js';
@@ -54,6 +55,11 @@ function observedSteps(tf: typeof tfType, model: tfType.LayersModel, x: Tensor):
   return m;
 }
 
+/** The keys calibration gives: a softmax classifier's logits (the tensor its softmax reads) before its own. */
+function withLogits(keys: string[]): string[] {
+  return keys.flatMap((k) => (k === 'classifier' ? [logitsKey(k), k] : [k]));
+}
+
 function minmax(a: Float32Array): { min: number; max: number } {
   let min = Infinity;
   let max = -Infinity;
@@ -69,7 +75,7 @@ test('calibration: minmax ranges contain every activation of the inference graph
   const steps = observedSteps(tf, model, x);
   const mm = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 20 });
   // One range per tensor of the inference graph: a conv block (conv, batch norm, ReLU) has its ReLU's.
-  assert.deepEqual(Object.keys(mm), [INPUT_KEY, ...steps.keys()]);
+  assert.deepEqual(Object.keys(mm), withLogits([INPUT_KEY, ...steps.keys()]));
   assert.ok(mm.stem_relu && !mm.stem_conv && !mm.stem_bn, Object.keys(mm).join());
   // Each one holds the layer's own output computed layer by layer too (batch norm not folded; float32 rounding apart).
   const obs = observed(tf, model, x);
@@ -112,7 +118,7 @@ test('calibration, fuse: false: every layer gets its own range, computed layer b
   const x = tf.tensor(s.x, [24, 28, 28, 1]);
   const obs = observed(tf, model, x);
   const every = await calibrateActivations(tf, model, s, { fuse: false, batchSize: 10 });
-  assert.deepEqual(Object.keys(every), [INPUT_KEY, ...obs.keys()]);
+  assert.deepEqual(Object.keys(every), withLogits([INPUT_KEY, ...obs.keys()]));
   for (const [name, values] of obs) {
     const o = minmax(values);
     assert.deepEqual(every[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);
@@ -136,9 +142,9 @@ test('calibration gives every tensor the int8 exporters quantize a range, equal 
   const irRanges = tensorRanges(tf, ir, emptyMeta(), 'tflite', s.x);
   let compared = 0;
   for (const t of ir.tensors) {
-    // Constants, and intermediates inside one layer (`layer#op`, e.g. the logits before a softmax: the
-    // exporter calibrates those itself), have no layer output to calibrate.
-    if (t.data || t.layer.includes('#')) continue;
+    // Constants have no range to calibrate; of the intermediates inside one layer (`layer#op`) only the
+    // logits a softmax reads have one (the exporter calibrates any other itself).
+    if (t.data || (t.layer.includes('#') && t.layer !== logitsKey('classifier'))) continue;
     const r = ranges[t.layer];
     assert.ok(r, `no calibrated range for IR tensor '${t.layer}'`);
     const o = irRanges[t.id];
@@ -146,6 +152,11 @@ test('calibration gives every tensor the int8 exporters quantize a range, equal 
     assert.ok(Math.abs(r.min - Math.min(0, o.min)) <= tol && Math.abs(r.max - Math.max(0, o.max)) <= tol, `${t.layer}: [${r.min}, ${r.max}] vs IR [${o.min}, ${o.max}]`);
     compared++;
   }
+  assert.ok(ir.tensors.some((t) => t.layer === logitsKey('classifier')), 'the IR labels the logits as calibration keys them');
+  // The logits keep their full (minmax) range whatever the method, as the exporters keep decision tensors.
+  const pct = await calibrateActivations(tf, model, s, { method: 'percentile', percentile: 99, batchSize: 12 });
+  assert.deepEqual(pct[logitsKey('classifier')], ranges[logitsKey('classifier')]);
+  assert.ok(pct.gap.max < ranges.gap.max, 'percentile clips the other tensors');
   assert.ok(compared >= 8, `${compared} tensors`);
   model.dispose();
 });
@@ -241,7 +252,7 @@ test('calibration streams: every method gives the same ranges in batches of 7 as
   // In memory: every activation of the inference graph for all samples at once, min / max over them.
   const obs = observedSteps(tf, model, x);
   const streamed = await calibrateActivations(tf, model, s, { method: 'minmax', batchSize: 7 });
-  assert.deepEqual(Object.keys(streamed), [INPUT_KEY, ...obs.keys()]);
+  assert.deepEqual(Object.keys(streamed), withLogits([INPUT_KEY, ...obs.keys()]));
   for (const [name, values] of obs) {
     const o = minmax(values);
     assert.deepEqual(streamed[name], { min: Math.min(0, o.min), max: Math.max(0, o.max) }, name);

@@ -148,7 +148,17 @@ export async function calibrateActivations(
     // Pass 1: min / max, one loop over each output (tensor-stats.ts); a layer whose range follows from
     // its input's (derivedRanges) is not reduced, its range is derived after the pass.
     const derived = new Map([...derivedRanges(graph, wanted)].filter(([name, d]) => outputs.has(name) && (d.from === INPUT_KEY || outputs.has(d.from))));
+    const heads = softmaxHeads(graph, (k) => k === INPUT_KEY || outputs.has(k), wanted);
     await pass((key, t) => {
+      for (const h of heads.get(key) ?? []) {
+        let s = stats.get(h.key);
+        if (!s) stats.set(h.key, (s = newRangeStat()));
+        const logits = tf.tidy(() => (h.bias ? tf.add(tf.matMul(t as tfType.Tensor2D, h.kernel as tfType.Tensor2D), h.bias) : tf.matMul(t as tfType.Tensor2D, h.kernel as tfType.Tensor2D)));
+        const [min, max] = minMax(tf, logits);
+        logits.dispose();
+        if (min < s.min) s.min = min;
+        if (max > s.max) s.max = max;
+      }
       if (derived.has(key)) return;
       let s = stats.get(key);
       if (!s) stats.set(key, (s = newRangeStat()));
@@ -165,13 +175,58 @@ export async function calibrateActivations(
       await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
     }
     const out: Record<string, ActivationRange> = {};
-    // Keys in walk order (the input, then each step's), however their ranges were obtained.
-    const order = [INPUT_KEY, ...plan.outputLayers].filter((k) => stats.has(k));
-    for (const key of order) setOwn(out, key, rangeFromStat(stats.get(key)!, method, { percentile: opts.percentile, bits: opts.bits }));
+    const logitsOf = new Map([...heads.values()].flat().map((h) => [h.layer, h.key]));
+    // Keys in walk order (the input, then each step's, a softmax's logits before it), however obtained.
+    const order = [INPUT_KEY, ...plan.outputLayers.flatMap((k) => (logitsOf.has(k) ? [logitsOf.get(k)!, k] : [k]))].filter((k) => stats.has(k));
+    for (const key of order) {
+      // The logits decide the prediction: minmax whatever the method (as the exporters keep them, export/int8-prep.ts).
+      const rule = [...logitsOf.values()].includes(key) ? 'minmax' : method;
+      setOwn(out, key, rangeFromStat(stats.get(key)!, rule, { percentile: opts.percentile, bits: opts.bits }));
+    }
     return out;
   } finally {
     plan.dispose();
   }
+}
+
+/**
+ * The key of a Dense layer's logits (its matMul + bias, before its activation): the label the export IR
+ * gives that tensor (`<layer>#dense`, export/ir.ts), under which the exporters look its range up.
+ */
+export function logitsKey(layer: string): string {
+  return `${layer}#dense`;
+}
+
+interface SoftmaxHead {
+  layer: string;
+  key: string;
+  kernel: tfType.Tensor;
+  bias?: tfType.Tensor;
+}
+
+/**
+ * Dense layers with a softmax activation on a rank-2 input that the walk observes, by that input's key: their
+ * logits (input x kernel + bias, the tensor a softmax op reads in every exported graph) are computed from it
+ * during calibration, so an int8 export needs no calibration pass of its own for them. The weights are the
+ * layer's own variables (not to be disposed).
+ */
+function softmaxHeads(graph: ModelGraph, observed: (key: string) => boolean, wanted: Set<string> | null): Map<string, SoftmaxHead[]> {
+  const producer = new Map<number, string>(graph.inputs.map((i) => [i.id, INPUT_KEY]));
+  for (const st of graph.steps) if (st.outputIds.length === 1) producer.set(st.outputIds[0], st.layer.name);
+  const out = new Map<string, SoftmaxHead[]>();
+  for (const st of graph.steps) {
+    const layer = st.layer;
+    if (layer.getClassName() !== 'Dense' || (layer.getConfig() as { activation?: string }).activation !== 'softmax') continue;
+    if (wanted && !wanted.has(layer.name)) continue;
+    const from = st.inputIds.length === 1 ? producer.get(st.inputIds[0]) : undefined;
+    // inputShapes: one shape, or a list of one per input.
+    const shapes = (layer as unknown as { inboundNodes: Array<{ inputShapes: unknown }> }).inboundNodes[0]?.inputShapes;
+    const inShape = Array.isArray(shapes) && Array.isArray(shapes[0]) ? (shapes.length === 1 ? shapes[0] : undefined) : shapes;
+    if (from === undefined || !observed(from) || !Array.isArray(inShape) || inShape.length !== 2) continue;
+    const [kernel, bias] = layer.getWeights();
+    out.set(from, [...(out.get(from) ?? []), { layer: layer.name, key: logitsKey(layer.name), kernel, ...(bias ? { bias } : {}) }]);
+  }
+  return out;
 }
 
 /** A layer's output range as a function of its input's: exact for a monotone element-wise layer. */

@@ -66,7 +66,8 @@ interface LayerQuantSetting {
 export const quantizeStage = defineStage<QuantizeWith>({
   kind: 'quantize',
   // 2: calibration, activation fake-quant and per-layer errors on the inference graph (conv blocks fused).
-  version: '2',
+  // 3: a softmax classifier's logits calibrated too (logitsKey).
+  version: '3',
   description: 'quantize weights per layer (int-N linear, k-means sharing, float16), calibrate activations, optionally fine-tune on the grid',
   withSchema: quantizeWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),

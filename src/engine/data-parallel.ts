@@ -82,7 +82,9 @@ export type HelperMessage =
   | { type: 'error'; step?: number; message: string };
 
 /** Why a model cannot be trained data-parallel (the loop then runs one replica), or undefined. */
-export function dataParallelObstacle(model: tfType.LayersModel): string | undefined {
+export function dataParallelObstacle(tf: typeof tfType, model: tfType.LayersModel): string | undefined {
+  // tfjs-node runs TensorFlow's own thread pool over every core (and its addon is not meant for worker threads).
+  if (tf.getBackend() === 'tensorflow') return 'the tensorflow backend already uses every core';
   const notFloat = model.weights.find((w) => w.dtype !== 'float32');
   if (notFloat) return `weight ${notFloat.name} is ${notFloat.dtype}, not float32`;
   try {

@@ -280,7 +280,7 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
   let lr = baseLr;
   let group: DataParallelGroup | undefined;
   const wanted = Math.max(1, Math.floor(opts.workers ?? 1));
-  const singleReplicaReason = wanted > 1 ? dataParallelObstacle(model) : undefined;
+  const singleReplicaReason = wanted > 1 ? dataParallelObstacle(tf, model) : undefined;
   if (singleReplicaReason) opts.onNote?.(`training on one replica, not ${wanted}: ${singleReplicaReason}`);
 
   /**

@@ -29,6 +29,9 @@ export interface TrainBenchRow {
   compressAccuracy: number;
   /** compress on every core: data-parallel replicas (trainModel's `workers`), replica start included. */
   compressDpSeconds?: number;
+  /** Process CPU seconds (user + system, every thread) of the two compress runs. */
+  compressCpuSeconds?: number;
+  compressDpCpuSeconds?: number;
   compressDpAccuracy?: number;
   ratioDpAll?: number;
   torchAccuracy?: number;
@@ -39,6 +42,11 @@ const N_TRAIN = 8000, N_TEST = 2000, BATCH = 64, LR = 1e-3, SEED = 42;
 const PYTHON = process.env.COMPRESS_BENCH_PYTHON ?? '/usr/bin/python3';
 /** bench/torch_train.py, found from dist/bench/ or bench/. */
 const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'torch_train.py');
+
+const cpuSeconds = (since: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1e6;
+};
 
 export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'lenet-5']): Promise<{ backend: string; rows: TrainBenchRow[] }> {
   const { tf, backend } = await initEngine('auto');
@@ -54,17 +62,21 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
   try {
     for (const name of models) {
       const model = buildModel(tf, name, { inputShape: train.sampleShape, numClasses: train.numClasses, seed: SEED });
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       await trainModel(tf, model, train, { epochs: 1, batchSize: BATCH, seed: SEED, optimizer: { name: 'adam', learningRate: LR } });
       const compressSeconds = (performance.now() - t0) / 1000;
+      const compressCpuSeconds = cpuSeconds(c0);
       const compressAccuracy = evaluateModel(tf, model, test).accuracy;
       model.dispose();
-      const row: TrainBenchRow = { model: name, compressSeconds, compressAccuracy };
+      const row: TrainBenchRow = { model: name, compressSeconds, compressAccuracy, compressCpuSeconds };
       if (availableParallelism() > 1) {
         const dp = buildModel(tf, name, { inputShape: train.sampleShape, numClasses: train.numClasses, seed: SEED });
+        const c1 = process.cpuUsage();
         const t1 = performance.now();
         await trainModel(tf, dp, train, { epochs: 1, batchSize: BATCH, seed: SEED, optimizer: { name: 'adam', learningRate: LR }, workers: Math.min(availableParallelism(), MAX_TRAIN_WORKERS) });
         row.compressDpSeconds = (performance.now() - t1) / 1000;
+        row.compressDpCpuSeconds = cpuSeconds(c1);
         row.compressDpAccuracy = evaluateModel(tf, dp, test).accuracy;
         dp.dispose();
       }
@@ -95,7 +107,7 @@ export async function benchTrain(models: BuiltinModel[] = ['lenet-300-100', 'len
 export function formatTrainBench(backend: string, rows: TrainBenchRow[]): string {
   const cores = availableParallelism();
   const w = Math.min(cores, MAX_TRAIN_WORKERS);
-  const head = ['model', `compress s (${backend})`, `compress s (${w} replicas)`, 'torch s (1 thread)', 'compress/torch', `torch s (${cores} threads)`, `compress/torch ${cores}t`, `compress ${w} replicas/torch ${cores}t`, 'compress acc', `compress acc (${w} replicas)`, 'torch acc'];
+  const head = ['model', `compress s (${backend})`, `compress s (${w} replicas)`, 'torch s (1 thread)', 'compress/torch', `torch s (${cores} threads)`, `compress/torch ${cores}t`, `compress ${w} replicas/torch ${cores}t`, 'compress CPU s', `compress CPU s (${w} replicas)`, 'compress acc', `compress acc (${w} replicas)`, 'torch acc'];
   const body = rows.map((r) => [
     r.model,
     r.compressSeconds.toFixed(2),
@@ -105,6 +117,8 @@ export function formatTrainBench(backend: string, rows: TrainBenchRow[]): string
     r.torchAllSeconds?.toFixed(2) ?? 'n/a',
     r.ratioAll?.toFixed(2) ?? 'n/a',
     r.ratioDpAll?.toFixed(2) ?? 'n/a',
+    r.compressCpuSeconds?.toFixed(2) ?? 'n/a',
+    r.compressDpCpuSeconds?.toFixed(2) ?? 'n/a',
     r.compressAccuracy.toFixed(4),
     r.compressDpAccuracy?.toFixed(4) ?? 'n/a',
     r.torchAccuracy?.toFixed(4) ?? 'n/a',

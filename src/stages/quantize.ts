@@ -74,6 +74,9 @@ export const quantizeStage = defineStage<QuantizeWith>({
   producesModel: true,
   metrics: ['accuracy', 'floatAccuracy', 'accuracyDrop', 'int8Accuracy', 'meanBits', 'loss'],
   needsModels: [1, 1],
+  check(w) {
+    return bitRangeProblems(w);
+  },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { trainModel, evaluateModel } = await import('../engine/train.js');
@@ -203,9 +206,30 @@ function sizeOf(model: tfType.LayersModel, layer: string): number {
   return v ? (v.shape as number[]).reduce((a, b) => a * b, 1) : 0;
 }
 
-/** Runs `f` with one layer quantized, restoring its float kernel afterwards. */
 /** The widths each method takes: linear int-N 2..8, k-means 1..16 (up to 2^16 shared values). */
 const BIT_RANGE: Record<'linear' | 'kmeans', readonly [number, number]> = { linear: [2, 8], kmeans: [1, 16] };
+
+/**
+ * `validate` and the start of `run`: a width outside its method's range (`default`, or a `layers` entry
+ * with the method and bits it inherits from `default`), reported where the recipe sets the bits.
+ */
+export function bitRangeProblems(w: QuantizeWith): Array<{ path: Array<string | number>; message: string }> {
+  const base = (w.default ?? {}) as Partial<LayerQuantSetting>;
+  const problem = (path: Array<string | number>, s: Partial<LayerQuantSetting>) => {
+    const method = s.method ?? 'linear';
+    if (method === 'float16' || typeof s.bits !== 'number') return [];
+    const [lo, hi] = BIT_RANGE[method];
+    if (s.bits >= lo && s.bits <= hi) return [];
+    return [{ path, message: `${method} quantization takes ${lo}..${hi} bits (got ${s.bits})${method === 'linear' ? '; use method: kmeans for other widths' : ''}` }];
+  };
+  const out = problem(['with', 'default', 'bits'], base);
+  (w.layers ?? []).forEach((l, i) => {
+    const own = l as Partial<LayerQuantSetting>;
+    if (own.bits === undefined && own.method === undefined) return;
+    out.push(...problem(['with', 'layers', i, own.bits !== undefined ? 'bits' : 'method'], { method: own.method ?? base.method, bits: own.bits ?? base.bits }));
+  });
+  return out;
+}
 
 /**
  * `bits: auto`: each layer gets the narrowest width (from its method's range) whose accuracy drop, that

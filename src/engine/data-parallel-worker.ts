@@ -7,7 +7,7 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine, type BackendName } from './backend.js';
-import { batchLoss } from './train.js';
+import { shardGradients, type Teacher } from './train.js';
 import { valuesOf, type HelperInit, type HelperMessage, type HelperStep } from './data-parallel.js';
 
 const size = (shape: number[]) => shape.reduce((a, d) => a * d, 1);
@@ -47,7 +47,7 @@ class Replica {
     private readonly tf: typeof tfType,
     private readonly init: HelperInit,
     private readonly model: tfType.LayersModel,
-    private readonly teacher: { model: tfType.LayersModel; temperature: number; alpha: number } | undefined,
+    private readonly teacher: Teacher | undefined,
   ) {
     this.weights = new Float32Array(init.weights);
     this.grads = new Float32Array(init.grads);
@@ -64,7 +64,7 @@ class Replica {
       model.dispose();
       throw new Error(`the rebuilt model's weights (${shapes.join(',')}) do not match replica 0's`);
     }
-    let teacher: { model: tfType.LayersModel; temperature: number; alpha: number } | undefined;
+    let teacher: Teacher | undefined;
     if (init.teacher) {
       const t = await rebuild(tf, init.teacher.topology);
       loadWeights(tf, t, init.teacher.weights);
@@ -89,23 +89,13 @@ class Replica {
     const [lossT, correctT] = tf.tidy(() => {
       const n = m.labels.length;
       const xb = tf.tensor(this.inputs.subarray(0, n * size(init.sampleShape)), [n, ...init.sampleShape]);
-      const yi = tf.tensor1d(m.labels, 'int32');
-      const yb = tf.oneHot(yi, init.numClasses);
-      const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
-      let correct: tfType.Tensor | undefined;
-      const f = (): tfType.Scalar => {
-        const probs = model.apply(xb, { training: true }) as tfType.Tensor;
-        correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
-        const loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
-        return tf.mul(loss, m.scale);
-      };
-      const { value, grads: g } = tf.variableGrads(f, vars);
+      const { value, grads: g, correct } = shardGradients(tf, model, vars, xb, m.labels, init.numClasses, { teacher, scale: m.scale });
       vars.forEach((v, k) => {
         const gk = g[v.name];
         if (gk) grads.set(valuesOf(tf, gk), this.offsets[k]);
         else grads.fill(0, this.offsets[k], this.offsets[k] + v.size);
       });
-      return [value, correct!];
+      return [value, correct];
     });
     const out = { loss: lossT.dataSync()[0], correct: correctT.dataSync()[0] };
     tf.dispose([lossT, correctT]);

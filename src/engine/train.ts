@@ -40,7 +40,7 @@ export interface TrainHooks {
    * Knowledge distillation. Both models output softmax probabilities; logits are their logs.
    * loss = alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(labels, s).
    */
-  teacher?: { model: tfType.LayersModel; temperature: number; alpha: number };
+  teacher?: Teacher;
 }
 
 export interface TrainProgress {
@@ -146,11 +146,47 @@ function setLearningRate(opt: StepOptimizer, lr: number): void {
   else o.learningRate = lr;
 }
 
+/** A distillation teacher: its softmax outputs mixed into the loss at `temperature`, weight `alpha`. */
+export interface Teacher {
+  model: tfType.LayersModel;
+  temperature: number;
+  alpha: number;
+}
+
 /**
- * The loss of one batch (or one data-parallel shard): cross-entropy of the softmax outputs, mixed with the
- * distillation term when a teacher's probabilities are given.
+ * One batch's (or one data-parallel shard's) gradients with respect to `vars`: of `scale` x the loss
+ * (cross-entropy of the softmax outputs, mixed with the distillation term when a teacher is given) plus
+ * `extraLoss` once, with the loss value and the count of correct predictions. Inside the caller's tidy.
+ * The training loop (replica 0) and the data-parallel helper replicas both take their gradients here.
  */
-export function batchLoss(tf: typeof tfType, probs: tfType.Tensor, oneHot: tfType.Tensor, teacher?: { probs: tfType.Tensor; temperature: number; alpha: number }): tfType.Scalar {
+export function shardGradients(
+  tf: typeof tfType,
+  model: tfType.LayersModel,
+  vars: tfType.Variable[],
+  xb: tfType.Tensor,
+  labels: Int32Array,
+  numClasses: number,
+  opts: { teacher?: Teacher; scale: number; extraLoss?: () => tfType.Scalar },
+): { value: tfType.Scalar; grads: Record<string, tfType.Tensor>; correct: tfType.Tensor } {
+  const yi = tf.tensor1d(labels, 'int32');
+  const yb = tf.oneHot(yi, numClasses);
+  const { teacher } = opts;
+  const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
+  let correct: tfType.Tensor | undefined;
+  const f = (): tfType.Scalar => {
+    const probs = model.apply(xb, { training: true }) as tfType.Tensor;
+    correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
+    let loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
+    if (opts.scale !== 1) loss = tf.mul(loss, opts.scale);
+    if (opts.extraLoss) loss = tf.add(loss, opts.extraLoss());
+    return loss;
+  };
+  const { value, grads } = tf.variableGrads(f, vars);
+  return { value, grads: grads as Record<string, tfType.Tensor>, correct: correct! };
+}
+
+/** Cross-entropy of the softmax outputs, mixed with the distillation term when a teacher's probabilities are given. */
+function batchLoss(tf: typeof tfType, probs: tfType.Tensor, oneHot: tfType.Tensor, teacher?: { probs: tfType.Tensor; temperature: number; alpha: number }): tfType.Scalar {
   let loss = crossEntropy(tf, probs, oneHot);
   if (teacher) {
     const T = teacher.temperature;
@@ -287,23 +323,8 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
    * This replica's gradients of `scale` times the mean loss over `idx` (plus the extra loss term, once),
    * its loss value and the count of correct predictions; inside the caller's tidy.
    */
-  const localGradients = (idx: ArrayLike<number>, labels: Int32Array, scale: number) => {
-    const xb = b.x(idx);
-    const yb = tf.oneHot(tf.tensor1d(labels, 'int32'), train.numClasses);
-    const yi = tf.tensor1d(labels, 'int32');
-    const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
-    let correct: tfType.Tensor | undefined;
-    const f = (): tfType.Scalar => {
-      const probs = model.apply(xb, { training: true }) as tfType.Tensor;
-      correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
-      let loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
-      if (scale !== 1) loss = tf.mul(loss, scale);
-      if (hooks.extraLoss) loss = tf.add(loss, hooks.extraLoss());
-      return loss;
-    };
-    const { value, grads } = tf.variableGrads(f, vars);
-    return { value, grads: grads as Record<string, tfType.Tensor>, correct: correct! };
-  };
+  const localGradients = (idx: ArrayLike<number>, labels: Int32Array, scale: number) =>
+    shardGradients(tf, model, vars, b.x(idx), labels, train.numClasses, { teacher, scale, extraLoss: hooks.extraLoss });
   /** Weight decay, the gradient hook and the optimizer step on the (summed) gradients; inside a tidy. */
   const applyStep = ({ value, grads, correct }: { value: tfType.Scalar; grads: Record<string, tfType.Tensor>; correct: tfType.Tensor }): [tfType.Tensor, tfType.Tensor] => {
     let g = grads;

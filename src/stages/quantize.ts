@@ -36,7 +36,11 @@ export const quantizeWithSchema = {
       type: 'object',
       description: 'activation calibration for full-integer exports',
       properties: {
-        calibrate: { type: 'boolean', default: true },
+        calibrate: {
+          type: 'boolean',
+          description:
+            'record int8 activation ranges (and the full-integer accuracy estimate); default: true when a layer is quantized linear int-N, false when every layer is k-means or float16 (an int8 export of such a model calibrates itself on its calibrationSamples)',
+        },
         method: { enum: CALIBRATION_METHODS, default: 'minmax' },
         percentile: { type: 'number', exclusiveMinimum: 50, maximum: 100 },
         samples: { type: 'integer', minimum: 1, default: 512 },
@@ -67,7 +71,8 @@ export const quantizeStage = defineStage<QuantizeWith>({
   kind: 'quantize',
   // 2: calibration, activation fake-quant and per-layer errors on the inference graph (conv blocks fused).
   // 3: a softmax classifier's logits calibrated too (logitsKey).
-  version: '3',
+  // 4: activations calibrated by default only when a layer is linear int-N (k-means / float16 models: on request).
+  version: '4',
   description: 'quantize weights per layer (int-N linear, k-means sharing, float16), calibrate activations, optionally fine-tune on the grid',
   withSchema: quantizeWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),
@@ -133,17 +138,22 @@ export const quantizeStage = defineStage<QuantizeWith>({
 
     const act: Partial<NonNullable<QuantizeWith["activations"]>> = w.activations ?? {};
     meta.weightQuant = { ...meta.weightQuant, ...weightQuant };
-    if (act.calibrate ?? true) {
+    const calibrate = act.calibrate ?? calibratesByDefault(policy);
+    if (calibrate) {
       ctx.progress({ message: `calibrating activations (${act.method ?? 'minmax'})` });
       // The first samples of the train split, as a view (no copy).
       const k = Math.min(train.n, act.samples ?? 512);
       const calib = { x: train.x.subarray(0, k * sampleSize(train)), n: k, sampleShape: train.sampleShape };
       meta.activationRanges = await calibrateActivations(tf, model, calib, { method: act.method ?? 'minmax', percentile: act.percentile });
+    } else {
+      // The weights changed: ranges an upstream stage calibrated no longer hold; an int8 export calibrates itself.
+      meta.activationRanges = {};
+      ctx.log(`activations not calibrated (${act.calibrate === false ? 'activations.calibrate: false' : 'no layer is linear int-N'}): no int8Accuracy; an int8 export of this model calibrates on its own calibrationSamples`);
     }
     // One pass over the test split, float and quantized models side by side: per-layer errors, the
     // float accuracy and (with calibrated ranges) the full-integer accuracy estimate.
     ctx.progress({ message: 'measuring per-layer error and accuracy' });
-    const withActivations = act.calibrate !== false;
+    const withActivations = calibrate;
     let floatHits = 0;
     let candHits = 0;
     const hits = (t: tfType.Tensor, start: number) => {
@@ -193,6 +203,15 @@ export const quantizeStage = defineStage<QuantizeWith>({
     return { metrics };
   },
 });
+
+/**
+ * `activations.calibrate` when the recipe does not say: int8 activation ranges are for full-integer exports,
+ * so a stage calibrates when some layer gets a linear int-N grid; a k-means or float16 model's int8 export
+ * calibrates itself (export `calibrationSamples`), so its quantize stage spends no inference passes on it.
+ */
+export function calibratesByDefault(policy: Record<string, WeightQuantSpec>): boolean {
+  return Object.values(policy).some((p) => p.method === 'linear');
+}
 
 /** Samples of the test split the per-layer error report accumulates over (accuracies use every sample). */
 export const ERROR_REPORT_SAMPLES = 256;

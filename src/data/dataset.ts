@@ -37,6 +37,22 @@ export function sampleSize(d: Pick<Dataset, 'sampleShape'>): number {
   return d.sampleShape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * The same splits with their samples and labels copied into SharedArrayBuffers, so worker threads of
+ * one process can read one copy (structured clone shares such memory instead of copying it). Readers
+ * must not write to them: every consumer here copies or views (subset, fitDataToModel, batches).
+ */
+export function sharedSplits(s: Splits): Splits {
+  const share = <T extends Float32Array | Int32Array>(a: T, make: (b: SharedArrayBuffer) => T): T => {
+    if (a.buffer instanceof SharedArrayBuffer) return a;
+    const out = make(new SharedArrayBuffer(a.byteLength));
+    out.set(a);
+    return out;
+  };
+  const one = (d: Dataset): Dataset => ({ ...d, x: share(d.x, (b) => new Float32Array(b)), y: share(d.y, (b) => new Int32Array(b)) });
+  return { train: one(s.train), validation: one(s.validation), test: one(s.test) };
+}
+
 /** Rows `indices` of `d`, copied. */
 export function subset(d: Dataset, indices: ArrayLike<number>): Dataset {
   const s = sampleSize(d);

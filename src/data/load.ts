@@ -239,6 +239,23 @@ export async function loadSplits(spec: DataSpec, recipeDir: string, recipeSeed: 
   return sourceOf(spec).load(spec, recipeDir, spec.seed ?? recipeSeed);
 }
 
+/**
+ * What a loaded dataset depends on, as a string: its spec, seed, the recipe directory and each of its
+ * files' path, size and modification time; undefined when a file cannot be stat'ed (loading will say why).
+ * Within one process equal identities load equal splits, so stage workers share one copy.
+ */
+export function datasetIdentity(spec: DataSpec, recipeDir: string, recipeSeed: number): string | undefined {
+  try {
+    const files = dataFiles(spec, recipeDir).map((f) => {
+      const st = statSync(f);
+      return [f, st.size, st.mtimeMs];
+    });
+    return JSON.stringify([spec, spec.seed ?? recipeSeed, recipeDir, files]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Files whose content the dataset depends on: their digests go into cache keys. */
 export function dataFiles(spec: DataSpec, recipeDir: string): string[] {
   return sourceOf(spec).files(spec, recipeDir);

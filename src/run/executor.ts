@@ -1,6 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import type { ResolvedStage } from '../recipe/load.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
+import type { Splits } from '../data/dataset.js';
+import { datasetIdentity } from '../data/load.js';
 
 /** A stage went over its `timeout` or `memoryMb` budget and was stopped. */
 export class BudgetError extends Error {
@@ -22,12 +24,27 @@ export interface StageExecutor {
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
-/** Each stage in its own worker thread, with its time and memory budgets enforced. */
+/**
+ * Each stage in its own worker thread, with its time and memory budgets enforced. A dataset is read
+ * and split once per process: the first worker that loads it hands it back in shared memory, and the
+ * stages after it get that copy (by dataset identity: spec, seed, files' size and mtime).
+ */
 export class WorkerThreadExecutor implements StageExecutor {
   private readonly active = new Set<Worker>();
+  private readonly data = new Map<string, Splits>();
 
   execute(job: WorkerJob, stage: ResolvedStage, onMessage: (m: WorkerMessage) => void): Promise<Record<string, unknown>> {
-    return runInWorker(job, stage, onMessage, this.active);
+    const ids = new Map(Object.entries(job.data).map(([name, spec]) => [name, datasetIdentity(spec, job.workspace, job.seed)]));
+    const sharedData: Record<string, Splits> = {};
+    for (const [name, id] of ids) {
+      const splits = id !== undefined ? this.data.get(id) : undefined;
+      if (splits) sharedData[name] = splits;
+    }
+    const keep = (name: string, splits: Splits) => {
+      const id = ids.get(name);
+      if (id !== undefined && !this.data.has(id)) this.data.set(id, splits);
+    };
+    return runInWorker({ ...job, sharedData }, stage, onMessage, this.active, keep);
   }
 
   /** Asks every running worker to stop, and terminates those still running 200 ms later. */
@@ -39,7 +56,13 @@ export class WorkerThreadExecutor implements StageExecutor {
   }
 }
 
-function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: WorkerMessage) => void, active: Set<Worker>): Promise<Record<string, unknown>> {
+function runInWorker(
+  job: WorkerJob,
+  stage: ResolvedStage,
+  onMessage: (m: WorkerMessage) => void,
+  active: Set<Worker>,
+  keepData: (name: string, splits: Splits) => void,
+): Promise<Record<string, unknown>> {
   return new Promise((resolvePromise, reject) => {
     const worker = new Worker(WORKER_URL, {
       workerData: job,
@@ -74,7 +97,8 @@ function runInWorker(job: WorkerJob, stage: ResolvedStage, onMessage: (m: Worker
         if (m.bytes > budgetBytes) {
           finish(() => reject(new BudgetError(`stage '${stage.id}' exceeded its memory budget of ${stage.memoryMb} MB (memoryMb; it used ${Math.round(m.bytes / 1048576)} MB of JS heap, array buffers and wasm memory) and was stopped`)));
         }
-      } else if (m.type === 'done') finish(() => resolvePromise(m.metrics));
+      } else if (m.type === 'data') keepData(m.name, m.splits);
+      else if (m.type === 'done') finish(() => resolvePromise(m.metrics));
       else if (m.type === 'error') {
         const err: NodeJS.ErrnoException = new Error(m.message);
         err.name = m.name;

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadSplits } from '../data/load.js';
-import type { Splits } from '../data/dataset.js';
+import { sharedSplits, type Splits } from '../data/dataset.js';
 import type { DataSpec } from '../recipe/schema.js';
 import { stageKind } from '../stages/registry.js';
 import { writeCheckpoint } from '../cache/fsutil.js';
@@ -31,12 +31,16 @@ export interface WorkerJob {
   /** The stage key and its upstreams' keys (a queue executor sends these to a worker machine). */
   key?: string;
   upstreamKeys?: Record<string, string>;
+  /** Datasets another stage of this process already loaded, in shared memory (executor.ts). */
+  sharedData?: Record<string, Splits>;
 }
 
 export type WorkerMessage =
   | { type: 'progress'; message: string; fraction?: number }
   | { type: 'log'; message: string }
   | { type: 'done'; metrics: Record<string, unknown> }
+  /** A dataset this worker loaded, in shared memory, for the stages after it (not forwarded to the runner). */
+  | { type: 'data'; name: string; splits: Splits }
   /**
    * Peak footprint so far: this isolate's JS heap plus its external memory (array buffers, wasm memory);
    * and the CPU seconds this worker thread has used (Linux; absent elsewhere).
@@ -102,7 +106,17 @@ async function main(job: WorkerJob): Promise<void> {
       if (!dataCache.has(name)) {
         const spec = job.data[name];
         if (!spec) throw new Error(`unknown dataset '${name}'`);
-        dataCache.set(name, loadSplits(spec, job.workspace, job.seed));
+        const shared = job.sharedData?.[name];
+        dataCache.set(
+          name,
+          shared
+            ? Promise.resolve(shared)
+            : loadSplits(spec, job.workspace, job.seed).then((loaded) => {
+                const splits = sharedSplits(loaded);
+                post({ type: 'data', name, splits });
+                return splits;
+              }),
+        );
       }
       return dataCache.get(name)!;
     },

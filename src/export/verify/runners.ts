@@ -115,7 +115,9 @@ export async function onnxRunner(bytes: Uint8Array, optimizedModelFilePath?: str
     runtime: `onnxruntime-node@${ortVersion()}`,
     batched: true,
     async run(x, n, shape) {
-      const res = await session.run({ [inName]: new ort.Tensor('float32', x, [n, ...shape]) });
+      // onnxruntime-node refuses a SharedArrayBuffer's view ('Invalid argument'): the run's datasets are shared between stage workers.
+      const input = x.buffer instanceof SharedArrayBuffer ? x.slice() : x;
+      const res = await session.run({ [inName]: new ort.Tensor('float32', input, [n, ...shape]) });
       return Float32Array.from(res[outName].data as Float32Array);
     },
     dispose() {

@@ -5,6 +5,7 @@ import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
 import { FusedAdam } from './optimizers.js';
+import { withFusedActivations } from './fused-activations.js';
 import { DataParallelGroup, dataParallelObstacle, shardIndices, type DataParallelFault } from './data-parallel.js';
 import type { EarlyStoppingBlock, LrScheduleBlock, OptimizerBlock } from '../stages/common-schema.js';
 
@@ -174,7 +175,7 @@ export function shardGradients(
   const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
   let correct: tfType.Tensor | undefined;
   const f = (): tfType.Scalar => {
-    const probs = model.apply(xb, { training: true }) as tfType.Tensor;
+    const probs = withFusedActivations(model, () => model.apply(xb, { training: true }) as tfType.Tensor);
     correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
     let loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
     if (opts.scale !== 1) loss = tf.mul(loss, opts.scale);

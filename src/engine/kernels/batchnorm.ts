@@ -1,11 +1,14 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
+import { activated, activeFusion, FUSABLE_ACTIVATIONS } from '../fused-activations.js';
 import { f32, ptr, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 /** The kernel compress registers for batch norm's training gradient on wasm: [dx, dgamma, dbeta]. */
 export const BN_GRAD_KERNEL = 'CompressBatchNormGrad';
 /** ... and for the batch's statistics over every axis but the last: [mean, variance]. */
 export const BN_MOMENTS_KERNEL = 'CompressMoments';
+/** ... and for its forward with the activation that follows fused in (attr activationMax: clamp to [0, max]). */
+export const BN_ACT_KERNEL = 'CompressBatchNormAct';
 
 /** Below this many elements tfjs's composed gradient is as fast. */
 const MIN_ELEMENTS = 1 << 12;
@@ -22,8 +25,10 @@ const MIN_ELEMENTS = 1 << 12;
 export function makeBatchNormKernels() {
   function batchNormGrad({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo[] {
     const backend = b as WasmBackend;
-    const { dy, x, mean, variance, gamma } = inputs;
+    const { dy, x, mean, variance, gamma, beta } = inputs;
     const eps = attrs.varianceEpsilon as number;
+    // With an activation fused into the forward (BN_ACT_KERNEL), dy is its output's gradient: masked here.
+    const hi = attrs.activationMax as number | undefined;
     const simd = simdKernels(backend);
     const C = x.shape[x.shape.length - 1];
     const M = x.shape.reduce((a, d) => a * d, 1) / C;
@@ -37,7 +42,9 @@ export function makeBatchNormKernels() {
       const iv = f32(backend, invstd), vv = f32(backend, variance);
       for (let c = 0; c < C; c++) iv[c] = 1 / Math.sqrt(vv[c] + eps);
     }
-    simd.bn_grad_sums(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, invstd), ptr(backend, acc), M, C);
+    const scale = hi === undefined ? undefined : scaleAndOffset(backend, variance, gamma, beta, eps);
+    if (scale) simd.bn_act_grad_sums(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, invstd), ptr(backend, scale[0]), ptr(backend, scale[1]), hi!, ptr(backend, acc), M, C);
+    else simd.bn_grad_sums(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, invstd), ptr(backend, acc), M, C);
     {
       const a = f32(backend, acc);
       const sums = new Float64Array(a.buffer, a.byteOffset, 2 * C);
@@ -52,9 +59,33 @@ export function makeBatchNormKernels() {
         kv[c] = (-s * sdy) / M;
       }
     }
-    simd.bn_grad_dx(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, p), ptr(backend, q), ptr(backend, k), ptr(backend, dx), M, C);
+    if (scale) {
+      simd.bn_act_grad_dx(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, p), ptr(backend, q), ptr(backend, k),
+        ptr(backend, scale[0]), ptr(backend, scale[1]), hi!, ptr(backend, dx), M, C);
+      for (const t of scale) backend.disposeData(t.dataId);
+    } else simd.bn_grad_dx(ptr(backend, dy), ptr(backend, x), ptr(backend, mean), ptr(backend, p), ptr(backend, q), ptr(backend, k), ptr(backend, dx), M, C);
     for (const t of [invstd, acc, p, q, k]) backend.disposeData(t.dataId);
     return [dx, dgamma, dbeta];
+  }
+
+  /**
+   * Batch norm's forward over the last axis, C % 4 == 0, clamped to [0, activationMax] (a ReLU or ReLU6
+   * that follows it, fused in: one pass instead of three). Its input z = (x - mean) * a + offset is
+   * computed as FusedBatchNorm's SIMD path computes it (./elementwise.ts), and recomputed so by the
+   * masked gradient, so the mask is the one the unfused ReLU and ClipByValue gradients would apply.
+   */
+  function batchNormAct({ inputs, backend: b, attrs = {} }: KernelArgs): tfType.TensorInfo {
+    const backend = b as WasmBackend;
+    const { x, mean, variance, gamma, beta } = inputs;
+    const simd = simdKernels(backend);
+    const C = x.shape[x.shape.length - 1];
+    if (!simd || C % 4 !== 0) throw new Error(`${BN_ACT_KERNEL} needs the SIMD kernels and channels % 4 == 0`);
+    const [a, off] = scaleAndOffset(backend, variance, gamma, beta, attrs.varianceEpsilon as number);
+    const out = backend.makeOutput(x.shape, 'float32');
+    simd.batch_norm_act(ptr(backend, x), ptr(backend, mean), ptr(backend, a), ptr(backend, off), ptr(backend, out), x.shape.reduce((p, d) => p * d, 1) / C, C, 0, attrs.activationMax as number);
+    backend.disposeData(a.dataId);
+    backend.disposeData(off.dataId);
+    return out;
   }
   /**
    * Mean and (biased) variance over every axis but the last, C % 4 == 0: two SIMD passes with float64
@@ -86,7 +117,19 @@ export function makeBatchNormKernels() {
     return [mean, variance];
   }
 
-  return { batchNormGrad: batchNormGrad as unknown as KernelImpl, moments: moments as unknown as KernelImpl };
+  return { batchNormGrad: batchNormGrad as unknown as KernelImpl, moments: moments as unknown as KernelImpl, batchNormAct: batchNormAct as KernelImpl };
+}
+
+/** Per channel a = gamma / sqrt(variance + eps) and the offset beta, as FusedBatchNorm's SIMD path computes them. */
+function scaleAndOffset(backend: WasmBackend, variance: tfType.TensorInfo, gamma: tfType.TensorInfo, beta: tfType.TensorInfo, eps: number): [tfType.TensorInfo, tfType.TensorInfo] {
+  const C = variance.shape[variance.shape.length - 1];
+  const a = backend.makeOutput([C], 'float32'), off = backend.makeOutput([C], 'float32');
+  const av = f32(backend, a), ov = f32(backend, off), vv = f32(backend, variance), gv = f32(backend, gamma), bv = f32(backend, beta);
+  for (let c = 0; c < C; c++) {
+    av[c] = gv[c] / Math.sqrt(vv[c] + eps);
+    ov[c] = bv[c];
+  }
+  return [a, off];
 }
 
 interface BatchNormLayer {
@@ -108,8 +151,9 @@ let patched = false;
 /**
  * Training-mode BatchNormalization layers (last axis, scale and centre, float32, channels % 4 == 0)
  * run on wasm with the SIMD kernels as: the batch moments (BN_MOMENTS_KERNEL), tfjs's batchNorm
- * forward, and a custom gradient that is BN_GRAD_KERNEL; the moving mean and variance are updated as
- * tfjs-layers updates them. Outputs, gradients and moving statistics equal tfjs-layers' within
+ * forward (or BN_ACT_KERNEL with the activation after it fused, see withFusedActivations), and a
+ * custom gradient that is BN_GRAD_KERNEL; the moving mean and variance are updated as tfjs-layers
+ * updates them, in one pass each. Outputs, gradients and moving statistics equal tfjs-layers' within
  * float32 rounding (tested against the cpu backend). Inference, other backends and other layouts run
  * tfjs-layers' own call. Idempotent.
  */
@@ -127,30 +171,60 @@ export function installBatchNormTraining(tf: typeof tfType): void {
       this.scale && this.center && x.dtype === 'float32' && x.rank >= 2 && C % 4 === 0 && x.size >= MIN_ELEMENTS &&
       tf.getBackend() === 'wasm' && simdKernels() !== undefined;
     if (!fast) return original.call(this, inputs, kwargs);
-    return tf.tidy(() => {
+    const max = activeFusion(this);
+    const act = max === undefined ? {} : { activationMax: max };
+    const y = tf.tidy(() => {
       const eps = this.epsilon;
       // Not on the path to any loss (only the moving averages read them): the tape skips them.
       const [mean, variance] = tf.engine().runKernel(BN_MOMENTS_KERNEL, { x }) as tfType.Tensor[];
       const normalize = tf.customGrad((xi, gamma, beta, save) => {
-        const y = tf.batchNorm(xi as tfType.Tensor, mean, variance, beta as tfType.Tensor, gamma as tfType.Tensor, eps);
-        (save as tfType.GradSaveFunc)([xi as tfType.Tensor, mean, variance, gamma as tfType.Tensor]);
+        const [g, b] = [gamma as tfType.Tensor, beta as tfType.Tensor];
+        const value = max === undefined
+          ? tf.batchNorm(xi as tfType.Tensor, mean, variance, b, g, eps)
+          : (tf.engine().runKernel(BN_ACT_KERNEL, { x: xi as tfType.Tensor, mean, variance, gamma: g, beta: b }, { varianceEpsilon: eps, ...act } as unknown as tfType.NamedAttrMap) as tfType.Tensor);
+        (save as tfType.GradSaveFunc)([xi as tfType.Tensor, mean, variance, g, b]);
         return {
-          value: y,
+          value,
           gradFunc: (dy: tfType.Tensor, saved: tfType.Tensor[]) => {
-            const [sx, sm, sv, sg] = saved;
-            return tf.engine().runKernel(BN_GRAD_KERNEL, { dy, x: sx, mean: sm, variance: sv, gamma: sg }, { varianceEpsilon: eps } as unknown as tfType.NamedAttrMap) as tfType.Tensor[];
+            const [sx, sm, sv, sg, sb] = saved;
+            return tf.engine().runKernel(BN_GRAD_KERNEL, { dy, x: sx, mean: sm, variance: sv, gamma: sg, beta: sb }, { varianceEpsilon: eps, ...act } as unknown as tfType.NamedAttrMap) as tfType.Tensor[];
           },
         };
       });
-      const y = normalize(x, this.gamma.read(), this.beta.read());
-      // tfjs-layers' moving average: v - (v - value) * (1 - momentum)
-      for (const [v, value] of [[this.movingMean, mean], [this.movingVariance, variance]] as const) {
-        tf.tidy(() => {
-          const orig = v.read();
-          v.write(tf.sub(orig, tf.mul(tf.sub(orig, value), 1 - this.momentum)));
-        });
-      }
-      return y;
+      const out = normalize(x, this.gamma.read(), this.beta.read());
+      updateMovingAverage(tf, this.movingMean, mean, this.momentum);
+      updateMovingAverage(tf, this.movingVariance, variance, this.momentum);
+      return out;
     });
+    if (max !== undefined) activated.set(y, max);
+    return y;
   };
+  // The activation layers a batch norm may have applied already (FUSABLE_ACTIVATIONS) pass such an input through.
+  const relu = Object.getPrototypeOf(tf.layers.reLU({})) as { call: (this: unknown, inputs: tfType.Tensor | tfType.Tensor[], kwargs: unknown) => tfType.Tensor };
+  const reluCall = relu.call;
+  relu.call = function (inputs, kwargs) {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    const done = activated.get(x);
+    // A reshape to its own shape: no copy, and its gradient passes dy on without one (returned as is,
+    // the layer would clone it: Identity, whose gradient is a Cast that copies).
+    if (done !== undefined && done === FUSABLE_ACTIVATIONS.ReLU(this)) return tf.reshape(x, x.shape);
+    return reluCall.call(this, inputs, kwargs);
+  };
+}
+
+/**
+ * tfjs-layers' moving average v - (v - value) * (1 - momentum) in one pass on the wasm heap, each
+ * operation rounded to float32 as its three kernels round it (so the same values): 4 kernels and
+ * their engine overhead per statistic per layer before (MobileNetV2: 208 Sub, 104 Multiply a step).
+ */
+function updateMovingAverage(tf: typeof tfType, v: { read(): tfType.Tensor; write(t: tfType.Tensor): void }, value: tfType.Tensor, momentum: number): void {
+  const backend = tf.backend() as unknown as WasmBackend;
+  const orig = v.read();
+  const info = backend.makeOutput(orig.shape, 'float32');
+  const o = f32(backend, info), a = f32(backend, orig), b = f32(backend, value);
+  const m = Math.fround(1 - momentum), r = Math.fround;
+  for (let i = 0; i < o.length; i++) o[i] = r(a[i] - r(r(a[i] - b[i]) * m));
+  const t = tf.engine().makeTensorFromTensorInfo(info);
+  v.write(t);
+  t.dispose();
 }

@@ -2,12 +2,12 @@ import type * as tfType from '@tensorflow/tfjs';
 import { makeConv2DKernels } from './conv2d.js';
 import { makeMatMulKernels } from './matmul.js';
 import { makeDepthwiseKernels } from './depthwise.js';
-import { registerConvGradients } from './gradients.js';
+import { installConvTraining, registerConvGradients } from './gradients.js';
 import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
 import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
-import { BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
+import { BN_ACT_KERNEL, BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
 import { makeShapeKernels } from './shape.js';
 import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
@@ -38,7 +38,8 @@ const simdDepthwise = () => inferenceConvs === 'simd' || (inferenceConvs === 'au
  * replacements for slow ones (Conv2DBackpropInput, MaxPoolGrad, BatchMatMul with transposed operands,
  * Sum and Mean over leading axes, Tile, Identity without a copy, Relu, Add / Sub / Multiply of a channel
  * vector, Conv2D of few input channels, FusedBatchNorm, convs with 'same' padding made explicit (a tfjs-wasm bug),
- * BatchMatMul of a right operand XNNPACK has not packed) one-pass ReLU and ClipByValue (ReLU6) gradients, and batch norm's training gradient in two passes.
+ * BatchMatMul of a right operand XNNPACK has not packed) one-pass ReLU and ClipByValue (ReLU6) gradients, and batch norm's training gradient in two passes
+ * (with the ReLU / ReLU6 after it fused into its forward and gradient passes where the graph allows).
  */
 export const WASM_KERNEL_NAMES = [
   'Conv2DBackpropInput',
@@ -65,6 +66,7 @@ export const WASM_KERNEL_NAMES = [
   CLIP_GRAD_KERNEL,
   BN_GRAD_KERNEL,
   BN_MOMENTS_KERNEL,
+  BN_ACT_KERNEL,
 ] as const;
 
 let registered = false;
@@ -110,6 +112,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     [CLIP_GRAD_KERNEL]: ew.clipGrad,
     [BN_GRAD_KERNEL]: bn.batchNormGrad,
     [BN_MOMENTS_KERNEL]: bn.moments,
+    [BN_ACT_KERNEL]: bn.batchNormAct,
   };
   for (const name of WASM_KERNEL_NAMES) {
     const existing = tf.getKernel(name, 'wasm');
@@ -127,6 +130,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     });
   }
   registerConvGradients(tf);
+  installConvTraining(tf);
   registerReluGradient(tf);
   registerClipGradient(tf);
   installBatchNormTraining(tf);

@@ -146,30 +146,9 @@ export const KERNELS_WAT = String.raw`
   ;; o[r, c] = x[r, c] (+ - *) b[c] for rows x C, C >= 4 (a bias add; batch norm's centring and scaling)
 ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${channelOp('channel_mul', 'f32x4.mul')}
   ;; Batch norm: o[r, c] = (x[r, c] - mean[c]) * a[c] + off[c], a = scale / sqrt(variance + eps)
-  ;; precomputed per channel; C >= 4 (the last vector of a row may overlap)
-  (func (export "batch_norm") (param $x i32) (param $mean i32) (param $a i32) (param $off i32) (param $o i32)
-    (param $rows i32) (param $C i32)
-    (local $c i32) (local $last i32) (local $end i32) (local $row i32)
-    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
-    (local.set $row (i32.shl (local.get $C) (i32.const 2)))
-    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $row))))
-    (block $done (loop $rl
-      (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-      (local.set $c (i32.const 0))
-      (loop $cl
-        (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
-        (v128.store (i32.add (local.get $o) (local.get $c))
-          (f32x4.add
-            (f32x4.mul
-              (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $mean) (local.get $c))))
-              (v128.load (i32.add (local.get $a) (local.get $c))))
-            (v128.load (i32.add (local.get $off) (local.get $c)))))
-        (local.set $c (i32.add (local.get $c) (i32.const 16)))
-        (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
-      (local.set $x (i32.add (local.get $x) (local.get $row)))
-      (local.set $o (i32.add (local.get $o) (local.get $row)))
-      (br $rl))))
-
+  ;; precomputed per channel; C >= 4 (the last vector of a row may overlap). batch_norm_act also clamps
+  ;; it to [lo, hi] (a ReLU or ReLU6 that follows, fused: max then min, as Relu then ClipByValue)
+${batchNormKernel('batch_norm', false)}${batchNormKernel('batch_norm_act', true)}
   ;; out[c] = sum over rows of x[r, c], C >= 4, rows >= 1. Blocks of up to 64 rows are summed in
   ;; float32 registers and the block sums added into float64 accumulators at acc (2*C*4 bytes of
   ;; scratch, zeroed here), so the error stays that of a 64-term float32 sum.
@@ -223,50 +202,13 @@ ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${c
         (local.set $c (i32.add (local.get $c) (i32.const 4)))
         (br $out))))
 
-  ;; Batch-norm training gradient, pass 1, rows x C with C % 4 == 0: acc[0..C) = sum of dy and
-  ;; acc[C..2C) = sum of dy * (x - mean) * invstd over the rows, as float64 (acc: 2C doubles, zeroed
-  ;; here); float32 partial sums over blocks of 64 rows, added in row order (deterministic)
-  (func (export "bn_grad_sums") (param $dy i32) (param $x i32) (param $mean i32) (param $invstd i32) (param $acc i32)
-    (param $rows i32) (param $C i32)
-    (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a i32)
-    (local $sg v128) (local $sx v128) (local $g v128) (local $m v128) (local $is v128)
-    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
-    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
-    (block $done
-      (loop $blk
-        (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
-        (local.set $rend (i32.add (local.get $r0) (i32.const 64)))
-        (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
-        (local.set $c (i32.const 0))
-        (loop $cols
-          (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
-          (local.set $is (v128.load (i32.add (local.get $invstd) (local.get $c))))
-          (local.set $sg (v128.const i32x4 0 0 0 0))
-          (local.set $sx (v128.const i32x4 0 0 0 0))
-          (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
-          (local.set $r (local.get $r0))
-          (loop $rows_l
-            (local.set $g (v128.load (i32.add (local.get $dy) (local.get $off))))
-            (local.set $sg (f32x4.add (local.get $sg) (local.get $g)))
-            (local.set $sx (f32x4.add (local.get $sx)
-              (f32x4.mul (local.get $g)
-                (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)) (local.get $is)))))
-            (local.set $off (i32.add (local.get $off) (local.get $stride)))
-            (local.set $r (i32.add (local.get $r) (i32.const 1)))
-            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
-          (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
-          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $sg))))
-          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
-            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sg) (local.get $sg)))))
-          (local.set $a (i32.add (local.get $a) (i32.shl (local.get $C) (i32.const 3))))
-          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $sx))))
-          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
-            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sx) (local.get $sx)))))
-          (local.set $c (i32.add (local.get $c) (i32.const 16)))
-          (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
-        (local.set $r0 (local.get $rend))
-        (br $blk))))
-
+  ;; Batch-norm training gradient, pass 1, rows x C with C % 4 == 0: acc[0..C) = sum of g and
+  ;; acc[C..2C) = sum of g * (x - mean) * invstd over the rows, as float64 (acc: 2C doubles, zeroed
+  ;; here); float32 partial sums over blocks of 64 rows, added in row order (deterministic). g = dy;
+  ;; in bn_act_grad_sums g = dy where the activation fused into the forward (batch_norm_act) passed
+  ;; its input z = (x - mean) * a + off, recomputed here as the forward computed it: 0 < z <= hi
+  ;; (the ReLU gradient's z > 0 and ClipByValue's z <= hi), else +0
+${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
   ;; Batch-norm statistics, pass 2, rows x C with C % 4 == 0: acc[0..C) = sum of (x - mean)^2 over the
   ;; rows as float64 (acc: C doubles, zeroed here); float32 partial sums over blocks of 64 rows
   (func (export "sq_dev_rows") (param $x i32) (param $mean i32) (param $acc i32) (param $rows i32) (param $C i32)
@@ -300,30 +242,9 @@ ${channelOp('bias_add', 'f32x4.add')}${channelOp('channel_sub', 'f32x4.sub')}${c
         (local.set $r0 (local.get $rend))
         (br $blk))))
 
-  ;; Batch-norm training gradient, pass 2, rows x C with C % 4 == 0: o = p * dy + q * (x - mean) + k per
-  ;; channel (p, q, k: vectors of C precomputed from the sums of pass 1)
-  (func (export "bn_grad_dx") (param $dy i32) (param $x i32) (param $mean i32) (param $p i32) (param $q i32) (param $k i32) (param $o i32)
-    (param $rows i32) (param $C i32)
-    (local $c i32) (local $stride i32) (local $end i32) (local $row i32)
-    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
-    (local.set $end (i32.mul (local.get $rows) (local.get $stride)))
-    (block $done
-      (loop $rl
-        (br_if $done (i32.ge_u (local.get $row) (local.get $end)))
-        (local.set $c (i32.const 0))
-        (loop $cl
-          (v128.store (i32.add (local.get $o) (i32.add (local.get $row) (local.get $c)))
-            (f32x4.add
-              (f32x4.add
-                (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $c))) (v128.load (i32.add (local.get $dy) (i32.add (local.get $row) (local.get $c)))))
-                (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c)))
-                  (f32x4.sub (v128.load (i32.add (local.get $x) (i32.add (local.get $row) (local.get $c)))) (v128.load (i32.add (local.get $mean) (local.get $c))))))
-              (v128.load (i32.add (local.get $k) (local.get $c)))))
-          (local.set $c (i32.add (local.get $c) (i32.const 16)))
-          (br_if $cl (i32.lt_u (local.get $c) (local.get $stride))))
-        (local.set $row (i32.add (local.get $row) (local.get $stride)))
-        (br $rl))))
-
+  ;; Batch-norm training gradient, pass 2, rows x C with C % 4 == 0: o = p * g + q * (x - mean) + k per
+  ;; channel (p, q, k: vectors of C precomputed from the sums of pass 1; g as in pass 1)
+${bnGradDx('bn_grad_dx', false)}${bnGradDx('bn_act_grad_dx', true)}
   ;; dst[0..bytes) += src[0..bytes) (vectors, then a scalar tail)
   (func $add_run (param $d i32) (param $s i32) (param $bytes i32)
     (local $end i32) (local $vend i32)
@@ -1013,4 +934,123 @@ function copyLoops(d: string, src: string, end: string, tag: string): string {
       (local.set ${d} (i32.add (local.get ${d}) (i32.const 4)))
       (local.set ${src} (i32.add (local.get ${src}) (i32.const 4)))
       (br $${tag}s)))`;
+}
+
+/**
+ * The fused activation's gradient mask of batch-norm output z = (x - mean) * a + off (as batch_norm_act
+ * computes it; d = x - mean, a and the offset vectors at $a and `off`, channel byte offset $c): 0 < z <= hi.
+ */
+function actMask(d: string, off: string): string {
+  return `(local.set $z (f32x4.add (f32x4.mul ${d} (v128.load (i32.add (local.get $a) (local.get $c)))) (v128.load (i32.add (local.get ${off}) (local.get $c)))))
+            (v128.and (f32x4.gt (local.get $z) (v128.const i32x4 0 0 0 0)) (f32x4.le (local.get $z) (local.get $hiv)))`;
+}
+
+/** Batch norm's forward over rows x C: o = (x - mean) * a + off, clamped to [lo, hi] when `clamp`. */
+function batchNormKernel(name: string, clamp: boolean): string {
+  const v = `(f32x4.add
+            (f32x4.mul
+              (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $c))) (v128.load (i32.add (local.get $mean) (local.get $c))))
+              (v128.load (i32.add (local.get $a) (local.get $c))))
+            (v128.load (i32.add (local.get $off) (local.get $c))))`;
+  return `  (func (export "${name}") (param $x i32) (param $mean i32) (param $a i32) (param $off i32) (param $o i32)
+    (param $rows i32) (param $C i32)${clamp ? ' (param $lo f32) (param $hi f32)' : ''}
+    (local $c i32) (local $last i32) (local $end i32) (local $row i32) (local $lov v128) (local $hiv v128)
+    ${clamp ? '(local.set $lov (f32x4.splat (local.get $lo))) (local.set $hiv (f32x4.splat (local.get $hi)))' : ''}
+    (local.set $last (i32.shl (i32.sub (local.get $C) (i32.const 4)) (i32.const 2)))
+    (local.set $row (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $rows) (local.get $row))))
+    (block $done (loop $rl
+      (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+      (local.set $c (i32.const 0))
+      (loop $cl
+        (if (i32.gt_u (local.get $c) (local.get $last)) (then (local.set $c (local.get $last))))
+        (v128.store (i32.add (local.get $o) (local.get $c))
+          ${clamp ? `(f32x4.min (f32x4.max ${v} (local.get $lov)) (local.get $hiv))` : v})
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br_if $cl (i32.lt_u (local.get $c) (i32.add (local.get $last) (i32.const 16)))))
+      (local.set $x (i32.add (local.get $x) (local.get $row)))
+      (local.set $o (i32.add (local.get $o) (local.get $row)))
+      (br $rl))))
+`;
+}
+
+/** Batch-norm gradient pass 1 (see its comment in KERNELS_WAT); `masked`: dy through the fused activation's mask. */
+function bnGradSums(name: string, masked: boolean): string {
+  const g = masked
+    ? `(v128.and (v128.load (i32.add (local.get $dy) (local.get $off)))
+            ${actMask('(local.get $d)', '$off0')})`
+    : '(v128.load (i32.add (local.get $dy) (local.get $off)))';
+  return `  (func (export "${name}") (param $dy i32) (param $x i32) (param $mean i32) (param $invstd i32)${masked ? ' (param $a i32) (param $off0 i32) (param $hi f32)' : ''} (param $acc i32)
+    (param $rows i32) (param $C i32)
+    (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a2 i32)
+    (local $sg v128) (local $sx v128) (local $g v128) (local $m v128) (local $is v128) (local $d v128) (local $z v128) (local $hiv v128)
+    ${masked ? '(local.set $hiv (f32x4.splat (local.get $hi)))' : ''}
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
+    (block $done
+      (loop $blk
+        (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $rend (i32.add (local.get $r0) (i32.const 64)))
+        (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
+        (local.set $c (i32.const 0))
+        (loop $cols
+          (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
+          (local.set $is (v128.load (i32.add (local.get $invstd) (local.get $c))))
+          (local.set $sg (v128.const i32x4 0 0 0 0))
+          (local.set $sx (v128.const i32x4 0 0 0 0))
+          (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
+          (local.set $r (local.get $r0))
+          (loop $rows_l
+            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
+            (local.set $g ${g})
+            (local.set $sg (f32x4.add (local.get $sg) (local.get $g)))
+            (local.set $sx (f32x4.add (local.get $sx) (f32x4.mul (local.get $g) (f32x4.mul (local.get $d) (local.get $is)))))
+            (local.set $off (i32.add (local.get $off) (local.get $stride)))
+            (local.set $r (i32.add (local.get $r) (i32.const 1)))
+            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+          (local.set $a2 (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
+          (v128.store (local.get $a2) (f64x2.add (v128.load (local.get $a2)) (f64x2.promote_low_f32x4 (local.get $sg))))
+          (v128.store offset=16 (local.get $a2) (f64x2.add (v128.load offset=16 (local.get $a2))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sg) (local.get $sg)))))
+          (local.set $a2 (i32.add (local.get $a2) (i32.shl (local.get $C) (i32.const 3))))
+          (v128.store (local.get $a2) (f64x2.add (v128.load (local.get $a2)) (f64x2.promote_low_f32x4 (local.get $sx))))
+          (v128.store offset=16 (local.get $a2) (f64x2.add (v128.load offset=16 (local.get $a2))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sx) (local.get $sx)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
+        (local.set $r0 (local.get $rend))
+        (br $blk))))
+`;
+}
+
+/** Batch-norm gradient pass 2 (see its comment in KERNELS_WAT); `masked`: dy through the fused activation's mask. */
+function bnGradDx(name: string, masked: boolean): string {
+  const at = (p: string) => `(i32.add (local.get ${p}) (i32.add (local.get $row) (local.get $c)))`;
+  const g = masked
+    ? `(v128.and (v128.load ${at('$dy')})
+            ${actMask('(local.get $d)', '$off')})`
+    : `(v128.load ${at('$dy')})`;
+  return `  (func (export "${name}") (param $dy i32) (param $x i32) (param $mean i32) (param $p i32) (param $q i32) (param $k i32)${masked ? ' (param $a i32) (param $off i32) (param $hi f32)' : ''} (param $o i32)
+    (param $rows i32) (param $C i32)
+    (local $c i32) (local $stride i32) (local $end i32) (local $row i32) (local $d v128) (local $z v128) (local $hiv v128)
+    ${masked ? '(local.set $hiv (f32x4.splat (local.get $hi)))' : ''}
+    (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $end (i32.mul (local.get $rows) (local.get $stride)))
+    (block $done
+      (loop $rl
+        (br_if $done (i32.ge_u (local.get $row) (local.get $end)))
+        (local.set $c (i32.const 0))
+        (loop $cl
+          (local.set $d (f32x4.sub (v128.load ${at('$x')}) (v128.load (i32.add (local.get $mean) (local.get $c)))))
+          (v128.store ${at('$o')}
+            (f32x4.add
+              (f32x4.add
+                (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $c))) ${g})
+                (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $c))) (local.get $d)))
+              (v128.load (i32.add (local.get $k) (local.get $c)))))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $cl (i32.lt_u (local.get $c) (local.get $stride))))
+        (local.set $row (i32.add (local.get $row) (local.get $stride)))
+        (br $rl))))
+`;
 }

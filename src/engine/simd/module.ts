@@ -22,10 +22,15 @@ export interface SimdKernels {
   sq_dev_rows(x: number, mean: number, acc: number, rows: number, channels: number): void;
   bn_grad_sums(dy: number, x: number, mean: number, invstd: number, acc: number, rows: number, channels: number): void;
   bn_grad_dx(dy: number, x: number, mean: number, p: number, q: number, k: number, out: number, rows: number, channels: number): void;
+  /** bn_grad_sums / bn_grad_dx with dy masked by the gradient of a fused activation (batch_norm_act's clamp to [0, hi]). */
+  bn_act_grad_sums(dy: number, x: number, mean: number, invstd: number, a: number, offset: number, hi: number, acc: number, rows: number, channels: number): void;
+  bn_act_grad_dx(dy: number, x: number, mean: number, p: number, q: number, k: number, a: number, offset: number, hi: number,
+    out: number, rows: number, channels: number): void;
   bias_add(x: number, bias: number, out: number, rows: number, channels: number): void;
   channel_sub(x: number, v: number, out: number, rows: number, channels: number): void;
   channel_mul(x: number, v: number, out: number, rows: number, channels: number): void;
   batch_norm(x: number, mean: number, a: number, offset: number, out: number, rows: number, channels: number): void;
+  batch_norm_act(x: number, mean: number, a: number, offset: number, out: number, rows: number, channels: number, lo: number, hi: number): void;
   sum_rows(x: number, out: number, scratch: number, rows: number, channels: number): void;
   col2im_add(dx: number, cols: number, N: number, H: number, W: number, Ci: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, dh: number, top: number, left: number): void;

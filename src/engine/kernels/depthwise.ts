@@ -12,6 +12,7 @@ import { explicitSamePadding } from './padding.js';
  */
 export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boolean) {
   const fusedDepthwise = wasmKernel(tf, 'FusedDepthwiseConv2D');
+  const depthwise = wasmKernel(tf, 'DepthwiseConv2dNative');
   function info(xShape: number[], filterShape: number[], attrs: Record<string, unknown>) {
     return tf.backend_util.computeConv2DInfo(
       xShape as [number, number, number, number], filterShape as [number, number, number, number],
@@ -30,8 +31,20 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
     const top = ci.padInfo.top, left = ci.padInfo.left;
     const out = backend.makeOutput([N, H, W, C], 'float32');
     const dx = f32(backend, out), g = f32(backend, dy), w = f32(backend, filter);
-    dx.fill(0);
     const simd = simdKernels(backend);
+    if (simd && dw3x3Fits(ci) && sh === 1 && sw === 1) {
+      // Stride 1: dx is a forward 3x3 depthwise conv of dy with the spatially flipped filter, padded by
+      // 2 - pad (dw3x3: ~3x faster than dw_dgrad's tap-by-tap runs; [32,48,48,16]: 7.5 -> 2.3 ms).
+      const wf = backend.makeOutput([3, 3, C, 1], 'float32'), zero = backend.makeOutput([C], 'float32');
+      const fv = f32(backend, wf), wv = f32(backend, filter); // views after the allocations (the heap may grow)
+      for (let k = 0; k < 9; k++) fv.set(wv.subarray((8 - k) * C, (9 - k) * C), k * C);
+      f32(backend, zero).fill(0);
+      simd.dw3x3(ptr(backend, dy), ptr(backend, wf), ptr(backend, zero), ptr(backend, out), N, oH, oW, C, H, W, 1, 1, 2 - top, 2 - left, -Infinity, Infinity, 0, H);
+      backend.disposeData(wf.dataId);
+      backend.disposeData(zero.dataId);
+      return out;
+    }
+    dx.fill(0);
     if (simd && M === 1) {
       simd.dw_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, filter), 0, N, H, W, C, oH, oW, KH, KW, sh, sw, dh, dw, top, left);
       return out;
@@ -73,6 +86,18 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
     const M = CM / C;
     const top = ci.padInfo.top, left = ci.padInfo.left;
     const simd = simdKernels(backend);
+    if (simd && dw3x3Fits(ci)) {
+      // 3x3: a vector of channels' 9 tap sums held in registers over each image (dw_wgrad's sums, in
+      // its order; [32,48,48,16]: 7.0 -> ~2.5 ms).
+      const totals = backend.makeOutput([2 * 9 * C], 'float32'); // float64 sums
+      f32(backend, totals).fill(0);
+      simd.dw3x3_wgrad(ptr(backend, x), ptr(backend, dy), ptr(backend, totals), N, H, W, C, oH, oW, sh, sw, top, left);
+      const out = backend.makeOutput(filterShape, 'float32');
+      const t = f32(backend, totals);
+      f32(backend, out).set(new Float64Array(t.buffer, t.byteOffset, 9 * C));
+      backend.disposeData(totals.dataId);
+      return out;
+    }
     if (simd && M === 1) {
       const scratch = backend.makeOutput([KH * KW * C], 'float32');
       const totals = backend.makeOutput([2 * KH * KW * C], 'float32'); // float64 sums
@@ -116,6 +141,27 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
   }
 
   /**
+   * DepthwiseConv2dNative (training's forward; a plan's runs fused, below): 3x3 stride 1 with channel
+   * multiplier 1 and C % 4 == 0 by the SIMD dw3x3 (no bias, no clamp; [32,48,48,16]: 4.2 -> 2.3 ms
+   * against XNNPACK's), else XNNPACK's with 'same' padding made explicit (faster at stride 2).
+   */
+  function depthwiseConv2dNative(args: KernelArgs): tfType.TensorInfo {
+    const backend = args.backend as WasmBackend;
+    const { x, filter } = args.inputs;
+    const simd = simdKernels(backend);
+    const ci = simd && x.dtype === 'float32' && filter.dtype === 'float32' ? info(x.shape, filter.shape, args.attrs ?? {}) : undefined;
+    if (!simd || !ci || !dw3x3Fits(ci) || ci.strideHeight !== 1 || ci.strideWidth !== 1) return depthwise(explicitSamePadding(tf, args, true));
+    const C = ci.inChannels;
+    const zero = backend.makeOutput([C], 'float32');
+    f32(backend, zero).fill(0);
+    const out = backend.makeOutput([ci.batchSize, ci.outHeight, ci.outWidth, C], 'float32');
+    simd.dw3x3(ptr(backend, x), ptr(backend, filter), ptr(backend, zero), ptr(backend, out), ci.batchSize, ci.inHeight, ci.inWidth, C,
+      ci.outHeight, ci.outWidth, 1, 1, ci.padInfo.top, ci.padInfo.left, -Infinity, Infinity, 0, ci.outHeight);
+    backend.disposeData(zero.dataId);
+    return out;
+  }
+
+  /**
    * FusedDepthwiseConv2D (depthwise conv + bias + activation, what an inference plan runs): 3x3,
    * channel multiplier 1, no dilation, C a multiple of 4, any stride and padding, by the SIMD dw3x3
    * when `simdInference()`; else XNNPACK's, with 'same' padding made explicit (./padding.ts).
@@ -135,5 +181,11 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
     return out;
   }
 
-  return { depthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropFilter, fusedDepthwiseConv2D };
+  return { depthwiseConv2dNativeBackpropInput, depthwiseConv2dNativeBackpropFilter, depthwiseConv2dNative, fusedDepthwiseConv2D };
+}
+
+/** What the SIMD dw3x3 computes: a 3x3 filter, channel multiplier 1, no dilation, channels a multiple of 4 (strides are checked by callers). */
+function dw3x3Fits(ci: { filterHeight: number; filterWidth: number; inChannels: number; outChannels: number; dilationHeight: number; dilationWidth: number; dataFormat: string }): boolean {
+  return ci.filterHeight === 3 && ci.filterWidth === 3 && ci.outChannels === ci.inChannels && ci.inChannels % 4 === 0 &&
+    ci.dilationHeight === 1 && ci.dilationWidth === 1 && ci.dataFormat === 'channelsLast';
 }

@@ -9,7 +9,6 @@ import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registe
 import { makeSegmentKernels } from './segment.js';
 import { BN_ACT_KERNEL, BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
 import { makeShapeKernels } from './shape.js';
-import { makePaddingFixes } from './padding.js';
 import type { KernelImpl } from './util.js';
 import { fusedMultiplyAdd } from '../simd/fma.js';
 import { convThreads } from '../simd/module.js';
@@ -83,7 +82,6 @@ export function registerWasmKernels(tf: typeof tfType): void {
   const mm = makeMatMulKernels(tf);
   const reduce = makeReduceKernels(tf);
   const shape = makeShapeKernels(tf);
-  const padding = makePaddingFixes(tf);
   const ew = makeElementwiseKernels(tf);
   const conv = makeConv2DKernels(tf, mm.originalBatchMatMul, simdGemm);
   const bn = makeBatchNormKernels();
@@ -100,7 +98,7 @@ export function registerWasmKernels(tf: typeof tfType): void {
     Relu: ew.relu,
     Conv2D: conv.conv2DForward,
     FusedConv2D: conv.fusedConv2D,
-    DepthwiseConv2dNative: padding.depthwiseConv2dNative,
+    DepthwiseConv2dNative: dw.depthwiseConv2dNative,
     FusedDepthwiseConv2D: dw.fusedDepthwiseConv2D,
     Add: ew.add,
     Sub: ew.sub,

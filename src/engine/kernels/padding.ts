@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { pair, wasmKernel, type KernelArgs, type KernelImpl } from './util.js';
+import { pair, type KernelArgs } from './util.js';
 
 /**
  * tfjs-backend-wasm 4.22 hands 'same' padding to XNNPACK as its TensorFlow-SAME flag, and XNNPACK
@@ -21,17 +21,4 @@ export function explicitSamePadding(tf: typeof tfType, args: KernelArgs, depthwi
   const spatial = [[top, bottom], [left, right]];
   const pad = df === 'channelsLast' ? [[0, 0], ...spatial, [0, 0]] : [[0, 0], [0, 0], ...spatial];
   return { ...args, attrs: { ...attrs, pad } };
-}
-
-/** Fused conv and depthwise kernels of tfjs-backend-wasm with 'same' padding made explicit. */
-export function makePaddingFixes(tf: typeof tfType) {
-  const wrap = (name: string, depthwise: boolean): KernelImpl => {
-    const original = wasmKernel(tf, name);
-    return (args) => original(explicitSamePadding(tf, args, depthwise));
-  };
-  return {
-    fusedConv2D: wrap('FusedConv2D', false),
-    depthwiseConv2dNative: wrap('DepthwiseConv2dNative', true),
-    fusedDepthwiseConv2D: wrap('FusedDepthwiseConv2D', true),
-  };
 }

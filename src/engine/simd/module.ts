@@ -51,6 +51,8 @@ export interface SimdKernels {
     KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
   dw_wgrad(x: number, dy: number, scratch: number, acc: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
+  dw3x3_wgrad(x: number, dy: number, acc: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
+    sh: number, sw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
   // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
   gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number, ld: number): void;

@@ -10,6 +10,7 @@ import { inferencePlan } from '../src/engine/inference.js';
 import { setInferenceConvs, type InferenceConvs } from '../src/engine/kernels/index.js';
 import { fusedMultiplyAdd } from '../src/engine/simd/fma.js';
 import { simdKernels, type SimdKernels } from '../src/engine/simd/module.js';
+import { packGemmB } from '../src/engine/simd/conv.wat.js';
 import { createRng } from '../src/util/rng.js';
 import { buildMobileNetV2 } from '../bench/mobilenet.js';
 import { relMaxError } from './fixtures/rel-error.js';
@@ -71,9 +72,12 @@ const ACTIVATIONS = ['linear', 'relu', 'relu6'] as const;
 
 test('1x1 fused conv: the SIMD GEMM equals XNNPACK on MobileNetV2 shapes and row/column tails', () => {
   // [N, H, W, Ci] -> Co: pixels % 4 = 0, 1, 2, 3; Co % 8 = 0 and 4; K from 3 to 2048 (column blocks of 32).
+  // The filter is packed by the kernel here (no plan).
   const shapes: Array<[number[], number]> = [
     [[1, 14, 14, 96], 576], [[1, 7, 7, 960], 160], [[1, 28, 28, 32], 192], [[2, 5, 3, 16], 12],
     [[1, 3, 3, 24], 144], [[1, 1, 1, 8], 4], [[1, 7, 1, 3], 8], [[3, 11, 13, 20], 36], [[1, 3, 5, 2048], 40],
+    // several row blocks (the last one shorter, M % 4 = 2: an overlapping last tile), 1040 columns: two column blocks
+    [[1, 30, 31, 96], 20], [[1, 2, 3, 64], 1040],
   ];
   let seed = 1;
   for (const [xShape, co] of shapes) {
@@ -83,6 +87,22 @@ test('1x1 fused conv: the SIMD GEMM equals XNNPACK on MobileNetV2 shapes and row
       assertSimdMatchesXnnpack(op, `[${xShape}] -> ${co} ${activation}`);
       tf.dispose([x, filter, bias]);
     }
+  }
+});
+
+test('1x1 fused conv: a filter the plan packed (input packedFilter) gives the bits the kernel gets packing it itself', () => {
+  const shapes: Array<[number[], number]> = [[[2, 7, 7, 40], 28], [[1, 5, 5, 16], 96]];
+  let seed = 60;
+  for (const [xShape, co] of shapes) {
+    const x = tensor(xShape, seed++), filter = tensor([1, 1, xShape[3], co], seed++), bias = tensor([co], seed++);
+    const packedFilter = tf.tensor1d(packGemmB(filter.dataSync() as Float32Array, xShape[3], co));
+    const attrs = { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], activation: 'relu6' } as unknown as tfType.NamedAttrMap;
+    const fused = (inputs: tfType.NamedTensorMap) => () => tf.engine().runKernel('FusedConv2D', inputs, attrs) as tfType.Tensor;
+    const own = run('simd', fused({ x, filter, bias }));
+    const given = run('simd', fused({ x, filter, bias, packedFilter }));
+    assert.equal(given.simdCalls, 1);
+    assert.deepEqual(given.y, own.y, `[${xShape}] -> ${co}`);
+    tf.dispose([x, filter, bias, packedFilter]);
   }
 });
 

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
+import { packGemmB } from './simd/conv.wat.js';
 
 /**
  * Inference of a tf.LayersModel as a plan of fused ops (what model.predict computes, faster):
@@ -179,6 +180,13 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const filter = tf.tensor(w, kernel.shape, 'float32');
   const biasT = tf.tensor1d(b, 'float32');
   owned.push(filter, biasT);
+  // A 1x1 stride-1 conv's filter also in the column strips compress's SIMD GEMM reads (packed once
+  // here instead of per call; src/engine/kernels/conv2d.ts).
+  const [s0, s1] = cfg.strides;
+  const gemm = cfg.kind === 'conv' && kernel.shape[0] === 1 && kernel.shape[1] === 1 && s0 === 1 && s1 === 1 && outChannels % 4 === 0;
+  const packedFilter = gemm ? tf.tensor1d(packGemmB(w, channels, outChannels), 'float32') : undefined;
+  if (packedFilter) owned.push(packedFilter);
+  const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };
   if (bnLayer) absorbed.add(bnLayer);
   if (actLayer) absorbed.add(actLayer);
   // The fused kernel itself, as tf.fused.conv2d / depthwiseConv2d run it for a rank-4 input, without
@@ -186,7 +194,7 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   // MobileNetV2 pass; inference needs no gradient).
   const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
   const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
-  const run = ([x]: Tensor[]) => [tf.engine().runKernel(kernelName, { x, filter, bias: biasT }, attrs as unknown as tfType.NamedAttrMap) as Tensor];
+  const run = ([x]: Tensor[]) => [tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor];
   const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
   return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
 }

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
+import { packGemmB } from '../simd/conv.wat.js';
 import { assertNHWC, f32, fusedClamp, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 import { explicitSamePadding } from './padding.js';
 
@@ -330,13 +331,16 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
 
   /**
    * FusedConv2D (conv + bias + activation, what an inference plan runs): a 1x1 stride-1 conv is one
-   * matrix product [pixels, Ci] . [Ci, Co], run by the SIMD gemm_bias_act (register tiles of 5x8,
+   * matrix product [pixels, Ci] . [Ci, Co], run by the SIMD gemm_bias_act (register tiles of 4x8,
    * the bias and the activation's clamp in its output pass) when `simdInference()`; every other
    * conv by XNNPACK, with 'same' padding made explicit (src/engine/kernels/padding.ts).
+   * The GEMM reads the filter in column strips (packGemmB): an inference plan packs its constant
+   * filters once and passes them as the extra input `packedFilter` (XNNPACK ignores it); other
+   * callers' filters are packed here, per call.
    */
   function fusedConv2D(args: KernelArgs): tfType.TensorInfo {
     const backend = args.backend as WasmBackend;
-    const { x, filter, bias } = args.inputs;
+    const { x, filter, bias, packedFilter } = args.inputs;
     const simd = simdInference() ? simdKernels(backend) : undefined;
     const [KH, KW, Ci, Co] = filter.shape;
     const [sh, sw] = pair(args.attrs?.strides);
@@ -345,8 +349,12 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
       ? fusedClamp(args, Co) : undefined;
     if (!simd || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
     const [N, H, W] = x.shape;
+    const prepacked = packedFilter?.dtype === 'float32' && packedFilter.shape.reduce((a, b) => a * b, 1) === Ci * Co ? packedFilter : undefined;
+    const packed = prepacked ?? backend.makeOutput([Ci * Co], 'float32');
     const out = backend.makeOutput([N, H, W, Co], 'float32');
-    simd.gemm_bias_act(ptr(backend, x), ptr(backend, filter), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1], Co);
+    if (!prepacked) packGemmB(f32(backend, filter), Ci, Co, f32(backend, packed));
+    simd.gemm_bias_act(ptr(backend, x), ptr(backend, packed), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1], Co);
+    if (!prepacked) backend.disposeData(packed.dataId);
     return out;
   }
 

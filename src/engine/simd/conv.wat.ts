@@ -34,33 +34,60 @@ const madd = (fma: boolean, a: string, b: string, acc: string) =>
   fma ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
 
 /**
- * o[M, N] = clamp(a[M, K] . b[K, N] + bias[N], lo, hi), N a multiple of 4, a's rows contiguous, b's and
- * o's rows `ld` floats apart (a 1x1 conv: a = the input [pixels, Ci], b = the filter [Ci, Co], ld = Co;
- * a thread computing columns [n0, n0 + N) of it passes b, bias and o advanced by n0). Column strips of 8 (a last one of 4)
- * outermost, so a strip of b (K x 32 bytes) stays in L1 while every row tile passes over it.
+ * o[M, N] = clamp(a[M, K] . b[K, N] + bias[N], lo, hi), N a multiple of 4, a's rows contiguous, o's
+ * rows `ld` floats apart (a 1x1 conv: a = the input [pixels, Ci], b = the filter [Ci, Co], ld = Co;
+ * a thread computing columns [n0, n0 + N) of it passes b, bias and o advanced by n0 columns).
+ * b is packed in column strips (packGemmB): strip s = columns [8s, 8s + 8) as K rows of 8 floats
+ * (a last strip of 4 columns as K rows of 4), so a strip streams from memory in order (its rows
+ * `Co` floats apart would touch a page per row) and takes half the cache lines.
+ * Column strips outermost within a block, so a strip (K x 32 bytes) stays in L1 while every row tile
+ * passes over it. The last rows of a block (fewer than R) are computed by a full tile over its last
+ * R rows (the overlap recomputes rows with the same arithmetic: same bits); only M < R takes the
+ * smaller tiles.
  */
 function gemm(R: number): string {
   const call = (r: number, w: number) =>
-    `(call $g${r}x${w} (local.get $ai) (local.get $aS) (local.get $bj) (local.get $bS) (local.get $K) (local.get $zj) (local.get $oi) (local.get $bS) (local.get $lo) (local.get $hi))`;
-  // The last rows (fewer than R): one tile of that many rows, chosen by br_table (leaving block $tr
-  // runs the tile of r rows: $t1 is the innermost block, $t0 the outermost, which skips them all).
-  const tail = (w: number) => {
+    `(call $g${r}x${w} (local.get $ai) (local.get $aS) (local.get $bj) (local.get $K) (local.get $zj) (local.get $oi) (local.get $oS) (local.get $lo) (local.get $hi))`;
+  // M < R rows: one tile of that many rows, chosen by br_table (leaving block $tr runs the tile of r
+  // rows: $t1 is the innermost block, $t0 the outermost, which skips them all).
+  const small = (w: number) => {
     const labels = range(R).map((r) => `$t${r}`);
     const nested = range(R - 1).map((r) => `(block $t${R - 1 - r}`).join(' ');
-    let s = `(block $t0 ${nested}\n          (br_table ${labels.join(' ')} (local.get $rest)))`;
+    let s = `(block $t0 ${nested}\n          (br_table ${labels.join(' ')} (local.get $M)))`;
     for (let r = 1; r < R; r++) s += `\n          ${call(r, w)} (br $tdone))`;
     return `(block $tdone ${s})`;
   };
+  // Every row tile of a strip of w columns: full tiles, then the last R rows if some are left.
+  const rows = (w: number) => `
+          (if (i32.lt_u (local.get $M) (i32.const ${R}))
+            (then ${small(w)})
+            (else
+              (block $id (loop $il
+                (br_if $id (i32.gt_u (i32.add (local.get $i) (i32.const ${R})) (local.get $M)))
+                ${call(R, w)}
+                (local.set $ai (i32.add (local.get $ai) (local.get $aR)))
+                (local.set $oi (i32.add (local.get $oi) (local.get $oR)))
+                (local.set $i (i32.add (local.get $i) (i32.const ${R})))
+                (br $il)))
+              (if (i32.lt_u (local.get $i) (local.get $M))
+                (then
+                  (local.set $ai (i32.sub (i32.add (local.get $a) (i32.mul (local.get $M) (local.get $aS))) (local.get $aR)))
+                  (local.set $oi (i32.sub (i32.add (local.get $oj) (i32.mul (local.get $M) (local.get $oS))) (local.get $oR)))
+                  ${call(R, w)}))))`;
   return `
   (func (export "gemm_bias_act") (param $a i32) (param $b i32) (param $bias i32) (param $o i32) (param $M i32) (param $K i32) (param $N i32)
     (param $lo f32) (param $hi f32) (param $ld i32)
-    (local $m i32) (local $mb i32) (local $n i32) (local $nb i32)
+    (local $m i32) (local $mb i32) (local $n i32) (local $nb i32) (local $blocks i32)
     ;; Blocks of columns whose part of b (K x nb floats) stays in L2 while every row block passes, and
-    ;; blocks of rows whose part of a (mb x K floats) stays in L1/L2 while every column strip passes.
+    ;; blocks of rows whose part of a (mb x K floats) stays in L1/L2 while every column strip passes
+    ;; (M split in equal blocks, multiples of ${R} rows: no short last block).
     (local.set $nb (i32.and (i32.div_u (i32.const ${GEMM_B_BLOCK_FLOATS}) (local.get $K)) (i32.const -8)))
     (if (i32.lt_u (local.get $nb) (i32.const 8)) (then (local.set $nb (i32.const 8))))
-    (local.set $mb (i32.and (i32.div_u (i32.const ${GEMM_BLOCK_FLOATS}) (local.get $K)) (i32.const -4)))
+    (local.set $mb (i32.div_u (i32.const ${GEMM_BLOCK_FLOATS}) (local.get $K)))
     (if (i32.lt_u (local.get $mb) (i32.const 16)) (then (local.set $mb (i32.const 16))))
+    (local.set $blocks (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mb) (i32.const 1))) (local.get $mb)))
+    (local.set $mb (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $blocks) (i32.const 1))) (local.get $blocks)))
+    (local.set $mb (i32.mul (i32.div_u (i32.add (local.get $mb) (i32.const ${R - 1})) (i32.const ${R})) (i32.const ${R})))
     (block $nd (loop $nl
       (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
       (local.set $m (i32.const 0))
@@ -68,7 +95,7 @@ function gemm(R: number): string {
         (br_if $md (i32.ge_u (local.get $m) (local.get $M)))
         (call $gemm_block
           (i32.add (local.get $a) (i32.shl (i32.mul (local.get $m) (local.get $K)) (i32.const 2)))
-          (i32.add (local.get $b) (i32.shl (local.get $n) (i32.const 2)))
+          (i32.add (local.get $b) (i32.shl (i32.mul (local.get $n) (local.get $K)) (i32.const 2)))
           (i32.add (local.get $bias) (i32.shl (local.get $n) (i32.const 2)))
           (i32.add (local.get $o) (i32.shl (i32.add (i32.mul (local.get $m) (local.get $ld)) (local.get $n)) (i32.const 2)))
           (select (local.get $mb) (i32.sub (local.get $M) (local.get $m)) (i32.le_u (i32.add (local.get $m) (local.get $mb)) (local.get $M)))
@@ -82,42 +109,41 @@ function gemm(R: number): string {
 
   (func $gemm_block (param $a i32) (param $b i32) (param $bias i32) (param $o i32) (param $M i32) (param $K i32) (param $N i32)
     (param $lo f32) (param $hi f32) (param $ld i32)
-    (local $i i32) (local $j i32) (local $ai i32) (local $oi i32) (local $bj i32) (local $zj i32) (local $aS i32) (local $bS i32)
-    (local $rest i32)
+    (local $i i32) (local $j i32) (local $ai i32) (local $oi i32) (local $oj i32) (local $bj i32) (local $zj i32) (local $aS i32) (local $oS i32)
+    (local $aR i32) (local $oR i32)
     (local.set $aS (i32.shl (local.get $K) (i32.const 2)))
-    (local.set $bS (i32.shl (local.get $ld) (i32.const 2)))
+    (local.set $oS (i32.shl (local.get $ld) (i32.const 2)))
+    (local.set $aR (i32.mul (local.get $aS) (i32.const ${R})))
+    (local.set $oR (i32.mul (local.get $oS) (i32.const ${R})))
     (block $jd (loop $jl
       (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
-      (local.set $bj (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+      (local.set $bj (i32.add (local.get $b) (i32.mul (local.get $j) (local.get $aS))))
       (local.set $zj (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))))
       (local.set $i (i32.const 0))
       (local.set $ai (local.get $a))
-      (local.set $oi (i32.add (local.get $o) (i32.shl (local.get $j) (i32.const 2))))
+      (local.set $oj (i32.add (local.get $o) (i32.shl (local.get $j) (i32.const 2))))
+      (local.set $oi (local.get $oj))
       (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
-        (then
-          (block $id (loop $il
-            (br_if $id (i32.gt_u (i32.add (local.get $i) (i32.const ${R})) (local.get $M)))
-            ${call(R, 8)}
-            (local.set $ai (i32.add (local.get $ai) (i32.mul (local.get $aS) (i32.const ${R}))))
-            (local.set $oi (i32.add (local.get $oi) (i32.mul (local.get $bS) (i32.const ${R}))))
-            (local.set $i (i32.add (local.get $i) (i32.const ${R})))
-            (br $il)))
-          (local.set $rest (i32.sub (local.get $M) (local.get $i)))
-          ${tail(8)}
+        (then ${rows(8)}
           (local.set $j (i32.add (local.get $j) (i32.const 8))))
-        (else
-          (block $id4 (loop $il4
-            (br_if $id4 (i32.gt_u (i32.add (local.get $i) (i32.const ${R})) (local.get $M)))
-            ${call(R, 4)}
-            (local.set $ai (i32.add (local.get $ai) (i32.mul (local.get $aS) (i32.const ${R}))))
-            (local.set $oi (i32.add (local.get $oi) (i32.mul (local.get $bS) (i32.const ${R}))))
-            (local.set $i (i32.add (local.get $i) (i32.const ${R})))
-            (br $il4)))
-          (local.set $rest (i32.sub (local.get $M) (local.get $i)))
-          ${tail(4)}
+        (else ${rows(4)}
           (local.set $j (i32.add (local.get $j) (i32.const 4)))))
       (br $jl))))
 `;
+}
+
+/**
+ * b [K, N] (row-major, N a multiple of 4) in the strips gemm_bias_act reads: strip s holds columns
+ * [8s, 8s + 8) as K rows of 8 floats, a last strip of 4 columns as K rows of 4. Strip s starts at
+ * float 8sK, so columns [n0, N) of the packed b start at float n0 K (n0 a multiple of 8).
+ */
+export function packGemmB(b: Float32Array<ArrayBufferLike>, K: number, N: number, out: Float32Array<ArrayBufferLike> = new Float32Array(K * N)): Float32Array<ArrayBufferLike> {
+  for (let j = 0; j < N; j += 8) {
+    const w = Math.min(8, N - j);
+    let d = j * K;
+    for (let k = 0; k < K; k++, d += w) for (let c = 0; c < w; c++) out[d + c] = b[k * N + j + c];
+  }
+  return out;
 }
 
 /**
@@ -128,7 +154,7 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
   const acc = (i: number, j: number) => `$c${i}_${j}`;
   const aRow = (i: number) => (i === 0 ? '$a' : `$a${i}`);
   const lines: string[] = [];
-  lines.push(`  (func $g${P}x${4 * V} (param $a i32) (param $aS i32) (param $b i32) (param $bS i32) (param $K i32) (param $bias i32) (param $o i32) (param $oS i32) (param $lo f32) (param $hi f32)`);
+  lines.push(`  (func $g${P}x${4 * V} (param $a i32) (param $aS i32) (param $b i32) (param $K i32) (param $bias i32) (param $o i32) (param $oS i32) (param $lo f32) (param $hi f32)`);
   const locals = ['(local $k i32) (local $s v128) (local $lov v128) (local $hiv v128)'];
   for (let i = 1; i < P; i++) locals.push(`(local $a${i} i32)`);
   for (let j = 0; j < V; j++) locals.push(`(local $b${j} v128)`);
@@ -139,9 +165,10 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
     lines.push(`    (local.set ${acc(0, j)} (v128.load offset=${16 * j} (local.get $bias)))`);
     for (let i = 1; i < P; i++) lines.push(`    (local.set ${acc(i, j)} (local.get ${acc(0, j)}))`);
   }
-  // K steps `unroll` at a time (fewer loop-carried updates and stack checks per multiply-add), then one at a time.
+  // K steps `unroll` at a time (fewer loop-carried updates and stack checks per multiply-add; b's rows
+  // are 16V bytes apart in its packed strips, so every load takes a constant offset), then one at a time.
   const step = (u: number) => {
-    for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * j} ${u === 0 ? '(local.get $b)' : `(i32.add (local.get $b) (i32.mul (local.get $bS) (i32.const ${u})))`}))`);
+    for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * (V * u + j)} (local.get $b)))`);
     for (let i = 0; i < P; i++) {
       lines.push(`      (local.set $s (v128.load32_splat offset=${4 * u} (local.get ${aRow(i)})))`);
       for (let j = 0; j < V; j++) lines.push(`      (local.set ${acc(i, j)} ${madd(fma, '(local.get $s)', `(local.get $b${j})`, `(local.get ${acc(i, j)})`)})`);
@@ -149,7 +176,7 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
   };
   const advance = (u: number) => {
     for (let i = 0; i < P; i++) lines.push(`      (local.set ${aRow(i)} (i32.add (local.get ${aRow(i)}) (i32.const ${4 * u})))`);
-    lines.push(`      (local.set $b (i32.add (local.get $b) ${u === 1 ? '(local.get $bS)' : `(i32.mul (local.get $bS) (i32.const ${u}))`}))`);
+    lines.push(`      (local.set $b (i32.add (local.get $b) (i32.const ${16 * V * u})))`);
     lines.push(`      (local.set $k (i32.add (local.get $k) (i32.const ${u})))`);
   };
   if (unroll > 1) {

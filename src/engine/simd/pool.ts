@@ -98,7 +98,7 @@ export function parallelConvKernels(k: SimdKernels, pool: ConvPool): SimdKernels
         const [s, e] = range(p);
         return byRows
           ? [a + s * K * 4, b, bias, o + s * ld * 4, e - s, K, N, lo, hi, ld]
-          : [a, b + s * 4, bias + s * 4, o + s * 4, M, K, e - s, lo, hi, ld];
+          : [a, b + s * K * 4, bias + s * 4, o + s * 4, M, K, e - s, lo, hi, ld]; // b packed: columns [s, e) start at float sK
       };
       const posted = workers.filter((t, i) => {
         const [s, e] = range(i + 1);

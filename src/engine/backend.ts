@@ -72,9 +72,9 @@ export function wasmThreads(): number {
  */
 export function engineIdentity(choice: BackendChoice): string {
   const backend = resolveBackend(choice);
-  // The threaded build computes bit-identical results (test/engine-threads.test.ts), except that on N > 1
-  // threads the inference plan's depthwise convs run on compress's kernels (src/engine/kernels/index.ts): `-dw`.
-  const simd = () => `${fusedMultiplyAdd() ? '-fma' : ''}${wasmThreads() > 1 ? '-dw' : ''}`;
+  // The threaded build computes bit-identical results (test/engine-threads.test.ts; the inference
+  // plan's convs run on compress's kernels on 1 and N threads alike, src/engine/kernels/index.ts).
+  const simd = () => (fusedMultiplyAdd() ? '-fma' : '');
   const kernels = () => `+kernels.${WASM_KERNELS_REVISION}${wasmSimdDisabled() ? '-nosimd' : simd()}`;
   // Data-parallel training's results depend on its replica count (src/engine/data-parallel.ts).
   const workers = trainWorkers();

@@ -180,10 +180,10 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const filter = tf.tensor(w, kernel.shape, 'float32');
   const biasT = tf.tensor1d(b, 'float32');
   owned.push(filter, biasT);
-  // A 1x1 stride-1 conv's filter also in the column strips compress's SIMD GEMM reads (packed once
-  // here instead of per call; src/engine/kernels/conv2d.ts).
+  // On wasm, a 1x1 stride-1 conv's filter also in the column strips compress's SIMD GEMM reads (packed
+  // once here instead of per call; src/engine/kernels/conv2d.ts).
   const [s0, s1] = cfg.strides;
-  const gemm = cfg.kind === 'conv' && kernel.shape[0] === 1 && kernel.shape[1] === 1 && s0 === 1 && s1 === 1 && outChannels % 4 === 0;
+  const gemm = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && kernel.shape[0] === 1 && kernel.shape[1] === 1 && s0 === 1 && s1 === 1 && outChannels % 4 === 0;
   const packedFilter = gemm ? tf.tensor1d(packGemmB(w, channels, outChannels), 'float32') : undefined;
   if (packedFilter) owned.push(packedFilter);
   const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };

@@ -11,16 +11,15 @@ import { BN_ACT_KERNEL, BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTrain
 import { makeShapeKernels } from './shape.js';
 import type { KernelImpl } from './util.js';
 import { fusedMultiplyAdd } from '../simd/fma.js';
-import { convThreads } from '../simd/module.js';
 
 /**
  * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D),
  * chosen by measurement (`node dist/bench/profile.js --inference --compare`, CPU time):
  * - 1x1 convs: compress's SIMD GEMM (src/engine/simd/conv.wat.ts) where the runtime multiplies-adds
  *   fused (faster than XNNPACK at batch 1 and 32), else XNNPACK (equal without FMA);
- * - depthwise: XNNPACK on one thread (compress's dw3x3 is even at batch 1, slower at batch 32); on N > 1
- *   threads compress's (split over its own pool: XNNPACK's threads spin between ops, 37 ms CPU a batch-1
- *   pass against 8.5). The engine identity says so (`-dw`, src/engine/backend.ts).
+ * - 3x3 depthwise: compress's dw3x3 (chunks of 8 output pixels, each input column loaded once per
+ *   filter row; faster than XNNPACK's at batch 1 and 4, and on N > 1 threads split over compress's own
+ *   pool: XNNPACK's threads spin between ops), so 1 and N threads compute the same bits.
  * 'simd' / 'xnnpack' force one for both (benchmarks and tests compare them in one process).
  */
 export type InferenceConvs = 'auto' | 'simd' | 'xnnpack';
@@ -29,7 +28,7 @@ export function setInferenceConvs(v: InferenceConvs): void {
   inferenceConvs = v;
 }
 const simdGemm = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && fusedMultiplyAdd());
-const simdDepthwise = () => inferenceConvs === 'simd' || (inferenceConvs === 'auto' && convThreads() > 1);
+const simdDepthwise = () => inferenceConvs !== 'xnnpack';
 
 /**
  * The wasm kernels compress registers: the training kernels tfjs-backend-wasm lacks

@@ -204,95 +204,144 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
  * o = clamp(depthwise 3x3 conv of x + bias, lo, hi), NHWC, channel multiplier 1, C a multiple of 4,
  * any stride, padding given by its top and left (out-of-image taps add nothing), dilation 1; output
  * rows [oh0, oh1) of every image (threads split the rows).
- * Per output row and group of 4 channels the 9 filter vectors and the bias stay in registers while
- * the row's pixels pass (measured faster than chunks of pixels whose input rows stay in L1); pixels
- * whose 3x3 window lies inside the image take the unchecked path.
+ * An output row: pixels whose 3x3 window lies inside the image's columns go in chunks of 8 (then 4)
+ * for strides 1 and 2 (dw3x3_chunk: per group of 4 channels, each input column of a filter row is
+ * loaded once and multiplied into every output of the chunk it touches, 8 accumulators in flight);
+ * the others one at a time (dw3x3_pixel, every tap checked). Rows outside the image are skipped per
+ * output row. Every output sums bias + taps in the order (kh, kw) with the same multiply-adds on
+ * every path, so chunking (and threads) never change a bit.
  */
 function depthwise3x3(fma: boolean): string {
-  const taps: Array<[number, number]> = [];
-  for (let kh = 0; kh < 3; kh++) for (let kw = 0; kw < 3; kw++) taps.push([kh, kw]);
-  const w = (kh: number, kw: number) => `$w${kh}${kw}`;
-  // Address of tap (kh, kw) of the pixel whose window starts at $p0 (rows $p0, $p1, $p2).
-  const addr = (kh: number, kw: number) =>
-    kw === 0 ? `(local.get $p${kh})` : kw === 1 ? `(i32.add (local.get $p${kh}) (local.get $ps))` : `(i32.add (local.get $p${kh}) (local.get $ps2))`;
-  // Three partial sums, one a filter row ($acc from the bias, $acc1, $acc2 from zero or the row's first
-  // product), added at the end: three short dependency chains instead of one of 9 multiply-adds
-  // (a chain of 9 is latency-bound: ~2.7 GMAC/s against ~4-5 with three).
-  const accOf = (kh: number) => (kh === 0 ? '$acc' : `$acc${kh}`);
-  const sum = (checked: boolean) => {
-    const ops = taps.map(([kh, kw]) => {
-      const x = `(v128.load ${addr(kh, kw)})`, wv = `(local.get ${w(kh, kw)})`, acc = accOf(kh);
-      const op = !checked && kh > 0 && kw === 0 ? `(local.set ${acc} (f32x4.mul ${x} ${wv}))` : `(local.set ${acc} ${madd(fma, x, wv, `(local.get ${acc})`)})`;
-      if (!checked) return op;
-      const inside = `(i32.and (i32.lt_u (i32.add (local.get $ih) (i32.const ${kh})) (local.get $H)) (i32.lt_u (i32.add (local.get $iw) (i32.const ${kw})) (local.get $W)))`;
-      return `(if ${inside} (then ${op}))`;
-    });
-    const init = checked ? ['(local.set $acc1 (v128.const i32x4 0 0 0 0))', '(local.set $acc2 (v128.const i32x4 0 0 0 0))'] : [];
-    return [...init, ...ops, '(local.set $acc (f32x4.add (f32x4.add (local.get $acc) (local.get $acc1)) (local.get $acc2)))'].join('\n            ');
-  };
-  const weightLocals = taps.map(([kh, kw]) => `(local ${w(kh, kw)} v128)`).join(' ');
-  const loadWeights = taps
-    .map(([kh, kw]) => `(local.set ${w(kh, kw)} (v128.load offset=0 (i32.add (local.get $wc) (i32.mul (local.get $cs) (i32.const ${kh * 3 + kw})))))`)
-    .join('\n        ');
   return `
   (func (export "dw3x3") (param $x i32) (param $wt i32) (param $bias i32) (param $o i32)
     (param $N i32) (param $H i32) (param $W i32) (param $C i32) (param $oH i32) (param $oW i32)
     (param $sh i32) (param $sw i32) (param $top i32) (param $left i32) (param $lo f32) (param $hi f32)
     (param $oh0 i32) (param $oh1 i32)
-    (local $n i32) (local $oh i32) (local $ow i32) (local $c i32) (local $ih i32) (local $iw i32)
-    (local $cs i32) (local $ps i32) (local $ps2 i32) (local $rs i32) (local $wc i32) (local $xn i32) (local $orow i32)
-    (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $po i32) (local $rowsIn i32) (local $step i32)
-    (local $acc v128) (local $acc1 v128) (local $acc2 v128) (local $b v128) (local $lov v128) (local $hiv v128) ${weightLocals}
+    (local $n i32) (local $oh i32) (local $ow i32) (local $ih i32) (local $cs i32) (local $rs i32)
+    (local $xrow i32) (local $orow i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $owLo i32) (local $owHi i32)
     (local.set $cs (i32.shl (local.get $C) (i32.const 2)))
-    (local.set $ps (local.get $cs))
-    (local.set $ps2 (i32.shl (local.get $cs) (i32.const 1)))
     (local.set $rs (i32.mul (local.get $W) (local.get $cs)))
-    (local.set $step (i32.mul (local.get $sw) (local.get $cs)))
-    (local.set $lov (f32x4.splat (local.get $lo)))
-    (local.set $hiv (f32x4.splat (local.get $hi)))
+    ;; interior columns: ow * sw - left >= 0 and ow * sw - left + 2 <= W - 1
+    (local.set $owLo (i32.div_u (i32.add (local.get $left) (i32.sub (local.get $sw) (i32.const 1))) (local.get $sw)))
+    (local.set $owHi (select
+      (i32.add (i32.div_u (i32.sub (i32.add (local.get $W) (local.get $left)) (i32.const 3)) (local.get $sw)) (i32.const 1))
+      (i32.const 0)
+      (i32.ge_s (i32.sub (i32.add (local.get $W) (local.get $left)) (i32.const 3)) (i32.const 0))))
+    (if (i32.gt_u (local.get $owHi) (local.get $oW)) (then (local.set $owHi (local.get $oW))))
+    (if (i32.gt_u (local.get $sw) (i32.const 2)) (then (local.set $owHi (i32.const 0))))
     (block $nd (loop $nl
       (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
-      (local.set $xn (i32.add (local.get $x) (i32.mul (i32.mul (local.get $n) (local.get $H)) (local.get $rs))))
       (local.set $oh (local.get $oh0))
-      (local.set $orow (i32.add (local.get $o) (i32.mul (i32.mul (i32.add (i32.mul (local.get $n) (local.get $oH)) (local.get $oh)) (local.get $oW)) (local.get $cs))))
       (block $hd (loop $hl
         (br_if $hd (i32.ge_u (local.get $oh) (local.get $oh1)))
         (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
-        (local.set $rowsIn (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.le_s (i32.add (local.get $ih) (i32.const 3)) (local.get $H))))
-        (local.set $c (i32.const 0))
-        (block $cd (loop $cl
-          (br_if $cd (i32.ge_u (local.get $c) (local.get $cs)))
-          (local.set $wc (i32.add (local.get $wt) (local.get $c)))
-          ${loadWeights}
-          (local.set $b (v128.load (i32.add (local.get $bias) (local.get $c))))
-          (local.set $po (i32.add (local.get $orow) (local.get $c)))
-          (local.set $iw (i32.sub (i32.const 0) (local.get $left)))
-          ;; window start of this pixel (may lie outside the image: then only checked taps read)
-          (local.set $p0 (i32.add (i32.add (local.get $xn) (local.get $c))
-            (i32.add (i32.mul (local.get $ih) (local.get $rs)) (i32.mul (local.get $iw) (local.get $cs)))))
-          (local.set $ow (i32.const 0))
-          (block $wd (loop $wl
-            (br_if $wd (i32.ge_u (local.get $ow) (local.get $oW)))
-            (local.set $p1 (i32.add (local.get $p0) (local.get $rs)))
-            (local.set $p2 (i32.add (local.get $p1) (local.get $rs)))
-            (local.set $acc (local.get $b))
-            (if (i32.and (local.get $rowsIn) (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.le_s (i32.add (local.get $iw) (i32.const 3)) (local.get $W))))
-              (then
-            ${sum(false)})
-              (else
-            ${sum(true)}))
-            (v128.store (local.get $po) (f32x4.pmin (f32x4.pmax (local.get $acc) (local.get $lov)) (local.get $hiv)))
-            (local.set $po (i32.add (local.get $po) (local.get $cs)))
-            (local.set $p0 (i32.add (local.get $p0) (local.get $step)))
-            (local.set $iw (i32.add (local.get $iw) (local.get $sw)))
-            (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
-            (br $wl)))
-          (local.set $c (i32.add (local.get $c) (i32.const 16)))
-          (br $cl)))
-        (local.set $orow (i32.add (local.get $orow) (i32.mul (local.get $oW) (local.get $cs))))
+        (local.set $r0 (i32.lt_u (local.get $ih) (local.get $H)))
+        (local.set $r1 (i32.lt_u (i32.add (local.get $ih) (i32.const 1)) (local.get $H)))
+        (local.set $r2 (i32.lt_u (i32.add (local.get $ih) (i32.const 2)) (local.get $H)))
+        ;; start of input row ih (outside the image when ih < 0: then only rows r1, r2 are read)
+        (local.set $xrow (i32.add (local.get $x) (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $rs))))
+        (local.set $orow (i32.add (local.get $o) (i32.mul (i32.mul (i32.add (i32.mul (local.get $n) (local.get $oH)) (local.get $oh)) (local.get $oW)) (local.get $cs))))
+        (local.set $ow (i32.const 0))
+        (block $ld (loop $ll
+          (br_if $ld (i32.ge_u (local.get $ow) (select (local.get $owLo) (local.get $oW) (i32.lt_u (local.get $owLo) (local.get $oW)))))
+          ${pixelCall}
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $ll)))
+        ${[8, 4].map((P) => `
+        (block $c${P}d (loop $c${P}l
+          (br_if $c${P}d (i32.gt_u (i32.add (local.get $ow) (i32.const ${P})) (local.get $owHi)))
+          (if (i32.eq (local.get $sw) (i32.const 1))
+            (then (call $dw_chunk${P}_1 ${chunkArgs}))
+            (else (call $dw_chunk${P}_2 ${chunkArgs})))
+          (local.set $ow (i32.add (local.get $ow) (i32.const ${P})))
+          (br $c${P}l)))`).join('')}
+        (block $rd (loop $rl
+          (br_if $rd (i32.ge_u (local.get $ow) (local.get $oW)))
+          ${pixelCall}
+          (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+          (br $rl)))
         (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
         (br $hl)))
       (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br $nl))))
+${dwPixel(fma)}
+${[8, 4].map((P) => dwChunk(P, 1, fma) + dwChunk(P, 2, fma)).join('')}
+`;
+}
+
+/** Input pointer of the column iw = ow * sw - left of row xrow, and output pointer of pixel ow. */
+const pixelArgs = `(i32.add (local.get $xrow) (i32.mul (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)) (local.get $cs)))
+            (local.get $wt) (local.get $bias) (i32.add (local.get $orow) (i32.mul (local.get $ow) (local.get $cs)))
+            (local.get $cs) (local.get $rs) (local.get $r0) (local.get $r1) (local.get $r2) (local.get $lo) (local.get $hi)`;
+const pixelCall = `(call $dw_pixel ${pixelArgs} (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)) (local.get $W))`;
+const chunkArgs = pixelArgs;
+
+/** One output pixel, every tap checked against the image (rows by r0..r2, columns by iw and W). */
+function dwPixel(fma: boolean): string {
+  const taps: string[] = [];
+  for (let kh = 0; kh < 3; kh++)
+    for (let kw = 0; kw < 3; kw++) {
+      const addr = `(i32.add (i32.add (local.get $xp) (local.get $c)) (i32.add (i32.mul (local.get $rs) (i32.const ${kh})) (i32.mul (local.get $cs) (i32.const ${kw}))))`;
+      const waddr = `(i32.add (i32.add (local.get $wt) (local.get $c)) (i32.mul (local.get $cs) (i32.const ${kh * 3 + kw})))`;
+      taps.push(`(if (i32.and (local.get $r${kh}) (local.get $k${kw})) (then (local.set $acc ${madd(fma, `(v128.load ${addr})`, `(v128.load ${waddr})`, '(local.get $acc)')})))`);
+    }
+  return `
+  (func $dw_pixel (param $xp i32) (param $wt i32) (param $bias i32) (param $op i32) (param $cs i32) (param $rs i32)
+    (param $r0 i32) (param $r1 i32) (param $r2 i32) (param $lo f32) (param $hi f32) (param $iw i32) (param $W i32)
+    (local $c i32) (local $k0 i32) (local $k1 i32) (local $k2 i32) (local $acc v128) (local $lov v128) (local $hiv v128)
+    (local.set $lov (f32x4.splat (local.get $lo)))
+    (local.set $hiv (f32x4.splat (local.get $hi)))
+    (local.set $k0 (i32.lt_u (local.get $iw) (local.get $W)))
+    (local.set $k1 (i32.lt_u (i32.add (local.get $iw) (i32.const 1)) (local.get $W)))
+    (local.set $k2 (i32.lt_u (i32.add (local.get $iw) (i32.const 2)) (local.get $W)))
+    (block $cd (loop $cl
+      (br_if $cd (i32.ge_u (local.get $c) (local.get $cs)))
+      (local.set $acc (v128.load (i32.add (local.get $bias) (local.get $c))))
+      ${taps.join('\n      ')}
+      (v128.store (i32.add (local.get $op) (local.get $c)) (f32x4.pmin (f32x4.pmax (local.get $acc) (local.get $lov)) (local.get $hiv)))
+      (local.set $c (i32.add (local.get $c) (i32.const 16)))
+      (br $cl))))
+`;
+}
+
+/**
+ * P output pixels of a row whose windows lie inside the image's columns, stride S (1 or 2): per group
+ * of 4 channels, per filter row inside the image, each of the row's S(P-1)+3 input columns is loaded
+ * once and multiply-added into the outputs it is tap (kh, kw) of, in kw order (column j = S p + kw).
+ */
+function dwChunk(P: number, S: number, fma: boolean): string {
+  const cols = S * (P - 1) + 3;
+  const acc = (p: number) => `$a${p}`;
+  const rowBody = (kh: number) => {
+    const lines = [
+      `(local.set $q (i32.add (i32.add (local.get $xp) (local.get $c)) (i32.mul (local.get $rs) (i32.const ${kh}))))`,
+      ...range(3).map((kw) => `(local.set $w${kw} (v128.load (i32.add (i32.add (local.get $wt) (local.get $c)) (i32.mul (local.get $cs) (i32.const ${kh * 3 + kw})))))`),
+    ];
+    for (let j = 0; j < cols; j++) {
+      if (j > 0) lines.push('(local.set $q (i32.add (local.get $q) (local.get $cs)))');
+      lines.push('(local.set $v (v128.load (local.get $q)))');
+      for (let kw = 0; kw < 3; kw++) {
+        const p = (j - kw) / S;
+        if (Number.isInteger(p) && p >= 0 && p < P) lines.push(`(local.set ${acc(p)} ${madd(fma, '(local.get $v)', `(local.get $w${kw})`, `(local.get ${acc(p)})`)})`);
+      }
+    }
+    return `(if (local.get $r${kh}) (then\n        ${lines.join('\n        ')}))`;
+  };
+  return `
+  (func $dw_chunk${P}_${S} (param $xp i32) (param $wt i32) (param $bias i32) (param $op i32) (param $cs i32) (param $rs i32)
+    (param $r0 i32) (param $r1 i32) (param $r2 i32) (param $lo f32) (param $hi f32)
+    (local $c i32) (local $q i32) (local $v v128) (local $w0 v128) (local $w1 v128) (local $w2 v128) (local $lov v128) (local $hiv v128)
+    ${range(P).map((p) => `(local ${acc(p)} v128)`).join(' ')}
+    (local.set $lov (f32x4.splat (local.get $lo)))
+    (local.set $hiv (f32x4.splat (local.get $hi)))
+    (block $cd (loop $cl
+      (br_if $cd (i32.ge_u (local.get $c) (local.get $cs)))
+      (local.set $a0 (v128.load (i32.add (local.get $bias) (local.get $c))))
+      ${range(P - 1).map((p) => `(local.set ${acc(p + 1)} (local.get $a0))`).join(' ')}
+      ${range(3).map(rowBody).join('\n      ')}
+      (local.set $q (i32.add (local.get $op) (local.get $c)))
+      ${range(P).map((p) => `(v128.store (local.get $q) (f32x4.pmin (f32x4.pmax (local.get ${acc(p)}) (local.get $lov)) (local.get $hiv)))${p < P - 1 ? '\n      (local.set $q (i32.add (local.get $q) (local.get $cs)))' : ''}`).join('\n      ')}
+      (local.set $c (i32.add (local.get $c) (i32.const 16)))
+      (br $cl))))
 `;
 }

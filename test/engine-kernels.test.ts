@@ -544,3 +544,27 @@ for (const pad of ['same', 'valid'] as const) {
     }
   });
 }
+
+// 1x1 stride-1 convs (training's pointwise convs) run forward and input gradient as one SIMD GEMM.
+test('1x1 conv stride 1 on the SIMD GEMM: forward, input and filter gradients equal cpu', async () => {
+  const rng = createRng(41);
+  const cases: Array<[[number, number, number, number], number, 'same' | 'valid']> = [
+    [[2, 5, 7, 8], 12, 'same'], [[3, 4, 4, 16], 4, 'valid'], [[1, 3, 3, 4], 8, 'same'], [[2, 3, 5, 6], 8, 'valid'],
+  ];
+  for (const [xShape, Co, pad] of cases) {
+    const wShape: [number, number, number, number] = [1, 1, xShape[3], Co];
+    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape)), dyv = randn(rng, size(xShape.slice(0, 3)) * Co);
+    const fn = () => {
+      const x = tf.tensor4d(xv, xShape), w = tf.tensor4d(wv, wShape);
+      const dy = tf.tensor(dyv, [...xShape.slice(0, 3), Co]);
+      const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => tf.conv2d(a as tfType.Tensor4D, b as tfType.Tensor4D, 1, pad).mul(dy).sum());
+      return [tf.conv2d(x, w, 1, pad), ...g([x, w])];
+    };
+    const a = await on('wasm', fn);
+    const c = await on('cpu', fn);
+    ['y', 'dx', 'dw'].forEach((name, i) => {
+      const e = relMaxError(a[i], c[i]);
+      assert.ok(e <= TOL, `${JSON.stringify(xShape)} x ${Co} ${pad} ${name}: err ${e}`);
+    });
+  }
+});

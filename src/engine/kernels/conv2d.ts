@@ -51,8 +51,8 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     if (simd && KH === 1 && KW === 1 && sh === 1 && sw === 1 && Ci % 4 === 0 && oH === H && oW === W && dy.dtype === 'float32') {
       // 1x1 stride 1: dx[P, Ci] = dy[P, Co] . W^T, by the SIMD GEMM (1.5-2x XNNPACK's conv here, which
       // also repacks the new filter every step; [32,3,3,1280] -> 112: 7.2 -> 4.0 ms).
-      const wT = transpose({ inputs: { x: { dataId: filter.dataId, shape: [Ci, Co], dtype: filter.dtype } as tfType.TensorInfo }, backend, attrs: { perm: [1, 0] } });
-      const zero = backend.makeOutput([Ci], 'float32');
+      const wT = backend.makeOutput([Co * Ci], 'float32'), zero = backend.makeOutput([Ci], 'float32');
+      packGemmBTransposed(f32(backend, filter), Ci, Co, f32(backend, wT));
       f32(backend, zero).fill(0);
       const out = backend.makeOutput([N, H, W, Ci], 'float32');
       simd.gemm_bias_act(ptr(backend, dy), ptr(backend, wT), ptr(backend, zero), ptr(backend, out), N * H * W, Co, Ci, -Infinity, Infinity, Ci);
@@ -326,13 +326,15 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     const [sh, sw] = pair(attrs.strides);
     if (simd && filter.shape[0] === 1 && filter.shape[1] === 1 && sh === 1 && sw === 1 && Co % 4 === 0 && x.dtype === 'float32' && filter.dtype === 'float32' && (df == null || df === 'NHWC' || df === 'channelsLast')) {
       // 1x1 stride 1 (training's pointwise convs; a plan's run fused): one GEMM [pixels, Ci] . [Ci, Co] by
-      // the SIMD gemm_bias_act with a zero bias, 1.2-2.7x XNNPACK's conv, which repacks the filter every step.
+      // the SIMD gemm_bias_act with a zero bias (its filter packed per call), 1.2-2.7x XNNPACK's conv, which repacks too.
       const [N, H, W] = x.shape;
-      const zero = backend.makeOutput([Co], 'float32');
+      const zero = backend.makeOutput([Co], 'float32'), packed = backend.makeOutput([Ci * Co], 'float32');
       f32(backend, zero).fill(0);
+      packGemmB(f32(backend, filter), Ci, Co, f32(backend, packed));
       const out = backend.makeOutput([N, H, W, Co], 'float32');
-      simd.gemm_bias_act(ptr(backend, x), ptr(backend, filter), ptr(backend, zero), ptr(backend, out), N * H * W, Ci, Co, -Infinity, Infinity, Co);
+      simd.gemm_bias_act(ptr(backend, x), ptr(backend, packed), ptr(backend, zero), ptr(backend, out), N * H * W, Ci, Co, -Infinity, Infinity, Co);
       backend.disposeData(zero.dataId);
+      backend.disposeData(packed.dataId);
       return out;
     }
     if (!simd || x.dtype !== 'float32' || filter.dtype !== 'float32' || (df != null && df !== 'NHWC' && df !== 'channelsLast') || Ci > CONV_FWD_MAX_CI || Co % 4 !== 0) {
@@ -384,6 +386,15 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
   }
 
   return { conv2DBackpropInput, conv2DBackpropFilter, conv2DForward, fusedConv2D };
+}
+
+/** packGemmB (../simd/conv.wat.ts) of w^T for w [Ci, Co]: the strips of the [Co, Ci] transpose, read from w directly. */
+function packGemmBTransposed(w: Float32Array, Ci: number, Co: number, out: Float32Array): void {
+  for (let j = 0; j < Ci; j += 8) {
+    const cols = Math.min(8, Ci - j);
+    let d = j * Co;
+    for (let k = 0; k < Co; k++, d += cols) for (let c = 0; c < cols; c++) out[d + c] = w[(j + c) * Co + k];
+  }
 }
 
 /** dst[d..d+len) = src[s..s+len), unrolled by 4 (the runs here are short: JS loop overhead dominates). */

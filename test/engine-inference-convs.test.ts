@@ -23,11 +23,11 @@ import { relMaxError } from './fixtures/rel-error.js';
  * so that a test cannot pass by both sides running XNNPACK.
  */
 let tf: typeof tfType;
-const calls = { gemm_bias_act: 0, dw3x3: 0 };
+const calls = { gemm_bias_act: 0, dw3x3: 0, conv3x3c3: 0 };
 before(async () => {
   ({ tf } = await initEngine('wasm'));
   const k = simdKernels(tf.backend()) as SimdKernels;
-  for (const name of ['gemm_bias_act', 'dw3x3'] as const) {
+  for (const name of ['gemm_bias_act', 'dw3x3', 'conv3x3c3'] as const) {
     const inner = k[name] as (...a: number[]) => void;
     (k as unknown as Record<string, unknown>)[name] = (...a: number[]) => {
       calls[name]++;
@@ -52,11 +52,11 @@ if (process.env.COMPRESS_TEST_CONVS_CHILD) {
 /** The op's output with the convs run by `who`, and how many SIMD kernel calls it made. */
 function run(who: InferenceConvs, op: () => tfType.Tensor): { y: Float32Array; simdCalls: number } {
   setInferenceConvs(who);
-  const before = calls.gemm_bias_act + calls.dw3x3;
+  const before = calls.gemm_bias_act + calls.dw3x3 + calls.conv3x3c3;
   const t = op();
   const y = t.dataSync() as Float32Array;
   t.dispose();
-  return { y, simdCalls: calls.gemm_bias_act + calls.dw3x3 - before };
+  return { y, simdCalls: calls.gemm_bias_act + calls.dw3x3 + calls.conv3x3c3 - before };
 }
 
 function assertSimdMatchesXnnpack(op: () => tfType.Tensor, what: string): void {
@@ -103,6 +103,23 @@ test('1x1 fused conv: a filter the plan packed (input packedFilter) gives the bi
     assert.equal(given.simdCalls, 1);
     assert.deepEqual(given.y, own.y, `[${xShape}] -> ${co}`);
     tf.dispose([x, filter, bias, packedFilter]);
+  }
+});
+
+test('3x3 fused conv over 3 channels (a first layer): the SIMD kernel equals XNNPACK for strides 1 and 2, same and valid, odd sizes', () => {
+  // [N, H, W, 3] -> Co: MobileNetV2's first conv, widths with 0-3 pixels left after the tiles of 4, Co % 8 = 4
+  const shapes: Array<[number[], number]> = [[[1, 224, 224, 3], 32], [[2, 13, 11, 3], 12], [[1, 9, 18, 3], 8], [[1, 3, 3, 3], 4], [[1, 3, 6, 3], 16]];
+  let seed = 200;
+  for (const [xShape, co] of shapes) {
+    for (const strides of [1, 2] as const) {
+      for (const pad of ['same', 'valid'] as const) {
+        const activation = ACTIVATIONS[seed % 3];
+        const x = tensor(xShape, seed++), filter = tensor([3, 3, 3, co], seed++), bias = tensor([co], seed++);
+        const op = () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: filter as tfType.Tensor4D, strides, pad, bias, activation });
+        assertSimdMatchesXnnpack(op, `[${xShape}] -> ${co} stride ${strides} ${pad} ${activation}`);
+        tf.dispose([x, filter, bias]);
+      }
+    }
   }
 });
 

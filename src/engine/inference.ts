@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
 import { packGemmB } from './simd/conv.wat.js';
+import { packedConv } from './kernels/conv2d.js';
 
 /**
  * Inference of a tf.LayersModel as a plan of fused ops (what model.predict computes, faster):
@@ -180,11 +181,10 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const filter = tf.tensor(w, kernel.shape, 'float32');
   const biasT = tf.tensor1d(b, 'float32');
   owned.push(filter, biasT);
-  // On wasm, a 1x1 stride-1 conv's filter also in the column strips compress's SIMD GEMM reads (packed
-  // once here instead of per call; src/engine/kernels/conv2d.ts).
-  const [s0, s1] = cfg.strides;
-  const gemm = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && kernel.shape[0] === 1 && kernel.shape[1] === 1 && s0 === 1 && s1 === 1 && outChannels % 4 === 0;
-  const packedFilter = gemm ? tf.tensor1d(packGemmB(w, channels, outChannels), 'float32') : undefined;
+  // On wasm, the filter of a conv compress's SIMD kernels run also as the [KH*KW*Ci, Co] matrix in column
+  // strips they read (packed once here instead of per call; src/engine/kernels/conv2d.ts).
+  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && packedConv(kernel.shape, cfg.strides, cfg.dilations) !== undefined;
+  const packedFilter = packs ? tf.tensor1d(packGemmB(w, w.length / outChannels, outChannels), 'float32') : undefined;
   if (packedFilter) owned.push(packedFilter);
   const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };
   if (bnLayer) absorbed.add(bnLayer);

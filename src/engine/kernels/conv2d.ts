@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { simdKernels } from '../simd/module.js';
+import { simdKernels, type SimdKernels } from '../simd/module.js';
 import { packGemmB } from '../simd/conv.wat.js';
 import { assertNHWC, f32, fusedClamp, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 import { explicitSamePadding } from './padding.js';
@@ -357,30 +357,32 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
   }
 
   /**
-   * FusedConv2D (conv + bias + activation, what an inference plan runs): a 1x1 stride-1 conv is one
-   * matrix product [pixels, Ci] . [Ci, Co], run by the SIMD gemm_bias_act (register tiles of 4x8,
-   * the bias and the activation's clamp in its output pass) when `simdInference()`; every other
-   * conv by XNNPACK, with 'same' padding made explicit (src/engine/kernels/padding.ts).
-   * The GEMM reads the filter in column strips (packGemmB): an inference plan packs its constant
-   * filters once and passes them as the extra input `packedFilter` (XNNPACK ignores it); other
-   * callers' filters are packed here, per call.
+   * FusedConv2D (conv + bias + activation, what an inference plan runs): the convs of PACKED_CONVS
+   * by compress's SIMD kernels when `simdInference()` (the bias and the activation's clamp in their
+   * output pass), every other conv by XNNPACK, with 'same' padding made explicit (./padding.ts).
+   * The SIMD kernels read the filter as a [KH*KW*Ci, Co] matrix in column strips (packGemmB): an
+   * inference plan packs its constant filters once and passes them as the extra input `packedFilter`
+   * (XNNPACK ignores it); other callers' filters are packed here, per call.
    */
   function fusedConv2D(args: KernelArgs): tfType.TensorInfo {
     const backend = args.backend as WasmBackend;
     const { x, filter, bias, packedFilter } = args.inputs;
     const simd = simdInference() ? simdKernels(backend) : undefined;
     const [KH, KW, Ci, Co] = filter.shape;
-    const [sh, sw] = pair(args.attrs?.strides);
     const pad = args.attrs?.pad;
-    const clamp = simd && KH === 1 && KW === 1 && sh === 1 && sw === 1 && Co % 4 === 0 && x.shape[3] === Ci && (pad === 'same' || pad === 'valid')
-      ? fusedClamp(args, Co) : undefined;
-    if (!simd || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
-    const [N, H, W] = x.shape;
-    const prepacked = packedFilter?.dtype === 'float32' && packedFilter.shape.reduce((a, b) => a * b, 1) === Ci * Co ? packedFilter : undefined;
-    const packed = prepacked ?? backend.makeOutput([Ci * Co], 'float32');
-    const out = backend.makeOutput([N, H, W, Co], 'float32');
-    if (!prepacked) packGemmB(f32(backend, filter), Ci, Co, f32(backend, packed));
-    simd.gemm_bias_act(ptr(backend, x), ptr(backend, packed), ptr(backend, bias), ptr(backend, out), N * H * W, Ci, Co, clamp[0], clamp[1], Co);
+    const conv = simd && x.shape[3] === Ci && (pad === 'same' || pad === 'valid') ? packedConv(filter.shape, args.attrs?.strides, args.attrs?.dilations) : undefined;
+    const clamp = conv ? fusedClamp(args, Co) : undefined;
+    if (!simd || !conv || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(args.attrs?.strides),
+      pair(args.attrs?.dilations), pad as 'same' | 'valid', args.attrs?.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
+    );
+    const K = KH * KW * Ci;
+    const prepacked = packedFilter?.dtype === 'float32' && packedFilter.shape.reduce((a, b) => a * b, 1) === K * Co ? packedFilter : undefined;
+    const packed = prepacked ?? backend.makeOutput([K * Co], 'float32');
+    const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, Co], 'float32');
+    if (!prepacked) packGemmB(f32(backend, filter), K, Co, f32(backend, packed));
+    conv.run(simd, { x: ptr(backend, x), w: ptr(backend, packed), bias: ptr(backend, bias), out: ptr(backend, out) }, info, clamp);
     if (!prepacked) backend.disposeData(packed.dataId);
     return out;
   }
@@ -419,4 +421,37 @@ function addRun(dst: Float32Array, d: number, src: Float32Array, s: number, len:
     dst[d + j + 3] += src[s + j + 3];
   }
   for (; j < len; j++) dst[d + j] += src[s + j];
+}
+
+type ConvInfo2D = ReturnType<typeof tfType.backend_util.computeConv2DInfo>;
+interface PackedConv {
+  fits(filter: number[], strides: [number, number], dilations: [number, number]): boolean;
+  run(simd: SimdKernels, p: { x: number; w: number; bias: number; out: number }, info: ConvInfo2D, clamp: readonly [number, number]): void;
+}
+
+/**
+ * The fused convs compress's SIMD inference kernels run (src/engine/simd/conv.wat.ts), output
+ * channels a multiple of 4, 'same' or 'valid' padding; each reads the filter packed by packGemmB.
+ */
+const PACKED_CONVS: readonly PackedConv[] = [
+  {
+    // 1x1 stride 1: one matrix product [pixels, Ci] . [Ci, Co] (register tiles of 4 x 8)
+    fits: ([KH, KW], [sh, sw]) => KH === 1 && KW === 1 && sh === 1 && sw === 1,
+    run: (simd, p, i, [lo, hi]) =>
+      simd.gemm_bias_act(p.x, p.w, p.bias, p.out, i.batchSize * i.inHeight * i.inWidth, i.inChannels, i.outChannels, lo, hi, i.outChannels),
+  },
+  {
+    // an image model's first conv: 3x3 over 3 channels, any stride (XNNPACK: ~4.5 GMAC/s on MobileNetV2's)
+    fits: ([KH, KW, Ci], _s, [dh, dw]) => KH === 3 && KW === 3 && Ci === 3 && dh === 1 && dw === 1,
+    run: (simd, p, i, [lo, hi]) =>
+      simd.conv3x3c3(p.x, p.w, p.bias, p.out, i.batchSize, i.inHeight, i.inWidth, i.outChannels, i.outHeight, i.outWidth,
+        i.strideHeight, i.strideWidth, i.padInfo.top, i.padInfo.left, lo, hi, 0, i.outHeight),
+  },
+];
+
+/** The SIMD kernel that runs a fused conv of this filter shape, strides and dilations, if any. */
+export function packedConv(filterShape: number[], strides: unknown, dilations: unknown): PackedConv | undefined {
+  if (filterShape[3] % 4 !== 0) return undefined;
+  const s = pair(strides), d = pair(dilations);
+  return PACKED_CONVS.find((c) => c.fits(filterShape, s, d));
 }

@@ -23,7 +23,8 @@ export function convKernelsWat(fma: boolean, R = GEMM_ROWS, unroll = 1): string 
   (import "env" "memory" (memory 0))
 ${gemm(R)}
 ${range(R).map((r) => gemmTile(r + 1, 2, fma, unroll) + gemmTile(r + 1, 1, fma, unroll)).join('')}
-${depthwise3x3(fma)})
+${depthwise3x3(fma)}
+${conv3x3c3(fma)})
 `;
 }
 
@@ -344,4 +345,171 @@ function dwChunk(P: number, S: number, fma: boolean): string {
       (local.set $c (i32.add (local.get $c) (i32.const 16)))
       (br $cl))))
 `;
+}
+
+/**
+ * o = clamp(3x3 conv of x + bias, lo, hi) for an image's first layer: NHWC, 3 input channels, Co a
+ * multiple of 4, any stride and padding (top, left given), dilation 1; output rows [oh0, oh1) of every
+ * image (threads split the rows). The filter [3, 3, 3, Co] is a [27, Co] matrix, packed in strips as
+ * for gemm_bias_act (packGemmB). Per output row: pixels whose window lies inside the image go 4 at a
+ * time for strides 1 and 2 (a GEMM tile of 4 pixels x 8 columns whose 27 taps are loads at constant
+ * offsets from 3 row pointers), the others one at a time with every tap checked. Every output sums
+ * bias + taps in (kh, kw, ci) order with the same multiply-adds on both paths.
+ */
+function conv3x3c3(fma: boolean): string {
+  return `
+  (func (export "conv3x3c3") (param $x i32) (param $wt i32) (param $bias i32) (param $o i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $Co i32) (param $oH i32) (param $oW i32)
+    (param $sh i32) (param $sw i32) (param $top i32) (param $left i32) (param $lo f32) (param $hi f32)
+    (param $oh0 i32) (param $oh1 i32)
+    (local $n i32) (local $oh i32) (local $ow i32) (local $ih i32) (local $iw i32) (local $rs i32) (local $os i32)
+    (local $xrow i32) (local $orow i32) (local $rowsIn i32) (local $owLo i32) (local $owHi i32)
+    (local.set $rs (i32.mul (local.get $W) (i32.const 12)))
+    (local.set $os (i32.shl (local.get $Co) (i32.const 2)))
+    ;; interior columns: ow * sw - left >= 0 and ow * sw - left + 2 <= W - 1 (none for strides above 2)
+    (local.set $owLo (i32.div_u (i32.add (local.get $left) (i32.sub (local.get $sw) (i32.const 1))) (local.get $sw)))
+    (local.set $owHi (select
+      (i32.add (i32.div_u (i32.sub (i32.add (local.get $W) (local.get $left)) (i32.const 3)) (local.get $sw)) (i32.const 1))
+      (i32.const 0)
+      (i32.ge_s (i32.sub (i32.add (local.get $W) (local.get $left)) (i32.const 3)) (i32.const 0))))
+    (if (i32.gt_u (local.get $owHi) (local.get $oW)) (then (local.set $owHi (local.get $oW))))
+    (if (i32.gt_u (local.get $sw) (i32.const 2)) (then (local.set $owHi (i32.const 0))))
+    (block $nd (loop $nl
+      (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
+      (local.set $oh (local.get $oh0))
+      (block $hd (loop $hl
+        (br_if $hd (i32.ge_u (local.get $oh) (local.get $oh1)))
+        (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
+        (local.set $rowsIn (i32.lt_u (i32.add (local.get $ih) (i32.const 2)) (local.get $H)))
+        (if (i32.lt_s (local.get $ih) (i32.const 0)) (then (local.set $rowsIn (i32.const 0))))
+        (local.set $xrow (i32.add (local.get $x) (i32.mul (i32.add (i32.mul (local.get $n) (local.get $H)) (local.get $ih)) (local.get $rs))))
+        (local.set $orow (i32.add (local.get $o) (i32.mul (i32.mul (i32.add (i32.mul (local.get $n) (local.get $oH)) (local.get $oh)) (local.get $oW)) (local.get $os))))
+        (local.set $ow (i32.const 0))
+        (block $wd (loop $wl
+          (br_if $wd (i32.ge_u (local.get $ow) (local.get $oW)))
+          (local.set $iw (i32.sub (i32.mul (local.get $ow) (local.get $sw)) (local.get $left)))
+          (if (i32.and (local.get $rowsIn) (i32.and (i32.ge_u (local.get $ow) (local.get $owLo)) (i32.le_u (i32.add (local.get $ow) (i32.const 4)) (local.get $owHi))))
+            (then
+              (if (i32.eq (local.get $sw) (i32.const 1))
+                (then (call $c3_tiles_1 ${tileArgs}))
+                (else (call $c3_tiles_2 ${tileArgs})))
+              (local.set $ow (i32.add (local.get $ow) (i32.const 4))))
+            (else
+              (call $c3_pixel (local.get $xrow) (local.get $wt) (local.get $bias) (i32.add (local.get $orow) (i32.mul (local.get $ow) (local.get $os)))
+                (local.get $Co) (local.get $rs) (local.get $ih) (local.get $iw) (local.get $H) (local.get $W) (local.get $lo) (local.get $hi))
+              (local.set $ow (i32.add (local.get $ow) (i32.const 1)))))
+          (br $wl)))
+        (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+        (br $hl)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $nl))))
+${c3Pixel(fma)}
+${c3Tiles(1, fma)}
+${c3Tiles(2, fma)}
+`;
+}
+
+const tileArgs = `(i32.add (local.get $xrow) (i32.mul (local.get $iw) (i32.const 12))) (local.get $rs) (local.get $wt) (local.get $bias)
+                  (i32.add (local.get $orow) (i32.mul (local.get $ow) (local.get $os))) (local.get $Co) (local.get $lo) (local.get $hi)`;
+
+/** One output pixel of conv3x3c3, every strip of columns, every tap checked against the image. */
+function c3Pixel(fma: boolean): string {
+  const vec = (V: number) => {
+    const lines: string[] = [];
+    for (let v = 0; v < V; v++) lines.push(`(local.set $c${v} (v128.load offset=${16 * v} (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2)))))`);
+    for (let kh = 0; kh < 3; kh++)
+      for (let kw = 0; kw < 3; kw++) {
+        const body: string[] = [];
+        for (let ci = 0; ci < 3; ci++) {
+          const k = (kh * 3 + kw) * 3 + ci;
+          // the address added in i32 (a row above the image may lie below address 0 + offset: no immediate offset)
+          body.push(`(local.set $s (v128.load32_splat (i32.add (local.get $p${kh}) (i32.const ${(kw * 3 + ci) * 4}))))`);
+          for (let v = 0; v < V; v++) body.push(`(local.set $c${v} ${madd(fma, '(local.get $s)', `(v128.load offset=${k * 16 * V + 16 * v} (local.get $b))`, `(local.get $c${v})`)})`);
+        }
+        lines.push(`(if (i32.and (local.get $r${kh}) (local.get $k${kw})) (then ${body.join(' ')}))`);
+      }
+    for (let v = 0; v < V; v++) lines.push(`(v128.store offset=${16 * v} (i32.add (local.get $op) (i32.shl (local.get $j) (i32.const 2))) (f32x4.pmin (f32x4.pmax (local.get $c${v}) (local.get $lov)) (local.get $hiv)))`);
+    return lines.join('\n          ');
+  };
+  return `
+  (func $c3_pixel (param $xrow i32) (param $wt i32) (param $bias i32) (param $op i32) (param $Co i32) (param $rs i32)
+    (param $ih i32) (param $iw i32) (param $H i32) (param $W i32) (param $lo f32) (param $hi f32)
+    (local $j i32) (local $b i32) (local $p0 i32) (local $p1 i32) (local $p2 i32) (local $r0 i32) (local $r1 i32) (local $r2 i32)
+    (local $k0 i32) (local $k1 i32) (local $k2 i32) (local $s v128) (local $c0 v128) (local $c1 v128) (local $lov v128) (local $hiv v128)
+    (local.set $lov (f32x4.splat (local.get $lo)))
+    (local.set $hiv (f32x4.splat (local.get $hi)))
+    ${range(3).map((k) => `(local.set $r${k} (i32.lt_u (i32.add (local.get $ih) (i32.const ${k})) (local.get $H)))
+    (local.set $k${k} (i32.lt_u (i32.add (local.get $iw) (i32.const ${k})) (local.get $W)))
+    (local.set $p${k} (i32.add (i32.add (local.get $xrow) (i32.mul (local.get $rs) (i32.const ${k}))) (i32.mul (local.get $iw) (i32.const 12))))`).join('\n    ')}
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $Co)))
+      (local.set $b (i32.add (local.get $wt) (i32.mul (local.get $j) (i32.const 108))))
+      (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $Co))
+        (then
+          ${vec(2)}
+          (local.set $j (i32.add (local.get $j) (i32.const 8))))
+        (else
+          ${vec(1)}
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))))
+      (br $jl))))
+`;
+}
+
+/**
+ * 4 pixels of an output row (stride S, windows inside the image) by every strip of columns: per strip
+ * a tile of 4 x 8 (a last one of 4 x 4) accumulators over the 27 taps, as loops over the filter rows
+ * and their 9 contiguous (kw, ci) taps, pixel i's at a constant offset 12 S i from one pointer, as a
+ * GEMM tile (fully unrolled, TurboFan schedules all 108 loads first and spills them).
+ */
+function c3Tiles(S: number, fma: boolean): string {
+  const tile = (V: number) => {
+    const lines: string[] = [];
+    for (let v = 0; v < V; v++) {
+      lines.push(`(local.set $c0_${v} (v128.load offset=${16 * v} (local.get $bias)))`);
+      for (let i = 1; i < 4; i++) lines.push(`(local.set $c${i}_${v} (local.get $c0_${v}))`);
+    }
+    lines.push('(block $hd (loop $hl', '(local.set $px (local.get $p))', '(local.set $t (i32.const 0))', '(block $td (loop $tl');
+    for (let v = 0; v < V; v++) lines.push(`  (local.set $b${v} (v128.load offset=${16 * v} (local.get $b)))`);
+    for (let i = 0; i < 4; i++) {
+      lines.push(`  (local.set $s (v128.load32_splat offset=${12 * S * i} (local.get $px)))`);
+      for (let v = 0; v < V; v++) lines.push(`  (local.set $c${i}_${v} ${madd(fma, '(local.get $s)', `(local.get $b${v})`, `(local.get $c${i}_${v})`)})`);
+    }
+    lines.push(
+      '  (local.set $px (i32.add (local.get $px) (i32.const 4)))',
+      `  (local.set $b (i32.add (local.get $b) (i32.const ${16 * V})))`,
+      '  (local.set $t (i32.add (local.get $t) (i32.const 1)))',
+      '  (br_if $tl (i32.lt_u (local.get $t) (i32.const 9)))))',
+      '(local.set $p (i32.add (local.get $p) (local.get $rs)))',
+      '(local.set $kh (i32.add (local.get $kh) (i32.const 1)))',
+      '(br_if $hl (i32.lt_u (local.get $kh) (i32.const 3)))))',
+      '(local.set $lov (f32x4.splat (local.get $lo)))',
+      '(local.set $hiv (f32x4.splat (local.get $hi)))',
+    );
+    for (let i = 0; i < 4; i++)
+      for (let v = 0; v < V; v++)
+        lines.push(`(v128.store offset=${16 * v} (i32.add (local.get $q) (i32.mul (local.get $os) (i32.const ${i}))) (f32x4.pmin (f32x4.pmax (local.get $c${i}_${v}) (local.get $lov)) (local.get $hiv)))`);
+    const accs = range(4).flatMap((i) => range(V).map((v) => `(local $c${i}_${v} v128)`)).join(' ');
+    return `
+  (func $c3_tile${S}_${4 * V} (param $p i32) (param $rs i32) (param $b i32) (param $bias i32) (param $q i32) (param $os i32) (param $lo f32) (param $hi f32)
+    (local $px i32) (local $t i32) (local $kh i32) (local $s v128) ${range(V).map((v) => `(local $b${v} v128)`).join(' ')} (local $lov v128) (local $hiv v128) ${accs}
+    ${lines.join('\n    ')})
+`;
+  };
+  const call = (w: number) => `(call $c3_tile${S}_${w} (local.get $xp) (local.get $rs) (i32.add (local.get $wt) (i32.mul (local.get $j) (i32.const 108)))
+        (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2))) (i32.add (local.get $op) (i32.shl (local.get $j) (i32.const 2))) (local.get $os) (local.get $lo) (local.get $hi))`;
+  return `
+  (func $c3_tiles_${S} (param $xp i32) (param $rs i32) (param $wt i32) (param $bias i32) (param $op i32) (param $Co i32) (param $lo f32) (param $hi f32)
+    (local $j i32) (local $os i32)
+    (local.set $os (i32.shl (local.get $Co) (i32.const 2)))
+    (block $jd (loop $jl
+      (br_if $jd (i32.ge_u (local.get $j) (local.get $Co)))
+      (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $Co))
+        (then
+          ${call(8)}
+          (local.set $j (i32.add (local.get $j) (i32.const 8))))
+        (else
+          ${call(4)}
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))))
+      (br $jl))))
+${tile(2)}${tile(1)}`;
 }

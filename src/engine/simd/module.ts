@@ -58,6 +58,8 @@ export interface SimdKernels {
   gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number, ld: number): void;
   dw3x3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     sh: number, sw: number, top: number, left: number, lo: number, hi: number, oh0: number, oh1: number): void;
+  conv3x3c3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, Co: number, oH: number, oW: number,
+    sh: number, sw: number, top: number, left: number, lo: number, hi: number, oh0: number, oh1: number): void;
 }
 
 /**

@@ -10,7 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import type { SimdKernels } from './module.js';
 
-export const KERNELS = ['gemm_bias_act', 'dw3x3'] as const;
+export const KERNELS = ['gemm_bias_act', 'dw3x3', 'conv3x3c3'] as const;
 /** Layout of a worker's control block (a SharedArrayBuffer): int32 slots, then float64 arguments. */
 export const CONTROL = { posted: 0, done: 1, kernel: 2, argc: 3, ready: 4, ints: 8, argsOffset: 32, args: 24, bytes: 32 + 24 * 8 } as const;
 export interface PoolWorkerData {
@@ -85,7 +85,7 @@ function part(n: number, parts: number, p: number, align: number): [number, numb
 
 /** `k` with its conv kernels split over the pool's threads (the other kernels as they are). */
 export function parallelConvKernels(k: SimdKernels, pool: ConvPool): SimdKernels {
-  const gemm = k.gemm_bias_act.bind(k), dw = k.dw3x3.bind(k);
+  const gemm = k.gemm_bias_act.bind(k);
   return {
     ...k,
     gemm_bias_act(a, b, bias, o, M, K, N, lo, hi, ld) {
@@ -109,19 +109,30 @@ export function parallelConvKernels(k: SimdKernels, pool: ConvPool): SimdKernels
       gemm(mine[0], mine[1], mine[2], mine[3], mine[4], mine[5], mine[6], mine[7], mine[8], mine[9]);
       for (const t of posted) pool.join(t);
     },
-    dw3x3(x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, oh0, oh1) {
-      const workers = N * (oh1 - oh0) * oW * C * 9 >= MIN_PARALLEL_MACS ? pool.ready() : [];
-      if (workers.length === 0) return dw(x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, oh0, oh1);
-      const parts = workers.length + 1;
-      const rows = (p: number) => part(oh1 - oh0, parts, p, 1).map((r) => oh0 + r);
-      const posted = workers.filter((t, i) => {
-        const [s, e] = rows(i + 1);
-        if (e > s) pool.post(t, 'dw3x3', [x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, s, e]);
-        return e > s;
-      });
-      const [s, e] = rows(0);
-      dw(x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, s, e);
-      for (const t of posted) pool.join(t);
-    },
+    dw3x3: byOutputRows(pool, 'dw3x3', k.dw3x3.bind(k), 9),
+    conv3x3c3: byOutputRows(pool, 'conv3x3c3', k.conv3x3c3.bind(k), 27),
+  };
+}
+
+type RowKernel = SimdKernels['dw3x3'];
+
+/**
+ * A kernel with dw3x3's arguments (output rows [oh0, oh1) of every image, C output channels) split by
+ * output rows over the pool's threads; `macs` multiply-adds per output value.
+ */
+function byOutputRows(pool: ConvPool, name: 'dw3x3' | 'conv3x3c3', f: RowKernel, macs: number): RowKernel {
+  return (x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, oh0, oh1) => {
+    const workers = N * (oh1 - oh0) * oW * C * macs >= MIN_PARALLEL_MACS ? pool.ready() : [];
+    if (workers.length === 0) return f(x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, oh0, oh1);
+    const parts = workers.length + 1;
+    const rows = (p: number) => part(oh1 - oh0, parts, p, 1).map((r) => oh0 + r);
+    const posted = workers.filter((t, i) => {
+      const [s, e] = rows(i + 1);
+      if (e > s) pool.post(t, name, [x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, s, e]);
+      return e > s;
+    });
+    const [s, e] = rows(0);
+    f(x, w, bias, o, N, H, W, C, oH, oW, sh, sw, top, left, lo, hi, s, e);
+    for (const t of posted) pool.join(t);
   };
 }

@@ -568,3 +568,21 @@ test('1x1 conv stride 1 on the SIMD GEMM: forward, input and filter gradients eq
     });
   }
 });
+
+// CompressMoments needs the SIMD kernels (without them batch norm takes tfjs-layers' own moments).
+test('batch moments (CompressMoments, one pass from a shift) of activations far from zero equal a float64 reference', { skip: process.env.COMPRESS_WASM_SIMD === '0' && 'needs the SIMD kernels' }, async () => {
+  const rng = createRng(77);
+  const [M, C] = [3000, 8];
+  // Channel c: offset 10^c (up to 1e7) with a spread of 1..8 around it; rows in random order.
+  const xv = new Float32Array(M * C).map((_, i) => 10 ** (i % C) + (rng() * 2 - 1) * (1 + (i % C)));
+  const [mean, variance] = tf.tidy(() => (tf.engine().runKernel('CompressMoments', { x: tf.tensor2d(xv, [M, C]) }) as tfType.Tensor[]).map((t) => t.dataSync()));
+  for (let c = 0; c < C; c++) {
+    let s = 0, q = 0;
+    for (let r = 0; r < M; r++) s += xv[r * C + c];
+    const m = s / M;
+    for (let r = 0; r < M; r++) q += (xv[r * C + c] - m) ** 2;
+    const v = q / M;
+    assert.ok(Math.abs(mean[c] - m) <= 1e-6 * Math.abs(m) + 1e-6, `channel ${c} mean ${mean[c]} vs ${m}`);
+    assert.ok(Math.abs(variance[c] - v) <= 1e-5 * v, `channel ${c} variance ${variance[c]} vs ${v}`);
+  }
+});

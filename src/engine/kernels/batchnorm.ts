@@ -88,9 +88,11 @@ export function makeBatchNormKernels() {
     return out;
   }
   /**
-   * Mean and (biased) variance over every axis but the last, C % 4 == 0: two SIMD passes with float64
-   * sums (the mean, then the squared deviations from it). tfjs's moments is four kernels (Mean, Sub,
-   * Square, Mean) with float32 sums.
+   * Mean and (biased) variance over every axis but the last, C % 4 == 0, reading x once: sums of
+   * d = x - shift and d^2 in one SIMD pass (float32 over blocks of 64 rows, float64 totals), shift the
+   * mean of the first 64 rows (sum_rows over them), so variance = E[d^2] - E[d]^2 does not cancel
+   * (E[d] is small against the spread). tfjs's moments is four kernels (Mean, Sub, Square, Mean)
+   * with float32 sums; two passes (mean, then squared deviations) read x twice.
    */
   function moments({ inputs, backend: b }: KernelArgs): tfType.TensorInfo[] {
     const backend = b as WasmBackend;
@@ -100,20 +102,26 @@ export function makeBatchNormKernels() {
     const M = x.shape.reduce((a, d) => a * d, 1) / C;
     if (!simd || C % 4 !== 0) throw new Error(`${BN_MOMENTS_KERNEL} needs the SIMD kernels and channels % 4 == 0`);
     const mean = backend.makeOutput([C], 'float32'), variance = backend.makeOutput([C], 'float32');
-    const acc = backend.makeOutput([2 * C], 'float32'); // C float64 sums
-    simd.sum_rows(ptr(backend, x), ptr(backend, mean), ptr(backend, acc), M, C);
+    const shift = backend.makeOutput([C], 'float32');
+    const acc = backend.makeOutput([4 * C], 'float32'); // 2C float64 sums
+    const head = Math.min(64, M);
+    simd.sum_rows(ptr(backend, x), ptr(backend, shift), ptr(backend, acc), head, C);
     {
-      const a = f32(backend, acc), mv = f32(backend, mean);
-      const sums = new Float64Array(a.buffer, a.byteOffset, C);
-      for (let c = 0; c < C; c++) mv[c] = sums[c] / M;
+      const sv = f32(backend, shift);
+      for (let c = 0; c < C; c++) sv[c] /= head;
     }
-    simd.sq_dev_rows(ptr(backend, x), ptr(backend, mean), ptr(backend, acc), M, C);
+    simd.shifted_moments(ptr(backend, x), ptr(backend, shift), ptr(backend, acc), M, C);
     {
-      const a = f32(backend, acc), vv = f32(backend, variance);
-      const sums = new Float64Array(a.buffer, a.byteOffset, C);
-      for (let c = 0; c < C; c++) vv[c] = sums[c] / M;
+      const a = f32(backend, acc), mv = f32(backend, mean), vv = f32(backend, variance), sv = f32(backend, shift);
+      const sums = new Float64Array(a.buffer, a.byteOffset, 2 * C);
+      for (let c = 0; c < C; c++) {
+        const d = sums[c] / M;
+        mv[c] = sv[c] + d;
+        vv[c] = Math.max(0, sums[C + c] / M - d * d);
+      }
     }
     backend.disposeData(acc.dataId);
+    backend.disposeData(shift.dataId);
     return [mean, variance];
   }
 

@@ -209,13 +209,16 @@ ${batchNormKernel('batch_norm', false)}${batchNormKernel('batch_norm_act', true)
   ;; its input z = (x - mean) * a + off, recomputed here as the forward computed it: 0 < z <= hi
   ;; (the ReLU gradient's z > 0 and ClipByValue's z <= hi), else +0
 ${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
-  ;; Batch-norm statistics, pass 2, rows x C with C % 4 == 0: acc[0..C) = sum of (x - mean)^2 over the
-  ;; rows as float64 (acc: C doubles, zeroed here); float32 partial sums over blocks of 64 rows
-  (func (export "sq_dev_rows") (param $x i32) (param $mean i32) (param $acc i32) (param $rows i32) (param $C i32)
+  ;; Batch-norm statistics in one pass, rows x C with C % 4 == 0: with d = x - shift[c], acc[0..C) =
+  ;; sum of d and acc[C..2C) = sum of d^2 over the rows, as float64 (acc: 2C doubles, zeroed here);
+  ;; float32 partial sums over blocks of 64 rows, added in row order. With the shift near the mean
+  ;; (the caller's: the first rows' mean) variance = sum d^2 / M - (sum d / M)^2 loses little to
+  ;; cancellation, and x is read once (a mean pass, then one of squared deviations, would read it twice)
+  (func (export "shifted_moments") (param $x i32) (param $shift i32) (param $acc i32) (param $rows i32) (param $C i32)
     (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a i32)
-    (local $s v128) (local $d v128) (local $m v128)
+    (local $s v128) (local $q v128) (local $d v128) (local $m v128)
     (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
-    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 3)))
+    (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
     (block $done
       (loop $blk
         (br_if $done (i32.ge_u (local.get $r0) (local.get $rows)))
@@ -223,13 +226,15 @@ ${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
         (if (i32.gt_u (local.get $rend) (local.get $rows)) (then (local.set $rend (local.get $rows))))
         (local.set $c (i32.const 0))
         (loop $cols
-          (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
+          (local.set $m (v128.load (i32.add (local.get $shift) (local.get $c))))
           (local.set $s (v128.const i32x4 0 0 0 0))
+          (local.set $q (v128.const i32x4 0 0 0 0))
           (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
           (local.set $r (local.get $r0))
           (loop $rows_l
             (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
-            (local.set $s (f32x4.add (local.get $s) (f32x4.mul (local.get $d) (local.get $d))))
+            (local.set $s (f32x4.add (local.get $s) (local.get $d)))
+            (local.set $q (f32x4.add (local.get $q) (f32x4.mul (local.get $d) (local.get $d))))
             (local.set $off (i32.add (local.get $off) (local.get $stride)))
             (local.set $r (i32.add (local.get $r) (i32.const 1)))
             (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
@@ -237,6 +242,10 @@ ${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
           (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $s))))
           (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
             (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $s) (local.get $s)))))
+          (local.set $a (i32.add (local.get $a) (i32.shl (local.get $C) (i32.const 3))))
+          (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $q))))
+          (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $q) (local.get $q)))))
           (local.set $c (i32.add (local.get $c) (i32.const 16)))
           (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
         (local.set $r0 (local.get $rend))

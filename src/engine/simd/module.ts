@@ -19,7 +19,8 @@ export interface SimdKernels {
   /** n >= 4; o = clamp(round-half-away(x / s), lo, hi) * s. */
   fake_quant(x: number, out: number, n: number, s: number, lo: number, hi: number): void;
   clip_grad(dy: number, x: number, out: number, n: number, lo: number, hi: number): void;
-  sq_dev_rows(x: number, mean: number, acc: number, rows: number, channels: number): void;
+  /** acc (2C doubles) = sums of x - shift and of its square over the rows, one pass. */
+  shifted_moments(x: number, shift: number, acc: number, rows: number, channels: number): void;
   bn_grad_sums(dy: number, x: number, mean: number, invstd: number, acc: number, rows: number, channels: number): void;
   bn_grad_dx(dy: number, x: number, mean: number, p: number, q: number, k: number, out: number, rows: number, channels: number): void;
   /** bn_grad_sums / bn_grad_dx with dy masked by the gradient of a fused activation (batch_norm_act's clamp to [0, hi]). */

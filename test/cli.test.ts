@@ -110,3 +110,18 @@ test('init writes a recipe that validates; layers lists a stage model', async ()
   const layers = await cli(['layers', 'lenet-5'], dir);
   assert.match(layers.stdout, /conv_1\s+Conv2D\s+\[\?,24,24,20\]\s+520/);
 });
+
+test('a failed stage: its reason printed once on stderr, exit 1', async () => {
+  const { dir } = workspace(`version: 1
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  m: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  q: { uses: quantize, needs: [m], with: { default: { method: kmeans, bits: 5 }, layers: [ { match: nope } ] } }
+`);
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 1, r.stderr);
+  const said = (r.stderr + r.stdout).split('matches no layer').length - 1;
+  assert.equal(said, 1, r.stderr + r.stdout);
+  assert.match(r.stderr, /error: stage 'q' failed: selector entry #0 \{ match: "nope" \} matches no layer/);
+});

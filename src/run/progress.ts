@@ -129,7 +129,8 @@ export function createProgress(mode: ProgressMode, stages: Array<{ id: string; u
         t.skip(`${label(st)}: skipped (${o.reason})`);
         slot.resolve();
       } else {
-        slot.reject(new Error(`${label(st)}: failed: ${o.reason}`));
+        // The reason is printed once, with the run's summary (`error: stage '<id>' failed: ...`).
+        slot.reject(new Error(`${label(st)}: failed`));
       }
     });
   }

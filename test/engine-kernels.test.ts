@@ -545,31 +545,34 @@ for (const pad of ['same', 'valid'] as const) {
   });
 }
 
-// 1x1 stride-1 convs (training's pointwise convs) run forward and input gradient as one SIMD GEMM.
-test('1x1 conv stride 1 on the SIMD GEMM: forward, input and filter gradients equal cpu', async () => {
+// The convs compress's SIMD kernels run in training (1x1 stride 1 forward and input gradient as one GEMM;
+// an image's first 3x3 conv over 3 channels forward by conv3x3c3): values and gradients equal cpu.
+test('SIMD training convs (1x1 stride 1, first 3x3 over 3 channels): forward, input and filter gradients equal cpu', async () => {
   const rng = createRng(41);
-  const cases: Array<[[number, number, number, number], number, 'same' | 'valid']> = [
-    [[2, 5, 7, 8], 12, 'same'], [[3, 4, 4, 16], 4, 'valid'], [[1, 3, 3, 4], 8, 'same'], [[2, 3, 5, 6], 8, 'valid'],
+  const cases: Array<[[number, number, number, number], number, number, number, 'same' | 'valid']> = [
+    [[2, 5, 7, 8], 1, 12, 1, 'same'], [[3, 4, 4, 16], 1, 4, 1, 'valid'], [[1, 3, 3, 4], 1, 8, 1, 'same'], [[2, 3, 5, 6], 1, 8, 1, 'valid'],
+    [[2, 9, 8, 3], 3, 16, 2, 'same'], [[1, 7, 7, 3], 3, 8, 1, 'valid'],
   ];
-  for (const [xShape, Co, pad] of cases) {
-    const wShape: [number, number, number, number] = [1, 1, xShape[3], Co];
-    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape)), dyv = randn(rng, size(xShape.slice(0, 3)) * Co);
+  for (const [xShape, K, Co, stride, pad] of cases) {
+    const wShape: [number, number, number, number] = [K, K, xShape[3], Co];
+    const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
+    const yShape = tf.tidy(() => tf.conv2d(tf.zeros(xShape) as tfType.Tensor4D, tf.zeros(wShape) as tfType.Tensor4D, stride, pad).shape);
+    const dyv = randn(rng, size(yShape));
     const fn = () => {
       const x = tf.tensor4d(xv, xShape), w = tf.tensor4d(wv, wShape);
-      const dy = tf.tensor(dyv, [...xShape.slice(0, 3), Co]);
-      const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => tf.conv2d(a as tfType.Tensor4D, b as tfType.Tensor4D, 1, pad).mul(dy).sum());
-      return [tf.conv2d(x, w, 1, pad), ...g([x, w])];
+      const dy = tf.tensor(dyv, yShape);
+      const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => tf.conv2d(a as tfType.Tensor4D, b as tfType.Tensor4D, stride, pad).mul(dy).sum());
+      return [tf.conv2d(x, w, stride, pad), ...g([x, w])];
     };
     const a = await on('wasm', fn);
     const c = await on('cpu', fn);
     ['y', 'dx', 'dw'].forEach((name, i) => {
       const e = relMaxError(a[i], c[i]);
-      assert.ok(e <= TOL, `${JSON.stringify(xShape)} x ${Co} ${pad} ${name}: err ${e}`);
+      assert.ok(e <= TOL, `${JSON.stringify(xShape)} ${K}x${K} x ${Co} stride ${stride} ${pad} ${name}: err ${e}`);
     });
   }
 });
 
-// CompressMoments needs the SIMD kernels (without them batch norm takes tfjs-layers' own moments).
 test('batch moments (CompressMoments, one pass from a shift) of activations far from zero equal a float64 reference', { skip: process.env.COMPRESS_WASM_SIMD === '0' && 'needs the SIMD kernels' }, async () => {
   const rng = createRng(77);
   const [M, C] = [3000, 8];

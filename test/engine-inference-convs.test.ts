@@ -78,6 +78,8 @@ test('1x1 fused conv: the SIMD GEMM equals XNNPACK on MobileNetV2 shapes and row
     [[1, 3, 3, 24], 144], [[1, 1, 1, 8], 4], [[1, 7, 1, 3], 8], [[3, 11, 13, 20], 36], [[1, 3, 5, 2048], 40],
     // several row blocks (the last one shorter, M % 4 = 2: an overlapping last tile), 1040 columns: two column blocks
     [[1, 30, 31, 96], 20], [[1, 2, 3, 64], 1040],
+    // rows packed for the tiles (64+ columns): K % 4 = 2 (a scalar rest), 4 rows exactly, a 4-column strip
+    [[2, 5, 3, 18], 68], [[1, 2, 2, 8], 64],
   ];
   let seed = 1;
   for (const [xShape, co] of shapes) {

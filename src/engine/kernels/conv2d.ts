@@ -1,6 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { simdKernels, type SimdKernels } from '../simd/module.js';
-import { packGemmB } from '../simd/conv.wat.js';
+import { convThreads, simdKernels, type SimdKernels } from '../simd/module.js';
+import { gemmScratchFloats, packGemmB } from '../simd/conv.wat.js';
 import { assertNHWC, f32, fusedClamp, pair, ptr, wasmKernel, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 import { explicitSamePadding } from './padding.js';
 
@@ -55,7 +55,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
       packGemmBTransposed(f32(backend, filter), Ci, Co, f32(backend, wT));
       f32(backend, zero).fill(0);
       const out = backend.makeOutput([N, H, W, Ci], 'float32');
-      simd.gemm_bias_act(ptr(backend, dy), ptr(backend, wT), ptr(backend, zero), ptr(backend, out), N * H * W, Co, Ci, -Infinity, Infinity, Ci);
+      runGemm(backend, simd, ptr(backend, dy), ptr(backend, wT), ptr(backend, zero), ptr(backend, out), N * H * W, Co, Ci, -Infinity, Infinity);
       backend.disposeData(wT.dataId);
       backend.disposeData(zero.dataId);
       return out;
@@ -340,7 +340,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
       f32(backend, zero).fill(0);
       packGemmB(f32(backend, filter), K, Co, f32(backend, w));
       const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, Co], 'float32');
-      packed.run(simd, { x: ptr(backend, x), w: ptr(backend, w), bias: ptr(backend, zero), out: ptr(backend, out) }, info, [-Infinity, Infinity]);
+      packed.run(simd, backend, { x: ptr(backend, x), w: ptr(backend, w), bias: ptr(backend, zero), out: ptr(backend, out) }, info, [-Infinity, Infinity]);
       backend.disposeData(zero.dataId);
       backend.disposeData(w.dataId);
       return out;
@@ -390,7 +390,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     const packed = prepacked ?? backend.makeOutput([K * Co], 'float32');
     const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, Co], 'float32');
     if (!prepacked) packGemmB(f32(backend, filter), K, Co, f32(backend, packed));
-    conv.run(simd, { x: ptr(backend, x), w: ptr(backend, packed), bias: ptr(backend, bias), out: ptr(backend, out) }, info, clamp);
+    conv.run(simd, backend, { x: ptr(backend, x), w: ptr(backend, packed), bias: ptr(backend, bias), out: ptr(backend, out) }, info, clamp);
     if (!prepacked) backend.disposeData(packed.dataId);
     return out;
   }
@@ -434,7 +434,7 @@ function addRun(dst: Float32Array, d: number, src: Float32Array, s: number, len:
 type ConvInfo2D = ReturnType<typeof tfType.backend_util.computeConv2DInfo>;
 interface PackedConv {
   fits(filter: number[], strides: [number, number], dilations: [number, number]): boolean;
-  run(simd: SimdKernels, p: { x: number; w: number; bias: number; out: number }, info: ConvInfo2D, clamp: readonly [number, number]): void;
+  run(simd: SimdKernels, backend: WasmBackend, p: { x: number; w: number; bias: number; out: number }, info: ConvInfo2D, clamp: readonly [number, number]): void;
 }
 
 /**
@@ -445,13 +445,13 @@ const PACKED_CONVS: readonly PackedConv[] = [
   {
     // 1x1 stride 1: one matrix product [pixels, Ci] . [Ci, Co] (register tiles of 4 x 8)
     fits: ([KH, KW], [sh, sw]) => KH === 1 && KW === 1 && sh === 1 && sw === 1,
-    run: (simd, p, i, [lo, hi]) =>
-      simd.gemm_bias_act(p.x, p.w, p.bias, p.out, i.batchSize * i.inHeight * i.inWidth, i.inChannels, i.outChannels, lo, hi, i.outChannels),
+    run: (simd, backend, p, i, [lo, hi]) =>
+      runGemm(backend, simd, p.x, p.w, p.bias, p.out, i.batchSize * i.inHeight * i.inWidth, i.inChannels, i.outChannels, lo, hi),
   },
   {
     // an image model's first conv: 3x3 over 3 channels, any stride (XNNPACK: ~4.5 GMAC/s on MobileNetV2's)
     fits: ([KH, KW, Ci], _s, [dh, dw]) => KH === 3 && KW === 3 && Ci === 3 && dh === 1 && dw === 1,
-    run: (simd, p, i, [lo, hi]) =>
+    run: (simd, _backend, p, i, [lo, hi]) =>
       simd.conv3x3c3(p.x, p.w, p.bias, p.out, i.batchSize, i.inHeight, i.inWidth, i.outChannels, i.outHeight, i.outWidth,
         i.strideHeight, i.strideWidth, i.padInfo.top, i.padInfo.left, lo, hi, 0, i.outHeight),
   },
@@ -462,4 +462,14 @@ export function packedConv(filterShape: number[], strides: unknown, dilations: u
   if (filterShape[3] % 4 !== 0) return undefined;
   const s = pair(strides), d = pair(dilations);
   return PACKED_CONVS.find((c) => c.fits(filterShape, s, d));
+}
+
+/**
+ * o[M, N] = clamp(a[M, K] . b + bias, lo, hi) by the SIMD gemm_bias_act (b packed by packGemmB, o's
+ * rows N floats apart), with the scratch it packs a's rows into (per conv thread) allocated around it.
+ */
+function runGemm(backend: WasmBackend, simd: SimdKernels, a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number): void {
+  const scratch = backend.makeOutput([gemmScratchFloats(K) * convThreads()], 'float32');
+  simd.gemm_bias_act(a, b, bias, o, M, K, N, lo, hi, N, ptr(backend, scratch));
+  backend.disposeData(scratch.dataId);
 }

@@ -16,13 +16,22 @@ export const GEMM_ROWS = 4;
 const GEMM_BLOCK_FLOATS = 16384;
 /** Floats of the right operand a GEMM column block holds (256 KB: re-read per row block, from L2). */
 const GEMM_B_BLOCK_FLOATS = 65536;
+/** Columns of a block from which its rows are packed (pack_a) for the tiles: the copy pays off over 8+ strips. */
+const GEMM_PACK_A_MIN_N = 64;
 
-export function convKernelsWat(fma: boolean, R = GEMM_ROWS, unroll = 1): string {
+/**
+ * Floats of the scratch gemm_bias_act packs a block of a's rows into (per thread): a block holds at
+ * most max(16, 16384 / K) rows, plus the rounding of equal blocks and the last group's overlap.
+ */
+export const gemmScratchFloats = (K: number): number => (Math.max(16, Math.floor(GEMM_BLOCK_FLOATS / K)) + 8) * K;
+
+export function convKernelsWat(fma: boolean, R = GEMM_ROWS): string {
   return `
 (module
   (import "env" "memory" (memory 0))
 ${gemm(R)}
-${range(R).map((r) => gemmTile(r + 1, 2, fma, unroll) + gemmTile(r + 1, 1, fma, unroll)).join('')}
+${range(R).map((r) => gemmTile(r + 1, 2, fma) + gemmTile(r + 1, 1, fma)).join('')}
+${gemmTilePacked(R, 2, fma) + gemmTilePacked(R, 1, fma)}
 ${depthwise3x3(fma)}
 ${conv3x3c3(fma)})
 `;
@@ -75,9 +84,26 @@ function gemm(R: number): string {
                   (local.set $ai (i32.sub (i32.add (local.get $a) (i32.mul (local.get $M) (local.get $aS))) (local.get $aR)))
                   (local.set $oi (i32.sub (i32.add (local.get $oj) (i32.mul (local.get $M) (local.get $oS))) (local.get $oR)))
                   ${call(R, w)}))))`;
+  // The same over a's rows packed in groups of R (pack_a): group g at scratch + g K 4R bytes, the
+  // last group (if M % R) being rows M - R .. M - 1.
+  const callPacked = (w: number) =>
+    `(call $g${R}x${w}p (local.get $ai) (local.get $bj) (local.get $K) (local.get $zj) (local.get $oi) (local.get $oS) (local.get $lo) (local.get $hi))`;
+  const rowsPacked = (w: number) => `
+          (local.set $ai (local.get $scratch))
+          (block $id (loop $il
+            (br_if $id (i32.gt_u (i32.add (local.get $i) (i32.const ${R})) (local.get $M)))
+            ${callPacked(w)}
+            (local.set $ai (i32.add (local.get $ai) (local.get $aR)))
+            (local.set $oi (i32.add (local.get $oi) (local.get $oR)))
+            (local.set $i (i32.add (local.get $i) (i32.const ${R})))
+            (br $il)))
+          (if (i32.lt_u (local.get $i) (local.get $M))
+            (then
+              (local.set $oi (i32.sub (i32.add (local.get $oj) (i32.mul (local.get $M) (local.get $oS))) (local.get $oR)))
+              ${callPacked(w)}))`;
   return `
   (func (export "gemm_bias_act") (param $a i32) (param $b i32) (param $bias i32) (param $o i32) (param $M i32) (param $K i32) (param $N i32)
-    (param $lo f32) (param $hi f32) (param $ld i32)
+    (param $lo f32) (param $hi f32) (param $ld i32) (param $scratch i32)
     (local $m i32) (local $mb i32) (local $n i32) (local $nb i32) (local $blocks i32)
     ;; Blocks of columns whose part of b (K x nb floats) stays in L2 while every row block passes, and
     ;; blocks of rows whose part of a (mb x K floats) stays in L1/L2 while every column strip passes
@@ -102,20 +128,25 @@ function gemm(R: number): string {
           (select (local.get $mb) (i32.sub (local.get $M) (local.get $m)) (i32.le_u (i32.add (local.get $m) (local.get $mb)) (local.get $M)))
           (local.get $K)
           (select (local.get $nb) (i32.sub (local.get $N) (local.get $n)) (i32.le_u (i32.add (local.get $n) (local.get $nb)) (local.get $N)))
-          (local.get $lo) (local.get $hi) (local.get $ld))
+          (local.get $lo) (local.get $hi) (local.get $ld) (local.get $scratch))
         (local.set $m (i32.add (local.get $m) (local.get $mb)))
         (br $ml)))
       (local.set $n (i32.add (local.get $n) (local.get $nb)))
       (br $nl))))
 
   (func $gemm_block (param $a i32) (param $b i32) (param $bias i32) (param $o i32) (param $M i32) (param $K i32) (param $N i32)
-    (param $lo f32) (param $hi f32) (param $ld i32)
+    (param $lo f32) (param $hi f32) (param $ld i32) (param $scratch i32)
     (local $i i32) (local $j i32) (local $ai i32) (local $oi i32) (local $oj i32) (local $bj i32) (local $zj i32) (local $aS i32) (local $oS i32)
-    (local $aR i32) (local $oR i32)
+    (local $aR i32) (local $oR i32) (local $packed i32)
     (local.set $aS (i32.shl (local.get $K) (i32.const 2)))
     (local.set $oS (i32.shl (local.get $ld) (i32.const 2)))
     (local.set $aR (i32.mul (local.get $aS) (i32.const ${R})))
     (local.set $oR (i32.mul (local.get $oS) (i32.const ${R})))
+    ;; a's rows packed in groups of ${R} when the block has ${GEMM_PACK_A_MIN_N}+ columns to reuse them (the
+    ;; tiles' loads then come from one pointer: fewer instructions per multiply-add)
+    (local.set $packed (i32.and (i32.and (i32.ne (local.get $scratch) (i32.const 0)) (i32.ge_u (local.get $M) (i32.const ${R})))
+      (i32.ge_u (local.get $N) (i32.const ${GEMM_PACK_A_MIN_N}))))
+    (if (local.get $packed) (then (call $pack_a (local.get $a) (local.get $K) (local.get $M) (local.get $scratch))))
     (block $jd (loop $jl
       (br_if $jd (i32.ge_u (local.get $j) (local.get $N)))
       (local.set $bj (i32.add (local.get $b) (i32.mul (local.get $j) (local.get $aS))))
@@ -125,13 +156,61 @@ function gemm(R: number): string {
       (local.set $oj (i32.add (local.get $o) (i32.shl (local.get $j) (i32.const 2))))
       (local.set $oi (local.get $oj))
       (if (i32.le_u (i32.add (local.get $j) (i32.const 8)) (local.get $N))
-        (then ${rows(8)}
+        (then
+          (if (local.get $packed) (then ${rowsPacked(8)}) (else ${rows(8)}))
           (local.set $j (i32.add (local.get $j) (i32.const 8))))
-        (else ${rows(4)}
+        (else
+          (if (local.get $packed) (then ${rowsPacked(4)}) (else ${rows(4)}))
           (local.set $j (i32.add (local.get $j) (i32.const 4)))))
       (br $jl))))
+
+  ;; a [M, K] (M >= ${R}) in groups of ${R} rows, k-major: group g holds rows ${R}g.. as K vectors (one float per
+  ;; row), the last group (if M % ${R}) rows M - ${R} .. M - 1. 4 x 4 blocks transposed by shuffles.
+  (func $pack_a (param $a i32) (param $K i32) (param $M i32) (param $dst i32)
+    (local $g i32) (local $r i32) (local $k i32) (local $aS i32) (local $s i32) (local $d i32)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $aS (i32.shl (local.get $K) (i32.const 2)))
+    (block $gd (loop $gl
+      (br_if $gd (i32.ge_u (local.get $r) (local.get $M)))
+      ;; first row of the group (the last group overlaps the one before)
+      (if (i32.gt_u (i32.add (local.get $r) (i32.const ${R})) (local.get $M)) (then (local.set $r (i32.sub (local.get $M) (i32.const ${R})))))
+      (local.set $s (i32.add (local.get $a) (i32.mul (local.get $r) (local.get $aS))))
+      (local.set $k (i32.const 0))
+      (block $kd (loop $kl
+        (br_if $kd (i32.gt_u (i32.add (local.get $k) (i32.const 4)) (local.get $K)))
+        (local.set $x0 (v128.load (local.get $s)))
+        (local.set $x1 (v128.load (i32.add (local.get $s) (local.get $aS))))
+        (local.set $x2 (v128.load (i32.add (local.get $s) (i32.shl (local.get $aS) (i32.const 1)))))
+        (local.set $x3 (v128.load (i32.add (local.get $s) (i32.mul (local.get $aS) (i32.const 3)))))
+        (local.set $t0 (i8x16.shuffle ${lanes(0, 4, 1, 5)} (local.get $x0) (local.get $x1)))
+        (local.set $t1 (i8x16.shuffle ${lanes(0, 4, 1, 5)} (local.get $x2) (local.get $x3)))
+        (local.set $t2 (i8x16.shuffle ${lanes(2, 6, 3, 7)} (local.get $x0) (local.get $x1)))
+        (local.set $t3 (i8x16.shuffle ${lanes(2, 6, 3, 7)} (local.get $x2) (local.get $x3)))
+        (v128.store offset=0 (local.get $dst) (i8x16.shuffle ${lanes(0, 1, 4, 5)} (local.get $t0) (local.get $t1)))
+        (v128.store offset=16 (local.get $dst) (i8x16.shuffle ${lanes(2, 3, 6, 7)} (local.get $t0) (local.get $t1)))
+        (v128.store offset=32 (local.get $dst) (i8x16.shuffle ${lanes(0, 1, 4, 5)} (local.get $t2) (local.get $t3)))
+        (v128.store offset=48 (local.get $dst) (i8x16.shuffle ${lanes(2, 3, 6, 7)} (local.get $t2) (local.get $t3)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 64)))
+        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+        (local.set $k (i32.add (local.get $k) (i32.const 4)))
+        (br $kl)))
+      (block $ed (loop $el
+        (br_if $ed (i32.ge_u (local.get $k) (local.get $K)))
+        (f32.store offset=0 (local.get $dst) (f32.load (local.get $s)))
+        (f32.store offset=4 (local.get $dst) (f32.load (i32.add (local.get $s) (local.get $aS))))
+        (f32.store offset=8 (local.get $dst) (f32.load (i32.add (local.get $s) (i32.shl (local.get $aS) (i32.const 1)))))
+        (f32.store offset=12 (local.get $dst) (f32.load (i32.add (local.get $s) (i32.mul (local.get $aS) (i32.const 3)))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $el)))
+      (local.set $r (i32.add (local.get $r) (i32.const ${R})))
+      (br $gl))))
 `;
 }
+
+/** i8x16.shuffle's byte indices picking float lanes l0..l3 of (a, b) (lanes 4-7 are b's). */
+const lanes = (...l: number[]) => l.flatMap((x) => [0, 1, 2, 3].map((b) => 4 * x + b)).join(' ');
 
 /**
  * b [K, N] (row-major, N a multiple of 4) in the strips gemm_bias_act reads: strip s holds columns
@@ -151,7 +230,7 @@ export function packGemmB(b: Float32Array<ArrayBufferLike>, K: number, N: number
  * A register tile of gemm_bias_act: P rows x 4V columns, accumulators started at the bias, summed
  * over K (splat of a_i[k] times b[k, 4j..4j+3]), clamped to [lo, hi] and stored (row stride oS).
  */
-function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
+function gemmTile(P: number, V: number, fma: boolean): string {
   const acc = (i: number, j: number) => `$c${i}_${j}`;
   const aRow = (i: number) => (i === 0 ? '$a' : `$a${i}`);
   const lines: string[] = [];
@@ -166,30 +245,55 @@ function gemmTile(P: number, V: number, fma: boolean, unroll: number): string {
     lines.push(`    (local.set ${acc(0, j)} (v128.load offset=${16 * j} (local.get $bias)))`);
     for (let i = 1; i < P; i++) lines.push(`    (local.set ${acc(i, j)} (local.get ${acc(0, j)}))`);
   }
-  // K steps `unroll` at a time (fewer loop-carried updates and stack checks per multiply-add; b's rows
-  // are 16V bytes apart in its packed strips, so every load takes a constant offset), then one at a time.
-  const step = (u: number) => {
-    for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * (V * u + j)} (local.get $b)))`);
-    for (let i = 0; i < P; i++) {
-      lines.push(`      (local.set $s (v128.load32_splat offset=${4 * u} (local.get ${aRow(i)})))`);
-      for (let j = 0; j < V; j++) lines.push(`      (local.set ${acc(i, j)} ${madd(fma, '(local.get $s)', `(local.get $b${j})`, `(local.get ${acc(i, j)})`)})`);
-    }
-  };
-  const advance = (u: number) => {
-    for (let i = 0; i < P; i++) lines.push(`      (local.set ${aRow(i)} (i32.add (local.get ${aRow(i)}) (i32.const ${4 * u})))`);
-    lines.push(`      (local.set $b (i32.add (local.get $b) (i32.const ${16 * V * u})))`);
-    lines.push(`      (local.set $k (i32.add (local.get $k) (i32.const ${u})))`);
-  };
-  if (unroll > 1) {
-    lines.push(`    (block $ud (loop $ul (br_if $ud (i32.gt_u (i32.add (local.get $k) (i32.const ${unroll})) (local.get $K)))`);
-    for (let u = 0; u < unroll; u++) step(u);
-    advance(unroll);
-    lines.push('      (br $ul)))');
+  // K >= 1: the loop tests at its end (one branch per k); $k is the end of row 0.
+  lines.push('    (local.set $k (i32.add (local.get $a) (i32.shl (local.get $K) (i32.const 2))))');
+  lines.push('    (loop $l');
+  for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * j} (local.get $b)))`);
+  for (let i = 0; i < P; i++) {
+    lines.push(`      (local.set $s (v128.load32_splat (local.get ${aRow(i)})))`);
+    for (let j = 0; j < V; j++) lines.push(`      (local.set ${acc(i, j)} ${madd(fma, '(local.get $s)', `(local.get $b${j})`, `(local.get ${acc(i, j)})`)})`);
   }
-  lines.push('    (block $d (loop $l (br_if $d (i32.ge_u (local.get $k) (local.get $K)))');
-  step(0);
-  advance(1);
-  lines.push('      (br $l)))');
+  for (let i = 0; i < P; i++) lines.push(`      (local.set ${aRow(i)} (i32.add (local.get ${aRow(i)}) (i32.const 4)))`);
+  lines.push(`      (local.set $b (i32.add (local.get $b) (i32.const ${16 * V})))`);
+  lines.push('      (br_if $l (i32.lt_u (local.get $a) (local.get $k))))');
+  lines.push('    (local.set $lov (f32x4.splat (local.get $lo)))');
+  lines.push('    (local.set $hiv (f32x4.splat (local.get $hi)))');
+  for (let i = 0; i < P; i++) {
+    for (let j = 0; j < V; j++)
+      lines.push(`    (v128.store offset=${16 * j} (local.get $o) (f32x4.pmin (f32x4.pmax (local.get ${acc(i, j)}) (local.get $lov)) (local.get $hiv)))`);
+    if (i < P - 1) lines.push('    (local.set $o (i32.add (local.get $o) (local.get $oS)))');
+  }
+  lines.push('  )\n');
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * A register tile of gemm_bias_act over packed rows (pack_a): P rows x 4V columns, the P rows' values
+ * of one k a vector apart: every load of the loop from one pointer (a) at a constant offset.
+ */
+function gemmTilePacked(P: number, V: number, fma: boolean): string {
+  const acc = (i: number, j: number) => `$c${i}_${j}`;
+  const lines: string[] = [];
+  lines.push(`  (func $g${P}x${4 * V}p (param $a i32) (param $b i32) (param $K i32) (param $bias i32) (param $o i32) (param $oS i32) (param $lo f32) (param $hi f32)`);
+  const locals = ['(local $end i32) (local $s v128) (local $lov v128) (local $hiv v128)'];
+  for (let j = 0; j < V; j++) locals.push(`(local $b${j} v128)`);
+  for (let i = 0; i < P; i++) for (let j = 0; j < V; j++) locals.push(`(local ${acc(i, j)} v128)`);
+  lines.push('    ' + locals.join(' '));
+  for (let j = 0; j < V; j++) {
+    lines.push(`    (local.set ${acc(0, j)} (v128.load offset=${16 * j} (local.get $bias)))`);
+    for (let i = 1; i < P; i++) lines.push(`    (local.set ${acc(i, j)} (local.get ${acc(0, j)}))`);
+  }
+  lines.push(`    (local.set $end (i32.add (local.get $a) (i32.mul (local.get $K) (i32.const ${4 * P}))))`);
+  // K >= 1: the test at the loop's end (one branch per k)
+  lines.push('    (loop $l');
+  for (let j = 0; j < V; j++) lines.push(`      (local.set $b${j} (v128.load offset=${16 * j} (local.get $b)))`);
+  for (let i = 0; i < P; i++) {
+    lines.push(`      (local.set $s (v128.load32_splat offset=${4 * i} (local.get $a)))`);
+    for (let j = 0; j < V; j++) lines.push(`      (local.set ${acc(i, j)} ${madd(fma, '(local.get $s)', `(local.get $b${j})`, `(local.get ${acc(i, j)})`)})`);
+  }
+  lines.push(`      (local.set $a (i32.add (local.get $a) (i32.const ${4 * P})))`);
+  lines.push(`      (local.set $b (i32.add (local.get $b) (i32.const ${16 * V})))`);
+  lines.push('      (br_if $l (i32.lt_u (local.get $a) (local.get $end))))');
   lines.push('    (local.set $lov (f32x4.splat (local.get $lo)))');
   lines.push('    (local.set $hiv (f32x4.splat (local.get $hi)))');
   for (let i = 0; i < P; i++) {

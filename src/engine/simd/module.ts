@@ -56,7 +56,8 @@ export interface SimdKernels {
     sh: number, sw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
   // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
-  gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number, ld: number): void;
+  /** scratch: gemmScratchFloats(K) floats per conv thread (./conv.wat.ts), or 0 (a's rows read in place). */
+  gemm_bias_act(a: number, b: number, bias: number, o: number, M: number, K: number, N: number, lo: number, hi: number, ld: number, scratch: number): void;
   dw3x3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     sh: number, sw: number, top: number, left: number, lo: number, hi: number, oh0: number, oh1: number): void;
   conv3x3c3(x: number, w: number, bias: number, o: number, N: number, H: number, W: number, Co: number, oH: number, oW: number,

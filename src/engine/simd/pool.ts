@@ -9,6 +9,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { SimdKernels } from './module.js';
+import { gemmScratchFloats } from './conv.wat.js';
 
 export const KERNELS = ['gemm_bias_act', 'dw3x3', 'conv3x3c3'] as const;
 /** Layout of a worker's control block (a SharedArrayBuffer): int32 slots, then float64 arguments. */
@@ -88,17 +89,19 @@ export function parallelConvKernels(k: SimdKernels, pool: ConvPool): SimdKernels
   const gemm = k.gemm_bias_act.bind(k);
   return {
     ...k,
-    gemm_bias_act(a, b, bias, o, M, K, N, lo, hi, ld) {
+    gemm_bias_act(a, b, bias, o, M, K, N, lo, hi, ld, scratch) {
       const workers = M * K * N >= MIN_PARALLEL_MACS ? pool.ready() : [];
-      if (workers.length === 0) return gemm(a, b, bias, o, M, K, N, lo, hi, ld);
+      if (workers.length === 0) return gemm(a, b, bias, o, M, K, N, lo, hi, ld, scratch);
       const parts = workers.length + 1;
       const byRows = M >= 16 * parts;
       const range = (p: number) => part(byRows ? M : N, parts, p, byRows ? 4 : 8);
+      // each part packs a's rows into its own scratch
+      const own = (p: number) => (scratch === 0 ? 0 : scratch + p * gemmScratchFloats(K) * 4);
       const args = (p: number) => {
         const [s, e] = range(p);
         return byRows
-          ? [a + s * K * 4, b, bias, o + s * ld * 4, e - s, K, N, lo, hi, ld]
-          : [a, b + s * K * 4, bias + s * 4, o + s * 4, M, K, e - s, lo, hi, ld]; // b packed: columns [s, e) start at float sK
+          ? [a + s * K * 4, b, bias, o + s * ld * 4, e - s, K, N, lo, hi, ld, own(p)]
+          : [a, b + s * K * 4, bias + s * 4, o + s * 4, M, K, e - s, lo, hi, ld, own(p)]; // b packed: columns [s, e) start at float sK
       };
       const posted = workers.filter((t, i) => {
         const [s, e] = range(i + 1);
@@ -106,7 +109,7 @@ export function parallelConvKernels(k: SimdKernels, pool: ConvPool): SimdKernels
         return e > s;
       });
       const mine = args(0);
-      gemm(mine[0], mine[1], mine[2], mine[3], mine[4], mine[5], mine[6], mine[7], mine[8], mine[9]);
+      gemm(mine[0], mine[1], mine[2], mine[3], mine[4], mine[5], mine[6], mine[7], mine[8], mine[9], mine[10]);
       for (const t of posted) pool.join(t);
     },
     dw3x3: byOutputRows(pool, 'dw3x3', k.dw3x3.bind(k), 9),

@@ -519,21 +519,22 @@ test('BatchNormalization training: output, two-pass gradient (dx, dgamma, dbeta)
   }
 });
 
-// 3x3 depthwise convs with stride 1, channel multiplier 1 and channels % 4 == 0 (MobileNet's) run their
-// forward and input gradient on the SIMD dw3x3 (the gradient with the flipped filter, padded by 2 - pad).
-for (const pad of ['same', 'valid'] as const) {
-  test(`depthwise 3x3 stride 1 '${pad}' on the SIMD path: forward, input and filter gradients equal cpu`, async () => {
-    const rng = createRng(pad === 'same' ? 31 : 32);
+// 3x3 depthwise convs with channel multiplier 1 and channels % 4 == 0 (MobileNet's) run their forward
+// on the SIMD dw3x3, their filter gradient on dw3x3_wgrad and, at stride 1, their input gradient on
+// dw3x3 (the flipped filter, padded by 2 - pad).
+for (const [pad, stride] of [['same', 1], ['valid', 1], ['same', 2], ['valid', 2]] as const) {
+  test(`depthwise 3x3 stride ${stride} '${pad}' on the SIMD path: forward, input and filter gradients equal cpu`, async () => {
+    const rng = createRng(31 + stride * 2 + (pad === 'same' ? 0 : 1));
     for (const xShape of [[2, 7, 9, 4], [3, 5, 4, 16], [1, 3, 3, 8]] as Array<[number, number, number, number]>) {
       const wShape: [number, number, number, number] = [3, 3, xShape[3], 1];
       const xv = randn(rng, size(xShape)), wv = randn(rng, size(wShape));
-      const yShape = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(xShape) as tfType.Tensor4D, tf.zeros(wShape) as tfType.Tensor4D, 1, pad).shape);
+      const yShape = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(xShape) as tfType.Tensor4D, tf.zeros(wShape) as tfType.Tensor4D, stride, pad).shape);
       const dyv = randn(rng, size(yShape));
       const fn = () => {
         const x = tf.tensor4d(xv, xShape), w = tf.tensor4d(wv, wShape);
         const dy = tf.tensor(dyv, yShape);
-        const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => tf.depthwiseConv2d(a as tfType.Tensor4D, b as tfType.Tensor4D, 1, pad).mul(dy).sum());
-        return [tf.depthwiseConv2d(x, w, 1, pad), ...g([x, w])];
+        const g = tf.grads((a: tfType.Tensor, b: tfType.Tensor) => tf.depthwiseConv2d(a as tfType.Tensor4D, b as tfType.Tensor4D, stride, pad).mul(dy).sum());
+        return [tf.depthwiseConv2d(x, w, stride, pad), ...g([x, w])];
       };
       const a = await on('wasm', fn);
       const c = await on('cpu', fn);

@@ -45,6 +45,12 @@ export function makeDepthwiseKernels(tf: typeof tfType, simdInference: () => boo
       return out;
     }
     dx.fill(0);
+    if (simd && dw3x3Fits(ci)) {
+      // Other strides: each dy vector times the 9 taps (in registers) added into dx, dw_dgrad's sums in its
+      // order without its per-tap call ([32,48,48,48] stride 2: ~5 -> ~2 ms).
+      simd.dw3x3_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, filter), N, H, W, C, oH, oW, sh, sw, top, left);
+      return out;
+    }
     if (simd && M === 1) {
       simd.dw_dgrad(ptr(backend, out), ptr(backend, dy), ptr(backend, filter), 0, N, H, W, C, oH, oW, KH, KW, sh, sw, dh, dw, top, left);
       return out;

@@ -309,6 +309,10 @@ ${depthwiseKernel('dw_wgrad', '(call $madd_run (i32.add (local.get $w) (local.ge
   ;; C % 4 == 0) with the 9 taps' sums of a vector of channels in registers over a whole image: the same
   ;; float32 sums in the same order as dw_wgrad, without its per-tap call and loop (see dw3x3Wgrad)
 ${dw3x3Wgrad()}
+  ;; The input gradient of a 3x3 depthwise conv (channel multiplier 1, dilation 1, any stride and padding,
+  ;; C % 4 == 0; compress uses it at strides above 1, where it is no flipped forward conv): each dy vector
+  ;; times the 9 filter taps (in registers) added into dx (zeroed by the caller), see dw3x3Dgrad
+${dw3x3Dgrad()}
   ;; col2im for the input gradient (dilation 1 across, any down): dx [N,H,W,Ci] (zeroed by the caller) +=
   ;; cols [N*oH*oW, KH*KW*Ci] scattered back to the input positions each row was taken from.
   ;; For one output position and kernel row, the in-bounds taps form one contiguous run of dx.
@@ -1134,6 +1138,69 @@ function dw3x3Wgrad(): string {
           (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
           (br $hl)))
         ${fold}
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br $cl)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br $nl))))
+`;
+}
+
+/**
+ * dw3x3_dgrad(dx, dy, w, N, H, W, C, oH, oW, sh, sw, top, left): dx[n, oh*sh - top + kh, ow*sw - left + kw, c]
+ * += dy[n, oh, ow, c] * w[kh, kw, c] for every in-bounds tap, positions in order (dw_dgrad's sums, its order);
+ * a vector of channels at a time with its 9 taps in registers. Interior positions unchecked.
+ */
+function dw3x3Dgrad(): string {
+  const taps: Array<[number, number]> = [];
+  for (let kh = 0; kh < 3; kh++) for (let kw = 0; kw < 3; kw++) taps.push([kh, kw]);
+  const addr = (kh: number, kw: number) =>
+    `(i32.add (local.get $p0) (i32.add (i32.mul (local.get $rs) (i32.const ${kh})) (i32.mul (local.get $cs) (i32.const ${kw}))))`;
+  const madd = (kh: number, kw: number) =>
+    `(v128.store ${addr(kh, kw)} (f32x4.add (v128.load ${addr(kh, kw)}) (f32x4.mul (local.get $g) (local.get $w${kh}${kw}))))`;
+  const checked = (kh: number, kw: number) =>
+    `(if (i32.and (i32.lt_u (i32.add (local.get $ih) (i32.const ${kh})) (local.get $H)) (i32.lt_u (i32.add (local.get $iw) (i32.const ${kw})) (local.get $W))) (then ${madd(kh, kw)}))`;
+  return `  (func (export "dw3x3_dgrad") (param $dx i32) (param $dy i32) (param $wt i32)
+    (param $N i32) (param $H i32) (param $W i32) (param $C i32) (param $oH i32) (param $oW i32)
+    (param $sh i32) (param $sw i32) (param $top i32) (param $left i32)
+    (local $n i32) (local $c i32) (local $oh i32) (local $ow i32) (local $ih i32) (local $iw i32)
+    (local $cs i32) (local $rs i32) (local $xn i32) (local $gn i32) (local $gp i32) (local $p0 i32) (local $step i32) (local $rowsIn i32)
+    (local $g v128) ${taps.map(([kh, kw]) => `(local $w${kh}${kw} v128)`).join(' ')}
+    (local.set $cs (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $rs (i32.mul (local.get $W) (local.get $cs)))
+    (local.set $step (i32.mul (local.get $sw) (local.get $cs)))
+    (block $nd (loop $nl
+      (br_if $nd (i32.ge_u (local.get $n) (local.get $N)))
+      (local.set $xn (i32.add (local.get $dx) (i32.mul (i32.mul (local.get $n) (local.get $H)) (local.get $rs))))
+      (local.set $gn (i32.add (local.get $dy) (i32.mul (i32.mul (i32.mul (local.get $n) (local.get $oH)) (local.get $oW)) (local.get $cs))))
+      (local.set $c (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_u (local.get $c) (local.get $cs)))
+        ${taps.map(([kh, kw]) => `(local.set $w${kh}${kw} (v128.load (i32.add (local.get $wt) (i32.add (local.get $c) (i32.mul (local.get $cs) (i32.const ${kh * 3 + kw}))))))`).join('\n        ')}
+        (local.set $gp (i32.add (local.get $gn) (local.get $c)))
+        (local.set $oh (i32.const 0))
+        (block $hd (loop $hl
+          (br_if $hd (i32.ge_u (local.get $oh) (local.get $oH)))
+          (local.set $ih (i32.sub (i32.mul (local.get $oh) (local.get $sh)) (local.get $top)))
+          (local.set $rowsIn (i32.and (i32.ge_s (local.get $ih) (i32.const 0)) (i32.le_s (i32.add (local.get $ih) (i32.const 3)) (local.get $H))))
+          (local.set $iw (i32.sub (i32.const 0) (local.get $left)))
+          (local.set $p0 (i32.add (i32.add (local.get $xn) (local.get $c))
+            (i32.add (i32.mul (local.get $ih) (local.get $rs)) (i32.mul (local.get $iw) (local.get $cs)))))
+          (local.set $ow (i32.const 0))
+          (block $wd (loop $wl
+            (br_if $wd (i32.ge_u (local.get $ow) (local.get $oW)))
+            (local.set $g (v128.load (local.get $gp)))
+            (if (i32.and (local.get $rowsIn) (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.le_s (i32.add (local.get $iw) (i32.const 3)) (local.get $W))))
+              (then
+            ${taps.map(([kh, kw]) => madd(kh, kw)).join('\n            ')})
+              (else
+            ${taps.map(([kh, kw]) => checked(kh, kw)).join('\n            ')}))
+            (local.set $gp (i32.add (local.get $gp) (local.get $cs)))
+            (local.set $p0 (i32.add (local.get $p0) (local.get $step)))
+            (local.set $iw (i32.add (local.get $iw) (local.get $sw)))
+            (local.set $ow (i32.add (local.get $ow) (i32.const 1)))
+            (br $wl)))
+          (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+          (br $hl)))
         (local.set $c (i32.add (local.get $c) (i32.const 16)))
         (br $cl)))
       (local.set $n (i32.add (local.get $n) (i32.const 1)))

@@ -54,6 +54,8 @@ export interface SimdKernels {
     KH: number, KW: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number): void;
   dw3x3_wgrad(x: number, dy: number, acc: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     sh: number, sw: number, top: number, left: number): void;
+  dw3x3_dgrad(dx: number, dy: number, w: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
+    sh: number, sw: number, top: number, left: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
   // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
   /** scratch: gemmScratchFloats(K) floats per conv thread (./conv.wat.ts), or 0 (a's rows read in place). */

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { WASM_KERNEL_NAMES } from '../src/engine/kernels/index.js';
+import { simdKernels } from '../src/engine/simd/module.js';
+import { packGemmB } from '../src/engine/simd/conv.wat.js';
 import { createRng } from '../src/util/rng.js';
 import { relMaxError } from './fixtures/rel-error.js';
 
@@ -588,5 +590,25 @@ test('batch moments (CompressMoments, one pass from a shift) of activations far 
     const v = q / M;
     assert.ok(Math.abs(mean[c] - m) <= 1e-6 * Math.abs(m) + 1e-6, `channel ${c} mean ${mean[c]} vs ${m}`);
     assert.ok(Math.abs(variance[c] - v) <= 1e-5 * v, `channel ${c} variance ${variance[c]} vs ${v}`);
+  }
+});
+
+test('pack_strips and pack_strips_t (wasm) lay out a matrix and a transpose as packGemmB does', { skip: process.env.COMPRESS_WASM_SIMD === '0' && 'needs the SIMD kernels' }, async () => {
+  const backend = tf.backend() as unknown as { getMemoryOffset(id: unknown): number };
+  const simd = simdKernels(backend)!;
+  const rng = createRng(51);
+  for (const [K, N] of [[5, 12], [3, 4], [7, 20], [1, 8]]) {
+    const bv = randn(rng, K * N);
+    const bT = new Float32Array(K * N).map((_, i) => bv[(i % K) * N + Math.floor(i / K)]); // [N, K]
+    const want = packGemmB(bv, K, N);
+    const [got, gotT] = tf.tidy(() => {
+      const b = tf.tensor1d(bv), t = tf.tensor1d(bT), o = tf.zeros([K * N]), oT = tf.zeros([K * N]);
+      const at = (x: tfType.Tensor) => backend.getMemoryOffset(x.dataId);
+      simd.pack_strips(at(b), at(o), K, N);
+      simd.pack_strips_t(at(t), at(oT), K, N);
+      return [o.dataSync(), oT.dataSync()];
+    });
+    assert.deepEqual(Array.from(got), Array.from(want), `pack_strips ${K}x${N}`);
+    assert.deepEqual(Array.from(gotT), Array.from(want), `pack_strips_t ${K}x${N}`);
   }
 });

@@ -212,6 +212,11 @@ function distillationKl(tf: typeof tfType, student: tfType.Tensor, teacher: tfTy
   return tf.mean(kl);
 }
 
+interface HeapWriter {
+  makeOutput(shape: number[], dtype: 'float32'): tfType.TensorInfo;
+  typedArrayFromHeap(t: tfType.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
 interface Batcher {
   x: (idx: ArrayLike<number>) => tfType.Tensor;
   labels: (idx: ArrayLike<number>) => Int32Array;
@@ -221,9 +226,13 @@ function batcher(tf: typeof tfType, d: Dataset): Batcher {
   const s = sampleSize(d);
   return {
     x: (idx) => {
-      const buf = new Float32Array(idx.length * s);
+      const shape = [idx.length, ...d.sampleShape];
+      // On wasm the samples are copied straight into the tensor's heap memory (one copy, not two).
+      const heap = tf.getBackend() === 'wasm' ? (tf.backend() as unknown as HeapWriter) : undefined;
+      const info = heap?.makeOutput(shape, 'float32');
+      const buf = heap && info ? (heap.typedArrayFromHeap(info) as Float32Array) : new Float32Array(idx.length * s);
       for (let i = 0; i < idx.length; i++) buf.set(d.x.subarray(idx[i] * s, (idx[i] + 1) * s), i * s);
-      return tf.tensor(buf, [idx.length, ...d.sampleShape]);
+      return info ? tf.engine().makeTensorFromTensorInfo(info) : tf.tensor(buf, shape);
     },
     labels: (idx) => {
       const y = new Int32Array(idx.length);

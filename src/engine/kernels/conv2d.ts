@@ -52,7 +52,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
       // 1x1 stride 1: dx[P, Ci] = dy[P, Co] . W^T, by the SIMD GEMM (1.5-2x XNNPACK's conv here, which
       // also repacks the new filter every step; [32,3,3,1280] -> 112: 7.2 -> 4.0 ms).
       const wT = backend.makeOutput([Co * Ci], 'float32'), zero = backend.makeOutput([Ci], 'float32');
-      packGemmBTransposed(f32(backend, filter), Ci, Co, f32(backend, wT));
+      simd.pack_strips_t(ptr(backend, filter), ptr(backend, wT), Co, Ci);
       f32(backend, zero).fill(0);
       const out = backend.makeOutput([N, H, W, Ci], 'float32');
       runGemm(backend, simd, ptr(backend, dy), ptr(backend, wT), ptr(backend, zero), ptr(backend, out), N * H * W, Co, Ci, -Infinity, Infinity);
@@ -329,7 +329,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     if (simd && packed) {
       // The convs the inference plan runs on compress's SIMD kernels (PACKED_CONVS: 1x1 stride 1 as one
       // GEMM, an image's first 3x3 conv over 3 channels) run so in training too, with a zero bias and no
-      // clamp, the filter packed per call (XNNPACK repacks a new filter every step as well): 1x1 1.2-2.7x
+      // clamp, the filter packed per call by pack_strips (XNNPACK repacks a new filter every step as well): 1x1 1.2-2.7x
       // faster than XNNPACK's conv on MobileNetV2-0.35's training shapes.
       const info = tf.backend_util.computeConv2DInfo(
         x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(attrs.strides),
@@ -338,7 +338,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
       const K = filter.shape[0] * filter.shape[1] * Ci;
       const zero = backend.makeOutput([Co], 'float32'), w = backend.makeOutput([K * Co], 'float32');
       f32(backend, zero).fill(0);
-      packGemmB(f32(backend, filter), K, Co, f32(backend, w));
+      simd.pack_strips(ptr(backend, filter), ptr(backend, w), K, Co);
       const out = backend.makeOutput([info.batchSize, info.outHeight, info.outWidth, Co], 'float32');
       packed.run(simd, backend, { x: ptr(backend, x), w: ptr(backend, w), bias: ptr(backend, zero), out: ptr(backend, out) }, info, [-Infinity, Infinity]);
       backend.disposeData(zero.dataId);
@@ -396,15 +396,6 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
   }
 
   return { conv2DBackpropInput, conv2DBackpropFilter, conv2DForward, fusedConv2D };
-}
-
-/** packGemmB (../simd/conv.wat.ts) of w^T for w [Ci, Co]: the strips of the [Co, Ci] transpose, read from w directly. */
-function packGemmBTransposed(w: Float32Array, Ci: number, Co: number, out: Float32Array): void {
-  for (let j = 0; j < Ci; j += 8) {
-    const cols = Math.min(8, Ci - j);
-    let d = j * Co;
-    for (let k = 0; k < Co; k++, d += cols) for (let c = 0; c < cols; c++) out[d + c] = w[(j + c) * Co + k];
-  }
 }
 
 /** dst[d..d+len) = src[s..s+len), unrolled by 4 (the runs here are short: JS loop overhead dominates). */

@@ -56,6 +56,9 @@ export interface SimdKernels {
     sh: number, sw: number, top: number, left: number): void;
   dw3x3_dgrad(dx: number, dy: number, w: number, N: number, H: number, W: number, C: number, oH: number, oW: number,
     sh: number, sw: number, top: number, left: number): void;
+  /** b [K, N] (N % 4 == 0) packed in gemm_bias_act's column strips (packGemmB); pack_strips_t: b = a^T for a [N, K]. */
+  pack_strips(b: number, out: number, K: number, N: number): void;
+  pack_strips_t(a: number, out: number, K: number, N: number): void;
   maxpool_grad_2x2(dx: number, x: number, g: number, N: number, H: number, W: number, C: number): void;
   // ./conv.wat.ts (inference convs, fused multiply-add where the runtime has it)
   /** scratch: gemmScratchFloats(K) floats per conv thread (./conv.wat.ts), or 0 (a's rows read in place). */

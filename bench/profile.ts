@@ -4,9 +4,10 @@
  * `mobilenetv2-0.35` trains bench/mobilenet.ts's MobileNetV2-0.35 at 96x96x3 (batch 32, synthetic
  * data); `--inference` instead runs MobileNetV2 1.0 224x224x3 inference through the engine's plan
  * (src/engine/inference.ts) at batch `--batch N` (default 1); with `--compare` it runs each pass
- * twice, its 1x1 and depthwise convs once by XNNPACK and once by compress's SIMD kernels
+ * twice, its 1x1, 3x3 depthwise and first (3x3 over 3 channels) convs once by XNNPACK and once by compress's SIMD kernels
  * (src/engine/simd/conv.wat.ts), and prints the two side by side. Times are process CPU time (user +
- * system), which a busy machine inflates less than wall time.
+ * system), which a busy machine inflates less than wall time; with --detail, each conv shape's multiply-adds per CPU
+ * second (GMAC/s).
  * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare]]
  */
 import { loadavg } from 'node:os';
@@ -26,7 +27,7 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
-type Stats = Map<string, { ms: number; calls: number }>;
+type Stats = Map<string, { ms: number; calls: number; macs: number }>;
 
 /**
  * Wraps every wasm kernel with a CPU timer (top-level calls only); returns the table being filled
@@ -49,11 +50,12 @@ function instrument(tf: typeof tfType, detail: boolean, into?: () => Stats): Sta
           depth--;
           const stats = into ? into() : own;
           const key = detail ? `${k.kernelName} ${Object.values(args.inputs).map((t) => `[${t?.shape}]`).join(' ')}` : k.kernelName;
-          const s = stats.get(key) ?? { ms: 0, calls: 0 };
+          const s = stats.get(key) ?? { ms: 0, calls: 0, macs: 0 };
           // Only top-level kernels (composed kernels count their inner calls as their own time).
           if (depth === 0) {
             s.ms += cpuNow() - t0;
             s.calls++;
+            s.macs += convMacs(tf, k.kernelName, args);
           }
           stats.set(key, s);
         }
@@ -63,13 +65,31 @@ function instrument(tf: typeof tfType, detail: boolean, into?: () => Stats): Sta
   return own;
 }
 
-function table(title: string, stats: Map<string, { ms: number; calls: number }>, reps: number, detail: boolean, unit: string): string {
+function table(title: string, stats: Stats, reps: number, detail: boolean, unit: string): string {
   const rows = [...stats.entries()].filter(([, v]) => v.calls > 0).sort((a, b) => b[1].ms - a[1].ms);
   const kernelMs = rows.reduce((a, [, v]) => a + v.ms, 0);
   const lines = [`${title}, ${(kernelMs / reps).toFixed(1)} ms/${unit} CPU in kernels`];
-  lines.push('kernel'.padEnd(detail ? 70 : 38) + `ms/${unit}`.padStart(9) + `calls/${unit}`.padStart(12));
-  for (const [name, v] of rows) lines.push(name.padEnd(detail ? 70 : 38) + (v.ms / reps).toFixed(2).padStart(9) + (v.calls / reps).toFixed(1).padStart(12));
+  lines.push('kernel'.padEnd(detail ? 80 : 38) + `ms/${unit}`.padStart(9) + `calls/${unit}`.padStart(12) + 'GMAC/s'.padStart(8));
+  // GMAC/s: the conv kernels' multiply-adds per CPU second (convMacs)
+  const rate = (v: { ms: number; macs: number }) => (v.macs > 0 && v.ms > 0 ? (v.macs / v.ms / 1e6).toFixed(1) : '');
+  for (const [name, v] of rows) lines.push(name.padEnd(detail ? 80 : 38) + (v.ms / reps).toFixed(2).padStart(9) + (v.calls / reps).toFixed(1).padStart(12) + rate(v).padStart(8));
   return lines.join('\n');
+}
+
+/** Multiply-adds of a forward conv kernel call (Conv2D, FusedConv2D, depthwise), else 0. */
+function convMacs(tf: typeof tfType, kernel: string, args: Parameters<tfType.KernelFunc>[0]): number {
+  const depthwise = kernel === 'DepthwiseConv2dNative' || kernel === 'FusedDepthwiseConv2D';
+  if (!depthwise && kernel !== 'Conv2D' && kernel !== 'FusedConv2D') return 0;
+  const { x, filter } = args.inputs as Record<string, tfType.TensorInfo>;
+  const a = args.attrs as Record<string, unknown>;
+  try {
+    const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
+      a.strides as [number, number], (a.dilations ?? 1) as [number, number], a.pad as 'same' | 'valid', a.dimRoundingMode as 'floor' | undefined, depthwise, 'channelsLast');
+    const perOutput = info.filterHeight * info.filterWidth * (depthwise ? 1 : info.inChannels);
+    return info.batchSize * info.outHeight * info.outWidth * info.outChannels * perOutput;
+  } catch {
+    return 0; // a call the kernel itself rejected: not counted
+  }
 }
 
 /** Synthetic MobileNetV2-0.35 96x96x3 training data (the train bench's shapes). */

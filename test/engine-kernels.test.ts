@@ -612,3 +612,37 @@ test('pack_strips and pack_strips_t (wasm) lay out a matrix and a transpose as p
     assert.deepEqual(Array.from(gotT), Array.from(want), `pack_strips_t ${K}x${N}`);
   }
 });
+
+test('same-shape Add, Sub and Multiply (a residual connection) run as one SIMD pass and equal cpu bit for bit', async () => {
+  const { simdKernels } = await import('../src/engine/simd/module.js');
+  const k = simdKernels();
+  if (process.env.COMPRESS_WASM_SIMD === '0') {
+    assert.equal(k, undefined);
+    return;
+  }
+  const calls = { bias_add: 0, channel_sub: 0, channel_mul: 0 };
+  const inner = { bias_add: k!.bias_add, channel_sub: k!.channel_sub, channel_mul: k!.channel_mul };
+  for (const name of Object.keys(calls) as Array<keyof typeof calls>)
+    k![name] = (...a: Parameters<typeof inner.bias_add>) => {
+      calls[name]++;
+      inner[name](...a);
+    };
+  try {
+    const rng = createRng(77);
+    // a MobileNetV2 residual's shape, and sizes that are not multiples of 4 (the last vector overlaps)
+    for (const shape of [[2, 56, 56, 24], [3, 37, 41, 3], [1, 4098]]) {
+      const av = randn(rng, size(shape)), bv = randn(rng, size(shape));
+      const fn = () => {
+        const a = tf.tensor(av, shape), b = tf.tensor(bv, shape);
+        return [tf.add(a, b), tf.sub(a, b), tf.mul(a, b)];
+      };
+      const before = calls.bias_add + calls.channel_sub + calls.channel_mul;
+      const w = await on('wasm', fn);
+      assert.equal(calls.bias_add + calls.channel_sub + calls.channel_mul - before, 3, `${JSON.stringify(shape)}: the SIMD kernels ran`);
+      const c = await on('cpu', fn);
+      for (let i = 0; i < 3; i++) assert.ok(w[i].every((v, j) => Object.is(v, c[i][j])), `output ${i} of ${JSON.stringify(shape)}`);
+    }
+  } finally {
+    Object.assign(k!, inner);
+  }
+});

@@ -73,6 +73,13 @@ export function makeElementwiseKernels(tf: typeof tfType) {
           simd[kind](ptr(backend, big), ptr(backend, vec), ptr(backend, out), n / C, C);
           return out;
         }
+        // Same shapes (a residual connection's Add): one row of n floats (tfjs-wasm's broadcasting loop
+        // takes ~5 ns an element; the same single-rounded op, same bits).
+        if (a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]) && n >= MIN_ELEMENTS) {
+          const out = backend.makeOutput(a.shape, 'float32');
+          simd[kind](ptr(backend, a), ptr(backend, b), ptr(backend, out), 1, n);
+          return out;
+        }
       }
       return original(args);
     };

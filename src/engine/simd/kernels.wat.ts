@@ -204,19 +204,19 @@ ${batchNormKernel('batch_norm', false)}${batchNormKernel('batch_norm_act', true)
 
   ;; Batch-norm training gradient, pass 1, rows x C with C % 4 == 0: acc[0..C) = sum of g and
   ;; acc[C..2C) = sum of g * (x - mean) * invstd over the rows, as float64 (acc: 2C doubles, zeroed
-  ;; here); float32 partial sums over blocks of 64 rows, added in row order (deterministic). g = dy;
+  ;; here); float32 partial sums over blocks of 64 rows (even and odd rows apart), blocks added in order (deterministic). g = dy;
   ;; in bn_act_grad_sums g = dy where the activation fused into the forward (batch_norm_act) passed
   ;; its input z = (x - mean) * a + off, recomputed here as the forward computed it: 0 < z <= hi
   ;; (the ReLU gradient's z > 0 and ClipByValue's z <= hi), else +0
 ${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
   ;; Batch-norm statistics in one pass, rows x C with C % 4 == 0: with d = x - shift[c], acc[0..C) =
   ;; sum of d and acc[C..2C) = sum of d^2 over the rows, as float64 (acc: 2C doubles, zeroed here);
-  ;; float32 partial sums over blocks of 64 rows, added in row order. With the shift near the mean
+  ;; float32 partial sums over blocks of 64 rows (even and odd rows apart), blocks added in order. With the shift near the mean
   ;; (the caller's: the first rows' mean) variance = sum d^2 / M - (sum d / M)^2 loses little to
   ;; cancellation, and x is read once (a mean pass, then one of squared deviations, would read it twice)
   (func (export "shifted_moments") (param $x i32) (param $shift i32) (param $acc i32) (param $rows i32) (param $C i32)
     (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a i32)
-    (local $s v128) (local $q v128) (local $d v128) (local $m v128)
+    (local $s v128) (local $q v128) (local $d v128) (local $m v128) (local $s2 v128) (local $q2 v128) (local $d2 v128)
     (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
     (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
     (block $done
@@ -229,15 +229,29 @@ ${bnGradSums('bn_grad_sums', false)}${bnGradSums('bn_act_grad_sums', true)}
           (local.set $m (v128.load (i32.add (local.get $shift) (local.get $c))))
           (local.set $s (v128.const i32x4 0 0 0 0))
           (local.set $q (v128.const i32x4 0 0 0 0))
+          (local.set $s2 (v128.const i32x4 0 0 0 0))
+          (local.set $q2 (v128.const i32x4 0 0 0 0))
           (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
           (local.set $r (local.get $r0))
-          (loop $rows_l
+          ;; two rows at a time into two pairs of sums (one chain of float32 adds is latency-bound)
+          (block $pd (loop $pl
+            (br_if $pd (i32.gt_u (i32.add (local.get $r) (i32.const 2)) (local.get $rend)))
             (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
+            (local.set $d2 (f32x4.sub (v128.load (i32.add (local.get $x) (i32.add (local.get $off) (local.get $stride)))) (local.get $m)))
             (local.set $s (f32x4.add (local.get $s) (local.get $d)))
             (local.set $q (f32x4.add (local.get $q) (f32x4.mul (local.get $d) (local.get $d))))
-            (local.set $off (i32.add (local.get $off) (local.get $stride)))
-            (local.set $r (i32.add (local.get $r) (i32.const 1)))
-            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+            (local.set $s2 (f32x4.add (local.get $s2) (local.get $d2)))
+            (local.set $q2 (f32x4.add (local.get $q2) (f32x4.mul (local.get $d2) (local.get $d2))))
+            (local.set $off (i32.add (local.get $off) (i32.shl (local.get $stride) (i32.const 1))))
+            (local.set $r (i32.add (local.get $r) (i32.const 2)))
+            (br $pl)))
+          (if (i32.lt_u (local.get $r) (local.get $rend))
+            (then
+              (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
+              (local.set $s (f32x4.add (local.get $s) (local.get $d)))
+              (local.set $q (f32x4.add (local.get $q) (f32x4.mul (local.get $d) (local.get $d))))))
+          (local.set $s (f32x4.add (local.get $s) (local.get $s2)))
+          (local.set $q (f32x4.add (local.get $q) (local.get $q2)))
           (local.set $a (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
           (v128.store (local.get $a) (f64x2.add (v128.load (local.get $a)) (f64x2.promote_low_f32x4 (local.get $s))))
           (v128.store offset=16 (local.get $a) (f64x2.add (v128.load offset=16 (local.get $a))
@@ -1049,14 +1063,27 @@ function batchNormKernel(name: string, clamp: boolean): string {
 
 /** Batch-norm gradient pass 1 (see its comment in KERNELS_WAT); `masked`: dy through the fused activation's mask. */
 function bnGradSums(name: string, masked: boolean): string {
-  const g = masked
-    ? `(v128.and (v128.load (i32.add (local.get $dy) (local.get $off)))
-            ${actMask('(local.get $d)', '$off0')})`
-    : '(v128.load (i32.add (local.get $dy) (local.get $off)))';
+  // One row's terms into accumulators (sg, sx), its byte offset `off`; temporaries suffixed `t`. Two rows
+  // per iteration into two pairs of accumulators (added at the block's end): the float32 adds of one
+  // chain are latency-bound (a cache-resident layer ran at ~11 GB/s against a bias add's ~25).
+  const row = (off: string, sg: string, sx: string, t: string) => {
+    const dyv = `(v128.load (i32.add (local.get $dy) ${off}))`;
+    const g = masked
+      ? `(v128.and ${dyv} (v128.and (f32x4.gt (local.tee $z${t} (f32x4.add (f32x4.mul (local.get $d${t}) (local.get $av)) (local.get $ov))) (v128.const i32x4 0 0 0 0)) (f32x4.le (local.get $z${t}) (local.get $hiv))))`
+      : dyv;
+    return `(local.set $d${t} (f32x4.sub (v128.load (i32.add (local.get $x) ${off})) (local.get $m)))
+            (local.set $g${t} ${g})
+            (local.set ${sg} (f32x4.add (local.get ${sg}) (local.get $g${t})))
+            (local.set ${sx} (f32x4.add (local.get ${sx}) (f32x4.mul (local.get $g${t}) (f32x4.mul (local.get $d${t}) (local.get $is)))))`;
+  };
+  const store = (v: string) => `(v128.store (local.get $a2) (f64x2.add (v128.load (local.get $a2)) (f64x2.promote_low_f32x4 (local.get ${v}))))
+          (v128.store offset=16 (local.get $a2) (f64x2.add (v128.load offset=16 (local.get $a2))
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get ${v}) (local.get ${v})))))`;
   return `  (func (export "${name}") (param $dy i32) (param $x i32) (param $mean i32) (param $invstd i32)${masked ? ' (param $a i32) (param $off0 i32) (param $hi f32)' : ''} (param $acc i32)
     (param $rows i32) (param $C i32)
     (local $r0 i32) (local $r i32) (local $rend i32) (local $c i32) (local $stride i32) (local $off i32) (local $a2 i32)
-    (local $sg v128) (local $sx v128) (local $g v128) (local $m v128) (local $is v128) (local $d v128) (local $z v128) (local $hiv v128)
+    (local $sg v128) (local $sx v128) (local $sg2 v128) (local $sx2 v128) (local $m v128) (local $is v128) (local $av v128) (local $ov v128) (local $hiv v128)
+    (local $d1 v128) (local $g1 v128) (local $z1 v128) (local $d2 v128) (local $g2 v128) (local $z2 v128)
     ${masked ? '(local.set $hiv (f32x4.splat (local.get $hi)))' : ''}
     (local.set $stride (i32.shl (local.get $C) (i32.const 2)))
     (memory.fill (local.get $acc) (i32.const 0) (i32.shl (local.get $C) (i32.const 4)))
@@ -1069,26 +1096,29 @@ function bnGradSums(name: string, masked: boolean): string {
         (loop $cols
           (local.set $m (v128.load (i32.add (local.get $mean) (local.get $c))))
           (local.set $is (v128.load (i32.add (local.get $invstd) (local.get $c))))
+          ${masked ? '(local.set $av (v128.load (i32.add (local.get $a) (local.get $c)))) (local.set $ov (v128.load (i32.add (local.get $off0) (local.get $c))))' : ''}
           (local.set $sg (v128.const i32x4 0 0 0 0))
           (local.set $sx (v128.const i32x4 0 0 0 0))
+          (local.set $sg2 (v128.const i32x4 0 0 0 0))
+          (local.set $sx2 (v128.const i32x4 0 0 0 0))
           (local.set $off (i32.add (i32.mul (local.get $r0) (local.get $stride)) (local.get $c)))
           (local.set $r (local.get $r0))
-          (loop $rows_l
-            (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $m)))
-            (local.set $g ${g})
-            (local.set $sg (f32x4.add (local.get $sg) (local.get $g)))
-            (local.set $sx (f32x4.add (local.get $sx) (f32x4.mul (local.get $g) (f32x4.mul (local.get $d) (local.get $is)))))
-            (local.set $off (i32.add (local.get $off) (local.get $stride)))
-            (local.set $r (i32.add (local.get $r) (i32.const 1)))
-            (br_if $rows_l (i32.lt_u (local.get $r) (local.get $rend))))
+          (block $pd (loop $pl
+            (br_if $pd (i32.gt_u (i32.add (local.get $r) (i32.const 2)) (local.get $rend)))
+            ${row('(local.get $off)', '$sg', '$sx', '1')}
+            ${row('(i32.add (local.get $off) (local.get $stride))', '$sg2', '$sx2', '2')}
+            (local.set $off (i32.add (local.get $off) (i32.shl (local.get $stride) (i32.const 1))))
+            (local.set $r (i32.add (local.get $r) (i32.const 2)))
+            (br $pl)))
+          (if (i32.lt_u (local.get $r) (local.get $rend))
+            (then
+            ${row('(local.get $off)', '$sg', '$sx', '1')}))
+          (local.set $sg (f32x4.add (local.get $sg) (local.get $sg2)))
+          (local.set $sx (f32x4.add (local.get $sx) (local.get $sx2)))
           (local.set $a2 (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 1))))
-          (v128.store (local.get $a2) (f64x2.add (v128.load (local.get $a2)) (f64x2.promote_low_f32x4 (local.get $sg))))
-          (v128.store offset=16 (local.get $a2) (f64x2.add (v128.load offset=16 (local.get $a2))
-            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sg) (local.get $sg)))))
+          ${store('$sg')}
           (local.set $a2 (i32.add (local.get $a2) (i32.shl (local.get $C) (i32.const 3))))
-          (v128.store (local.get $a2) (f64x2.add (v128.load (local.get $a2)) (f64x2.promote_low_f32x4 (local.get $sx))))
-          (v128.store offset=16 (local.get $a2) (f64x2.add (v128.load offset=16 (local.get $a2))
-            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $sx) (local.get $sx)))))
+          ${store('$sx')}
           (local.set $c (i32.add (local.get $c) (i32.const 16)))
           (br_if $cols (i32.lt_u (local.get $c) (local.get $stride))))
         (local.set $r0 (local.get $rend))

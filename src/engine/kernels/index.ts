@@ -13,10 +13,12 @@ import type { KernelImpl } from './util.js';
 import { fusedMultiplyAdd } from '../simd/fma.js';
 
 /**
- * Who runs an inference plan's 1x1 convs and 3x3 depthwise convs (FusedConv2D, FusedDepthwiseConv2D),
- * chosen by measurement (`node dist/bench/profile.js --inference --compare`, CPU time):
- * - 1x1 convs: compress's SIMD GEMM (src/engine/simd/conv.wat.ts) where the runtime multiplies-adds
- *   fused (faster than XNNPACK at batch 1 and 32), else XNNPACK (equal without FMA);
+ * Who runs an inference plan's 1x1 convs, first convs (3x3 over 3 channels) and 3x3 depthwise convs
+ * (FusedConv2D, FusedDepthwiseConv2D), chosen by measurement (`node dist/bench/profile.js --inference
+ * --compare`, CPU time):
+ * - 1x1 and first convs: compress's SIMD kernels (src/engine/simd/conv.wat.ts, PACKED_CONVS in
+ *   ./conv2d.ts) where the runtime multiplies-adds fused (faster than XNNPACK at batch 1 and 32), else
+ *   XNNPACK (equal without FMA);
  * - 3x3 depthwise: compress's dw3x3 (chunks of 8 output pixels, each input column loaded once per
  *   filter row; faster than XNNPACK's at batch 1 and 4, and on N > 1 threads split over compress's own
  *   pool: XNNPACK's threads spin between ops), so 1 and N threads compute the same bits.

@@ -3,6 +3,7 @@ import type { ResolvedStage } from '../recipe/load.js';
 import type { WorkerJob, WorkerMessage } from './worker.js';
 import type { Splits } from '../data/dataset.js';
 import { datasetIdentity } from '../data/load.js';
+import { setOwn } from '../util/own.js';
 
 /** A stage went over its `timeout` or `memoryMb` budget and was stopped. */
 export class BudgetError extends Error {
@@ -38,7 +39,7 @@ export class WorkerThreadExecutor implements StageExecutor {
     const sharedData: Record<string, Splits> = {};
     for (const [name, id] of ids) {
       const splits = id !== undefined ? this.data.get(id) : undefined;
-      if (splits) sharedData[name] = splits;
+      if (splits) setOwn(sharedData, name, splits);
     }
     const keep = (name: string, splits: Splits) => {
       const id = ids.get(name);

@@ -7,6 +7,8 @@ import { loadMnist, splitDataset } from '../src/data/mnist.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { trainModel, type TrainOptions } from '../src/engine/train.js';
 import { dataParallelHelperBytes, shardIndices, trainWorkers } from '../src/engine/data-parallel.js';
+import { BACKGROUND_NICE, platformThreads } from '../src/engine/background-threads.js';
+import { getPriority } from 'node:os';
 import { loadRecipe } from '../src/recipe/load.js';
 import { runRecipe } from '../src/run/execute.js';
 import { workspace } from './helpers.js';
@@ -101,6 +103,24 @@ test('after a helper failed, the next data-parallel call starts fresh helpers an
   const again = await trained('mlp-small', 2);
   assert.equal(again.result.workers, 2);
   assert.equal(again.result.steps, 4);
+});
+
+test('while W=2 replicas train, V8\'s background threads run at BACKGROUND_NICE and the replica here at its own; afterwards as before', async () => {
+  const tids = platformThreads();
+  const before = tids.map((t) => getPriority(t));
+  const during: number[][] = [];
+  const self = getPriority();
+  const r = await trained('mlp-small', 2, { onProgress: (p) => void (p.phase === 'batch' && during.push([getPriority(), ...tids.map((t) => getPriority(t))])) });
+  assert.equal(r.result.workers, 2);
+  assert.equal(during.length, 4);
+  for (const [replica0, ...background] of during) {
+    assert.equal(replica0, self);
+    assert.deepEqual(background, tids.map(() => BACKGROUND_NICE));
+  }
+  // Restoring needs root (the CI's user); without it they stay lowered (src/engine/background-threads.ts).
+  const after = tids.map((t) => getPriority(t));
+  if (process.getuid?.() === 0) assert.deepEqual(after, before);
+  else assert.ok(after.every((p, i) => p >= before[i]));
 });
 
 test('the helpers\' memory (their JS and wasm heaps) is reported for the stage footprint', async () => {

@@ -365,8 +365,9 @@ export class DataParallelGroup {
 }
 
 /**
- * sum[i] += from[at + i]: one module-level loop for every variable and replica (TurboFan optimises it
- * after the first steps; a loop in a closure made per variable per step ran ~2x slower, measured).
+ * sum[i] += from[at + i]: one module-level loop for every variable and replica, optimised once (~1.5 ms a
+ * step for MobileNetV2-0.35's 409K trainable weights, measured; the loop inlined in the per-variable
+ * closure took as long once optimised, longer before).
  */
 function addInto(sum: Float32Array, from: Float32Array, at: number): void {
   for (let i = 0; i < sum.length; i++) sum[i] += from[at + i];

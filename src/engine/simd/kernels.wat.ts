@@ -123,9 +123,15 @@ export const KERNELS_WAT = String.raw`
 
   ;; o = clamp(round(x / s), lo, hi) * s, rounding half away from zero (floor(|v| + 0.5), sign put
   ;; back, + 0 so that -0 becomes +0): an asymmetric quantizer's quantize / dequantize with
-  ;; lo = qmin - zp, hi = qmax - zp, each step in float32 as the tf-op form computes it
+  ;; lo = qmin - zp, hi = qmax - zp, each step in float32 as the tf-op form computes it. The clamp is
+  ;; pmax / pmin (one maxps / minps each; f32x4.max / min cost V8 ~7 instructions for their -0 and NaN
+  ;; rules): v is never -0 here (the + 0) and a NaN passes both (pmax(NaN, lo) = NaN), as in the tf-op form;
+  ;; constants in locals (V8 rematerialises v128.const inside the loop). Measured 1.1 -> 0.43 ns a value (1.2M values, standalone)
   (func (export "fake_quant") (param $x i32) (param $o i32) (param $n i32) (param $sc f32) (param $lo f32) (param $hi f32)
     (local $i i32) (local $last i32) (local $v v128) (local $sv v128) (local $lov v128) (local $hiv v128)
+    (local $half v128) (local $sign v128)
+    (local.set $half (v128.const f32x4 0.5 0.5 0.5 0.5))
+    (local.set $sign (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000))
     (local.set $sv (f32x4.splat (local.get $sc)))
     (local.set $lov (f32x4.splat (local.get $lo)))
     (local.set $hiv (f32x4.splat (local.get $hi)))
@@ -135,11 +141,11 @@ export const KERNELS_WAT = String.raw`
       (local.set $v (f32x4.div (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $sv)))
       (local.set $v (f32x4.add
         (v128.or
-          (f32x4.floor (f32x4.add (f32x4.abs (local.get $v)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
-          (v128.and (local.get $v) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)))
+          (f32x4.floor (f32x4.add (f32x4.abs (local.get $v)) (local.get $half)))
+          (v128.and (local.get $v) (local.get $sign)))
         (v128.const i32x4 0 0 0 0)))
       (v128.store (i32.add (local.get $o) (local.get $i))
-        (f32x4.mul (f32x4.min (f32x4.max (local.get $v) (local.get $lov)) (local.get $hiv)) (local.get $sv)))
+        (f32x4.mul (f32x4.pmin (f32x4.pmax (local.get $v) (local.get $lov)) (local.get $hiv)) (local.get $sv)))
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $l (i32.lt_u (local.get $i) (i32.add (local.get $last) (i32.const 16))))))
 

@@ -5,7 +5,7 @@ import { initEngine } from '../src/engine/backend.js';
 import { buildModel } from '../src/engine/models.js';
 import { loadMnist, splitDataset } from '../src/data/mnist.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { evaluateModel, learningRateAt, trainModel, type TrainOptions } from '../src/engine/train.js';
+import { EvalAccumulator, evaluateModel, learningRateAt, trainModel, type TrainOptions } from '../src/engine/train.js';
 
 let tf: typeof tfType;
 let train: Dataset, val: Dataset;
@@ -71,6 +71,38 @@ test('loss falls for the depthwise dw-cnn on wasm (BatchNorm, depthwise, strides
   assert.ok(r.history[3].loss < before.loss, `${before.loss} -> ${r.history[3].loss}`);
   assert.equal(tf.memory().numTensors, withModel);
   assert.equal(heapBlocks(), blocks, 'no scratch buffer or optimizer moment is left on the wasm heap');
+  m.dispose();
+});
+
+test('EvalAccumulator fed batch by batch from another pass gives evaluateModel\'s metrics', () => {
+  const m = buildModel(tf, 'lenet-300-100', { inputShape: [28, 28, 1], numClasses: 10, seed: 4 });
+  const data = { ...val, n: 50, x: val.x.subarray(0, 50 * 784), y: val.y.subarray(0, 50) };
+  const ev = evaluateModel(tf, m, data, 256, 3);
+  const acc = new EvalAccumulator(tf, data, 3);
+  // Batches of 7 (evaluateModel took one of 50): another partition, the same per-sample outputs.
+  for (let start = 0; start < data.n; start += 7) {
+    const end = Math.min(data.n, start + 7);
+    const probs = tf.tidy(() => m.predict(tf.tensor(data.x.subarray(start * 784, end * 784), [end - start, 28, 28, 1])) as tfType.Tensor);
+    acc.add(probs, start);
+    probs.dispose();
+  }
+  const r = acc.result();
+  assert.deepEqual(r.predictions, ev.predictions);
+  assert.equal(r.accuracy, ev.accuracy);
+  assert.equal(r.top5, ev.top5);
+  assert.equal(r.topK, ev.topK);
+  assert.ok(Math.abs(r.loss - ev.loss) < 1e-5 * ev.loss, `loss ${r.loss} vs ${ev.loss}`);
+  m.dispose();
+});
+
+test('EvalAccumulator refuses a result before every sample was added', () => {
+  const m = buildModel(tf, 'mlp-small', { inputShape: [28, 28, 1], numClasses: 10, seed: 4 });
+  const data = { ...val, n: 10, x: val.x.subarray(0, 10 * 784), y: val.y.subarray(0, 10) };
+  const acc = new EvalAccumulator(tf, data);
+  const probs = tf.tidy(() => m.predict(tf.tensor(data.x.subarray(0, 4 * 784), [4, 28, 28, 1])) as tfType.Tensor);
+  acc.add(probs, 0);
+  probs.dispose();
+  assert.throws(() => acc.result(), /saw 4 of 10 samples/);
   m.dispose();
 });
 

@@ -112,6 +112,10 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
   // Size accounting sees the sparsity and the codebooks.
   const r = metricsOf(s, 'report');
   assert.ok(r.compressionRatio > 10, `ratio ${r.compressionRatio}`);
+  // The k-means stage (no activation ranges) takes its accuracy and loss from its error-report pass:
+  // the same as evaluating its saved model on the same split.
+  assert.equal(q.accuracy, r.accuracy);
+  assert.ok(Math.abs(q.loss - r.loss) < 1e-5 * r.loss, `loss ${q.loss} vs ${r.loss}`);
   assert.ok(r.finalBytes < r.denseBytes / 10);
 
   // Three exports, each verified in its runtime.

@@ -248,48 +248,96 @@ interface DropoutLike {
   name: string;
 }
 
+/**
+ * Evaluation metrics accumulated batch by batch from a model's softmax outputs: sparse categorical
+ * cross-entropy, accuracy, top-5 (more than 5 classes) and top-k (when asked). evaluateModel feeds it
+ * from its own pass; a stage that already walks the model over the samples (the quantize stage's
+ * error report) feeds it from that pass instead of evaluating again.
+ */
+export class EvalAccumulator {
+  private lossSum = 0;
+  private correct = 0;
+  private top5 = 0;
+  private inTopK = 0;
+  private seen = 0;
+  private readonly predictions: Int32Array;
+  private readonly withTop5: boolean;
+
+  constructor(
+    private readonly tf: typeof tfType,
+    private readonly data: Pick<Dataset, 'n' | 'y' | 'numClasses'>,
+    private readonly topK?: number,
+  ) {
+    this.predictions = new Int32Array(data.n);
+    this.withTop5 = data.numClasses > 5;
+  }
+
+  /** Adds the outputs `probs` [b, classes] of samples start .. start + b - 1. */
+  add(probs: tfType.Tensor, start: number): void {
+    const { tf, data } = this;
+    const b = probs.shape[0]!;
+    const labels = data.y.subarray(start, start + b);
+    const [loss, pred, in5, inK] = tf.tidy(() => {
+      const y = tf.tensor1d(Int32Array.from(labels), 'int32');
+      const onehot = tf.oneHot(y, data.numClasses);
+      const l = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1)))));
+      const p = tf.argMax(probs, -1);
+      // In the top 5 when the label's probability is at least the 5th largest one.
+      const t5 = this.withTop5
+        ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
+        : tf.scalar(0, 'int32');
+      // The label among the k indices of the largest probabilities (indices are distinct: a sum counts hits).
+      const k = Math.min(this.topK ?? 0, data.numClasses);
+      const tk = k > 0 ? tf.sum(tf.cast(tf.equal(tf.topk(probs, k).indices, tf.reshape(y, [-1, 1])), 'int32')) : tf.scalar(0, 'int32');
+      return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0], tk.dataSync()[0]] as const;
+    });
+    this.lossSum += loss;
+    this.top5 += in5;
+    this.inTopK += inK;
+    this.seen += b;
+    for (let i = 0; i < b; i++) {
+      this.predictions[start + i] = pred[i];
+      if (pred[i] === labels[i]) this.correct++;
+    }
+  }
+
+  result(): EvalResult {
+    if (this.seen !== this.data.n) throw new Error(`evaluation saw ${this.seen} of ${this.data.n} samples`);
+    const n = Math.max(1, this.data.n);
+    return {
+      loss: this.lossSum / n,
+      accuracy: this.correct / n,
+      ...(this.withTop5 ? { top5: this.top5 / n } : {}),
+      ...(this.topK ? { topK: this.inTopK / n } : {}),
+      predictions: this.predictions,
+    };
+  }
+}
+
 /** Evaluates `model` on `data`: sparse categorical cross-entropy of its softmax outputs, accuracy, top-5. */
 export function evaluateModel(tf: typeof tfType, model: tfType.LayersModel, data: Dataset, requestedBatch = 256, topK?: number): EvalResult {
   // The plan frees each tensor after its last use: the batch is bounded by the widest layer, not every layer's output.
   const batchSize = walkBatchSize(model, requestedBatch);
-  const predictions = new Int32Array(data.n);
   const b = batcher(tf, data);
-  let lossSum = 0, correct = 0, top5 = 0, inTopK = 0;
-  const withTop5 = data.numClasses > 5;
+  const acc = new EvalAccumulator(tf, data, topK);
   // Batch norm folded into the convs, activations fused (src/engine/inference.ts).
   const plan = inferencePlan(tf, model);
   try {
     for (let start = 0; start < data.n; start += batchSize) {
       const idx = Array.from({ length: Math.min(batchSize, data.n - start) }, (_, i) => start + i);
-      const labels = b.labels(idx);
-      const [loss, pred, in5, inK] = tf.tidy(() => {
-        const probs = plan.predict(b.x(idx));
-        const y = tf.tensor1d(labels, 'int32');
-        const onehot = tf.oneHot(y, data.numClasses);
-        const l = tf.neg(tf.sum(tf.mul(onehot, tf.log(tf.clipByValue(probs, EPS, 1)))));
-        const p = tf.argMax(probs, -1);
-        // In the top 5 when the label's probability is at least the 5th largest one.
-        const t5 = withTop5
-          ? tf.sum(tf.cast(tf.greaterEqual(tf.sum(tf.mul(onehot, probs), -1), tf.min(tf.topk(probs, 5).values, -1)), 'int32'))
-          : tf.scalar(0, 'int32');
-        // The label among the k indices of the largest probabilities (indices are distinct: a sum counts hits).
-        const k = Math.min(topK ?? 0, data.numClasses);
-        const tk = k > 0 ? tf.sum(tf.cast(tf.equal(tf.topk(probs, k).indices, tf.reshape(y, [-1, 1])), 'int32')) : tf.scalar(0, 'int32');
-        return [l.dataSync()[0], p.dataSync() as Int32Array, t5.dataSync()[0], tk.dataSync()[0]] as const;
-      });
-      lossSum += loss;
-      top5 += in5;
-      inTopK += inK;
-      for (let i = 0; i < idx.length; i++) {
-        predictions[start + i] = pred[i];
-        if (pred[i] === labels[i]) correct++;
+      const x = b.x(idx);
+      const probs = plan.predict(x);
+      x.dispose();
+      try {
+        acc.add(probs, start);
+      } finally {
+        probs.dispose();
       }
     }
   } finally {
     plan.dispose();
   }
-  const n = Math.max(1, data.n);
-  return { loss: lossSum / n, accuracy: correct / n, ...(withTop5 ? { top5: top5 / n } : {}), ...(topK ? { topK: inTopK / n } : {}), predictions };
+  return acc.result();
 }
 
 /** Trains `model` in place on `train`. See TrainOptions for the knobs and TrainHooks for the extension points. */

@@ -84,7 +84,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
   },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
-    const { trainModel, evaluateModel } = await import('../engine/train.js');
+    const { trainModel, evaluateModel, EvalAccumulator } = await import('../engine/train.js');
     const w = ctx.with;
     const { model, meta } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
@@ -151,7 +151,8 @@ export const quantizeStage = defineStage<QuantizeWith>({
       ctx.log(`activations not calibrated (${act.calibrate === false ? 'activations.calibrate: false' : 'no layer is linear int-N'}): no int8Accuracy; an int8 export of this model calibrates on its own calibrationSamples`);
     }
     // One pass over the test split, float and quantized models side by side: per-layer errors, the
-    // float accuracy and (with calibrated ranges) the full-integer accuracy estimate.
+    // float accuracy and, with calibrated ranges, the full-integer accuracy estimate. Without them the
+    // quantized side of that pass is the output model itself: its accuracy and loss come from it too.
     ctx.progress({ message: 'measuring per-layer error and accuracy' });
     const withActivations = calibrate;
     let floatHits = 0;
@@ -162,6 +163,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
       for (let i = 0; i < p.length; i++) if (p[i] === test.y[start + i]) h++;
       return h;
     };
+    const outputEval = withActivations ? undefined : new EvalAccumulator(tf, test);
     const errors = await layerErrorReport(tf, reference, model, test, {
       activationRanges: withActivations ? meta.activationRanges : undefined,
       maxSamples: test.n,
@@ -169,11 +171,13 @@ export const quantizeStage = defineStage<QuantizeWith>({
       onOutputs: (start, ref, cand) => {
         floatHits += hits(ref, start);
         if (withActivations) candHits += hits(cand, start);
+        outputEval?.add(cand, start);
       },
     });
     const floatAccuracy = test.n ? floatHits / test.n : 0;
     const int8Accuracy = withActivations ? (test.n ? candHits / test.n : 0) : undefined;
-    const ev = evaluateModel(tf, model, test);
+    // With activation fake-quant the pass above ran another model: the output model's own evaluation.
+    const ev = outputEval ? outputEval.result() : evaluateModel(tf, model, test);
     await saveOutputModel(tf, model, meta, ctx);
     const bitsOf = (n: string) => (weightQuant[n]?.bits ?? 32);
     const counts = [...settings.keys()].map((n) => ({ n, size: sizeOf(model, n) }));

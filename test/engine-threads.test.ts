@@ -88,4 +88,14 @@ if (process.env.COMPRESS_TEST_THREADS_CHILD) {
       else process.env.COMPRESS_WASM_THREADS = saved;
     }
   });
+
+  test('the conv pool polls before sleeping: spinWhileEqual sees a changed slot, and gives up (no hang) on an unchanged one', async () => {
+    const { spinWhileEqual, SPIN_MS } = await import('../src/engine/simd/pool.js');
+    const ctl = new Int32Array(new SharedArrayBuffer(16));
+    Atomics.store(ctl, 1, 7);
+    assert.equal(spinWhileEqual(ctl, 1, 6), true);
+    const t0 = performance.now();
+    assert.equal(spinWhileEqual(ctl, 1, 7), false);
+    assert.ok(performance.now() - t0 >= SPIN_MS, 'it polled for SPIN_MS before giving up');
+  });
 }

@@ -84,17 +84,28 @@ async function inferenceRows(threads: number): Promise<InferenceRow[]> {
       runTf();
       await runOrt();
       const t = { tf: [] as number[], tfCpu: [] as number[], ort: [] as number[], ortCpu: [] as number[] };
-      for (let i = 0; i < reps; i++) {
-        let c0 = process.cpuUsage();
-        let t0 = performance.now();
-        runTf();
-        t.tf.push((performance.now() - t0) / batch);
-        t.tfCpu.push(cpuMs(c0) / batch);
-        c0 = process.cpuUsage();
-        t0 = performance.now();
-        await runOrt();
-        t.ort.push((performance.now() - t0) / batch);
-        t.ortCpu.push(cpuMs(c0) / batch);
+      // Blocks of runs, alternating (engine, onnxruntime, three times over: drift shows on both sides),
+      // with a pause before each block: both runtimes' threads poll for work a while after a run, and a
+      // block right after the other runtime's run would share the cores with its polling threads.
+      const settle = () => new Promise((r) => setTimeout(r, 100));
+      for (let round = 0; round < 3; round++) {
+        const n = Math.ceil(reps / 3);
+        await settle();
+        for (let i = 0; i < n; i++) {
+          const c0 = process.cpuUsage();
+          const t0 = performance.now();
+          runTf();
+          t.tf.push((performance.now() - t0) / batch);
+          t.tfCpu.push(cpuMs(c0) / batch);
+        }
+        await settle();
+        for (let i = 0; i < n; i++) {
+          const c0 = process.cpuUsage();
+          const t0 = performance.now();
+          await runOrt();
+          t.ort.push((performance.now() - t0) / batch);
+          t.ortCpu.push(cpuMs(c0) / batch);
+        }
       }
       xt.dispose();
       rows.push({ batch, engineMs: median(t.tf), engineCpuMs: median(t.tfCpu), ortMs: median(t.ort), ortCpuMs: median(t.ortCpu) });

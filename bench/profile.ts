@@ -7,10 +7,12 @@
  * twice, its 1x1, 3x3 depthwise and first (3x3 over 3 channels) convs once by XNNPACK and once by compress's SIMD kernels
  * (src/engine/simd/conv.wat.ts), and prints the two side by side. Times are process CPU time (user +
  * system), which a busy machine inflates less than wall time; with --detail, each conv shape's multiply-adds per CPU
- * second (GMAC/s).
- * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare]]
+ * second (GMAC/s). `--inference --model FILE` profiles any model compress loads (.onnx, Keras .h5/.keras, a TF.js
+ * model.json or directory) at its own input shape instead of MobileNetV2.
+ * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare] [--model FILE]]
  */
 import { loadavg } from 'node:os';
+import { basename } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel, type BuiltinModel } from '../src/engine/models.js';
@@ -21,6 +23,7 @@ import { setInferenceConvs, type InferenceConvs } from '../src/engine/kernels/in
 import { fusedMultiplyAdd } from '../src/engine/simd/module.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { buildMobileNetV2 } from './mobilenet.js';
+import { loadModelFrom } from '../src/model/load/index.js';
 
 const cpuNow = () => {
   const u = process.cpuUsage();
@@ -122,15 +125,22 @@ export async function profileTraining(modelName: BuiltinModel | 'mobilenetv2-0.3
   return table(`${modelName}: ${(total / steps).toFixed(1)} ms/step CPU total`, stats, steps, detail, 'step');
 }
 
-export async function profileInference(batch: number, reps: number, detail = false, compare = false): Promise<string> {
+/** The model an inference profile runs: a file given with --model, else MobileNetV2 1.0 at 224x224x3. */
+async function inferenceModel(tf: typeof tfType, file?: string): Promise<{ model: tfType.LayersModel; name: string }> {
+  if (!file) return { model: buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1 }), name: 'MobileNetV2 1.0 224x224x3' };
+  const model = await loadModelFrom(tf, file);
+  return { model, name: `${basename(file)} [${model.inputs[0].shape.slice(1).join('x')}]` };
+}
+
+export async function profileInference(batch: number, reps: number, detail = false, compare = false, file?: string): Promise<string> {
   const { tf } = await initEngine('wasm');
   const modes: InferenceConvs[] = compare ? ['xnnpack', 'simd'] : ['auto'];
   const stats = new Map(modes.map((m) => [m, new Map() as Stats]));
   let mode = modes[0];
   instrument(tf, detail, () => stats.get(mode)!);
-  const model = buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1 });
+  const { model, name } = await inferenceModel(tf, file);
   const plan = inferencePlan(tf, model);
-  const x = tf.randomUniform([batch, 224, 224, 3], -1, 1, 'float32', 1);
+  const x = tf.randomUniform([batch, ...(model.inputs[0].shape.slice(1) as number[])], -1, 1, 'float32', 1);
   const run = () => {
     const y = plan.predict(x);
     y.dataSync();
@@ -153,7 +163,7 @@ export async function profileInference(batch: number, reps: number, detail = fal
   x.dispose();
   plan.dispose();
   model.dispose();
-  const title = (m: InferenceConvs) => `MobileNetV2 1.0 224x224x3 inference (plan), batch ${batch}, convs by ${m === 'auto' ? `auto (fused multiply-add: ${fusedMultiplyAdd()})` : m}: ${(total.get(m)! / reps).toFixed(1)} ms/pass CPU total`;
+  const title = (m: InferenceConvs) => `${name} inference (plan), batch ${batch}, convs by ${m === 'auto' ? `auto (fused multiply-add: ${fusedMultiplyAdd()})` : m}: ${(total.get(m)! / reps).toFixed(1)} ms/pass CPU total`;
   if (!compare) return table(title('auto'), stats.get('auto')!, reps, detail, 'pass');
   return [`${reps} passes each, alternating (fused multiply-add: ${fusedMultiplyAdd()}; ${loadText()})`, ...modes.map((m) => table(title(m), stats.get(m)!, reps, detail, 'pass'))].join('\n\n');
 }
@@ -167,7 +177,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const b = process.argv.indexOf('--batch');
     const batch = b > 0 ? Number(process.argv[b + 1]) : 1;
     const reps = Number(args.find((a) => /^\d+$/.test(a) && a !== String(batch)) ?? 5);
-    console.log(await profileInference(batch, reps, detail, process.argv.includes('--compare')));
+    const m = process.argv.indexOf('--model');
+    const file = m > 0 ? process.argv[m + 1] : undefined;
+    console.log(await profileInference(batch, reps, detail, process.argv.includes('--compare'), file));
   } else {
     const model = (args[0] ?? 'lenet-5') as BuiltinModel | 'mobilenetv2-0.35';
     console.log(await profileTraining(model, Number(args[1] ?? 30), detail));

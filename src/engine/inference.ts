@@ -10,6 +10,7 @@ import { packedConv } from './kernels/conv2d.js';
  *   pass, XNNPACK on wasm) with the batch norm folded into the conv's weights and bias:
  *   s = gamma / sqrt(variance + eps), W' = W * s (per output channel), b' = (b - mean) * s + beta;
  * - a conv followed only by such an activation (no batch norm) fuses the activation the same way;
+ * - a Dense on a rank-4 (or rank-3) input runs as the 1x1 conv it equals (with the same fusions);
  * - every other layer runs as its own layer.apply (training: false), so any layer model.predict
  *   supports runs here too;
  * - each intermediate tensor is freed after its last consumer (model.apply holds every layer's output
@@ -71,6 +72,8 @@ interface Step {
 
 interface ConvConfig {
   kind: 'conv' | 'depthwise';
+  /** A Dense layer applied per pixel (rank-4 input) or per row (rank 3): the 1x1 conv it equals. */
+  dense?: boolean;
   strides: [number, number];
   padding: 'same' | 'valid';
   dilations: [number, number];
@@ -93,9 +96,25 @@ function standaloneActivation(layer: Layer): FusedActivation | undefined {
   return undefined;
 }
 
-/** A channels-last 2-D conv or depthwise conv the fused ops can run, with its own activation. */
+/** Rank of a layer's (first) input, or undefined when the layer has several inputs or none. */
+function inputRank(layer: Layer): number | undefined {
+  const input = layer.input;
+  return Array.isArray(input) ? undefined : input.shape.length;
+}
+
+/**
+ * A channels-last 2-D conv or depthwise conv the fused ops can run, with its own activation; a Dense
+ * layer on a rank-4 input [N, H, W, K] (ConvNeXt's pointwise Linear) or rank-3 [N, T, K] as the 1x1
+ * conv it equals, so that it runs in the same GEMM as a 1x1 conv instead of a generic matrix product.
+ */
 function convConfig(layer: Layer): ConvConfig | undefined {
   const cls = layer.getClassName();
+  if (cls === 'Dense') {
+    const rank = inputRank(layer);
+    const activation = activationOf(layer.getConfig().activation);
+    if ((rank !== 3 && rank !== 4) || activation === undefined) return undefined;
+    return { kind: 'conv', dense: true, strides: [1, 1], padding: 'valid', dilations: [1, 1], activation };
+  }
   if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
   const cfg = layer.getConfig();
   const activation = activationOf(cfg.activation);
@@ -161,9 +180,11 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
     activation = act;
     lastId = stepOf(graph, after).outputIds[0];
   }
-  if (!bnLayer && !actLayer) return undefined;
+  if (!bnLayer && !actLayer && !cfg.dense) return undefined;
 
-  const [kernel, bias] = conv.getWeights();
+  const [weight, bias] = conv.getWeights();
+  const kernel = cfg.dense ? weight.reshape([1, 1, ...weight.shape]) : weight;
+  if (cfg.dense) owned.push(kernel);
   const w = Float32Array.from(kernel.dataSync() as Float32Array);
   const channels = kernel.shape[2]! * (cfg.kind === 'depthwise' ? kernel.shape[3]! : 1);
   const outChannels = cfg.kind === 'depthwise' ? channels : kernel.shape[3]!;
@@ -194,7 +215,9 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   // MobileNetV2 pass; inference needs no gradient).
   const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
   const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
-  const run = ([x]: Tensor[]) => [tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor];
+  const fusedKernel = (x: Tensor) => tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor;
+  // A Dense on rows [N, T, K] runs on the [N, 1, T, K] view (a reshape is free) and comes back as rows.
+  const run = ([x]: Tensor[]) => [x.rank === 3 ? fusedKernel(x.reshape([x.shape[0], 1, x.shape[1]!, x.shape[2]!])).reshape([x.shape[0], x.shape[1]!, outChannels]) : fusedKernel(x)];
   const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
   return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
 }

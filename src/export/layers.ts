@@ -154,12 +154,29 @@ function convTranspose(b: IrBuilder): number {
   return b.activation(y, c.activation);
 }
 
+/**
+ * Dense: a fully-connected op on a vector; on a rank-4 input [N, H, W, K] (a Linear applied per pixel,
+ * as ConvNeXt's blocks do) the 1x1 convolution it equals, and on a rank-3 [N, T, K] (per token) that
+ * convolution over a [1, T, K] view, so every target and int8 path treats it as the conv it is.
+ */
 function dense(b: IrBuilder): number {
   const x = b.input();
-  if (b.shape(x).length !== 1) b.fail(`Dense on a rank-${b.shape(x).length + 1} input is not supported; add a Flatten before it`);
+  const inShape = b.shape(x);
   const k = b.weight('kernel') ?? b.fail('has no kernel weight');
   const [kin, units] = k.shape;
-  const y = b.emit({ kind: 'dense', inputs: [x], kernelShape: [kin, units], kernel: k.data, bias: bias(b, units), activation: 'none', folded: false }, [units]);
+  if (inShape[inShape.length - 1] !== kin) b.fail(`kernel expects ${kin} features, input has ${inShape[inShape.length - 1]}`);
+  if (inShape.length > 3) b.fail(`Dense on a rank-${inShape.length + 1} input is not supported; reshape it to rank 4 or less first`);
+  if (inShape.length === 1) {
+    const y = b.emit({ kind: 'dense', inputs: [x], kernelShape: [kin, units], kernel: k.data, bias: bias(b, units), activation: 'none', folded: false }, [units]);
+    return b.activation(y, b.layer.config.activation);
+  }
+  const image = inShape.length === 3 ? x : b.emit({ kind: 'reshape', inputs: [x], shape: [1, ...inShape] }, [1, ...inShape], 'rows');
+  const [H, W] = b.shape(image);
+  const conv = b.emit({
+    kind: 'conv2d', inputs: [image], kernelShape: [1, 1, kin, units], kernel: k.data, bias: bias(b, units),
+    strides: [1, 1], dilation: [1, 1], padding: 'valid', activation: 'none', folded: false,
+  }, [H, W, units]);
+  const y = inShape.length === 3 ? conv : b.emit({ kind: 'reshape', inputs: [conv], shape: [inShape[0], units] }, [inShape[0], units], 'unrows');
   return b.activation(y, b.layer.config.activation);
 }
 

@@ -4,6 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { inferencePlan } from '../src/engine/inference.js';
 import { importOnnx } from '../src/model/load/onnx.js';
@@ -41,13 +42,16 @@ test('ConvNeXt imports with outputs equal to onnxruntime\'s, its per-pixel Linea
 
 test('the inference plan runs a Dense on a rank-4 input as a fused 1x1 conv and computes what model.predict does', async () => {
   const { model } = await importOnnx(tf, MODEL);
+  const dense = perPixelDense(model);
+  // Applied once more (as an NCHW-input export wraps it): its layers then have two inbound nodes.
+  const wrapperInput = tf.input({ shape: [32, 32, 3] });
+  tf.model({ inputs: wrapperInput, outputs: model.apply(wrapperInput) as tfType.SymbolicTensor });
   const plan = inferencePlan(tf, model);
   const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 9);
   const [want, got] = [model.predict(x) as typeof x, plan.predict(x)];
   const diff = tf.max(tf.abs(tf.sub(want, got))).dataSync()[0];
   const scale = tf.max(tf.abs(want)).dataSync()[0];
   const fusedConvs = new Set(plan.fused.map((f) => f.conv));
-  const dense = perPixelDense(model);
   tf.dispose([x, want, got]);
   plan.dispose();
   model.dispose();

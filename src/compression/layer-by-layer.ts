@@ -18,6 +18,8 @@ export interface GraphStep {
   layer: Layer;
   inputIds: number[];
   outputIds: number[];
+  /** Shapes of the inputs at this use of the layer (batch first; layer.input throws for a layer with several inbound nodes). */
+  inputShapes: Array<Array<number | null>>;
 }
 
 export interface ModelGraph {
@@ -59,7 +61,7 @@ export function modelGraph(model: tfType.LayersModel): ModelGraph {
       consumerLayers.set(id, [...(consumerLayers.get(id) ?? []), layer]);
     }
     outputIds.forEach((id) => known.add(id));
-    steps.push({ layer, inputIds, outputIds });
+    steps.push({ layer, inputIds, outputIds, inputShapes: node.inputTensors.map((t) => t.shape) });
   }
   const outputIds = model.outputs.map((t) => t.id);
   for (const id of outputIds) {

@@ -96,21 +96,15 @@ function standaloneActivation(layer: Layer): FusedActivation | undefined {
   return undefined;
 }
 
-/** Rank of a layer's (first) input, or undefined when the layer has several inputs or none. */
-function inputRank(layer: Layer): number | undefined {
-  const input = layer.input;
-  return Array.isArray(input) ? undefined : input.shape.length;
-}
-
 /**
  * A channels-last 2-D conv or depthwise conv the fused ops can run, with its own activation; a Dense
  * layer on a rank-4 input [N, H, W, K] (ConvNeXt's pointwise Linear) or rank-3 [N, T, K] as the 1x1
  * conv it equals, so that it runs in the same GEMM as a 1x1 conv instead of a generic matrix product.
  */
-function convConfig(layer: Layer): ConvConfig | undefined {
+function convConfig(layer: Layer, inputShapes: ReadonlyArray<ReadonlyArray<number | null>>): ConvConfig | undefined {
   const cls = layer.getClassName();
   if (cls === 'Dense') {
-    const rank = inputRank(layer);
+    const rank = inputShapes.length === 1 ? inputShapes[0].length : undefined;
     const activation = activationOf(layer.getConfig().activation);
     if ((rank !== 3 && rank !== 4) || activation === undefined) return undefined;
     return { kind: 'conv', dense: true, strides: [1, 1], padding: 'valid', dilations: [1, 1], activation };
@@ -161,7 +155,7 @@ function soleConsumer(graph: ModelGraph, id: number): Layer | undefined {
  * layer). `absorbed` receives the layers the step computes besides the conv.
  */
 function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, outputId: number, absorbed: Set<Layer>, owned: Tensor[]) {
-  const cfg = convConfig(conv);
+  const cfg = convConfig(conv, stepOf(graph, conv).inputShapes);
   if (!cfg) return undefined;
   let lastId = outputId;
   let bnLayer: Layer | undefined;

@@ -4,6 +4,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { inferencePlan } from '../src/engine/inference.js';
 import { evaluateModel } from '../src/engine/train.js';
+import { withNchwInput } from '../src/model/layout.js';
 import { createRng } from '../src/util/rng.js';
 import { relMaxError } from './fixtures/rel-error.js';
 
@@ -176,7 +177,13 @@ test('inference plan: Reshape [P, C/k, k] -> Cropping2D -> Reshape (the ONNX imp
   assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()));
   assert.ok(plan.outputLayers.includes('half') && !plan.outputLayers.includes('rows') && !plan.outputLayers.includes('cut'), plan.outputLayers.join(' '));
   assert.ok(plan.outputLayers.includes('spatial'), plan.outputLayers.join(' '));
-  tf.dispose([x, got, want]);
+  // The same layers called again in another model (an NCHW-input export's): the plan reads that graph's nodes.
+  const wrapped = inferencePlan(tf, withNchwInput(tf, model));
+  const xt = x.transpose([0, 3, 1, 2]);
+  const got2 = wrapped.predict(xt);
+  assert.deepEqual(Array.from(got2.dataSync()), Array.from(want.dataSync()));
+  tf.dispose([x, xt, got, got2, want]);
+  wrapped.dispose();
   plan.dispose();
   model.dispose();
 });

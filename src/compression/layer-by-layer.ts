@@ -18,6 +18,8 @@ export interface GraphStep {
   layer: Layer;
   inputIds: number[];
   outputIds: number[];
+  /** The input tensors' shapes in this graph (a layer also used in another model has other nodes). */
+  inputShapes: Array<Array<number | null>>;
 }
 
 export interface ModelGraph {
@@ -59,7 +61,7 @@ export function modelGraph(model: tfType.LayersModel): ModelGraph {
       consumerLayers.set(id, [...(consumerLayers.get(id) ?? []), layer]);
     }
     outputIds.forEach((id) => known.add(id));
-    steps.push({ layer, inputIds, outputIds });
+    steps.push({ layer, inputIds, outputIds, inputShapes: node.inputTensors.map((t) => t.shape) });
   }
   const outputIds = model.outputs.map((t) => t.id);
   for (const id of outputIds) {

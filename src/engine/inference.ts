@@ -212,12 +212,13 @@ function channelSliceStep(tf: typeof tfType, graph: ModelGraph, rows: Layer, out
   const cropId = crop?.getClassName() === 'Cropping2D' ? stepOf(graph, crop).outputIds[0] : undefined;
   const back = cropId === undefined ? undefined : soleConsumer(graph, cropId);
   if (!crop || !back || back.getClassName() !== 'Reshape') return undefined;
-  const dims = (rows.input as tfType.SymbolicTensor).shape.slice(1) as number[];
-  const [P, blocks, k] = rows.outputShape.slice(1) as number[];
+  const dims = stepOf(graph, rows).inputShapes[0].slice(1) as number[];
+  const split = rows.getConfig().targetShape as number[];
+  const [P, blocks, k] = split;
   const [[top, bottom], [left, right]] = crop.getConfig().cropping as [[number, number], [number, number]];
-  const out = (back.outputShape as number[]).slice(1);
+  const out = back.getConfig().targetShape as number[];
   const c = dims.length - 1;
-  const chain = rows.outputShape.length === 4 && blocks * k === dims[c] && P * dims[c] === dims.reduce((a, b) => a * b, 1) && top === 0 && bottom === 0;
+  const chain = split.length === 3 && blocks * k === dims[c] && P * dims[c] === dims.reduce((a, b) => a * b, 1) && top === 0 && bottom === 0;
   if (!chain || out.length !== dims.length || out[c] !== (blocks - left - right) * k || out.some((d, i) => i < c && d !== dims[i])) return undefined;
   absorbed.add(crop);
   absorbed.add(back);

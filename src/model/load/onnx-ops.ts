@@ -271,6 +271,8 @@ function lastAxisSlice(c: NodeCtx, t: ST, begin: number, end: number): ST {
 function sliceSym(c: NodeCtx, s: Sym, cuts: Cut[]): Sym {
   const live = cuts.filter((k) => k.begin !== 0 || k.end !== s.shape[k.axis]);
   if (!live.length) return s;
+  const empty = live.find((k) => k.end <= k.begin);
+  if (empty) c.fail(`the slice [${empty.begin}, ${empty.end}) of axis ${empty.axis} of [${s.shape.join(', ')}] is empty`);
   const src = s.layout === 'flat' ? { ...s, t: c.plain(s), layout: 'plain' as const } : s;
   const last = channelAxis(src);
   const spatial = live.filter((k) => src.layout === 'nchw' && k.axis >= 2);

@@ -4,6 +4,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { inferencePlan } from '../src/engine/inference.js';
 import { evaluateModel } from '../src/engine/train.js';
+import { withNchwInput } from '../src/model/layout.js';
 import { createRng } from '../src/util/rng.js';
 import { relMaxError } from './fixtures/rel-error.js';
 
@@ -157,4 +158,32 @@ test('inference plan walk: one output per step named by its last layer, the same
   assert.equal(tf.memory().numTensors, before);
   x.dispose();
   plan.dispose();
+});
+
+test('inference plan: Reshape [P, C/k, k] -> Cropping2D -> Reshape (the ONNX importer\'s channel slice) is one step with model.predict\'s values; a crop of other axes stays layers', () => {
+  const L = tf.layers;
+  const input = tf.input({ shape: [5, 3, 12], name: 'in' });
+  const rows = L.reshape({ targetShape: [15, 3, 4], name: 'rows' }).apply(input) as Sym;
+  const cut = L.cropping2D({ cropping: [[0, 0], [1, 1]], name: 'cut' }).apply(rows) as Sym;
+  const half = L.reshape({ targetShape: [5, 3, 4], name: 'half' }).apply(cut) as Sym;
+  const rows2 = L.reshape({ targetShape: [15, 3, 4], name: 'rows2' }).apply(input) as Sym;
+  const spatial = L.cropping2D({ cropping: [[1, 0], [0, 2]], name: 'spatial' }).apply(rows2) as Sym;
+  const back = L.reshape({ targetShape: [14, 4], name: 'back' }).apply(spatial) as Sym;
+  const model = tf.model({ inputs: input, outputs: L.concatenate({ axis: 1, name: 'cat' }).apply([L.reshape({ targetShape: [15, 4] }).apply(half) as Sym, back]) as Sym });
+  const plan = inferencePlan(tf, model);
+  const x = tf.randomNormal([3, 5, 3, 12], 0, 1, 'float32', 4);
+  const got = plan.predict(x);
+  const want = model.predict(x) as tfType.Tensor;
+  assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()));
+  assert.ok(plan.outputLayers.includes('half') && !plan.outputLayers.includes('rows') && !plan.outputLayers.includes('cut'), plan.outputLayers.join(' '));
+  assert.ok(plan.outputLayers.includes('spatial'), plan.outputLayers.join(' '));
+  // The same layers called again in another model (an NCHW-input export's): the plan reads that graph's nodes.
+  const wrapped = inferencePlan(tf, withNchwInput(tf, model));
+  const xt = x.transpose([0, 3, 1, 2]);
+  const got2 = wrapped.predict(xt);
+  assert.deepEqual(Array.from(got2.dataSync()), Array.from(want.dataSync()));
+  tf.dispose([x, xt, got, got2, want]);
+  wrapped.dispose();
+  plan.dispose();
+  model.dispose();
 });

@@ -90,3 +90,17 @@ test("Keras's hard_swish activation loads from a .h5 file, computes x*relu6(x+3)
     assert.ok(v.maxAbsDiff < 1e-4, `${target}: ${JSON.stringify(v)}`);
   }
 });
+
+test('Reshape [P, C/k, k] -> Cropping2D -> Reshape back (the importer\'s channel slice) becomes one slice op computing what tfjs computes', async () => {
+  const tf = await engine();
+  const input = tf.input({ shape: [4, 3, 6] });
+  const rows = tf.layers.reshape({ targetShape: [12, 3, 2] }).apply(input);
+  const cut = tf.layers.cropping2D({ cropping: [[0, 0], [1, 1]] }).apply(rows);
+  const out = tf.layers.reshape({ targetShape: [4, 3, 2] }).apply(cut) as ReturnType<typeof tf.input>;
+  const model = tf.model({ inputs: input, outputs: out });
+  const ir = buildIr(model, 'onnx');
+  assert.deepEqual(ir.ops.map((o) => o.kind === 'slice' ? { kind: o.kind, begin: o.begin, size: o.size } : { kind: o.kind }), [{ kind: 'slice', begin: [0, 0, 2], size: [4, 3, 2] }]);
+  const x = tf.randomUniform([2, 4, 3, 6], -1, 1, 'float32', 3);
+  assert.deepEqual(Array.from(runIr(tf, ir, x).dataSync()), Array.from((model.predict(x) as ReturnType<typeof tf.tensor>).dataSync()));
+  model.dispose();
+});

@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import onnxProto from 'onnx-proto';
 import { exportModel, onnxOptimizedOpTypes, verifyExport, type ExportPrecision } from '../src/export/index.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { cachedTrainedModel, engine, tempDir } from './fixtures/export/models.js';
+
+const { onnx } = onnxProto;
 
 /** Debian python3-onnx 1.12's full checker (IR <= 8, opset <= 17). */
 async function onnxCheck(path: string): Promise<void> {
@@ -39,3 +42,29 @@ for (const name of ['mlp-small', 'lenet-5', 'dw-cnn'] as const) {
     assert.ok(sizes.int8 < sizes.float32 * (name === 'dw-cnn' ? 0.7 : 0.3), JSON.stringify(sizes));
   });
 }
+
+test('onnx: a channel shuffle (Reshape -> Permute -> Reshape of an image) is Reshape, Transpose(0, 2, 1, 3, 4), Reshape of the NCHW tensor, and agrees in onnxruntime', async () => {
+  const tf = await engine();
+  const input = tf.input({ shape: [6, 5, 3] });
+  const conv = tf.layers.conv2d({ filters: 12, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(input) as ReturnType<typeof tf.input>;
+  const split = tf.layers.reshape({ targetShape: [6, 5, 3, 4] }).apply(conv);
+  const swap = tf.layers.permute({ dims: [1, 2, 4, 3] }).apply(split);
+  const shuffled = tf.layers.reshape({ targetShape: [6, 5, 12] }).apply(swap);
+  const mixed = tf.layers.conv2d({ filters: 8, kernelSize: 1 }).apply(shuffled);
+  const out = tf.layers.dense({ units: 4, activation: 'softmax' }).apply(tf.layers.flatten().apply(mixed)) as ReturnType<typeof tf.input>;
+  const model = tf.model({ inputs: input, outputs: out });
+  const n = 64;
+  const x = tf.randomNormal([n, 6, 5, 3], 0, 1, 'float32', 11);
+  const xs = x.dataSync() as Float32Array;
+  const y = Int32Array.from((model.predict(x) as ReturnType<typeof tf.tensor>).argMax(-1).dataSync());
+  const test = { x: xs, y, n, sampleShape: [6, 5, 3], numClasses: 4 };
+  for (const precision of ['float32', 'int8'] as ExportPrecision[]) {
+    const dir = tempDir(`onnx-shuffle-${precision}`);
+    const res = await exportModel(tf, model, emptyMeta(), { target: 'onnx', precision, calibration: xs }, dir);
+    const perms = onnx.ModelProto.decode(readFileSync(join(dir, 'model.onnx'))).graph!.node!.filter((nd) => nd.opType === 'Transpose').map((nd) => nd.attribute![0].ints!.map(Number).join());
+    assert.deepEqual(perms.filter((p) => p.split(',').length === 5), ['0,2,1,3,4'], `${precision}: transposes ${perms.join(' | ')}`);
+    const v = await verifyExport(tf, { target: 'onnx', precision, dir, files: res.files }, model, test);
+    assert.ok(v.agreement >= 0.99, `${precision}: ${JSON.stringify(v)}`);
+  }
+  model.dispose();
+});

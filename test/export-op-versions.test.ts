@@ -14,7 +14,7 @@ import { cachedTrainedModel, engine, tempDir } from './fixtures/export/models.js
 
 const { FLOAT32: F32, FLOAT16: F16, INT8: I8, INT16: I16, INT32: I32, INT4: I4 } = TensorType;
 const sig = (input: number, weight: number | undefined, output: number, more: Partial<OpSignature> = {}): OpSignature => ({
-  input, weight, output, inputCount: weight === undefined ? 1 : 3, perChannel: false, sparseWeight: false, asymmetricInputs: false, keepNumDims: false, dilated: false, ...more,
+  input, weight, output, inputCount: weight === undefined ? 1 : 3, inputRank: 4, perChannel: false, sparseWeight: false, asymmetricInputs: false, keepNumDims: false, dilated: false, ...more,
 });
 
 // Expected versions, from tensorflow/lite/tools/versioning/op_version.cc (GetBuiltinOperatorVersion) and its
@@ -45,6 +45,12 @@ const TABLE: Array<[keyof typeof Op, OpSignature, number, string]> = [
   ['TRANSPOSE_CONV', sig(I32, I8, I8, { inputCount: 3 }), 2, 'int8 weights, no bias'],
   ['TRANSPOSE_CONV', sig(I32, I8, I8, { inputCount: 4, perChannel: true }), 3, 'with bias'],
   ['TRANSPOSE_CONV', sig(I32, F32, F32, { inputCount: 4, fusedActivation: true }), 4, 'fused activation'],
+  ['TRANSPOSE', sig(F32, undefined, F32), 1, 'float'],
+  ['TRANSPOSE', sig(I8, undefined, I8), 2, 'int8'],
+  ['TRANSPOSE', sig(I8, undefined, I8, { inputRank: 5 }), 4, 'int8, rank 5 (a channel shuffle)'],
+  ['SLICE', sig(F32, undefined, F32), 1, 'float'],
+  ['SLICE', sig(I8, undefined, I8), 2, 'int8'],
+  ['SLICE', sig(I8, undefined, I8, { inputRank: 5 }), 5, 'rank 5'],
   ['DEQUANTIZE', sig(I8, undefined, F32), 2, 'int8'],
   ['DEQUANTIZE', sig(I8, undefined, F32, { perChannel: true }), 5, 'int8 per-channel'],
   ['DEQUANTIZE', sig(F16, undefined, F32), 3, 'float16'],

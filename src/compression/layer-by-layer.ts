@@ -18,7 +18,7 @@ export interface GraphStep {
   layer: Layer;
   inputIds: number[];
   outputIds: number[];
-  /** Shapes of the inputs at this use of the layer (batch first; layer.input throws for a layer with several inbound nodes). */
+  /** The input tensors' shapes in this graph (a layer also used in another model has other nodes). */
   inputShapes: Array<Array<number | null>>;
 }
 

@@ -11,6 +11,7 @@ import { packedConv } from './kernels/conv2d.js';
  *   s = gamma / sqrt(variance + eps), W' = W * s (per output channel), b' = (b - mean) * s + beta;
  * - a conv followed only by such an activation (no batch norm) fuses the activation the same way;
  * - a Dense on a rank-4 (or rank-3) input runs as the 1x1 conv it equals (with the same fusions);
+ * - Reshape -> Cropping2D -> Reshape slicing the last axis (the ONNX importer's channel slice) runs as one slice;
  * - every other layer runs as its own layer.apply (training: false), so any layer model.predict
  *   supports runs here too;
  * - each intermediate tensor is freed after its last consumer (model.apply holds every layer's output
@@ -216,6 +217,37 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
 }
 
+/**
+ * Reshape [P, C/k, k] -> Cropping2D of the C/k axis -> Reshape back with fewer channels (the ONNX
+ * importer's slice of the last axis: x.chunk(2, dim=1)) as ONE slice of the input's last axis, or
+ * undefined. Three layer calls cost ~3x the slice on this scale (ShuffleNetV2 x0.5: 26 of them a pass),
+ * and tfjs-wasm slices the [P, C/k, k] view k values at a time.
+ */
+function channelSliceStep(tf: typeof tfType, graph: ModelGraph, rows: Layer, outputId: number, absorbed: Set<Layer>): Step | undefined {
+  if (rows.getClassName() !== 'Reshape') return undefined;
+  const crop = soleConsumer(graph, outputId);
+  const cropId = crop?.getClassName() === 'Cropping2D' ? stepOf(graph, crop).outputIds[0] : undefined;
+  const back = cropId === undefined ? undefined : soleConsumer(graph, cropId);
+  if (!crop || !back || back.getClassName() !== 'Reshape') return undefined;
+  const dims = stepOf(graph, rows).inputShapes[0].slice(1) as number[];
+  const split = rows.getConfig().targetShape as number[];
+  const [P, blocks, k] = split;
+  const [[top, bottom], [left, right]] = crop.getConfig().cropping as [[number, number], [number, number]];
+  const out = back.getConfig().targetShape as number[];
+  const c = dims.length - 1;
+  const chain = split.length === 3 && blocks * k === dims[c] && P * dims[c] === dims.reduce((a, b) => a * b, 1) && top === 0 && bottom === 0;
+  if (!chain || out.length !== dims.length || out[c] !== (blocks - left - right) * k || out.some((d, i) => i < c && d !== dims[i])) return undefined;
+  absorbed.add(crop);
+  absorbed.add(back);
+  const begin = dims.map((_, i) => (i === c ? left * k : 0));
+  return {
+    inputIds: stepOf(graph, rows).inputIds,
+    outputIds: stepOf(graph, back).outputIds,
+    layers: [rows.name, crop.name, back.name],
+    run: ([x]) => [tf.slice(x, [0, ...begin], [-1, ...out])],
+  };
+}
+
 function stepOf(graph: ModelGraph, layer: Layer) {
   const s = graph.steps.find((st) => st.layer === layer);
   if (!s) throw new Error(`layer ${layer.name} is not in the model graph`);
@@ -263,13 +295,10 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel, opts
   const steps: Step[] = [];
   for (const s of graph.steps) {
     if (absorbed.has(s.layer)) continue;
-    const f = opts.fuse !== false && s.outputIds.length === 1 ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
-    if (f) {
-      steps.push(f.step);
-      fused.push(f.fused);
-    } else {
-      steps.push(layerStep(s.layer, s.inputIds, s.outputIds));
-    }
+    const fuse = opts.fuse !== false && s.outputIds.length === 1;
+    const f = fuse ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
+    if (f) fused.push(f.fused);
+    steps.push(f?.step ?? (fuse ? channelSliceStep(tf, graph, s.layer, s.outputIds[0], absorbed) : undefined) ?? layerStep(s.layer, s.inputIds, s.outputIds));
   }
   // How many steps (plus model outputs) read each tensor, in the fused plan.
   const uses = new Map<number, number>();

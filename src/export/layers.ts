@@ -238,7 +238,27 @@ function reshape(b: IrBuilder, target: number[]): number {
   const shape = target.map((d) => (d === -1 ? size / known : d));
   if (shape.reduce((a, c) => a * c, 1) !== size) b.fail(`cannot reshape [${b.shape(x)}] to [${target}]`);
   if (shape.length === b.shape(x).length && shape.every((d, i) => d === b.shape(x)[i])) return x;
-  return b.emit({ kind: 'reshape', inputs: [x], shape }, shape);
+  return lastAxisSliceOf(b, x, shape) ?? b.emit({ kind: 'reshape', inputs: [x], shape }, shape);
+}
+
+/**
+ * Reshape [P, C/k, k] -> Cropping2D of the C/k axis -> this Reshape back to the first one's shape with fewer
+ * channels (how the ONNX importer slices channels with standard layers: x.chunk(2, dim=1)) as one slice
+ * of the last axis, when the two earlier layers feed only this chain. Undefined for anything else.
+ */
+function lastAxisSliceOf(b: IrBuilder, x: number, shape: number[]): number | undefined {
+  const cut = b.fusable(x);
+  const rows = cut?.kind === 'slice' ? b.fusable(cut.inputs[0]) : undefined;
+  if (cut?.kind !== 'slice' || rows?.kind !== 'reshape') return undefined;
+  const src = rows.inputs[0];
+  const dims = b.shape(src);
+  const [P, blocks, k] = rows.shape;
+  const c = dims.length - 1;
+  const chain = rows.shape.length === 3 && blocks * k === dims[c] && cut.begin[0] === 0 && cut.size[0] === P && cut.begin[2] === 0 && cut.size[2] === k;
+  if (!chain || shape.length !== dims.length || shape[c] !== cut.size[1] * k || shape.some((d, i) => i < c && d !== dims[i])) return undefined;
+  b.remove(cut);
+  b.remove(rows);
+  return b.emit({ kind: 'slice', inputs: [src], begin: dims.map((_, i) => (i === c ? cut.begin[1] * k : 0)), size: shape }, shape);
 }
 
 function pool(b: IrBuilder): number {

@@ -96,6 +96,32 @@ const ints = (name: string, v: number[]): IAttr => ({ name, type: AT.INTS, ints:
 const int = (name: string, v: number): IAttr => ({ name, type: AT.INT, i: v });
 
 /**
+ * The tensors of each channel shuffle in the IR: Reshape [H, W, C] -> [H, W, g, C/g] -> Transpose swapping
+ * the last two axes -> Reshape [H, W, C], each feeding only the next. The export holds them as
+ * [N, g, C/g, H, W] and [N, C/g, g, H, W], so the shuffle is Reshape, Transpose, Reshape of the NCHW image
+ * (not the NHWC steps between two more transposes).
+ */
+function channelShuffleTensors(ir: IrGraph): Set<number> {
+  const readers = new Map<number, number>([[ir.output, 1]]);
+  for (const op of ir.ops) for (const i of op.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
+  const producer = new Map(ir.ops.map((op) => [op.output, op]));
+  const sole = (id: number) => (readers.get(id) === 1 ? producer.get(id) : undefined);
+  const out = new Set<number>();
+  for (const back of ir.ops) {
+    const swap = back.kind === 'reshape' ? sole(back.inputs[0]) : undefined;
+    const split = swap?.kind === 'transpose' && swap.perm.join() === '0,1,3,2' ? sole(swap.inputs[0]) : undefined;
+    if (back.kind !== 'reshape' || swap?.kind !== 'transpose' || split?.kind !== 'reshape') continue;
+    const image = ir.tensors[split.inputs[0]].shape;
+    const [H, W] = split.shape;
+    if (image.length === 3 && split.shape.length === 4 && H === image[0] && W === image[1] && back.shape.join() === image.join()) {
+      out.add(split.output);
+      out.add(swap.output);
+    }
+  }
+  return out;
+}
+
+/**
  * Writes the IR as an ONNX model (IR 8, opset 13). The graph input stays NHWC float (callers pass
  * the same data as to the Keras model); a Transpose moves it to NCHW for the convolutions.
  * int8 is QDQ: uint8 activations (asymmetric per tensor), int8 symmetric per-axis weights, int32
@@ -113,6 +139,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
   const name = new Map<number, string>(); // IR tensor -> value name (int8: the uint8 value)
   const params: Array<QParams | undefined> = [];
   const nchw = (id: number) => ir.tensors[id].shape.length === 3;
+  const shuffled = channelShuffleTensors(ir);
   const own = (id: number): QParams => activationParams(ranges![id].min, ranges![id].max, 0, ACT_QMAX);
   const qparamInits = (base: string, p: QParams): [string, string] => [
     g.init(`${base}/scale`, DT.FLOAT, [], Float32Array.of(p.scale)),
@@ -280,6 +307,13 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         // Keras reshapes in NHWC order: go back to NHWC first, and to NCHW after if the result is an image.
         name.set(op.output, name.get(x) as string);
         params[op.output] = params[x];
+        if (shuffled.has(op.output) || shuffled.has(x)) {
+          // A channel shuffle's reshapes keep NCHW's element order: [N, C, H, W] <-> [N, g, C/g, H, W].
+          const [H, W, groups, per] = ir.tensors[shuffled.has(op.output) ? op.output : x].shape;
+          const dims = shuffled.has(op.output) ? [0, groups, per, H, W] : [0, groups * per, H, W];
+          layoutStep(op.output, 'Reshape', [g.init(`${label}/shape`, DT.INT64, [dims.length], BigInt64Array.from(dims.map(BigInt)))], [], label);
+          break;
+        }
         if (nchw(x)) layoutStep(op.output, 'Transpose', [], [ints('perm', [0, 2, 3, 1])], `${label}_nhwc`);
         const shape = g.init(`${label}/shape`, DT.INT64, [op.shape.length + 1], BigInt64Array.from([0, ...op.shape].map(BigInt)));
         layoutStep(op.output, 'Reshape', [shape], [], nchw(op.output) ? `${label}_nhwc_out` : label);
@@ -329,6 +363,13 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         break;
       }
       case 'transpose': {
+        if (shuffled.has(x)) {
+          // [N, g, C/g, H, W] -> [N, C/g, g, H, W] (the Keras perm swaps the last two axes of [H, W, g, C/g]).
+          name.set(op.output, name.get(x) as string);
+          params[op.output] = params[x];
+          layoutStep(op.output, 'Transpose', [], [ints('perm', [0, 2, 1, 3, 4])], label);
+          break;
+        }
         // Physical perm = (NCHW -> NHWC of the input) then the Keras perm then (NHWC -> NCHW of the output).
         const full = [0, ...op.perm.map((a) => a + 1)];
         const inv = nchw(x) ? [0, 2, 3, 1] : full.map((_, i) => i);

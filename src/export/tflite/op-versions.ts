@@ -16,6 +16,8 @@ export interface OpSignature {
   weight?: number;
   output: number;
   inputCount: number;
+  /** Rank of input 0, batch included. */
+  inputRank: number;
   /** Input 1 (or, for DEQUANTIZE / QUANTIZE, input 0) has one scale per channel. */
   perChannel: boolean;
   /** Input 1 carries `Tensor.sparsity`. */
@@ -93,6 +95,9 @@ export const OP_VERSION_RULES: Partial<Record<number, Rule[]>> = {
   [Op.RELU]: [[3, int16In], [2, (s) => s.input === I8 || s.input === TensorType.UINT8]],
   [Op.LOGISTIC]: [[3, (s) => s.input === I16 && s.output === I16], [2, int8In]],
   [Op.TANH]: [[3, (s) => s.input === I16 && s.output === I16], [2, int8In]],
+  // (bool, string and uint32 inputs, which compress never writes, are left out)
+  [Op.TRANSPOSE]: [[6, (s) => s.inputRank > 5], [5, int16In], [4, (s) => s.inputRank > 4], [2, int8In]],
+  [Op.SLICE]: [[5, (s) => s.inputRank > 4], [4, int16In], [2, int8In]],
 };
 
 /** The version TFLite's rules give `code` with this signature (1 for ops without rules). */

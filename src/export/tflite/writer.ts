@@ -90,6 +90,7 @@ export class TfliteModelBuilder {
       weight: t(inputs[1])?.type,
       output: t(outputs[0])!.type,
       inputCount: inputs.length,
+      inputRank: t(inputs[0])!.shape.length,
       perChannel: (quantized?.quant?.scale.length ?? 0) > 1,
       sparseWeight: !!t(inputs[1])?.sparsity,
       asymmetricInputs: fc && !!field(FullyConnectedSlot.asymmetric_quantize_inputs),

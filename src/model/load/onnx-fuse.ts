@@ -138,6 +138,18 @@ export const FUSIONS: Fusion[] = [
       return undefined;
     },
   },
+  {
+    // channel_shuffle (ShuffleNet): Reshape [N, g, C/g, H, W] -> Transpose(0, 2, 1, 3, 4) -> Reshape [N, C, H, W]
+    // -> ChannelShuffle(x, shape1, shape2), which checks the shapes once they are known
+    name: 'ChannelShuffle',
+    match(n, g) {
+      if (n.opType !== 'Reshape' || n.attrs.get('allowzero') === 1) return undefined;
+      const tr = single(g, n.inputs[0], 'Transpose');
+      const first = tr && (tr.attrs.get('perm') as number[] | undefined)?.join() === '0,2,1,3,4' ? single(g, tr.inputs[0], 'Reshape') : undefined;
+      if (!first || first.attrs.get('allowzero') === 1) return undefined;
+      return { node: synth(n, 'ChannelShuffle', [first.inputs[0], first.inputs[1], n.inputs[1]]), replaces: [first, tr!] };
+    },
+  },
 ];
 
 /**

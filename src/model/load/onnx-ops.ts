@@ -240,6 +240,98 @@ function reshapeSym(c: NodeCtx, s: Sym, out: number[]): Sym {
   return { kind: 'sym', t, shape: out, layout: 'plain', lower };
 }
 
+/** A range [begin, end) of one ONNX axis, clamped to it. */
+interface Cut {
+  axis: number;
+  begin: number;
+  end: number;
+}
+
+/**
+ * Elements begin..end of the tfjs tensor's last axis (an image's channels, a vector's features) with
+ * standard layers: Reshape [P, C/k, k] (the same element order, free; k divides begin, end and C) ->
+ * Cropping2D of the C/k axis -> Reshape back. Blocks of k make the crop copy k values at a time
+ * (x.chunk(2, dim=1): two blocks of C/2); the export IR turns the three into one slice (src/export/layers.ts).
+ */
+function lastAxisSlice(c: NodeCtx, t: ST, begin: number, end: number): ST {
+  const dims = t.shape.slice(1) as number[];
+  const C = dims[dims.length - 1];
+  if (begin === 0 && end === C) return t;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const k = gcd(gcd(C, begin), end);
+  const rows = c.layer('reshape', { targetShape: [size(dims.slice(0, -1)), C / k, k] }, t, undefined, 'slice_rows');
+  const cut = c.layer('cropping2D', { cropping: [[0, 0], [begin / k, (C - end) / k]] }, rows, undefined, 'slice_crop');
+  return c.layer('reshape', { targetShape: [...dims.slice(0, -1), end - begin] }, cut, undefined, 'slice');
+}
+
+/**
+ * A box of `s` (unit steps): crops of an image's spatial axes as Cropping2D, of the axis the tfjs
+ * tensor holds last (an image's channels, x.chunk(2, dim=1); a vector's features) as lastAxisSlice.
+ */
+function sliceSym(c: NodeCtx, s: Sym, cuts: Cut[]): Sym {
+  const live = cuts.filter((k) => k.begin !== 0 || k.end !== s.shape[k.axis]);
+  if (!live.length) return s;
+  const empty = live.find((k) => k.end <= k.begin);
+  if (empty) c.fail(`the slice [${empty.begin}, ${empty.end}) of axis ${empty.axis} of [${s.shape.join(', ')}] is empty`);
+  const src = s.layout === 'flat' ? { ...s, t: c.plain(s), layout: 'plain' as const } : s;
+  const last = channelAxis(src);
+  const spatial = live.filter((k) => src.layout === 'nchw' && k.axis >= 2);
+  if (live.some((k) => k.axis !== last && !spatial.includes(k))) {
+    c.fail(`only slices of the channel / last axis or of an image's spatial axes are supported (axes [${live.map((k) => k.axis).join(', ')}] of [${s.shape.join(', ')}])`);
+  }
+  const shape = s.shape.slice();
+  for (const k of live) shape[k.axis] = k.end - k.begin;
+  let t = src.t;
+  if (spatial.length) {
+    const crop = [[0, 0], [0, 0]];
+    for (const k of spatial) crop[k.axis - 2] = [k.begin, s.shape[k.axis] - k.end];
+    t = c.layer('cropping2D', { cropping: crop }, t);
+  }
+  const ch = live.find((k) => k.axis === last);
+  if (ch) t = lastAxisSlice(c, t, ch.begin, ch.end);
+  return { kind: 'sym', t, shape, layout: src.layout, lower: s.lower };
+}
+
+/** The [begin, end) of each Split output along an axis of length `d` (split sizes, num_outputs, or equal parts). */
+function splitRanges(c: NodeCtx, d: number): Array<[number, number]> {
+  const n = c.node.outputs.length;
+  const given = c.opset >= 13 ? (c.has(1) ? c.ints(1) : undefined) : (c.attr('split') as number[] | undefined);
+  const chunk = c.opset >= 18 && !given ? Math.ceil(d / c.attrInt('num_outputs', n)) : d / n;
+  const sizes = given ?? Array.from({ length: n }, (_, i) => Math.min(chunk, d - i * chunk));
+  if (sizes.length !== n || sizes.some((v) => !Number.isInteger(v) || v < 0) || sizes.reduce((a, v) => a + v, 0) !== d) {
+    c.fail(`cannot split an axis of ${d} into ${n} outputs of sizes [${sizes.join(', ')}]`);
+  }
+  let at = 0;
+  return sizes.map((v) => [at, (at += v)]);
+}
+
+/** Transposes `s` by the ONNX permutation `perm` (batch axis fixed), reusing tensors where the layouts allow. */
+function transposeSym(c: NodeCtx, s: Sym, perm: number[]): Sym {
+  if (perm[0] !== 0) c.fail(`a transpose that moves the batch axis (perm [${perm.join(', ')}]) is not supported`);
+  const shape = perm.map((p) => s.shape[p]);
+  if (perm.every((p, i) => p === i)) return s;
+  // NCHW -> NHWC is what the tfjs tensor already holds.
+  if (s.layout === 'nchw' && perm.join() === '0,2,3,1') return { kind: 'sym', t: s.t, shape, layout: 'plain', lower: s.lower };
+  // ...and a plain NHWC tensor transposed to NCHW is the NHWC tensor an 'nchw' value holds.
+  if (s.layout === 'plain' && s.shape.length === 4 && perm.join() === '0,3,1,2') return { kind: 'sym', t: s.t, shape, layout: 'nchw', lower: s.lower };
+  return { kind: 'sym', t: c.layer('permute', { dims: perm.slice(1) }, c.plain(s)), shape, layout: 'plain', lower: s.lower };
+}
+
+/**
+ * ShuffleNet's channel_shuffle on an image, Reshape [N, g, C/g, H, W] -> Transpose(0, 2, 1, 3, 4) ->
+ * Reshape [N, C, H, W], on the NHWC tensor itself: Reshape [H, W, g, C/g] -> Permute -> Reshape [H, W, C]
+ * (channel j*g + i takes channel i*C/g + j either way). Undefined when the shapes are not that.
+ */
+function channelShuffle(c: NodeCtx, s: Sym, grouped: number[], out: number[]): Sym | undefined {
+  if (s.layout !== 'nchw' || grouped.length !== 5 || out.join() !== s.shape.join()) return undefined;
+  const [, C, H, W] = s.shape;
+  const [, g, k, h, w] = grouped;
+  if (g * k !== C || h !== H || w !== W) return undefined;
+  const split = c.layer('reshape', { targetShape: [H, W, g, k] }, s.t, undefined, 'channel_shuffle_split');
+  const swapped = c.layer('permute', { dims: [1, 2, 4, 3] }, split, undefined, 'channel_shuffle_permute');
+  return { kind: 'sym', t: c.layer('reshape', { targetShape: [H, W, C] }, swapped, undefined, 'channel_shuffle'), shape: out, layout: 'nchw', lower: s.lower };
+}
+
 const isInt = (c: Const): boolean => c.int;
 function foldBinary(f: (x: number, y: number) => number, intOp?: (x: number, y: number) => number): OpEntry['fold'] {
   return (c) => {
@@ -678,15 +770,18 @@ export const OPS: Record<string, OpEntry> = {
     },
     convert(c) {
       const s = c.sym(0);
-      const perm = c.attrInts('perm', s.shape.map((_, i) => s.shape.length - 1 - i));
-      if (perm[0] !== 0) c.fail(`a transpose that moves the batch axis (perm [${perm.join(', ')}]) is not supported`);
-      const shape = perm.map((p) => s.shape[p]);
-      if (perm.every((p, i) => p === i)) return c.out(s);
-      // NCHW -> NHWC is what the tfjs tensor already holds.
-      if (s.layout === 'nchw' && perm.join() === '0,2,3,1') return c.out({ kind: 'sym', t: s.t, shape, layout: 'plain', lower: s.lower });
-      // ...and a plain NHWC tensor transposed to NCHW is the NHWC tensor an 'nchw' value holds.
-      if (s.layout === 'plain' && s.shape.length === 4 && perm.join() === '0,3,1,2') return c.out({ kind: 'sym', t: s.t, shape, layout: 'nchw', lower: s.lower });
-      c.out({ kind: 'sym', t: c.layer('permute', { dims: perm.slice(1) }, c.plain(s)), shape, layout: 'plain', lower: s.lower });
+      c.out(transposeSym(c, s, c.attrInts('perm', s.shape.map((_, i) => s.shape.length - 1 - i))));
+    },
+  },
+  ChannelShuffle: {
+    // Reshape -> Transpose(0, 2, 1, 3, 4) -> Reshape, fused in onnx-fuse.ts (inputs: x, the two shapes): a
+    // channel shuffle stays NHWC; any other shapes convert as the three ops would one by one.
+    convert(c) {
+      const s = c.sym(0);
+      const grouped = reshapeTarget(s.shape, c.ints(1), false) ?? c.fail(`cannot reshape [${s.shape.join(', ')}] to [${c.ints(1).join(', ')}]`);
+      const swapped = [0, 2, 1, 3, 4].map((p) => grouped[p]);
+      const out = reshapeTarget(swapped, c.ints(2), false) ?? c.fail(`cannot reshape [${swapped.join(', ')}] to [${c.ints(2).join(', ')}]`);
+      c.out(channelShuffle(c, s, grouped, out) ?? reshapeSym(c, transposeSym(c, reshapeSym(c, s, grouped), [0, 2, 1, 3, 4]), out));
     },
   },
   Concat: {
@@ -790,24 +885,31 @@ export const OPS: Record<string, OpEntry> = {
       c.outConst(slice(k, starts, ends, axes, steps));
     },
     convert(c) {
-      // Spatial crops of an image (x[:, :, a:b, c:d]) as Cropping2D; other slices of computed tensors are not layers.
       const s = c.sym(0);
       const v10 = c.opset >= 10;
       const starts = v10 ? c.ints(1) : c.attrInts('starts');
       const ends = v10 ? c.ints(2) : c.attrInts('ends');
       const axes = (v10 ? (c.has(3) ? c.ints(3) : starts.map((_, i) => i)) : c.attrInts('axes', starts.map((_, i) => i))).map((a) => axisOf(a, s.shape.length));
       const steps = v10 && c.has(4) ? c.ints(4) : starts.map(() => 1);
-      if (s.layout !== 'nchw' || steps.some((v) => v !== 1) || axes.some((a) => a < 2)) c.fail('only unit-step crops of the spatial axes of an NCHW tensor are supported on computed tensors');
-      const crop = [[0, 0], [0, 0]];
-      const shape = s.shape.slice();
-      axes.forEach((a, j) => {
-        const d = s.shape[a];
-        const b = Math.min(Math.max(starts[j] < 0 ? starts[j] + d : starts[j], 0), d);
-        const e = Math.min(Math.max(ends[j] < 0 ? ends[j] + d : ends[j], b), d);
-        crop[a - 2] = [b, d - e];
-        shape[a] = e - b;
-      });
-      c.out({ kind: 'sym', t: c.layer('cropping2D', { cropping: crop }, s.t), shape, layout: 'nchw', lower: s.lower });
+      if (steps.some((v) => v !== 1)) c.fail(`only unit-step slices of computed tensors are supported (steps [${steps.join(', ')}])`);
+      c.out(sliceSym(c, s, axes.map((axis, j) => {
+        const d = s.shape[axis];
+        const begin = Math.min(Math.max(starts[j] < 0 ? starts[j] + d : starts[j], 0), d);
+        return { axis, begin, end: Math.min(Math.max(ends[j] < 0 ? ends[j] + d : ends[j], begin), d) };
+      })));
+    },
+  },
+  Split: {
+    fold(c) {
+      const k = c.const(0);
+      const axis = axisOf(c.attrInt('axis', 0), k.dims.length);
+      splitRanges(c, k.dims[axis]).forEach(([b, e], i) => c.outConst(slice(k, [b], [e], [axis], [1]), i));
+    },
+    convert(c) {
+      // torch.chunk / torch.split (x.chunk(2, dim=1) in ShuffleNetV2): each output is one slice of the input.
+      const s = c.sym(0);
+      const axis = axisOf(c.attrInt('axis', 0), s.shape.length);
+      splitRanges(c, s.shape[axis]).forEach(([begin, end], i) => c.out(sliceSym(c, s, [{ axis, begin, end }]), i));
     },
   },
   Resize: resize(),
@@ -841,7 +943,7 @@ function softmax(name: 'softmax' | 'logSoftmax'): OpEntry {
 
 /** The op types the importer converts (for error messages and docs). */
 export function supportedOps(): string[] {
-  const synthetic = new Set(['SiLU', 'GELU', 'MatMulAdd']);
+  const synthetic = new Set(['SiLU', 'GELU', 'MatMulAdd', 'ChannelShuffle']);
   return Object.keys(OPS).filter((k) => !synthetic.has(k)).sort();
 }
 

@@ -74,3 +74,20 @@ test('the quantization noise is that of each sample\'s top two outputs: classes 
   assert.equal(wide.confidentSamples, 90);
   assert.equal(wide.confidentAgreement, 1);
 });
+
+test('a float32 rounding tie is not a confident sample, even where the export is otherwise exact', () => {
+  // A random model's near-uniform outputs: one margin of a few ulps, flipped by float rounding; among 200
+  // samples that one difference is far below 3 sigma of the noise it makes itself.
+  const n = 200;
+  const ref = new Float32Array(n * 2);
+  const out = new Float32Array(n * 2);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    ref.set([0.5 + (i === 0 ? 2 ** -22 : 0.01), 0.5], i * 2);
+    out.set(i === 0 ? [0.5, 0.5 + 2 ** -22] : ref.subarray(i * 2, i * 2 + 2), i * 2);
+  }
+  const r = compareOutputs(ref, out, labels, n);
+  assert.equal(r.agreement, 199 / 200);
+  assert.equal(r.confidentSamples, 199, JSON.stringify(r));
+  assert.equal(r.confidentAgreement, 1);
+});

@@ -7,7 +7,9 @@
  *                       values its prediction depends on: the quantization noise level (over every output, the
  *                       near-zero ones of a 1000-class model dilute it ~20x, and flips within the noise fail the gate)
  *   confidentAgreement  agreement on the samples whose float margin exceeds 3·√2·noise (a flip there needs a
- *                       3-sigma error in the difference of two outputs): what real damage changes
+ *                       3-sigma error in the difference of two outputs) and float32 rounding (TIE_RELATIVE of
+ *                       the sample's top output: a tie to ~20 bits is decided by the order of additions, which
+ *                       differs between any two runtimes): what real damage changes
  *   accuracyDelta       export accuracy − reference accuracy on the labels
  *   flippedMaxMargin    the largest float margin among the disagreements
  */
@@ -27,6 +29,8 @@ export interface AgreementReport {
 
 /** How many sigmas of the margin's noise a confident sample's margin exceeds. */
 export const CONFIDENT_SIGMAS = 3;
+/** A margin within this fraction of the sample's top output is a float32 rounding tie, never confident. */
+export const TIE_RELATIVE = 2 ** -20;
 
 function top2(a: Float32Array, off: number, k: number): [number, number] {
   let best = 0;
@@ -73,7 +77,7 @@ export function compareOutputs(ref: Float32Array, out: Float32Array, labels: Arr
     const margin = ref[i * k + a] - ref[i * k + a2];
     if (a === b) agree++;
     else flippedMaxMargin = Math.max(flippedMaxMargin, margin);
-    if (margin > bound) {
+    if (margin > bound && margin > TIE_RELATIVE * Math.abs(ref[i * k + a])) {
       confident++;
       if (a === b) confidentAgree++;
     }

@@ -280,7 +280,7 @@ function sliceSym(c: NodeCtx, s: Sym, cuts: Cut[]): Sym {
     c.fail(`only slices of the channel / last axis or of an image's spatial axes are supported (axes [${live.map((k) => k.axis).join(', ')}] of [${s.shape.join(', ')}])`);
   }
   const shape = s.shape.slice();
-  for (const k of live) shape[k.axis] = k.end - k.begin;
+  for (const { axis, begin, end } of live) shape[axis] = end - begin;
   let t = src.t;
   if (spatial.length) {
     const crop = [[0, 0], [0, 0]];

@@ -113,7 +113,6 @@ export const TENSOR_OPS: Record<string, OpRule> = {
   'nn.sigmoid': unary('Activation', { activation: 'sigmoid' }),
   'nn.Sigmoid': unary('Activation', { activation: 'sigmoid' }),
   'math.tanh': unary('Activation', { activation: 'tanh' }),
-  'nn.Tanh': unary('Activation', { activation: 'tanh' }),
   'numpy.Tanh': unary('Activation', { activation: 'tanh' }),
   'nn.HardSilu': unary('Activation', { activation: 'hard_swish' }),
 };

@@ -22,7 +22,9 @@ type Json = Record<string, unknown>;
  *    `layers/<key>/vars/0..n` (key = the snake-cased class name with a per-class counter, as Keras
  *    writes it; files keyed by layer name are accepted too).
  * The Keras config is converted to the tfjs dialect (Keras 3 `module`/`registered_name` wrappers,
- * dtype policies, `batch_shape`, `__keras_tensor__` node args...), then weights are set by layer.
+ * dtype policies, `batch_shape`, `__keras_tensor__` node args...; raw tensor ops, tf.keras 2
+ * `TFOpLambda` and Keras 3 `keras.src.ops`, as the standard layers of ./keras-ops.ts), then weights
+ * are set by layer.
  */
 
 /** Layer classes the converter knows how to translate faithfully. */

@@ -3,12 +3,13 @@ import { extname } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { assertFiniteWeights, sameShape, shapeStr, tfjsIgnoredOption } from './common.js';
-import { checkTopology } from './precheck.js';
+import { checkTopology, resolveReshapeTargets } from './precheck.js';
 import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
 import { readZip } from './zip.js';
 import { setOwn } from '../../util/own.js';
 import { flattenNestedModels, hasNestedModels, type Flattened } from './flatten.js';
 import { CUSTOM_ACTIVATION_NAMES } from '../custom-layers.js';
+import { convertTensorOp, isKeras3Op, tensorOpName, type TensorRef } from './keras-ops.js';
 
 type Tf = typeof tfType;
 type Json = Record<string, unknown>;
@@ -21,7 +22,9 @@ type Json = Record<string, unknown>;
  *    `layers/<key>/vars/0..n` (key = the snake-cased class name with a per-class counter, as Keras
  *    writes it; files keyed by layer name are accepted too).
  * The Keras config is converted to the tfjs dialect (Keras 3 `module`/`registered_name` wrappers,
- * dtype policies, `batch_shape`, `__keras_tensor__` node args...), then weights are set by layer.
+ * dtype policies, `batch_shape`, `__keras_tensor__` node args...; raw tensor ops, tf.keras 2
+ * `TFOpLambda` and Keras 3 `keras.src.ops`, as the standard layers of ./keras-ops.ts), then weights
+ * are set by layer.
  */
 
 /** Layer classes the converter knows how to translate faithfully. */
@@ -270,10 +273,11 @@ function readKeras2Weights(root: H5Group, file: string): Map<string, LayerWeight
   const keys = root.keys();
   const layerNames = attrNames(root).includes('layer_names') ? attrStrings(root, 'layer_names') : keys;
   for (const layer of layerNames) {
-    if (!keys.includes(layer)) {
+    // h5py stores a name with '/' (tf.keras MobileNetV3's 'Conv/BatchNorm') as nested groups.
+    const g = (keys.includes(layer) || keys.includes(layer.split('/')[0]) ? root.get(layer) : null) as H5Group | null;
+    if (!g || typeof g.keys !== 'function') {
       throw new InputError(`'layer_names' lists '${layer}' but there is no such group in model_weights`, { file, layer });
     }
-    const g = root.get(layer) as H5Group;
     const names = attrStrings(g, 'weight_names');
     const values = names.map((n) => {
       const ds = g.get(n) as H5Dataset | null;
@@ -402,7 +406,8 @@ function keras3ClassKeys(config: Json, paths: Map<string, string[]>): Map<string
   const byPath = new Map<string, string>();
   const walk = (cfg: Json, namePrefix: string[], keyPrefix: string) => {
     const used = new Map<string, number>();
-    for (const l of kerasLayerList(cfg)) {
+    // Keras 3 operations (keras.src.ops) are no layers: Keras saves no variables for them.
+    for (const l of kerasLayerList(cfg).filter((r) => !isKeras3Op(r))) {
       let key = toSnakeCase(String(l.class_name));
       const n = used.get(key);
       if (n === undefined) used.set(key, 0);
@@ -519,6 +524,7 @@ function declaredElements(weights: Map<string, LayerWeights>): number {
 
 async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVersion: string | undefined, declared: number): Promise<tfType.LayersModel> {
   const topology = kerasConfigToTfjs(config, file);
+  await resolveReshapeTargets(tf, topology);
   // Before the build initialises anything: the layers may not need more weights than the file holds.
   await checkTopology(tf, topology, declared, file);
   try {
@@ -544,7 +550,8 @@ export function kerasConfigToTfjs(config: Json, file: string): Json {
   if (cls === 'Sequential') {
     const layers = ((Array.isArray(cfg) ? cfg : cfg?.layers) ?? []) as Json[];
     if (!Array.isArray(layers)) throw new InputError('Sequential config has no layer list', { file });
-    const out = layers.map((l) => convertLayer(l, file, false));
+    const names = new Set(layers.map(layerName));
+    const out = layers.flatMap((l) => convertLayerRecord(l, file, false, names));
     // tfjs Sequential wants the input shape on the first real layer, not an InputLayer.
     let batchShape: unknown;
     if (out.length && out[0].class_name === 'InputLayer') {
@@ -567,7 +574,7 @@ export function kerasConfigToTfjs(config: Json, file: string): Json {
       class_name: 'Model',
       config: {
         name: cfg.name ?? 'model',
-        layers: withNestedNodeOffset((cfg.layers as Json[]).map((l) => convertLayer(l, file, true))),
+        layers: withNestedNodeOffset(convertFunctionalLayers(cfg.layers as Json[], file)),
         input_layers: tensorRefs(cfg.input_layers, 'input_layers', file),
         output_layers: tensorRefs(cfg.output_layers, 'output_layers', file),
       },
@@ -584,6 +591,41 @@ function tensorRefs(v: unknown, what: string, file: string): unknown[] {
   if (!Array.isArray(v) || v.length === 0) throw new InputError(`model config has no ${what}`, { file });
   if (typeof v[0] === 'string') return [v.slice(0, 3)];
   return v.map((r) => (Array.isArray(r) ? r.slice(0, 3) : r));
+}
+
+function convertFunctionalLayers(layers: Json[], file: string): Json[] {
+  const names = new Set(layers.map(layerName));
+  return layers.flatMap((l) => convertLayerRecord(l, file, true, names));
+}
+
+/**
+ * One Keras layer record as the tfjs layer(s) computing it: a tensor op (keras-ops.ts) as the
+ * standard layer it equals, a global pooling with keepdims=true as the pooling plus a Reshape to
+ * [1, 1, C] that keeps the layer's name (the tensor the rest of the graph refers to); any other
+ * layer as itself. `names` holds every name in the model, so the extra layer's name is fresh.
+ */
+function convertLayerRecord(l: Json, file: string, functional: boolean, names: Set<string>): Json[] {
+  const name = layerName(l);
+  const op = tensorOpName(l);
+  if (op !== undefined) {
+    if (!functional) throw new InputError(`tensor op '${op}' outside a functional model is not supported`, { file, layer: name });
+    const conv = convertTensorOp(l, name, file, (v) => keras3Ref(v, file, name));
+    const inputs = conv.inputs.map((r) => [r[0], r[1], r[2], { ...r[3] }]);
+    return [{ class_name: conv.class_name, name, config: { name, trainable: true, dtype: 'float32', ...conv.config }, inbound_nodes: [inputs] }];
+  }
+  const cls = ALIASES[String(l.class_name)] ?? String(l.class_name);
+  const cfg = (l.config ?? {}) as Json;
+  if ((cls === 'GlobalAveragePooling2D' || cls === 'GlobalMaxPooling2D') && cfg.keepdims === true) {
+    let pool = `${name}_pool`;
+    for (let i = 1; names.has(pool); i++) pool = `${name}_pool_${i}`;
+    names.add(pool);
+    const pooled = convertLayer({ ...l, name: pool, config: { ...cfg, name: pool, keepdims: false } }, file, functional);
+    const target = cfg.data_format === 'channels_first' ? [-1, 1, 1] : [1, 1, -1];
+    const reshape: Json = { class_name: 'Reshape', name, config: { name, trainable: true, dtype: 'float32', target_shape: target } };
+    if (functional) reshape.inbound_nodes = [[[pool, 0, 0, {}]]];
+    return [pooled, reshape];
+  }
+  return [convertLayer(l, file, functional)];
 }
 
 function convertLayer(l: Json, file: string, functional: boolean): Json {
@@ -625,7 +667,6 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
     if (num(src.negative_slope) !== 0) throw unsupported(`negative_slope=${src.negative_slope}`);
     if (num(src.threshold) !== 0) throw unsupported(`threshold=${src.threshold}`);
   }
-  if ((cls === 'GlobalAveragePooling2D' || cls === 'GlobalMaxPooling2D') && src.keepdims === true) throw unsupported('keepdims=true');
   if (cls === 'BatchNormalization') {
     if (src.renorm === true) throw unsupported('renorm=true');
     if (src.virtual_batch_size !== undefined && src.virtual_batch_size !== null) throw unsupported('virtual_batch_size');
@@ -724,13 +765,9 @@ function convertInboundNodes(nodes: unknown, layer: string, file: string): unkno
       const refs: unknown[] = [];
       const walk = (v: unknown) => {
         if (Array.isArray(v)) v.forEach(walk);
-        else if (v && typeof v === 'object') {
-          const o = v as Json;
-          if (o.class_name === '__keras_tensor__') {
-            const h = (o.config as Json | undefined)?.keras_history;
-            if (!Array.isArray(h)) throw new InputError('inbound tensor has no keras_history', { file, layer });
-            refs.push([h[0], h[1] ?? 0, h[2] ?? 0, { [KERAS3_REF]: true }]);
-          }
+        else {
+          const ref = keras3Ref(v, file, layer);
+          if (ref) refs.push(ref);
         }
       };
       walk((node as Json).args);
@@ -739,4 +776,12 @@ function convertInboundNodes(nodes: unknown, layer: string, file: string): unkno
     }
     throw new InputError('inbound node is malformed', { file, layer });
   });
+}
+
+/** A Keras 3 `__keras_tensor__` object as a (marked) tfjs reference; undefined for anything else. */
+function keras3Ref(v: unknown, file: string, layer: string): TensorRef | undefined {
+  if (!v || typeof v !== 'object' || (v as Json).class_name !== '__keras_tensor__') return undefined;
+  const h = ((v as Json).config as Json | undefined)?.keras_history;
+  if (!Array.isArray(h)) throw new InputError('inbound tensor has no keras_history', { file, layer });
+  return [String(h[0]), Number(h[1] ?? 0), Number(h[2] ?? 0), { [KERAS3_REF]: true }];
 }

@@ -151,3 +151,92 @@ export async function checkTopology(tf: Tf, topology: unknown, declaredElements:
   }
   checkWeightBudget(needed, file);
 }
+
+const RESHAPE_PROBE = 'CompressReshapeProbe';
+/** Per tfjs instance: the registered Reshape probe's resolved target shapes, by probe id. */
+const reshapeProbes = new WeakMap<object, { resolved?: Map<number, number[]> }>();
+
+/**
+ * tfjs's Reshape leaves a -1 in its symbolic output shape whenever the batch size is unknown (always,
+ * in a model), so a layer after `Reshape([1, 1, -1])` cannot be built. This probe computes what the
+ * -1 stands for from the fully known input shape.
+ */
+function reshapeProbeFor(tf: Tf): { resolved?: Map<number, number[]> } {
+  let p = reshapeProbes.get(tf.serialization);
+  if (p) return p;
+  const state: { resolved?: Map<number, number[]> } = {};
+  class ReshapeProbe extends tf.layers.Layer {
+    static className = RESHAPE_PROBE;
+    readonly targetShape: number[];
+    readonly probeId: number;
+    constructor(args: { targetShape: number[]; probeId: number } & Record<string, unknown>) {
+      super(args as unknown as Record<string, never>);
+      this.targetShape = args.targetShape;
+      this.probeId = args.probeId;
+    }
+    computeOutputShape(inputShape: tfType.Shape | tfType.Shape[]): tfType.Shape {
+      const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfType.Shape;
+      const dims = shape.slice(1);
+      if (dims.some((d) => d === null || d === undefined)) return [shape[0], ...this.targetShape.map((d) => (d < 0 ? null : d))];
+      const size = (dims as number[]).reduce((a, b) => a * b, 1);
+      const known = this.targetShape.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+      const resolved = this.targetShape.map((d) => (d < 0 ? size / known : d));
+      state.resolved?.set(this.probeId, resolved);
+      return [shape[0], ...resolved];
+    }
+    call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      return tf.reshape(x, [x.shape[0], ...this.targetShape]);
+    }
+    getConfig(): tfType.serialization.ConfigDict {
+      return { ...super.getConfig(), targetShape: this.targetShape, probeId: this.probeId };
+    }
+  }
+  tf.serialization.registerClass(ReshapeProbe as unknown as tfType.serialization.SerializableConstructor<tfType.serialization.Serializable>);
+  reshapeProbes.set(tf.serialization, state);
+  return state;
+}
+
+/**
+ * Replaces the -1 in the target shape of every Reshape in the topology (tfjs dialect, changed in
+ * place) by the size it stands for, found by building the model with probes (nothing allocated).
+ * A target whose input shape is not fully known keeps its -1.
+ */
+export async function resolveReshapeTargets(tf: Tf, topology: unknown): Promise<void> {
+  const found: Array<Record<string, unknown>> = [];
+  const walk = (v: unknown, depth: number) => {
+    if (depth > 200 || !v || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach((x) => walk(x, depth + 1));
+    const o = v as Record<string, unknown>;
+    const target = (o.config as Record<string, unknown> | undefined)?.target_shape;
+    if (o.class_name === 'Reshape' && Array.isArray(target) && target.some((d) => typeof d === 'number' && d < 0)) found.push(o);
+    Object.values(o).forEach((x) => walk(x, depth + 1));
+  };
+  walk(topology, 0);
+  if (found.length === 0) return;
+  const probe = reshapeProbeFor(tf);
+  found.forEach((o, i) => {
+    o.class_name = RESHAPE_PROBE;
+    o.config = { ...(o.config as object), probe_id: i };
+  });
+  const probed = withProbeInitializers(topology);
+  found.forEach((o) => {
+    o.class_name = 'Reshape';
+    const { probe_id: _id, ...config } = o.config as Record<string, unknown>;
+    o.config = config;
+  });
+  probe.resolved = new Map();
+  const sink = probeFor(tf);
+  sink.sink = () => {};
+  let model: tfType.LayersModel | undefined;
+  try {
+    model = await tf.models.modelFromJSON({ modelTopology: probed as tfType.io.ModelJSON['modelTopology'] });
+  } catch {
+    // A topology that cannot be built is reported by the real build, with its own message.
+  } finally {
+    sink.sink = undefined;
+    model?.dispose();
+  }
+  for (const [i, shape] of probe.resolved) (found[i].config as Record<string, unknown>).target_shape = shape;
+  probe.resolved = undefined;
+}

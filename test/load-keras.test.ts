@@ -190,3 +190,22 @@ test('Keras Normalization (mean/variance weights) loads from .h5 and .keras and 
     await assertSameOutputs(model, loaded, [4]);
   }
 });
+
+test("hard_sigmoid means what the Keras version that wrote the file meant: clip(0.2x + 0.5) in Keras 2, relu6(x + 3) / 6 in Keras 3", async () => {
+  const input = tf.input({ shape: [1] });
+  const dense = tf.layers.dense({ units: 1, activation: 'hardSigmoid', name: 'gate' });
+  const model = tf.model({ inputs: input, outputs: dense.apply(input) as tfType.SymbolicTensor });
+  dense.setWeights([tf.tensor2d([[1]]), tf.tensor1d([0])]);
+  const z = [-4, -2, -1, 0, 1, 2, 4];
+  const x = tf.tensor2d(z, [z.length, 1]);
+  const run = async (file: string, bytes: Uint8Array) => {
+    writeFileSync(join(dir, file), bytes);
+    const m = await loadModelFrom(tf, join(dir, file));
+    return Array.from((m.predict(x) as tfType.Tensor).dataSync());
+  };
+  const keras2 = await run('hs2.h5', await writeKeras2H5(model, { kerasVersion: '2.15.0' }));
+  const keras3 = await run('hs3.keras', await writeKeras3(model, { kerasVersion: '3.3.3' }));
+  const close = (a: number[], b: number[]) => a.every((v, i) => Math.abs(v - b[i]) < 1e-6);
+  assert.ok(close(keras2, z.map((v) => Math.min(1, Math.max(0, 0.2 * v + 0.5)))), `Keras 2: ${keras2}`);
+  assert.ok(close(keras3, z.map((v) => Math.min(6, Math.max(0, v + 3)) / 6)), `Keras 3: ${keras3}`);
+});

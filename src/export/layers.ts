@@ -301,6 +301,13 @@ function hardSigmoid(b: IrBuilder, x: number): number {
   return affine(b, r, Float32Array.of(1 / 6), Float32Array.of(0), 'hard_sigmoid_out');
 }
 
+/** Keras 3's hard_sigmoid: relu6(x + 3) / 6. */
+function hardSigmoidKeras3(b: IrBuilder, x: number): number {
+  const a = affine(b, x, Float32Array.of(1), Float32Array.of(3), 'hard_sigmoid');
+  const r = unary('relu6')(b, a);
+  return affine(b, r, Float32Array.of(1 / 6), Float32Array.of(0), 'hard_sigmoid_out');
+}
+
 /** Activation functions by their tfjs (and Keras) names; relu/relu6 fuse into a preceding conv/dense/add. */
 export const ACTIVATIONS: Record<string, { fuse?: Activation; ir: (b: IrBuilder, x: number) => number }> = {
   linear: { ir: (_b, x) => x },
@@ -315,6 +322,8 @@ export const ACTIVATIONS: Record<string, { fuse?: Activation; ir: (b: IrBuilder,
   gelu_new: { ir: gelu(true) },
   hardSigmoid: { ir: hardSigmoid },
   hard_sigmoid: { ir: hardSigmoid },
+  hardSigmoidKeras3: { ir: hardSigmoidKeras3 },
+  hard_sigmoid_keras3: { ir: hardSigmoidKeras3 },
   hardSwish: { ir: unary('hard_swish') },
   hard_swish: { ir: unary('hard_swish') },
 };

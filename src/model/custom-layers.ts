@@ -73,6 +73,11 @@ export const CUSTOM_LAYER_CLASSES = Object.keys(CUSTOM);
 const CUSTOM_ACTIVATIONS: Record<string, (tf: Tf, x: tfType.Tensor) => tfType.Tensor> = {
   /** keras.activations.hard_swish (MobileNetV3): x * relu6(x + 3) / 6. */
   hard_swish: (tf, x) => tf.mul(x, tf.div(tf.relu6(tf.add(x, 3)), 6)),
+  /**
+   * keras.activations.hard_sigmoid of Keras 3: relu6(x + 3) / 6. Keras 2's (and tfjs's hard_sigmoid) is
+   * clip(0.2 x + 0.5, 0, 1), so a Keras 3 file's 'hard_sigmoid' loads as this one (src/model/load/keras.ts).
+   */
+  hard_sigmoid_keras3: (tf, x) => tf.div(tf.relu6(tf.add(x, 3)), 6),
 };
 
 /** Names of the activations compress registers with tfjs. */

@@ -523,7 +523,7 @@ function declaredElements(weights: Map<string, LayerWeights>): number {
 }
 
 async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVersion: string | undefined, declared: number): Promise<tfType.LayersModel> {
-  const topology = kerasConfigToTfjs(config, file);
+  const topology = withKerasVersionActivations(kerasConfigToTfjs(config, file), kerasVersion);
   await resolveReshapeTargets(tf, topology);
   // Before the build initialises anything: the layers may not need more weights than the file holds.
   await checkTopology(tf, topology, declared, file);
@@ -535,6 +535,24 @@ async function buildFromKerasConfig(tf: Tf, config: Json, file: string, kerasVer
     if (e instanceof InputError) throw e;
     throw new InputError(`cannot build the model from its Keras config: ${describeError(e)}`, { file, cause: e });
   }
+}
+
+/**
+ * Activations whose meaning depends on the Keras version that wrote the file: Keras 3 redefined
+ * hard_sigmoid as relu6(x + 3) / 6 (Keras 2 and tfjs: clip(0.2 x + 0.5, 0, 1)), so a Keras 3 file's
+ * layers get the registered `hard_sigmoid_keras3` (nested models too). Returns the topology.
+ */
+function withKerasVersionActivations(topology: Json, kerasVersion: string | undefined): Json {
+  if (!kerasVersion || Number.parseInt(kerasVersion, 10) < 3) return topology;
+  const visit = (model: Json) => {
+    for (const l of ((model.config as Json | undefined)?.layers ?? []) as Json[]) {
+      const c = l.config as Json;
+      if (c?.activation === 'hard_sigmoid') c.activation = 'hard_sigmoid_keras3';
+      if (Array.isArray(c?.layers)) visit(l);
+    }
+  };
+  visit(topology);
+  return topology;
 }
 
 /**

@@ -54,3 +54,12 @@ stages:
   assert.doesNotMatch(out, /\n\s+at /);
   assert.match(r.stdout, /^ {2}subset +ran +accuracy/m, out);
 });
+
+test('samples whose axes are the model input\'s in another order are refused, not re-viewed (layout: nchw missing or wrong)', () => {
+  const d = (shape: number[]) => ({ x: new Float32Array(2 * shape.reduce((a, b) => a * b, 1)), y: new Int32Array(2), n: 2, sampleShape: shape, numClasses: 10 });
+  assert.throws(() => fitDataToModel(d([3, 8, 8]), [8, 8, 3], 'ev'), /\[3, 8, 8\] but the model's input expects \[8, 8, 3\]: the same axes in another order[\s\S]*layout: nchw/);
+  assert.throws(() => fitDataToModel(d([8, 3, 8]), [8, 8, 3], 'ev'), /the same axes in another order/);
+  // Moving only a size-1 axis keeps the element order: re-viewed as before.
+  assert.deepEqual(fitDataToModel(d([1, 28, 28]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
+  assert.deepEqual(fitDataToModel(d([784]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
+});

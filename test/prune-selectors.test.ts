@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertSelected, resolveLayerSettings, SelectorError, compileMatcher, type LayerInfo } from '../src/prune/selectors.js';
+import { assertSelected, noOpSelectorEntries, resolveLayerSettings, SelectorError, compileMatcher, type LayerInfo } from '../src/prune/selectors.js';
+import { pruneStage } from '../src/stages/prune.js';
+import { quantizeStage } from '../src/stages/quantize.js';
 
 // lenet-5 / dw-cnn layer lists as built by src/engine/models.ts
 const lenet5: LayerInfo[] = [
@@ -94,4 +96,23 @@ test('a stage that would select no layer fails naming why and listing the layers
   const layers = [{ name: 'input', className: 'InputLayer' }, { name: 'sequential_1', className: 'Sequential' }];
   assert.throws(() => assertSelected('q', 'quantize', new Map(), layers), /stage 'q': no layer to quantize: the model has no Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose layer; the model's layers are: input \(InputLayer\) \[not selectable\], sequential_1 \(Sequential\) \[not selectable\]/);
   assert.doesNotThrow(() => assertSelected('q', 'quantize', new Map([['d', {}]]), [{ name: 'd', className: 'Dense' }]));
+});
+
+test('entries that only select, at the start of the list, choose the layers the stage acts on', () => {
+  type P = { sparsity: number };
+  const r = resolveLayerSettings<P>(lenet5, [{ match: 'conv_*' }, { match: 'conv_2', sparsity: 0.3 }] as never, { sparsity: 0.5 });
+  assert.deepEqual([...r.entries()], [['conv_1', { sparsity: 0.5 }], ['conv_2', { sparsity: 0.3 }]]);
+  assert.deepEqual([...resolveLayerSettings<P>(lenet5, [{ type: 'Dense' }, { match: 'conv_1' }] as never, { sparsity: 0.5 }).keys()], ['conv_1', ...lenet5.filter((l) => l.className === 'Dense').map((l) => l.name)]);
+  // A setting first: every layer takes part, as before.
+  assert.equal(resolveLayerSettings<P>(lenet5, [{ match: 'conv_1', sparsity: 0.3 }] as never, { sparsity: 0.5 }).size, lenet5.filter((l) => ['Conv2D', 'Dense'].includes(l.className)).length);
+});
+
+test('an entry that only selects after the list has started setting things changes nothing, and validate says so where it stands', () => {
+  const stage = { id: 's', needs: [] };
+  const issues = pruneStage.check!({ method: 'magnitude', sparsity: 0.5, layers: [{ match: 'conv_1', sparsity: 0.3 }, { match: 're:dense.*' }] } as never, stage);
+  assert.deepEqual(issues.map((i) => i.path), [['with', 'layers', 1]]);
+  assert.match(issues[0].message, /sets nothing and brings back no excluded layer: it changes nothing/);
+  assert.equal(quantizeStage.check!({ default: { method: 'linear', bits: 8 }, layers: [{ match: 'a', bits: 4 }, { type: 'Dense' }] } as never, stage).length, 1);
+  assert.deepEqual(noOpSelectorEntries([{ match: 'conv_*' }, { type: 'Dense' }]), [], 'leading entries select');
+  assert.deepEqual(noOpSelectorEntries([{ match: '*', exclude: true }, { match: 'conv_1' }]), [], 'after an exclude it brings layers back');
 });

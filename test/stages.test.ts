@@ -98,6 +98,9 @@ test('stages end to end: prune, k-means with fine-tuning, distillation, factoriz
 
   // Factorization and structured pruning really shrink the model.
   assert.ok(metricsOf(s, 'lowrank').params < metricsOf(s, 'lowrank').paramsBefore * 0.5);
+  // By default every Dense layer but the classifier: the layers list selects (it once factorized them all).
+  const factorized = JSON.stringify(metricsOf(s, 'lowrank').layers);
+  assert.ok(factorized.includes('dense_1') && factorized.includes('dense_2') && !factorized.includes('dense_3'), factorized);
   assert.ok(metricsOf(s, 'neurons').params < metricsOf(s, 'neurons').paramsBefore * 0.6, JSON.stringify(metricsOf(s, 'neurons')));
   assert.equal(metricsOf(s, 'neurons').removedUnits, 32 + 16);
 

@@ -39,6 +39,16 @@ function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
   const same = inputShape.length === d.sampleShape.length && inputShape.every((v, i) => v === -1 || v === d.sampleShape[i]);
   if (same) return d;
   const want = inputShape.reduce((a, b) => a * b, 1);
+  if (isAxisPermutation(d.sampleShape, inputShape)) {
+    // [3, 96, 96] into [96, 96, 3] has the right size, but a re-view would scramble every image.
+    throw new InputError(
+      `${where}: data samples have shape [${d.sampleShape.join(', ')}] but the model's input expects [${inputShape.join(', ')}]: the same axes in another order`,
+      {
+        file: d.source,
+        hint: "channels-first arrays ([N, C, H, W], PyTorch's layout) need `layout: nchw` on the dataset; channels-last ones ([N, H, W, C]) must not have it",
+      },
+    );
+  }
   if (inputShape.every((v) => v > 0) && want === sampleSize(d)) return reshapeSamples(d, inputShape);
   const resized = resizeToInput(d, inputShape);
   if (resized) return resized;
@@ -52,6 +62,17 @@ function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
         : "choose a model whose input matches the data, or set the dataset's sampleShape",
     },
   );
+}
+
+/**
+ * Whether `a` has `b`'s dimensions (rank 2 or more) in another order that a re-view would scramble
+ * (moving only axes of size 1, e.g. [28, 28, 1] vs [1, 28, 28], keeps the element order).
+ */
+function isAxisPermutation(a: number[], b: number[]): boolean {
+  if (a.length !== b.length || a.length < 2 || b.some((v) => v <= 0)) return false;
+  const sorted = (v: number[]) => [...v].sort((x, y) => x - y).join(',');
+  const big = (v: number[]) => v.filter((d) => d > 1).join(',');
+  return sorted(a) === sorted(b) && big(a) !== big(b);
 }
 
 /** Image samples resized to an [H, W, C] input with the same C, or undefined when that does not apply. */

@@ -4,7 +4,9 @@
  * Semantics of `resolveLayerSettings(layers, entries, defaults)`:
  *   - only *considered* layers take part: by default the prunable ones (a kernel: Dense, Conv2D,
  *     DepthwiseConv2D, SeparableConv2D, Conv2DTranspose); pass `opts.classes` (or `'all'`) to change that;
- *   - every considered layer starts with `defaults`;
+ *   - every considered layer starts with `defaults`, unless the list starts with entries that only select
+ *     (`match` / `type`, no setting, no `exclude`): then only the layers those leading entries match do
+ *     (`layers: [{ match: "features.*" }]` acts on those layers alone, as it reads);
  *   - entries are applied in order; an entry selects the considered layers matched by ALL of its
  *     criteria (`match` and/or `type`; neither = every considered layer); for each selected layer a
  *     normal entry merges its other (non-undefined) fields over the layer's current settings (or over
@@ -108,6 +110,43 @@ function describeEntry(e: SelectorEntry): string {
 
 const RESERVED = new Set(['match', 'type', 'exclude']);
 
+/** Whether an entry only selects: no setting, no `exclude`. */
+function selectsOnly(e: unknown): boolean {
+  if (e === null || typeof e !== 'object') return false;
+  const entry = e as Record<string, unknown>;
+  return entry.exclude !== true && !Object.keys(entry).some((k) => !RESERVED.has(k) && entry[k] !== undefined);
+}
+
+/** How many entries at the start of the list only select (they choose the layers the stage acts on). */
+function leadingSelections(entries: readonly unknown[]): number {
+  let n = 0;
+  while (n < entries.length && selectsOnly(entries[n])) n++;
+  return n;
+}
+
+/**
+ * `layers:` entries that change nothing (validate reports them at their position): an entry that only
+ * selects, after the leading ones (which choose the layers) and with no earlier `exclude` whose layers it
+ * could bring back: its layers already have their settings.
+ */
+export function noOpSelectorEntries(entries: readonly unknown[] | undefined, at: Array<string | number> = ['with', 'layers']): Array<{ path: Array<string | number>; message: string }> {
+  const list = entries ?? [];
+  const lead = leadingSelections(list);
+  let excluded = false;
+  const out: Array<{ path: Array<string | number>; message: string }> = [];
+  list.forEach((e, i) => {
+    if (i < lead || e === null || typeof e !== 'object') return;
+    if ((e as SelectorEntry).exclude === true) excluded = true;
+    else if (selectsOnly(e) && !excluded) {
+      out.push({
+        path: [...at, i],
+        message: `this entry ${describeEntry(e as SelectorEntry)} sets nothing and brings back no excluded layer: it changes nothing (entries that only select choose the stage's layers at the start of the list)`,
+      });
+    }
+  });
+  return out;
+}
+
 export function resolveLayerSettings<T extends object>(
   layers: ReadonlyArray<LayerInfo>,
   entries: ReadonlyArray<SelectorEntry & Partial<T>>,
@@ -118,7 +157,7 @@ export function resolveLayerSettings<T extends object>(
   const consideredLayers = classes === 'all' ? [...layers] : layers.filter((l) => classes.includes(l.className));
   const considered = new Set(consideredLayers.map((l) => l.name));
   const result = new Map<string, T>();
-  for (const l of consideredLayers) result.set(l.name, { ...defaults });
+  if (leadingSelections(entries) === 0) for (const l of consideredLayers) result.set(l.name, { ...defaults });
 
   entries.forEach((entry, i) => {
     if (entry === null || typeof entry !== 'object') throw new SelectorError(`selector entry #${i} must be an object`, i, layers);

@@ -44,7 +44,8 @@ export const factorizeStage = defineStage<FactorizeWith>({
     const { model, meta } = await loadInputModel(tf, ctx);
     const infos = layerInfos(model);
     const dense = infos.filter((l) => l.className === 'Dense');
-    const entries = w.layers?.length ? w.layers : dense.slice(0, -1).map((l) => ({ match: l.name }));
+    // `layers` lists the layers to factorize: nothing is selected before its first entry.
+    const entries = [{ match: '*', exclude: true }, ...(w.layers?.length ? w.layers : dense.slice(0, -1).map((l) => ({ match: l.name })))];
     const settings = resolveLayerSettings<RankSetting>(infos, entries as never, { energy: w.rank ? undefined : (w.energy ?? 0.9), rank: w.rank }, { classes: ['Dense', 'Conv2D'] });
     assertSelected(ctx.stageId, 'factorize', settings, infos, ['Dense', 'Conv2D']);
     ctx.progress({ message: `factorizing ${settings.size} layers` });

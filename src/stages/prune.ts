@@ -10,6 +10,7 @@ import {
   removeUnits,
   removalBlockers,
   resolveLayerSettings,
+  noOpSelectorEntries,
   assertSelected,
   biasVariable,
   taylorImportance,
@@ -113,6 +114,7 @@ export const pruneStage = defineStage<PruneWith>({
   producesModel: true,
   metrics: ['accuracy', 'loss', 'sparsity', 'params', 'nonzeros', 'paramsBefore', 'removedUnits', 'steps', 'macs', 'effectiveMacs'],
   needsModels: [1, 1],
+  check: (w) => noOpSelectorEntries(w.layers),
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { trainModel, evaluateModel } = await import('../engine/train.js');

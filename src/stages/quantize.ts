@@ -2,7 +2,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
 import { applyWeightQuant, cloneModel, layerErrorReport, type WeightQuantSpec } from '../compression/fakequant.js';
 import { CALIBRATION_METHODS, calibrateActivations } from '../compression/calibrate.js';
-import { assertSelected, layerInfos, resolveLayerSettings, kernelVariable } from '../prune/index.js';
+import { assertSelected, layerInfos, noOpSelectorEntries, resolveLayerSettings, kernelVariable } from '../prune/index.js';
 import { dataRefSchema, selectorKeys, trainingSchema } from './common-schema.js';
 import { defineStage } from './types.js';
 import { engineFor, inputShapeOf, outputClassesOf, loadInputModel, saveOutputModel } from './support.js';
@@ -80,7 +80,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
   metrics: ['accuracy', 'floatAccuracy', 'accuracyDrop', 'int8Accuracy', 'meanBits', 'loss'],
   needsModels: [1, 1],
   check(w) {
-    return bitRangeProblems(w);
+    return [...bitRangeProblems(w), ...noOpSelectorEntries(w.layers)];
   },
   async run(ctx) {
     const { tf } = await engineFor(ctx);

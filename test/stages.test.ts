@@ -182,3 +182,21 @@ stages:
   assert.equal(r.exitCode, 2);
   assert.match(r.stderr, /compress\.config\.yaml:5:\d+  stages\.r\.with\.teacher  teacher 'bse' must be listed in needs/);
 });
+
+test('a gradual pruning schedule that would remove nothing within the training steps fails the stage before training, saying why', async () => {
+  const { dir } = workspace(`version: 1
+data: { d: { source: mnist, limit: 200 } }
+stages:
+  base: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  p:
+    uses: prune
+    needs: [base]
+    with:
+      schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: 0.8, beginStep: 0, endStep: 200, frequency: 50 }
+      train: { epochs: 2, batchSize: 64 }
+`);
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /stage 'p' failed: the pruning schedule removes nothing: training takes \d+ steps \(2 epoch\(s\) x \d+ batches of 64 on \d+ training samples\)[\s\S]*hint: lower schedule\.endStep/);
+  assert.doesNotMatch(r.stdout, /p\s+ran/);
+});

@@ -25,6 +25,7 @@ import { fitDataToModel } from '../data/fit.js';
 import { plannedSteps, trainOptions } from './training-options.js';
 import type { Dataset } from '../data/dataset.js';
 import { setOwn } from '../util/own.js';
+import { InputError } from '../errors/input-error.js';
 
 const sparsity = { type: 'number', minimum: 0, exclusiveMaximum: 1 } as const;
 
@@ -103,6 +104,21 @@ function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names
       blocked.map((b) => `  ${b.why}`).join('\n') +
       `\n  hint: layers whose outputs are added together (residual connections) would have to lose the same filters; leave them out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
   );
+}
+
+/**
+ * Fails before training when no schedule prunes to a target above 0 within the `total` training steps (on a
+ * small dataset the first such step, a multiple of the frequency after beginStep, can lie past the end of
+ * training): the stage would train and save an unpruned model with sparsity 0%.
+ */
+function assertSchedulePrunes(schedules: Iterable<PruningSchedule>, total: number, t: NonNullable<PruneWith['train']>, n: number): void {
+  const list = [...schedules];
+  // A pruning step at a target of 0 (polynomial decay's first step) removes nothing.
+  if (list.some((s) => s.pruneSteps(Math.max(0, total - 1)).some((step) => step < total && s.sparsityAt(step) > 0))) return;
+  const how = t.steps ? `${t.steps} steps` : `${t.epochs ?? 1} epoch(s) x ${Math.ceil(n / (t.batchSize ?? 64))} batches of ${t.batchSize ?? 64} on ${n} training samples`;
+  throw new InputError(`the pruning schedule removes nothing: training takes ${total} steps (${how}) and no pruning step before that has a target above 0 (the schedule ends at step ${Math.max(...list.map((s) => s.endStep))})`, {
+    hint: `lower schedule.endStep and schedule.frequency to fit ${total} steps, raise train.epochs, or use schedule: { kind: one-shot }`,
+  });
 }
 
 export const pruneStage = defineStage<PruneWith>({
@@ -196,6 +212,7 @@ export const pruneStage = defineStage<PruneWith>({
     if (t) {
       const total = plannedSteps(t, train.n);
       const end = Math.max(...[...schedules.values()].map((s) => s.endStep));
+      if (gradual) assertSchedulePrunes(schedules.values(), total, t, train.n);
       if (gradual && end > total) ctx.log(`warning: the schedule ends at step ${end} but training takes ${total} steps; final sparsity is not reached (raise train.epochs or lower endStep)`);
       if (gradual) masks.bind(tf, model);
       const result = await trainModel(tf, model, train, trainOptions(ctx, t, validation, {

@@ -212,3 +212,28 @@ for (const [opset, affine] of [[17, true], [13, true], [13, false]] as const) {
     assert.ok(Math.abs((configs[1].epsilon as number) - 1e-5) < 1e-9);
   });
 }
+
+test('a model exported with a fixed batch of 8 imports and is checked on fewer test samples (repeated to one batch), then evaluates at any batch', async () => {
+  const inits = [f32('fc.weight', [3, 4], [0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1, 1.1, -1.2]), f32('fc.bias', [3], [0.1, 0.2, -0.3])];
+  const path = writeModel('batch8.onnx', [{ name: '/fc/Gemm', opType: 'Gemm', input: ['input', 'fc.weight', 'fc.bias'], output: ['output'], attribute: [{ name: 'transB', type: 2, i: 1 }] }], {
+    opset: 13,
+    input: [8, 4],
+    output: [8, 3],
+    inits,
+  });
+  const x = Array.from({ length: 10 * 4 }, (_, i) => Math.cos(i)).join(',');
+  const { dir: ws } = workspace(`version: 1
+name: batch8
+data: { d: { source: files, features: d.csv, labelColumn: y, numClasses: 3, split: { train: 0.2, validation: 0.2, test: 0.6 } } }
+stages:
+  model: { uses: load, with: { path: model.onnx, data: d } }
+  ev: { uses: evaluate, needs: [model], with: { data: d, latencySamples: 0 } }
+`);
+  copyFileSync(path, join(ws, 'model.onnx'));
+  const rows = x.split(',').map(Number);
+  writeFileSync(join(ws, 'd.csv'), ['a,b,c,d,y', ...Array.from({ length: 10 }, (_, i) => `${rows.slice(i * 4, i * 4 + 4).join(',')},${i % 3}`)].join('\n'));
+  const r = await cli(['run'], ws);
+  assert.equal(r.exitCode, 0, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /import check vs onnxruntime-node.*repeated to the model's fixed batch of 8/);
+  assert.match(r.stdout, /ev\s+ran/);
+});

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { explainEngineFailure } from '../errors/engine-errors.js';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { readdir, rm } from 'node:fs/promises';
@@ -420,7 +421,9 @@ async function completedStage(p: StagePhase, job: StageJob, status: 'ran' | 'cac
 }
 
 function failedStage(p: StagePhase, job: StageJob, e: unknown): Settled {
-  const err = e as Error;
+  const thrown = e as Error;
+  const message = explainEngineFailure(thrown.message);
+  const err = message === thrown.message ? thrown : Object.assign(new Error(message), { name: thrown.name, stack: thrown.stack, workerStack: (thrown as { workerStack?: string }).workerStack });
   const interrupted = p.run.opts.signal?.aborted;
   const seconds = (Date.now() - job.t0) / 1000;
   const o: StageOutcome = {

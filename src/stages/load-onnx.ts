@@ -24,10 +24,18 @@ export async function importOnnxVerified(tf: typeof tfType, file: string, ctx: S
     if (ctx.with.data) {
       const splits = await ctx.loadData(ctx.with.data);
       const d = fitDataToModel(splits.test.n > 0 ? splits.test : splits.train, shape, `stage '${ctx.stageId}'`);
-      n = Math.min(n, info.fixedBatch ? d.n - (d.n % info.fixedBatch) : d.n);
       const per = shape.reduce((a, b) => a * b, 1);
-      x = d.x.slice(0, n * per);
-      inputs = `dataset '${ctx.with.data}' (${n} test samples)`;
+      if (info.fixedBatch && d.n < info.fixedBatch) {
+        // Fewer samples than the model's fixed batch: one batch of them, repeated in order.
+        n = info.fixedBatch;
+        x = new Float32Array(n * per);
+        for (let i = 0; i < n; i++) x.set(d.x.subarray((i % d.n) * per, ((i % d.n) + 1) * per), i * per);
+        inputs = `dataset '${ctx.with.data}' (${d.n} test samples, repeated to the model's fixed batch of ${n})`;
+      } else {
+        n = Math.min(n, info.fixedBatch ? d.n - (d.n % info.fixedBatch) : d.n);
+        x = d.x.slice(0, n * per);
+        inputs = `dataset '${ctx.with.data}' (${n} test samples)`;
+      }
     } else {
       x = randomInputs(shape, n, deriveSeed(ctx.seed, 'onnx-import-check'));
       inputs = `${n} seeded random samples`;

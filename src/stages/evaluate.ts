@@ -54,7 +54,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const w = ctx.with;
     const { model, meta, input } = await loadInputModel(tf, ctx);
     const splits = await ctx.loadData(w.data!);
-    const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId, outputClassesOf(model));
+    const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId, outputClassesOf(model, ctx.stageId));
     ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
     // One pass: accuracy, loss and top-k from the same predictions (batches bounded by activation memory).
     const ev = evaluateModel(tf, model, data, w.batchSize ?? 256, w.topK ?? 5);

@@ -51,7 +51,7 @@ export const factorizeStage = defineStage<FactorizeWith>({
     ctx.progress({ message: `factorizing ${settings.size} layers` });
     const { model: small, layers } = factorizeModel(tf, model, [...settings].map(([layer, s]) => (s.rank ? { layer, rank: s.rank } : { layer, energy: s.energy ?? 0.9 })));
     const splits = await ctx.loadData(w.data!);
-    const test = fitDataToModel(splits.test, inputShapeOf(small), ctx.stageId, outputClassesOf(small));
+    const test = fitDataToModel(splits.test, inputShapeOf(small), ctx.stageId, outputClassesOf(small, ctx.stageId));
     const ev = evaluateModel(tf, small, test);
     // Quantization records no longer describe the new layers; pruning records of untouched layers stay.
     meta.weightQuant = {};

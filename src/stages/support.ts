@@ -1,3 +1,4 @@
+import { InputError } from '../errors/input-error.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
@@ -34,8 +35,14 @@ export function inputShapeOf(model: tfType.LayersModel): number[] {
 }
 
 /** The units of a classifier's output ([batch, units]); undefined for other outputs. */
-export function outputClassesOf(model: tfType.LayersModel): number | undefined {
+export function outputClassesOf(model: tfType.LayersModel, stage?: string): number | undefined {
   const shape = model.outputs[0].shape;
+  if (shape.length > 2) {
+    // A segmentation or detection head: every stage that reads labels scores a [classes] vector per sample.
+    throw new InputError(`${stage ? `stage '${stage}': ` : ''}the model's output per sample is [${shape.slice(1).map((d) => d ?? '?').join(', ')}], not a vector of class scores: this stage scores predictions against the dataset's labels, which needs a classifier`, {
+      hint: 'compress loads, lists (`compress layers`) and imports such a model, but its training, evaluation, quantization and export stages work on classifiers ([N, classes] outputs)',
+    });
+  }
   return shape.length === 2 && typeof shape[1] === 'number' && shape[1] > 1 ? shape[1] : undefined;
 }
 

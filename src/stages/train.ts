@@ -43,9 +43,9 @@ export const trainStage = defineStage<TrainWith>({
       model = buildModel(tf, w.model, { inputShape: splits.train.sampleShape, numClasses: splits.train.numClasses, seed: ctx.seed });
       meta.provenance = { architecture: w.model };
     }
-    const train = fitDataToModel(splits.train, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
-    const validation = fitDataToModel(splits.validation, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
-    const test = fitDataToModel(splits.test, inputShapeOf(model), ctx.stageId, outputClassesOf(model));
+    const train = fitDataToModel(splits.train, inputShapeOf(model), ctx.stageId, outputClassesOf(model, ctx.stageId));
+    const validation = fitDataToModel(splits.validation, inputShapeOf(model), ctx.stageId, outputClassesOf(model, ctx.stageId));
+    const test = fitDataToModel(splits.test, inputShapeOf(model), ctx.stageId, outputClassesOf(model, ctx.stageId));
     const t0 = performance.now();
     const result = await trainModel(tf, model, train, {
       epochs: w.steps ? undefined : w.epochs,

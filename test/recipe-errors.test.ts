@@ -126,6 +126,10 @@ test('--set overrides are typed, validated and named as the origin', () => {
   assert.match(ps[0].message, /must be integer/);
 });
 
+test('--set of a param the recipe neither declares nor reads is a typo, refused with the declared ones and a suggestion', () => {
+  assert.throws(() => parseRecipe(GOOD, 'r.yaml', { sets: ['params.sparsty=0.5'] }), /--set params\.sparsty=0\.5: 'params' has no param 'sparsty' and nothing reads \$\{params\.sparsty\} \(the recipe's params: sparsity\); did you mean 'sparsity'\?/);
+});
+
 test('alias bombs are refused', () => {
   const bomb = ['version: 1', 'a: &a [x, x, x, x, x, x, x, x, x, x]', 'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]', 'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]', 'd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]', 'stages: {}'].join('\n');
   const ps = problems(bomb);

@@ -1,5 +1,5 @@
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml';
-import { UsageError } from './errors.js';
+import { suggestion, UsageError } from './errors.js';
 import { checkTree, yamlErrorMessage } from './yaml-guard.js';
 import { RESERVED_KEYS } from '../util/own.js';
 
@@ -40,6 +40,7 @@ export function applyOverride(doc: Document, o: Override): void {
   const fail = (i: number, why: string) => new UsageError(`--set ${o.text}: '${o.path.slice(0, i).join('.') || '(recipe)'}' ${why}`);
   const at: unknown[] = [];
   let node: unknown = doc.contents;
+  let undeclared: { key: string; keys: string[] } | undefined;
   for (let i = 0; i < o.path.length; ) {
     const seg = o.path[i];
     if (node === null || node === undefined || (isScalar(node) && node.value === null)) {
@@ -48,8 +49,10 @@ export function applyOverride(doc: Document, o: Override): void {
       else doc.contents = node as Document['contents'];
     }
     if (isMap(node)) {
-      const { key, used } = mapKey(node.items.map((p) => (isScalar(p.key) ? String(p.key.value) : '')), o.path, i);
+      const keys = node.items.map((p) => (isScalar(p.key) ? String(p.key.value) : ''));
+      const { key, used } = mapKey(keys, o.path, i);
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+      if (!pair && i === 1 && o.path[0] === 'params') undeclared = { key, keys };
       at.push(pair ? (pair.key as { value: unknown }).value : key);
       node = pair?.value;
       i += used;
@@ -66,7 +69,13 @@ export function applyOverride(doc: Document, o: Override): void {
       throw fail(i, `is ${shown}, not a mapping, so it cannot hold '${seg}'`);
     }
   }
+  const text = undeclared ? doc.toString() : '';
   doc.setIn(at, doc.createNode(o.value));
+  // A param the recipe neither declares nor reads would be set and used by nothing: a typo, said so.
+  if (undeclared && !text.includes(`params.${undeclared.key}`)) {
+    const { key, keys } = undeclared;
+    throw fail(1, `has no param '${key}' and nothing reads \${params.${key}} (the recipe's params: ${keys.join(', ') || 'none'})${suggestion(key, keys)}`);
+  }
 }
 
 /** The key a path takes at a mapping (from segment i): see applyOverride. Pure. */

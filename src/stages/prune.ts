@@ -102,7 +102,7 @@ function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names
   throw new Error(
     `stage '${stageId}': structured pruning cannot remove filters of ${layers.length} selected layer${layers.length === 1 ? '' : 's'} on ${layers.length === 1 ? 'its' : 'their'} own (nothing was pruned or trained):\n` +
       blocked.map((b) => `  ${b.why}`).join('\n') +
-      `\n  hint: layers whose outputs are added together (residual connections) would have to lose the same filters; leave them out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
+      `\n  hint: removed filters must pass through every layer up to the next conv or dense layer, and layers whose outputs meet in an element-wise merge (a residual Add, a squeeze-excitation Multiply) would have to lose the same filters; leave these out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
   );
 }
 

@@ -116,3 +116,11 @@ test('an entry that only selects after the list has started setting things chang
   assert.deepEqual(noOpSelectorEntries([{ match: 'conv_*' }, { type: 'Dense' }]), [], 'leading entries select');
   assert.deepEqual(noOpSelectorEntries([{ match: '*', exclude: true }, { match: 'conv_1' }]), [], 'after an exclude it brings layers back');
 });
+
+test("a selector error on a big model lists its first 40 layers and says how to list them all", () => {
+  const many: LayerInfo[] = Array.from({ length: 186 }, (_, i) => ({ name: `features.${i}.conv`, className: 'Conv2D' }));
+  assert.throws(() => resolveLayerSettings(many, [{ match: 'nope' }] as never, {}), (e: unknown) => {
+    const m = (e as Error).message;
+    return m.includes('features.39.conv (Conv2D), ... and 146 more (`compress layers <model or stage>` lists them all)') && !m.includes('features.40.conv') && m.length < 2000;
+  });
+});

@@ -85,8 +85,12 @@ export function compileMatcher(pattern: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
+/** Layers listed in full in a selector error; a bigger model's list is cut (`compress layers` prints all). */
+const LISTED_LAYERS = 40;
+
 function describeLayers(layers: readonly LayerInfo[], considered: ReadonlySet<string>): string {
-  return layers.map((l) => `${l.name} (${l.className})${considered.has(l.name) ? '' : ' [not selectable]'}`).join(', ');
+  const shown = layers.slice(0, LISTED_LAYERS).map((l) => `${l.name} (${l.className})${considered.has(l.name) ? '' : ' [not selectable]'}`).join(', ');
+  return layers.length > LISTED_LAYERS ? `${shown}, ... and ${layers.length - LISTED_LAYERS} more (\`compress layers <model or stage>\` lists them all)` : shown;
 }
 
 /**

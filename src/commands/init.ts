@@ -73,6 +73,6 @@ export async function initCommand(modelPath: string | undefined, flags: { output
   const fit = modelPath ? await fitOf(modelPath) : { mnist: true };
   writeFileSync(out, starterRecipe(rel, schemaPathFor(out), fit));
   process.stdout.write(`wrote ${out}; run it with: npx compress run${out === 'compress.config.yaml' ? '' : ` ${out}`}\n`);
-  if (!fit.mnist) process.stdout.write(`note: the model's input ${JSON.stringify(fit.inputShape)} does not take 28x28 MNIST digits; edit data: in ${out} to point at your data (.npy or CSV files, or image folders)\n`);
+  if (!fit.mnist) process.stdout.write(`next: put your data where ${out}'s data: points (data/features.npy + data/labels.npy, samples of the model's input ${JSON.stringify(fit.inputShape)}) or point it at yours (.npy or CSV files, or an image folder: an example is commented there)\n`);
   return 0;
 }

@@ -36,3 +36,12 @@ test('for an image model the starter recipe suggests an image-folder dataset tha
     assert.equal(r.data.mine.source, 'images');
   }
 });
+
+test("for a model whose data compress cannot see, the starter recipe prunes in one shot and fine-tunes, so it prunes on any data size", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'compress-init-'));
+  const r = parseRecipe(starterRecipe('model.onnx', './schemas/recipe.schema.json', { mnist: false, numClasses: 3, inputShape: [8] }), join(dir, 'compress.config.yaml'));
+  const prune = r.stageById.get('prune')!;
+  assert.equal(prune.with.schedule, undefined);
+  assert.equal(prune.with.sparsity, 0.8);
+  assert.equal(prune.with.train.epochs, 2);
+});

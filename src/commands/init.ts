@@ -34,7 +34,10 @@ export function starterRecipe(modelPath?: string, schemaPath = './schemas/recipe
   return (
     head +
     first +
-    `  prune:\n    uses: prune\n    needs: [model]\n    with:\n      method: magnitude\n      schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: "\${params.sparsity}", beginStep: 0, endStep: 200, frequency: 50 }\n      train: { epochs: 2 }\n` +
+    (fit.mnist
+      ? `  prune:\n    uses: prune\n    needs: [model]\n    with:\n      method: magnitude\n      schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: "\${params.sparsity}", beginStep: 0, endStep: 200, frequency: 50 }\n      train: { epochs: 2 }\n`
+      : // Data of unknown size: a gradual schedule's steps may not fit its training (then the stage fails), so one shot + fine-tuning.
+        `  prune:\n    uses: prune\n    needs: [model]\n    with:\n      method: magnitude\n      # one shot to the target, then 2 epochs of fine-tuning with the pruned weights held at zero (fits any data size);\n      # gradual: schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: "\${params.sparsity}", beginStep: 0, endStep: <your training's steps>, frequency: 50 }\n      sparsity: "\${params.sparsity}"\n      train: { epochs: 2 }\n`) +
     `  report:\n    uses: evaluate\n    needs: [prune, baseline]\n    with:\n      gates:\n        - accuracy >= stages.baseline.accuracy - 0.02\n` +
     `  cloud:\n    uses: export\n    needs: [prune]\n    with: { target: tfjs, precision: float32 }\n`
   );

@@ -56,7 +56,7 @@ function userLock(user: { name: string; version: string; devDependencies: Record
   return { name: user.name, version: user.version, lockfileVersion: 3, requires: true, packages };
 }
 
-test(`npm pack -> install into a fresh project (offline) -> npx compress init <model> -> npx compress run: exit 0 and a report`, async () => {
+test(`npm pack -> install into a fresh project (offline) -> npx compress init <model> -> npx compress run: every stage runs, a report and a lock`, async () => {
   const packDir = mkdtempSync(join(tmpdir(), 'compress-pack-'));
   // --ignore-scripts: dist/ is already built (by `npm test`); rebuilding it here would disturb tests running beside this one.
   const packed = await execa('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', packDir], { cwd: ROOT, env: npmEnv });
@@ -87,12 +87,16 @@ test(`npm pack -> install into a fresh project (offline) -> npx compress init <m
   assert.match(recipe, /features: data\/features\.npy, labels: data\/labels\.npy, numClasses: 3/);
   assert.match(recipe, /\$schema=\.\/node_modules\/.*\/schemas\/recipe\.schema\.json/);
 
+  // The user's model is untrained and tiny (112 weights): pruning 80% of it in one shot may cost more accuracy
+  // than the starter gate allows, which is exit 3 (a gate failed), with every stage run.
   const run = await npx(['run']);
-  assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`);
+  assert.ok(run.exitCode === 0 || run.exitCode === 3, `${run.stdout}\n${run.stderr}`);
   const reports = join(project, '.compress', 'reports');
   const [runId] = readdirSync(reports);
-  const report = JSON.parse(readFileSync(join(reports, runId, 'report.json'), 'utf8')) as { exitCode: number; stages: Array<{ id: string; status: string }> };
-  assert.equal(report.exitCode, 0);
+  const report = JSON.parse(readFileSync(join(reports, runId, 'report.json'), 'utf8')) as { exitCode: number; stages: Array<{ id: string; status: string; metrics: { sparsity?: number } }> };
+  assert.equal(report.exitCode, run.exitCode);
+  const sparsity = report.stages.find((s) => s.id === 'prune')!.metrics.sparsity!;
+  assert.ok(sparsity > 0.7, `the starter prune stage pruned (sparsity ${sparsity})`);
   assert.deepEqual(report.stages.map((s) => `${s.id}:${s.status}`).sort(), ['baseline:ran', 'cloud:ran', 'model:ran', 'prune:ran', 'report:ran']);
   assert.ok(existsSync(join(project, 'compress.lock')), 'the lock to commit');
 });

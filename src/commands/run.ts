@@ -89,7 +89,8 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
       typeof m.sparsity === 'number' ? `sparsity ${fmtPct(m.sparsity, 1)}` : '',
       // The summary's number: fp32 dense bytes / estimated bytes (compressionRatio divides a loaded file's bytes,
       // which counts the file format's overhead: an unchanged ONNX model read 1.5x).
-      typeof (m.estimatedRatio ?? m.compressionRatio) === 'number' ? `estimated ratio ${fmtRatio((m.estimatedRatio ?? m.compressionRatio) as number, 'x')}` : '',
+      // (on evaluate rows; an export row has its real file's ratio)
+      typeof m.compressionRatio === 'number' ? `estimated ratio ${fmtRatio((m.estimatedRatio ?? m.compressionRatio) as number, 'x')}` : '',
       typeof m.fileBytes === 'number' ? `file ${fmtBytes(m.fileBytes)}${typeof m.fileRatio === 'number' ? ` (${fmtRatio(m.fileRatio, 'x')})` : ''}` : '',
       typeof m.latencyMs === 'number' ? `${fmtMs(m.latencyMs)}/sample` : '',
     ].filter(Boolean);

@@ -66,7 +66,7 @@ export const pruneWithSchema = {
     schedule: scheduleSchema,
     layers: {
       type: 'array',
-      description: 'per-layer settings; later entries override earlier ones',
+      description: 'per-layer settings; entries that only select (match/type, no setting), first in the list, choose the layers the stage acts on; later entries override earlier ones',
       items: {
         type: 'object',
         properties: { ...selectorKeys, finalSparsity: sparsity, threshold: { type: 'number', minimum: 0 }, sensitivity: { type: 'number', minimum: 0 } },

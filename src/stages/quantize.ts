@@ -28,7 +28,7 @@ export const quantizeWithSchema = {
     default: { type: 'object', properties: quantSettings, additionalProperties: false },
     layers: {
       type: 'array',
-      description: 'per-layer overrides by selector; later entries override earlier ones',
+      description: 'per-layer overrides by selector; entries that only select (match/type, no setting), first in the list, choose the layers the stage acts on; later entries override earlier ones',
       items: { type: 'object', properties: { ...selectorKeys, ...quantSettings }, additionalProperties: false },
     },
     budget: { type: 'number', minimum: 0, maximum: 1, default: 0.005, description: 'bits: auto: allowed accuracy drop on the validation split' },

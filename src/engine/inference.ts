@@ -177,12 +177,12 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   }
   if (!bnLayer && !actLayer && !cfg.dense) return undefined;
 
-  const [weight, bias] = conv.getWeights();
-  const kernel = cfg.dense ? weight.reshape([1, 1, ...weight.shape]) : weight;
-  if (cfg.dense) owned.push(kernel);
+  const [kernel, bias] = conv.getWeights();
+  // A Dense kernel [K, N] is the [1, 1, K, N] filter of its 1x1 conv (the same values in the same order).
+  const kernelShape = (cfg.dense ? [1, 1, ...kernel.shape] : kernel.shape) as number[];
   const w = Float32Array.from(kernel.dataSync() as Float32Array);
-  const channels = kernel.shape[2]! * (cfg.kind === 'depthwise' ? kernel.shape[3]! : 1);
-  const outChannels = cfg.kind === 'depthwise' ? channels : kernel.shape[3]!;
+  const channels = kernelShape[2] * (cfg.kind === 'depthwise' ? kernelShape[3] : 1);
+  const outChannels = cfg.kind === 'depthwise' ? channels : kernelShape[3];
   const b = new Float32Array(outChannels);
   const b0 = bias ? (bias.dataSync() as Float32Array) : undefined;
   if (affine) {
@@ -194,12 +194,12 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   } else if (b0) {
     b.set(b0);
   }
-  const filter = tf.tensor(w, kernel.shape, 'float32');
+  const filter = tf.tensor(w, kernelShape, 'float32');
   const biasT = tf.tensor1d(b, 'float32');
   owned.push(filter, biasT);
   // On wasm, the filter of a conv compress's SIMD kernels run also as the [KH*KW*Ci, Co] matrix in column
   // strips they read (packed once here instead of per call; src/engine/kernels/conv2d.ts).
-  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && packedConv(kernel.shape, cfg.strides, cfg.dilations) !== undefined;
+  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && packedConv(kernelShape, cfg.strides, cfg.dilations) !== undefined;
   const packedFilter = packs ? tf.tensor1d(packGemmB(w, w.length / outChannels, outChannels), 'float32') : undefined;
   if (packedFilter) owned.push(packedFilter);
   const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };

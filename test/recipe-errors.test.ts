@@ -139,10 +139,35 @@ test('alias bombs are refused', () => {
 test('--set finds a dotted matrix key as written instead of adding a nested axis for the same path', () => {
   const swept = GOOD.replace('    with: { sparsity: "${params.sparsity}" }', '    with: { sparsity: "${params.sparsity}" }\n    matrix: { schedule.finalSparsity: [0.5, 0.75] }').replace(
     'with: { sparsity: "${params.sparsity}" }',
-    'with: { schedule: { kind: polynomial-decay, finalSparsity: 0.5, endStep: 10 } }',
+    'with: { schedule: { kind: polynomial-decay, initialSparsity: 0, finalSparsity: 0.5, beginStep: 0, endStep: 10 } }',
   );
   const before = parseRecipe(swept, 'r.yaml');
   assert.deepEqual(before.stages.map((s) => s.id).filter((id) => id.startsWith('prune')), ['prune[finalSparsity=0.5]', 'prune[finalSparsity=0.75]']);
   const r = parseRecipe(swept, 'r.yaml', { sets: ['stages.prune.matrix.schedule.finalSparsity=[0.6, 0.9]'] });
   assert.deepEqual(r.stages.map((s) => s.id).filter((id) => id.startsWith('prune')), ['prune[finalSparsity=0.6]', 'prune[finalSparsity=0.9]']);
+});
+
+const PRUNE_WITH = (w: string) => `version: 1
+data:
+  digits: { source: mnist, limit: 100 }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, epochs: 1 }
+  p:
+    uses: prune
+    needs: [base]
+    with: ${w}
+`;
+
+test('a prune schedule with no target anywhere is reported by validate at the schedule', () => {
+  expectAt(problems(PRUNE_WITH('{ schedule: { kind: one-shot } }')), 11, 23, /one-shot schedule needs a target: set schedule\.sparsity or the stage's sparsity/);
+});
+
+test("a prune stage's sparsity and its schedule's own target that disagree are reported", () => {
+  expectAt(problems(PRUNE_WITH('{ sparsity: 0.5, schedule: { kind: constant, targetSparsity: 0.7, beginStep: 0 } }')), 11, 23, /sparsity 0\.5 and schedule\.targetSparsity 0\.7 disagree/);
+});
+
+test("a prune stage's sparsity is the target of a schedule that gives none (accepted)", () => {
+  assert.doesNotThrow(() => parseRecipe(PRUNE_WITH('{ sparsity: 0.5, schedule: { kind: one-shot, step: 0 } }'), 'r.yaml'));
 });

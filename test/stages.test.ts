@@ -200,3 +200,23 @@ stages:
   assert.match(r.stderr, /stage 'p' failed: the pruning schedule removes nothing: training takes \d+ steps \(2 epoch\(s\) x \d+ batches of 64 on \d+ training samples\)[\s\S]*hint: lower schedule\.endStep/);
   assert.doesNotMatch(r.stdout, /p\s+ran/);
 });
+
+test("a prune schedule without its own target prunes to the stage's sparsity", async () => {
+  const { file } = workspace(`version: 1
+seed: 3
+data:
+  digits: { source: mnist, limit: 300 }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, epochs: 1, batchSize: 32 }
+  p:
+    uses: prune
+    needs: [base]
+    with: { sparsity: 0.6, schedule: { kind: one-shot }, train: { epochs: 1, batchSize: 32 } }
+`);
+  const s = await runRecipe(loadRecipe(file));
+  assert.equal(s.stages.find((x) => x.id === 'p')!.status, 'ran');
+  assert.ok(Math.abs(metricsOf(s, 'p').sparsity - 0.6) < 0.01, `sparsity ${metricsOf(s, 'p').sparsity}`);
+});
+

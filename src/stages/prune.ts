@@ -14,6 +14,7 @@ import {
   assertSelected,
   biasVariable,
   taylorImportance,
+  ScheduleError,
   type PruningSchedule,
   type ScheduleSpec,
 } from '../prune/index.js';
@@ -130,7 +131,7 @@ export const pruneStage = defineStage<PruneWith>({
   producesModel: true,
   metrics: ['accuracy', 'loss', 'sparsity', 'params', 'nonzeros', 'paramsBefore', 'removedUnits', 'steps', 'macs', 'effectiveMacs'],
   needsModels: [1, 1],
-  check: (w) => noOpSelectorEntries(w.layers),
+  check: (w) => [...scheduleProblems(w), ...noOpSelectorEntries(w.layers)],
   async run(ctx) {
     const { tf } = await engineFor(ctx);
     const { trainModel, evaluateModel } = await import('../engine/train.js');
@@ -263,9 +264,46 @@ function filterExisting(model: tfType.LayersModel, methods: Record<string, Prune
   return Object.fromEntries(Object.entries(methods).filter(([n]) => names.has(n)));
 }
 
+/** The schedule key holding each kind's target sparsity (iterative: finalSparsity, or `rate` instead). */
+const TARGET_KEY: Record<ScheduleSpec['kind'], string> = {
+  'one-shot': 'sparsity', constant: 'targetSparsity', 'polynomial-decay': 'finalSparsity', agp: 'finalSparsity', iterative: 'finalSparsity',
+};
+
+/**
+ * The stage's schedule: `schedule` as written, its target taken from the stage's `sparsity` when the schedule
+ * gives none (`sparsity: 0.5, schedule: { kind: polynomial-decay, ... }` reads as the target of that schedule);
+ * without a schedule, one-shot at `sparsity` (default 0.5).
+ */
 function scheduleSpec(w: PruneWith): ScheduleSpec {
-  if (w.schedule) return w.schedule as unknown as ScheduleSpec;
-  return { kind: 'one-shot', sparsity: w.sparsity ?? 0.5 };
+  if (!w.schedule) return { kind: 'one-shot', sparsity: w.sparsity ?? 0.5 };
+  const spec = { ...(w.schedule as unknown as Record<string, unknown>) };
+  const key = TARGET_KEY[spec.kind as ScheduleSpec['kind']];
+  const hasTarget = spec[key] !== undefined || (spec.kind === 'iterative' && spec.rate !== undefined);
+  if (!hasTarget && w.sparsity !== undefined) setOwn(spec, key, w.sparsity);
+  return spec as unknown as ScheduleSpec;
+}
+
+/**
+ * What `validate` can tell of the schedule before anything runs: a target given twice with different values, or
+ * a schedule that cannot be made (a missing target, begin after end...), at the schedule's key.
+ */
+function scheduleProblems(w: PruneWith): Array<{ path: Array<string | number>; message: string }> {
+  if (!w.schedule) return [];
+  const raw = w.schedule as unknown as Record<string, unknown>;
+  const key = TARGET_KEY[raw.kind as ScheduleSpec['kind']];
+  if (key === undefined) return [];
+  if (w.sparsity !== undefined && raw[key] !== undefined && raw[key] !== w.sparsity) {
+    return [{ path: ['with', 'sparsity'], message: `sparsity ${w.sparsity} and schedule.${key} ${String(raw[key])} disagree; give the target once` }];
+  }
+  try {
+    createSchedule(scheduleSpec(w));
+    return [];
+  } catch (e) {
+    if (!(e instanceof ScheduleError)) throw e;
+    const missing = e.field === key && raw[key] === undefined;
+    const message = missing ? `a ${String(raw.kind)} schedule needs a target: set schedule.${key} or the stage's sparsity` : e.message;
+    return [{ path: ['with', 'schedule', ...(e.field && !missing && raw[e.field] !== undefined ? [e.field] : [])], message }];
+  }
 }
 
 function finalOf(spec: ScheduleSpec): number {

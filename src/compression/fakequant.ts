@@ -149,7 +149,7 @@ export interface ActivationQuantOptions {
   fuse?: boolean;
 }
 
-const FUSABLE_PRODUCERS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose', 'Dense', 'BatchNormalization']);
+const FUSABLE_PRODUCERS = new Set(['Conv2D', 'GroupedConv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose', 'Dense', 'BatchNormalization']);
 const FUSABLE_CONSUMERS = new Set(['BatchNormalization', 'ReLU', 'Activation']);
 const PASSTHROUGH = new Set(['Flatten', 'Reshape', 'MaxPooling2D', 'MaxPooling1D', 'GlobalMaxPooling2D', 'GlobalMaxPooling1D', 'Dropout', 'SpatialDropout2D', 'Permute']);
 

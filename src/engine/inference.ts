@@ -75,6 +75,8 @@ interface ConvConfig {
   kind: 'conv' | 'depthwise';
   /** A Dense layer applied per pixel (rank-4 input) or per row (rank 3): the 1x1 conv it equals. */
   dense?: boolean;
+  /** A GroupedConv2D's groups (one fused conv per group, concatenated); absent: 1. */
+  groups?: number;
   strides: [number, number];
   padding: 'same' | 'valid';
   dilations: [number, number];
@@ -110,7 +112,7 @@ function convConfig(layer: Layer, inputShapes: ReadonlyArray<ReadonlyArray<numbe
     if ((rank !== 3 && rank !== 4) || activation === undefined) return undefined;
     return { kind: 'conv', dense: true, strides: [1, 1], padding: 'valid', dilations: [1, 1], activation };
   }
-  if (cls !== 'Conv2D' && cls !== 'DepthwiseConv2D') return undefined;
+  if (cls !== 'Conv2D' && cls !== 'GroupedConv2D' && cls !== 'DepthwiseConv2D') return undefined;
   const cfg = layer.getConfig();
   const activation = activationOf(cfg.activation);
   if ((cfg.dataFormat ?? 'channelsLast') !== 'channelsLast' || activation === undefined) return undefined;
@@ -119,7 +121,8 @@ function convConfig(layer: Layer, inputShapes: ReadonlyArray<ReadonlyArray<numbe
   // tfjs-layers' DepthwiseConv2D runs without its dilation (it passes null): a dilated one stays a
   // layer, so that the plan computes what model.predict computes.
   if (cls === 'DepthwiseConv2D' && (dilations[0] !== 1 || dilations[1] !== 1)) return undefined;
-  return { kind: cls === 'Conv2D' ? 'conv' : 'depthwise', strides: pair(cfg.strides), padding: cfg.padding, dilations, activation };
+  const groups = cls === 'GroupedConv2D' ? Number(cfg.groups) : undefined;
+  return { kind: cls === 'DepthwiseConv2D' ? 'depthwise' : 'conv', strides: pair(cfg.strides), padding: cfg.padding, dilations, activation, ...(groups ? { groups } : {}) };
 }
 
 /** A BatchNormalization over the last axis of a rank-4 input: its per-channel scale and shift, in float64. */
@@ -199,7 +202,7 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   owned.push(filter, biasT);
   // On wasm, the filter of a conv compress's SIMD kernels run also as the [KH*KW*Ci, Co] matrix in column
   // strips they read (packed once here instead of per call; src/engine/kernels/conv2d.ts).
-  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && packedConv(kernelShape, cfg.strides, cfg.dilations) !== undefined;
+  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && !cfg.groups && packedConv(kernelShape, cfg.strides, cfg.dilations) !== undefined;
   const packedFilter = packs ? tf.tensor1d(packGemmB(w, w.length / outChannels, outChannels), 'float32') : undefined;
   if (packedFilter) owned.push(packedFilter);
   const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };
@@ -210,11 +213,33 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   // MobileNetV2 pass; inference needs no gradient).
   const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
   const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
-  const fusedKernel = (x: Tensor) => tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor;
+  const fusedKernel = cfg.groups && cfg.groups > 1
+    ? groupedKernel(tf, cfg.groups, filter, biasT, owned, (x, parts) => tf.engine().runKernel(kernelName, { x, ...parts }, attrs as unknown as tfType.NamedAttrMap) as Tensor)
+    : (x: Tensor) => tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor;
   // A Dense on rows [N, T, K] runs on the [N, 1, T, K] view (a reshape is free) and comes back as rows.
   const run = ([x]: Tensor[]) => [x.rank === 3 ? fusedKernel(x.reshape([x.shape[0], 1, x.shape[1]!, x.shape[2]!])).reshape([x.shape[0], x.shape[1]!, outChannels]) : fusedKernel(x)];
   const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
   return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
+}
+
+/**
+ * A grouped conv's fused kernel: the input's channels split into `groups`, each group's filters and bias (sliced
+ * once, here) run as one fused conv, the outputs concatenated on the channel axis.
+ */
+function groupedKernel(
+  tf: typeof tfType, groups: number, filter: Tensor, bias: Tensor, owned: Tensor[],
+  run: (x: Tensor, parts: { filter: Tensor; bias: Tensor }) => Tensor,
+): (x: Tensor) => Tensor {
+  const filters = tf.split(filter, groups, 3);
+  const biases = tf.split(bias, groups, 0);
+  owned.push(...filters, ...biases);
+  return (x) => {
+    const xs = tf.split(x, groups, 3);
+    const ys = xs.map((xi, g) => run(xi, { filter: filters[g], bias: biases[g] }));
+    const y = tf.concat(ys, 3);
+    for (const t of [...xs, ...ys]) t.dispose();
+    return y;
+  };
 }
 
 /**

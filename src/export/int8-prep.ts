@@ -90,7 +90,8 @@ export function equalizationPairs(ir: IrGraph): Array<[ConvOp, ConvOp]> {
   const readers = new Map<number, number>();
   for (const op of ir.ops) for (const i of op.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
   const producer = new Map<number, IrOp>(ir.ops.map((op) => [op.output, op]));
-  const channelwise = (op: IrOp): op is ConvOp => op.kind === 'conv2d' || (op.kind === 'depthwise' && op.kernelShape[3] === 1);
+  // A grouped conv's input channel i meets only its group's filters: it is left out of equalization.
+  const channelwise = (op: IrOp): op is ConvOp => (op.kind === 'conv2d' && (op.groups ?? 1) === 1) || (op.kind === 'depthwise' && op.kernelShape[3] === 1);
   const pairs: Array<[ConvOp, ConvOp]> = [];
   for (const c of ir.ops) {
     if (!channelwise(c)) continue;

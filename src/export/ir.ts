@@ -29,8 +29,13 @@ interface OpBase {
 
 export interface ConvOp extends OpBase {
   kind: 'conv2d' | 'depthwise';
-  /** conv2d: [kh, kw, cin, cout]; depthwise: [kh, kw, cin, multiplier]. */
+  /** conv2d: [kh, kw, cin / groups, cout]; depthwise: [kh, kw, cin, multiplier]. */
   kernelShape: [number, number, number, number];
+  /**
+   * conv2d only: the input's channels split into this many equal groups, each convolved with cout / groups of
+   * the filters (output channel o reads group floor(o / (cout / groups))). Absent: 1.
+   */
+  groups?: number;
   kernel: Float32Array;
   /** One per output channel (zeros when the layer had none). */
   bias: Float32Array;

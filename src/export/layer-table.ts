@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { SUPPORTED_KERAS_LAYERS } from '../model/load/keras.js';
+import { LOADED_FROM_KERAS, SUPPORTED_KERAS_LAYERS } from '../model/load/keras.js';
 import { PRUNE_METHODS } from '../prune/methods.js';
 import { PRUNABLE_CLASSES } from '../prune/selectors.js';
 import { MAC_CLASSES } from '../prune/stats.js';
@@ -35,7 +35,7 @@ export function layerTableMarkdown(): string {
     const weights = PRUNABLE_CLASSES.includes(cls);
     const cells = [
       `\`${cls}\``,
-      keras.has(cls) ? yes : '—',
+      keras.has(cls) ? yes : LOADED_FROM_KERAS[cls] ? `${yes} (${LOADED_FROM_KERAS[cls]})` : '—',
       weights ? yes : '—',
       structured(cls),
       weights ? yes : '—',

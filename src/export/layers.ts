@@ -111,17 +111,19 @@ function conv(b: IrBuilder): number {
   const strides = pair(c.strides, [1, 1]);
   const dilation = pair(c.dilationRate, [1, 1]);
   if ((dilation[0] > 1 || dilation[1] > 1) && (strides[0] > 1 || strides[1] > 1)) b.fail('dilation with stride > 1 is not supported');
-  const k = (b.weight(cls === 'Conv2D' ? 'kernel' : 'depthwise_kernel') ?? b.fail('has no kernel weight')) as { data: Float32Array; shape: number[] };
+  const full = cls === 'Conv2D' || cls === 'GroupedConv2D';
+  const k = (b.weight(full ? 'kernel' : 'depthwise_kernel') ?? b.fail('has no kernel weight')) as { data: Float32Array; shape: number[] };
   const [kh, kw, ci, co] = k.shape;
   const { x, padding } = convInput(b, [kh, kw], strides, dilation);
   const [H, W, C] = b.shape(x);
-  if (cls !== 'Conv2D' && ci !== C) b.fail(`kernel expects ${ci} channels, input has ${C}`);
+  const groups = cls === 'GroupedConv2D' ? Number(c.groups ?? 1) : 1;
+  if (cls !== 'Conv2D' && ci * groups !== C) b.fail(`kernel expects ${ci * groups} channels, input has ${C}`);
   const oh = outSize(H, kh, strides[0], dilation[0], padding);
   const ow = outSize(W, kw, strides[1], dilation[1], padding);
   const base = { strides, dilation, padding, activation: 'none' as Activation, folded: false };
   let y: number;
-  if (cls === 'Conv2D') {
-    y = b.emit({ kind: 'conv2d', inputs: [x], kernelShape: [kh, kw, ci, co], kernel: k.data, bias: bias(b, co), ...base }, [oh, ow, co]);
+  if (full) {
+    y = b.emit({ kind: 'conv2d', inputs: [x], kernelShape: [kh, kw, ci, co], kernel: k.data, bias: bias(b, co), ...base, ...(groups > 1 ? { groups } : {}) }, [oh, ow, co]);
   } else if (cls === 'DepthwiseConv2D') {
     y = b.emit({ kind: 'depthwise', inputs: [x], kernelShape: [kh, kw, ci, co], kernel: k.data, bias: bias(b, ci * co), ...base }, [oh, ow, ci * co]);
   } else {
@@ -334,6 +336,7 @@ export const ACTIVATIONS: Record<string, { fuse?: Activation; ir: (b: IrBuilder,
 export const LAYERS: Record<string, LayerEntry> = {
   Dense: { ir: dense, tfjs: 'native', note: 'BatchNorm after it is folded in' },
   Conv2D: { ir: conv, tfjs: 'native', note: 'a ZeroPadding2D before it folds into SAME padding where exact' },
+  GroupedConv2D: { ir: conv, tfjs: 'custom', note: 'Keras Conv2D with groups > 1 (RegNet), an ONNX Conv with 1 < group < channels (ResNeXt); TFLite CONV_2D v6, ONNX Conv group' },
   DepthwiseConv2D: { ir: conv, tfjs: 'native' },
   SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
   Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it); TFLite dynamic-int8 stores int8 weights + DEQUANTIZE (LiteRT has no hybrid TRANSPOSE_CONV kernel)' },

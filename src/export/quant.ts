@@ -4,6 +4,7 @@ import { ExportError } from './errors.js';
 import { batchWithin } from '../engine/batching.js';
 import { shapeSize, transposeOutSize, type Activation, type IrGraph, type IrOp, type WeightOp } from './ir.js';
 import { minMax } from '../compression/tensor-stats.js';
+import { groupedConv2d } from '../model/custom-layers.js';
 import { newRangeStat, observeHistogram, rangeFromStat, type CalibrationMethod, type RangeStat } from '../compression/calibrate.js';
 
 /** Number of output channels of a weight op (the last Keras axis; depthwise: cin * multiplier). */
@@ -273,6 +274,10 @@ export function runOp(tf: typeof tfType, op: IrOp, ins: tfType.Tensor[], act: (t
   switch (op.kind) {
     case 'conv2d': {
       const { kernel, bias } = weights.get(op);
+      if ((op.groups ?? 1) > 1) {
+        const y = groupedConv2d(tf, x as tfType.Tensor4D, kernel as tfType.Tensor4D, op.groups!, { strides: op.strides, padding: op.padding, dilations: op.dilation });
+        return act(tf.add(y, bias), op.activation);
+      }
       return tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: kernel as tfType.Tensor4D, strides: op.strides, pad: op.padding, dataFormat: 'NHWC', dilations: op.dilation, bias, activation: fusedActivation(op.activation) });
     }
     case 'depthwise': {

@@ -8,9 +8,39 @@ import type * as tfType from '@tensorflow/tfjs';
  */
 type Tf = typeof tfType;
 
-const CUSTOM: Record<string, (tf: Tf, Merge: new (args: unknown) => object) => unknown> = {
+/** tfjs-layers base classes the custom classes extend (reached through registered builtins). */
+interface Bases {
+  Merge: new (args: unknown) => object;
+  Conv2D: new (args: unknown) => object;
+}
+
+/** The members of tfjs-layers' Conv2D a grouped conv reads and sets (tfjs-layers does not export the class). */
+interface TfjsConv2D {
+  filters: number;
+  kernelSize: number[];
+  strides: number[];
+  padding: 'same' | 'valid';
+  dilationRate: number[];
+  useBias: boolean;
+  kernel: tfType.LayerVariable | null;
+  bias: tfType.LayerVariable | null;
+  activation: { apply(x: tfType.Tensor): tfType.Tensor };
+  kernelInitializer: unknown;
+  biasInitializer: unknown;
+  kernelRegularizer?: unknown;
+  biasRegularizer?: unknown;
+  kernelConstraint?: unknown;
+  biasConstraint?: unknown;
+  inputSpec: unknown;
+  built: boolean;
+  name: string;
+  addWeight(name: string, shape: number[], dtype: null, init: unknown, reg: unknown, trainable: boolean, constraint: unknown): tfType.LayerVariable;
+  getConfig(): tfType.serialization.ConfigDict;
+}
+
+const CUSTOM: Record<string, (tf: Tf, bases: Bases) => unknown> = {
   /** keras.layers.Subtract: inputs[0] - inputs[1]. */
-  Subtract: (tf, Merge) =>
+  Subtract: (tf, { Merge }) =>
     class Subtract extends (Merge as new (args: unknown) => { mergeFunction(inputs: tfType.Tensor[]): tfType.Tensor }) {
       static className = 'Subtract';
       mergeFunction(inputs: tfType.Tensor[]): tfType.Tensor {
@@ -60,7 +90,63 @@ const CUSTOM: Record<string, (tf: Tf, Merge: new (args: unknown) => object) => u
         return { ...super.getConfig(), axis: this.axis };
       }
     },
+  /**
+   * keras.layers.Conv2D with `groups` > 1 (Keras applications' RegNet, ResNeXt; an ONNX Conv with 1 < group <
+   * channels): the input channels split into `groups` equal parts, each convolved with its own filters
+   * (kernel [kh, kw, C / groups, filters]; output channel o belongs to group floor(o / (filters / groups))).
+   * tfjs-layers' Conv2D has no `groups`: this is its subclass, computing each group's conv and concatenating
+   * them (gradients through tf.split / tf.concat). Exported as a grouped CONV_2D / Conv (group attribute).
+   */
+  GroupedConv2D: (tf, { Conv2D }) =>
+    class GroupedConv2D extends (Conv2D as unknown as new (args: unknown) => TfjsConv2D) {
+      static className = 'GroupedConv2D';
+      readonly groups: number;
+      constructor(args: { groups?: number } & Record<string, unknown>) {
+        const { groups, ...rest } = args;
+        super(rest);
+        this.groups = Number(groups ?? 1);
+        if (!Number.isInteger(this.groups) || this.groups < 1) throw new Error(`GroupedConv2D ${String(args.name ?? '')}: groups must be a positive integer, got ${String(groups)}`);
+        if (this.filters % this.groups !== 0) throw new Error(`GroupedConv2D ${this.name}: ${this.filters} filters do not split into ${this.groups} groups`);
+      }
+      build(inputShape: tfType.Shape | tfType.Shape[]): void {
+        const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfType.Shape;
+        const channels = shape[shape.length - 1] as number;
+        if (shape.length !== 4 || channels % this.groups !== 0) {
+          throw new Error(`GroupedConv2D ${this.name}: input [${shape.slice(1).join(', ')}] does not split into ${this.groups} channel groups`);
+        }
+        this.kernel = this.addWeight('kernel', [...this.kernelSize, channels / this.groups, this.filters], null, this.kernelInitializer, this.kernelRegularizer, true, this.kernelConstraint);
+        if (this.useBias) this.bias = this.addWeight('bias', [this.filters], null, this.biasInitializer, this.biasRegularizer, true, this.biasConstraint);
+        this.inputSpec = [{ ndim: 4, axes: { 3: channels } }];
+        this.built = true;
+      }
+      call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+        return tf.tidy(() => {
+          const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tfType.Tensor4D;
+          const y = groupedConv2d(tf, x, this.kernel!.read() as tfType.Tensor4D, this.groups, {
+            strides: this.strides as [number, number], padding: this.padding, dilations: this.dilationRate as [number, number],
+          });
+          return this.activation.apply(this.bias ? tf.add(y, this.bias.read()) : y);
+        });
+      }
+      getConfig(): tfType.serialization.ConfigDict {
+        return { ...super.getConfig(), groups: this.groups };
+      }
+    },
 };
+
+/**
+ * A grouped 2-D convolution (NHWC; filter [kh, kw, C / groups, O]) as one conv per group, concatenated on the
+ * channel axis: the model's layer, the inference plan and the export checks compute it alike.
+ */
+export function groupedConv2d(
+  tf: Tf, x: tfType.Tensor4D, filter: tfType.Tensor4D, groups: number,
+  o: { strides: [number, number]; padding: 'same' | 'valid'; dilations: [number, number] },
+): tfType.Tensor4D {
+  if (groups === 1) return tf.conv2d(x, filter, o.strides, o.padding, 'NHWC', o.dilations);
+  const xs = tf.split(x, groups, 3) as tfType.Tensor4D[];
+  const ks = tf.split(filter, groups, 3) as tfType.Tensor4D[];
+  return tf.concat(xs.map((xi, i) => tf.conv2d(xi, ks[i], o.strides, o.padding, 'NHWC', o.dilations)), 3);
+}
 
 /** Names of the classes compress registers with tfjs. */
 export const CUSTOM_LAYER_CLASSES = Object.keys(CUSTOM);
@@ -85,10 +171,10 @@ export const CUSTOM_ACTIVATION_NAMES = Object.keys(CUSTOM_ACTIVATIONS);
 
 export function registerCustomLayers(tf: Tf): void {
   const map = tf.serialization.SerializationMap.getMap().classNameMap as Record<string, [new (...a: unknown[]) => unknown, unknown]>;
-  const Merge = Object.getPrototypeOf(map.Add[0]) as new (args: unknown) => object;
+  const bases: Bases = { Merge: Object.getPrototypeOf(map.Add[0]) as Bases['Merge'], Conv2D: map.Conv2D[0] as Bases['Conv2D'] };
   for (const [name, make] of Object.entries(CUSTOM)) {
     if (map[name]) continue;
-    tf.serialization.registerClass(make(tf, Merge) as unknown as tfType.serialization.SerializableConstructor<tfType.serialization.Serializable>);
+    tf.serialization.registerClass(make(tf, bases) as unknown as tfType.serialization.SerializableConstructor<tfType.serialization.Serializable>);
   }
   // tfjs's Activation base class, reached through a registered builtin (relu6).
   const Activation = Object.getPrototypeOf(map.relu6[0]) as new () => object;

@@ -256,6 +256,7 @@ export const KERNEL_WEIGHT: Record<string, string> = {
   Dense: 'kernel',
   Conv1D: 'kernel',
   Conv2D: 'kernel',
+  GroupedConv2D: 'kernel',
   Conv3D: 'kernel',
   DepthwiseConv2D: 'depthwise_kernel',
   SeparableConv2D: 'pointwise_kernel',

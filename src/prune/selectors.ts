@@ -31,7 +31,7 @@ export interface SelectorEntry {
   exclude?: boolean;
 }
 
-export const PRUNABLE_CLASSES: readonly string[] = Object.freeze(['Dense', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
+export const PRUNABLE_CLASSES: readonly string[] = Object.freeze(['Dense', 'Conv2D', 'GroupedConv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
 
 export interface ResolveOptions {
   /** Layer classes taken into account; default PRUNABLE_CLASSES. */

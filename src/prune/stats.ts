@@ -43,7 +43,7 @@ export interface ModelStats {
 }
 
 const KERNEL_KINDS = new Set(['kernel', 'depthwise_kernel', 'pointwise_kernel']);
-export const MAC_CLASSES = new Set(['Dense', 'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
+export const MAC_CLASSES = new Set(['Dense', 'Conv1D', 'Conv2D', 'GroupedConv2D', 'Conv3D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
 /** Classes whose kernel is applied once per *input* position (a transposed conv scatters each input into a window). */
 const MACS_PER_INPUT = new Set(['Conv2DTranspose']);
 

@@ -262,7 +262,7 @@ export function irToOnnx(ir: IrGraph, meta: ModelMeta, precision: OnnxPrecision,
         const [w, b] = weightAndBias(op, layout, (a) => permute(a, op.kernelShape, depth ? [2, 3, 0, 1] : [3, 2, 0, 1]));
         const v = g.node('Conv', [floatIn(x), w, b], label, [
           ints('kernel_shape', [kh, kw]), ints('strides', op.strides), ints('dilations', op.dilation),
-          ints('pads', spatialPads(x, [kh, kw], op.strides, op.dilation, op.padding)), int('group', depth ? ci : 1),
+          ints('pads', spatialPads(x, [kh, kw], op.strides, op.dilation, op.padding)), int('group', depth ? ci : (op.groups ?? 1)),
         ]);
         publish(op.output, activate(op, v), actOut(op.output, op.activation));
         break;

@@ -25,6 +25,8 @@ export interface OpSignature {
   /** FullyConnectedOptions.asymmetric_quantize_inputs / keep_num_dims. */
   asymmetricInputs: boolean;
   keepNumDims: boolean;
+  /** CONV_2D whose filter has fewer input channels than its input (a grouped convolution). */
+  grouped?: boolean;
   /** Depthwise dilation other than 1. */
   dilated: boolean;
   /** A fused activation other than NONE (TRANSPOSE_CONV reads it for its version). */
@@ -42,6 +44,7 @@ const BY_INPUT_16_8: Rule[] = [[3, int16In], [2, int8In]];
 
 export const OP_VERSION_RULES: Partial<Record<number, Rule[]>> = {
   [Op.CONV_2D]: [
+    [6, (s) => !!s.grouped],
     [4, (s) => s.input === I16 && s.weight === I16],
     [3, (s) => s.input === I8 && s.weight === I8 && s.output === I8],
     [7, (s) => s.input === I8 && s.weight === I4 && s.output === I8],

@@ -95,6 +95,7 @@ export class TfliteModelBuilder {
       sparseWeight: !!t(inputs[1])?.sparsity,
       asymmetricInputs: fc && !!field(FullyConnectedSlot.asymmetric_quantize_inputs),
       keepNumDims: fc && !!field(FullyConnectedSlot.keep_num_dims),
+      grouped: code === Op.CONV_2D && t(inputs[0])!.shape[3] !== t(inputs[1])?.shape[3],
       dilated: dw && ((field(DepthwiseSlot.dilation_w) ?? 1) !== 1 || (field(DepthwiseSlot.dilation_h) ?? 1) !== 1),
       fusedActivation: code === Op.TRANSPOSE_CONV && (field(TransposeConvSlot.fused_activation) ?? 0) !== 0,
     };

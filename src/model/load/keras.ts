@@ -35,6 +35,9 @@ export const SUPPORTED_KERAS_LAYERS = [
   'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling', 'Normalization',
 ] as const;
 
+/** compress classes a Keras class loads as, by config (the README's layer table shows them as loadable). */
+export const LOADED_FROM_KERAS: Record<string, string> = { GroupedConv2D: 'Conv2D with groups > 1' };
+
 const ALIASES: Record<string, string> = {
   Convolution2D: 'Conv2D',
   MaxPool2D: 'MaxPooling2D',
@@ -677,7 +680,13 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
   if ('dtype' in c || cls === 'InputLayer') c.dtype = 'float32';
 
   // Per-class checks for options tfjs does not have.
-  if ((cls === 'Conv2D' || cls === 'SeparableConv2D') && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
+  if (cls === 'SeparableConv2D' && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
+  // Conv2D with groups > 1 (keras.applications RegNet): compress's GroupedConv2D (src/model/custom-layers.ts).
+  const grouped = cls === 'Conv2D' && src.groups !== undefined && src.groups !== null && Number(src.groups) !== 1;
+  if (grouped) {
+    if (!Number.isInteger(Number(src.groups)) || Number(src.groups) < 1) throw unsupported(`groups=${String(src.groups)}`);
+    c.groups = Number(src.groups);
+  }
   const ignored = tfjsIgnoredOption(cls, { dilationRate: src.dilation_rate, outputPadding: src.output_padding });
   if (ignored) throw new InputError(`${rawCls} with ${ignored}`, { file, layer: name });
   if (cls === 'Conv2DTranspose' && src.groups !== undefined && src.groups !== 1) throw unsupported(`groups=${src.groups}`);
@@ -700,7 +709,7 @@ function convertLayer(l: Json, file: string, functional: boolean): Json {
     if (k.endsWith('_regularizer')) setOwn(c, k, convertRegularizer(c[k]));
     else if (k.endsWith('_constraint')) setOwn(c, k, convertConstraint(c[k]));
   }
-  const out: Json = { class_name: cls, name, config: c };
+  const out: Json = { class_name: grouped ? 'GroupedConv2D' : cls, name, config: c };
   if (functional) out.inbound_nodes = convertInboundNodes(l.inbound_nodes, name, file);
   return out;
 }

@@ -292,7 +292,7 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
       let name = base;
       for (let k = 1; usedNames.has(name); k++) name = `${base}_${k}`;
       usedNames.add(name);
-      const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory];
+      const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory] ?? registeredLayer(tf, factory);
       const ws = weights?.map((w) => tf.tensor(w.data, w.shape));
       if (ws) weightTensors.push(...ws);
       const layer = make({ ...config, name, ...(ws ? { weights: ws } : {}) });
@@ -325,4 +325,12 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
     },
   };
   return ctx;
+}
+
+/** A layer class registered with tfjs by name (compress's custom classes, src/model/custom-layers.ts) as a factory. */
+function registeredLayer(tf: typeof tfType, className: string): (c: object) => tfType.layers.Layer {
+  const map = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, [new (c: object) => tfType.layers.Layer, unknown] | undefined>;
+  const cls = map[className]?.[0];
+  if (!cls) throw new Error(`no layer factory or registered layer class '${className}'`);
+  return (c) => new cls(c);
 }

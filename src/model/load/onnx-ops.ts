@@ -171,20 +171,6 @@ function depthwiseKernel(w: Const, C: number): Float32Array {
   return transpose(Float32Array.from(w.data), [C, O / C, kh, kw], [2, 3, 0, 1]).data;
 }
 
-/** Grouped weight [O, I/g, kh, kw] -> a block-diagonal Conv2D kernel [kh, kw, I, O] (zeros across groups). */
-function groupedKernel(w: Const, I: number, groups: number): Float32Array {
-  const [O, Ig, kh, kw] = w.dims;
-  const Og = O / groups;
-  const out = new Float32Array(kh * kw * I * O);
-  for (let o = 0; o < O; o++) {
-    const g = Math.floor(o / Og);
-    for (let i = 0; i < Ig; i++) {
-      for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) out[((y * kw + x) * I + g * Ig + i) * O + o] = w.data[((o * Ig + i) * kh + y) * kw + x];
-    }
-  }
-  return out;
-}
-
 /**
  * Rows of a Dense kernel [K, N] reordered for its input's tfjs order: a `flat` input is the
  * NHWC flattening of an NCHW tensor, so tfjs row j = (h*W + w)*C + c takes ONNX row c*H*W + h*W + w.
@@ -549,9 +535,12 @@ export const OPS: Record<string, OpEntry> = {
           { data: depthwiseKernel(w, I), shape: [kh, kw, I, O / I] },
           { data: bias, shape: [O] },
         ]);
+      } else if (groups === 1) {
+        y = c.layer('conv2d', { ...common, filters: O, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, I, O] }, { data: bias, shape: [O] }]);
       } else {
-        const kernel = groups === 1 ? convKernel(w) : groupedKernel(w, I, groups);
-        y = c.layer('conv2d', { ...common, filters: O, kernelInitializer: 'zeros' }, t, [{ data: kernel, shape: [kh, kw, I, O] }, { data: bias, shape: [O] }]);
+        // ResNeXt / RegNet: compress's GroupedConv2D, kernel [kh, kw, I / groups, O] (src/model/custom-layers.ts).
+        if (O % groups !== 0) c.fail(`${O} output channels do not split into group=${groups}`);
+        y = c.layer('GroupedConv2D', { ...common, filters: O, groups, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, Ig, O] }, { data: bias, shape: [O] }]);
       }
       const [ho, wo] = outSpatial(s.shape[2], s.shape[3], sp);
       c.out({ kind: 'sym', t: y, shape: [1, O, ho, wo], layout: 'nchw' });

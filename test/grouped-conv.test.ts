@@ -1,0 +1,166 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type * as tfType from '@tensorflow/tfjs';
+import { initEngine } from '../src/engine/backend.js';
+import { inferencePlan } from '../src/engine/inference.js';
+import { exportModel, verifyExport } from '../src/export/index.js';
+import { readTflite } from '../src/export/tflite/reader.js';
+import { Op } from '../src/export/tflite/schema.js';
+import { emptyMeta } from '../src/model/meta.js';
+import { loadModelFrom } from '../src/model/load/index.js';
+import { importOnnx } from '../src/model/load/onnx.js';
+import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
+import { layerStats } from '../src/prune/stats.js';
+import { writeKeras2H5, writeKeras3 } from './fixtures/keras-writer.js';
+import { ROOT } from './helpers.js';
+
+/**
+ * Grouped convolutions (Keras Conv2D with groups > 1: keras.applications RegNet; ONNX Conv with 1 < group <
+ * channels: torchvision ResNeXt / RegNet) as compress's GroupedConv2D: the kernel PyTorch and Keras store
+ * ([kh, kw, C / groups, O]), not a block-diagonal [kh, kw, C, O] full of zeros.
+ */
+
+const { tf } = await initEngine('wasm');
+const dir = mkdtempSync(join(tmpdir(), 'compress-grouped-'));
+const ONNX = join(dir, 'resnext_mini-13.onnx');
+
+before(async () => {
+  await execa('/usr/bin/python3', [join(ROOT, 'test/fixtures/torch_export.py'), dir, 'resnext_mini:13:dynamic'], { timeout: 300_000 });
+});
+
+type LayerClass = new (config: object) => tfType.layers.Layer;
+const registered = (name: string) => (tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, [LayerClass]>)[name][0];
+
+/** conv 3->8, grouped 3x3 8->12 in 4 groups (relu), dense: a small model with one GroupedConv2D, seeded weights. */
+function groupedModel(): tfType.LayersModel {
+  const input = tf.input({ shape: [7, 6, 3] });
+  const stem = tf.layers.conv2d({ filters: 8, kernelSize: 1, name: 'stem' }).apply(input) as tfType.SymbolicTensor;
+  const GroupedConv2D = registered('GroupedConv2D');
+  const grouped = new GroupedConv2D({ filters: 12, kernelSize: 3, padding: 'same', strides: 2, groups: 4, activation: 'relu', name: 'grouped' });
+  const y = grouped.apply(stem) as tfType.SymbolicTensor;
+  const out = tf.layers.dense({ units: 5, name: 'head' }).apply(tf.layers.flatten().apply(y)) as tfType.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: out });
+  model.setWeights(model.getWeights().map((w, i) => tf.randomNormal(w.shape, 0, 0.5, 'float32', 11 + i)));
+  return model;
+}
+
+/** The same grouped conv as an ordinary Conv2D whose kernel is block-diagonal over the groups (zeros across them). */
+function blockDiagonal(kernel: tfType.Tensor, groups: number): tfType.Tensor4D {
+  const [kh, kw, cg, O] = kernel.shape as number[];
+  const C = cg * groups;
+  const og = O / groups;
+  const src = kernel.dataSync();
+  const out = new Float32Array(kh * kw * C * O);
+  for (let p = 0; p < kh * kw; p++) {
+    for (let i = 0; i < cg; i++) {
+      for (let o = 0; o < O; o++) out[(p * C + Math.floor(o / og) * cg + i) * O + o] = src[(p * cg + i) * O + o];
+    }
+  }
+  return tf.tensor4d(out, [kh, kw, C, O]);
+}
+
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst <= tol ? undefined : `max |diff| ${worst}`;
+};
+
+test('GroupedConv2D computes the block-diagonal convolution and stores only each group\'s filters', () => {
+  const model = groupedModel();
+  const layer = model.getLayer('grouped');
+  const [kernel, bias] = layer.getWeights();
+  assert.deepEqual(kernel.shape, [3, 3, 2, 12]);
+  const x = tf.randomNormal([3, 7, 6, 3], 0, 1, 'float32', 3);
+  const stem = (model.getLayer('stem').apply(x) as tfType.Tensor4D);
+  const got = (layer.apply(stem) as tfType.Tensor).dataSync();
+  const want = tf.relu(tf.add(tf.conv2d(stem, blockDiagonal(kernel, 4), 2, 'same'), bias)).dataSync();
+  assert.equal(close(got, want, 1e-5), undefined);
+});
+
+test('a Keras Conv2D with groups > 1 loads from .h5 and .keras as GroupedConv2D with the same outputs', async () => {
+  const model = groupedModel();
+  const x = tf.randomNormal([4, 7, 6, 3], 0, 1, 'float32', 5);
+  const want = (model.predict(x) as tfType.Tensor).dataSync();
+  for (const [file, bytes] of [['g.h5', await writeKeras2H5(model)], ['g.keras', await writeKeras3(model)]] as const) {
+    writeFileSync(join(dir, file), bytes);
+    const loaded = await loadModelFrom(tf, join(dir, file));
+    assert.equal(loaded.getLayer('grouped').getClassName(), 'GroupedConv2D', file);
+    assert.equal(loaded.getLayer('grouped').getConfig().groups, 4);
+    assert.equal(close((loaded.predict(x) as tfType.Tensor).dataSync(), want, 1e-5), undefined, file);
+  }
+});
+
+test('an ONNX ResNeXt block imports its grouped convs with the weights PyTorch counts and onnxruntime\'s outputs', async () => {
+  const { model, reference, info } = await importOnnx(tf, ONNX);
+  const { convWeights } = JSON.parse(readFileSync(ONNX.replace(/\.onnx$/, '.json'), 'utf8')) as { convWeights: number };
+  const convs = model.layers.filter((l) => ['Conv2D', 'GroupedConv2D'].includes(l.getClassName()));
+  const kernels = convs.reduce((a, l) => a + l.getWeights()[0].size, 0);
+  assert.equal(kernels, convWeights);
+  assert.equal(model.layers.filter((l) => l.getClassName() === 'GroupedConv2D').length, 2);
+  const shape = model.inputs[0].shape.slice(1) as number[];
+  const check = await checkImport(tf, reference, info, ONNX, randomInputs(shape, 2, 5), 2, { inputs: 'random' });
+  assert.ok(check.passed, JSON.stringify(check));
+  assert.ok(check.outputScale > 1e-3, `outputs are not all near zero: ${check.outputScale}`);
+  model.dispose();
+});
+
+test("a grouped conv's multiply-adds count each group's filters only", async () => {
+  const model = groupedModel();
+  const s = layerStats(model.getLayer('grouped'));
+  // 4x3 output positions, 12 filters of 3x3x2.
+  assert.equal(s.macs, 4 * 3 * 12 * 3 * 3 * 2);
+});
+
+test('the inference plan runs a grouped conv fused with its ReLU as model.predict does', async () => {
+  const { model } = await importOnnx(tf, ONNX);
+  const shape = model.inputs[0].shape.slice(1) as number[];
+  const x = tf.tensor(randomInputs(shape, 3, 7), [3, ...shape]);
+  const plan = inferencePlan(tf, model);
+  try {
+    const fusedGrouped = plan.fused.filter((f) => model.getLayer(f.conv).getClassName() === 'GroupedConv2D' && f.activation);
+    assert.equal(fusedGrouped.length, 2, JSON.stringify(plan.fused));
+    const want = (model.predict(x) as tfType.Tensor).dataSync();
+    const got = plan.predict(x).dataSync();
+    const scale = Math.max(...Array.from(want, Math.abs));
+    assert.equal(close(got, want, 1e-5 * scale), undefined);
+  } finally {
+    plan.dispose();
+    model.dispose();
+  }
+});
+
+test('a grouped conv trains: a gradient step changes its kernel', async () => {
+  const model = groupedModel();
+  const before = model.getLayer('grouped').getWeights()[0].dataSync().slice();
+  model.compile({ optimizer: tf.train.sgd(0.1), loss: 'meanSquaredError' });
+  await model.fit(tf.randomNormal([8, 7, 6, 3], 0, 1, 'float32', 1), tf.randomNormal([8, 5], 0, 1, 'float32', 2), { epochs: 1, batchSize: 8, verbose: 0 });
+  const after = model.getLayer('grouped').getWeights()[0].dataSync();
+  assert.ok(after.some((v, i) => v !== before[i]), 'the kernel did not change');
+});
+
+for (const [target, precision] of [['tflite', 'float32'], ['tflite', 'int8'], ['tflite', 'dynamic-int8'], ['onnx', 'float32'], ['onnx', 'int8'], ['tfjs', 'float32']] as const) {
+  test(`an imported ResNeXt block exports to ${target} ${precision} and agrees in its runtime`, async () => {
+    const { model } = await importOnnx(tf, ONNX);
+    try {
+      const shape = model.inputs[0].shape.slice(1) as number[];
+      const n = 48;
+      const x = randomInputs(shape, n, 9);
+      const y = Int32Array.from((tf.tidy(() => (model.predict(tf.tensor(x, [n, ...shape])) as tfType.Tensor).argMax(-1)) as tfType.Tensor).dataSync());
+      const out = join(dir, `resnext-${target}-${precision}`);
+      const res = await exportModel(tf, model, emptyMeta(), { target, precision, calibration: randomInputs(shape, 32, 3) }, out);
+      const v = await verifyExport(tf, { target, precision, dir: out, files: res.files }, model, { x, y, n, sampleShape: shape, numClasses: 10 });
+      assert.ok(v.agreement >= 0.95, JSON.stringify(v));
+      if (target === 'tflite') {
+        const file = readTflite(readFileSync(join(out, res.files[0])));
+        const conv = file.operators.filter((o) => o.code === Op.CONV_2D).map((o) => o.version);
+        assert.ok(conv.includes(6), `CONV_2D versions ${conv.join(', ')}: a grouped conv is version 6`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+}

@@ -7,6 +7,7 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine, type BackendName } from './backend.js';
+import { SEEDED_DROPOUT_CLASSES } from '../model/custom-layers.js';
 import { shardGradients, type Teacher } from './train.js';
 import { valuesOf, type HelperInit, type HelperMessage, type HelperStep } from './data-parallel.js';
 
@@ -54,7 +55,7 @@ class Replica {
     this.inputs = new Float32Array(init.inputs);
     this.vars = init.trainable.map((i) => model.weights[i].read() as tfType.Variable);
     this.vars.reduce((at, v) => (this.offsets.push(at), at + v.size), 0);
-    this.dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as Array<{ seed?: number }>;
+    this.dropouts = model.layers.filter((l) => SEEDED_DROPOUT_CLASSES.has(l.getClassName())) as unknown as Array<{ seed?: number }>;
   }
 
   static async create(tf: typeof tfType, init: HelperInit): Promise<Replica> {

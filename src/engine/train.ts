@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { inferencePlan } from './inference.js';
+import { SEEDED_DROPOUT_CLASSES } from '../model/custom-layers.js';
 import { walkBatchSize } from './batching.js';
 import type { Dataset } from '../data/dataset.js';
 import { sampleSize } from '../data/dataset.js';
@@ -356,7 +357,7 @@ export async function trainModel(tf: typeof tfType, model: tfType.LayersModel, t
   const layerVars = model.trainableWeights;
   const vars = layerVars.map((w) => w.read() as tfType.Variable);
   const isKernel = new Set(layerVars.filter((w) => /kernel$/.test(w.originalName ?? w.name)).map((w) => (w.read() as tfType.Variable).name));
-  const dropouts = model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as DropoutLike[];
+  const dropouts = model.layers.filter((l) => SEEDED_DROPOUT_CLASSES.has(l.getClassName())) as unknown as DropoutLike[];
   const dropoutSeeds = dropouts.map((l) => l.seed);
   const teacher = hooks.teacher;
 

@@ -6,6 +6,7 @@ import { PRUNABLE_CLASSES } from '../prune/selectors.js';
 import { MAC_CLASSES } from '../prune/stats.js';
 import { CONSUMERS, ELEMENTWISE, PASS_THROUGH, REMOVABLE } from '../prune/structured.js';
 import { IDENTITY_LAYERS, LAYERS } from './layers.js';
+import { CUSTOM_LAYER_CLASSES } from '../model/custom-layers.js';
 
 /**
  * The README's layer support table (layer x stage x export target), generated from the tables the
@@ -43,7 +44,7 @@ export function layerTableMarkdown(): string {
       yes,
       yes,
       e?.tfjs === 'custom' ? `${yes} (custom class)` : yes,
-      e?.note ?? (cls === 'Dropout' ? `identity at inference (also ${[...IDENTITY_LAYERS].filter((c) => c !== 'Dropout').join(', ')})` : ''),
+      e?.note ?? (cls === 'Dropout' ? `identity at inference (also ${[...IDENTITY_LAYERS].filter((c) => c !== 'Dropout').map((c) => (CUSTOM_LAYER_CLASSES.includes(c) ? `${c} (custom class)` : c)).join(', ')})` : ''),
     ];
     return `| ${cells.join(' | ')} |`;
   });

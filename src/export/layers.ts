@@ -21,7 +21,7 @@ export interface LayerEntry {
 }
 
 /** Layers that compute the identity at inference. */
-export const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization']);
+export const IDENTITY_LAYERS = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization', 'StochasticDepth']);
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -212,6 +212,21 @@ function batchNorm(b: IrBuilder): number {
   const scale = Float32Array.from(k);
   const offset = Float32Array.from({ length: ch }, (_, i) => beta[i] - mean[i] * k[i]);
   return affine(b, x, scale, offset, 'bn');
+}
+
+/** x * gamma per channel: folded into the conv / dense before it (its only reader, no activation), else a multiply. */
+function layerScale(b: IrBuilder): number {
+  const x = b.input();
+  const gamma = (b.weight('gamma') ?? b.fail('has no gamma weight')).data;
+  const prev = b.fusable(x);
+  if (prev && (prev.kind === 'conv2d' || prev.kind === 'dense') && prev.activation === 'none' && gamma.length === prev.bias.length) {
+    const ch = gamma.length;
+    for (let i = 0; i < prev.kernel.length; i++) prev.kernel[i] *= gamma[i % ch];
+    for (let c = 0; c < ch; c++) prev.bias[c] *= gamma[c];
+    prev.folded = true;
+    return x;
+  }
+  return affine(b, x, gamma, Float32Array.of(0), 'layer_scale');
 }
 
 function layerNorm(b: IrBuilder): number {
@@ -430,6 +445,7 @@ export const LAYERS: Record<string, LayerEntry> = {
     tfjs: 'custom',
     note: 'last axis; a per-channel multiply-add',
   },
+  LayerScale: { ir: layerScale, tfjs: 'custom', note: 'keras.applications ConvNeXt; folded into a preceding conv/dense, else a per-channel multiply' },
   Rescaling: {
     ir: (b) => affine(b, b.input(), Float32Array.of(b.layer.config.scale as number), Float32Array.of((b.layer.config.offset as number) ?? 0), 'rescale'),
     tfjs: 'native',

@@ -91,6 +91,58 @@ const CUSTOM: Record<string, (tf: Tf, bases: Bases) => unknown> = {
       }
     },
   /**
+   * keras.applications ConvNeXt's LayerScale (CaiT's layer scale): x * gamma, one trainable value per channel
+   * (`projection_dim` of them, initialised to `init_values`).
+   */
+  LayerScale: (tf) =>
+    class LayerScale extends tf.layers.Layer {
+      static className = 'LayerScale';
+      readonly initValues: number;
+      readonly projectionDim?: number;
+      constructor(args: { initValues?: number; projectionDim?: number } & Record<string, unknown>) {
+        super(args as Record<string, never>);
+        this.initValues = Number(args.initValues ?? 1e-6);
+        this.projectionDim = args.projectionDim === undefined ? undefined : Number(args.projectionDim);
+      }
+      build(inputShape: tfType.Shape | tfType.Shape[]): void {
+        const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfType.Shape;
+        const n = shape[shape.length - 1] as number;
+        if (this.projectionDim !== undefined && n !== this.projectionDim) throw new Error(`LayerScale ${this.name}: projection_dim ${this.projectionDim} but the input has ${n} channels`);
+        this.addWeight('gamma', [n], 'float32', tf.initializers.constant({ value: this.initValues }), undefined, true);
+        this.built = true;
+      }
+      call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+        return tf.tidy(() => tf.mul(Array.isArray(inputs) ? inputs[0] : inputs, this.weights[0].read()));
+      }
+      getConfig(): tfType.serialization.ConfigDict {
+        return { ...super.getConfig(), initValues: this.initValues, ...(this.projectionDim !== undefined ? { projectionDim: this.projectionDim } : {}) };
+      }
+    },
+  /**
+   * keras.applications ConvNeXt's StochasticDepth (timm's DropPath): in training each sample's residual branch is
+   * dropped with probability `drop_path_rate` (the rest scaled by 1 / keep); at inference the identity. Seeded by
+   * the trainer like Dropout (`seed`).
+   */
+  StochasticDepth: (tf) =>
+    class StochasticDepth extends tf.layers.Layer {
+      static className = 'StochasticDepth';
+      readonly dropPathRate: number;
+      seed?: number;
+      constructor(args: { dropPathRate?: number } & Record<string, unknown>) {
+        super(args as Record<string, never>);
+        this.dropPathRate = Number(args.dropPathRate ?? 0);
+        if (!(this.dropPathRate >= 0 && this.dropPathRate < 1)) throw new Error(`StochasticDepth ${this.name}: drop_path_rate must be in [0, 1), got ${String(args.dropPathRate)}`);
+      }
+      call(inputs: tfType.Tensor | tfType.Tensor[], kwargs: { training?: boolean }): tfType.Tensor {
+        const x = Array.isArray(inputs) ? inputs[0] : inputs;
+        if (!kwargs?.training || this.dropPathRate === 0) return x;
+        return tf.tidy(() => tf.dropout(x, this.dropPathRate, [x.shape[0], ...x.shape.slice(1).map(() => 1)], this.seed));
+      }
+      getConfig(): tfType.serialization.ConfigDict {
+        return { ...super.getConfig(), dropPathRate: this.dropPathRate };
+      }
+    },
+  /**
    * keras.layers.Conv2D with `groups` > 1 (Keras applications' RegNet, ResNeXt; an ONNX Conv with 1 < group <
    * channels): the input channels split into `groups` equal parts, each convolved with its own filters
    * (kernel [kh, kw, C / groups, filters]; output channel o belongs to group floor(o / (filters / groups))).
@@ -147,6 +199,9 @@ export function groupedConv2d(
   const ks = tf.split(filter, groups, 3) as tfType.Tensor4D[];
   return tf.concat(xs.map((xi, i) => tf.conv2d(xi, ks[i], o.strides, o.padding, 'NHWC', o.dilations)), 3);
 }
+
+/** Layer classes the trainer seeds like Dropout (each has a `seed` it reads when training). */
+export const SEEDED_DROPOUT_CLASSES: ReadonlySet<string> = new Set(['Dropout', 'StochasticDepth']);
 
 /** Names of the classes compress registers with tfjs. */
 export const CUSTOM_LAYER_CLASSES = Object.keys(CUSTOM);

@@ -4,6 +4,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { assertFiniteWeights, sameShape, shapeStr, tfjsIgnoredOption } from './common.js';
 import { checkTopology, resolveReshapeTargets } from './precheck.js';
+import { depthwiseFromGroups } from './depthwise-groups.js';
 import { datasetToFloat32, withH5File, type H5Dataset, type H5File, type H5Group } from './h5.js';
 import { readZip } from './zip.js';
 import { setOwn } from '../../util/own.js';
@@ -33,6 +34,7 @@ export const SUPPORTED_KERAS_LAYERS = [
   'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
   'Activation', 'ReLU', 'LeakyReLU', 'ELU', 'Softmax', 'Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate',
   'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling', 'Normalization',
+  'LayerScale', 'StochasticDepth',
 ] as const;
 
 /** compress classes a Keras class loads as, by config (the README's layer table shows them as loadable). */
@@ -84,6 +86,8 @@ const LAYER_KEYS: Record<string, string[]> = {
   LayerNormalization: ['axis', 'epsilon', 'center', 'scale'],
   Rescaling: ['scale', 'offset'],
   Normalization: ['axis', 'mean', 'variance'],
+  LayerScale: ['init_values', 'projection_dim'],
+  StochasticDepth: ['drop_path_rate'],
 };
 
 const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new', ...CUSTOM_ACTIVATION_NAMES]);
@@ -209,7 +213,7 @@ async function buildWithKeras2Weights(tf: Tf, config: Json, weights: Map<string,
     model.dispose();
     throw e;
   }
-  return model;
+  return depthwiseFromGroups(tf, model);
 }
 
 /**
@@ -351,7 +355,7 @@ async function buildWithKeras3Weights(tf: Tf, config: Json, groups: Map<string, 
     model.dispose();
     throw e;
   }
-  return model;
+  return depthwiseFromGroups(tf, model);
 }
 
 /**

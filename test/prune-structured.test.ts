@@ -3,31 +3,14 @@ import assert from 'node:assert/strict';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { buildModel } from '../src/engine/models.js';
-import { createRng } from '../src/util/rng.js';
-import { removeUnits, zeroUnits, countParams, StructuredRemovalError, MaskSet, unitsToMasks, modelStats, magnitudeMask, readKernel, pruningMeta } from '../src/prune/index.js';
+import { removeUnits, zeroUnits, countParams, StructuredRemovalError, MaskSet, modelStats, magnitudeMask, readKernel, pruningMeta } from '../src/prune/index.js';
+import { maxAbsDiff as maxAbsDiffOf, randomBatchNorms, zeroOut as zeroOutUnits } from './fixtures/unit-removal.js';
 
 const { tf } = await initEngine('cpu');
 const opts = { inputShape: [28, 28, 1], numClasses: 10, seed: 7 };
 
-/** Zeroes the kernel columns (and bias entries) of `units` through a MaskSet, like structured pruning does. */
-function zeroOut(model: tfType.LayersModel, spec: Record<string, number[]>): void {
-  const ms = new MaskSet();
-  for (const [name, units] of Object.entries(spec)) {
-    const k = readKernel(model, name);
-    const u = k.shape.at(-1)!;
-    const unitMask = new Uint8Array(u).fill(1);
-    for (const j of units) unitMask[j] = 0;
-    const { mask } = unitsToMasks(unitMask, k.values.length);
-    const hasBias = model.getLayer(name).weights.length > 1;
-    ms.set(name, mask, hasBias ? { bias: unitMask } : {});
-  }
-  ms.applyMasks(tf, model);
-  ms.dispose();
-}
-
-function maxAbsDiff(a: tfType.LayersModel, b: tfType.LayersModel, x: tfType.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a.predict(x) as tfType.Tensor, b.predict(x) as tfType.Tensor))).dataSync()[0]);
-}
+const zeroOut = (model: tfType.LayersModel, spec: Record<string, number[]>) => zeroOutUnits(tf, model, spec);
+const maxAbsDiff = (a: tfType.LayersModel, b: tfType.LayersModel, x: tfType.Tensor) => maxAbsDiffOf(tf, a, b, x);
 
 const input = (seed: number) => tf.randomUniform([3, 28, 28, 1], 0, 1, 'float32', seed);
 
@@ -75,21 +58,7 @@ test('dw-cnn: removal through BatchNorm, ReLU, depthwise conv and global pooling
     block_3_pw_bn: [3],
   };
   // random BatchNorm statistics; the removed channels map 0 -> 0 (beta = mean = 0)
-  const rng = createRng(5);
-  for (const l of model.layers) {
-    if (l.getClassName() !== 'BatchNormalization') continue;
-    const ws = l.getWeights().map((w) => w.dataSync().slice() as Float32Array); // gamma, beta, mean, var
-    const drop = new Set(removedBn[l.name] ?? []);
-    for (let c = 0; c < ws[0].length; c++) {
-      ws[0][c] = 0.5 + rng();
-      ws[1][c] = drop.has(c) ? 0 : rng() - 0.5;
-      ws[2][c] = drop.has(c) ? 0 : rng() - 0.5;
-      ws[3][c] = 0.5 + rng();
-    }
-    const ts = ws.map((w) => tf.tensor(w));
-    l.setWeights(ts);
-    tf.dispose(ts);
-  }
+  randomBatchNorms(tf, model, 5, removedBn);
   zeroOut(model, spec);
   const x = input(2);
   const r = removeUnits(tf, model, spec);

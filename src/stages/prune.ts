@@ -92,8 +92,9 @@ interface LayerSetting {
 
 /**
  * Structured removal of layers whose outputs meet in an element-wise merge (a residual Add) fails
- * unless they lose the same channels; said before any pruning or training, naming every such
- * layer and the selector that leaves them out (it failed after the whole schedule had run).
+ * unless they lose the same channels (a squeeze-excitation gate loses its Multiply's, and cannot be
+ * selected on its own); said before any pruning or training, naming every such layer and the
+ * selector that leaves them out (it failed after the whole schedule had run).
  */
 function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names: string[], stageId: string): void {
   const blocked = removalBlockers(tf, model, names);
@@ -103,7 +104,7 @@ function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names
   throw new Error(
     `stage '${stageId}': structured pruning cannot remove filters of ${layers.length} selected layer${layers.length === 1 ? '' : 's'} on ${layers.length === 1 ? 'its' : 'their'} own (nothing was pruned or trained):\n` +
       blocked.map((b) => `  ${b.why}`).join('\n') +
-      `\n  hint: removed filters must pass through every layer up to the next conv or dense layer, and layers whose outputs meet in an element-wise merge (a residual Add, a squeeze-excitation Multiply) would have to lose the same filters; leave these out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
+      `\n  hint: removed filters must pass through every layer up to the next conv or dense layer, and layers whose outputs meet in an element-wise merge (a residual Add) would have to lose the same filters (a squeeze-excitation Multiply passes them: its excitation conv loses the same units, so it is not selected itself); leave these out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
   );
 }
 

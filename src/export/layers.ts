@@ -214,19 +214,33 @@ function batchNorm(b: IrBuilder): number {
   return affine(b, x, scale, offset, 'bn');
 }
 
-/** x * gamma per channel: folded into the conv / dense before it (its only reader, no activation), else a multiply. */
-function layerScale(b: IrBuilder): number {
-  const x = b.input();
-  const gamma = (b.weight('gamma') ?? b.fail('has no gamma weight')).data;
+/**
+ * x * scale (one value, or one per channel): folded into the conv / dense that computes x (when this is its only
+ * reader and it has no activation), else a multiply.
+ */
+function scaled(b: IrBuilder, x: number, scale: Float32Array, suffix: string): number {
   const prev = b.fusable(x);
-  if (prev && (prev.kind === 'conv2d' || prev.kind === 'dense') && prev.activation === 'none' && gamma.length === prev.bias.length) {
-    const ch = gamma.length;
-    for (let i = 0; i < prev.kernel.length; i++) prev.kernel[i] *= gamma[i % ch];
-    for (let c = 0; c < ch; c++) prev.bias[c] *= gamma[c];
+  if (prev && (prev.kind === 'conv2d' || prev.kind === 'dense') && prev.activation === 'none' && (scale.length === 1 || scale.length === prev.bias.length)) {
+    const at = (c: number) => scale[scale.length === 1 ? 0 : c];
+    const ch = prev.bias.length;
+    for (let i = 0; i < prev.kernel.length; i++) prev.kernel[i] *= at(i % ch);
+    for (let c = 0; c < ch; c++) prev.bias[c] *= at(c);
     prev.folded = true;
     return x;
   }
-  return affine(b, x, gamma, Float32Array.of(0), 'layer_scale');
+  return affine(b, x, scale, Float32Array.of(0), suffix);
+}
+
+/** keras.applications ConvNeXt's LayerScale: x * gamma per channel. */
+function layerScale(b: IrBuilder): number {
+  return scaled(b, b.input(), (b.weight('gamma') ?? b.fail('has no gamma weight')).data, 'layer_scale');
+}
+
+/** keras.applications InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale. */
+function customScale(b: IrBuilder): number {
+  const ins = b.inputs();
+  if (ins.length !== 2) b.fail(`CustomScaleLayer takes two inputs, got ${ins.length}`);
+  return binary(b, 'add', ins[0], scaled(b, ins[1], Float32Array.of(b.layer.config.scale as number), 'scale'));
 }
 
 function layerNorm(b: IrBuilder): number {
@@ -446,6 +460,7 @@ export const LAYERS: Record<string, LayerEntry> = {
     note: 'last axis; a per-channel multiply-add',
   },
   LayerScale: { ir: layerScale, tfjs: 'custom', note: 'keras.applications ConvNeXt; folded into a preceding conv/dense, else a per-channel multiply' },
+  CustomScaleLayer: { ir: customScale, tfjs: 'custom', note: 'keras.applications InceptionResNetV2: x + r * scale (the scale folded into the conv computing r)' },
   Rescaling: {
     ir: (b) => affine(b, b.input(), Float32Array.of(b.layer.config.scale as number), Float32Array.of((b.layer.config.offset as number) ?? 0), 'rescale'),
     tfjs: 'native',

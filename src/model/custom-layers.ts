@@ -118,6 +118,27 @@ const CUSTOM: Record<string, (tf: Tf, bases: Bases) => unknown> = {
         return { ...super.getConfig(), initValues: this.initValues, ...(this.projectionDim !== undefined ? { projectionDim: this.projectionDim } : {}) };
       }
     },
+  /** keras.applications InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale (a scaled residual). */
+  CustomScaleLayer: (tf) =>
+    class CustomScaleLayer extends tf.layers.Layer {
+      static className = 'CustomScaleLayer';
+      readonly scale: number;
+      constructor(args: { scale?: number } & Record<string, unknown>) {
+        super(args as Record<string, never>);
+        this.scale = Number(args.scale);
+        if (!Number.isFinite(this.scale)) throw new Error(`CustomScaleLayer ${this.name}: scale must be a number, got ${String(args.scale)}`);
+      }
+      computeOutputShape(inputShape: tfType.Shape | tfType.Shape[]): tfType.Shape {
+        return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfType.Shape;
+      }
+      call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+        if (!Array.isArray(inputs) || inputs.length !== 2) throw new Error(`CustomScaleLayer ${this.name} takes two inputs`);
+        return tf.tidy(() => tf.add(inputs[0], tf.mul(inputs[1], this.scale)));
+      }
+      getConfig(): tfType.serialization.ConfigDict {
+        return { ...super.getConfig(), scale: this.scale };
+      }
+    },
   /**
    * keras.applications ConvNeXt's StochasticDepth (timm's DropPath): in training each sample's residual branch is
    * dropped with probability `drop_path_rate` (the rest scaled by 1 / keep); at inference the identity. Seeded by

@@ -34,7 +34,7 @@ export const SUPPORTED_KERAS_LAYERS = [
   'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
   'Activation', 'ReLU', 'LeakyReLU', 'ELU', 'Softmax', 'Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Concatenate',
   'ZeroPadding2D', 'Cropping2D', 'UpSampling2D', 'Permute', 'LayerNormalization', 'Rescaling', 'Normalization',
-  'LayerScale', 'StochasticDepth',
+  'LayerScale', 'StochasticDepth', 'CustomScaleLayer',
 ] as const;
 
 /** compress classes a Keras class loads as, by config (the README's layer table shows them as loadable). */
@@ -88,6 +88,7 @@ const LAYER_KEYS: Record<string, string[]> = {
   Normalization: ['axis', 'mean', 'variance'],
   LayerScale: ['init_values', 'projection_dim'],
   StochasticDepth: ['drop_path_rate'],
+  CustomScaleLayer: ['scale'],
 };
 
 const TFJS_ACTIVATIONS = new Set(['elu', 'hard_sigmoid', 'linear', 'relu', 'relu6', 'selu', 'sigmoid', 'softmax', 'softplus', 'softsign', 'tanh', 'swish', 'mish', 'gelu', 'gelu_new', ...CUSTOM_ACTIVATION_NAMES]);

@@ -94,7 +94,7 @@ test('a selector matching nothing throws SelectorError listing the layers and th
 
 test('a stage that would select no layer fails naming why and listing the layers', () => {
   const layers = [{ name: 'input', className: 'InputLayer' }, { name: 'sequential_1', className: 'Sequential' }];
-  assert.throws(() => assertSelected('q', 'quantize', new Map(), layers), /stage 'q': no layer to quantize: the model has no Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose layer; the model's layers are: input \(InputLayer\) \[not selectable\], sequential_1 \(Sequential\) \[not selectable\]/);
+  assert.throws(() => assertSelected('q', 'quantize', new Map(), layers), /stage 'q': no layer to quantize: the model has no Dense, Conv2D, GroupedConv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose layer; the model's layers are: input \(InputLayer\) \[not selectable\], sequential_1 \(Sequential\) \[not selectable\]/);
   assert.doesNotThrow(() => assertSelected('q', 'quantize', new Map([['d', {}]]), [{ name: 'd', className: 'Dense' }]));
 });
 

@@ -35,13 +35,16 @@ before(async () => {
 type LayerClass = new (config: object) => tfType.layers.Layer;
 const registered = (name: string) => (tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, [LayerClass]>)[name][0];
 
-/** conv 3->8, grouped 3x3 8->12 in 4 groups (relu), dense: a small model with one GroupedConv2D, seeded weights. */
-function groupedModel(): tfType.LayersModel {
+/**
+ * conv 3->C, grouped 3x3 C->1.5C in `groups` groups, ReLU, dense: a small model with one GroupedConv2D, seeded weights.
+ * Narrow groups (8 channels in 4) run as a depthwise conv and a sum, wide ones (80 in 2) as a conv per group.
+ */
+function groupedModel(channels = 8, groups = 4): tfType.LayersModel {
   const input = tf.input({ shape: [7, 6, 3] });
-  const stem = tf.layers.conv2d({ filters: 8, kernelSize: 1, name: 'stem' }).apply(input) as tfType.SymbolicTensor;
+  const stem = tf.layers.conv2d({ filters: channels, kernelSize: 1, name: 'stem' }).apply(input) as tfType.SymbolicTensor;
   const GroupedConv2D = registered('GroupedConv2D');
-  const grouped = new GroupedConv2D({ filters: 12, kernelSize: 3, padding: 'same', strides: 2, groups: 4, activation: 'relu', name: 'grouped' });
-  const y = grouped.apply(stem) as tfType.SymbolicTensor;
+  const grouped = new GroupedConv2D({ filters: channels * 1.5, kernelSize: 3, padding: 'same', strides: 2, groups, name: 'grouped' });
+  const y = tf.layers.reLU({ name: 'relu' }).apply(grouped.apply(stem)) as tfType.SymbolicTensor;
   const out = tf.layers.dense({ units: 5, name: 'head' }).apply(tf.layers.flatten().apply(y)) as tfType.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: out });
   model.setWeights(model.getWeights().map((w, i) => tf.randomNormal(w.shape, 0, 0.5, 'float32', 11 + i)));
@@ -69,17 +72,28 @@ const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
   return worst <= tol ? undefined : `max |diff| ${worst}`;
 };
 
-test('GroupedConv2D computes the block-diagonal convolution and stores only each group\'s filters', () => {
-  const model = groupedModel();
-  const layer = model.getLayer('grouped');
-  const [kernel, bias] = layer.getWeights();
-  assert.deepEqual(kernel.shape, [3, 3, 2, 12]);
-  const x = tf.randomNormal([3, 7, 6, 3], 0, 1, 'float32', 3);
-  const stem = (model.getLayer('stem').apply(x) as tfType.Tensor4D);
-  const got = (layer.apply(stem) as tfType.Tensor).dataSync();
-  const want = tf.relu(tf.add(tf.conv2d(stem, blockDiagonal(kernel, 4), 2, 'same'), bias)).dataSync();
-  assert.equal(close(got, want, 1e-5), undefined);
-});
+for (const [channels, groups] of [[8, 4], [80, 2]]) {
+  test(`GroupedConv2D (${groups} groups of ${channels / groups} channels) computes the block-diagonal convolution, storing only each group's filters`, () => {
+    const model = groupedModel(channels, groups);
+    const layer = model.getLayer('grouped');
+    const [kernel, bias] = layer.getWeights();
+    assert.deepEqual(kernel.shape, [3, 3, channels / groups, channels * 1.5]);
+    const x = tf.randomNormal([3, 7, 6, 3], 0, 1, 'float32', 3);
+    const stem = (model.getLayer('stem').apply(x) as tfType.Tensor4D);
+    const got = (layer.apply(stem) as tfType.Tensor).dataSync();
+    const want = tf.add(tf.conv2d(stem, blockDiagonal(kernel, groups), 2, 'same'), bias).dataSync();
+    assert.equal(close(got, want, 1e-4), undefined);
+    const plan = inferencePlan(tf, model);
+    try {
+      assert.deepEqual(plan.fused.map((f) => [f.conv, f.activation]), [['grouped', 'relu']]);
+      const predicted = (model.predict(x) as tfType.Tensor).dataSync();
+      const scale = Math.max(...Array.from(predicted, Math.abs));
+      assert.equal(close(plan.predict(x).dataSync(), predicted, 1e-5 * scale), undefined, 'the inference plan');
+    } finally {
+      plan.dispose();
+    }
+  });
+}
 
 test('a Keras Conv2D with groups > 1 loads from .h5 and .keras as GroupedConv2D with the same outputs', async () => {
   const model = groupedModel();

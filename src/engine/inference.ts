@@ -2,6 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
 import { packGemmB } from './simd/conv.wat.js';
 import { packedConv } from './kernels/conv2d.js';
+import { DEPTHWISE_GROUP_MAX_CHANNELS, depthwiseGroupFilter, depthwiseGrouped } from '../model/custom-layers.js';
 
 /**
  * Inference of a tf.LayersModel as a plan of fused ops (what model.predict computes, faster):
@@ -214,7 +215,7 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
   const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
   const fusedKernel = cfg.groups && cfg.groups > 1
-    ? groupedKernel(tf, cfg.groups, filter, biasT, owned, (x, parts) => tf.engine().runKernel(kernelName, { x, ...parts }, attrs as unknown as tfType.NamedAttrMap) as Tensor)
+    ? groupedKernel(tf, { ...cfg, activation }, filter, biasT, owned, (x, parts) => tf.engine().runKernel(kernelName, { x, ...parts }, attrs as unknown as tfType.NamedAttrMap) as Tensor)
     : (x: Tensor) => tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor;
   // A Dense on rows [N, T, K] runs on the [N, 1, T, K] view (a reshape is free) and comes back as rows.
   const run = ([x]: Tensor[]) => [x.rank === 3 ? fusedKernel(x.reshape([x.shape[0], 1, x.shape[1]!, x.shape[2]!])).reshape([x.shape[0], x.shape[1]!, outChannels]) : fusedKernel(x)];
@@ -223,13 +224,22 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
 }
 
 /**
- * A grouped conv's fused kernel: the input's channels split into `groups`, each group's filters and bias (sliced
- * once, here) run as one fused conv, the outputs concatenated on the channel axis.
+ * A grouped conv's kernel. Narrow groups: one depthwise conv and a sum (src/model/custom-layers.ts, the filter
+ * rearranged once here), then the bias and activation. Wide groups: the input's channels split into `groups`, each
+ * group's filters and bias (sliced once, here) run as one fused conv, the outputs concatenated on the channel axis.
  */
 function groupedKernel(
-  tf: typeof tfType, groups: number, filter: Tensor, bias: Tensor, owned: Tensor[],
+  tf: typeof tfType, cfg: ConvConfig, filter: Tensor, bias: Tensor, owned: Tensor[],
   run: (x: Tensor, parts: { filter: Tensor; bias: Tensor }) => Tensor,
 ): (x: Tensor) => Tensor {
+  const groups = cfg.groups!;
+  if (filter.shape[2]! <= DEPTHWISE_GROUP_MAX_CHANNELS) {
+    const dw = depthwiseGroupFilter(tf, filter as tfType.Tensor4D, groups);
+    owned.push(dw);
+    const activate = { linear: (t: Tensor) => t, relu: (t: Tensor) => tf.relu(t), relu6: (t: Tensor) => tf.relu6(t) }[cfg.activation];
+    const o = { strides: cfg.strides, padding: cfg.padding, dilations: cfg.dilations };
+    return (x) => tf.tidy(() => activate(tf.add(depthwiseGrouped(tf, x as tfType.Tensor4D, dw, groups, o), bias)));
+  }
   const filters = tf.split(filter, groups, 3);
   const biases = tf.split(bias, groups, 0);
   owned.push(...filters, ...biases);

@@ -178,3 +178,20 @@ for (const [target, precision] of [['tflite', 'float32'], ['tflite', 'int8'], ['
     }
   });
 }
+
+test('a narrow grouped conv trains as a conv per group (no depthwise intermediate on the tape) and infers as one depthwise conv, computing the same', async () => {
+  const layer = groupedModel(8, 4).getLayer('grouped');
+  const x = tf.randomNormal([2, 7, 6, 8], 0, 1, 'float32', 4);
+  const kernels = async (training: boolean) => {
+    let out: Float32Array | undefined;
+    const info = await tf.profile(() => {
+      out = (layer.apply(x, { training }) as tfType.Tensor).dataSync() as Float32Array;
+    });
+    return { names: new Set(info.kernelNames), out: out! };
+  };
+  const train = await kernels(true);
+  const infer = await kernels(false);
+  assert.ok(!train.names.has('DepthwiseConv2dNative') && train.names.has('Conv2D'), [...train.names].join(', '));
+  assert.ok(infer.names.has('DepthwiseConv2dNative'), [...infer.names].join(', '));
+  assert.equal(close(train.out, infer.out, 1e-4), undefined);
+});

@@ -171,3 +171,20 @@ test("a prune stage's sparsity and its schedule's own target that disagree are r
 test("a prune stage's sparsity is the target of a schedule that gives none (accepted)", () => {
   assert.doesNotThrow(() => parseRecipe(PRUNE_WITH('{ sparsity: 0.5, schedule: { kind: one-shot, step: 0 } }'), 'r.yaml'));
 });
+
+test('validate lists every key a prune schedule lacks, and keys its kind does not read', () => {
+  const ps = problems(PRUNE_WITH('{ sparsity: 0.5, schedule: { kind: polynomial-decay, finalSparsity: 0.5, targetSparsity: 0.4 } }'));
+  expectAt(ps, 11, 38, /a polynomial-decay schedule needs initialSparsity, beginStep, endStep/);
+  assert.ok(ps.some((p) => /does not read targetSparsity/.test(p.message)), ps.map((p) => p.message).join('\n'));
+});
+
+test("a stage sparsity that the method or a threshold overrides, or next to an iterative rate, is reported", () => {
+  expectAt(problems(PRUNE_WITH('{ method: "n:m", n: 2, m: 4, sparsity: 0.9 }')), 11, 50, /n:m pruning keeps n of every m weights .* sparsity 0\.9 is not used/);
+  expectAt(problems(PRUNE_WITH('{ threshold: 0.01, sparsity: 0.9 }')), 11, 24, /give threshold or sparsity, not both/);
+  expectAt(problems(PRUNE_WITH('{ sparsity: 0.5, schedule: { kind: iterative, rate: 0.2, rounds: 2, frequency: 1 } }')), 11, 23, /iterative schedule with a rate sets its own target/);
+});
+
+test('a prune schedule whose targets are given per layer, or by an iterative rate, is accepted without a stage sparsity', () => {
+  assert.doesNotThrow(() => parseRecipe(PRUNE_WITH('{ schedule: { kind: polynomial-decay, initialSparsity: 0, beginStep: 0, endStep: 4, frequency: 1 }, layers: [ { match: "*", finalSparsity: 0.5 } ] }'), 'r.yaml'));
+  assert.doesNotThrow(() => parseRecipe(PRUNE_WITH('{ schedule: { kind: iterative, rate: 0.2, rounds: 2, frequency: 1 } }'), 'r.yaml'));
+});

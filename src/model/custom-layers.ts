@@ -192,12 +192,12 @@ const CUSTOM: Record<string, (tf: Tf, bases: Bases) => unknown> = {
         this.inputSpec = [{ ndim: 4, axes: { 3: channels } }];
         this.built = true;
       }
-      call(inputs: tfType.Tensor | tfType.Tensor[]): tfType.Tensor {
+      call(inputs: tfType.Tensor | tfType.Tensor[], kwargs?: { training?: boolean }): tfType.Tensor {
         return tf.tidy(() => {
           const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tfType.Tensor4D;
           const y = groupedConv2d(tf, x, this.kernel!.read() as tfType.Tensor4D, this.groups, {
             strides: this.strides as [number, number], padding: this.padding, dilations: this.dilationRate as [number, number],
-          });
+          }, kwargs?.training === true);
           return this.activation.apply(this.bias ? tf.add(y, this.bias.read()) : y);
         });
       }
@@ -217,13 +217,15 @@ type ConvOptions = { strides: [number, number]; padding: 'same' | 'valid'; dilat
 
 /**
  * A grouped 2-D convolution (NHWC; filter [kh, kw, C / groups, O]): the model's layer, the inference plan and the
- * export checks compute it alike. Narrow groups (ResNeXt's 4-32 channels, RegNet's 8-16) as depthwiseGrouped: one
- * op instead of a split, a conv per group and a concat (tfjs's per-op cost: ResNeXt-50 at 96x96 spent 48 of 220 ms a
- * pass in split and concat, and its 4-channel convs ran at 5 GMAC/s); wider groups one conv each.
+ * export checks compute it alike. At inference narrow groups (ResNeXt's 4-32 channels, RegNet's 8-16) run as
+ * depthwiseGrouped: one op instead of a split, a conv per group and a concat (tfjs's per-op cost: ResNeXt-50 at
+ * 96x96 spent 48 of 220 ms a pass in split and concat, and its 4-channel convs ran at 5 GMAC/s); wider groups, and
+ * every group in training, one conv each: a gradient tape would keep depthwiseGrouped's intermediate (input channels
+ * per group x the output: ResNeXt-50's grouped layers at batch 38 held 2.5 GB against 0.7).
  */
-export function groupedConv2d(tf: Tf, x: tfType.Tensor4D, filter: tfType.Tensor4D, groups: number, o: ConvOptions): tfType.Tensor4D {
+export function groupedConv2d(tf: Tf, x: tfType.Tensor4D, filter: tfType.Tensor4D, groups: number, o: ConvOptions, training = false): tfType.Tensor4D {
   if (groups === 1) return tf.conv2d(x, filter, o.strides, o.padding, 'NHWC', o.dilations);
-  if (filter.shape[2] <= DEPTHWISE_GROUP_MAX_CHANNELS) return depthwiseGrouped(tf, x, depthwiseGroupFilter(tf, filter, groups), groups, o);
+  if (!training && filter.shape[2] <= DEPTHWISE_GROUP_MAX_CHANNELS) return depthwiseGrouped(tf, x, depthwiseGroupFilter(tf, filter, groups), groups, o);
   const xs = tf.split(x, groups, 3) as tfType.Tensor4D[];
   const ks = tf.split(filter, groups, 3) as tfType.Tensor4D[];
   return tf.concat(xs.map((xi, i) => tf.conv2d(xi, ks[i], o.strides, o.padding, 'NHWC', o.dilations)), 3);

@@ -98,6 +98,18 @@ export interface IterativeSchedule extends PruningSchedule {
   readonly roundSteps: readonly number[];
 }
 
+/**
+ * The keys each schedule kind reads (what createSchedule checks): `required` must be given, `target` is its target
+ * sparsity (the prune stage fills it from its `sparsity`; iterative may give `rate` instead), `optional` have defaults.
+ */
+export const SCHEDULE_KEYS: Record<ScheduleSpec['kind'], { required: readonly string[]; target: string; optional: readonly string[] }> = {
+  'one-shot': { required: [], target: 'sparsity', optional: ['step'] },
+  constant: { required: ['beginStep'], target: 'targetSparsity', optional: ['endStep', 'frequency'] },
+  'polynomial-decay': { required: ['initialSparsity', 'beginStep', 'endStep'], target: 'finalSparsity', optional: ['power', 'frequency'] },
+  agp: { required: ['startStep', 'frequency', 'numEvents'], target: 'finalSparsity', optional: ['initialSparsity', 'power'] },
+  iterative: { required: ['rounds', 'frequency'], target: 'finalSparsity', optional: ['rate', 'beginStep'] },
+};
+
 export class ScheduleError extends Error {
   constructor(
     message: string,

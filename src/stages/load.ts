@@ -48,7 +48,7 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
-  version: '2',
+  version: '3',
   description: 'load a TF.js layers model, a Keras (.h5 / .keras) model or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
   datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),

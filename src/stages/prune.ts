@@ -15,6 +15,7 @@ import {
   biasVariable,
   taylorImportance,
   ScheduleError,
+  SCHEDULE_KEYS,
   type PruningSchedule,
   type ScheduleSpec,
 } from '../prune/index.js';
@@ -216,6 +217,7 @@ export const pruneStage = defineStage<PruneWith>({
       const end = Math.max(...[...schedules.values()].map((s) => s.endStep));
       if (gradual) assertSchedulePrunes(schedules.values(), total, t, train.n);
       if (gradual && end > total) ctx.log(`warning: the schedule ends at step ${end} but training takes ${total} steps; final sparsity is not reached (raise train.epochs or lower endStep)`);
+      else if (gradual) warnShortOfTarget(ctx, [...schedules.values()][0], total);
       if (gradual) masks.bind(tf, model);
       const result = await trainModel(tf, model, train, trainOptions(ctx, t, validation, {
         beforeStep: gradual ? (step) => {
@@ -265,10 +267,6 @@ function filterExisting(model: tfType.LayersModel, methods: Record<string, Prune
   return Object.fromEntries(Object.entries(methods).filter(([n]) => names.has(n)));
 }
 
-/** The schedule key holding each kind's target sparsity (iterative: finalSparsity, or `rate` instead). */
-const TARGET_KEY: Record<ScheduleSpec['kind'], string> = {
-  'one-shot': 'sparsity', constant: 'targetSparsity', 'polynomial-decay': 'finalSparsity', agp: 'finalSparsity', iterative: 'finalSparsity',
-};
 
 /**
  * The stage's schedule: `schedule` as written, its target taken from the stage's `sparsity` when the schedule
@@ -278,47 +276,80 @@ const TARGET_KEY: Record<ScheduleSpec['kind'], string> = {
 function scheduleSpec(w: PruneWith): ScheduleSpec {
   if (!w.schedule) return { kind: 'one-shot', sparsity: w.sparsity ?? 0.5 };
   const spec = { ...(w.schedule as unknown as Record<string, unknown>) };
-  const key = TARGET_KEY[spec.kind as ScheduleSpec['kind']];
+  const key = SCHEDULE_KEYS[spec.kind as ScheduleSpec['kind']].target;
   const hasTarget = spec[key] !== undefined || (spec.kind === 'iterative' && spec.rate !== undefined);
   if (!hasTarget && w.sparsity !== undefined) setOwn(spec, key, w.sparsity);
   return spec as unknown as ScheduleSpec;
 }
 
 /**
- * What `validate` can tell of the schedule before anything runs: a target given twice with different values, or
- * a schedule that cannot be made (a missing target, begin after end...), at the schedule's key.
+ * A gradual schedule whose last pruning step within training (steps 0..total-1) comes before it reaches its target
+ * (its end step is not a pruning step: (endStep - beginStep) not a multiple of frequency, or the end is the step
+ * count itself) stops short: say by how much.
  */
-function scheduleProblems(w: PruneWith): Array<{ path: Array<string | number>; message: string }> {
-  if (!w.schedule) return [];
-  const raw = w.schedule as unknown as Record<string, unknown>;
-  const key = TARGET_KEY[raw.kind as ScheduleSpec['kind']];
-  if (key === undefined) return [];
-  if (w.sparsity !== undefined && raw[key] !== undefined && raw[key] !== w.sparsity) {
-    return [{ path: ['with', 'sparsity'], message: `sparsity ${w.sparsity} and schedule.${key} ${String(raw[key])} disagree; give the target once` }];
-  }
-  try {
-    createSchedule(scheduleSpec(w));
-    return [];
-  } catch (e) {
-    if (!(e instanceof ScheduleError)) throw e;
-    const missing = e.field === key && raw[key] === undefined;
-    const message = missing ? `a ${String(raw.kind)} schedule needs a target: set schedule.${key} or the stage's sparsity` : e.message;
-    return [{ path: ['with', 'schedule', ...(e.field && !missing && raw[e.field] !== undefined ? [e.field] : [])], message }];
-  }
+function warnShortOfTarget(ctx: { log(m: string): void }, schedule: PruningSchedule, total: number): void {
+  const last = schedule.pruneSteps(total - 1).at(-1);
+  const reached = last === undefined ? 0 : schedule.sparsityAt(last);
+  if (reached >= schedule.finalSparsity - 1e-9) return;
+  ctx.log(
+    `warning: the schedule's last pruning step within the ${total} training steps is ${last ?? 'none'}, at sparsity ${(reached * 100).toFixed(1)}% ` +
+      `of the target ${(schedule.finalSparsity * 100).toFixed(1)}% (make endStep a pruning step below ${total}: beginStep + a multiple of frequency)`,
+  );
 }
 
-function finalOf(spec: ScheduleSpec): number {
+type Problem = { path: Array<string | number>; message: string };
+
+/**
+ * What `validate` can tell of the schedule and the stage's targets before anything runs: keys the schedule kind
+ * does not read, missing ones (all of them), a target given twice with different values or next to `rate`, a
+ * `sparsity` the method or a `threshold` overrides, and a schedule that cannot be made (begin after end...).
+ */
+function scheduleProblems(w: PruneWith): Problem[] {
+  const out: Problem[] = [];
+  if (w.sparsity !== undefined && w.method === 'n:m') out.push({ path: ['with', 'sparsity'], message: `n:m pruning keeps n of every m weights (sparsity 1 - n/m); sparsity ${w.sparsity} is not used: remove it` });
+  if (w.sparsity !== undefined && w.threshold !== undefined) out.push({ path: ['with', 'threshold'], message: `threshold prunes |w| < ${w.threshold} whatever the sparsity; give threshold or sparsity, not both` });
+  if (!w.schedule) return out;
+  const raw = w.schedule as unknown as Record<string, unknown>;
+  const keys = SCHEDULE_KEYS[raw.kind as ScheduleSpec['kind']];
+  if (!keys) return out;
+  const known = new Set(['kind', ...keys.required, keys.target, ...keys.optional]);
+  for (const k of Object.keys(raw)) if (!known.has(k)) out.push({ path: ['with', 'schedule', k], message: `a ${String(raw.kind)} schedule does not read ${k} (its keys: ${[...known].join(', ')})` });
+  const missing = keys.required.filter((k) => raw[k] === undefined);
+  if (missing.length) out.push({ path: ['with', 'schedule'], message: `a ${String(raw.kind)} schedule needs ${missing.join(', ')}` });
+  const perLayerTargets = (w.layers ?? []).some((e) => (e as { finalSparsity?: unknown }).finalSparsity !== undefined);
+  if (w.sparsity !== undefined && raw[keys.target] !== undefined && raw[keys.target] !== w.sparsity) {
+    out.push({ path: ['with', 'sparsity'], message: `sparsity ${w.sparsity} and schedule.${keys.target} ${String(raw[keys.target])} disagree; give the target once` });
+  } else if (w.sparsity !== undefined && raw.rate !== undefined) {
+    out.push({ path: ['with', 'sparsity'], message: `an iterative schedule with a rate sets its own target; sparsity ${w.sparsity} is not used: give one of them` });
+  } else if (raw[keys.target] === undefined && raw.rate === undefined && w.sparsity === undefined && !perLayerTargets && w.threshold === undefined) {
+    out.push({ path: ['with', 'schedule'], message: `a ${String(raw.kind)} schedule needs a target: set schedule.${keys.target} or the stage's sparsity` });
+  }
+  if (out.length) return out;
+  try {
+    const spec = scheduleSpec(w);
+    if (finalOf(spec) !== undefined || (spec as { rate?: number }).rate !== undefined) createSchedule(spec);
+  } catch (e) {
+    if (!(e instanceof ScheduleError)) throw e;
+    out.push({ path: ['with', 'schedule', ...(e.field && raw[e.field] !== undefined ? [e.field] : [])], message: e.message });
+  }
+  return out;
+}
+
+/** The schedule's own target sparsity, if it gives one (an iterative schedule may give a rate instead). */
+function finalOf(spec: ScheduleSpec): number | undefined {
   switch (spec.kind) {
     case 'one-shot':
       return spec.sparsity;
     case 'constant':
       return spec.targetSparsity;
     default:
-      return spec.finalSparsity ?? 0;
+      return spec.finalSparsity;
   }
 }
 
-function withFinal(spec: ScheduleSpec, final: number): ScheduleSpec {
+/** The schedule with a layer's target; without one (an iterative schedule's rate applies) the schedule as given. */
+function withFinal(spec: ScheduleSpec, final: number | undefined): ScheduleSpec {
+  if (final === undefined) return spec;
   switch (spec.kind) {
     case 'one-shot':
       return { ...spec, sparsity: final };

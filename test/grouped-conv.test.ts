@@ -1,6 +1,6 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -194,4 +194,33 @@ test('a narrow grouped conv trains as a conv per group (no depthwise intermediat
   assert.ok(!train.names.has('DepthwiseConv2dNative') && train.names.has('Conv2D'), [...train.names].join(', '));
   assert.ok(infer.names.has('DepthwiseConv2dNative'), [...infer.names].join(', '));
   assert.equal(close(train.out, infer.out, 1e-4), undefined);
+});
+
+test("a plain TF.js app loads a grouped-conv model's TF.js export after registerCustomLayers from 'compress/tfjs-layers', and not before", async () => {
+  const model = groupedModel();
+  const out = join(dir, 'app-tfjs');
+  await exportModel(tf, model, emptyMeta(), { target: 'tfjs', precision: 'float32' }, out);
+  // A separate process with only @tensorflow/tfjs (cpu backend) and, when asked, compress's registration entry point.
+  const app = `
+    import * as tf from '@tensorflow/tfjs';
+    import { readFileSync } from 'node:fs';
+    const dir = process.argv[2];
+    if (process.argv[3] === 'register') (await import('compress/tfjs-layers')).registerCustomLayers(tf);
+    const json = JSON.parse(readFileSync(dir + '/model.json', 'utf8'));
+    const weights = readFileSync(dir + '/' + json.weightsManifest[0].paths[0]);
+    const m = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length) }));
+    console.log(m.getLayer('grouped').getClassName(), m.predict(tf.ones([1, 7, 6, 3])).shape.join('x'));`;
+  // The app's own directory, with compress and tfjs installed (linked) in its node_modules, as a user's app has them.
+  const appDir = join(dir, 'app');
+  mkdirSync(join(appDir, 'node_modules'), { recursive: true });
+  symlinkSync(ROOT, join(appDir, 'node_modules', 'compress'));
+  symlinkSync(join(ROOT, 'node_modules', '@tensorflow'), join(appDir, 'node_modules', '@tensorflow'));
+  writeFileSync(join(appDir, 'app.mjs'), app);
+  const run = (mode: string) => execa('node', ['app.mjs', out, mode], { cwd: appDir, reject: false });
+  const registered = await run('register');
+  assert.equal(registered.exitCode, 0, registered.stderr);
+  assert.match(registered.stdout, /GroupedConv2D 1x5/);
+  const plain = await run('plain');
+  assert.notEqual(plain.exitCode, 0);
+  assert.match(plain.stderr, /Unknown layer: GroupedConv2D/);
 });

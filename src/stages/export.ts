@@ -6,6 +6,7 @@ import { defineStage } from './types.js';
 import { sizeReport } from './evaluate.js';
 import { ratioBase } from '../report/sizes.js';
 import type * as tfType from '@tensorflow/tfjs';
+import { CUSTOM_LAYER_CLASSES } from '../model/custom-layers.js';
 import type { ModelMeta } from '../model/meta.js';
 import { engineFor, inputShapeOf, outputClassesOf, loadInputModel } from './support.js';
 import { fitDataToModel } from '../data/fit.js';
@@ -148,6 +149,7 @@ export const exportStage = defineStage<ExportWith>({
         target: e.target, precision: e.precision, ...(e.perChannel ? {} : { perChannel: false }), files: res.files, fileBytes: res.bytes, gzipBytes: undefined,
         sourceBytes: source.sourceBytes, ...(base.sourceFileBytes ? { sourceFileBytes: base.sourceFileBytes } : {}), fileRatio: base.bytes / res.bytes, fileRatioOf: base.of, estimatedBytes: source.estimatedBytes, estimatedRatio: source.estimatedRatio,
         ...(await storageFacts(e, dir, res.files)),
+        ...tfjsCustomClasses(e.target, model, ctx),
       };
       const report = await exportLayerErrors(tf, model, meta, { ...opts, calibration: calib.x, calibrationShape: calib.sampleShape }, test.x, Math.min(test.n, LAYER_ERROR_SAMPLES));
       const errors = report?.layers;
@@ -179,6 +181,18 @@ export const exportStage = defineStage<ExportWith>({
     };
   },
 });
+
+/**
+ * A TF.js export of a model with compress's own layer classes (GroupedConv2D, LayerScale, ...: Keras layers
+ * tfjs-layers lacks) loads in a TF.js app only after it registers them: the row names them and the stage says how.
+ */
+function tfjsCustomClasses(target: string, model: tfType.LayersModel, ctx: { log(m: string): void }): { customLayerClasses?: string[] } {
+  if (target !== 'tfjs') return {};
+  const used = [...new Set(model.layers.map((l) => l.getClassName()).filter((c) => CUSTOM_LAYER_CLASSES.includes(c)))];
+  if (!used.length) return {};
+  ctx.log(`note: the TF.js model uses compress's layer classes ${used.join(', ')} (Keras layers tfjs-layers lacks); a TF.js app registers them before loading it: import { registerCustomLayers } from 'compress/tfjs-layers'; registerCustomLayers(tf)`);
+  return { customLayerClasses: used };
+}
 
 /** Test samples the simulated per-layer int8 error runs on at most (fewer for a large model: layerErrorSampleCount). */
 const LAYER_ERROR_SAMPLES = 64;

@@ -318,7 +318,7 @@ export const OPS: Record<string, OpEntry> = {
   Elu: activationOp('Elu'),
   Sigmoid: activationOp('Sigmoid'),
   Tanh: activationOp('Tanh'),
-  Softmax: { convert: (c) => c.out(sym(c.layer('softmax', { axis: -1 }, c.sym(0).t), 0)) },
+  Softmax: { convert: (c) => c.out(sym(c.layer('softmax', { axis: -1 }, c.sym(0).t, undefined, 'softmax'), 0)) },
   Add: arithmetic('add'),
   AddV2: arithmetic('add'),
   Sub: arithmetic('sub'),

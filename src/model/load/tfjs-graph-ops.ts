@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { binary, concat, reshapeTarget, transpose } from './onnx-fold.js';
+import { binary, broadcastShape, concat, reshapeTarget, transpose } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';
 
 /**
@@ -11,11 +11,10 @@ import type { Const } from './onnx-read.js';
 
 type ST = tfType.SymbolicTensor;
 
-/** A computed tensor; `lower` is a known lower bound of its values (0 after ReLU...). */
+/** A computed tensor (TF and Keras agree on its shape and element order). */
 export interface Sym {
   kind: 'sym';
   t: ST;
-  lower?: number;
 }
 export interface ConstVal {
   kind: 'const';
@@ -54,7 +53,7 @@ export interface OpEntry {
 const F32 = (n: number, v = 0): Float32Array => new Float32Array(n).fill(v);
 const dimsOf = (s: Sym): number[] => s.t.shape.slice(1) as number[];
 const channels = (s: Sym): number => dimsOf(s)[dimsOf(s).length - 1];
-const sym = (t: ST, lower?: number): Sym => ({ kind: 'sym', t, lower });
+const sym = (t: ST): Sym => ({ kind: 'sym', t });
 const f32 = (c: Const): Float32Array => Float32Array.from(c.data);
 
 // ---------------------------------------------------------------------------------------------
@@ -62,14 +61,14 @@ const f32 = (c: Const): Float32Array => Float32Array.from(c.data);
 
 type Act = (c: GraphCtx, s: Sym, extra?: Const) => Sym;
 
-const activationLayer = (name: string, lower?: number): Act => (c, s) => sym(c.layer('activation', { activation: name }, s.t, undefined, name), lower);
+const activationLayer = (name: string): Act => (c, s) => sym(c.layer('activation', { activation: name }, s.t, undefined, name));
 
 const ACTIVATIONS: Record<string, Act> = {
-  Relu: (c, s) => sym(c.layer('activation', { activation: 'relu' }, s.t, undefined, 'relu'), 0),
-  Relu6: (c, s) => sym(c.layer('reLU', { maxValue: 6 }, s.t, undefined, 'relu6'), 0),
-  Elu: activationLayer('elu', -1),
-  Sigmoid: activationLayer('sigmoid', 0),
-  Tanh: activationLayer('tanh', -1),
+  Relu: (c, s) => sym(c.layer('activation', { activation: 'relu' }, s.t, undefined, 'relu')),
+  Relu6: (c, s) => sym(c.layer('reLU', { maxValue: 6 }, s.t, undefined, 'relu6')),
+  Elu: activationLayer('elu'),
+  Sigmoid: activationLayer('sigmoid'),
+  Tanh: activationLayer('tanh'),
   LeakyRelu: (c, s) => sym(c.layer('leakyReLU', { alpha: c.attrFloat('leakyrelu_alpha', c.attrFloat('alpha', 0.2)) }, s.t, undefined, 'leaky_relu')),
   Prelu: (c, s, alpha) => {
     const C = channels(s);
@@ -186,7 +185,7 @@ function pool(factory: 'maxPooling2d' | 'averagePooling2d'): OpEntry {
       const p = c.attrStr('padding');
       if (p !== 'SAME' && p !== 'VALID') c.fail(`padding '${p}' is not supported for pooling`);
       const y = c.layer(factory, { poolSize: spatial(c, 'ksize'), strides: spatial(c, 'strides'), padding: p.toLowerCase() }, s.t);
-      c.out(sym(y, factory === 'maxPooling2d' ? s.lower : undefined));
+      c.out(sym(y));
     },
   };
 }
@@ -227,10 +226,12 @@ function foldBinary(f: (x: number, y: number) => number): (c: GraphCtx) => void 
   };
 }
 
-/** Two computed tensors of one shape through a Keras merge layer. */
+/** Two computed tensors through a Keras merge layer, broadcasting as tfjs does (a squeeze-excitation gate [N, 1, 1, C]). */
 function merge(c: GraphCtx, factory: string): Sym {
   const [a, b] = [c.sym(0), c.sym(1)];
-  if (dimsOf(a).join() !== dimsOf(b).join()) c.fail(`operands of shapes [N, ${dimsOf(a).join(', ')}] and [N, ${dimsOf(b).join(', ')}] differ (broadcasting two computed tensors is not supported)`);
+  if (dimsOf(a).length !== dimsOf(b).length || !broadcastShape(dimsOf(a), dimsOf(b))) {
+    c.fail(`operands of shapes [N, ${dimsOf(a).join(', ')}] and [N, ${dimsOf(b).join(', ')}] do not broadcast`);
+  }
   return sym(c.layer(factory, {}, [a.t, b.t]));
 }
 
@@ -263,7 +264,7 @@ function reshapeTo(c: GraphCtx, s: Sym, out: number[]): Sym {
   if (out[0] !== 1) c.fail(`reshaping [N, ${dimsOf(s).join(', ')}] to [${out.join(', ')}] would move the batch axis`);
   if (out.slice(1).join() === dimsOf(s).join()) return s;
   const t = out.length === 2 && dimsOf(s).length > 1 ? c.layer('flatten', {}, s.t) : c.layer('reshape', { targetShape: out.slice(1) }, s.t);
-  return sym(t, s.lower);
+  return sym(t);
 }
 
 /** The shape `target` resolves to for a sample of `s` (batch 1; the batch entry may be -1 or 1). */
@@ -318,7 +319,7 @@ export const OPS: Record<string, OpEntry> = {
   Elu: activationOp('Elu'),
   Sigmoid: activationOp('Sigmoid'),
   Tanh: activationOp('Tanh'),
-  Softmax: { convert: (c) => c.out(sym(c.layer('softmax', { axis: -1 }, c.sym(0).t, undefined, 'softmax'), 0)) },
+  Softmax: { convert: (c) => c.out(sym(c.layer('softmax', { axis: -1 }, c.sym(0).t, undefined, 'softmax'))) },
   Add: arithmetic('add'),
   AddV2: arithmetic('add'),
   Sub: arithmetic('sub'),
@@ -329,7 +330,7 @@ export const OPS: Record<string, OpEntry> = {
       const axes = c.ints(1).map((a) => (a < 0 ? a + dimsOf(s).length + 1 : a)).sort();
       if (dimsOf(s).length !== 3 || axes.join() !== '1,2') c.fail(`only the mean over the spatial axes [1, 2] of an NHWC image is supported (axes [${c.ints(1).join(', ')}] of [N, ${dimsOf(s).join(', ')}])`);
       const g = c.layer('globalAveragePooling2d', {}, s.t);
-      c.out(sym(c.attrBool('keep_dims', false) ? c.layer('reshape', { targetShape: [1, 1, channels(s)] }, g, undefined, 'keep_dims') : g, s.lower));
+      c.out(sym(c.attrBool('keep_dims', false) ? c.layer('reshape', { targetShape: [1, 1, channels(s)] }, g, undefined, 'keep_dims') : g));
     },
   },
   MaxPool: pool('maxPooling2d'),
@@ -354,8 +355,7 @@ export const OPS: Record<string, OpEntry> = {
       const a = c.ints(c.arity - 1)[0];
       const axis = a < 0 ? a + rank : a;
       if (axis === 0) c.fail('concatenating along the batch axis is not supported');
-      const lower = parts.every((p) => p.lower !== undefined) ? Math.min(...parts.map((p) => p.lower!)) : undefined;
-      c.out(parts.length === 1 ? parts[0] : sym(c.layer('concatenate', { axis }, parts.map((p) => p.t)), lower));
+      c.out(parts.length === 1 ? parts[0] : sym(c.layer('concatenate', { axis }, parts.map((p) => p.t))));
     },
   },
   Reshape: {
@@ -382,7 +382,7 @@ function zeroPad(c: GraphCtx): Sym {
   requireImage(c, s);
   const p = c.ints(1);
   if (p.length !== 8 || p[0] || p[1] || p[6] || p[7]) c.fail(`paddings [${p.join(', ')}] pad more than the spatial axes of an NHWC image`);
-  return sym(c.layer('zeroPadding2d', { padding: [[p[2], p[3]], [p[4], p[5]]] }, s.t), s.lower !== undefined ? Math.min(s.lower, 0) : undefined);
+  return sym(c.layer('zeroPadding2d', { padding: [[p[2], p[3]], [p[4], p[5]]] }, s.t));
 }
 
 /** FusedBatchNorm* in inference form (x, scale, offset, mean, variance; is_training false) as BatchNormalization. */

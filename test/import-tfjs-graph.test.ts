@@ -42,15 +42,17 @@ function mobilenetV2Mini(): { w: GraphModelWriter; out: string } {
   return { w, out: w.op('Identity', 'Identity', [probs]) };
 }
 
-/** The other supported ops unfused: Pad, Conv2D, FusedBatchNormV3, LeakyRelu, MaxPool, DepthwiseConv2dNative, BiasAdd,
- * AvgPool, Sigmoid, Mul / Sub by constants, Elu, ConcatV2, EXPLICIT padding, a squeeze-excitation gate (Mean keep_dims,
- * 1x1 convs, Mul broadcasting [N, 1, 1, C]), Mul of two tensors,
- * Squeeze, MatMul (transpose_b), a folded Reshape of a constant, Tanh, Add of a scalar, Softmax. */
+/** The other supported ops unfused: Keras Normalization's Sub / RealDiv by constants, Pad, Conv2D, FusedBatchNormV3, LeakyRelu, MaxPool, DepthwiseConv2dNative, BiasAdd,
+ * AvgPool, Sigmoid, Mul / Sub by constants, Elu, ConcatV2, EXPLICIT padding, a squeeze-excitation
+ * gate (Mean keep_dims, 1x1 convs with fused LeakyRelu / Sigmoid, Mul broadcasting [N, 1, 1, C]), Mul of two tensors,
+ * Squeeze, MatMul (transpose_b), a folded Reshape of a constant, Tanh, Add of a scalar, _FusedMatMul + Relu, Softmax. */
 function opsZoo(): { w: GraphModelWriter; out: string } {
   const w = new GraphModelWriter('StatefulPartitionedCall/zoo', 5);
   const i32 = (name: string, shape: number[], v: number[]) => w.const(name, shape, v, 'int32');
   const x = w.placeholder('image', [-1, 12, 12, 3]);
-  const pad = w.op('pad/Pad', 'Pad', [x, i32('pad/paddings', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
+  const centred = w.op('normalization/sub', 'Sub', [x, w.randomConst('normalization/mean', [3])]);
+  const scaled = w.op('normalization/truediv', 'RealDiv', [centred, w.const('normalization/std', [3], w.random(3, 1, 0.5))]);
+  const pad = w.op('pad/Pad', 'Pad', [scaled, i32('pad/paddings', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
   const conv = w.conv('conv', pad, [3, 3, 3, 8], { padding: 'VALID' });
   const bnArgs = ['gamma', 'beta', 'moving_mean'].map((n) => w.randomConst(`bn/${n}`, [8])).concat(w.const('bn/moving_variance', [8], w.random(8, 1, 0.5)));
   const bn = w.op('bn/FusedBatchNormV3', 'FusedBatchNormV3', [conv, ...bnArgs], { T: A.type(), U: A.type(), epsilon: A.f(0.05), is_training: A.b(false), data_format: A.s('NHWC'), exponential_avg_factor: A.f(1) });
@@ -68,7 +70,7 @@ function opsZoo(): { w: GraphModelWriter; out: string } {
   const cat = w.op('concat/concat', 'ConcatV2', [a, b, i32('concat/axis', [], [-1])], { T: A.type(), N: A.i(2), Tidx: A.type('DT_INT32') });
   const down = w.fusedConv('down', cat, [3, 3, 24, 16], { strides: 2, padding: 'EXPLICIT', explicit: [0, 0, 1, 1, 1, 1, 0, 0], act: 'Relu' });
   const squeeze = w.op('se/Mean', 'Mean', [down, i32('se/axes', [2], [1, 2])], { ...int32, keep_dims: A.b(true) });
-  const reduce = w.fusedConv('se_reduce', squeeze, [1, 1, 16, 4], { act: 'Relu' });
+  const reduce = w.fusedConv('se_reduce', squeeze, [1, 1, 16, 4], { act: 'LeakyRelu', alpha: 0.3 });
   const gate = w.fusedConv('se_expand', reduce, [1, 1, 4, 16], { act: 'Sigmoid' });
   const excited = w.op('se/mul', 'Mul', [down, gate]);
   const sq = w.op('square/mul', 'Mul', [excited, excited]);
@@ -79,7 +81,7 @@ function opsZoo(): { w: GraphModelWriter; out: string } {
   const fc = w.op('fc/BiasAdd', 'BiasAdd', [mm, bias], { T: A.type(), data_format: A.s('NHWC') });
   const th = w.op('fc/Tanh', 'Tanh', [fc]);
   const shifted = w.op('fc/add', 'AddV2', [th, w.const('fc/half', [], [0.5])]);
-  const out = w.fusedMatMul('head', shifted, 10, 6);
+  const out = w.fusedMatMul('head', shifted, 10, 6, { act: 'Relu' });
   const sm = w.op('head/Softmax', 'Softmax', [out]);
   return { w, out: w.op('Identity', 'Identity', [sm]) };
 }
@@ -150,6 +152,17 @@ test('the unfused ops (pads, batch norm, pools, per-channel arithmetic, concat, 
   const { model, rel } = await importedVsGraph(w.write(join(dir, 'zoo'), out), 3);
   assert.ok(rel <= 1e-5, `relative difference ${rel}`);
   assert.deepEqual(model.outputs[0].shape, [null, 6]);
+  model.dispose();
+});
+
+test('a conv with a fused PReLU imports as PReLU with its per-channel alpha', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m', 7);
+  const x = w.placeholder('input_1', [-1, 8, 8, 3]);
+  const c = w.fusedConv('conv', x, [3, 3, 3, 4], { act: 'Prelu' });
+  const d = w.fusedDepthwise('dw', c, [3, 3, 4, 1], { act: 'Prelu', strides: 2 });
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'prelu'), w.op('Identity', 'Identity', [d])), 6);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.deepEqual(model.getLayer('m/conv_prelu').getWeights()[0].shape, [1, 1, 4]);
   model.dispose();
 });
 

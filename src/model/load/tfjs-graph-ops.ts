@@ -235,23 +235,39 @@ function merge(c: GraphCtx, factory: string): Sym {
   return sym(c.layer(factory, {}, [a.t, b.t]));
 }
 
-/** x + k, x - k, k - x, x * k for a per-channel constant k; two computed tensors through a merge layer. */
-function arithmetic(kind: 'add' | 'sub' | 'mul'): OpEntry {
-  const f = { add: (x: number, y: number) => x + y, sub: (x: number, y: number) => x - y, mul: (x: number, y: number) => x * y }[kind];
+/**
+ * Elementwise arithmetic: its folding, the merge layer for two computed tensors (none: refused), and the affine
+ * [scale, shift] a per-channel constant k makes of it (`constFirst`: k is the first operand; undefined: refused).
+ */
+interface Arith {
+  f: (x: number, y: number) => number;
+  merge?: string;
+  affine(k: Float32Array, constFirst: boolean): [Float32Array, Float32Array] | undefined;
+}
+
+const ones = (k: Float32Array): Float32Array => F32(k.length, 1);
+const ARITH: Record<'add' | 'sub' | 'mul' | 'div', Arith> = {
+  add: { f: (x, y) => x + y, merge: 'add', affine: (k) => [ones(k), k] },
+  sub: { f: (x, y) => x - y, merge: 'subtract', affine: (k, first) => (first ? [F32(k.length, -1), k] : [ones(k), k.map((v) => -v)]) },
+  mul: { f: (x, y) => x * y, merge: 'multiply', affine: (k) => [k, F32(k.length, 0)] },
+  div: { f: (x, y) => x / y, affine: (k, first) => (first ? undefined : [k.map((v) => 1 / v), F32(k.length, 0)]) },
+};
+
+function arithmetic(kind: keyof typeof ARITH): OpEntry {
+  const a = ARITH[kind];
   return {
-    fold: foldBinary(f),
+    fold: foldBinary(a.f),
     convert(c) {
       if (!c.isConst(0) && !c.isConst(1)) {
-        c.out(merge(c, { add: 'add', sub: 'subtract', mul: 'multiply' }[kind]));
+        if (!a.merge) c.fail('is supported only with a constant second operand (not two computed tensors)');
+        c.out(merge(c, a.merge!));
         return;
       }
       const xi = c.isConst(0) ? 1 : 0;
       const s = c.sym(xi);
-      const k = channelVector(c, s, c.const(1 - xi));
-      const C = k.length;
-      if (kind === 'mul') c.out(affine(c, s, k, F32(C, 0)));
-      else if (kind === 'add') c.out(affine(c, s, F32(C, 1), k));
-      else c.out(xi === 0 ? affine(c, s, F32(C, 1), k.map((v) => -v)) : affine(c, s, F32(C, -1), k));
+      const ab = a.affine(channelVector(c, s, c.const(1 - xi)), xi === 1);
+      if (!ab) c.fail('is supported only with a constant second operand (a constant divided by a tensor is not)');
+      c.out(affine(c, s, ab![0], ab![1]));
     },
   };
 }
@@ -324,6 +340,7 @@ export const OPS: Record<string, OpEntry> = {
   AddV2: arithmetic('add'),
   Sub: arithmetic('sub'),
   Mul: arithmetic('mul'),
+  RealDiv: arithmetic('div'),
   Mean: {
     convert(c) {
       const s = c.sym(0);

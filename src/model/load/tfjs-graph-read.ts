@@ -133,6 +133,8 @@ export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tf
   const nodes = neededNodes(byName, output, file);
   const inputNode = byName.get(input);
   if (!inputNode || inputNode.op !== 'Placeholder') throw new InputError(`the input '${input}' is not a Placeholder node of the graph`, { file });
+  const dtype = inputNode.attr.dtype?.type ?? 'DT_FLOAT';
+  if (dtype !== 'DT_FLOAT') throw new InputError(`input '${input}' is ${dtype}; only float32 inputs are supported`, { file, hint: 'convert a model whose signature takes float images (e.g. without a uint8 decoding step)' });
   const consts = new Map<string, Const>();
   const decoded = tf.io.decodeWeights(data, specs);
   try {

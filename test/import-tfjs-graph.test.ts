@@ -155,6 +155,23 @@ test('the unfused ops (pads, batch norm, pools, per-channel arithmetic, concat, 
   model.dispose();
 });
 
+test('a graph model with a fixed batch of 1 imports with a free batch, checked one sample at a time', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m', 8);
+  const x = w.placeholder('input_1', [1, 8, 8, 3]);
+  const c = w.fusedConv('conv', x, [3, 3, 3, 4], { act: 'Relu', strides: 2 });
+  const flat = w.op('flatten/Reshape', 'Reshape', [c, w.const('flatten/Const', [2], [1, 64], 'int32')], { T: A.type(), Tshape: A.type('DT_INT32') });
+  const file = w.write(join(dir, 'batch1'), w.op('Identity', 'Identity', [w.fusedMatMul('dense', flat, 64, 3)]));
+  const model = await loadModelFrom(tf, file);
+  assert.deepEqual(model.inputs[0].shape, [null, 8, 8, 3]);
+  const xs = randomInputs([8, 8, 3], 3, 4);
+  const got = (model.predict(tf.tensor(xs, [3, 8, 8, 3])) as tfType.Tensor).dataSync();
+  for (let i = 0; i < 3; i++) {
+    const want = await graphPredict(file, tf.tensor(xs.subarray(i * 192, (i + 1) * 192), [1, 8, 8, 3]));
+    assert.ok(relDiff(got.subarray(i * 3, (i + 1) * 3), want) <= 1e-5, `sample ${i}`);
+  }
+  model.dispose();
+});
+
 test('a conv with a fused PReLU imports as PReLU with its per-channel alpha', async () => {
   const w = new GraphModelWriter('StatefulPartitionedCall/m', 7);
   const x = w.placeholder('input_1', [-1, 8, 8, 3]);

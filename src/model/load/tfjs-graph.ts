@@ -24,6 +24,7 @@ export interface GraphImportInfo {
 
 export interface GraphImport {
   model: tfType.LayersModel;
+  file: string;
   info: GraphImportInfo;
   /** The model.json and weights as tfjs's loadGraphModel takes them: the reference the import is checked against. */
   artifacts: tfType.io.ModelArtifacts;
@@ -152,6 +153,7 @@ export function importTfjsGraph(tf: typeof tfType, src: GraphSource): GraphImpor
   const batch = g.input.shape[0];
   return {
     model,
+    file: src.file,
     info: { inputName: g.input.node, outputName: g.output, fixedBatch: batch > 0 ? batch : null, convertedBy: g.convertedBy, nodes: g.nodeCount },
     artifacts: {
       modelTopology: src.json.modelTopology,
@@ -170,18 +172,22 @@ export function importTfjsGraph(tf: typeof tfType, src: GraphSource): GraphImpor
 export async function checkGraphImport(tf: typeof tfType, imp: GraphImport, x: Float32Array, n: number, opts: { tolerance?: number; inputs: string }): Promise<ImportCheck> {
   const shape = imp.model.inputs[0].shape.slice(1) as number[];
   const per = shape.reduce((a, b) => a * b, 1);
-  const graph = await tf.loadGraphModel(tf.io.fromMemory(imp.artifacts));
+  const batch = imp.info.fixedBatch ?? n;
+  if (n % batch !== 0) throw new Error(`the graph model takes batches of exactly ${batch}; ${n} samples do not divide into them`);
   const ref: Float32Array[] = [];
+  let graph: tfType.GraphModel | undefined;
   try {
-    const batch = imp.info.fixedBatch ?? n;
-    if (n % batch !== 0) throw new Error(`the graph model takes batches of exactly ${batch}; ${n} samples do not divide into them`);
+    graph = await tf.loadGraphModel(tf.io.fromMemory(imp.artifacts));
     for (let i = 0; i < n; i += batch) {
-      const y = tf.tidy(() => graph.execute({ [imp.info.inputName]: tf.tensor(x.subarray(i * per, (i + batch) * per), [batch, ...shape]) }, imp.info.outputName) as tfType.Tensor);
+      const y = tf.tidy(() => graph!.execute({ [imp.info.inputName]: tf.tensor(x.subarray(i * per, (i + batch) * per), [batch, ...shape]) }, imp.info.outputName) as tfType.Tensor);
       ref.push(Float32Array.from(await y.data() as Float32Array));
       y.dispose();
     }
+  } catch (e) {
+    // The reference cannot run what it was given (an op tfjs lacks, a fused op it refuses): nothing to compare against.
+    throw new InputError(`tfjs's graph executor cannot run the graph model, so the import cannot be checked: ${describeError(e)}`, { file: imp.file });
   } finally {
-    graph.dispose();
+    graph?.dispose();
   }
   const y = tf.tidy(() => imp.model.predict(tf.tensor(x, [n, ...shape])) as tfType.Tensor);
   const got = Float32Array.from(await y.data() as Float32Array);

@@ -15,7 +15,7 @@ import { checkGraphImport, importCheckError, importTfjsGraph } from '../src/mode
 import { loadRecipe } from '../src/recipe/load.js';
 import { runRecipe } from '../src/run/execute.js';
 import { A, GraphModelWriter } from './fixtures/graph-model-writer.js';
-import { workspace } from './helpers.js';
+import { cli, workspace } from './helpers.js';
 
 /**
  * TF.js graph models (tensorflowjs_converter's graph-model format) import as Keras layers: fixtures in the
@@ -240,6 +240,15 @@ stages:
   const check = st.metrics?.importCheck as { runtime: string; relativeDiff: number; passed: boolean; samples: number };
   assert.match(check.runtime, /tfjs graph executor/);
   assert.ok(check.passed && check.relativeDiff <= 1e-4 && check.samples === 8, JSON.stringify(check));
+});
+
+test('compress layers lists a graph model\'s imported layers', async () => {
+  const { w, out } = mobilenetV2Mini();
+  w.write(join(dir, 'cli', 'mnv2'), out);
+  const r = await cli(['layers', 'mnv2'], join(dir, 'cli'));
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /mobilenetv2_mini\/block_1_depthwise\s+DepthwiseConv2D\s+\[\?,8,8,16\]\s+160/);
+  assert.match(r.stdout, /12 layers, 709 params/);
 });
 
 test('the import check fails with the numbers when the imported model differs from the graph executor', async () => {

@@ -64,7 +64,7 @@ type Act = (c: GraphCtx, s: Sym, extra?: Const) => Sym;
 const activationLayer = (name: string): Act => (c, s) => sym(c.layer('activation', { activation: name }, s.t, undefined, name));
 
 const ACTIVATIONS: Record<string, Act> = {
-  Relu: (c, s) => sym(c.layer('activation', { activation: 'relu' }, s.t, undefined, 'relu')),
+  Relu: activationLayer('relu'),
   Relu6: (c, s) => sym(c.layer('reLU', { maxValue: 6 }, s.t, undefined, 'relu6')),
   Elu: activationLayer('elu'),
   Sigmoid: activationLayer('sigmoid'),
@@ -87,7 +87,7 @@ function activationOp(name: string): OpEntry {
  * `fused_ops` of _FusedConv2D / FusedDepthwiseConv2dNative / _FusedMatMul: [BiasAdd] or [BiasAdd, activation]
  * (args: bias, then PReLU's alpha). The bias as a vector for the layer; the activation applied by `finish`.
  */
-function fusedOps(c: GraphCtx, argBase: number, N: number): { bias?: Float32Array; finish: (s: Sym) => Sym } {
+function fusedOps(c: GraphCtx, argBase: number, N: number): { bias: Float32Array; finish: (s: Sym) => Sym } {
   const ops = c.attrStrs('fused_ops');
   if (ops[0] !== 'BiasAdd') {
     c.fail(`fused_ops [${ops.join(', ')}] are not supported (only BiasAdd, optionally followed by an activation)`, 'tfjs itself cannot run FusedBatchNorm fused into a convolution either');
@@ -146,8 +146,8 @@ function conv(depthwise: boolean, fused: boolean): OpEntry {
       const N = depthwise ? I * O : O;
       const tail = fused ? fusedOps(c, 2, N) : undefined;
       const { t, padding } = padded(c, s);
-      const weights = [{ data: f32(w), shape: w.dims }, ...(tail?.bias ? [{ data: tail.bias, shape: [N] }] : [])];
-      const common = { kernelSize: [kh, kw], strides, padding, dilationRate, useBias: tail?.bias !== undefined };
+      const weights = [{ data: f32(w), shape: w.dims }, ...(tail ? [{ data: tail.bias, shape: [N] }] : [])];
+      const common = { kernelSize: [kh, kw], strides, padding, dilationRate, useBias: tail !== undefined };
       const y = depthwise
         ? c.layer('depthwiseConv2d', { ...common, depthMultiplier: O, depthwiseInitializer: 'zeros' }, t, weights)
         : c.layer('conv2d', { ...common, filters: O, kernelInitializer: 'zeros' }, t, weights);
@@ -170,7 +170,7 @@ function matmul(fused: boolean): OpEntry {
       if (K !== channels(s)) c.fail(`the input has ${channels(s)} features, the weight ${K} rows`);
       const kernel = tb ? transpose(f32(b), b.dims, [1, 0]).data : f32(b);
       const tail = fused ? fusedOps(c, 2, N) : undefined;
-      const y = c.layer('dense', { units: N, useBias: tail !== undefined, kernelInitializer: 'zeros' }, s.t, [{ data: kernel, shape: [K, N] }, ...(tail?.bias ? [{ data: tail.bias, shape: [N] }] : [])]);
+      const y = c.layer('dense', { units: N, useBias: tail !== undefined, kernelInitializer: 'zeros' }, s.t, [{ data: kernel, shape: [K, N] }, ...(tail ? [{ data: tail.bias, shape: [N] }] : [])]);
       c.out(tail ? tail.finish(sym(y)) : sym(y));
     },
   };

@@ -131,21 +131,23 @@ test('a MobileNetV2-style graph model imports as Keras layers computing what tfj
   model.dispose();
 });
 
-test('a graph model with uint8-quantized weights in two shards imports its dequantized weights', async () => {
-  const { w, out } = mobilenetV2Mini();
-  const float = w.write(join(dir, 'mnv2-f32'), out);
-  const file = w.write(join(dir, 'mnv2-u8'), out, { quantize: 'uint8', shardBytes: 700 });
-  assert.ok(JSON.parse(readFileSync(file, 'utf8')).weightsManifest[0].paths.length >= 2);
-  const { model, rel } = await importedVsGraph(file, 2);
-  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
-  const kernel = model.getLayer('mobilenetv2_mini/Conv1').getWeights()[0].dataSync();
-  const fp = await loadModelFrom(tf, float);
-  const exact = fp.getLayer('mobilenetv2_mini/Conv1').getWeights()[0].dataSync();
-  const err = Math.max(...Array.from(kernel, (v, i) => Math.abs(v - exact[i])));
-  assert.ok(err > 0 && err < 0.01, `uint8 quantization error ${err}`);
-  model.dispose();
-  fp.dispose();
-});
+for (const [quantize, bound] of [['uint8', 3e-3], ['uint16', 2e-5], ['float16', 3e-4]] as const) {
+  test(`a graph model with ${quantize}-quantized weights in several shards imports its dequantized weights`, async () => {
+    const { w, out } = mobilenetV2Mini();
+    const float = w.write(join(dir, 'mnv2-f32'), out);
+    const file = w.write(join(dir, `mnv2-${quantize}`), out, { quantize, shardBytes: 700 });
+    assert.ok(JSON.parse(readFileSync(file, 'utf8')).weightsManifest[0].paths.length >= 2);
+    const { model, rel } = await importedVsGraph(file, 2);
+    assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+    const kernel = model.getLayer('mobilenetv2_mini/Conv1').getWeights()[0].dataSync();
+    const fp = await loadModelFrom(tf, float);
+    const exact = fp.getLayer('mobilenetv2_mini/Conv1').getWeights()[0].dataSync();
+    const err = Math.max(...Array.from(kernel, (v, i) => Math.abs(v - exact[i])));
+    assert.ok(err > 0 && err < bound, `${quantize} quantization error ${err}`);
+    model.dispose();
+    fp.dispose();
+  });
+}
 
 test('the unfused ops (pads, batch norm, pools, per-channel arithmetic, concat, squeeze-excitation, squeeze, matmul) import exactly', async () => {
   const { w, out } = opsZoo();

@@ -42,6 +42,33 @@ function mobilenetV2Mini(): { w: GraphModelWriter; out: string } {
   return { w, out: w.op('Identity', 'Identity', [probs]) };
 }
 
+/**
+ * keras.applications MobileNetV2 (alpha 1.0, 224) as the converter writes it: BN folded into the convs, ZeroPadding2D
+ * as Pad before each stride-2 conv with VALID padding, random weights.
+ */
+function mobilenetV2Full(): { w: GraphModelWriter; out: string } {
+  const w = new GraphModelWriter('StatefulPartitionedCall/mobilenetv2_1.00_224', 1);
+  const pad = (name: string, t: string) => w.op(`${name}/Pad`, 'Pad', [t, w.const(`${name}/Pad/paddings`, [4, 2], [0, 0, 0, 1, 0, 1, 0, 0], 'int32')], { T: A.type(), Tpaddings: A.type('DT_INT32') });
+  let x = w.fusedConv('Conv1', pad('Conv1_pad', w.placeholder('input_1', [-1, 224, 224, 3])), [3, 3, 3, 32], { strides: 2, padding: 'VALID', act: 'Relu6' });
+  let c = 32;
+  let b = 0;
+  for (const [t, o, n, s] of [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]) {
+    for (let k = 0; k < n; k++, b++) {
+      const stride = k === 0 ? s : 1;
+      const name = b === 0 ? 'expanded_conv' : `block_${b}`;
+      let y = t === 1 ? x : w.fusedConv(`${name}_expand`, x, [1, 1, c, c * t], { act: 'Relu6' });
+      y = w.fusedDepthwise(`${name}_depthwise`, stride === 2 ? pad(`${name}_pad`, y) : y, [3, 3, c * t, 1], { strides: stride, padding: stride === 2 ? 'VALID' : 'SAME', act: 'Relu6' });
+      y = w.fusedConv(`${name}_project`, y, [1, 1, c * t, o]);
+      x = stride === 1 && c === o ? w.op(`${name}_add/add`, 'AddV2', [x, y]) : y;
+      c = o;
+    }
+  }
+  x = w.fusedConv('Conv_1', x, [1, 1, 320, 1280], { act: 'Relu6' });
+  x = w.op('global_average_pooling2d/Mean', 'Mean', [x, w.const('global_average_pooling2d/Mean/reduction_indices', [2], [1, 2], 'int32')], { ...int32, keep_dims: A.b(false) });
+  x = w.op('predictions/Softmax', 'Softmax', [w.fusedMatMul('predictions', x, 1280, 1000)]);
+  return { w, out: w.op('Identity', 'Identity', [x]) };
+}
+
 /** The other supported ops unfused: Keras Normalization's Sub / RealDiv by constants, Pad, Conv2D, FusedBatchNormV3, LeakyRelu, MaxPool, DepthwiseConv2dNative, BiasAdd,
  * AvgPool, Sigmoid, Mul / Sub by constants, Elu, ConcatV2, EXPLICIT padding, a squeeze-excitation
  * gate (Mean keep_dims, 1x1 convs with fused LeakyRelu / Sigmoid, Mul broadcasting [N, 1, 1, C]), Mul of two tensors,
@@ -148,6 +175,18 @@ for (const [quantize, bound] of [['uint8', 3e-3], ['uint16', 2e-5], ['float16', 
     fp.dispose();
   });
 }
+
+test('a full-size MobileNetV2 graph (four 4 MB shards) imports with Keras\'s parameter count (BN folded) and the executor\'s outputs', async () => {
+  const { w, out } = mobilenetV2Full();
+  const file = w.write(join(dir, 'mnv2-full'), out);
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).weightsManifest[0].paths.length, 4);
+  const model = await loadModelFrom(tf, file);
+  // keras.applications.MobileNetV2(): 3,538,984 params, 17,056 batch-norm channels of 4 -> a bias of 1 each.
+  assert.equal(model.countParams(), 3_538_984 - 3 * 17_056);
+  const x = tf.tensor(randomInputs([224, 224, 3], 2, 8), [2, 224, 224, 3]);
+  assert.ok(relDiff((model.predict(x) as tfType.Tensor).dataSync(), await graphPredict(file, x)) <= 1e-5);
+  model.dispose();
+});
 
 test('the unfused ops (pads, batch norm, pools, per-channel arithmetic, concat, squeeze-excitation, squeeze, matmul) import exactly', async () => {
   const { w, out } = opsZoo();

@@ -90,7 +90,11 @@ async function graphSource(tf: Tf, json: ModelJson, jsonPath: string): Promise<G
   const buffers: Uint8Array[] = [];
   for (const g of groups) if (g.weights.length) buffers.push(new Uint8Array(await readGroup(g, dirname(jsonPath), jsonPath)));
   const data = new Uint8Array(buffers.reduce((a, b) => a + b.length, 0));
-  buffers.reduce((off, b) => (data.set(b, off), off + b.length), 0);
+  let off = 0;
+  for (const b of buffers) {
+    data.set(b, off);
+    off += b.length;
+  }
   const specs = groups.flatMap((g) => g.weights) as tfType.io.WeightsManifestEntry[];
   return { json: json.raw as GraphSource['json'], specs, data: data.buffer, file: jsonPath };
 }

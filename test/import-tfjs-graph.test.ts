@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
@@ -236,6 +236,27 @@ test('an unsupported op fails naming the node and the op', async () => {
     assert.match(err.message, /_FusedConv2D/);
     return true;
   });
+});
+
+test('a Const node whose value is not in the weight manifest fails naming it', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m');
+  const x = w.placeholder('input_1', [-1, 8, 8, 3]);
+  const file = w.write(join(dir, 'noweight'), w.op('Identity', 'Identity', [w.fusedConv('conv', x, [1, 1, 3, 2])]));
+  const json = JSON.parse(readFileSync(file, 'utf8'));
+  json.weightsManifest[0].paths = [];
+  json.weightsManifest[0].weights = [];
+  writeFileSync(file, JSON.stringify(json));
+  await assert.rejects(loadModelFrom(tf, file), /Const node 'StatefulPartitionedCall\/m\/conv\/(Conv2D|BiasAdd)\/ReadVariableOp' has no value: it is not in weightsManifest/);
+});
+
+test('a graph 30,000 nodes deep (Identity chains) is walked without exhausting the stack', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m');
+  let x = w.placeholder('input_1', [-1, 4, 4, 3]);
+  for (let i = 0; i < 30_000; i++) x = w.op(`chain/Identity_${i}`, 'Identity', [x]);
+  const file = w.write(join(dir, 'deep'), w.op('Identity', 'Identity', [w.fusedConv('conv', x, [1, 1, 3, 2])]));
+  const model = await loadModelFrom(tf, file);
+  assert.deepEqual(model.layers.map((l) => l.getClassName()), ['InputLayer', 'Conv2D']);
+  model.dispose();
 });
 
 test('a graph model whose input size is free fails saying only the batch may be', async () => {

@@ -91,22 +91,32 @@ function endpoints(json: GraphModelJson, nodes: GraphNode[], file: string): { in
   return { input: inputs[0], output: outputs[0] };
 }
 
-/** The nodes `output` depends on, inputs first (depth-first, so the file's node order does not matter). */
+/** The nodes `output` depends on, inputs first (an iterative depth-first walk: the file's node order does not matter, and a deep graph cannot exhaust the stack). */
 function neededNodes(byName: Map<string, GraphNode>, output: string, file: string): GraphNode[] {
   const order: GraphNode[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (name: string, from: string): void => {
-    const s = state.get(name);
-    if (s === 'done') return;
-    if (s === 'visiting') throw new InputError(`the graph has a cycle through node '${name}'`, { file, hint: 'control flow (while loops) is not supported' });
-    const node = byName.get(name);
-    if (!node) throw new InputError(`node '${from}' reads '${name}', which is not a node of the graph`, { file });
-    state.set(name, 'visiting');
-    for (const i of node.inputs) visit(nodeOf(i), name);
-    state.set(name, 'done');
-    order.push(node);
-  };
-  visit(nodeOf(output), '(output)');
+  const stack: Array<{ name: string; from: string; expanded: boolean }> = [{ name: nodeOf(output), from: '(output)', expanded: false }];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const node = byName.get(top.name);
+    if (!node) throw new InputError(`node '${top.from}' reads '${top.name}', which is not a node of the graph`, { file });
+    if (top.expanded) {
+      stack.pop();
+      if (state.get(top.name) !== 'done') {
+        state.set(top.name, 'done');
+        order.push(node);
+      }
+      continue;
+    }
+    top.expanded = true;
+    if (state.get(top.name) === 'done') continue;
+    state.set(top.name, 'visiting');
+    for (const i of node.inputs) {
+      const dep = nodeOf(i);
+      if (state.get(dep) === 'visiting') throw new InputError(`the graph has a cycle through node '${dep}'`, { file, hint: 'control flow (while loops) is not supported' });
+      if (state.get(dep) !== 'done') stack.push({ name: dep, from: node.name, expanded: false });
+    }
+  }
   return order;
 }
 

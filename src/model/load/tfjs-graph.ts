@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError, describeError } from '../../errors/input-error.js';
 import { concatFloat32 } from '../../util/ndarray.js';
+import { sanitizeLayerName } from './common.js';
 import { compareOutputs, randomInputs, type ImportCheck } from './onnx-verify.js';
 import { OPS, supportedGraphOps, type GraphCtx, type Sym, type Val } from './tfjs-graph-ops.js';
 import { decodeB64, readTfjsGraph, type GraphAttr, type GraphModelJson, type GraphNode, type TfGraph } from './tfjs-graph-read.js';
@@ -38,12 +39,11 @@ export interface GraphSource {
   file: string;
 }
 
-const sanitize = (s: string): string => s.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9_./-]+/g, '_').replace(/\/+$/, '');
 
 /** 'StatefulPartitionedCall/model/block_1_expand/Conv2D' -> 'model/block_1_expand' (the Keras layer's path). */
 function layerBaseName(node: GraphNode): string {
   const levels = node.name.split('/').filter((l) => l && !/^(Stateful)?PartitionedCall(_\d+)?$/.test(l));
-  return sanitize(levels.length > 1 ? levels.slice(0, -1).join('/') : levels.join('/')) || node.op.toLowerCase();
+  return sanitizeLayerName(levels.length > 1 ? levels.slice(0, -1).join('/') : levels.join('/')) || node.op.toLowerCase();
 }
 
 function nodeError(g: TfGraph, node: GraphNode, msg: string, hint?: string): InputError {
@@ -56,7 +56,7 @@ export function convertTfjsGraph(tf: typeof tfType, g: TfGraph): tfType.LayersMo
   if (shape.length < 2 || shape.slice(1).some((d) => d < 0)) {
     throw new InputError(`input '${g.input.node}' has shape [${shape.join(', ')}]: only the batch axis may be free`, { file: g.file, hint: 'convert the model with a fixed input size (e.g. a Keras model built with input_shape=(224, 224, 3))' });
   }
-  const inp = tf.input({ shape: shape.slice(1), name: sanitize(g.input.node) || 'input' });
+  const inp = tf.input({ shape: shape.slice(1), name: sanitizeLayerName(g.input.node) || 'input' });
   const values = new Map<string, Val>([[`${g.input.node}:0`, { kind: 'sym', t: inp }]]);
   for (const [name, c] of g.consts) values.set(`${name}:0`, { kind: 'const', c });
   const usedNames = new Set<string>([inp.name]);
@@ -66,7 +66,7 @@ export function convertTfjsGraph(tf: typeof tfType, g: TfGraph): tfType.LayersMo
     const out = values.get(g.output);
     if (!out) throw new InputError(`output '${g.output}' is not produced by any node`, { file: g.file });
     if (out.kind === 'const') throw new InputError(`output '${g.output}' is a constant: the model does not depend on its input`, { file: g.file });
-    const name = sanitize(g.file.split(/[\\/]/).slice(-2).join('_').replace(/\.json$/i, '')) || 'graph_model';
+    const name = sanitizeLayerName(g.file.split(/[\\/]/).slice(-2).join('_').replace(/\.json$/i, '')) || 'graph_model';
     return tf.model({ inputs: inp, outputs: out.t, name });
   } finally {
     for (const w of weightTensors) w.dispose();

@@ -3,7 +3,7 @@ import { InputError, describeError } from '../../errors/input-error.js';
 import { concatFloat32 } from '../../util/ndarray.js';
 import { sanitizeLayerName } from './common.js';
 import { compareOutputs, randomInputs, type ImportCheck } from './onnx-verify.js';
-import { OPS, supportedGraphOps, type GraphCtx, type Sym, type Val } from './tfjs-graph-ops.js';
+import { OPS, supportedGraphOps, type GraphCtx, type Val } from './tfjs-graph-ops.js';
 import { decodeB64, readTfjsGraph, type GraphAttr, type GraphModelJson, type GraphNode, type TfGraph } from './tfjs-graph-read.js';
 
 export { supportedGraphOps as SUPPORTED_TFJS_GRAPH_OPS } from './tfjs-graph-ops.js';
@@ -38,7 +38,6 @@ export interface GraphSource {
   data: ArrayBuffer;
   file: string;
 }
-
 
 /** 'StatefulPartitionedCall/model/block_1_expand/Conv2D' -> 'model/block_1_expand' (the Keras layer's path). */
 function layerBaseName(node: GraphNode): string {

@@ -49,7 +49,7 @@ export function topologyLayers(topology: Json, prefix: string[] = []): StaticLay
   });
 }
 
-/** The layers a model file declares, without building it; undefined for ONNX (known only after the import). */
+/** The layers a model file declares, without building it; undefined for ONNX and TF.js graph models (known only after the import). */
 export async function modelFileLayers(path: string): Promise<StaticLayer[] | undefined> {
   const { detectModelFormat } = await import('../model/load/index.js');
   const format = await detectModelFormat(path);
@@ -65,6 +65,7 @@ export async function modelFileLayers(path: string): Promise<StaticLayer[] | und
     const keras = await import('../model/load/keras.js');
     if (keras.isKerasArchitectureJson(parsed)) return topologyLayers(keras.kerasConfigToTfjs(parsed, json));
     if (!parsed.modelTopology || typeof parsed.modelTopology !== 'object') return undefined; // the load stage reports it
+    if ('node' in parsed.modelTopology) return undefined; // a graph model: its layers are known after the import
     return topologyLayers(parsed.modelTopology as Json);
   }
   const { readKerasTopology } = await import('../model/load/keras.js');

@@ -13,13 +13,13 @@ export const loadWithSchema = {
     path: { type: 'string', minLength: 1, description: 'a TF.js model directory or model.json, a Keras .h5, a Keras 3 .keras or an ONNX .onnx file, relative to the recipe' },
     weights: { type: 'string', minLength: 1, description: "Keras's model.save_weights() file (.h5 / .weights.h5) for a `path` holding model.to_json() architecture JSON, relative to the recipe" },
     from: { type: 'string', minLength: 1, description: 'an upstream stage (listed in needs) whose output directory holds `path`, e.g. an exec stage that trains and exports the model in PyTorch' },
-    data: { type: 'string', minLength: 1, description: 'ONNX import: the dataset whose samples check the import against onnxruntime (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
+    data: { type: 'string', minLength: 1, description: 'ONNX / TF.js graph-model import: the dataset whose samples check the import against onnxruntime / tfjs\'s graph executor (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
     softmax: { type: 'boolean', description: 'ONNX import: add a Softmax after a classifier that outputs logits or log-probabilities (default true: compress trains and evaluates on probabilities)' },
     verify: {
       type: 'object',
-      description: 'ONNX import check: the original file runs in onnxruntime and the imported model in tfjs on the same inputs',
+      description: 'import check (ONNX, TF.js graph models): the original file runs in onnxruntime / tfjs\'s graph executor and the imported model in tfjs on the same inputs',
       properties: {
-        tolerance: { type: 'number', exclusiveMinimum: 0, default: 0.0001, description: 'largest allowed max |difference| / max |onnxruntime output|' },
+        tolerance: { type: 'number', exclusiveMinimum: 0, default: 0.0001, description: 'largest allowed max |difference| / max |reference output|' },
         samples: { type: 'integer', minimum: 1, maximum: 1024, default: 8, description: 'how many samples to compare' },
       },
       additionalProperties: false,
@@ -49,9 +49,10 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
   version: '3',
-  description: 'load a TF.js layers model, a Keras (.h5 / .keras) model or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
+  description: 'load a TF.js layers model, a Keras (.h5 / .keras) model, a TF.js graph model (imported and checked against tfjs\'s graph executor) or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
-  datasets: (w) => (w.data && isOnnxPath(w.path) ? [w.data] : []),
+  // A .json / directory may be a graph model (checked on the data too): only Keras files never use it.
+  datasets: (w) => (w.data && !/\.(h5|hdf5|keras)$/i.test(w.path) ? [w.data] : []),
   dataOptional: true,
   // A model from an upstream stage is covered by that stage's output digests.
   files: (w, workspace) => (w.from ? [] : [...modelFiles(workspace, w.path), ...(w.weights ? [confinedPath(workspace, w.weights, 'weights path')] : [])]),
@@ -74,7 +75,7 @@ export const loadStage = defineStage<LoadWith>({
   },
   async run(ctx) {
     const { tf } = await engineFor(ctx);
-    const { loadModelFrom } = await import('../model/load/index.js');
+    const { loadModelFrom, detectModelFormat } = await import('../model/load/index.js');
     const base = ctx.with.from ? ctx.inputs.find((i) => i.id === ctx.with.from)?.dir : ctx.workspace;
     if (!base) throw new Error(`stage '${ctx.stageId}': upstream stage '${ctx.with.from}' handed over no output directory`);
     const file = confinedPath(base, ctx.with.path, 'model path');
@@ -82,9 +83,15 @@ export const loadStage = defineStage<LoadWith>({
     meta.provenance = { source: ctx.with.from ? `${ctx.with.from}:${ctx.with.path}` : ctx.with.path };
     let model: Awaited<ReturnType<typeof loadModelFrom>>;
     let importCheck: Record<string, unknown> | undefined;
+    const { readTfjsGraphSource } = await import('../model/load/tfjs.js');
+    // A TF.js graph model is imported and checked like an ONNX file; a layers model.json loads as it is.
+    const graph = !ctx.with.weights && (await detectModelFormat(file)) === 'tfjs' ? await readTfjsGraphSource(tf, file) : undefined;
     if (isOnnxPath(ctx.with.path)) {
       const { importOnnxVerified } = await import('./load-onnx.js');
       ({ model, importCheck } = await importOnnxVerified(tf, file, ctx, meta));
+    } else if (graph) {
+      const { importTfjsGraphVerified } = await import('./load-tfjs-graph.js');
+      ({ model, importCheck } = await importTfjsGraphVerified(tf, graph, ctx, meta));
     } else if (ctx.with.weights) {
       const { loadKerasJsonWithWeights } = await import('../model/load/keras.js');
       model = await loadKerasJsonWithWeights(tf, file, confinedPath(base, ctx.with.weights, 'weights path'));

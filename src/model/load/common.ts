@@ -17,6 +17,9 @@ export function assertFiniteWeights(values: ArrayLike<number>, file: string, lay
   }
 }
 
+/** A name from a model file as a layer name: leading punctuation dropped, other characters than [A-Za-z0-9_./-] as '_'. */
+export const sanitizeLayerName = (s: string): string => s.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9_./-]+/g, '_').replace(/\/+$/, '');
+
 export function shapeStr(s: ArrayLike<number | null>): string {
   return `[${Array.from(s, (d) => (d === null ? 'null' : String(d))).join(', ')}]`;
 }

@@ -1,5 +1,6 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError } from '../../errors/input-error.js';
+import { sanitizeLayerName } from './common.js';
 import { applyFusions } from './onnx-fuse.js';
 import { OPS, supportedOps } from './onnx-ops.js';
 import { dataTypeName, type AttrValue, type Const, type OnnxGraph, type OnnxNode } from './onnx-read.js';
@@ -94,7 +95,6 @@ export interface NodeCtx {
   baseName(): string;
 }
 
-const sanitize = (s: string): string => s.replace(/^[^A-Za-z0-9]+/, '').replace(/[^A-Za-z0-9_./-]+/g, '_').replace(/\/+$/, '');
 
 /**
  * A layer name a PyTorch user recognises: the module path. From the weight's name (`conv1.weight`
@@ -105,8 +105,8 @@ const sanitize = (s: string): string => s.replace(/^[^A-Za-z0-9]+/, '').replace(
 function layerBaseName(node: OnnxNode, values: Map<string, Val>): string {
   const w = node.inputs[1];
   const m = w && !w.startsWith('onnx::') && /^(.+)\.(weight|kernel)$/.exec(w);
-  if (m) return sanitize(m[1]);
-  if (!node.name.startsWith('/')) return sanitize(node.name);
+  if (m) return sanitizeLayerName(m[1]);
+  if (!node.name.startsWith('/')) return sanitizeLayerName(node.name);
   const levels = node.name.split('/').filter(Boolean);
   const op = levels.pop() ?? node.opType;
   const path: string[] = [];
@@ -116,7 +116,7 @@ function layerBaseName(node: OnnxNode, values: Map<string, Val>): string {
   }
   const module = path.join('.');
   const weighted = w !== undefined && w !== '' && values.get(w)?.kind === 'const';
-  return sanitize(module ? (weighted ? module : `${module}/${op}`) : op);
+  return sanitizeLayerName(module ? (weighted ? module : `${module}/${op}`) : op);
 }
 
 export function nodeError(g: Pick<OnnxGraph, 'file' | 'opset'>, node: OnnxNode, msg: string, hint?: string): InputError {
@@ -146,7 +146,7 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: b
   // A rank-4 input is NCHW, unless the model transposes it to NCHW first (x.permute(0, 3, 1, 2), tf2onnx's
   // Keras conversions): then it already takes channels-last images, as the Keras model does.
   const imageInput = inShape.length === 4 && !channelsLastInput(g, input.name);
-  const inp = tf.input({ shape: imageInput ? [inShape[2], inShape[3], inShape[1]] : inShape.slice(1), name: sanitize(input.name) || 'input' });
+  const inp = tf.input({ shape: imageInput ? [inShape[2], inShape[3], inShape[1]] : inShape.slice(1), name: sanitizeLayerName(input.name) || 'input' });
   const values = new Map<string, Val>();
   values.set(input.name, { kind: 'sym', t: inp, shape: inShape, layout: imageInput ? 'nchw' : 'plain' });
   for (const [name, c] of g.initializers) values.set(name, { kind: 'const', c });
@@ -163,7 +163,7 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: b
     const o = out as Sym;
     // A flattened image leaves in ONNX order (a Permute before the Flatten); others as they are.
     const t = o.layout === 'flat' ? makeCtx(tf, g, nodes[nodes.length - 1], values, usedNames, weightTensors).plain(o) : o.t;
-    const name = sanitize(g.file.split(/[\\/]/).pop()!.replace(/\.onnx$/i, '')) || 'onnx_model';
+    const name = sanitizeLayerName(g.file.split(/[\\/]/).pop()!.replace(/\.onnx$/i, '')) || 'onnx_model';
     // compress trains and evaluates on probabilities; PyTorch classifiers end in logits (or log-probabilities).
     const producer = nodes.find((n) => n.outputs.includes(outName));
     const appendSoftmax = opts.softmax !== false && o.shape.length === 2 && producer?.opType !== 'Softmax';

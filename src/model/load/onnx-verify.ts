@@ -6,9 +6,10 @@ import { transpose } from './onnx-fold.js';
 import { concatFloat32 } from '../../util/ndarray.js';
 
 /**
- * Import verification: the original .onnx file runs in onnxruntime-node and the imported model in
- * tfjs on the same inputs; the largest absolute difference, relative to the largest absolute
- * output of onnxruntime, must stay within the tolerance.
+ * Import verification: the original file runs in its reference runtime (onnxruntime-node for .onnx,
+ * tfjs's graph executor for a TF.js graph model) and the imported model in tfjs on the same inputs;
+ * the largest absolute difference, relative to the largest absolute reference output, must stay
+ * within the tolerance.
  */
 export interface ImportCheck {
   runtime: string;
@@ -16,7 +17,7 @@ export interface ImportCheck {
   /** Where the inputs came from: a recipe dataset, or seeded standard-normal values. */
   inputs: string;
   maxAbsDiff: number;
-  /** max |onnxruntime output|: the scale the difference is measured against. */
+  /** max |reference output|: the scale the difference is measured against. */
   outputScale: number;
   /** maxAbsDiff / max(outputScale, 1e-6). */
   relativeDiff: number;
@@ -53,7 +54,12 @@ export async function checkImport(tf: typeof tfType, model: tfType.LayersModel, 
   const yShape = y.shape;
   y.dispose();
   if (info.outputLayout === 'nhwc') got = transpose(got, yShape as number[], [0, 3, 1, 2]).data;
-  if (got.length !== ref.length) throw new Error(`the imported model gives ${got.length} output values, onnxruntime ${ref.length}`);
+  return compareOutputs(got, ref, { runtime: `onnxruntime-node@${ortVersion()}`, samples: n, inputs: opts.inputs, tolerance: opts.tolerance });
+}
+
+/** The check's numbers for `got` (the imported model's outputs) against `ref` (the reference runtime's), in one element order. */
+export function compareOutputs(got: Float32Array, ref: Float32Array, o: { runtime: string; samples: number; inputs: string; tolerance?: number }): ImportCheck {
+  if (got.length !== ref.length) throw new Error(`the imported model gives ${got.length} output values, ${o.runtime} ${ref.length}`);
   let maxAbsDiff = 0;
   let outputScale = 0;
   for (let i = 0; i < ref.length; i++) {
@@ -61,9 +67,9 @@ export async function checkImport(tf: typeof tfType, model: tfType.LayersModel, 
     maxAbsDiff = Number.isNaN(d) ? Infinity : Math.max(maxAbsDiff, d);
     outputScale = Math.max(outputScale, Math.abs(ref[i]));
   }
-  const tolerance = opts.tolerance ?? DEFAULT_IMPORT_TOLERANCE;
+  const tolerance = o.tolerance ?? DEFAULT_IMPORT_TOLERANCE;
   const relativeDiff = maxAbsDiff / Math.max(outputScale, 1e-6);
-  return { runtime: `onnxruntime-node@${ortVersion()}`, samples: n, inputs: opts.inputs, maxAbsDiff, outputScale, relativeDiff, tolerance, passed: relativeDiff <= tolerance };
+  return { runtime: o.runtime, samples: o.samples, inputs: o.inputs, maxAbsDiff, outputScale, relativeDiff, tolerance, passed: relativeDiff <= tolerance };
 }
 
 async function runOrt(file: string, info: ImportInfo, x: Float32Array, n: number, shape: number[]): Promise<Float32Array> {

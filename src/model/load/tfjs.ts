@@ -7,6 +7,7 @@ import { assertFiniteWeights, refuseIgnoredOptions, sameShape, shapeStr } from '
 import { checkShardSizes, checkTopology, checkWeightBudget, shardSizes } from './precheck.js';
 import { flattenNestedModels, hasNestedModels } from './flatten.js';
 import { isKerasArchitectureJson } from './keras.js';
+import type { GraphSource } from './tfjs-graph.js';
 
 type Tf = typeof tfType;
 
@@ -28,22 +29,16 @@ const QUANT_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
 /**
  * Loads a TF.js layers model from a directory (containing model.json) or a model.json path:
  * the JSON, the weight shards named in its weightsManifest (several allowed), with checks that
- * turn every way these can be wrong into an InputError naming the file (and layer).
+ * turn every way these can be wrong into an InputError naming the file (and layer). A graph model
+ * (tensorflowjs_converter's graph-model format) is imported into Keras layers (tfjs-graph.ts) and checked
+ * against tfjs's graph executor.
  */
 export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.LayersModel> {
-  let jsonPath = path;
-  try {
-    if ((await stat(path)).isDirectory()) jsonPath = join(path, 'model.json');
-  } catch {
-    throw new InputError('no such file or directory', { file: path });
+  const { json, jsonPath } = await readModelJson(path);
+  if (json.graph) {
+    const { loadTfjsGraphChecked } = await import('./tfjs-graph.js');
+    return loadTfjsGraphChecked(tf, await graphSource(tf, json, jsonPath));
   }
-  let text: string;
-  try {
-    text = await readFile(jsonPath, 'utf8');
-  } catch (e) {
-    throw new InputError(`cannot read: ${describeError(e)}`, { file: jsonPath, hint: 'a TF.js model directory must contain model.json' });
-  }
-  const json = parseModelJson(text, jsonPath);
   refuseIgnoredOptions(json.modelTopology, jsonPath);
   const groups = validateManifest(json.weightsManifest, jsonPath);
   await precheckDeclared(tf, json.modelTopology, groups, dirname(jsonPath), jsonPath);
@@ -63,6 +58,47 @@ export async function loadTfjsModel(tf: Tf, path: string): Promise<tfType.Layers
   return flattenLoaded(tf, model, jsonPath);
 }
 
+/** model.json of a TF.js model directory or path, parsed (an InputError naming the file when it cannot be). */
+async function readModelJson(path: string): Promise<{ json: ModelJson; jsonPath: string }> {
+  let jsonPath = path;
+  try {
+    if ((await stat(path)).isDirectory()) jsonPath = join(path, 'model.json');
+  } catch {
+    throw new InputError('no such file or directory', { file: path });
+  }
+  let text: string;
+  try {
+    text = await readFile(jsonPath, 'utf8');
+  } catch (e) {
+    throw new InputError(`cannot read: ${describeError(e)}`, { file: jsonPath, hint: 'a TF.js model directory must contain model.json' });
+  }
+  return { json: parseModelJson(text, jsonPath), jsonPath };
+}
+
+/**
+ * A TF.js graph model at `path` (directory or model.json) as the graph importer takes it: the JSON and all
+ * weight bytes (shards checked as for layers models); undefined when `path` holds a layers model.
+ */
+export async function readTfjsGraphSource(tf: Tf, path: string): Promise<GraphSource | undefined> {
+  const { json, jsonPath } = await readModelJson(path);
+  return json.graph ? graphSource(tf, json, jsonPath) : undefined;
+}
+
+async function graphSource(tf: Tf, json: ModelJson, jsonPath: string): Promise<GraphSource> {
+  const groups = validateManifest(json.weightsManifest, jsonPath);
+  await precheckDeclared(tf, undefined, groups, dirname(jsonPath), jsonPath);
+  const buffers: Uint8Array[] = [];
+  for (const g of groups) if (g.weights.length) buffers.push(new Uint8Array(await readGroup(g, dirname(jsonPath), jsonPath)));
+  const data = new Uint8Array(buffers.reduce((a, b) => a + b.length, 0));
+  let off = 0;
+  for (const b of buffers) {
+    data.set(b, off);
+    off += b.length;
+  }
+  const specs = groups.flatMap((g) => g.weights) as tfType.io.WeightsManifestEntry[];
+  return { json: json.raw as GraphSource['json'], specs, data: data.buffer, file: jsonPath };
+}
+
 /** A model with nested models as one graph (the nested original disposed); any failure names the file. */
 export function flattenLoaded(tf: Tf, model: tfType.LayersModel, file: string): tfType.LayersModel {
   if (!hasNestedModels(model)) return model;
@@ -75,7 +111,15 @@ export function flattenLoaded(tf: Tf, model: tfType.LayersModel, file: string): 
   }
 }
 
-function parseModelJson(text: string, file: string): { modelTopology: Record<string, unknown>; weightsManifest: unknown } {
+interface ModelJson {
+  modelTopology: Record<string, unknown>;
+  weightsManifest: unknown;
+  /** A graph model (tensorflowjs_converter --output_format=tfjs_graph_model): a GraphDef as JSON. */
+  graph: boolean;
+  raw: Record<string, unknown>;
+}
+
+function parseModelJson(text: string, file: string): ModelJson {
   if (text.trim() === '') throw new InputError('file is empty', { file });
   let json: unknown;
   try {
@@ -86,10 +130,8 @@ function parseModelJson(text: string, file: string): { modelTopology: Record<str
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new InputError('expected a JSON object', { file });
   const o = json as Record<string, unknown>;
   if (o.format === 'graph-model' || (o.modelTopology && typeof o.modelTopology === 'object' && 'node' in (o.modelTopology as object))) {
-    throw new InputError('this is a TF.js graph model; only layers models can be loaded', {
-      file,
-      hint: 'convert the Keras model with tensorflowjs_converter --output_format=tfjs_layers_model',
-    });
+    if (!o.modelTopology || typeof o.modelTopology !== 'object') throw new InputError("graph model without 'modelTopology'", { file });
+    return { modelTopology: o.modelTopology as Record<string, unknown>, weightsManifest: o.weightsManifest, graph: true, raw: o };
   }
   if (isKerasArchitectureJson(o)) {
     throw new InputError('this is Keras architecture JSON (model.to_json()) without its weights', {
@@ -100,7 +142,7 @@ function parseModelJson(text: string, file: string): { modelTopology: Record<str
   if (!o.modelTopology || typeof o.modelTopology !== 'object') {
     throw new InputError("missing 'modelTopology'", { file, hint: 'expected a TF.js layers model.json (model.save() output)' });
   }
-  return { modelTopology: o.modelTopology as Record<string, unknown>, weightsManifest: o.weightsManifest };
+  return { modelTopology: o.modelTopology as Record<string, unknown>, weightsManifest: o.weightsManifest, graph: false, raw: o };
 }
 
 function validateManifest(m: unknown, file: string): ManifestGroup[] {
@@ -129,7 +171,7 @@ function validateManifest(m: unknown, file: string): ManifestGroup[] {
   });
 }
 
-/** Declared bytes against the shards on disk, and the topology against the declared weights: before any tensor exists. */
+/** Declared bytes against the shards on disk, and a layers topology against the declared weights: before any tensor exists. */
 async function precheckDeclared(tf: Tf, topology: unknown, groups: ManifestGroup[], dir: string, file: string): Promise<void> {
   let elements = 0;
   for (const g of groups) {
@@ -138,7 +180,7 @@ async function precheckDeclared(tf: Tf, topology: unknown, groups: ManifestGroup
     elements += g.weights.filter((w) => w.group !== 'optimizer').reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);
   }
   checkWeightBudget(elements, file);
-  await checkTopology(tf, topology, elements, file);
+  if (topology !== undefined) await checkTopology(tf, topology, elements, file);
 }
 
 function specBytes(w: WeightSpec): number {

@@ -94,11 +94,16 @@ export interface QParams {
   zeroPoint: number;
 }
 
-/** Asymmetric per-tensor parameters for [min, max] (widened to include 0) on the grid [qmin, qmax]. */
+/**
+ * Asymmetric per-tensor parameters for [min, max] (widened to include 0) on the grid [qmin, qmax]. A tensor that
+ * is 0 on every calibration sample (a dead ReLU; calibration widens [0, 0] to [0, 1e-6]) gets the range [0, 1]: 0
+ * stays exact on any grid holding it, and a ~4e-9 scale gave the op computing it a requantization ratio (input scale
+ * x weight scale / output scale) over 256, which LiteRT's XNNPACK refuses ("failed to prepare").
+ */
 export function activationParams(min: number, max: number, qmin: number, qmax: number): QParams {
   min = Math.min(min, 0);
   max = Math.max(max, 0);
-  if (max - min < 1e-8) max = min + 1e-8;
+  if (max - min <= 1e-6) max = min + 1;
   const scale = (max - min) / (qmax - qmin);
   const zeroPoint = Math.max(qmin, Math.min(qmax, Math.round(qmin - min / scale)));
   return { scale, zeroPoint };

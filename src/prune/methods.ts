@@ -65,6 +65,10 @@ export const PRUNE_METHODS = {
   'n:m': {
     description: 'n of every m consecutive input weights kept (semi-structured)',
     layerMask: (i) => ({ mask: nmMask(i.values, i.shape, i.n ?? 2, i.m ?? 4, { className: i.className }) }),
+    refuses: (cls) =>
+      cls === 'DepthwiseConv2D'
+        ? 'n:m keeps n of every m weights along a kernel\'s input channels, and a depthwise kernel has one input channel per filter; exclude it (layers: [{ type: DepthwiseConv2D, exclude: true }]) or prune it with method magnitude'
+        : undefined,
   },
 } satisfies Record<string, PruneMethod>;
 

@@ -47,6 +47,14 @@ export const factorizeStage = defineStage<FactorizeWith>({
     // `layers` lists the layers to factorize: nothing is selected before its first entry.
     const entries = [{ match: '*', exclude: true }, ...(w.layers?.length ? w.layers : dense.slice(0, -1).map((l) => ({ match: l.name })))];
     const settings = resolveLayerSettings<RankSetting>(infos, entries as never, { energy: w.rank ? undefined : (w.energy ?? 0.9), rank: w.rank }, { classes: ['Dense', 'Conv2D'] });
+    if (!w.layers?.length && settings.size === 0) {
+      const convs = infos.filter((l) => l.className === 'Conv2D').map((l) => l.name);
+      throw new Error(
+        `stage '${ctx.stageId}': no layer to factorize: by default factorize takes every Dense layer but the last (the classifier), ` +
+          `and this model has ${dense.length} Dense layer${dense.length === 1 ? '' : 's'}` +
+          (convs.length ? `; list the layers to factorize, e.g. layers: [{ type: Conv2D }] (${convs.length} Conv2D layers)` : '; list the layers to factorize in layers:'),
+      );
+    }
     assertSelected(ctx.stageId, 'factorize', settings, infos, ['Dense', 'Conv2D']);
     ctx.progress({ message: `factorizing ${settings.size} layers` });
     const { model: small, layers } = factorizeModel(tf, model, [...settings].map(([layer, s]) => (s.rank ? { layer, rank: s.rank } : { layer, energy: s.energy ?? 0.9 })));

@@ -42,6 +42,9 @@ function program(): Command {
     .option('-q, --quiet', 'print only errors')
     .action(async (recipe, opts, cmd) => {
       const force = opts.force === true ? true : Array.isArray(opts.force) ? opts.force : undefined;
+      // `--force [stages...]` takes every word after it: a recipe path written last lands there.
+      const file = Array.isArray(force) && recipe === undefined ? force.find((f: string) => /\.ya?ml$/.test(f)) : undefined;
+      if (file) throw new UsageError(`--force took '${file}' as a stage name; write the recipe path before --force (compress run ${file} --force ${force.filter((f: string) => f !== file).join(' ')})`);
       const { runCommand } = await import('./commands/run.js');
       process.exitCode = await runCommand(recipe, { ...opts, force, verbose: cmd.optsWithGlobals().verbose });
     });

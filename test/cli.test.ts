@@ -111,6 +111,26 @@ test('init writes a recipe that validates; layers lists a stage model', async ()
   assert.match(layers.stdout, /conv_1\s+Conv2D\s+\[\?,24,24,20\]\s+520/);
 });
 
+test('layers on a stage that produces no model (an export) says so, exit 2', async () => {
+  const { dir } = workspace(`version: 1
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  m: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  t: { uses: export, needs: [m], with: { target: tflite } }
+`);
+  const r = await cli(['layers', 't'], dir);
+  assert.equal(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /stage 't' \(export\) produces no model to list/);
+});
+
+test('a recipe path written after --force (which takes the words after it as stages) is a usage error showing the order', async () => {
+  const { dir } = workspace('version: 1\nstages:\n  m: { uses: train, with: { model: mlp-small, epochs: 1 } }\n', 'r.yaml');
+  const r = await cli(['run', '--force', 'm', 'r.yaml'], dir);
+  assert.equal(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /--force took 'r\.yaml' as a stage name; write the recipe path before --force \(compress run r\.yaml --force m\)/);
+});
+
 test('a failed stage: its reason printed once on stderr, exit 1', async () => {
   const { dir } = workspace(`version: 1
 data:

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { stageKind } from '../stages/registry.js';
 import { fmtPct } from '../report/model.js';
 import { join } from 'node:path';
 import { initEngine } from '../engine/backend.js';
@@ -26,6 +27,9 @@ export async function layersCommand(target: string, flags: { recipe?: string; js
     const recipe = openRecipe(recipeFile, {});
     const stage = recipe.stageById.get(target);
     if (!stage) throw new UsageError(`'${target}' is not a stage of ${recipeFile}, a model path, or a built-in model (${BUILTIN_MODELS.join(', ')})`);
+    if (stageKind(stage.uses)?.producesModel === false) {
+      throw new UsageError(`stage '${target}' (${stage.uses}) produces no model to list; give a stage that does (load, train, prune, quantize, ...) or the exported file's path`);
+    }
     const state = (await stageStates(recipe)).find((s) => s.id === target)!;
     const dir = join(outDirFor(recipe), target);
     if (state.state !== 'cached' || !existsSync(join(dir, 'model.json'))) throw new UsageError(`stage '${target}' has no model in the cache yet (${state.reason}); run \`compress run --until ${target}\` first`);

@@ -23,7 +23,7 @@ import { ROOT, cli } from './helpers.js';
 
 const { tf } = await initEngine('wasm');
 const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-cnn-'));
-const SPECS = ['mobilenet_v2:13', 'mobilenet_v2:17:dynamic', 'resnet18:11:dynamic', 'squeezenet1_1:17', 'squeezenet1_1:11', 'mnasnet0_5:11', 'mnasnet0_5:13:dynamic', 'opzoo:11', 'opzoo:13:dynamic', 'opzoo:17', 'shufflenet_v2_x0_5:13:dynamic', 'chanops:11', 'chanops:13:dynamic'];
+const SPECS = ['mobilenet_v2:13', 'mobilenet_v2:17:dynamic', 'resnet18:11:dynamic', 'squeezenet1_1:17', 'squeezenet1_1:11', 'mnasnet0_5:11', 'mnasnet0_5:13:dynamic', 'opzoo:11', 'opzoo:13:dynamic', 'opzoo:17', 'shufflenet_v2_x0_5:13:dynamic', 'chanops:11', 'chanops:13:dynamic', 'unet:13'];
 
 before(async () => {
   await execa('/usr/bin/python3', [join(ROOT, 'test/fixtures/torch_export.py'), dir, ...SPECS], { timeout: 300_000 });
@@ -106,4 +106,13 @@ test('compress init on an ONNX image model writes a starter recipe for channels-
   const text = readFileSync(join(ws, 'compress.config.yaml'), 'utf8');
   assert.match(text, /input is \[C, H, W\] = \[3,16,16\]/);
   assert.match(text, /layout: nchw, numClasses: 5/);
+  assert.match(r.stdout, /samples of the model's input \[C, H, W\] = \[3,16,16\], layout: nchw/);
+});
+
+test('compress init on a model whose output is not class scores (a U-Net\'s per-pixel map) refuses, saying why', async () => {
+  const ws = mkdtempSync(join(tmpdir(), 'compress-onnx-init-seg-'));
+  copyFileSync(join(dir, 'unet-13.onnx'), join(ws, 'model.onnx'));
+  const r = await cli(['init', 'model.onnx'], ws);
+  assert.equal(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /the model's output \[\d+,\d+,\d+\] is not a vector of class scores/);
 });

@@ -62,6 +62,12 @@ async function fitOf(modelPath: string): Promise<ModelFit> {
   const input = (model.inputs[0].shape ?? []).slice(1).map((d) => d ?? 0);
   const out = model.outputs[0].shape ?? [];
   model.dispose();
+  if (out.length > 2) {
+    throw new UsageError(
+      `the model's output ${JSON.stringify(out.slice(1))} is not a vector of class scores (a per-pixel or sequence output); compress's stages ` +
+        `(evaluate, prune, quantize, export checks) score class labels, so init writes recipes for classifiers only`,
+    );
+  }
   const numClasses = out[out.length - 1] ?? undefined;
   const size = input.reduce((a, b) => a * b, 1);
   const nchw = imported?.info.inputLayout === 'nchw' && input.length === 3 ? [input[2], input[0], input[1]] : undefined;
@@ -76,6 +82,6 @@ export async function initCommand(modelPath: string | undefined, flags: { output
   const fit = modelPath ? await fitOf(modelPath) : { mnist: true };
   writeFileSync(out, starterRecipe(rel, schemaPathFor(out), fit));
   process.stdout.write(`wrote ${out}; run it with: npx compress run${out === 'compress.config.yaml' ? '' : ` ${out}`}\n`);
-  if (!fit.mnist) process.stdout.write(`next: put your data where ${out}'s data: points (data/features.npy + data/labels.npy, samples of the model's input ${JSON.stringify(fit.inputShape)}) or point it at yours (.npy or CSV files, or an image folder: an example is commented there)\n`);
+  if (!fit.mnist) process.stdout.write(`next: put your data where ${out}'s data: points (data/features.npy + data/labels.npy, samples of the model's input ${fit.nchw ? `[C, H, W] = ${JSON.stringify(fit.nchw)}, layout: nchw` : JSON.stringify(fit.inputShape)}) or point it at yours (.npy or CSV files, or an image folder: an example is commented there)\n`);
   return 0;
 }

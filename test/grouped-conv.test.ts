@@ -17,6 +17,9 @@ import { checkImport, randomInputs } from '../src/model/load/onnx-verify.js';
 import { layerStats } from '../src/prune/stats.js';
 import { writeKeras2H5, writeKeras3 } from './fixtures/keras-writer.js';
 import { ROOT } from './helpers.js';
+import { encodeNpy } from '../src/data/npy.js';
+import { loadRecipe } from '../src/recipe/load.js';
+import { runRecipe } from '../src/run/execute.js';
 
 /**
  * Grouped convolutions (Keras Conv2D with groups > 1: keras.applications RegNet; ONNX Conv with 1 < group <
@@ -223,4 +226,25 @@ test("a plain TF.js app loads a grouped-conv model's TF.js export after register
   const plain = await run('plain');
   assert.notEqual(plain.exitCode, 0);
   assert.match(plain.stderr, /Unknown layer: GroupedConv2D/);
+});
+
+test('structured pruning stops before any training at a grouped conv and its producers, saying why', async () => {
+  const ws = mkdtempSync(join(tmpdir(), 'compress-grouped-structured-'));
+  const n = 24;
+  writeFileSync(join(ws, 'model.onnx'), readFileSync(ONNX));
+  writeFileSync(join(ws, 'x.npy'), encodeNpy(Float32Array.from(randomInputs([3, 24, 24], n, 2)), [n, 3, 24, 24], 'f4'));
+  writeFileSync(join(ws, 'y.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 10), [n], 'i4'));
+  writeFileSync(join(ws, 'compress.config.yaml'), `version: 1
+data:
+  mine: { source: files, features: x.npy, labels: y.npy, layout: nchw, numClasses: 10, split: { train: 0.5, validation: 0.25, test: 0.25 } }
+stages:
+  model: { uses: load, with: { path: model.onnx } }
+  pruned: { uses: prune, needs: [model], with: { method: structured, sparsity: 0.25, train: { epochs: 1 } } }
+`);
+  const s = await runRecipe(loadRecipe(join(ws, 'compress.config.yaml')));
+  const pruned = s.stages.find((x) => x.id === 'pruned')!;
+  assert.equal(pruned.status, 'failed');
+  assert.match(pruned.reason, /cannot remove units of 3\.conv2 \(GroupedConv2D\)/);
+  assert.match(pruned.reason, /a grouped conv \(GroupedConv2D\) keeps equal channel groups, so neither its filters nor its input channels can go/);
+  assert.match(pruned.reason, /nothing was pruned or trained/);
 });

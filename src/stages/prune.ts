@@ -105,7 +105,8 @@ function failOnCoupledLayers(tf: typeof tfType, model: tfType.LayersModel, names
   throw new Error(
     `stage '${stageId}': structured pruning cannot remove filters of ${layers.length} selected layer${layers.length === 1 ? '' : 's'} on ${layers.length === 1 ? 'its' : 'their'} own (nothing was pruned or trained):\n` +
       blocked.map((b) => `  ${b.why}`).join('\n') +
-      `\n  hint: removed filters must pass through every layer up to the next conv or dense layer, and layers whose outputs meet in an element-wise merge (a residual Add) would have to lose the same filters (a squeeze-excitation Multiply passes them: its excitation conv loses the same units, so it is not selected itself); leave these out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude`,
+      `\n  hint: removed filters must pass through every layer up to the next conv or dense layer, and layers whose outputs meet in an element-wise merge (a residual Add) would have to lose the same filters (a squeeze-excitation Multiply passes them: its excitation conv loses the same units, so it is not selected itself); leave these out of structured pruning: layers: [..., { match: ${JSON.stringify(regex)}, exclude: true }], or prune them with method: magnitude` +
+      (blocked.some((b) => b.why.includes('(GroupedConv2D)')) ? '; a grouped conv (GroupedConv2D) keeps equal channel groups, so neither its filters nor its input channels can go (its producers are listed too)' : ''),
   );
 }
 

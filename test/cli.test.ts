@@ -9,6 +9,7 @@ import { buildModel } from '../src/engine/models.js';
 import { saveModelDir } from '../src/model/io.js';
 import { emptyMeta } from '../src/model/meta.js';
 import { encodeNpy } from '../src/data/npy.js';
+import { tfjsNodeAvailable } from '../src/engine/backend.js';
 
 test('plan --format mermaid is a valid mermaid flowchart (parsed by mermaid itself)', async () => {
   const { dir } = workspace(TINY.replace('  report:', '  other-branch:\n    uses: evaluate\n    needs: [baseline]\n  report:'));
@@ -129,6 +130,15 @@ test('a recipe path written after --force (which takes the words after it as sta
   const r = await cli(['run', '--force', 'm', 'r.yaml'], dir);
   assert.equal(r.exitCode, 2, r.stderr);
   assert.match(r.stderr, /--force took 'r\.yaml' as a stage name; write the recipe path before --force \(compress run r\.yaml --force m\)/);
+});
+
+test('--backend tensorflow without @tensorflow/tfjs-node installed fails before any stage, saying what to install', async (t) => {
+  if (tfjsNodeAvailable()) return t.skip('@tensorflow/tfjs-node is installed here');
+  const { dir } = workspace('version: 1\ndata:\n  digits: { source: mnist, limit: 50 }\nstages:\n  m: { uses: train, with: { model: mlp-small, epochs: 1 } }\n');
+  const r = await cli(['run', '--backend', 'tensorflow'], dir);
+  assert.notEqual(r.exitCode, 0);
+  assert.match(r.stderr, /backend 'tensorflow' needs @tensorflow\/tfjs-node, which is not installed/);
+  assert.doesNotMatch(r.stderr, /Cannot find package/);
 });
 
 test('a failed stage: its reason printed once on stderr, exit 1', async () => {

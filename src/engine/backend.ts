@@ -10,6 +10,8 @@ export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 export type BackendName = Exclude<BackendChoice, 'auto'>;
 
+import { InputError } from '../errors/input-error.js';
+
 const require = createRequire(import.meta.url);
 
 /** Whether `@tensorflow/tfjs-node` can be resolved, without loading it (loading costs ~1 s). */
@@ -24,6 +26,11 @@ export function tfjsNodeAvailable(): boolean {
 
 /** The backend `auto` would pick, decided without loading any engine, so cache keys are cheap. */
 export function resolveBackend(choice: BackendChoice): BackendName {
+  if (choice === 'tensorflow' && !tfjsNodeAvailable()) {
+    throw new InputError("backend 'tensorflow' needs @tensorflow/tfjs-node, which is not installed", {
+      hint: 'npm install @tensorflow/tfjs-node (it downloads libtensorflow), or use --backend auto / wasm',
+    });
+  }
   if (choice !== 'auto') return choice;
   return tfjsNodeAvailable() ? 'tensorflow' : 'wasm';
 }

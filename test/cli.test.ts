@@ -141,6 +141,20 @@ test('--backend tensorflow without @tensorflow/tfjs-node installed fails before 
   assert.doesNotMatch(r.stderr, /Cannot find package/);
 });
 
+test("the run summary of a structured prune shows the parameters it removed (its sparsity stays near 0)", async () => {
+  const { dir } = workspace(`version: 1
+seed: 2
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  m: { uses: train, with: { model: mlp-small, epochs: 1 } }
+  s: { uses: prune, needs: [m], with: { method: structured, sparsity: 0.5, layers: [ { type: Dense }, { match: dense_3, exclude: true } ] } }
+`);
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /\n  s\s+ran\s+.*params [\d,]+ -> [\d,]+ \(\d+ units removed\)/);
+});
+
 test('a failed stage: its reason printed once on stderr, exit 1', async () => {
   const { dir } = workspace(`version: 1
 data:

@@ -87,6 +87,10 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
     const bits = [
       typeof m.accuracy === 'number' ? `accuracy ${fmtPct(m.accuracy)}` : '',
       typeof m.sparsity === 'number' ? `sparsity ${fmtPct(m.sparsity, 1)}` : '',
+      // Structured pruning removes units (sparsity stays ~0): the parameter count says what it did.
+      typeof m.removedUnits === 'number' && m.removedUnits > 0 && typeof m.paramsBefore === 'number' && typeof m.params === 'number'
+        ? `params ${m.paramsBefore.toLocaleString('en-US')} -> ${m.params.toLocaleString('en-US')} (${m.removedUnits} units removed)`
+        : '',
       // The summary's number: fp32 dense bytes / estimated bytes (compressionRatio divides a loaded file's bytes,
       // which counts the file format's overhead: an unchanged ONNX model read 1.5x).
       // (on evaluate rows; an export row has its real file's ratio)

@@ -72,3 +72,16 @@ test('onnx: a channel shuffle (Reshape -> Permute -> Reshape of an image) is Res
   }
   model.dispose();
 });
+
+test("an int8 ONNX file (compress's own QDQ export) given to the importer is refused as a quantized model, pointing at the float one", async () => {
+  const tf = await engine();
+  const t = await cachedTrainedModel(tf, 'mlp-small');
+  const dir = tempDir('onnx-reimport-int8');
+  await exportModel(tf, t.model, emptyMeta(), { target: 'onnx', precision: 'int8', calibration: t.calibration }, dir);
+  const { importOnnx } = await import('../src/model/load/onnx.js');
+  await assert.rejects(importOnnx(tf, join(dir, 'model.onnx')), (e: Error) => {
+    assert.match(e.message, /op '(QuantizeLinear|DequantizeLinear)' is not supported: this is a quantized ONNX model/);
+    assert.match(String((e as { hint?: string }).hint), /import the float model it was quantized from/);
+    return true;
+  });
+});

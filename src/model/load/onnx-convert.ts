@@ -203,10 +203,15 @@ function channelsLastInput(g: OnnxGraph, name: string): boolean {
   return readers.length > 0 && readers.every((n) => n.opType === 'Transpose' && (n.attrs.get('perm') as number[] | undefined)?.join() === '0,3,1,2');
 }
 
+/** Ops of quantized ONNX models (onnxruntime's quantizer, compress's own int8 exports): imported models are float. */
+const QUANTIZED_OPS = /^(QuantizeLinear|DequantizeLinear|DynamicQuantizeLinear|QLinear\w+|ConvInteger|MatMulInteger|QGemm|QAttention)$/;
+
 function convertNode(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<string, Val>, usedNames: Set<string>, weightTensors: tfType.Tensor[]): void {
   const entry = node.domain === '' || node.domain === 'ai.onnx' || node.domain === 'compress' ? OPS[node.opType] : undefined;
   if (!entry) {
-    throw nodeError(g, node, `op '${node.domain ? `${node.domain}.` : ''}${node.opType}' is not supported`, `supported ops: ${supportedOps().join(', ')}. Replace the module in PyTorch before exporting, or export at another opset`);
+    const op = `op '${node.domain ? `${node.domain}.` : ''}${node.opType}' is not supported`;
+    if (QUANTIZED_OPS.test(node.opType)) throw nodeError(g, node, `${op}: this is a quantized ONNX model (QDQ / QLinear / integer ops)`, 'import the float model it was quantized from; compress quantizes it itself (quantize stage, int8 exports)');
+    throw nodeError(g, node, op, `supported ops: ${supportedOps().join(', ')}. Replace the module in PyTorch before exporting, or export at another opset`);
   }
   for (const name of node.inputs) {
     if (name !== '' && !values.has(name)) throw nodeError(g, node, `reads '${name}', which no earlier node produces (the graph is not topologically sorted or is incomplete)`);

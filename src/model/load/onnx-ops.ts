@@ -378,6 +378,20 @@ function elementwise(c: NodeCtx, op: 'Add' | 'Sub' | 'Mul' | 'Div', a: Sym, b: S
   return { kind: 'sym', t: c.layer(factory, {}, [c.plain(a), c.plain(b)]), shape, layout: 'plain', lower };
 }
 
+/** A mean / max over the spatial axes of an NCHW tensor (x.mean((2, 3)), x.amax((2, 3))): the global pooling it is. */
+function spatialReduce(what: 'mean' | 'max', factory: 'globalAveragePooling2d' | 'globalMaxPooling2d'): OpEntry {
+  return {
+    convert(c) {
+      const s = c.sym(0);
+      const axes = (axesOf(c, 18) ?? []).map((a) => axisOf(a, s.shape.length)).sort();
+      if (s.layout !== 'nchw' || axes.join() !== '2,3') c.fail(`only a ${what} over the spatial axes of an NCHW tensor is supported (axes [${axes.join(', ')}] of [${s.shape.join(', ')}])`);
+      const t = c.layer(factory, {}, s.t);
+      const keep = c.attrInt('keepdims', 1) === 1;
+      c.out(keep ? { kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', lower: s.lower } : { kind: 'sym', t, shape: [1, s.shape[1]], layout: 'plain', lower: s.lower });
+    },
+  };
+}
+
 function pool(kind: 'max' | 'avg'): OpEntry {
   return {
     convert(c) {
@@ -699,16 +713,8 @@ export const OPS: Record<string, OpEntry> = {
   AveragePool: pool('avg'),
   GlobalAveragePool: globalPool('avg'),
   GlobalMaxPool: globalPool('max'),
-  ReduceMean: {
-    convert(c) {
-      const s = c.sym(0);
-      const axes = (axesOf(c, 18) ?? []).map((a) => axisOf(a, s.shape.length)).sort();
-      if (s.layout !== 'nchw' || axes.join() !== '2,3') c.fail(`only a mean over the spatial axes of an NCHW tensor is supported (axes [${axes.join(', ')}] of [${s.shape.join(', ')}])`);
-      const t = c.layer('globalAveragePooling2d', {}, s.t);
-      const keep = c.attrInt('keepdims', 1) === 1;
-      c.out(keep ? { kind: 'sym', t, shape: [1, s.shape[1], 1, 1], layout: 'gap', lower: s.lower } : { kind: 'sym', t, shape: [1, s.shape[1]], layout: 'plain', lower: s.lower });
-    },
-  },
+  ReduceMean: spatialReduce('mean', 'globalAveragePooling2d'),
+  ReduceMax: spatialReduce('max', 'globalMaxPooling2d'),
   Flatten: {
     fold(c) {
       const k = c.const(0);

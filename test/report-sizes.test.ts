@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { baselineOf } from '../src/report/model.js';
 import { renderHtml } from '../src/report/html.js';
 import { reportJson, summaryMarkdown } from '../src/report/write.js';
 import type { RunSummary, StageOutcome } from '../src/run/execute.js';
@@ -75,4 +76,14 @@ test('report.html draws the per-layer int8 SNR of every int8 export and names th
   assert.ok(chart, 'a layer-snr chart');
   assert.equal((chart[1].match(/<rect class="bar"/g) ?? []).length, 3);
   assert.match(html, /Most noise added: <code>dw_1<\/code> \(6\.4 dB, 24\.8 dB below its input\)/);
+});
+
+test('the baseline of a recipe without a stage named baseline is the first stage with an accuracy: the evaluate after a load, not the load', () => {
+  const stages = [
+    { id: 'model', uses: 'load', status: 'ran', metrics: { importRelativeDiff: 1e-6 } },
+    { id: 'base-eval', uses: 'evaluate', status: 'ran', metrics: { accuracy: 0.9 } },
+    { id: 'pruned', uses: 'prune', status: 'ran', metrics: { accuracy: 0.88 } },
+  ] as Array<Parameters<typeof baselineOf>[0][number]>;
+  assert.equal(baselineOf(stages)?.id, 'base-eval');
+  assert.equal(baselineOf([{ ...stages[0], metrics: { accuracy: 0.91 } }, ...stages.slice(1)])?.id, 'model');
 });

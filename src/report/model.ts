@@ -20,9 +20,18 @@ export function modelPoints(s: Pick<Stage, 'id' | 'uses' | 'status' | 'metrics'>
   return modelRows(s).map((r) => ({ ...r, sizeEstimated: r.sizeKind !== undefined && r.sizeKind !== 'file' }));
 }
 
-/** The stage the outputs are compared with: one named `baseline`, else the first train/load stage. */
+/**
+ * The stage the outputs are compared with: one named `baseline`, else the first train/load stage with an accuracy,
+ * else the first evaluate stage (a load stage reports no accuracy: an imported model's is measured by the evaluate
+ * after it; comparing with the load left every 'vs baseline' cell blank).
+ */
 export function baselineOf<S extends Pick<Stage, 'id' | 'uses' | 'status' | 'metrics'>>(stages: S[]): S | undefined {
-  return stages.find((s) => s.id === 'baseline' && s.status !== 'failed') ?? stages.find((s) => (s.uses === 'train' || s.uses === 'load') && Object.keys(s.metrics ?? {}).length);
+  const accuracy = (s: S) => typeof (s.metrics as Record<string, unknown> | undefined)?.accuracy === 'number';
+  return (
+    stages.find((s) => s.id === 'baseline' && s.status !== 'failed') ??
+    stages.find((s) => (s.uses === 'train' || s.uses === 'load') && accuracy(s)) ??
+    stages.find((s) => s.uses === 'evaluate' && accuracy(s))
+  );
 }
 
 /**

@@ -201,8 +201,8 @@ stages:
   assert.doesNotMatch(r.stdout, /p\s+ran/);
 });
 
-test("a prune schedule without its own target prunes to the stage's sparsity", async () => {
-  const { file } = workspace(`version: 1
+/** A trained mlp-small and a prune stage `p` with the given `with:` (one line of YAML). */
+const PRUNE_AFTER_TRAIN = (w: string) => `version: 1
 seed: 3
 data:
   digits: { source: mnist, limit: 300 }
@@ -213,46 +213,23 @@ stages:
   p:
     uses: prune
     needs: [base]
-    with: { sparsity: 0.6, schedule: { kind: one-shot }, train: { epochs: 1, batchSize: 32 } }
-`);
-  const s = await runRecipe(loadRecipe(file));
-  assert.equal(s.stages.find((x) => x.id === 'p')!.status, 'ran');
-  assert.ok(Math.abs(metricsOf(s, 'p').sparsity - 0.6) < 0.01, `sparsity ${metricsOf(s, 'p').sparsity}`);
-});
+    with: ${w}
+`;
 
-test('an iterative schedule with a rate prunes to 1 - (1 - rate)^rounds', async () => {
-  const { file } = workspace(`version: 1
-seed: 3
-data:
-  digits: { source: mnist, limit: 300 }
-stages:
-  base:
-    uses: train
-    with: { model: mlp-small, epochs: 1, batchSize: 32 }
-  p:
-    uses: prune
-    needs: [base]
-    with: { schedule: { kind: iterative, rate: 0.2, rounds: 2, frequency: 1 }, train: { steps: 4, batchSize: 16 } }
-`);
-  const s = await runRecipe(loadRecipe(file));
-  assert.equal(s.stages.find((x) => x.id === 'p')!.status, 'ran');
-  assert.ok(Math.abs(metricsOf(s, 'p').sparsity - 0.36) < 0.01, `sparsity ${metricsOf(s, 'p').sparsity}`);
-});
+for (const [what, w, sparsity] of [
+  ["a schedule without its own target prunes to the stage's sparsity", '{ sparsity: 0.6, schedule: { kind: one-shot }, train: { epochs: 1, batchSize: 32 } }', 0.6],
+  ['an iterative schedule with a rate prunes to 1 - (1 - rate)^rounds', '{ schedule: { kind: iterative, rate: 0.2, rounds: 2, frequency: 1 }, train: { steps: 4, batchSize: 16 } }', 0.36],
+] as const) {
+  test(what, async () => {
+    const { file } = workspace(PRUNE_AFTER_TRAIN(w));
+    const s = await runRecipe(loadRecipe(file));
+    assert.equal(s.stages.find((x) => x.id === 'p')!.status, 'ran');
+    assert.ok(Math.abs(metricsOf(s, 'p').sparsity - sparsity) < 0.01, `sparsity ${metricsOf(s, 'p').sparsity}`);
+  });
+}
 
 test('a gradual schedule whose last pruning step within training falls short of its target says so', async () => {
-  const { dir } = workspace(`version: 1
-seed: 3
-data:
-  digits: { source: mnist, limit: 300 }
-stages:
-  base:
-    uses: train
-    with: { model: mlp-small, epochs: 1, batchSize: 32 }
-  p:
-    uses: prune
-    needs: [base]
-    with: { sparsity: 0.5, schedule: { kind: polynomial-decay, initialSparsity: 0, beginStep: 0, endStep: 8, frequency: 4 }, train: { steps: 8, batchSize: 16 } }
-`);
+  const { dir } = workspace(PRUNE_AFTER_TRAIN('{ sparsity: 0.5, schedule: { kind: polynomial-decay, initialSparsity: 0, beginStep: 0, endStep: 8, frequency: 4 }, train: { steps: 8, batchSize: 16 } }'));
   const r = await cli(['run'], dir);
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout + r.stderr, /last pruning step within the 8 training steps is 4, at sparsity 43\.8% of the target 50\.0%/);

@@ -196,6 +196,16 @@ test('the unfused ops (pads, batch norm, pools, per-channel arithmetic, concat, 
   model.dispose();
 });
 
+test('a tensor times or divided by a constant imports as a frozen batch norm (training keeps the constants), a FusedBatchNorm as a trainable one', async () => {
+  const { w, out } = opsZoo();
+  const { model } = await importedVsGraph(w.write(join(dir, 'zoo-frozen'), out), 1);
+  const bn = model.layers.filter((l) => l.getClassName() === 'BatchNormalization');
+  const frozen = bn.filter((l) => !l.trainable).map((l) => l.name);
+  assert.ok(frozen.some((n) => n.endsWith('/normalization')) && frozen.some((n) => n.endsWith('/gate')), frozen.join(', '));
+  assert.ok(bn.some((l) => l.trainable), 'the graph\'s own FusedBatchNormV3 stays trainable');
+  model.dispose();
+});
+
 test('a graph model with a fixed batch of 1 imports with a free batch, checked one sample at a time', async () => {
   const w = new GraphModelWriter('StatefulPartitionedCall/m', 8);
   const x = w.placeholder('input_1', [1, 8, 8, 3]);

@@ -34,7 +34,7 @@ function findFusions(model: tfType.LayersModel): Map<object, number> {
   const fusions = new Map<object, number>();
   const outputs = new Set<unknown>(model.outputLayers);
   for (const layer of model.layers as unknown as GraphLayer[]) {
-    if (layer.getClassName() !== 'BatchNormalization' || outputs.has(layer)) continue;
+    if (layer.getClassName() !== 'BatchNormalization' || outputs.has(layer) || isFrozen(layer)) continue;
     if (layer.inboundNodes.length !== 1 || layer.outboundNodes.length !== 1) continue;
     const next = layer.outboundNodes[0].outboundLayer;
     if (next.inboundNodes.length !== 1 || next.inboundNodes[0].inboundLayers.length !== 1) continue;
@@ -64,10 +64,32 @@ export function withFusedActivations<T>(model: tfType.LayersModel, apply: () => 
   if (!fusions) fusionsByModel.set(model, (fusions = findFusions(model)));
   const before = activeFusions;
   activeFusions = fusions;
+  const restore = frozenInInferenceMode(model);
   try {
     return apply();
   } finally {
+    restore();
     activeFusions = before;
   }
+}
+
+const isFrozen = (layer: unknown): boolean => (layer as { trainable?: boolean }).trainable === false;
+
+type Callable = { call(inputs: unknown, kwargs: Record<string, unknown>): unknown };
+
+/**
+ * Frozen batch norms (trainable false: the importers' per-channel affines, a user's frozen layers) run in inference
+ * mode during the training step, as Keras runs them: their moving statistics, not the batch's, and none updated.
+ * tfjs-layers' BatchNormalization uses the batch statistics whenever `training` is set. Returns the undo.
+ */
+function frozenInInferenceMode(model: tfType.LayersModel): () => void {
+  const frozen = (model.layers as unknown as Array<Callable & { getClassName(): string }>).filter((l) => l.getClassName() === 'BatchNormalization' && isFrozen(l));
+  for (const layer of frozen) {
+    const call = Object.getPrototypeOf(layer).call as Callable['call'];
+    layer.call = (inputs, kwargs) => call.call(layer, inputs, { ...kwargs, training: false });
+  }
+  return () => {
+    for (const layer of frozen) delete (layer as Partial<Callable>).call;
+  };
 }
 

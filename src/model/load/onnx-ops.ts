@@ -50,7 +50,10 @@ function channelVector(c: NodeCtx, s: Sym, k: Const): Float32Array {
   return k.data.length === 1 ? F32(C, k.data[0]) : Float32Array.from(k.data);
 }
 
-/** y = x * scale + shift per channel, as a BatchNormalization layer (mean 0, variance 1 - eps). */
+/**
+ * y = x * scale + shift per channel, as a frozen BatchNormalization layer (mean 0, variance 1 - eps; trainable false:
+ * training runs it in inference mode, as Keras runs a frozen batch norm, so fine-tuning keeps the constants).
+ */
 function affine(c: NodeCtx, s: Sym, scale: Float32Array, shift: Float32Array, suffix?: string): Sym {
   if (scale.every((v) => v === 1) && shift.every((v) => v === 0)) return s;
   const scalar = scale.every((v) => v === scale[0]) && shift.every((v) => v === shift[0]);
@@ -58,7 +61,7 @@ function affine(c: NodeCtx, s: Sym, scale: Float32Array, shift: Float32Array, su
   const n = src.t.shape[src.t.shape.length - 1] as number;
   const vec = (v: Float32Array): Float32Array => (v.length === n ? v : F32(n, v[0]));
   const eps = 1e-3;
-  const t = c.layer('batchNormalization', { axis: -1, epsilon: eps, gammaInitializer: 'ones' }, src.t, [
+  const t = c.layer('batchNormalization', { axis: -1, epsilon: eps, gammaInitializer: 'ones', trainable: false }, src.t, [
     { data: vec(scale), shape: [n] },
     { data: vec(shift), shape: [n] },
     { data: F32(n, 0), shape: [n] },

@@ -203,11 +203,14 @@ function channelVector(c: GraphCtx, s: Sym, k: Const): Float32Array {
   return k.data.length === 1 ? F32(C, k.data[0]) : f32(k);
 }
 
-/** y = x * scale + shift per channel, as a BatchNormalization layer (mean 0, variance 1 - eps). */
+/**
+ * y = x * scale + shift per channel, as a frozen BatchNormalization layer (mean 0, variance 1 - eps; trainable false:
+ * training runs it in inference mode, as Keras runs a frozen batch norm, so fine-tuning keeps the constants).
+ */
 function affine(c: GraphCtx, s: Sym, scale: Float32Array, shift: Float32Array): Sym {
   const eps = 1e-3;
   const n = scale.length;
-  const t = c.layer('batchNormalization', { axis: -1, epsilon: eps }, s.t, [
+  const t = c.layer('batchNormalization', { axis: -1, epsilon: eps, trainable: false }, s.t, [
     { data: scale, shape: [n] },
     { data: shift, shape: [n] },
     { data: F32(n, 0), shape: [n] },

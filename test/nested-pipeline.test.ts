@@ -6,7 +6,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { loadRecipe } from '../src/recipe/load.js';
 import { runRecipe, type RunSummary } from '../src/run/execute.js';
-import { workspace } from './helpers.js';
+import { cli, workspace } from './helpers.js';
 import { mobileNetV2Like, teachableMachine } from './fixtures/nested-models.js';
 import { writeKeras2H5 } from './fixtures/keras-writer.js';
 
@@ -136,4 +136,7 @@ stages:
   assert.equal(report.estimatedRatio, report.denseBytes / report.estimatedBytes, 'the estimate ratio stays against dense fp32');
   const row = summaryMarkdown(s).split('\n').find((l) => l.startsWith('| ship'));
   assert.match(row ?? '', /\dx of file \|/, summaryMarkdown(s));
+  // The console summary (the stages cached now) says which bytes the ratio divides too.
+  const again = await cli(['run'], dir);
+  assert.match(again.stdout, /\n  ship\s+cached\s+.*file [\d.]+ KiB \([\d.]+x of the loaded file\)/, again.stdout);
 });

@@ -95,7 +95,8 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
       // which counts the file format's overhead: an unchanged ONNX model read 1.5x).
       // (on evaluate rows; an export row has its real file's ratio)
       typeof m.compressionRatio === 'number' ? `estimated ratio ${fmtRatio((m.estimatedRatio ?? m.compressionRatio) as number, 'x')}` : '',
-      typeof m.fileBytes === 'number' ? `file ${fmtBytes(m.fileBytes)}${typeof m.fileRatio === 'number' ? ` (${fmtRatio(m.fileRatio, 'x')})` : ''}` : '',
+      // The ratio divides the source's dense fp32 bytes, or the loaded file's own bytes right after a load (as summary.md says).
+      typeof m.fileBytes === 'number' ? `file ${fmtBytes(m.fileBytes)}${typeof m.fileRatio === 'number' ? ` (${fmtRatio(m.fileRatio, 'x')}${m.fileRatioOf === 'sourceFileBytes' ? ' of the loaded file' : ''})` : ''}` : '',
       typeof m.latencyMs === 'number' ? `${fmtMs(m.latencyMs)}/sample` : '',
     ].filter(Boolean);
     out(`  ${st.id.padEnd(16)} ${st.status.padEnd(8)} ${bits.join(', ')}`);

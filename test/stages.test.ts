@@ -235,3 +235,10 @@ test('a gradual schedule whose last pruning step within training falls short of 
   assert.match(r.stdout + r.stderr, /last pruning step within the 8 training steps is 4, at sparsity 43\.8% of the target 50\.0%/);
 });
 
+
+test('a prune stage that changes nothing (a target that rounds to no weight or unit) says so', async () => {
+  const { dir } = workspace(PRUNE_AFTER_TRAIN('{ method: structured, sparsity: 0.0001, layers: [ { type: Dense }, { match: dense_3, exclude: true } ] }'));
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /warning: pruning changed nothing: no weight became zero and no unit was removed/);
+});

@@ -147,6 +147,7 @@ export const pruneStage = defineStage<PruneWith>({
     const validation = fitDataToModel(splits.validation, shape, ctx.stageId, classes);
     const test = fitDataToModel(splits.test, shape, ctx.stageId, classes);
     const paramsBefore = model.countParams();
+    const kernelNonZeroBefore = modelStats(model).kernelNonZero;
 
     const spec = scheduleSpec(w);
     const finalDefault = finalOf(spec);
@@ -243,6 +244,10 @@ export const pruneStage = defineStage<PruneWith>({
     meta = { ...meta, pruning: { ...meta.pruning, ...pruningMeta(model, filterExisting(model, methods), removed) } };
     const ev = evaluateModel(tf, model, test);
     const stats = modelStats(model);
+    const removedCount = Object.values(removed).reduce((a, u) => a + u.length, 0);
+    if (removedCount === 0 && stats.kernelNonZero === kernelNonZeroBefore) {
+      ctx.log(`warning: pruning changed nothing: no weight became zero and no unit was removed (the target rounds to 0 weights or units in every selected layer, or they were already pruned); raise sparsity`);
+    }
     await saveOutputModel(tf, model, meta, ctx);
     masks.dispose();
     const result = {

@@ -124,3 +124,8 @@ test("a selector error on a big model lists its first 40 layers and says how to 
     return m.includes('features.39.conv (Conv2D), ... and 146 more (`compress layers <model or stage>` lists them all)') && !m.includes('features.40.conv') && m.length < 2000;
   });
 });
+
+test('a re: selector that matches only inside layer names says patterns are anchored and how to match inside', () => {
+  assert.throws(() => resolveLayerSettings(lenet5, [{ match: 're:conv' }] as never, {}), /matches no layer.*re: patterns match the whole layer name \(anchored\): write re:\.\*conv\.\* to match inside names/);
+  assert.throws(() => resolveLayerSettings(lenet5, [{ match: 're:nothing_like_it' }] as never, {}), (e: Error) => !/anchored/.test(e.message));
+});

@@ -171,8 +171,12 @@ export function resolveLayerSettings<T extends object>(
     const selected = consideredLayers.filter((l) => (!re || re.test(l.name)) && (!types || types.includes(l.className)));
     if (selected.length === 0) {
       const why = classes === 'all' ? '' : ` (selectable classes: ${classes.join(', ')})`;
+      // A pattern matches the whole name: `re:block_1` does not find `model/block_1_expand`; say so when a partial match exists.
+      const partial = entry.match?.startsWith('re:') && consideredLayers.some((l) => new RegExp(entry.match!.slice(3)).test(l.name))
+        ? `; re: patterns match the whole layer name (anchored): write re:.*${entry.match.slice(3)}.* to match inside names`
+        : '';
       throw new SelectorError(
-        `selector entry #${i} ${describeEntry(entry)} matches no layer${why}; the model's layers are: ${describeLayers(layers, considered)}`,
+        `selector entry #${i} ${describeEntry(entry)} matches no layer${why}${partial}; the model's layers are: ${describeLayers(layers, considered)}`,
         i,
         layers,
       );

@@ -248,6 +248,16 @@ test('an unsupported op fails naming the node and the op', async () => {
   });
 });
 
+test("a signature output naming no node of the graph fails saying it is the model's output", async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m');
+  const x = w.placeholder('input_1', [-1, 8, 8, 3]);
+  const file = w.write(join(dir, 'wrong-output'), w.op('Identity', 'Identity', [w.fusedConv('conv', x, [3, 3, 3, 4], { act: 'Relu' })]));
+  const json = JSON.parse(readFileSync(file, 'utf8'));
+  for (const o of Object.values(json.signature.outputs) as Array<{ name: string }>) o.name = 'nope:0';
+  writeFileSync(file, JSON.stringify(json));
+  await assert.rejects(loadModelFrom(tf, file), /the model's output 'nope:0' \(signature \/ outputs\) names 'nope', which is not a node of the graph/);
+});
+
 test('a Const node whose value is not in the weight manifest fails naming it', async () => {
   const w = new GraphModelWriter('StatefulPartitionedCall/m');
   const x = w.placeholder('input_1', [-1, 8, 8, 3]);

@@ -99,7 +99,10 @@ function neededNodes(byName: Map<string, GraphNode>, output: string, file: strin
   while (stack.length) {
     const top = stack[stack.length - 1];
     const node = byName.get(top.name);
-    if (!node) throw new InputError(`node '${top.from}' reads '${top.name}', which is not a node of the graph`, { file });
+    if (!node) {
+      const who = top.from === '(output)' ? `the model's output '${output}' (signature / outputs)` : `node '${top.from}'`;
+      throw new InputError(`${who} ${top.from === '(output)' ? 'names' : 'reads'} '${top.name}', which is not a node of the graph`, { file });
+    }
     if (top.expanded) {
       stack.pop();
       if (state.get(top.name) !== 'done') {

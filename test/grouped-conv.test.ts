@@ -199,7 +199,7 @@ test('a narrow grouped conv trains as a conv per group (no depthwise intermediat
   assert.equal(close(train.out, infer.out, 1e-4), undefined);
 });
 
-test("a plain TF.js app loads a grouped-conv model's TF.js export after registerCustomLayers from 'compress/tfjs-layers', and not before", async () => {
+test("a plain TF.js app loads a grouped-conv model's TF.js export after registerCustomLayers from '@compress-ml/compress/tfjs-layers', and not before", async () => {
   const model = groupedModel();
   const out = join(dir, 'app-tfjs');
   await exportModel(tf, model, emptyMeta(), { target: 'tfjs', precision: 'float32' }, out);
@@ -208,15 +208,15 @@ test("a plain TF.js app loads a grouped-conv model's TF.js export after register
     import * as tf from '@tensorflow/tfjs';
     import { readFileSync } from 'node:fs';
     const dir = process.argv[2];
-    if (process.argv[3] === 'register') (await import('compress/tfjs-layers')).registerCustomLayers(tf);
+    if (process.argv[3] === 'register') (await import('@compress-ml/compress/tfjs-layers')).registerCustomLayers(tf);
     const json = JSON.parse(readFileSync(dir + '/model.json', 'utf8'));
     const weights = readFileSync(dir + '/' + json.weightsManifest[0].paths[0]);
     const m = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length) }));
     console.log(m.getLayer('grouped').getClassName(), m.predict(tf.ones([1, 7, 6, 3])).shape.join('x'));`;
   // The app's own directory, with compress and tfjs installed (linked) in its node_modules, as a user's app has them.
   const appDir = join(dir, 'app');
-  mkdirSync(join(appDir, 'node_modules'), { recursive: true });
-  symlinkSync(ROOT, join(appDir, 'node_modules', 'compress'));
+  mkdirSync(join(appDir, 'node_modules', '@compress-ml'), { recursive: true });
+  symlinkSync(ROOT, join(appDir, 'node_modules', '@compress-ml', 'compress'));
   symlinkSync(join(ROOT, 'node_modules', '@tensorflow'), join(appDir, 'node_modules', '@tensorflow'));
   writeFileSync(join(appDir, 'app.mjs'), app);
   const run = (mode: string) => execa('node', ['app.mjs', out, mode], { cwd: appDir, reject: false });

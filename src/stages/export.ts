@@ -190,7 +190,7 @@ function tfjsCustomClasses(target: string, model: tfType.LayersModel, ctx: { log
   if (target !== 'tfjs') return {};
   const used = [...new Set(model.layers.map((l) => l.getClassName()).filter((c) => CUSTOM_LAYER_CLASSES.includes(c)))];
   if (!used.length) return {};
-  ctx.log(`note: the TF.js model uses compress's layer classes ${used.join(', ')} (Keras layers tfjs-layers lacks); a TF.js app registers them before loading it: import { registerCustomLayers } from 'compress/tfjs-layers'; registerCustomLayers(tf)`);
+  ctx.log(`note: the TF.js model uses compress's layer classes ${used.join(', ')} (Keras layers tfjs-layers lacks); a TF.js app registers them before loading it: import { registerCustomLayers } from '@compress-ml/compress/tfjs-layers'; registerCustomLayers(tf)`);
   return { customLayerClasses: used };
 }
 

@@ -146,12 +146,20 @@ test("a model with its initializers also listed as graph inputs (keep_initialize
 });
 
 /** x.permute(0, 3, 1, 2) first (a PyTorch model fed channels-last images; tf2onnx's Keras conversions), then a conv. */
-function channelsLastModel(): string {
+/** A conv on an input the model transposes to NCHW itself; `classifier`: then global pooling to 3 class scores. */
+function channelsLastModel(classifier = false): string {
   const w = Array.from({ length: 3 * 2 * 3 * 3 }, (_, i) => Math.sin(i + 1));
-  return writeModel('nhwc-input.onnx', [
+  const head = classifier
+    ? [
+        { name: '/gap', opType: 'GlobalAveragePool', input: ['conv'], output: ['pooled'] },
+        { name: '/flat', opType: 'Flatten', input: ['pooled'], output: ['output'], attribute: [{ name: 'axis', type: 2, i: 1 }] },
+      ]
+    : [];
+  return writeModel(classifier ? 'nhwc-input-classifier.onnx' : 'nhwc-input.onnx', [
     { name: '/Transpose', opType: 'Transpose', input: ['input'], output: ['t'], attribute: [{ name: 'perm', type: 7, ints: [0, 3, 1, 2] }] },
-    { name: '/c/Conv', opType: 'Conv', input: ['t', 'c.weight', 'c.bias'], output: ['output'], attribute: [{ name: 'kernel_shape', type: 7, ints: [3, 3] }] },
-  ], { opset: 13, input: ['batch', 5, 6, 2], output: ['batch', 3, 3, 4], inits: [f32('c.weight', [3, 2, 3, 3], w), f32('c.bias', [3], [0.1, -0.1, 0.2])] });
+    { name: '/c/Conv', opType: 'Conv', input: ['t', 'c.weight', 'c.bias'], output: [classifier ? 'conv' : 'output'], attribute: [{ name: 'kernel_shape', type: 7, ints: [3, 3] }] },
+    ...head,
+  ], { opset: 13, input: ['batch', 5, 6, 2], output: classifier ? ['batch', 3] : ['batch', 3, 3, 4], inits: [f32('c.weight', [3, 2, 3, 3], w), f32('c.bias', [3], [0.1, -0.1, 0.2])] });
 }
 
 test('an input the model transposes to NCHW itself is channels-last: the imported model takes it as it is, no permute', async () => {
@@ -166,7 +174,7 @@ test('an input the model transposes to NCHW itself is channels-last: the importe
 
 test('compress init on a channels-last ONNX model does not tell the user to give channels-first data', async () => {
   const { dir: ws } = workspace('', 'unused.yaml');
-  copyFileSync(channelsLastModel(), join(ws, 'model.onnx'));
+  copyFileSync(channelsLastModel(true), join(ws, 'model.onnx'));
   const r = await cli(['init', 'model.onnx'], ws);
   assert.equal(r.exitCode, 0, r.stderr);
   const text = readFileSync(join(ws, 'compress.config.yaml'), 'utf8');

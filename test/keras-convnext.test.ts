@@ -92,7 +92,7 @@ test('StochasticDepth drops whole samples in training (the rest scaled by 1 / ke
   assert.ok(kept > 16 && dropped > 16, `kept ${kept}, dropped ${dropped}`);
 });
 
-for (const [target, precision] of [['tflite', 'float32'], ['tflite', 'dynamic-int8'], ['onnx', 'float32']] as const) {
+for (const [target, precision] of [['tflite', 'float32'], ['tflite', 'dynamic-int8'], ['tflite', 'int8'], ['onnx', 'float32']] as const) {
   test(`the loaded ConvNeXt block exports to ${target} ${precision} (LayerScale folded into the Dense before it, StochasticDepth gone) and agrees in its runtime`, async () => {
     writeFileSync(join(dir, 'export.keras'), await writeKeras3(convnextMini(0.1)));
     const model = await loadModelFrom(tf, join(dir, 'export.keras'));

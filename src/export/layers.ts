@@ -370,7 +370,7 @@ export const LAYERS: Record<string, LayerEntry> = {
   SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
   Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it); TFLite dynamic-int8 stores int8 weights + DEQUANTIZE (LiteRT has no hybrid TRANSPOSE_CONV kernel)' },
   BatchNormalization: { ir: batchNorm, tfjs: 'native', note: 'folded into a preceding conv/dense, else a per-channel multiply-add' },
-  LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops' },
+  LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops (full-int8 .tflite: the channel means as 1x1 convs, which LiteRT runs right)' },
   Activation: { ir: (b) => b.activation(b.input(), b.layer.config.activation), tfjs: 'native', note: Object.keys(ACTIVATIONS).join(', ') },
   ReLU: { ir: relu, tfjs: 'native', note: 'max_value 6 is ReLU6; other max_value a minimum' },
   LeakyReLU: { ir: (b) => { const x = b.input(); return b.emit({ kind: 'leaky_relu', inputs: [x], alpha: (b.layer.config.alpha as number) ?? 0.3 }, b.shape(x).slice()); }, tfjs: 'native' },

@@ -90,7 +90,7 @@ export const EXPORT_METRICS = [
 
 export const exportStage = defineStage<ExportWith>({
   kind: 'export',
-  version: '8',
+  version: '9',
   description: 'write the upstream model for a deployment target (TFLite, ONNX, TF.js) and verify it in that runtime',
   withSchema: exportWithSchema,
   datasets: (w) => (w.data ? [w.data] : []),

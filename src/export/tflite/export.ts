@@ -43,7 +43,8 @@ export interface TfliteWriteOptions {
   storage?: Storage;
 }
 
-export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
+export function irToTflite(ir0: IrGraph, meta: ModelMeta, precision: TflitePrecision, ranges?: Range[], opts: TfliteWriteOptions = {}): { bytes: Uint8Array; notes: string[] } {
+  const ir = precision === 'int8' ? withChannelMeansAsConvs(ir0) : ir0;
   const perChannel = opts.perChannel ?? true;
   const storage = opts.storage ?? 'auto';
   /** Kernels that may go sparse (the caller, targets.ts, passes `dense` where the precision cannot). */
@@ -402,4 +403,27 @@ export function irToTflite(ir: IrGraph, meta: ModelMeta, precision: TflitePrecis
     m.outputs = [f];
   } else m.outputs = [last];
   return { bytes: m.finish(`compress ${precision} export of ${ir.name}`), notes };
+}
+
+/**
+ * Full-int8 files write a mean over the channel axis (LayerNormalization's mean and variance) of an image [H, W, C] as
+ * the 1x1 CONV_2D with filter 1/C (one output channel; 1/C is exact on its per-channel grid: every weight is 127), of
+ * a vector [C] as the FULLY_CONNECTED with kernel 1/C: the same mean, summed in int32. LiteRT ran an int8 MEAN over the
+ * last axis wrongly where it read the quantized model input (agreement 0.20 against onnxruntime's 0.95 on a
+ * LayerNormalization of the input; a ConvNeXt-style block failed its check after fine-tuning while its ONNX int8 file
+ * passed): its XNNPACK delegate takes the convs, not that MEAN. Float files keep MEAN.
+ */
+function withChannelMeansAsConvs(ir: IrGraph): IrGraph {
+  const ops = ir.ops.map((op) => {
+    if (op.kind !== 'mean_last') return op;
+    const shape = ir.tensors[op.inputs[0]].shape;
+    const C = shape[shape.length - 1];
+    const kernel = new Float32Array(C).fill(1 / C);
+    if (shape.length === 3) {
+      return { kind: 'conv2d', layer: op.layer, inputs: op.inputs, output: op.output, kernelShape: [1, 1, C, 1], kernel, bias: new Float32Array(1), strides: [1, 1], dilation: [1, 1], padding: 'valid', activation: 'none', folded: false } as IrOp;
+    }
+    if (shape.length === 1) return { kind: 'dense', layer: op.layer, inputs: op.inputs, output: op.output, kernelShape: [C, 1], kernel, bias: new Float32Array(1), activation: 'none', folded: false } as IrOp;
+    return op;
+  });
+  return { ...ir, ops };
 }

@@ -242,3 +242,24 @@ test('a prune stage that changes nothing (a target that rounds to no weight or u
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout + r.stderr, /warning: pruning changed nothing: no weight became zero and no unit was removed/);
 });
+
+test("a failed export check keeps its numbers in the stage's metrics (report.json), not just in the error text", async () => {
+  const { file } = workspace(`version: 1
+seed: 3
+data:
+  digits: { source: mnist, limit: 600, split: { train: 0.4, validation: 0.1, test: 0.5 } }
+stages:
+  base: { uses: train, with: { model: mlp-small, epochs: 1, batchSize: 32 } }
+  # ranges from one calibration sample clip the others: some of the 300 test samples flip, under threshold 1
+  t: { uses: export, needs: [base], with: { target: tflite, precision: int8, threshold: 1, calibrationSamples: 1 } }
+`);
+  const s = await runRecipe(loadRecipe(file));
+  const t = s.stages.find((x) => x.id === 't')!;
+  assert.equal(t.status, 'failed', t.reason);
+  const rows = (t.metrics as { exports?: Array<Record<string, unknown>> }).exports ?? [];
+  assert.equal(rows.length, 1, JSON.stringify(t.metrics));
+  assert.equal(typeof rows[0].agreement, 'number');
+  assert.ok((rows[0].agreement as number) < 1);
+  assert.match(String(rows[0].failed), /fails its check/);
+  assert.equal(typeof rows[0].fileBytes, 'number');
+});

@@ -224,7 +224,8 @@ export async function verifyExport(
       // (Against a fake-quantized reference the file itself is off, not a layer's quantization: no worst layer.)
       const worst = opts.layerErrors && !FAKE_QUANT_REFERENCE[exported.precision] ? worstLayerOf(opts.layerErrors) : undefined;
       const where = worst ? `; worst layer in the simulated ${exported.precision} run: '${worst.layer}' (${worst.op}, SNR ${worst.snrDb.toFixed(1)} dB, ${worst.snrDropDb.toFixed(1)} dB below its input)` : '';
-      throw new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})${where}`);
+      // The check's numbers ride on the error: the export stage records them for the failed row.
+      throw Object.assign(new Error(`${exported.target} ${exported.precision} export in ${exported.dir} fails its check on ${test.n} samples in ${runner.runtime}: ${failure} (max |diff| ${cmp.maxAbsDiff.toExponential(2)})${where}`), { check: result });
     }
     return result;
   } finally {

@@ -426,8 +426,10 @@ function failedStage(p: StagePhase, job: StageJob, e: unknown): Settled {
   const err = message === thrown.message ? thrown : Object.assign(new Error(message), { name: thrown.name, stack: thrown.stack, workerStack: (thrown as { workerStack?: string }).workerStack });
   const interrupted = p.run.opts.signal?.aborted;
   const seconds = (Date.now() - job.t0) / 1000;
+  const measured = (thrown as { metrics?: Record<string, unknown> }).metrics;
   const o: StageOutcome = {
     ...outcomeOf(job.stage, interrupted ? 'interrupted' : 'failed', interrupted ? 'interrupted' : err.message),
+    ...(measured && !interrupted ? { metrics: measured } : {}),
     key: job.key.key,
     seconds,
     ...usageOf(job),

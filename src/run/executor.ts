@@ -106,6 +106,7 @@ function runInWorker(
         err.code = m.code;
         err.path = m.path;
         (err as { workerStack?: string }).workerStack = m.stack;
+        if (m.metrics) (err as { metrics?: Record<string, unknown> }).metrics = m.metrics;
         finish(() => reject(err));
       } else onMessage(m);
     });

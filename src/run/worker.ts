@@ -46,7 +46,7 @@ export type WorkerMessage =
    * and the CPU seconds this worker thread has used (Linux; absent elsewhere).
    */
   | { type: 'memory'; bytes: number; cpuSeconds?: number }
-  | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string };
+  | { type: 'error'; name: string; message: string; stack?: string; code?: string; path?: string; metrics?: Record<string, unknown> };
 
 /** Posts the footprint once more (also when the stage fails, so the runner sees the peak of a refused load). */
 let lastSample: () => void = () => {};
@@ -140,6 +140,8 @@ if (parentPort) {
     // code and path let the runner word file-system failures (full disk, read-only cache) plainly.
     const code = typeof err.code === 'string' ? err.code : undefined;
     const path = typeof err.path === 'string' ? err.path : undefined;
-    parentPort!.postMessage({ type: 'error', name: err.name, message: err.message, stack: err.stack, code, path } satisfies WorkerMessage);
+    // What a failed stage measured before failing (StageFailure: an export's check numbers) goes into report.json.
+    const metrics = (err as { metrics?: Record<string, unknown> }).metrics;
+    parentPort!.postMessage({ type: 'error', name: err.name, message: err.message, stack: err.stack, code, path, ...(metrics ? { metrics } : {}) } satisfies WorkerMessage);
   });
 }

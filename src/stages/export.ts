@@ -162,7 +162,11 @@ export const exportStage = defineStage<ExportWith>({
       }
       if (w.verify ?? true) {
         ctx.progress({ message: `verifying ${e.target} ${e.precision} in its runtime on ${test.n} samples` });
-        const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold, meta, perChannel: e.perChannel, layerErrors: errors });
+        const v = await verifyExport(tf, { target: e.target, precision: e.precision, dir, files: res.files }, model, test, { threshold: w.threshold, meta, perChannel: e.perChannel, layerErrors: errors }).catch((err: Error & { check?: Record<string, unknown> }) => {
+          // A failed check keeps its numbers (agreement, flips, accuracy delta) in report.json next to the rows before it.
+          if (err.check) Object.assign(err, { metrics: { exports: [...rows, { ...row, ...err.check, failed: err.message }] } });
+          throw err;
+        });
         Object.assign(row, v);
       }
       row.gzipBytes = await res.gzipBytes;

@@ -82,14 +82,20 @@ type Callable = { call(inputs: unknown, kwargs: Record<string, unknown>): unknow
  * mode during the training step, as Keras runs them: their moving statistics, not the batch's, and none updated.
  * tfjs-layers' BatchNormalization uses the batch statistics whenever `training` is set. Returns the undo.
  */
+const frozenByModel = new WeakMap<tfType.LayersModel, Callable[]>();
+
 function frozenInInferenceMode(model: tfType.LayersModel): () => void {
-  const frozen = (model.layers as unknown as Array<Callable & { getClassName(): string }>).filter((l) => l.getClassName() === 'BatchNormalization' && isFrozen(l));
+  let frozen = frozenByModel.get(model);
+  if (!frozen) {
+    frozen = (model.layers as unknown as Array<Callable & { getClassName(): string }>).filter((l) => l.getClassName() === 'BatchNormalization' && isFrozen(l));
+    frozenByModel.set(model, frozen);
+  }
   for (const layer of frozen) {
     const call = Object.getPrototypeOf(layer).call as Callable['call'];
     layer.call = (inputs, kwargs) => call.call(layer, inputs, { ...kwargs, training: false });
   }
   return () => {
-    for (const layer of frozen) delete (layer as Partial<Callable>).call;
+    for (const layer of frozen!) delete (layer as Partial<Callable>).call;
   };
 }
 

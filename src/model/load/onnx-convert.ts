@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError } from '../../errors/input-error.js';
 import { sanitizeLayerName } from './common.js';
+import { layerFromConfig } from '../rebuild.js';
 import { applyFusions } from './onnx-fuse.js';
 import { OPS, supportedOps } from './onnx-ops.js';
 import { dataTypeName, type AttrValue, type Const, type OnnxGraph, type OnnxNode } from './onnx-read.js';
@@ -297,7 +298,8 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
       let name = base;
       for (let k = 1; usedNames.has(name); k++) name = `${base}_${k}`;
       usedNames.add(name);
-      const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory] ?? registeredLayer(tf, factory);
+      // A tf.layers factory, or a class compress registers (GroupedConv2D) by its name.
+      const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory] ?? ((c: object) => layerFromConfig(tf, factory, c as Record<string, unknown>, factory));
       const ws = weights?.map((w) => tf.tensor(w.data, w.shape));
       if (ws) weightTensors.push(...ws);
       const layer = make({ ...config, name, ...(ws ? { weights: ws } : {}) });
@@ -330,12 +332,4 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
     },
   };
   return ctx;
-}
-
-/** A layer class registered with tfjs by name (compress's custom classes, src/model/custom-layers.ts) as a factory. */
-function registeredLayer(tf: typeof tfType, className: string): (c: object) => tfType.layers.Layer {
-  const map = tf.serialization.SerializationMap.getMap().classNameMap as unknown as Record<string, [new (c: object) => tfType.layers.Layer, unknown] | undefined>;
-  const cls = map[className]?.[0];
-  if (!cls) throw new Error(`no layer factory or registered layer class '${className}'`);
-  return (c) => new cls(c);
 }

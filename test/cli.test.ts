@@ -169,3 +169,18 @@ stages:
   assert.equal(said, 1, r.stderr + r.stdout);
   assert.match(r.stderr, /error: stage 'q' failed: selector entry #0 \{ match: "nope" \} matches no layer/);
 });
+
+test('two recipes in one directory keep their own outputs (a non-default recipe writes .compress/out/<file name>/<stage>/)', async () => {
+  const { dir } = workspace(TINY, 'a.yaml');
+  writeFileSync(join(dir, 'b.yaml'), TINY.replace('seed: 7', 'seed: 8'));
+  writeFileSync(join(dir, 'compress.config.yaml'), TINY.replace('seed: 7', 'seed: 9'));
+  for (const args of [['run', 'a.yaml'], ['run', 'b.yaml'], ['run']]) {
+    const r = await cli([...args, '--only', 'baseline'], dir);
+    assert.equal(r.exitCode, 0, r.stderr);
+  }
+  const weights = (...p: string[]) => readFileSync(join(dir, '.compress', 'out', ...p, 'baseline', 'weights.bin'));
+  const [a, b, dflt] = [weights('a.yaml'), weights('b.yaml'), weights()];
+  assert.notDeepEqual(a, b, "b.yaml's run left a.yaml's baseline alone (different seeds, different weights)");
+  assert.notDeepEqual(a, dflt);
+  assert.notDeepEqual(b, dflt);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accountSizes, relativeIndexEntries, gzipSize, kmeansQuantize, toKmeansWeightQuant } from '../src/compression/index.js';
+import { accountSizes, accountSizesInBackground, relativeIndexEntries, gzipSize, kmeansQuantize, toKmeansWeightQuant } from '../src/compression/index.js';
 import { createRng } from '../src/util/rng.js';
 
 test('size: relative indices with padding, checked by hand', () => {
@@ -89,4 +89,18 @@ test('size: pruned + k-means + Huffman layer compresses well, totals add up, gzi
   const derived = accountSizes([{ ...layers[0], codes: undefined }]);
   assert.deepEqual(derived.layers[0], a);
   assert.ok(gzipSize(new Uint8Array(10000)) < 100);
+});
+
+test('size: the background accounting (gzip in the thread pool) gives the same report as the synchronous one', async () => {
+  const rng = createRng(11);
+  const pruned = Float32Array.from({ length: 4096 }, () => (rng() < 0.3 ? rng() - 0.5 : 0));
+  const km = kmeansQuantize(pruned, { bits: 5 });
+  const layers = [
+    { name: 'conv', kernel: km.dequantized, shape: [4, 4, 16, 16], quant: toKmeansWeightQuant(km), codes: km.indices, bias: new Float32Array(16).fill(0.5) },
+    { name: 'dense', kernel: Float32Array.from({ length: 640 }, () => rng() - 0.5), shape: [64, 10] },
+  ];
+  const { sizes } = accountSizesInBackground(layers);
+  const background = await sizes;
+  assert.deepEqual(background, accountSizes(layers));
+  assert.ok(background.layers.every((l) => l.gzipBytes > 0), 'every layer has its gzip size');
 });

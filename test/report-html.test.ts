@@ -38,6 +38,7 @@ function summary(stages: StageOutcome[], extra: Partial<RunSummary> = {}): RunSu
     gates: [],
     exitCode: 0,
     lockPath: 'pipelines/demo.lock',
+    outDir: 'pipelines/.compress/out/demo.yaml',
     ...extra,
   };
 }

@@ -16,7 +16,7 @@ const exportRow = (target: string, fileBytes: number, gzipBytes: number) => ({
 });
 const run: RunSummary = {
   runId: '20260101T000000-abcdef', recipe: 'pipelines/dc.yaml', engine: 'tfjs@4.22.0/wasm', startedAt: '2026-01-01T00:00:00.000Z', seconds: 3,
-  exitCode: 0, lockPath: 'pipelines/dc.lock', gates: [],
+  exitCode: 0, lockPath: 'pipelines/dc.lock', outDir: 'pipelines/.compress/out/dc.yaml', gates: [],
   stages: [
     // The recipe's first model is tiny: a ratio against it would be 0.0x for every file.
     stage({ id: 'baseline', uses: 'train', metrics: { accuracy: 0.96, params: 1_000 } }),

@@ -104,7 +104,7 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
   for (const g of s.gates.filter((x) => x.passed)) out(`  ${g.message}`);
   out(`${s.stages.length} stages: ${ran} ran, ${cached} cached${s.exitCode ? `, exit ${s.exitCode}` : ''} in ${s.seconds.toFixed(1)} s · engine ${s.engine}`);
   if (s.remote) out(remoteLine(s.remote));
-  out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''}`);
+  out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''} · outputs: ${relative(resolve('.'), s.outDir) || '.'}/<stage>/`);
 }
 
 /** `remote: s3://b/p (read-only: why) · 3 hits, 2 pushed`, or why it was unavailable. */

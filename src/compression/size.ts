@@ -1,4 +1,5 @@
-import { gzipSync } from 'node:zlib';
+import { gzip as gzipCb, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
 import type { WeightQuant } from '../model/meta.js';
 import { huffmanEncodedBits } from './huffman.js';
 import { kmeansCodes } from './kmeans.js';
@@ -122,9 +123,29 @@ export function relativeIndexEntries(kernel: ArrayLike<number>, indexBits: numbe
 const bytesOf = (bits: number): number => Math.ceil(bits / 8);
 
 export function accountSizes(layers: SizeLayerInput[], opts: SizeOptions = {}): SizeReport {
-  const huffman = opts.huffman ?? true;
-  const doGzip = opts.gzip ?? true;
-  const rows = layers.map((l) => accountLayer(l, opts.indexBits, huffman, doGzip));
+  const gzipOf = (opts.gzip ?? true) ? (bytes: Uint8Array) => gzipSize(bytes) : undefined;
+  return totalled(layers.map((l) => accountLayer(l, opts.indexBits, opts.huffman ?? true, gzipOf)));
+}
+
+const gzipAsync = promisify(gzipCb);
+
+/**
+ * accountSizes with each layer's gzip -9 run in the libuv thread pool (zlib's async gzip, one layer after
+ * another), so the calling thread goes on meanwhile: the returned `sizes` resolves to what accountSizes
+ * returns. The Huffman / sparse accounting runs before this returns; the gzip sizes are the slow part
+ * (seconds on a 20M-parameter model).
+ */
+export function accountSizesInBackground(layers: SizeLayerInput[], opts: Omit<SizeOptions, 'gzip'> = {}): { sizes: Promise<SizeReport> } {
+  const deployed: Uint8Array[] = [];
+  const rows = layers.map((l) => accountLayer(l, opts.indexBits, opts.huffman ?? true, (bytes) => (deployed.push(bytes), 0)));
+  const sizes = (async () => {
+    for (let i = 0; i < rows.length; i++) rows[i].gzipBytes = (await gzipAsync(deployed[i], { level: 9 })).length;
+    return totalled(rows);
+  })();
+  return { sizes };
+}
+
+function totalled(rows: LayerSizeRow[]): SizeReport {
   const sum = (k: keyof SizeRow): number => rows.reduce((a, r) => a + r[k], 0);
   const params = sum('params');
   const nonzeros = sum('nonzeros');
@@ -146,7 +167,8 @@ export function accountSizes(layers: SizeLayerInput[], opts: SizeOptions = {}): 
   return { layers: rows, total };
 }
 
-function accountLayer(l: SizeLayerInput, defaultIndexBits: number | undefined, huffman: boolean, doGzip: boolean): LayerSizeRow {
+/** One layer's row; `gzipOf` (absent: gzipBytes 0) gets the layer's dense deployed bytes. */
+function accountLayer(l: SizeLayerInput, defaultIndexBits: number | undefined, huffman: boolean, gzipOf?: (bytes: Uint8Array) => number): LayerSizeRow {
   const params = l.kernel.length;
   const size = l.shape.reduce((a, b) => a * b, 1);
   if (size !== params) throw new Error(`${l.name}: shape [${l.shape}] does not match ${params} kernel values`);
@@ -217,8 +239,7 @@ function accountLayer(l: SizeLayerInput, defaultIndexBits: number | undefined, h
   const biasBytes = biasBits / 8;
   const denseBytes = bytesOf(denseBits) + biasBytes;
   const finalBytes = bytesOf(bestBits) + biasBytes;
-  let gzipBytes = 0;
-  if (doGzip) gzipBytes = gzipSize(deployedBytes(l, symbols));
+  const gzipBytes = gzipOf ? gzipOf(deployedBytes(l, symbols)) : 0;
   return {
     name: l.name,
     shape: l.shape.slice(),

@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { LoadedRecipe } from '../recipe/load.js';
 import { RecipeError } from '../recipe/errors.js';
 import { confinedWriteDir, PathEscapeError } from '../util/paths.js';
@@ -11,9 +11,21 @@ export function cacheDirFor(recipe: LoadedRecipe, flag?: string): string {
   return join(recipe.dir, '.compress', 'cache');
 }
 
+/**
+ * Where a run places its stages' output folders: the recipe's outDir, else `.compress/out/` for the default
+ * recipe (compress.config.yaml) and `.compress/out/<recipe file name>/` for any other, so that recipes in one
+ * directory (pipelines/a.yaml, pipelines/b.yaml) never overwrite each other's stages of the same name. A
+ * file name has a dot and a stage id cannot, so no recipe's folder is ever a stage's folder.
+ */
 export function outDirFor(recipe: LoadedRecipe): string {
-  return recipe.outDir ? recipeWriteDir(recipe, recipe.outDir, 'outDir') : join(recipe.dir, '.compress', 'out');
+  if (recipe.outDir) return recipeWriteDir(recipe, recipe.outDir, 'outDir');
+  const root = join(recipe.dir, '.compress', 'out');
+  const name = basename(recipe.file);
+  return DEFAULT_RECIPE_NAMES.has(name) ? root : join(root, name);
 }
+
+/** Recipe file names whose outputs go straight to `.compress/out/<stage>/`. */
+const DEFAULT_RECIPE_NAMES = new Set(['compress.config.yaml', 'compress.config.yml']);
 
 /** A directory the recipe names for compress to write (and `cache clean` to delete): kept inside the workspace. */
 function recipeWriteDir(recipe: LoadedRecipe, p: string, what: string): string {

@@ -104,6 +104,8 @@ export interface RunSummary {
   gates: GateResult[];
   exitCode: 0 | 1 | 2 | 3 | (typeof SIGNAL_EXIT)[keyof typeof SIGNAL_EXIT];
   lockPath: string;
+  /** Where the stages' output folders are (`<outDir>/<stage>/`). */
+  outDir: string;
   /** Why the lock file could not be written (full disk, read-only): the run then exits 1. */
   lockError?: string;
   /** The shared remote cache, when the run used one: hits, pushes, read-only or unavailable and why. */
@@ -532,6 +534,7 @@ function reportRun(run: Run, results: Settled[], gates: GateResult[], lockError:
     gates,
     exitCode: interrupted ? SIGNAL_EXIT[stopSignalOf(run.opts.signal)] : failed || lockError ? 1 : gateFailed ? 3 : 0,
     lockPath: run.lockPath,
+    outDir: run.outRoot,
     lockError,
     remote: run.remote?.summary(),
   };

@@ -1,6 +1,6 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import type * as tfType from '@tensorflow/tfjs';
-import { accountSizes, type SizeLayerInput, type SizeOptions } from '../compression/size.js';
+import { accountSizes, accountSizesInBackground, type SizeLayerInput, type SizeOptions } from '../compression/size.js';
 import { ratioBase } from '../report/sizes.js';
 import { dataRefSchema } from './common-schema.js';
 import { defineStage } from './types.js';
@@ -56,12 +56,15 @@ export const evaluateStage = defineStage<EvaluateWith>({
     const splits = await ctx.loadData(w.data!);
     const data = fitDataToModel(splits[w.split ?? 'test'], inputShapeOf(model), ctx.stageId, outputClassesOf(model, ctx.stageId));
     ctx.progress({ message: `evaluating on ${data.n} ${w.split ?? 'test'} samples` });
+    // The storage estimate's gzip -9 of every layer's deployed bytes (seconds on a 20M-parameter model) runs in
+    // the thread pool during the accuracy pass.
+    const background = accountSizesInBackground(sizeLayers(model, meta, w.indexBits));
+    background.sizes.catch(() => undefined); // awaited below; not an unhandled rejection if the pass throws first
     // One pass: accuracy, loss and top-k from the same predictions (batches bounded by activation memory).
     const ev = evaluateModel(tf, model, data, w.batchSize ?? 256, w.topK ?? 5);
     const topK = ev.topK!;
-    // gzip -9 of every layer's deployed bytes: seconds on a 20M-parameter model (ResNet-50: ~20 s).
     ctx.progress({ message: `estimating storage (Deep Compression accounting, gzip -9 of ${(model.countParams() / 1e6).toFixed(1)}M weights)` });
-    const sizes = sizeReport(model, meta, w.indexBits);
+    const sizes = await background.sizes;
     const stats = modelStats(model);
     // Per-layer MACs for the layers that multiply (Dense, convolutions); none for the others.
     const macsOf = new Map(stats.layers.filter((l) => l.outputPositions > 0).map((l) => [l.name, l]));
@@ -115,8 +118,13 @@ export const evaluateStage = defineStage<EvaluateWith>({
   },
 });
 
-/** Every layer with weights: its first weight is the kernel (gamma for BatchNorm), the rest count as bias. */
+/** The size accounting of every layer with weights (see sizeLayers). */
 export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits?: number, opts: Omit<SizeOptions, 'indexBits'> = {}) {
+  return accountSizes(sizeLayers(model, meta, indexBits), opts);
+}
+
+/** Every layer with weights: its first weight is the kernel (gamma for BatchNorm), the rest count as bias. */
+function sizeLayers(model: tfType.LayersModel, meta: ModelMeta, indexBits?: number): SizeLayerInput[] {
   const layers: SizeLayerInput[] = [];
   for (const layer of model.layers) {
     const ws = layer.getWeights();
@@ -138,7 +146,7 @@ export function sizeReport(model: tfType.LayersModel, meta: ModelMeta, indexBits
       indexBits,
     });
   }
-  return accountSizes(layers, opts);
+  return layers;
 }
 
 /**

@@ -21,17 +21,28 @@ before(async () => {
 const simdOn = process.env.COMPRESS_WASM_SIMD !== '0';
 const N = 16, HW = 6, C = 8; // 16*6*6*8 = 4608 elements: the SIMD batch-norm path (>= 4096)
 
-type Wiring = 'chain' | 'shared-output';
+type Wiring = 'chain' | 'shared-output' | 'no-batch-norm';
 
 /**
  * conv (no bias) -> batch norm -> activation -> conv -> batch norm -> activation -> pooling -> softmax.
- * 'shared-output': the first batch norm's output also feeds an Add.
+ * 'shared-output': the first batch norm's output also feeds an Add. 'no-batch-norm': conv (bias) ->
+ * activation -> depthwise (bias) -> activation -> conv (bias) -> activation (the importers' convs with the
+ * batch norm folded in).
  */
 function buildModel(act: () => tfType.layers.Layer, wiring: Wiring): tfType.LayersModel {
   const L = tf.layers;
   const rng = createRng(5);
   const init = () => tf.initializers.randomUniform({ minval: -0.5, maxval: 0.5, seed: Math.floor(rng() * 1e6) });
   const input = tf.input({ shape: [HW, HW, 3] });
+  if (wiring === 'no-batch-norm') {
+    const conv = (kernelSize: number) => L.conv2d({ filters: C, kernelSize, padding: 'same', kernelInitializer: init(), biasInitializer: init() });
+    const depthwise = L.depthwiseConv2d({ kernelSize: 3, padding: 'same', depthwiseInitializer: init(), biasInitializer: init() });
+    const a1 = act().apply(conv(3).apply(input)) as tfType.SymbolicTensor;
+    const d1 = act().apply(depthwise.apply(a1)) as tfType.SymbolicTensor;
+    const a2 = act().apply(conv(1).apply(d1)) as tfType.SymbolicTensor;
+    const out = L.dense({ units: 4, activation: 'softmax', kernelInitializer: init() }).apply(L.globalAveragePooling2d({}).apply(a2)) as tfType.SymbolicTensor;
+    return tf.model({ inputs: input, outputs: out });
+  }
   const c1 = L.conv2d({ filters: C, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init() }).apply(input) as tfType.SymbolicTensor;
   const bnInit = () => ({ gammaInitializer: init(), betaInitializer: init() });
   const b1 = L.batchNormalization({ momentum: 0.9, ...bnInit() }).apply(c1) as tfType.SymbolicTensor;
@@ -48,6 +59,8 @@ function buildModel(act: () => tfType.layers.Layer, wiring: Wiring): tfType.Laye
 interface Step {
   values: Float32Array[];
   kernels: string[];
+  /** The step's peak tensor memory (tf.profile). */
+  peakBytes: number;
 }
 
 /** One training step's loss, gradients (model.trainableWeights order) and moving statistics on `backend`. */
@@ -57,7 +70,7 @@ async function step(backend: string, model: tfType.LayersModel, initial: tfType.
   const xv = Float32Array.from({ length: N * HW * HW * 3 }, () => rng() * 4 - 2);
   const labels = Int32Array.from({ length: N }, (_, i) => i % 4);
   let values: Float32Array[] = [];
-  const { kernels } = await tf.profile(() => {
+  const { kernels, peakBytes } = await tf.profile(() => {
     model.setWeights(initial);
     const vars = model.trainableWeights.map((w) => w.read() as tfType.Variable);
     const out = tf.tidy(() => {
@@ -69,10 +82,10 @@ async function step(backend: string, model: tfType.LayersModel, initial: tfType.
     tf.dispose(out);
   });
   await tf.setBackend('wasm');
-  return { values, kernels: kernels.map((k) => k.name) };
+  return { values, kernels: kernels.map((k) => k.name), peakBytes };
 }
 
-async function compare(act: () => tfType.layers.Layer, wiring: Wiring): Promise<Step> {
+async function compare(act: () => tfType.layers.Layer, wiring: Wiring): Promise<Step & { cpu: Step }> {
   await tf.setBackend('wasm');
   const model = buildModel(act, wiring);
   const initial = model.getWeights().map((w) => w.clone());
@@ -85,7 +98,7 @@ async function compare(act: () => tfType.layers.Layer, wiring: Wiring): Promise<
   });
   tf.dispose(initial);
   model.dispose();
-  return wasm;
+  return { ...wasm, cpu };
 }
 
 const ACTIVATIONS: Array<[string, () => tfType.layers.Layer]> = [
@@ -106,8 +119,28 @@ for (const [name, act] of ACTIVATIONS) {
 
 test('a batch norm whose output also feeds another layer runs its activation unfused, and trains as on cpu', async () => {
   const { kernels } = await compare(ACTIVATIONS[0][1], 'shared-output');
-  assert.equal(kernels.filter((k) => k === 'Relu').length, simdOn ? 1 : 2, 'the first activation runs as its own layer, the second fused');
+  // The first ReLU6 runs as its own op (one clip, kept output: reluFromOutput), the second fused.
+  assert.equal(kernels.filter((k) => k === 'Relu').length, simdOn ? 0 : 2);
+  assert.equal(kernels.filter((k) => k === 'CompressBatchNormAct').length, simdOn ? 1 : 0);
 });
+
+for (const [name, act] of ACTIVATIONS) {
+  test(`conv (bias) then ${name} without batch norm, training on wasm: one op keeping only its output; loss and gradients equal cpu, less memory`, async () => {
+    const { kernels, peakBytes, cpu } = await compare(act, 'no-batch-norm');
+    if (!simdOn) return;
+    // The layer's relu + clip kept the conv's output and the relu's for the backward pass; now only the output.
+    assert.equal(kernels.filter((k) => k === 'CompressClipGrad' || k === 'CompressReluGrad').length, 3, "each activation's gradient in one pass from its output");
+    // The convs' biases in their own passes (no Add keeping the depthwise output), and no gradient for the data input.
+    const count = (list: string[], k: string) => list.filter((n) => n === k).length;
+    assert.deepEqual([count(kernels, 'FusedConv2D'), count(kernels, 'FusedDepthwiseConv2D')], [2, 1]);
+    assert.equal(count(kernels, 'Add'), count(cpu.kernels, 'Add') - 1, "the depthwise conv's bias Add is gone");
+    assert.equal(kernels.filter((k) => k === 'Conv2DBackpropInput').length, 1, 'the second conv only');
+    if (name !== 'ReLU') assert.equal(kernels.filter((k) => k === 'Relu').length, 0, 'a clamped ReLU runs as one clip');
+    // A clamped ReLU's relu output (its clip's input) is no longer kept (a plain ReLU's input is the conv's output,
+    // which the conv's own gradient keeps anyway).
+    if (name !== 'ReLU') assert.ok(peakBytes < cpu.peakBytes * 0.8, `peak tensor memory of the step: wasm ${peakBytes} B, cpu (the layers op by op) ${cpu.peakBytes} B`);
+  });
+}
 
 test('a conv without bias on the data input computes no input gradient while training (only the second conv does)', async () => {
   const { kernels } = await compare(ACTIVATIONS[0][1], 'chain');

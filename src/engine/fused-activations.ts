@@ -47,6 +47,8 @@ function findFusions(model: tfType.LayersModel): Map<object, number> {
 const fusionsByModel = new WeakMap<tfType.LayersModel, Map<object, number>>();
 /** The fusions of the model being applied in a training step (withFusedActivations), else undefined. */
 let activeFusions: Map<object, number> | undefined;
+/** Whether a training step's forward pass (withFusedActivations) is running. */
+export const inTrainingStep = (): boolean => activeFusions !== undefined;
 /** The clamp's max of the activation `layer` (a batch norm) applies fused in the training step at hand, else undefined. */
 export const activeFusion = (layer: object): number | undefined => activeFusions?.get(layer);
 /** Batch-norm outputs that already are their activation's output, with that activation's max. */

@@ -1,6 +1,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { simdKernels } from '../simd/module.js';
-import { activated, activeFusion, FUSABLE_ACTIVATIONS } from '../fused-activations.js';
+import { activated, activeFusion, FUSABLE_ACTIVATIONS, inTrainingStep } from '../fused-activations.js';
+import { CLIP_GRAD_KERNEL, RELU_GRAD_KERNEL } from './elementwise.js';
 import { f32, ptr, type KernelArgs, type KernelImpl, type WasmBackend } from './util.js';
 
 /** The kernel compress registers for batch norm's training gradient on wasm: [dx, dgamma, dbeta]. */
@@ -215,9 +216,48 @@ export function installBatchNormTraining(tf: typeof tfType): void {
     const done = activated.get(x);
     // A reshape to its own shape: no copy, and its gradient passes dy on without one (returned as is,
     // the layer would clone it: Identity, whose gradient is a Cast that copies).
-    if (done !== undefined && done === FUSABLE_ACTIVATIONS.ReLU(this)) return tf.reshape(x, x.shape);
+    const max = FUSABLE_ACTIVATIONS.ReLU(this);
+    if (done !== undefined && done === max) return tf.reshape(x, x.shape);
+    if (max !== undefined && inTrainingStep() && x.dtype === 'float32' && x.size >= MIN_ELEMENTS && tf.getBackend() === 'wasm' && simdKernels() !== undefined) {
+      return reluFromOutput(tf, x, max);
+    }
     return reluCall.call(this, inputs, kwargs);
   };
+}
+
+/**
+ * A ReLU / ReLU(maxValue) layer in a training step, as one op that keeps only its output for the backward
+ * pass: y = min(max(x, 0), max), dy passed where 0 < y < max (RELU_GRAD_KERNEL / CLIP_GRAD_KERNEL on y, one
+ * pass). tfjs-layers' ReLU6 is relu then clipByValue, which keep their inputs (the conv's output and the relu's)
+ * on the tape besides the output the next layer keeps: a conv -> ReLU6 chain without batch norm (the importers'
+ * convs with the batch norm folded in: ONNX from PyTorch, TF.js graph models) held three activations per layer
+ * until the backward pass, now one. The gradient differs from the layer's only where x == max exactly (the
+ * layer passes dy there, this does not; y cannot tell x == max from x > max).
+ */
+function reluFromOutput(tf: typeof tfType, x: tfType.Tensor, max: number): tfType.Tensor {
+  const op = tf.customGrad((xi, save) => {
+    const y = max === Infinity ? tf.relu(xi as tfType.Tensor) : tf.clipByValue(xi as tfType.Tensor, 0, max);
+    (save as tfType.GradSaveFunc)([y]);
+    return {
+      value: y,
+      gradFunc: (dy: tfType.Tensor, [sy]: tfType.Tensor[]) =>
+        max === Infinity
+          ? (tf.engine().runKernel(RELU_GRAD_KERNEL, { dy, x: sy }) as tfType.Tensor)
+          : (tf.engine().runKernel(CLIP_GRAD_KERNEL, { dy, x: sy }, { clipValueMin: MIN_POSITIVE_FLOAT32, clipValueMax: belowFloat32(max) } as unknown as tfType.NamedAttrMap) as tfType.Tensor),
+    };
+  });
+  return op(x) as tfType.Tensor;
+}
+
+/** The smallest positive float32 (a denormal): `lo <= y` with it is `y > 0`. */
+const MIN_POSITIVE_FLOAT32 = 1.401298464324817e-45;
+
+/** The largest float32 below `v` (v > 0): `y <= belowFloat32(v)` is `y < v`. */
+function belowFloat32(v: number): number {
+  const f = new Float32Array([v]);
+  const bits = new Uint32Array(f.buffer);
+  bits[0] -= 1;
+  return f[0];
 }
 
 /**

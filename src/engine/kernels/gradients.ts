@@ -6,59 +6,87 @@ import type * as tfType from '@tensorflow/tfjs';
  * "dilation rates greater than 1 are not yet supported in gradients" error is kept.
  */
 export function registerConvGradients(tf: typeof tfType): void {
-  tf.registerGradient({
-    kernelName: 'Conv2D',
-    inputsToSave: ['x', 'filter'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x, filter] = saved;
-      const a = attrs as unknown as {
-        dilations?: number | [number, number];
-        strides: number | [number, number];
-        pad: unknown;
-        dataFormat?: string;
-        dimRoundingMode?: string;
-      };
-      const d = a.dilations == null ? [1, 1] : typeof a.dilations === 'number' ? [a.dilations, a.dilations] : a.dilations;
-      const dilated = d[0] !== 1 || d[1] !== 1;
-      if (dilated && tf.getBackend() !== 'wasm') {
-        throw new Error(
-          `Error in gradient of conv2D: dilation rates greater than 1 are not yet supported in gradients on backend ${tf.getBackend()}. Got dilations '${d}'`,
-        );
-      }
-      const common = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? 'NHWC', dimRoundingMode: a.dimRoundingMode, dilations: d };
-      const g = dy as tfType.Tensor;
-      return {
-        x: () =>
-          tf.engine().runKernel('Conv2DBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
-        filter: () =>
-          tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
-      };
-    },
-  });
-
+  tf.registerGradient({ kernelName: 'Conv2D', inputsToSave: ['x', 'filter'], gradFunc: conv2dGrad(tf) });
   // DepthwiseConv2dNative: tfjs's gradient refuses dilations > 1 outright; compress's wasm kernels support them.
-  tf.registerGradient({
-    kernelName: 'DepthwiseConv2dNative',
-    inputsToSave: ['x', 'filter'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x, filter] = saved;
-      const a = attrs as unknown as { dilations?: unknown; strides: number | [number, number]; pad: unknown; dimRoundingMode?: string };
-      const [d, dilated] = dil(a.dilations);
-      if (dilated && tf.getBackend() !== 'wasm') {
-        throw new Error(
-          `Error in gradient of depthwiseConv2dNative: dilation rates greater than 1 are not yet supported on backend ${tf.getBackend()}. Got dilations '${d}'`,
-        );
-      }
-      const common = { strides: a.strides, pad: a.pad, dimRoundingMode: a.dimRoundingMode, dilations: d };
-      const g = dy as tfType.Tensor;
-      return {
-        x: () =>
-          tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
-        filter: () =>
-          tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
-      };
-    },
-  });
+  tf.registerGradient({ kernelName: 'DepthwiseConv2dNative', inputsToSave: ['x', 'filter'], gradFunc: depthwiseGrad(tf) });
+  registerBiasConvGradients(tf);
+}
+
+type GradFunc = (dy: tfType.Tensor | tfType.Tensor[], saved: tfType.Tensor[], attrs: tfType.NamedAttrMap) => Record<string, () => tfType.Tensor>;
+
+/** Conv2D's gradient for x and the filter, dilations passed through. */
+function conv2dGrad(tf: typeof tfType): GradFunc {
+  return (dy, saved, attrs) => {
+    const [x, filter] = saved;
+    const a = attrs as unknown as {
+      dilations?: number | [number, number];
+      strides: number | [number, number];
+      pad: unknown;
+      dataFormat?: string;
+      dimRoundingMode?: string;
+    };
+    const d = a.dilations == null ? [1, 1] : typeof a.dilations === 'number' ? [a.dilations, a.dilations] : a.dilations;
+    const dilated = d[0] !== 1 || d[1] !== 1;
+    if (dilated && tf.getBackend() !== 'wasm') {
+      throw new Error(
+        `Error in gradient of conv2D: dilation rates greater than 1 are not yet supported in gradients on backend ${tf.getBackend()}. Got dilations '${d}'`,
+      );
+    }
+    const common = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? 'NHWC', dimRoundingMode: a.dimRoundingMode, dilations: d };
+    const g = dy as tfType.Tensor;
+    return {
+      x: () =>
+        tf.engine().runKernel('Conv2DBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
+      filter: () =>
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
+    };
+  };
+}
+
+/** DepthwiseConv2dNative's gradient for x and the filter, dilations passed through. */
+function depthwiseGrad(tf: typeof tfType): GradFunc {
+  return (dy, saved, attrs) => {
+    const [x, filter] = saved;
+    const a = attrs as unknown as { dilations?: unknown; strides: number | [number, number]; pad: unknown; dimRoundingMode?: string };
+    const [d, dilated] = dil(a.dilations);
+    if (dilated && tf.getBackend() !== 'wasm') {
+      throw new Error(
+        `Error in gradient of depthwiseConv2dNative: dilation rates greater than 1 are not yet supported on backend ${tf.getBackend()}. Got dilations '${d}'`,
+      );
+    }
+    const common = { strides: a.strides, pad: a.pad, dimRoundingMode: a.dimRoundingMode, dilations: d };
+    const g = dy as tfType.Tensor;
+    return {
+      x: () =>
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
+      filter: () =>
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
+    };
+  };
+}
+
+/**
+ * Gradients of FusedConv2D / FusedDepthwiseConv2D with a bias and no activation, for the training path of
+ * installConvTraining, which runs those kernels straight on the tape (tfjs's own fused ops wrap them in a
+ * customGrad that keeps their output for the activation's gradient and computes every input's gradient;
+ * tfjs-layers' DepthwiseConv2D adds its bias with an Add, which keeps both its inputs). Keeps only x and the
+ * filter: a conv's output is not held until the backward pass, and the data input's gradient is not computed
+ * (the tape asks only for inputs on a path to a variable).
+ */
+function registerBiasConvGradients(tf: typeof tfType): void {
+  const withBias = (kernelName: string, grad: GradFunc): void =>
+    tf.registerGradient({
+      kernelName,
+      inputsToSave: ['x', 'filter'],
+      gradFunc: (dy, saved, attrs) => {
+        const activation = (attrs as { activation?: unknown }).activation;
+        if (activation != null && activation !== 'linear') throw new Error(`${kernelName}: compress's training gradient is for a linear activation, got '${activation}'`);
+        const g = dy as tfType.Tensor;
+        return { ...grad(g, saved, attrs), bias: () => tf.sum(g, [0, 1, 2]) };
+      },
+    });
+  withBias('FusedConv2D', conv2dGrad(tf));
+  withBias('FusedDepthwiseConv2D', depthwiseGrad(tf));
 }
 
 /** dilations as a pair, and whether any is above 1. */
@@ -82,23 +110,53 @@ interface ConvLayer {
 let convPatched = false;
 
 /**
- * Conv2D layers without bias and activation (a conv before a batch norm), while a gradient tape records
- * on wasm, run as tf.conv2d, not tfjs-layers' fused conv: the fused op's gradient computes the input's
- * gradient even where nothing needs it (a model's first conv: its input is the data; MobileNetV2-0.35
- * 96x96 batch 32: ~10 ms CPU of a step), while the tape asks conv2d's registered gradient (above) only
- * for the inputs on a path to a variable. (With a bias, the separate add would cost a pass.)
+ * Conv2D / DepthwiseConv2D layers in a training step (a gradient tape records, wasm, channels last):
+ * - without bias and activation (a conv before a batch norm): tf.conv2d, not tfjs-layers' fused conv: the fused
+ *   op's gradient computes the input's gradient even where nothing needs it (a model's first conv: its input is
+ *   the data; MobileNetV2-0.35 96x96 batch 32: ~10 ms CPU of a step), while the tape asks conv2d's registered
+ *   gradient (above) only for the inputs on a path to a variable;
+ * - with a bias and no activation of their own (the importers' convs with the batch norm folded in, before a
+ *   ReLU layer): the FusedConv2D / FusedDepthwiseConv2D kernel straight on the tape, whose registered gradient
+ *   (registerBiasConvGradients) keeps x and the filter only. tfjs-layers' fused conv kept its output too, and its
+ *   DepthwiseConv2D's bias Add kept the depthwise output: one activation-sized tensor per conv held until the
+ *   backward pass.
  */
 export function installConvTraining(tf: typeof tfType): void {
   if (convPatched) return;
   convPatched = true;
-  const proto = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSize: 1 })) as { call: ConvCall };
-  const original = proto.call;
-  proto.call = function (this: ConvLayer, inputs, kwargs) {
+  const recordingOnWasm = () =>
+    (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0 && tf.getBackend() === 'wasm';
+  const convProto = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSize: 1 })) as { call: ConvCall };
+  const convCall = convProto.call;
+  convProto.call = function (this: ConvLayer, inputs, kwargs) {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    const recording = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
-    const plain = recording && tf.getBackend() === 'wasm' && this.rank === 2 && this.dataFormat === 'channelsLast' && x.rank === 4 &&
-      this.activation.getClassName() === 'linear' && this.bias == null && (this.padding === 'same' || this.padding === 'valid');
-    if (!plain) return original.call(this, inputs, kwargs);
-    return tf.conv2d(x as tfType.Tensor4D, this.kernel.read() as tfType.Tensor4D, this.strides as [number, number], this.padding as 'same', 'NHWC', this.dilationRate as [number, number]);
+    const plain = recordingOnWasm() && this.rank === 2 && this.dataFormat === 'channelsLast' && x.rank === 4 &&
+      this.activation.getClassName() === 'linear' && (this.padding === 'same' || this.padding === 'valid');
+    if (!plain) return convCall.call(this, inputs, kwargs);
+    const attrs = { strides: this.strides, pad: this.padding, dataFormat: 'NHWC', dilations: this.dilationRate };
+    if (this.bias == null) return tf.conv2d(x as tfType.Tensor4D, this.kernel.read() as tfType.Tensor4D, this.strides as [number, number], this.padding as 'same', 'NHWC', this.dilationRate as [number, number]);
+    return tf.engine().runKernel('FusedConv2D', { x, filter: this.kernel.read(), bias: this.bias.read() }, { ...attrs, activation: 'linear' } as never) as tfType.Tensor;
   };
+  const dwProto = Object.getPrototypeOf(tf.layers.depthwiseConv2d({ kernelSize: 1 })) as { call: DepthwiseCall };
+  const dwCall = dwProto.call;
+  dwProto.call = function (this: DepthwiseLayer, inputs, kwargs) {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    const withBias = recordingOnWasm() && this.useBias && this.bias != null && this.dataFormat === 'channelsLast' && x.rank === 4 &&
+      (this.padding === 'same' || this.padding === 'valid');
+    if (!withBias) return dwCall.call(this, inputs, kwargs);
+    // tfjs-layers' own call runs the depthwise conv without dilation; so does this.
+    const y = tf.engine().runKernel('FusedDepthwiseConv2D', { x, filter: this.depthwiseKernel.read(), bias: this.bias!.read() }, { strides: this.strides, pad: this.padding, dataFormat: 'NHWC', dilations: [1, 1], activation: 'linear' } as never) as tfType.Tensor;
+    return this.activation ? this.activation.apply(y) : y;
+  };
+}
+
+type DepthwiseCall = (this: DepthwiseLayer, inputs: tfType.Tensor | tfType.Tensor[], kwargs: Record<string, unknown>) => tfType.Tensor;
+interface DepthwiseLayer {
+  dataFormat: string;
+  strides: number[];
+  padding: string;
+  useBias: boolean;
+  depthwiseKernel: { read(): tfType.Tensor };
+  bias?: { read(): tfType.Tensor } | null;
+  activation?: { apply(t: tfType.Tensor): tfType.Tensor };
 }

@@ -15,12 +15,13 @@ import { ROOT, cli } from './helpers.js';
  * ONNX import of models exported by PyTorch in this test run (test/fixtures/torch_export.py, run
  * once for the file): an MLP (BatchNorm1d, a hand-written SiLU, LogSoftmax) and LeNet-5
  * (x.view(x.size(0), -1): a Shape/Gather/Unsqueeze/Concat chain) at opsets 11, 13 and 17, with
- * float16 initializers and with external data; hand-made graphs for the errors.
+ * float16 initializers and with external data; per-channel scale / shift parameters after convs; hand-made graphs
+ * for the errors.
  */
 
 const { tf } = await initEngine('wasm');
 const dir = mkdtempSync(join(tmpdir(), 'compress-onnx-'));
-const SPECS = ['mlp:11', 'mlp:17:dynamic', 'lenet5:11', 'lenet5:13:dynamic', 'lenet5:17', 'mlp_f16:13', 'mlp_ext:13'];
+const SPECS = ['mlp:11', 'mlp:17:dynamic', 'lenet5:11', 'lenet5:13:dynamic', 'lenet5:17', 'mlp_f16:13', 'mlp_ext:13', 'scaleshift:13:dynamic'];
 
 before(async () => {
   await execa('/usr/bin/python3', [join(ROOT, 'test/fixtures/torch_export.py'), dir, ...SPECS], { timeout: 240_000 });
@@ -64,6 +65,19 @@ for (const opset of [11, 13, 17]) {
     model.dispose();
   });
 }
+
+test('conv(x) * s + b with per-channel parameters [1, C, 1, 1] folds into the conv\'s kernel and bias (not when the conv output is read twice)', async () => {
+  const { model, check, classes } = await importAndCheck(fixture('scaleshift-13'));
+  assert.ok(check.passed && check.relativeDiff < 1e-5, JSON.stringify(check));
+  assert.ok(check.outputScale > 0.01, 'outputs are not all near zero');
+  assert.deepEqual(classes.filter((c) => c !== 'InputLayer'), ['Conv2D', 'Activation', 'ZeroPadding2D', 'DepthwiseConv2D', 'Activation', 'Conv2D', 'Conv2D', 'BatchNormalization', 'Add', 'GlobalAveragePooling2D', 'Dense', 'Activation']);
+  const { params } = JSON.parse(readFileSync(join(dir, 'scaleshift-13.json'), 'utf8')) as { params: number };
+  // PyTorch's 730 less s1 and s3 (8 + 12, folded into kernels); b1 and b2 are the bias-free convs' biases; y * s4 + y
+  // keeps s4 as a per-channel affine (4 x 12 for 12). Without the folding: 890.
+  assert.equal(params, 730);
+  assert.equal(model.countParams(), params - 20 + 48 - 12);
+  model.dispose();
+});
 
 test('dynamic batch axis: the imported model takes any batch size', async () => {
   const { model, info, check } = await importAndCheck(fixture('lenet5-13'));

@@ -206,6 +206,62 @@ test('a tensor times or divided by a constant imports as a frozen batch norm (tr
   model.dispose();
 });
 
+/**
+ * A graph converted without grappler's remapper: plain Conv2D / DepthwiseConv2dNative / MatMul, each followed by its
+ * BiasAdd (or an AddV2 of a [1, 1, 1, C] constant) and activation.
+ */
+function unfusedBiases(): { w: GraphModelWriter; out: string } {
+  const w = new GraphModelWriter('StatefulPartitionedCall/plain', 11);
+  const x = w.placeholder('input_1', [-1, 8, 8, 3]);
+  const c1 = w.op('conv1/Relu6', 'Relu6', [w.biasAdd('conv1', w.conv('conv1', x, [3, 3, 3, 8]), 8)]);
+  const dw = w.biasAdd('dw', w.depthwise('dw', c1, [3, 3, 8, 2], { strides: 2 }), 16);
+  const shifted = w.op('conv2/add', 'AddV2', [w.randomConst('conv2/shift', [1, 1, 1, 6], 0.3), w.conv('conv2', dw, [1, 1, 16, 6])]);
+  const c2 = w.op('conv2/Relu', 'Relu', [shifted]);
+  const gap = w.op('gap/Mean', 'Mean', [c2, w.const('gap/axes', [2], [1, 2], 'int32')], { ...int32, keep_dims: A.b(false) });
+  const fc = w.biasAdd('fc', w.matmul('fc', gap, 6, 4), 4);
+  return { w, out: w.op('Identity', 'Identity', [w.op('fc/Softmax', 'Softmax', [fc])]) };
+}
+
+test('a plain Conv2D / DepthwiseConv2dNative / MatMul + BiasAdd (+ activation) imports as the layer with its own bias: Keras\'s layers and parameter count', async () => {
+  const { w, out } = unfusedBiases();
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'unfused-bias'), out), 12);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.deepEqual(model.layers.map((l) => `${l.name}:${l.getClassName()}`), [
+    'input_1:InputLayer', 'plain/conv1:Conv2D', 'plain/conv1_relu6:ReLU', 'plain/dw:DepthwiseConv2D', 'plain/conv2:Conv2D',
+    'plain/conv2_relu:Activation', 'plain/gap:GlobalAveragePooling2D', 'plain/fc:Dense', 'plain/fc_softmax:Softmax',
+  ]);
+  const keras = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 8, kernelSize: 3, padding: 'same' }),
+      tf.layers.reLU({ maxValue: 6 }),
+      tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, strides: 2, padding: 'same' }),
+      tf.layers.conv2d({ filters: 6, kernelSize: 1, activation: 'relu' }),
+      tf.layers.globalAveragePooling2d({}),
+      tf.layers.dense({ units: 4, activation: 'softmax' }),
+    ],
+  });
+  // (3*3*3*8 + 8) + (3*3*8*2 + 16) + (16*6 + 6) + (6*4 + 4); a per-channel affine layer for each bias made it 616.
+  assert.equal(keras.countParams(), 514);
+  assert.equal(model.countParams(), keras.countParams());
+  model.dispose();
+  keras.dispose();
+});
+
+test('a conv whose output is also read elsewhere keeps its BiasAdd as a per-channel affine; a bias of the wrong size fails naming the chain', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/m', 13);
+  const c = w.conv('conv', w.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 4]);
+  const sum = w.op('sum/add', 'AddV2', [c, w.biasAdd('conv', c, 4)]);
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'bias-shared'), w.op('Identity', 'Identity', [sum])), 14);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.equal(model.getLayer('m/conv').getWeights().length, 1, 'the conv has no bias of its own');
+  assert.ok(model.layers.some((l) => l.getClassName() === 'BatchNormalization' && !l.trainable));
+  model.dispose();
+  const bad = new GraphModelWriter('StatefulPartitionedCall/m', 13);
+  const conv = bad.conv('conv', bad.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 4]);
+  const file = bad.write(join(dir, 'bias-size'), bad.op('Identity', 'Identity', [bad.biasAdd('conv', conv, 3)]));
+  await assert.rejects(loadModelFrom(tf, file), /node 'StatefulPartitionedCall\/m\/conv\/Conv2D' \(Conv2D \+ BiasAdd\): the fused bias has 3 values for 4 outputs/);
+});
+
 test('a graph model with a fixed batch of 1 imports with a free batch, checked one sample at a time', async () => {
   const w = new GraphModelWriter('StatefulPartitionedCall/m', 8);
   const x = w.placeholder('input_1', [1, 8, 8, 3]);

@@ -1,4 +1,4 @@
-import type { OnnxGraph, OnnxNode } from './onnx-read.js';
+import type { Const, OnnxGraph, OnnxNode } from './onnx-read.js';
 
 /**
  * Fused patterns: chains of ONNX nodes that exporters emit for one Keras-level operation. Each
@@ -13,6 +13,8 @@ interface GraphIndex {
   /** The scalar value of a constant (initializer or Constant node), if `name` is one. */
   scalar(name: string): number | undefined;
   isConst(name: string): boolean;
+  /** The value of a constant (initializer or Constant node), if `name` is one. */
+  constant(name: string): Const | undefined;
 }
 
 interface Fusion {
@@ -139,6 +141,30 @@ export const FUSIONS: Fusion[] = [
     },
   },
   {
+    // conv(x) * s + b, conv(x) + b with per-channel constants [1, C, 1, 1] (a batch norm folded by hand or by an
+    // exporter) -> ConvAffine: the constants folded into the conv's kernel and bias
+    name: 'ConvScaleShift',
+    match(n, g) {
+      if (n.opType !== 'Add') return undefined;
+      for (const [a, b] of [[0, 1], [1, 0]]) {
+        const conv = single(g, n.inputs[a], 'Conv');
+        if (conv && perChannel(g, n.inputs[b], conv)) return { node: convAffine(n, conv, '', n.inputs[b]), replaces: [conv] };
+        const mul = single(g, n.inputs[a], 'Mul');
+        const scaled = mul && convTimes(mul, g);
+        if (scaled && perChannel(g, n.inputs[b], scaled.conv)) return { node: convAffine(n, scaled.conv, scaled.scale, n.inputs[b]), replaces: [scaled.conv, mul!] };
+      }
+      return undefined;
+    },
+  },
+  {
+    // conv(x) * s with a per-channel constant s -> ConvAffine (after ConvScaleShift: a Mul followed by an Add is its)
+    name: 'ConvScale',
+    match(n, g) {
+      const scaled = n.opType === 'Mul' ? convTimes(n, g) : undefined;
+      return scaled && { node: convAffine(n, scaled.conv, scaled.scale, ''), replaces: [scaled.conv] };
+    },
+  },
+  {
     // channel_shuffle (ShuffleNet): Reshape [N, g, C/g, H, W] -> Transpose(0, 2, 1, 3, 4) -> Reshape [N, C, H, W]
     // -> ChannelShuffle(x, shape1, shape2), which checks the shapes once they are known
     name: 'ChannelShuffle',
@@ -172,6 +198,31 @@ function layerNormChain(div: OnnxNode, g: GraphIndex): { x: string; eps: number;
   return { x: sub.inputs[0], eps: g.scalar(add.inputs[epsAt])!, nodes: [mean, sub, pow, varMean!, add, sqrt!] };
 }
 
+/** Whether `name` is a float constant of one value per output channel of 2-D `conv` (or a scalar), broadcasting over NCHW. */
+function perChannel(g: GraphIndex, name: string, conv: OnnxNode): boolean {
+  const k = g.constant(name);
+  const w = g.constant(conv.inputs[1]);
+  if (!k || k.int || !w || w.dims.length !== 4 || k.dims.length > 4) return false;
+  const off = 4 - k.dims.length;
+  return (k.data.length === 1 || k.data.length === w.dims[0]) && k.dims.every((d, i) => d === 1 || (i + off === 1 && d === w.dims[0]));
+}
+
+/** A Mul of a Conv's output (its only reader) by a per-channel constant. */
+function convTimes(mul: OnnxNode, g: GraphIndex): { conv: OnnxNode; scale: string } | undefined {
+  for (const [a, b] of [[0, 1], [1, 0]]) {
+    const conv = single(g, mul.inputs[a], 'Conv');
+    if (conv && perChannel(g, mul.inputs[b], conv)) return { conv, scale: mul.inputs[b] };
+  }
+  return undefined;
+}
+
+/** ConvAffine(x, W, B, scale, shift) with the conv's name and attributes (an absent input is ''). */
+const convAffine = (last: OnnxNode, conv: OnnxNode, scale: string, shift: string): OnnxNode => ({
+  ...synth(last, 'ConvAffine', [conv.inputs[0], conv.inputs[1], conv.inputs[2] ?? '', scale, shift]),
+  name: conv.name,
+  attrs: conv.attrs,
+});
+
 const layerNorm = (last: OnnxNode, inputs: string[], eps: number): OnnxNode => ({ ...synth(last, 'LayerNormalization', inputs), attrs: new Map([['epsilon', eps]]) });
 
 function indexGraph(g: OnnxGraph, nodes: OnnxNode[]): GraphIndex {
@@ -198,6 +249,7 @@ function indexGraph(g: OnnxGraph, nodes: OnnxNode[]): GraphIndex {
       return c && c.data.length === 1 ? c.data[0] : undefined;
     },
     isConst: (name) => constOf(name) !== undefined || producers.get(name)?.opType === 'Constant',
+    constant: constOf,
   };
 }
 

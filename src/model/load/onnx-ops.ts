@@ -528,39 +528,54 @@ function unsqueezeShape(dims: number[], axes: number[]): number[] {
 
 const reshaped = (k: Const, dims: number[]): Const => ({ ...k, dims });
 
+/** A 2-D Conv (groups 1 / depthwise / grouped) of the node's input 0 with weight `w` ([O, I / groups, kh, kw]) and `bias`. */
+function convolution(c: NodeCtx, w: Const, bias: Float32Array): void {
+  const s = c.sym(0);
+  requireImage(c, s);
+  const [O, Ig, kh, kw] = w.dims;
+  const I = s.shape[1];
+  const groups = c.attrInt('group', 1);
+  if (Ig * groups !== I) c.fail(`weight [${w.dims.join(', ')}] with group=${groups} does not match ${I} input channels`);
+  const sp = spatialAttrs(c, s.shape[2], s.shape[3], c.attrInts('kernel_shape', [kh, kw]));
+  if (sp.strides.some((v) => v > 1) && sp.dilations.some((v) => v > 1)) c.fail('a convolution with both stride > 1 and dilation > 1 is not supported by tfjs');
+  const { t, padding } = padFor(c, s, sp, 'conv');
+  const common = { kernelSize: sp.kernel, strides: sp.strides, dilationRate: sp.dilations, padding, useBias: true, biasInitializer: 'zeros' };
+  let y: ST;
+  if (groups === I && Ig === 1 && groups > 1) {
+    y = c.layer('depthwiseConv2d', { ...common, depthMultiplier: O / I, depthwiseInitializer: 'zeros' }, t, [
+      { data: depthwiseKernel(w, I), shape: [kh, kw, I, O / I] },
+      { data: bias, shape: [O] },
+    ]);
+  } else if (groups === 1) {
+    y = c.layer('conv2d', { ...common, filters: O, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, I, O] }, { data: bias, shape: [O] }]);
+  } else {
+    // ResNeXt / RegNet: compress's GroupedConv2D, kernel [kh, kw, I / groups, O] (src/model/custom-layers.ts).
+    if (O % groups !== 0) c.fail(`${O} output channels do not split into group=${groups}`);
+    y = c.layer('GroupedConv2D', { ...common, filters: O, groups, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, Ig, O] }, { data: bias, shape: [O] }]);
+  }
+  const [ho, wo] = outSpatial(s.shape[2], s.shape[3], sp);
+  c.out({ kind: 'sym', t: y, shape: [1, O, ho, wo], layout: 'nchw' });
+}
+
 // ---------------------------------------------------------------------------------------------
 // The table
 
 export const OPS: Record<string, OpEntry> = {
   Conv: {
+    convert: (c) => convolution(c, c.const(1), c.has(2) ? Float32Array.from(c.const(2).data) : F32(c.const(1).dims[0])),
+  },
+  ConvAffine: {
+    // Conv(x, W, B) * scale + shift per output channel (onnx-fuse.ts): W' = W * scale, B' = B * scale + shift.
     convert(c) {
-      const s = c.sym(0);
-      requireImage(c, s);
       const w = c.const(1);
-      const [O, Ig, kh, kw] = w.dims;
-      const I = s.shape[1];
-      const groups = c.attrInt('group', 1);
-      if (Ig * groups !== I) c.fail(`weight [${w.dims.join(', ')}] with group=${groups} does not match ${I} input channels`);
-      const sp = spatialAttrs(c, s.shape[2], s.shape[3], c.attrInts('kernel_shape', [kh, kw]));
-      if (sp.strides.some((v) => v > 1) && sp.dilations.some((v) => v > 1)) c.fail('a convolution with both stride > 1 and dilation > 1 is not supported by tfjs');
+      const O = w.dims[0];
+      // A scalar or one value per channel (onnx-fuse.ts checked); an absent one is the identity.
+      const vec = (i: number, def: number): Float32Array => (c.has(i) ? Float32Array.from({ length: O }, (_, o) => c.const(i).data[c.const(i).data.length === 1 ? 0 : o]) : F32(O, def));
+      const [scale, shift] = [vec(3, 1), vec(4, 0)];
       const bias = c.has(2) ? Float32Array.from(c.const(2).data) : F32(O);
-      const { t, padding } = padFor(c, s, sp, 'conv');
-      const common = { kernelSize: sp.kernel, strides: sp.strides, dilationRate: sp.dilations, padding, useBias: true, biasInitializer: 'zeros' };
-      let y: ST;
-      if (groups === I && Ig === 1 && groups > 1) {
-        y = c.layer('depthwiseConv2d', { ...common, depthMultiplier: O / I, depthwiseInitializer: 'zeros' }, t, [
-          { data: depthwiseKernel(w, I), shape: [kh, kw, I, O / I] },
-          { data: bias, shape: [O] },
-        ]);
-      } else if (groups === 1) {
-        y = c.layer('conv2d', { ...common, filters: O, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, I, O] }, { data: bias, shape: [O] }]);
-      } else {
-        // ResNeXt / RegNet: compress's GroupedConv2D, kernel [kh, kw, I / groups, O] (src/model/custom-layers.ts).
-        if (O % groups !== 0) c.fail(`${O} output channels do not split into group=${groups}`);
-        y = c.layer('GroupedConv2D', { ...common, filters: O, groups, kernelInitializer: 'zeros' }, t, [{ data: convKernel(w), shape: [kh, kw, Ig, O] }, { data: bias, shape: [O] }]);
-      }
-      const [ho, wo] = outSpatial(s.shape[2], s.shape[3], sp);
-      c.out({ kind: 'sym', t: y, shape: [1, O, ho, wo], layout: 'nchw' });
+      const per = w.data.length / O;
+      const kernel: Const = { ...w, data: Float32Array.from(w.data, (v, i) => v * scale[Math.floor(i / per)]) };
+      convolution(c, kernel, bias.map((b, o) => b * scale[o] + shift[o]));
     },
   },
   ConvTranspose: {
@@ -941,7 +956,7 @@ function softmax(name: 'softmax' | 'logSoftmax'): OpEntry {
 
 /** The op types the importer converts (for error messages and docs). */
 export function supportedOps(): string[] {
-  const synthetic = new Set(['SiLU', 'GELU', 'MatMulAdd', 'ChannelShuffle']);
+  const synthetic = new Set(['SiLU', 'GELU', 'MatMulAdd', 'ChannelShuffle', 'ConvAffine']);
   return Object.keys(OPS).filter((k) => !synthetic.has(k)).sort();
 }
 

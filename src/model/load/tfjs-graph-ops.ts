@@ -421,5 +421,8 @@ function batchNorm(): OpEntry {
   };
 }
 
+/** The activation ops a plain conv / matmul + BiasAdd chain fuses like grappler's fused_ops (tfjs-graph-fuse.ts). */
+export const fusableActivations = (): string[] => Object.keys(ACTIVATIONS).filter((a) => Object.hasOwn(OPS, a));
+
 /** The supported ops, sorted (for error messages and the README). */
 export const supportedGraphOps = (): string[] => Object.keys(OPS).sort();

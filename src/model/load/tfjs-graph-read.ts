@@ -30,6 +30,8 @@ export interface GraphNode {
   /** Data inputs as 'node:k' (control dependencies dropped). */
   inputs: string[];
   attr: Record<string, GraphAttr>;
+  /** For a node the importer fused from several (tfjs-graph-fuse.ts): the ops it stands for, for messages. */
+  label?: string;
 }
 
 export interface TfGraph {

@@ -3,6 +3,7 @@ import { InputError, describeError } from '../../errors/input-error.js';
 import { concatFloat32 } from '../../util/ndarray.js';
 import { sanitizeLayerName } from './common.js';
 import { compareOutputs, randomInputs, type ImportCheck } from './onnx-verify.js';
+import { fuseBiases } from './tfjs-graph-fuse.js';
 import { OPS, supportedGraphOps, type GraphCtx, type Val } from './tfjs-graph-ops.js';
 import { decodeB64, readTfjsGraph, type GraphAttr, type GraphModelJson, type GraphNode, type TfGraph } from './tfjs-graph-read.js';
 
@@ -46,7 +47,7 @@ function layerBaseName(node: GraphNode): string {
 }
 
 function nodeError(g: TfGraph, node: GraphNode, msg: string, hint?: string): InputError {
-  return new InputError(`node '${node.name}' (${node.op}): ${msg}`, { file: g.file, ...(hint ? { hint } : {}) });
+  return new InputError(`node '${node.name}' (${node.label ?? node.op}): ${msg}`, { file: g.file, ...(hint ? { hint } : {}) });
 }
 
 /** Builds the Keras model; weights are owned by the model, nothing else is left allocated. */
@@ -61,7 +62,7 @@ export function convertTfjsGraph(tf: typeof tfType, g: TfGraph): tfType.LayersMo
   const usedNames = new Set<string>([inp.name]);
   const weightTensors: tfType.Tensor[] = [];
   try {
-    for (const node of g.nodes) convertNode(tf, g, node, values, usedNames, weightTensors);
+    for (const node of fuseBiases(g)) convertNode(tf, g, node, values, usedNames, weightTensors);
     const out = values.get(g.output);
     if (!out) throw new InputError(`output '${g.output}' is not produced by any node`, { file: g.file });
     if (out.kind === 'const') throw new InputError(`output '${g.output}' is a constant: the model does not depend on its input`, { file: g.file });

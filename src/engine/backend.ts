@@ -44,7 +44,7 @@ export function tfjsVersion(): string {
  * change that alters their results (summation order, signed zeros), so cached artifacts computed
  * by the old kernels are not reused as if the new ones had made them.
  */
-export const WASM_KERNELS_REVISION = 14;
+export const WASM_KERNELS_REVISION = 15;
 
 /**
  * Revision of how compress runs inference (src/engine/inference.ts: batch norm folded into convs,

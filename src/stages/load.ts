@@ -48,7 +48,7 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
-  version: '3',
+  version: '4',
   description: 'load a TF.js layers model, a Keras (.h5 / .keras) model, a TF.js graph model (imported and checked against tfjs\'s graph executor) or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
   // A .json / directory may be a graph model (checked on the data too): only Keras files never use it.

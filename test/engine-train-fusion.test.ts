@@ -147,3 +147,37 @@ test('a conv without bias on the data input computes no input gradient while tra
   assert.equal(kernels.filter((k) => k === 'Conv2DBackpropInput').length, 1);
   assert.equal(kernels.filter((k) => k === 'Conv2DBackpropFilter').length, 2);
 });
+
+/** conv -> BN(scale / center as given) -> ReLU -> conv -> BN -> ReLU -> pooling -> softmax; BN gammas 1, betas 0. */
+function affineModel(scale: boolean, center: boolean): tfType.LayersModel {
+  const L = tf.layers;
+  const rng = createRng(9);
+  const init = () => tf.initializers.randomUniform({ minval: -0.5, maxval: 0.5, seed: Math.floor(rng() * 1e6) });
+  const bn = () => L.batchNormalization({ scale, center, momentum: 0.9, gammaInitializer: 'ones', betaInitializer: 'zeros' });
+  const input = tf.input({ shape: [HW, HW, 3] });
+  const a1 = L.reLU({ maxValue: 6 }).apply(bn().apply(L.conv2d({ filters: C, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init() }).apply(input))) as tfType.SymbolicTensor;
+  const a2 = L.reLU({}).apply(bn().apply(L.conv2d({ filters: C, kernelSize: 1, useBias: false, kernelInitializer: init() }).apply(a1))) as tfType.SymbolicTensor;
+  const out = L.dense({ units: 4, activation: 'softmax', kernelInitializer: init() }).apply(L.globalAveragePooling2d({}).apply(a2)) as tfType.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out });
+}
+
+for (const [scale, center] of [[false, true], [true, false], [false, false]]) {
+  test(`batch norm with scale ${scale} and center ${center} (keras.applications InceptionV3: scale false) trains on wasm and cpu as one with gamma 1, beta 0`, async () => {
+    const model = affineModel(scale, center);
+    const twin = affineModel(true, true);
+    const twinLoss = await step('wasm', twin, twin.getWeights());
+    for (const backend of ['wasm', 'cpu']) {
+      const { values } = await step(backend, model, model.getWeights());
+      // The twin's variables are the model's plus gammas / betas; the loss and the convs' and dense's gradients agree.
+      assert.ok(relMaxError(values[0], twinLoss.values[0]) <= 2e-5, `${backend}: loss ${values[0][0]} vs ${twinLoss.values[0][0]}`);
+      // Kernels and biases in the order the layers were built (gammas / betas left out).
+      const grads = (m: tfType.LayersModel, vals: Float32Array[]) => m.trainableWeights.map((w, i) => [w.name, vals[i + 1]] as const).filter(([n]) => /kernel|bias/.test(n));
+      const mine = grads(model, values), theirs = grads(twin, twinLoss.values);
+      assert.equal(mine.length, 4, "two conv kernels, the dense kernel and bias");
+      assert.equal(theirs.length, 4);
+      mine.forEach(([name, g], i) => assert.ok(relMaxError(g, theirs[i][1]) <= 2e-5, `${backend}: gradient of ${name}`));
+    }
+    model.dispose();
+    twin.dispose();
+  });
+}

@@ -173,6 +173,7 @@ export function installBatchNormTraining(tf: typeof tfType): void {
   const original = proto.call;
   proto.call = function (this: BatchNormLayer, inputs, kwargs) {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (kwargs?.training === true && (!this.scale || !this.center)) return withUnitAffine(tf, this, () => proto.call.call(this, inputs, kwargs));
     const C = x.shape[x.rank - 1];
     const fast =
       kwargs?.training === true &&
@@ -258,6 +259,25 @@ function belowFloat32(v: number): number {
   const bits = new Uint32Array(f.buffer);
   bits[0] -= 1;
   return f[0];
+}
+
+/**
+ * A batch norm without scale (`scale: false`, as keras.applications InceptionV3 builds every one) or without
+ * centre runs its training step with a constant gamma of ones / beta of zeros: the same values, and tfjs's
+ * batchNorm gradient, which saves the scale input for the backward pass, fails on a missing one ("Cannot read
+ * properties of undefined (reading 'dtype')": such a model could not be fine-tuned at all).
+ */
+function withUnitAffine(tf: typeof tfType, layer: BatchNormLayer, call: () => tfType.Tensor): tfType.Tensor {
+  const own = { scale: layer.scale, center: layer.center, gamma: layer.gamma, beta: layer.beta };
+  const C = layer.movingMean.read().shape[0];
+  const constant = (v: number) => ({ read: () => tf.fill([C], v) });
+  try {
+    if (!layer.scale) Object.assign(layer, { scale: true, gamma: constant(1) });
+    if (!layer.center) Object.assign(layer, { center: true, beta: constant(0) });
+    return call();
+  } finally {
+    Object.assign(layer, own);
+  }
 }
 
 /**

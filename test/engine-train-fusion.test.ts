@@ -148,12 +148,15 @@ test('a conv without bias on the data input computes no input gradient while tra
   assert.equal(kernels.filter((k) => k === 'Conv2DBackpropFilter').length, 2);
 });
 
-/** conv -> BN(scale / center as given) -> ReLU -> conv -> BN -> ReLU -> pooling -> softmax; BN gammas 1, betas 0. */
-function affineModel(scale: boolean, center: boolean): tfType.LayersModel {
+/**
+ * conv -> BN(scale / center as given) -> ReLU -> conv -> BN -> ReLU -> pooling -> softmax; BN gammas 1, betas 0.
+ * `frozen`: the batch norms are not trainable (a transfer-learning base: they run in inference mode while training).
+ */
+function affineModel(scale: boolean, center: boolean, frozen = false): tfType.LayersModel {
   const L = tf.layers;
   const rng = createRng(9);
   const init = () => tf.initializers.randomUniform({ minval: -0.5, maxval: 0.5, seed: Math.floor(rng() * 1e6) });
-  const bn = () => L.batchNormalization({ scale, center, momentum: 0.9, gammaInitializer: 'ones', betaInitializer: 'zeros' });
+  const bn = () => L.batchNormalization({ scale, center, momentum: 0.9, gammaInitializer: 'ones', betaInitializer: 'zeros', trainable: !frozen });
   const input = tf.input({ shape: [HW, HW, 3] });
   const a1 = L.reLU({ maxValue: 6 }).apply(bn().apply(L.conv2d({ filters: C, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init() }).apply(input))) as tfType.SymbolicTensor;
   const a2 = L.reLU({}).apply(bn().apply(L.conv2d({ filters: C, kernelSize: 1, useBias: false, kernelInitializer: init() }).apply(a1))) as tfType.SymbolicTensor;
@@ -161,10 +164,10 @@ function affineModel(scale: boolean, center: boolean): tfType.LayersModel {
   return tf.model({ inputs: input, outputs: out });
 }
 
-for (const [scale, center] of [[false, true], [true, false], [false, false]]) {
-  test(`batch norm with scale ${scale} and center ${center} (keras.applications InceptionV3: scale false) trains on wasm and cpu as one with gamma 1, beta 0`, async () => {
-    const model = affineModel(scale, center);
-    const twin = affineModel(true, true);
+for (const [scale, center, frozen] of [[false, true, false], [true, false, false], [false, false, false], [false, true, true]]) {
+  test(`batch norm with scale ${scale} and center ${center}${frozen ? ', frozen' : ''} (keras.applications InceptionV3: scale false) trains on wasm and cpu as one with gamma 1, beta 0`, async () => {
+    const model = affineModel(scale, center, frozen);
+    const twin = affineModel(true, true, frozen);
     const twinLoss = await step('wasm', twin, twin.getWeights());
     for (const backend of ['wasm', 'cpu']) {
       const { values } = await step(backend, model, model.getWeights());

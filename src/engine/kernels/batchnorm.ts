@@ -173,7 +173,9 @@ export function installBatchNormTraining(tf: typeof tfType): void {
   const original = proto.call;
   proto.call = function (this: BatchNormLayer, inputs, kwargs) {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    if (kwargs?.training === true && (!this.scale || !this.center)) return withUnitAffine(tf, this, () => proto.call.call(this, inputs, kwargs));
+    // On a gradient tape (a training step; a frozen batch norm there runs in inference mode, still taped).
+    const taped = (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+    if (taped && (!this.scale || !this.center)) return withUnitAffine(tf, this, () => proto.call.call(this, inputs, kwargs));
     const C = x.shape[x.rank - 1];
     const fast =
       kwargs?.training === true &&

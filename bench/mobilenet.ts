@@ -1,7 +1,7 @@
 /**
  * MobileNetV2 (Sandler et al. 2018) built in code with seeded weights, for the mid-size benchmarks.
  * Layers are those the exporters support: Conv2D / DepthwiseConv2D with 'same' padding (no
- * ZeroPadding2D), BatchNormalization, ReLU(maxValue 6), Add, GlobalAveragePooling2D, Dense.
+ * ZeroPadding2D unless `kerasPadding`), BatchNormalization, ReLU(maxValue 6), Add, GlobalAveragePooling2D, Dense.
  * alpha 1.0 at 224x224x3 with 1000 classes is the paper's 3.5M-parameter network.
  */
 import type * as tfType from '@tensorflow/tfjs';
@@ -15,6 +15,12 @@ export interface MobileNetV2Options {
   stages?: Array<[number, number, number, number]>;
   /** Channels of the last 1x1 conv; default 1280 (scaled up for alpha > 1). */
   lastChannels?: number;
+  /**
+   * The stride-2 convs as keras.applications writes them (Keras 2.2's MobileNetV2, EfficientNet, the TF.js
+   * converter's MobileNetV2): a ZeroPadding2D of `correct_pad` (`Conv1_pad`, `block_N_pad`) before the stem conv
+   * and each stride-2 depthwise conv, those with 'valid' padding. Same function as 'same' padding.
+   */
+  kerasPadding?: boolean;
 }
 
 type T = tfType.SymbolicTensor;
@@ -48,13 +54,20 @@ export function buildMobileNetV2(tf: typeof tfType, opts: MobileNetV2Options = {
     gammaInitializer: tf.initializers.randomUniform({ minval: 0.5, maxval: 1, seed: seed() }),
     betaInitializer: tf.initializers.randomUniform({ minval: -0.1, maxval: 0.1, seed: seed() }),
   });
-  const conv = (x: T, filters: number, kernel: number, stride: number, name: string) =>
-    tf.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: heInit(), name }).apply(x) as T;
+  const conv = (x: T, filters: number, kernel: number, stride: number, name: string, padding: 'same' | 'valid' = 'same') =>
+    tf.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding, useBias: false, kernelInitializer: heInit(), name }).apply(x) as T;
+  /** Keras's `correct_pad` for a 3x3 stride-2 conv, ((1 - adjust, 1), ...) with adjust = 1 - size % 2: even sizes (0, 1), odd (1, 1). */
+  const correctPad = (x: T, name: string) => {
+    const side = (d: number | null) => [(d ?? 0) % 2, 1] as [number, number];
+    return tf.layers.zeroPadding2d({ padding: [side(x.shape[1]), side(x.shape[2])], name }).apply(x) as T;
+  };
   const bn = (x: T, name: string) => tf.layers.batchNormalization({ epsilon: 1e-3, momentum: 0.999, ...bnInit(), name }).apply(x) as T;
   const relu6 = (x: T, name: string) => tf.layers.reLU({ maxValue: 6, name }).apply(x) as T;
 
   const input = tf.input({ shape: inputShape, name: 'input' });
-  let x = relu6(bn(conv(input, makeDivisible(32 * alpha), 3, 2, 'Conv1'), 'bn_Conv1'), 'Conv1_relu');
+  const keras = opts.kerasPadding ?? false;
+  const stem = keras ? conv(correctPad(input, 'Conv1_pad'), makeDivisible(32 * alpha), 3, 2, 'Conv1', 'valid') : conv(input, makeDivisible(32 * alpha), 3, 2, 'Conv1');
+  let x = relu6(bn(stem, 'bn_Conv1'), 'Conv1_relu');
   let inC = makeDivisible(32 * alpha);
   let block = 0;
   for (const [t, c, n, stride] of opts.stages ?? STAGES) {
@@ -64,8 +77,10 @@ export function buildMobileNetV2(tf: typeof tfType, opts: MobileNetV2Options = {
       const st = i === 0 ? stride : 1;
       let h = x;
       if (t !== 1) h = relu6(bn(conv(h, inC * t, 1, 1, `${p}expand`), `${p}expand_BN`), `${p}expand_relu`);
+      const padded = keras && st === 2;
+      if (padded) h = correctPad(h, `${p}pad`);
       h = tf.layers
-        .depthwiseConv2d({ kernelSize: 3, strides: st, padding: 'same', useBias: false, depthwiseInitializer: heInit(), name: `${p}depthwise` })
+        .depthwiseConv2d({ kernelSize: 3, strides: st, padding: padded ? 'valid' : 'same', useBias: false, depthwiseInitializer: heInit(), name: `${p}depthwise` })
         .apply(h) as T;
       h = relu6(bn(h, `${p}depthwise_BN`), `${p}depthwise_relu`);
       h = bn(conv(h, outC, 1, 1, `${p}project`), `${p}project_BN`);

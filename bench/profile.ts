@@ -8,8 +8,9 @@
  * (src/engine/simd/conv.wat.ts), and prints the two side by side. Times are process CPU time (user +
  * system), which a busy machine inflates less than wall time; with --detail, each conv shape's multiply-adds per CPU
  * second (GMAC/s). `--inference --model FILE` profiles any model compress loads (.onnx, Keras .h5/.keras, a TF.js
- * model.json or directory) at its own input shape instead of MobileNetV2.
- * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare] [--model FILE]]
+ * model.json or directory) at its own input shape instead of MobileNetV2; `--keras-padding` builds MobileNetV2 as
+ * keras.applications writes it (ZeroPadding2D + 'valid' before the stride-2 convs, bench/mobilenet.ts).
+ * Usage: node dist/bench/profile.js [model=lenet-5] [steps=30] [--detail] [--inference [--batch N] [--compare] [--model FILE | --keras-padding]]
  */
 import { loadavg } from 'node:os';
 import { basename } from 'node:path';
@@ -125,20 +126,23 @@ export async function profileTraining(modelName: BuiltinModel | 'mobilenetv2-0.3
   return table(`${modelName}: ${(total / steps).toFixed(1)} ms/step CPU total`, stats, steps, detail, 'step');
 }
 
-/** The model an inference profile runs: a file given with --model, else MobileNetV2 1.0 at 224x224x3. */
-async function inferenceModel(tf: typeof tfType, file?: string): Promise<{ model: tfType.LayersModel; name: string }> {
-  if (!file) return { model: buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1 }), name: 'MobileNetV2 1.0 224x224x3' };
+/** The model an inference profile runs: a file given with --model, else MobileNetV2 1.0 at 224x224x3 (`kerasPadding`: keras.applications' pads). */
+async function inferenceModel(tf: typeof tfType, file?: string, kerasPadding = false): Promise<{ model: tfType.LayersModel; name: string }> {
+  if (!file) {
+    const model = buildMobileNetV2(tf, { alpha: 1, inputShape: [224, 224, 3], numClasses: 1000, seed: 1, kerasPadding });
+    return { model, name: `MobileNetV2 1.0 224x224x3${kerasPadding ? ' (keras.applications ZeroPadding2D + valid)' : ''}` };
+  }
   const model = await loadModelFrom(tf, file);
   return { model, name: `${basename(file)} [${model.inputs[0].shape.slice(1).join('x')}]` };
 }
 
-export async function profileInference(batch: number, reps: number, detail = false, compare = false, file?: string): Promise<string> {
+export async function profileInference(batch: number, reps: number, detail = false, compare = false, file?: string, kerasPadding = false): Promise<string> {
   const { tf } = await initEngine('wasm');
   const modes: InferenceConvs[] = compare ? ['xnnpack', 'simd'] : ['auto'];
   const stats = new Map(modes.map((m) => [m, new Map() as Stats]));
   let mode = modes[0];
   instrument(tf, detail, () => stats.get(mode)!);
-  const { model, name } = await inferenceModel(tf, file);
+  const { model, name } = await inferenceModel(tf, file, kerasPadding);
   const plan = inferencePlan(tf, model);
   const x = tf.randomUniform([batch, ...(model.inputs[0].shape.slice(1) as number[])], -1, 1, 'float32', 1);
   const run = () => {
@@ -179,7 +183,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const reps = Number(args.find((a) => /^\d+$/.test(a) && a !== String(batch)) ?? 5);
     const m = process.argv.indexOf('--model');
     const file = m > 0 ? process.argv[m + 1] : undefined;
-    console.log(await profileInference(batch, reps, detail, process.argv.includes('--compare'), file));
+    console.log(await profileInference(batch, reps, detail, process.argv.includes('--compare'), file, process.argv.includes('--keras-padding')));
   } else {
     const model = (args[0] ?? 'lenet-5') as BuiltinModel | 'mobilenetv2-0.35';
     console.log(await profileTraining(model, Number(args[1] ?? 30), detail));

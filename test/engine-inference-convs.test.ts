@@ -141,6 +141,33 @@ test('3x3 fused depthwise conv: the SIMD kernel equals XNNPACK for strides 1 and
   }
 });
 
+test('3x3 fused conv over 3 channels and 3x3 depthwise with explicit padding (a plan\'s folded ZeroPadding2D): the SIMD kernels equal XNNPACK; a padded 1x1 conv runs XNNPACK', () => {
+  type Explicit = [[number, number], [number, number], [number, number], [number, number]];
+  const pads: Explicit[] = [[[0, 0], [0, 1], [0, 1], [0, 0]], [[0, 0], [1, 1], [1, 1], [0, 0]], [[0, 0], [2, 0], [1, 3], [0, 0]], [[0, 0], [0, 0], [0, 0], [0, 0]]];
+  let seed = 300;
+  for (const pad of pads) {
+    for (const strides of [1, 2] as const) {
+      const activation = ACTIVATIONS[seed % 3];
+      const x3 = tensor([2, 12, 11, 3], seed++), w3 = tensor([3, 3, 3, 12], seed++), b12 = tensor([12], seed++);
+      const conv = () => tf.fused.conv2d({ x: x3 as tfType.Tensor4D, filter: w3 as tfType.Tensor4D, strides, pad, bias: b12, activation });
+      assertSimdMatchesXnnpack(conv, `conv3x3c3 stride ${strides} pad ${JSON.stringify(pad)}`);
+      const x = tensor([2, 10, 9, 8], seed++), wd = tensor([3, 3, 8, 1], seed++), b8 = tensor([8], seed++);
+      // (tfjs's op types take no explicit padding for a fused depthwise conv; its kernels do)
+      const dw = () => tf.fused.depthwiseConv2d({ x: x as tfType.Tensor4D, filter: wd as tfType.Tensor4D, strides, pad: pad as unknown as 'valid', bias: b8, activation });
+      assertSimdMatchesXnnpack(dw, `dw3x3 stride ${strides} pad ${JSON.stringify(pad)}`);
+      tf.dispose([x3, w3, b12, x, wd, b8]);
+    }
+  }
+  // The SIMD GEMM computes no padded pixels: a padded 1x1 conv runs XNNPACK's, which pads as tf.pad + 'valid' would.
+  const x = tensor([1, 5, 6, 8], 350), w = tensor([1, 1, 8, 8], 351), b = tensor([8], 352);
+  const pad: Explicit = [[0, 0], [1, 0], [0, 2], [0, 0]];
+  const padded = run('simd', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: w as tfType.Tensor4D, strides: 1, pad, bias: b, activation: 'relu6' }));
+  const want = run('xnnpack', () => tf.fused.conv2d({ x: tf.pad(x, pad) as tfType.Tensor4D, filter: w as tfType.Tensor4D, strides: 1, pad: 'valid', bias: b, activation: 'relu6' }));
+  assert.equal(padded.simdCalls, 0);
+  assert.ok(relMaxError(padded.y, want.y) < 2e-6, 'padded 1x1 conv');
+  tf.dispose([x, w, b]);
+});
+
 test("'auto' runs the 1x1 convs by the SIMD GEMM exactly where the runtime multiplies-adds fused, 3x3 depthwise convs by the SIMD kernel", () => {
   const x = tensor([1, 9, 9, 8], 30), w1 = tensor([1, 1, 8, 8], 31), wd = tensor([3, 3, 8, 1], 32), b = tensor([8], 33);
   const conv = run('auto', () => tf.fused.conv2d({ x: x as tfType.Tensor4D, filter: w1 as tfType.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu6' }));

@@ -2,7 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { ActivationRange } from '../model/meta.js';
 import { walkBatchSize } from '../engine/batching.js';
 import { modelGraph, sampleBatch, sampleCount, type ModelGraph, type Samples } from './layer-by-layer.js';
-import { inferencePlan } from '../engine/inference.js';
+import { inferencePlan, type InferencePlan } from '../engine/inference.js';
 import { minMax } from './tensor-stats.js';
 import { setOwn } from '../util/own.js';
 
@@ -11,7 +11,9 @@ import { setOwn } from '../util/own.js';
  * compute a quantization range for the model input (`__input__`) and each step's output (keyed by
  * the name of the layer it is the output of: for a fused conv block its activation or batch norm),
  * as stored in ModelMeta.activationRanges. These are the tensors the exporters quantize (each IR
- * tensor is labelled with the last layer fused into it, export/ir.ts).
+ * tensor is labelled with the last layer fused into it, export/ir.ts). A ZeroPadding2D the plan folds
+ * into the conv after it (no step computes its output) gets the statistics of its padded output all the
+ * same, from its input's values plus the padding's zeros (an exporter that keeps it as a pad op needs them).
  *
  * Methods:
  *   minmax      observed min / max
@@ -118,8 +120,10 @@ export async function calibrateActivations(
   try {
     const outputs = new Set(plan.outputLayers);
     const wanted = opts.layers ? new Set(opts.layers) : null;
+    const pads = foldedPads(graph, plan, wanted);
+    const padNames = new Set([...pads.values()].flat().map((p) => p.layer));
     for (const name of wanted ?? []) {
-      if (!outputs.has(name)) throw new Error(`calibration: layer '${name}' ${graph.steps.some((st) => st.layer.name === name) ? 'is fused into a conv block (its output is not a tensor of the inference graph); calibrate with fuse: false' : 'is not in the model'}`);
+      if (!outputs.has(name) && !padNames.has(name)) throw new Error(`calibration: layer '${name}' ${graph.steps.some((st) => st.layer.name === name) ? 'is fused into a conv block (its output is not a tensor of the inference graph); calibrate with fuse: false' : 'is not in the model'}`);
     }
     const stats = new Map<string, Stat>();
 
@@ -135,7 +139,7 @@ export async function calibrateActivations(
               r.value.dispose();
               break;
             }
-            if (!wanted || wanted.has(r.value.layer)) observe(r.value.layer, r.value.outputs[0]);
+            if (!wanted || wanted.has(r.value.layer) || pads.has(r.value.layer)) observe(r.value.layer, r.value.outputs[0]);
           }
         } finally {
           walk.return(undefined as never);
@@ -149,6 +153,8 @@ export async function calibrateActivations(
     // its input's (derivedRanges) is not reduced, its range is derived after the pass.
     const derived = new Map([...derivedRanges(graph, wanted)].filter(([name, d]) => outputs.has(name) && (d.from === INPUT_KEY || outputs.has(d.from))));
     const heads = softmaxHeads(graph, (k) => k === INPUT_KEY || outputs.has(k), wanted);
+    /** Whether the walk's output `key` has a range of its own here (else it is observed for a folded pad only). */
+    const own = (key: string) => key === INPUT_KEY || !wanted || wanted.has(key);
     await pass((key, t) => {
       for (const h of heads.get(key) ?? []) {
         let s = stats.get(h.key);
@@ -159,12 +165,22 @@ export async function calibrateActivations(
         if (min < s.min) s.min = min;
         if (max > s.max) s.max = max;
       }
-      if (derived.has(key)) return;
-      let s = stats.get(key);
-      if (!s) stats.set(key, (s = newRangeStat()));
+      const folded = pads.get(key) ?? [];
+      const mine = own(key) && !derived.has(key);
+      if (!mine && folded.length === 0) return;
       const [min, max] = minMax(tf, t);
-      if (min < s.min) s.min = min;
-      if (max > s.max) s.max = max;
+      const widen = (name: string, lo: number, hi: number) => {
+        let s = stats.get(name);
+        if (!s) stats.set(name, (s = newRangeStat()));
+        if (lo < s.min) s.min = lo;
+        if (hi > s.max) s.max = hi;
+      };
+      if (mine) widen(key, min, max);
+      // A folded pad's output: its input's values and, where it pads, zeros.
+      for (const p of folded) {
+        const zeros = paddingZeros(t.shape, p.pads) > 0;
+        widen(p.layer, zeros ? Math.min(min, 0) : min, zeros ? Math.max(max, 0) : max);
+      }
     });
     for (const [name, { from, map }] of derived) {
       const r = map(stats.get(from)!);
@@ -172,12 +188,23 @@ export async function calibrateActivations(
     }
     if (method !== 'minmax') {
       // Pass 2: histograms over [min, max] (exact zeros counted apart: they quantize exactly).
-      await pass((key, t) => observeHistogram(stats.get(key)!, t.dataSync() as Float32Array, bins));
+      await pass((key, t) => {
+        const values = t.dataSync() as Float32Array;
+        if (own(key)) observeHistogram(stats.get(key)!, values, bins);
+        for (const p of pads.get(key) ?? []) {
+          const s = stats.get(p.layer)!;
+          observeHistogram(s, values, bins);
+          const zeros = paddingZeros(t.shape, p.pads);
+          s.zeros += zeros;
+          s.count += zeros;
+        }
+      });
     }
     const out: Record<string, ActivationRange> = {};
     const logitsOf = new Map([...heads.values()].flat().map((h) => [h.layer, h.key]));
-    // Keys in walk order (the input, then each step's, a softmax's logits before it), however obtained.
-    const order = [INPUT_KEY, ...plan.outputLayers.flatMap((k) => (logitsOf.has(k) ? [logitsOf.get(k)!, k] : [k]))].filter((k) => stats.has(k));
+    // Keys in walk order (the input, then each step's, a softmax's logits or a folded pad before it), however obtained.
+    const before = new Map([...logitsOf.entries(), ...plan.fused.filter((f) => f.zeroPadding).map((f) => [f.activation ?? f.batchNorm ?? f.conv, f.zeroPadding!] as const)]);
+    const order = [INPUT_KEY, ...plan.outputLayers.flatMap((k) => (before.has(k) ? [before.get(k)!, k] : [k]))].filter((k) => stats.has(k));
     for (const key of order) {
       // The logits decide the prediction: minmax whatever the method (as the exporters keep them, export/int8-prep.ts).
       const rule = [...logitsOf.values()].includes(key) ? 'minmax' : method;
@@ -187,6 +214,38 @@ export async function calibrateActivations(
   } finally {
     plan.dispose();
   }
+}
+
+/** A ZeroPadding2D the plan folds into a conv: its name and padding [[top, bottom], [left, right]]. */
+interface FoldedPad {
+  layer: string;
+  pads: [[number, number], [number, number]];
+}
+
+/**
+ * The ZeroPadding2D layers the plan folds into the conv after them (plan.fused; `wanted` ones only), by the key of
+ * their input as the walk yields it (a step's output or the model input): a zero-padded tensor's statistics are its
+ * input's values plus the padding's zeros.
+ */
+function foldedPads(graph: ModelGraph, plan: InferencePlan, wanted: Set<string> | null): Map<string, FoldedPad[]> {
+  const producer = new Map<number, string>(graph.inputs.map((i) => [i.id, INPUT_KEY]));
+  for (const st of graph.steps) if (st.outputIds.length === 1) producer.set(st.outputIds[0], st.layer.name);
+  const yielded = new Set([INPUT_KEY, ...plan.outputLayers]);
+  const out = new Map<string, FoldedPad[]>();
+  for (const f of plan.fused) {
+    const st = f.zeroPadding !== undefined && (!wanted || wanted.has(f.zeroPadding)) ? graph.steps.find((s) => s.layer.name === f.zeroPadding) : undefined;
+    const from = st ? producer.get(st.inputIds[0]) : undefined;
+    if (!st || from === undefined || !yielded.has(from)) continue;
+    const pads = st.layer.getConfig().padding as FoldedPad['pads'];
+    out.set(from, [...(out.get(from) ?? []), { layer: st.layer.name, pads }]);
+  }
+  return out;
+}
+
+/** The zeros a padding adds to an NHWC tensor of `shape`. */
+function paddingZeros(shape: number[], [[t, b], [l, r]]: FoldedPad['pads']): number {
+  const [n, h, w, c] = shape;
+  return n * c * ((h + t + b) * (w + l + r) - h * w);
 }
 
 /**

@@ -237,9 +237,9 @@ export function accuracyOf(predictions: tfType.Tensor, labels: ArrayLike<number>
 }
 
 export interface LayerErrorRow {
-  /** The step's first layer: a layer, or the conv of a fused conv block (whose kernel `weight` compares). */
+  /** The step's first layer: a layer, or the conv of a fused conv block (whose kernel `weight` compares; not its folded ZeroPadding2D). */
   layer: string;
-  /** For a fused conv block: its layers (conv, batch norm, activation); `output` is the last one's. */
+  /** For a fused conv block: its layers (zero padding, conv, batch norm, activation); `output` is the last one's. */
   block?: string[];
   /** Kernel error (when both models have a kernel of the same shape for this layer). */
   weight?: ErrorStats;
@@ -379,7 +379,8 @@ function errorRows(
     const a = acc.get(out);
     if (!a) continue;
     const block = blocks.get(out) ?? [out];
-    const name = block[0];
+    // A fused conv block's conv (after the ZeroPadding2D folded into it, if any); any other step's first layer.
+    const name = block.length > 1 && reference.getLayer(block[0]).getClassName() === 'ZeroPadding2D' ? block[1] : block[0];
     const row: LayerErrorRow = {
       layer: name,
       ...(block.length > 1 ? { block: block.slice() } : {}),

@@ -50,7 +50,7 @@ export const WASM_KERNELS_REVISION = 15;
  * Revision of how compress runs inference (src/engine/inference.ts: batch norm folded into convs,
  * fused activations), on every backend. Bump it with any change that alters evaluation results.
  */
-export const INFERENCE_REVISION = 2;
+export const INFERENCE_REVISION = 3;
 
 /**
  * COMPRESS_WASM_SIMD=0 keeps compress's SIMD kernels off (every kernel takes its JS or tfjs path):

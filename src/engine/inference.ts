@@ -11,6 +11,10 @@ import { DEPTHWISE_GROUP_MAX_CHANNELS, depthwiseGroupFilter, depthwiseGrouped } 
  *   pass, XNNPACK on wasm) with the batch norm folded into the conv's weights and bias:
  *   s = gamma / sqrt(variance + eps), W' = W * s (per output channel), b' = (b - mean) * s + beta;
  * - a conv followed only by such an activation (no batch norm) fuses the activation the same way;
+ * - a ZeroPadding2D read only by such a conv (Keras applications' `correct_pad` before a stride-2 'valid'
+ *   conv, the importers' explicit pads) folds into the conv's own padding: the conv runs on the unpadded
+ *   input with explicit padding (pad + the conv's own), without the padded copy (its values are zeros
+ *   either way, so this is exact);
  * - a Dense on a rank-4 (or rank-3) input runs as the 1x1 conv it equals (with the same fusions);
  * - Reshape -> Cropping2D -> Reshape slicing the last axis (the ONNX importer's channel slice) runs as one slice;
  * - every other layer runs as its own layer.apply (training: false), so any layer model.predict
@@ -35,9 +39,18 @@ export interface InferencePlan {
   walk(x: tfType.Tensor, hooks?: PlanHooks): Generator<PlanStepOutput, tfType.Tensor, void>;
   /** The layer names the walk yields, in order (after `__input__`, which only `onInput` sees). */
   readonly outputLayers: readonly string[];
-  /** Conv layers whose batch norm and/or activation were fused into them, by conv layer name. */
-  readonly fused: ReadonlyArray<{ conv: string; batchNorm?: string; activation?: string }>;
+  /** Conv layers whose zero padding, batch norm and/or activation were fused into them, by conv layer name. */
+  readonly fused: ReadonlyArray<FusedConv>;
   dispose(): void;
+}
+
+/** A conv step of the plan and the layers fused into it (each absent where none was). */
+export interface FusedConv {
+  conv: string;
+  /** The ZeroPadding2D before the conv, folded into its padding (its output is no step's: it is never computed). */
+  zeroPadding?: string;
+  batchNorm?: string;
+  activation?: string;
 }
 
 export interface PlanHooks {
@@ -49,7 +62,7 @@ export interface PlanHooks {
 export interface PlanStepOutput {
   /** The Keras layer whose output the step's (first) output equals. */
   layer: string;
-  /** Every layer the step computes (a fused conv: conv, batch norm, activation), in order. */
+  /** Every layer the step computes (a fused conv: zero padding, conv, batch norm, activation), in order. */
   layers: readonly string[];
   outputs: tfType.Tensor[];
 }
@@ -63,6 +76,8 @@ export interface PlanOptions {
 type Layer = tfType.layers.Layer;
 type Tensor = tfType.Tensor;
 type FusedActivation = 'linear' | 'relu' | 'relu6';
+/** tfjs's explicit conv padding, NHWC: [[0, 0], [top, bottom], [left, right], [0, 0]]. */
+type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
 
 interface Step {
   inputIds: number[];
@@ -79,7 +94,7 @@ interface ConvConfig {
   /** A GroupedConv2D's groups (one fused conv per group, concatenated); absent: 1. */
   groups?: number;
   strides: [number, number];
-  padding: 'same' | 'valid';
+  padding: 'same' | 'valid' | ExplicitPadding;
   dilations: [number, number];
   activation: FusedActivation;
 }
@@ -156,12 +171,31 @@ function soleConsumer(graph: ModelGraph, id: number): Layer | undefined {
 }
 
 /**
- * The fused conv step for a conv layer and what follows it, or undefined (then the conv runs as its
- * layer). `absorbed` receives the layers the step computes besides the conv.
+ * The explicit padding of a conv run on the input of the ZeroPadding2D `pad` before it: the pad's rows and
+ * columns plus the conv's own padding of the padded input ('valid': none; 'same': TF's split of the padded
+ * size), or undefined where that is not known (a channels-first pad, 'same' on an input of unknown size).
  */
-function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, outputId: number, absorbed: Set<Layer>, owned: Tensor[]) {
+function foldedPadding(tf: typeof tfType, pad: Layer, cfg: ConvConfig, kernelShape: number[], paddedShape: ReadonlyArray<number | null>): ExplicitPadding | undefined {
+  const pc = pad.getConfig();
+  if ((pc.dataFormat ?? 'channelsLast') !== 'channelsLast') return undefined;
+  const [[t, b], [l, r]] = pc.padding as [[number, number], [number, number]];
+  if (cfg.padding === 'valid') return [[0, 0], [t, b], [l, r], [0, 0]];
+  const [, h, w] = paddedShape;
+  if (cfg.padding !== 'same' || h == null || w == null) return undefined;
+  const same = tf.backend_util.computeConv2DInfo(
+    [1, h, w, kernelShape[2]], kernelShape as [number, number, number, number], cfg.strides, cfg.dilations, 'same', undefined, cfg.kind === 'depthwise', 'channelsLast',
+  ).padInfo;
+  return [[0, 0], [t + same.top, b + same.bottom], [l + same.left, r + same.right], [0, 0]];
+}
+
+/**
+ * The fused conv step for a conv layer and what follows it, or undefined (then the conv runs as its
+ * layer). `absorbed` receives the layers the step computes besides the conv. With `pad` (the ZeroPadding2D
+ * whose output only the conv reads), the step reads the pad's input and folds the pad into the conv's padding.
+ */
+function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, outputId: number, absorbed: Set<Layer>, owned: Tensor[], pad?: Layer) {
   const cfg = convConfig(conv, stepOf(graph, conv).inputShapes);
-  if (!cfg) return undefined;
+  if (!cfg || (pad && cfg.dense)) return undefined;
   let lastId = outputId;
   let bnLayer: Layer | undefined;
   let affine: ReturnType<typeof batchNormAffine>;
@@ -179,11 +213,13 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
     activation = act;
     lastId = stepOf(graph, after).outputIds[0];
   }
-  if (!bnLayer && !actLayer && !cfg.dense) return undefined;
+  if (!bnLayer && !actLayer && !cfg.dense && !pad) return undefined;
 
   const [kernel, bias] = conv.getWeights();
   // A Dense kernel [K, N] is the [1, 1, K, N] filter of its 1x1 conv (the same values in the same order).
   const kernelShape = (cfg.dense ? [1, 1, ...kernel.shape] : kernel.shape) as number[];
+  const padding = pad ? foldedPadding(tf, pad, cfg, kernelShape, stepOf(graph, conv).inputShapes[0]) : cfg.padding;
+  if (!padding) return undefined;
   const w = Float32Array.from(kernel.dataSync() as Float32Array);
   const channels = kernelShape[2] * (cfg.kind === 'depthwise' ? kernelShape[3] : 1);
   const outChannels = cfg.kind === 'depthwise' ? channels : kernelShape[3];
@@ -203,24 +239,35 @@ function fusedConvStep(tf: typeof tfType, graph: ModelGraph, conv: Layer, output
   owned.push(filter, biasT);
   // On wasm, the filter of a conv compress's SIMD kernels run also as the [KH*KW*Ci, Co] matrix in column
   // strips they read (packed once here instead of per call; src/engine/kernels/conv2d.ts).
-  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && !cfg.groups && packedConv(kernelShape, cfg.strides, cfg.dilations) !== undefined;
+  const packs = tf.getBackend() === 'wasm' && cfg.kind === 'conv' && !cfg.groups && packedConv(kernelShape, cfg.strides, cfg.dilations, padding) !== undefined;
   const packedFilter = packs ? tf.tensor1d(packGemmB(w, w.length / outChannels, outChannels), 'float32') : undefined;
   if (packedFilter) owned.push(packedFilter);
   const inputs = { filter, bias: biasT, ...(packedFilter ? { packedFilter } : {}) };
-  if (bnLayer) absorbed.add(bnLayer);
-  if (actLayer) absorbed.add(actLayer);
+  for (const l of [conv, bnLayer, actLayer]) if (l) absorbed.add(l);
   // The fused kernel itself, as tf.fused.conv2d / depthwiseConv2d run it for a rank-4 input, without
   // their gradient wrapper (customGrad: a tape entry and saved tensors per call, ~10% of a batch-1
   // MobileNetV2 pass; inference needs no gradient).
   const kernelName = cfg.kind === 'conv' ? 'FusedConv2D' : 'FusedDepthwiseConv2D';
-  const attrs = { strides: cfg.strides, pad: cfg.padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
+  const attrs = { strides: cfg.strides, pad: padding, dataFormat: 'NHWC', dilations: cfg.dilations, dimRoundingMode: undefined, activation, leakyreluAlpha: undefined };
   const fusedKernel = cfg.groups && cfg.groups > 1
-    ? groupedKernel(tf, { ...cfg, activation }, filter, biasT, owned, (x, parts) => tf.engine().runKernel(kernelName, { x, ...parts }, attrs as unknown as tfType.NamedAttrMap) as Tensor)
+    ? groupedKernel(tf, { ...cfg, padding, activation }, filter, biasT, owned, (x, parts) => tf.engine().runKernel(kernelName, { x, ...parts }, attrs as unknown as tfType.NamedAttrMap) as Tensor)
     : (x: Tensor) => tf.engine().runKernel(kernelName, { x, ...inputs }, attrs as unknown as tfType.NamedAttrMap) as Tensor;
   // A Dense on rows [N, T, K] runs on the [N, 1, T, K] view (a reshape is free) and comes back as rows.
   const run = ([x]: Tensor[]) => [x.rank === 3 ? fusedKernel(x.reshape([x.shape[0], 1, x.shape[1]!, x.shape[2]!])).reshape([x.shape[0], x.shape[1]!, outChannels]) : fusedKernel(x)];
-  const layers = [conv.name, ...(bnLayer ? [bnLayer.name] : []), ...(actLayer ? [actLayer.name] : [])];
-  return { step: { inputIds: stepOf(graph, conv).inputIds, outputIds: [lastId], layers, run }, fused: { conv: conv.name, batchNorm: bnLayer?.name, activation: actLayer?.name } };
+  const layers = [pad, conv, bnLayer, actLayer].filter((l): l is Layer => l !== undefined).map((l) => l.name);
+  const fused: FusedConv = { conv: conv.name, ...(pad ? { zeroPadding: pad.name } : {}), batchNorm: bnLayer?.name, activation: actLayer?.name };
+  return { step: { inputIds: stepOf(graph, pad ?? conv).inputIds, outputIds: [lastId], layers, run }, fused };
+}
+
+/**
+ * A ZeroPadding2D read only by a conv the fused ops run: the conv's fused step (here, at the pad's place in the
+ * graph order) with the pad folded into its padding, or undefined (then the pad runs as its layer).
+ */
+function paddedConvStep(tf: typeof tfType, graph: ModelGraph, pad: Layer, outputId: number, absorbed: Set<Layer>, owned: Tensor[]) {
+  const conv = pad.getClassName() === 'ZeroPadding2D' ? soleConsumer(graph, outputId) : undefined;
+  const convStep = conv ? stepOf(graph, conv) : undefined;
+  if (!conv || convStep!.outputIds.length !== 1) return undefined;
+  return fusedConvStep(tf, graph, conv, convStep!.outputIds[0], absorbed, owned, pad);
 }
 
 /**
@@ -326,12 +373,12 @@ export function inferencePlan(tf: typeof tfType, model: tfType.LayersModel, opts
   }
   const owned: Tensor[] = [];
   const absorbed = new Set<Layer>();
-  const fused: Array<{ conv: string; batchNorm?: string; activation?: string }> = [];
+  const fused: FusedConv[] = [];
   const steps: Step[] = [];
   for (const s of graph.steps) {
     if (absorbed.has(s.layer)) continue;
     const fuse = opts.fuse !== false && s.outputIds.length === 1;
-    const f = fuse ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
+    const f = fuse ? fusedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) ?? paddedConvStep(tf, graph, s.layer, s.outputIds[0], absorbed, owned) : undefined;
     if (f) fused.push(f.fused);
     steps.push(f?.step ?? (fuse ? channelSliceStep(tf, graph, s.layer, s.outputIds[0], absorbed) : undefined) ?? layerStep(s.layer, s.inputIds, s.outputIds));
   }

@@ -213,7 +213,8 @@ const CUSTOM: Record<string, (tf: Tf, bases: Bases) => unknown> = {
  */
 export const DEPTHWISE_GROUP_MAX_CHANNELS = 32;
 
-type ConvOptions = { strides: [number, number]; padding: 'same' | 'valid'; dilations: [number, number] };
+/** padding: tfjs's, incl. explicit [[0, 0], [top, bottom], [left, right], [0, 0]] (the inference plan's folded ZeroPadding2D). */
+type ConvOptions = { strides: [number, number]; padding: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]]; dilations: [number, number] };
 
 /**
  * A grouped 2-D convolution (NHWC; filter [kh, kw, C / groups, O]): the model's layer, the inference plan and the

@@ -335,7 +335,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     const Ci = x.shape[3], Co = filter.shape[3];
     const nhwc = df == null || df === 'NHWC' || df === 'channelsLast';
     const packed = simd && nhwc && x.dtype === 'float32' && filter.dtype === 'float32' && (attrs.pad === 'same' || attrs.pad === 'valid')
-      ? packedConv(filter.shape, attrs.strides, attrs.dilations) : undefined;
+      ? packedConv(filter.shape, attrs.strides, attrs.dilations, attrs.pad) : undefined;
     if (simd && packed) {
       // The convs the inference plan runs on compress's SIMD kernels (PACKED_CONVS: 1x1 stride 1 as one
       // GEMM, an image's first 3x3 conv over 3 channels) run so in training too, with a zero bias and no
@@ -378,6 +378,7 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
    * FusedConv2D (conv + bias + activation, what an inference plan runs): the convs of PACKED_CONVS
    * by compress's SIMD kernels when `simdInference()` (the bias and the activation's clamp in their
    * output pass), every other conv by XNNPACK, with 'same' padding made explicit (./padding.ts).
+   * Explicit padding (a plan's folded ZeroPadding2D) runs on the SIMD kernels that take padding (packedConv).
    * The SIMD kernels read the filter as a [KH*KW*Ci, Co] matrix in column strips (packGemmB): an
    * inference plan packs its constant filters once and passes them as the extra input `packedFilter`
    * (XNNPACK ignores it); other callers' filters are packed here, per call.
@@ -388,12 +389,12 @@ export function makeConv2DKernels(tf: typeof tfType, matMul: KernelImpl, simdInf
     const simd = simdInference() ? simdKernels(backend) : undefined;
     const [KH, KW, Ci, Co] = filter.shape;
     const pad = args.attrs?.pad;
-    const conv = simd && x.shape[3] === Ci && (pad === 'same' || pad === 'valid') ? packedConv(filter.shape, args.attrs?.strides, args.attrs?.dilations) : undefined;
+    const conv = simd && x.shape[3] === Ci ? packedConv(filter.shape, args.attrs?.strides, args.attrs?.dilations, pad) : undefined;
     const clamp = conv ? fusedClamp(args, Co) : undefined;
     if (!simd || !conv || !clamp) return fusedConv2d(explicitSamePadding(tf, args, false));
     const info = tf.backend_util.computeConv2DInfo(
       x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(args.attrs?.strides),
-      pair(args.attrs?.dilations), pad as 'same' | 'valid', args.attrs?.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
+      pair(args.attrs?.dilations), pad as 'same' | 'valid' | ExplicitPadding, args.attrs?.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
     );
     const K = KH * KW * Ci;
     const prepacked = packedFilter?.dtype === 'float32' && packedFilter.shape.reduce((a, b) => a * b, 1) === K * Co ? packedFilter : undefined;
@@ -433,8 +434,12 @@ function addRun(dst: Float32Array, d: number, src: Float32Array, s: number, len:
 }
 
 type ConvInfo2D = ReturnType<typeof tfType.backend_util.computeConv2DInfo>;
+/** tfjs's explicit conv padding, NHWC: [[0, 0], [top, bottom], [left, right], [0, 0]]. */
+type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
 interface PackedConv {
   fits(filter: number[], strides: [number, number], dilations: [number, number]): boolean;
+  /** Whether it computes padded outputs (else only convs that read no padding: 'same' or 'valid' of a 1x1 stride 1, or zero explicit padding). */
+  pads: boolean;
   run(simd: SimdKernels, backend: WasmBackend, p: { x: number; w: number; bias: number; out: number }, info: ConvInfo2D, clamp: readonly [number, number]): void;
 }
 
@@ -446,23 +451,32 @@ const PACKED_CONVS: readonly PackedConv[] = [
   {
     // 1x1 stride 1: one matrix product [pixels, Ci] . [Ci, Co] (register tiles of 4 x 8)
     fits: ([KH, KW], [sh, sw]) => KH === 1 && KW === 1 && sh === 1 && sw === 1,
+    pads: false,
     run: (simd, backend, p, i, [lo, hi]) =>
       runGemm(backend, simd, p.x, p.w, p.bias, p.out, i.batchSize * i.inHeight * i.inWidth, i.inChannels, i.outChannels, lo, hi),
   },
   {
     // an image model's first conv: 3x3 over 3 channels, any stride (XNNPACK: ~4.5 GMAC/s on MobileNetV2's)
     fits: ([KH, KW, Ci], _s, [dh, dw]) => KH === 3 && KW === 3 && Ci === 3 && dh === 1 && dw === 1,
+    pads: true,
     run: (simd, _backend, p, i, [lo, hi]) =>
       simd.conv3x3c3(p.x, p.w, p.bias, p.out, i.batchSize, i.inHeight, i.inWidth, i.outChannels, i.outHeight, i.outWidth,
         i.strideHeight, i.strideWidth, i.padInfo.top, i.padInfo.left, lo, hi, 0, i.outHeight),
   },
 ];
 
-/** The SIMD kernel that runs a fused conv of this filter shape, strides and dilations, if any. */
-export function packedConv(filterShape: number[], strides: unknown, dilations: unknown): PackedConv | undefined {
+/**
+ * The SIMD kernel that runs a fused conv of this filter shape, strides, dilations and padding ('same', 'valid' or
+ * explicit [[0, 0], [top, bottom], [left, right], [0, 0]], e.g. an inference plan's folded ZeroPadding2D), if any.
+ */
+export function packedConv(filterShape: number[], strides: unknown, dilations: unknown, pad: unknown): PackedConv | undefined {
   if (filterShape[3] % 4 !== 0) return undefined;
+  const explicit = Array.isArray(pad) ? (pad as ExplicitPadding) : undefined;
+  if (!explicit && pad !== 'same' && pad !== 'valid') return undefined;
+  if (explicit && (explicit[0].some((p) => p !== 0) || explicit[3].some((p) => p !== 0))) return undefined;
+  const padded = explicit !== undefined && (explicit[1].some((p) => p !== 0) || explicit[2].some((p) => p !== 0));
   const s = pair(strides), d = pair(dilations);
-  return PACKED_CONVS.find((c) => c.fits(filterShape, s, d));
+  return PACKED_CONVS.find((c) => c.fits(filterShape, s, d) && (c.pads || !padded));
 }
 
 /**

@@ -7,6 +7,7 @@ import { sampleSize } from '../data/dataset.js';
 import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
 import { FusedAdam } from './optimizers.js';
 import { withFusedActivations } from './fused-activations.js';
+import { leanVariableGrads } from './lean-gradients.js';
 import { DataParallelGroup, dataParallelObstacle, shardIndices, type DataParallelFault } from './data-parallel.js';
 import type { EarlyStoppingBlock, LrScheduleBlock, OptimizerBlock } from '../stages/common-schema.js';
 
@@ -183,8 +184,8 @@ export function shardGradients(
     if (opts.extraLoss) loss = tf.add(loss, opts.extraLoss());
     return loss;
   };
-  const { value, grads } = tf.variableGrads(f, vars);
-  return { value, grads: grads as Record<string, tfType.Tensor>, correct: correct! };
+  const { value, grads } = leanVariableGrads(tf, f, vars);
+  return { value, grads, correct: correct! };
 }
 
 /** Cross-entropy of the softmax outputs, mixed with the distillation term when a teacher's probabilities are given. */

@@ -7,6 +7,7 @@ import { makePoolKernels } from './pool.js';
 import { makeReduceKernels } from './reduce.js';
 import { CLIP_GRAD_KERNEL, makeElementwiseKernels, registerClipGradient, registerReluGradient, RELU_GRAD_KERNEL } from './elementwise.js';
 import { makeSegmentKernels } from './segment.js';
+import { installLeanTrainingLayers } from './lean-layers.js';
 import { BN_ACT_KERNEL, BN_GRAD_KERNEL, BN_MOMENTS_KERNEL, installBatchNormTraining, makeBatchNormKernels } from './batchnorm.js';
 import { makeShapeKernels } from './shape.js';
 import type { KernelImpl } from './util.js';
@@ -133,4 +134,5 @@ export function registerWasmKernels(tf: typeof tfType): void {
   registerReluGradient(tf);
   registerClipGradient(tf);
   installBatchNormTraining(tf);
+  installLeanTrainingLayers(tf);
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type * as tfType from '@tensorflow/tfjs';
 import { initEngine } from '../src/engine/backend.js';
 import { leanVariableGrads } from '../src/engine/lean-gradients.js';
+import { trainingForward } from '../src/engine/train.js';
 import { createRng } from '../src/util/rng.js';
 
 let tf: typeof tfType;
@@ -37,8 +38,11 @@ function buildNet(): tfType.LayersModel {
 
 type Grads = (f: () => tfType.Scalar, vars: tfType.Variable[]) => { value: tfType.Scalar; grads: Record<string, tfType.Tensor> };
 
+type Forward = (model: tfType.LayersModel, x: tfType.Tensor) => tfType.Tensor;
+const applyForward: Forward = (model, x) => model.apply(x, { training: true }) as tfType.Tensor;
+
 /** One step's loss and gradients (by variable name) with `grads`, from the same weights, and the step's peak tensor memory. */
-async function step(model: tfType.LayersModel, initial: tfType.Tensor[], grads: Grads) {
+async function step(model: tfType.LayersModel, initial: tfType.Tensor[], grads: Grads, forward: Forward = applyForward) {
   const rng = createRng(4);
   const x = tf.tensor4d(Float32Array.from({ length: 8 * 16 * 16 * 3 }, () => rng() * 2 - 1), [8, 16, 16, 3]);
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d([0, 1, 2, 3, 4, 0, 1, 2], 'int32'), 5));
@@ -46,7 +50,7 @@ async function step(model: tfType.LayersModel, initial: tfType.Tensor[], grads: 
   const { peakBytes } = await tf.profile(() => {
     model.setWeights(initial);
     const vars = model.trainableWeights.map((w) => w.read() as tfType.Variable);
-    const f = () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor) as tfType.Scalar;
+    const f = () => tf.losses.softmaxCrossEntropy(y, forward(model, x)) as tfType.Scalar;
     const r = grads(f, vars);
     values = { loss: r.value.dataSync() as Float32Array, ...Object.fromEntries(Object.entries(r.grads).map(([k, g]) => [k, g.dataSync() as Float32Array])) };
     tf.dispose([r.value, ...Object.values(r.grads)]);
@@ -105,4 +109,19 @@ test('the lean backward pass frees the gradients and saved tensors of the nodes 
   assert.ok(stock >= 14 * activation, `tf.variableGrads: ${stock} B live at the probe`);
   assert.ok(lean <= 4 * activation, `lean: ${lean} B live at the probe (one activation: ${activation} B)`);
   tf.dispose([...ws, x]);
+});
+
+test('the layer-by-layer training forward pass gives model.apply\'s loss and gradients, bit for bit, and peaks lower', async () => {
+  const model = buildNet();
+  const initial = model.getWeights().map((w) => w.clone());
+  const lean = (f: () => tfType.Scalar, vars: tfType.Variable[]) => leanVariableGrads(tf, f, vars);
+  const before = tf.memory().numTensors;
+  const walked = await step(model, initial, lean, (m, x) => trainingForward(tf, m, x));
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+  const applied = await step(model, initial, lean);
+  for (const [name, v] of Object.entries(walked.values)) assert.deepEqual(v, applied.values[name], name);
+  // model.apply held every layer's output until the pass ended.
+  assert.ok(walked.peakBytes < applied.peakBytes * 0.8, `peak tensor memory: layer by layer ${walked.peakBytes} B, model.apply ${applied.peakBytes} B`);
+  tf.dispose(initial);
+  model.dispose();
 });

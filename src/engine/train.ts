@@ -8,6 +8,7 @@ import { createRng, deriveSeed, shuffledIndices } from '../util/rng.js';
 import { FusedAdam } from './optimizers.js';
 import { withFusedActivations } from './fused-activations.js';
 import { leanVariableGrads } from './lean-gradients.js';
+import { modelGraph, type ModelGraph } from '../compression/layer-by-layer.js';
 import { DataParallelGroup, dataParallelObstacle, shardIndices, type DataParallelFault } from './data-parallel.js';
 import type { EarlyStoppingBlock, LrScheduleBlock, OptimizerBlock } from '../stages/common-schema.js';
 
@@ -177,7 +178,7 @@ export function shardGradients(
   const tProbs = teacher ? (teacher.model.apply(xb, { training: false }) as tfType.Tensor) : undefined;
   let correct: tfType.Tensor | undefined;
   const f = (): tfType.Scalar => {
-    const probs = withFusedActivations(model, () => model.apply(xb, { training: true }) as tfType.Tensor);
+    const probs = withFusedActivations(model, () => trainingForward(tf, model, xb));
     correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), yi), 'int32')));
     let loss = batchLoss(tf, probs, yb, teacher && tProbs ? { probs: tProbs, temperature: teacher.temperature, alpha: teacher.alpha } : undefined);
     if (opts.scale !== 1) loss = tf.mul(loss, opts.scale);
@@ -186,6 +187,50 @@ export function shardGradients(
   };
   const { value, grads } = leanVariableGrads(tf, f, vars);
   return { value, grads, correct: correct! };
+}
+
+/**
+ * model.apply(x, { training: true }), layer by layer, each layer's output released after its last reader:
+ * tfjs-layers' executor keeps every layer's output until the pass ends when training (it frees them only in
+ * inference). The gradient tape keeps its own references to what the backward pass reads, so this frees the
+ * rest (a batch norm's output that only a fused ReLU reads, a padded copy, a residual branch's sum) while the
+ * forward pass goes on. Same layers, same order, same values. Models whose graph modelGraph cannot walk
+ * (shared layers, several inputs or outputs) run model.apply.
+ */
+export function trainingForward(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor): tfType.Tensor {
+  const graph = trainingGraph(model);
+  if (!graph) return model.apply(x, { training: true }) as tfType.Tensor;
+  const values = new Map<number, tfType.Tensor>([[graph.inputs[0].id, x]]);
+  const left = new Map(graph.consumers);
+  for (const step of graph.steps) {
+    const ins = step.inputIds.map((id) => values.get(id)!);
+    const out = step.layer.apply(ins.length === 1 ? ins[0] : ins, { training: true }) as tfType.Tensor | tfType.Tensor[];
+    (Array.isArray(out) ? out : [out]).forEach((t, k) => values.set(step.outputIds[k], t));
+    for (const id of step.inputIds) {
+      const n = left.get(id)! - 1;
+      left.set(id, n);
+      if (n > 0 || id === graph.inputs[0].id) continue;
+      const t = values.get(id)!;
+      values.delete(id);
+      // A layer may hand its input on as its output (the same tensor under two ids).
+      if (![...values.values()].includes(t)) t.dispose();
+    }
+  }
+  return values.get(graph.outputIds[0])!;
+}
+
+const trainingGraphs = new WeakMap<tfType.LayersModel, ModelGraph | null>();
+function trainingGraph(model: tfType.LayersModel): ModelGraph | null {
+  if (!trainingGraphs.has(model)) {
+    let graph: ModelGraph | null = null;
+    try {
+      graph = modelGraph(model);
+    } catch {
+      graph = null; // shared layers: model.apply
+    }
+    trainingGraphs.set(model, graph && graph.inputs.length === 1 && graph.outputIds.length === 1 ? graph : null);
+  }
+  return trainingGraphs.get(model)!;
 }
 
 /** Cross-entropy of the softmax outputs, mixed with the distillation term when a teacher's probabilities are given. */

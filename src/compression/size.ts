@@ -1,5 +1,6 @@
 import { gzip as gzipCb, gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
+import { availableParallelism } from 'node:os';
 import type { WeightQuant } from '../model/meta.js';
 import { huffmanEncodedBits } from './huffman.js';
 import { kmeansCodes } from './kmeans.js';
@@ -130,18 +131,20 @@ export function accountSizes(layers: SizeLayerInput[], opts: SizeOptions = {}): 
 const gzipAsync = promisify(gzipCb);
 
 /**
- * accountSizes with each layer's gzip -9 run in the libuv thread pool (zlib's async gzip, one layer after
- * another), so the calling thread goes on meanwhile: the returned `sizes` resolves to what accountSizes
+ * accountSizes with each layer's gzip -9 run in the libuv thread pool (zlib's async gzip, a layer per core at
+ * a time), so the calling thread goes on meanwhile: the returned `sizes` resolves to what accountSizes
  * returns. The Huffman / sparse accounting runs before this returns; the gzip sizes are the slow part
  * (seconds on a 20M-parameter model).
  */
 export function accountSizesInBackground(layers: SizeLayerInput[], opts: Omit<SizeOptions, 'gzip'> = {}): { sizes: Promise<SizeReport> } {
   const deployed: Uint8Array[] = [];
   const rows = layers.map((l) => accountLayer(l, opts.indexBits, opts.huffman ?? true, (bytes) => (deployed.push(bytes), 0)));
-  const sizes = (async () => {
-    for (let i = 0; i < rows.length; i++) rows[i].gzipBytes = (await gzipAsync(deployed[i], { level: 9 })).length;
-    return totalled(rows);
-  })();
+  // As many layers at a time as there are cores (the pool's threads), largest first.
+  const order = rows.map((_, i) => i).sort((a, b) => deployed[b].length - deployed[a].length);
+  const lane = async () => {
+    for (let i = order.shift(); i !== undefined; i = order.shift()) rows[i].gzipBytes = (await gzipAsync(deployed[i], { level: 9 })).length;
+  };
+  const sizes = Promise.all(Array.from({ length: Math.min(availableParallelism(), 4) }, lane)).then(() => totalled(rows));
   return { sizes };
 }
 

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fitDataToModel } from '../src/data/fit.js';
+import { loadSplits } from '../src/data/load.js';
+import type { DataSpec } from '../src/data/load.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { cli, workspace } from './helpers.js';
 
@@ -62,4 +64,14 @@ test('samples whose axes are the model input\'s in another order are refused, no
   // Moving only a size-1 axis keeps the element order: re-viewed as before.
   assert.deepEqual(fitDataToModel(d([1, 28, 28]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
   assert.deepEqual(fitDataToModel(d([784]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
+});
+
+test('`layout: nchw` on one-channel channels-last data ([N, 8, 8, 1] for an [8, 8, 1] input) is refused naming layout, not transposed and re-viewed', async () => {
+  const { dir } = workspace('version: 1\nstages: {}\n');
+  const n = 10;
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(new Float32Array(n * 64).map((_, i) => i % 64), [n, 8, 8, 1], 'f4'));
+  writeFileSync(join(dir, 'y.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 2), [n], 'i4'));
+  const spec = { source: 'files', features: 'x.npy', labels: 'y.npy', layout: 'nchw', split: { train: 0.5, validation: 0, test: 0.5 } } as DataSpec;
+  const { test: t } = await loadSplits(spec, dir, 1);
+  assert.throws(() => fitDataToModel(t, [8, 8, 1], "stage 'ev'"), /stored as \[8, 8, 1\], the model's input shape, but `layout: nchw` reads them as \[C, H, W\][\s\S]*remove `layout: nchw`/);
 });

@@ -36,8 +36,14 @@ function listNames(names: string[]): string {
 }
 
 function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
-  const same = inputShape.length === d.sampleShape.length && inputShape.every((v, i) => v === -1 || v === d.sampleShape[i]);
-  if (same) return d;
+  if (sameShape(d.sampleShape, inputShape)) return d;
+  if (d.storedShape && sameShape(d.storedShape, inputShape)) {
+    // [N, 28, 28, 1] with `layout: nchw` is read as 28 channels of 28x1: a re-view would scramble every image.
+    throw new InputError(
+      `${where}: data samples are stored as [${d.storedShape.join(', ')}], the model's input shape, but \`layout: nchw\` reads them as [C, H, W] and transposes them to [${d.sampleShape.join(', ')}]`,
+      { file: d.source, hint: 'the data is channels-last already: remove `layout: nchw` from the dataset' },
+    );
+  }
   const want = inputShape.reduce((a, b) => a * b, 1);
   if (isAxisPermutation(d.sampleShape, inputShape)) {
     // [3, 96, 96] into [96, 96, 3] has the right size, but a re-view would scramble every image.
@@ -62,6 +68,10 @@ function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
         : "choose a model whose input matches the data, or set the dataset's sampleShape",
     },
   );
+}
+
+function sameShape(a: number[], b: number[]): boolean {
+  return a.length === b.length && b.every((v, i) => v === -1 || v === a[i]);
 }
 
 /**

@@ -276,5 +276,5 @@ function channelsLast(d: Dataset, file: string): Dataset {
   if (d.sampleShape.length !== 3) {
     throw new InputError(`layout: nchw needs image samples [C, H, W], but the samples have shape [${d.sampleShape.join(', ')}]`, { file, hint: 'store the features as [N, C, H, W] or set sampleShape: [C, H, W]' });
   }
-  return transposeImages(d, 'nhwc');
+  return { ...transposeImages(d, 'nhwc'), storedShape: d.sampleShape.slice() };
 }

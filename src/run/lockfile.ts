@@ -20,6 +20,9 @@ export interface LockFile {
   stages: Record<string, LockStage>;
 }
 
+/** The first line of every lock compress writes (how `cache gc` tells a recipe's lock from yarn.lock). */
+export const LOCK_HEADER = "# Written by compress: every stage's cache key, output digests and metrics. Commit it.";
+
 /** `compress.config.yaml` locks to `compress.lock`; `pipelines/x.yaml` to `pipelines/x.lock` (as dvc.yaml/dvc.lock). */
 export function lockPathFor(recipeFile: string): string {
   const name = basename(recipeFile).replace(/\.ya?ml$/, '');
@@ -85,7 +88,7 @@ export async function updateLock(
     }
     const lock: LockFile = { lockfileVersion: 1, recipe, engine, stages };
     try {
-      await writeFileAtomic(path, `# Written by compress: every stage's cache key, output digests and metrics. Commit it.\n${stringify(lock, { lineWidth: 0 })}`, 'lockfile');
+      await writeFileAtomic(path, `${LOCK_HEADER}\n${stringify(lock, { lineWidth: 0 })}`, 'lockfile');
     } catch (e) {
       throw new LockWriteError(describeFsError(e, `cannot write the lock file ${path}`));
     }

@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli, workspace } from './helpers.js';
+
+/** A one-stage recipe whose exec stage writes `text` (cheap: no engine). */
+const recipe = (name: string, text: string) => `version: 1
+name: ${name}
+stages:
+  make:
+    uses: exec
+    with:
+      command: [node, -e, "require('fs').writeFileSync(process.argv[1], process.argv[2])", "\${outputs}/out.txt", "${text}"]
+      outputs: [out.txt]
+`;
+
+test('cache gc of one recipe keeps the entries the other recipes of its directory lock (pipelines/a.yaml and b.yaml share one cache)', async () => {
+  const { dir } = workspace(recipe('a', 'from a'), 'a.yaml');
+  writeFileSync(join(dir, 'b.yaml'), recipe('b', 'from b'));
+  writeFileSync(join(dir, 'yarn.lock'), '# not a compress lock\n');
+  assert.equal((await cli(['run', 'a.yaml'], dir)).exitCode, 0);
+  assert.equal((await cli(['run', 'b.yaml'], dir)).exitCode, 0);
+  const gc = await cli(['cache', 'gc', 'a.yaml'], dir);
+  assert.equal(gc.exitCode, 0, gc.stderr);
+  assert.match(gc.stdout, /removed 0 entries .*other locks in this directory name: b\.lock\)/);
+  const status = await cli(['status', 'b.yaml'], dir);
+  assert.match(status.stdout, /^ {2}make +cached/m, status.stdout);
+});

@@ -7,6 +7,7 @@ import { resolveRemote } from '../cache/remote-config.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { cacheDirFor, plannedStages, runRecipe, type RunSummary } from '../run/execute.js';
+import { ignoreWorkDir } from '../run/dirs.js';
 import { writeReports } from '../report/write.js';
 import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
@@ -40,6 +41,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   // express a layer of the model) fails the run now, not a stage on its way.
   await preflight(recipe);
   mark('preflight');
+  ignoreWorkDir(recipe);
   const mode = progressMode(flags);
   // Only the stages this run takes part in (--only/--from/--until and their upstream) are listed.
   const planned = new Set(plannedStages(recipe, { only: flags.only, from: flags.from, until: flags.until }));

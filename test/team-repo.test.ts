@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { cli, workspace } from './helpers.js';
 
 /** A one-stage recipe whose exec stage writes `text` (cheap: no engine). */
@@ -26,4 +27,12 @@ test('cache gc of one recipe keeps the entries the other recipes of its director
   assert.match(gc.stdout, /removed 0 entries .*other locks in this directory name: b\.lock\)/);
   const status = await cli(['status', 'b.yaml'], dir);
   assert.match(status.stdout, /^ {2}make +cached/m, status.stdout);
+});
+
+test('a run keeps .compress/ (cache, outputs, reports) out of git: `git add .` in a fresh repository stages the recipe and lock only', async () => {
+  const { dir } = workspace(recipe('a', 'from a'), 'a.yaml');
+  await execa('git', ['init', '-q'], { cwd: dir });
+  assert.equal((await cli(['run', 'a.yaml'], dir)).exitCode, 0);
+  const { stdout } = await execa('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: dir });
+  assert.deepEqual(stdout.split('\n').sort(), ['?? a.lock', '?? a.yaml']);
 });

@@ -36,3 +36,28 @@ test('a run keeps .compress/ (cache, outputs, reports) out of git: `git add .` i
   const { stdout } = await execa('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: dir });
   assert.deepEqual(stdout.split('\n').sort(), ['?? a.lock', '?? a.yaml']);
 });
+
+test('`compress layers <stage>` lists the cached model of the recipe as it is, not what a --set run left in .compress/out', async () => {
+  const { dir } = workspace(`version: 1
+name: layers
+seed: 7
+params:
+  sparsity: 0.5
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  base:
+    uses: train
+    with: { model: mlp-small, epochs: 1, batchSize: 50 }
+  prune:
+    uses: prune
+    needs: [base]
+    with: { sparsity: "\${params.sparsity}", schedule: { kind: one-shot } }
+`);
+  assert.equal((await cli(['run'], dir)).exitCode, 0);
+  assert.equal((await cli(['run', '--set', 'params.sparsity=0.9'], dir)).exitCode, 0);
+  const r = await cli(['layers', 'prune', '--json'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const sparsities = (JSON.parse(r.stdout) as { layers: Array<{ params: number; sparsity: number }> }).layers.filter((l) => l.params > 0).map((l) => Math.round(l.sparsity * 10) / 10);
+  assert.deepEqual([...new Set(sparsities)], [0.5]);
+});

@@ -75,3 +75,14 @@ test('`layout: nchw` on one-channel channels-last data ([N, 8, 8, 1] for an [8, 
   const { test: t } = await loadSplits(spec, dir, 1);
   assert.throws(() => fitDataToModel(t, [8, 8, 1], "stage 'ev'"), /stored as \[8, 8, 1\], the model's input shape, but `layout: nchw` reads them as \[C, H, W\][\s\S]*remove `layout: nchw`/);
 });
+
+test('a files dataset takes scale / offset / mean / std like idx and images: uint8 .npy pixels with scale 1/255 load as 0..1 (kept as stored without)', async () => {
+  const { dir } = workspace('version: 1\nstages: {}\n');
+  const n = 10;
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(new Uint8Array(n * 4).fill(255), [n, 2, 2, 1], 'u1'));
+  writeFileSync(join(dir, 'y.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 2), [n], 'i4'));
+  const spec = (extra: object) => ({ source: 'files', features: 'x.npy', labels: 'y.npy', split: { train: 0.5, validation: 0, test: 0.5 }, ...extra }) as DataSpec;
+  assert.deepEqual([...new Set((await loadSplits(spec({}), dir, 1)).test.x)], [255]);
+  assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255 }), dir, 1)).test.x)], [1]);
+  assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255, mean: 0.5, std: 0.25 }), dir, 1)).test.x)], [2]);
+});

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { InputError } from '../errors/input-error.js';
 import { transposeImages, type Dataset, type Splits } from './dataset.js';
-import { normalizeProblem } from './normalize.js';
+import { channelAffine, normalizeInto, normalizeProblem } from './normalize.js';
 import { loadIdxPair, idxDataSchema } from './idx.js';
 import { imagesDataSchema, listImageTree, loadImages, treeNames, type ImageTree } from './images.js';
 import { loadMnist, mnistDataSchema, mnistFiles } from './mnist.js';
@@ -94,7 +94,7 @@ export const DATA_SOURCES = {
         { features, labels, format: spec.format, labelColumn: spec.labelColumn, numClasses: spec.numClasses, sampleShape: spec.sampleShape },
         dir,
       );
-      return splitDataset(spec.layout === 'nchw' ? channelsLast(all, features) : all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+      return splitDataset(normalized(spec.layout === 'nchw' ? channelsLast(all, features) : all, spec, features), spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
     },
   } satisfies DataSource<FilesSpec> as DataSource<FilesSpec>,
   idx: {
@@ -269,6 +269,17 @@ export function dataFileNames(spec: DataSpec, recipeDir: string): string[] | und
 /** The version of the source's loading (see DataSource.version), if it has one. */
 export function dataSourceVersion(spec: DataSpec): string | undefined {
   return sourceOf(spec).version;
+}
+
+/** `files` samples with the spec's scale / offset / mean / std applied (channels: the last axis, after `layout`); kept as stored by default. */
+function normalized(d: Dataset, spec: FilesSpec, file: string): Dataset {
+  if (spec.scale === undefined && spec.offset === undefined && spec.mean === undefined && spec.std === undefined) return d;
+  const channels = d.sampleShape[d.sampleShape.length - 1];
+  const bad = normalizeProblem(spec, channels);
+  if (bad) throw new InputError(`${bad} (samples [${d.sampleShape.join(', ')}]: channels are the last axis)`, { file });
+  const x = new Float32Array(d.x.length);
+  normalizeInto(d.x, x, 0, channelAffine(spec, channels, 1));
+  return { ...d, x };
 }
 
 /** `layout: nchw` data (PyTorch's [C, H, W] samples) as the channels-last images every model here takes. */

@@ -61,3 +61,12 @@ stages:
   const sparsities = (JSON.parse(r.stdout) as { layers: Array<{ params: number; sparsity: number }> }).layers.filter((l) => l.params > 0).map((l) => Math.round(l.sparsity * 10) / 10);
   assert.deepEqual([...new Set(sparsities)], [0.5]);
 });
+
+test('--frozen says what a teammate changed, as status does (with.<field>: old -> new), not only that a stage would change', async () => {
+  const { dir, file } = workspace(recipe('a', 'first'), 'a.yaml');
+  assert.equal((await cli(['run', 'a.yaml'], dir)).exitCode, 0);
+  writeFileSync(file, recipe('a', 'second'));
+  const r = await cli(['run', 'a.yaml', '--frozen'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stderr, /'make' would change: with\.command: .*"first".* -> .*"second"/);
+});

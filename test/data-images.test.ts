@@ -258,3 +258,24 @@ stages:
   assert.deepEqual(score.metrics.classes, ['dark', 'light']);
   assert.ok(score.metrics.accuracy >= 0.9, `separable classes are learnt: ${score.metrics.accuracy}`);
 });
+
+test("images: classes: sets the label order (the model's output order) and may list classes without a folder", async () => {
+  const dir = tmp();
+  put(dir, 'set/zebra/a.png', png(solid(2, 2, [10, 10, 10])));
+  put(dir, 'set/apple/b.png', png(solid(2, 2, [200, 200, 200])));
+  const spec = { source: 'images', dir: 'set', color: 'grayscale', classes: ['zebra', 'mango', 'apple'], split: { train: 1, validation: 0, test: 0 } } as DataSpec;
+  const { train } = await loadSplits(spec, dir, 1);
+  assert.equal(train.numClasses, 3);
+  assert.deepEqual(train.classNames, ['zebra', 'mango', 'apple']);
+  const labelOf = (value: number) => train.y[Array.from({ length: train.n }, (_, i) => i).find((i) => Math.round(train.x[i * 4] * 255) === value)!];
+  assert.equal(labelOf(10), 0);
+  assert.equal(labelOf(200), 2);
+});
+
+test('images: a class folder that classes: does not list is refused, naming it', async () => {
+  const dir = tmp();
+  put(dir, 'set/zebra/a.png', png(solid(2, 2, [10, 10, 10])));
+  put(dir, 'set/apple/b.png', png(solid(2, 2, [200, 200, 200])));
+  const spec = { source: 'images', dir: 'set', classes: ['zebra', 'mango'] } as DataSpec;
+  await assert.rejects(loadSplits(spec, dir, 1), (e: Error) => e instanceof InputError && /class folder 'apple' not in the dataset's classes \(zebra, mango\)/.test(e.message));
+});

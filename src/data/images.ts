@@ -41,6 +41,13 @@ export const imagesDataSchema = {
       description: '[height, width] every image is resized to (bilinear); default: the images\' own size, which must then be the same for all',
     },
     color: { enum: ['rgb', 'grayscale'], default: 'rgb', description: 'rgb: 3 channels (alpha dropped); grayscale: 1 channel (BT.601 luma)' },
+    classes: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      minItems: 2,
+      uniqueItems: true,
+      description: "the class folder names in the model's output order (as Keras' class_names; default: the folders, sorted); folders may be fewer, each must be listed",
+    },
     ...normalizeKeys,
   },
   required: ['source'],

@@ -143,7 +143,8 @@ export const DATA_SOURCES = {
     async load(spec, dir, seed) {
       const opts = { size: spec.size, color: spec.color, scale: spec.scale, offset: spec.offset, mean: spec.mean, std: spec.std };
       const trees = imageTrees(spec, dir);
-      const classes = trees[0].tree.classes;
+      const classes = spec.classes ?? trees[0].tree.classes;
+      if (spec.classes) for (const t of trees) unlistedFolders(t.tree.classes, spec.classes, t.dir);
       // Only the images the splits take are decoded: the seeded order picks them first.
       const decode = (t: (typeof trees)[number], order: Uint32Array) => loadImages(Array.from(order, (i) => t.tree.files[i]), classes, opts, t.dir);
       const inOrder = (n: number) => Uint32Array.from({ length: n }, (_, i) => i);
@@ -269,6 +270,16 @@ export function dataFileNames(spec: DataSpec, recipeDir: string): string[] | und
 /** The version of the source's loading (see DataSource.version), if it has one. */
 export function dataSourceVersion(spec: DataSpec): string | undefined {
   return sourceOf(spec).version;
+}
+
+/** Refuses class folders that `classes:` does not list (their images would have no label index). */
+function unlistedFolders(folders: string[], classes: readonly string[], dir: string): void {
+  const extra = folders.filter((c) => !classes.includes(c));
+  if (!extra.length) return;
+  throw new InputError(`class folder${extra.length === 1 ? '' : 's'} ${extra.map((c) => `'${c}'`).join(', ')} not in the dataset's classes (${classes.join(', ')})`, {
+    file: dir,
+    hint: "classes: lists every class in the model's output order; add the folder's name there, or move the folder out",
+  });
 }
 
 /** `files` samples with the spec's scale / offset / mean / std applied (channels: the last axis, after `layout`); kept as stored by default. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { cli, workspace } from './helpers.js';
@@ -69,4 +69,16 @@ test('--frozen says what a teammate changed, as status does (with.<field>: old -
   const r = await cli(['run', 'a.yaml', '--frozen'], dir);
   assert.equal(r.exitCode, 2);
   assert.match(r.stderr, /'make' would change: with\.command: .*"first".* -> .*"second"/);
+});
+
+test('--frozen on a lock with git merge conflict markers says so at their line (not "no lock file")', async () => {
+  const { dir } = workspace(recipe('a', 'first'), 'a.yaml');
+  assert.equal((await cli(['run', 'a.yaml'], dir)).exitCode, 0);
+  const lock = readFileSync(join(dir, 'a.lock'), 'utf8').split('\n');
+  const at = lock.findIndex((l) => l.trim().startsWith('key:'));
+  lock.splice(at, 1, '<<<<<<< HEAD', lock[at], '=======', lock[at].replace(/[0-9a-f]{64}/, '1'.repeat(64)), '>>>>>>> teammate');
+  writeFileSync(join(dir, 'a.lock'), lock.join('\n'));
+  const r = await cli(['run', 'a.yaml', '--frozen'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stderr, new RegExp(`a\\.lock is not a lock compress can read: it has git merge conflict markers \\(line ${at + 1}\\)`));
 });

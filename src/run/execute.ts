@@ -14,7 +14,7 @@ import { selectIds } from '../recipe/matrix.js';
 import { UsageError } from '../recipe/errors.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyInputs, type StageKey } from './keys.js';
-import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
+import { LockWriteError, lockMetrics, lockPathFor, readLock, unreadableLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
 import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
@@ -582,7 +582,11 @@ async function frozenChange(store: CacheStore, lockedKey: string, cur: KeyInputs
 
 /** In --frozen mode, every key must be derivable from the lock alone and equal to it. */
 async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: LockFile | undefined, keys: KeyContext, store: CacheStore): Promise<void> {
-  if (!lock) throw new FrozenLockError(`--frozen: no lock file ${lockPathFor(recipe.file)}; run without --frozen first and commit it`);
+  if (!lock) {
+    const path = lockPathFor(recipe.file);
+    const why = unreadableLock(path);
+    throw new FrozenLockError(why ? `--frozen: ${path} is not a lock compress can read: ${why}` : `--frozen: no lock file ${path}; run without --frozen first and commit it`);
+  }
   const problems: string[] = [];
   for (const id of order) {
     const stage = recipe.stageById.get(id)!;

@@ -29,6 +29,28 @@ export function lockPathFor(recipeFile: string): string {
   return join(dirname(recipeFile), `${name === 'compress.config' ? 'compress' : name}.lock`);
 }
 
+/**
+ * Why a lock file that exists cannot be read (undefined when it is missing or reads): git's conflict markers
+ * (two branches each updated the lock) named at their line, else the YAML error.
+ */
+export function unreadableLock(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : (e as Error).message;
+  }
+  if (readLock(path)) return undefined;
+  const conflict = text.split('\n').findIndex((l) => /^(<{7}|={7}|>{7})( |$)/.test(l));
+  if (conflict >= 0) return `it has git merge conflict markers (line ${conflict + 1}): run \`compress run\` to rewrite it from the merged recipe, then commit it`;
+  try {
+    parse(text);
+  } catch (e) {
+    return `${(e as Error).message.split('\n')[0].replace(/:$/, '')}: run \`compress run\` to rewrite it`;
+  }
+  return 'it has no stages: run `compress run` to rewrite it';
+}
+
 export function readLock(path: string): LockFile | undefined {
   let text: string;
   try {

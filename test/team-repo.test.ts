@@ -82,3 +82,13 @@ test('--frozen on a lock with git merge conflict markers says so at their line (
   assert.equal(r.exitCode, 2);
   assert.match(r.stderr, new RegExp(`a\\.lock is not a lock compress can read: it has git merge conflict markers \\(line ${at + 1}\\)`));
 });
+
+test('cache push to an unreachable remote exits 1 saying the push stopped, not "continuing with the local cache only"', async () => {
+  const { dir } = workspace(recipe('a', 'first'), 'a.yaml');
+  assert.equal((await cli(['run', 'a.yaml'], dir)).exitCode, 0);
+  const env = { AWS_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's' };
+  const r = await cli(['cache', 'push', 'a.yaml', '--remote', 's3://team/cache', '--push'], dir, env);
+  assert.equal(r.exitCode, 1);
+  assert.match(r.stderr, /remote cache s3:\/\/team\/cache is unavailable \(.*\): cache push stopped \(exit 1\)/);
+  assert.doesNotMatch(r.stderr, /continuing with the local cache/);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fitDataToModel } from '../src/data/fit.js';
 import { loadSplits } from '../src/data/load.js';
@@ -85,4 +85,23 @@ test('a files dataset takes scale / offset / mean / std like idx and images: uin
   assert.deepEqual([...new Set((await loadSplits(spec({}), dir, 1)).test.x)], [255]);
   assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255 }), dir, 1)).test.x)], [1]);
   assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255, mean: 0.5, std: 0.25 }), dir, 1)).test.x)], [2]);
+});
+
+test('validate refuses a directory where a data file belongs (and a file where an image folder belongs), at its position (exit 2, not a bare EISDIR)', async () => {
+  const { dir } = workspace(`version: 1
+name: kinds
+data:
+  arrays: { source: files, features: data, labels: data/y.npy }
+  photos: { source: images, dir: data/y.npy }
+stages:
+  a: { uses: evaluate, needs: [m], with: { data: arrays } }
+  b: { uses: evaluate, needs: [m], with: { data: photos } }
+  m: { uses: train, with: { model: mlp-small, epochs: 1, data: arrays } }
+`);
+  mkdirSync(join(dir, 'data'));
+  writeFileSync(join(dir, 'data', 'y.npy'), encodeNpy(Int32Array.of(0, 1), [2], 'i4'));
+  const r = await cli(['validate'], dir);
+  assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /compress\.config\.yaml:4:\d+ +data\.arrays\.features +data features path 'data' is a directory, not a file/);
+  assert.match(r.stdout + r.stderr, /compress\.config\.yaml:5:\d+ +data\.photos\.dir +data image folder 'data\/y\.npy' is a file, not a folder/);
 });

@@ -15,6 +15,8 @@ import { filesDataSchema, loadUserData } from './validate.js';
 export interface NamedPath {
   at: Array<string | number>;
   ref: DataPathRef;
+  /** A folder (image folders), not a file. */
+  folder?: true;
 }
 
 /**
@@ -61,7 +63,7 @@ const idxPaths = (spec: IdxSpec): NamedPath[] => {
 };
 
 const imageFolders = (spec: ImagesSpec): NamedPath[] =>
-  (['dir', 'train', 'test'] as const).flatMap((k) => (spec[k] === undefined ? [] : [{ at: [k], ref: { file: spec[k]!, root: spec.root, what: `data ${k === 'dir' ? 'image' : k} folder` } }]));
+  (['dir', 'train', 'test'] as const).flatMap((k) => (spec[k] === undefined ? [] : [{ at: [k], ref: { file: spec[k]!, root: spec.root, what: `data ${k === 'dir' ? 'image' : k} folder` }, folder: true as const }]));
 
 /** Each image folder a spec names, with its class tree. */
 function imageTrees(spec: ImagesSpec, recipeDir: string): Array<{ key: string; dir: string; tree: ImageTree }> {
@@ -230,7 +232,9 @@ export function missingDataFiles(spec: DataSpec, recipeDir: string): SpecProblem
     } catch {
       continue; // a symbolic link out: dataPath says so when the dataset is read
     }
-    if (!existsSync(full)) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' not found (${full})` });
+    const st = statSync(full, { throwIfNoEntry: false });
+    if (!st) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' not found (${full})` });
+    else if (st.isDirectory() !== Boolean(p.folder)) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' is ${p.folder ? 'a file, not a folder' : 'a directory, not a file'} (${full})` });
   }
   return problems;
 }

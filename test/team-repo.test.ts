@@ -92,3 +92,9 @@ test('cache push to an unreachable remote exits 1 saying the push stopped, not "
   assert.match(r.stderr, /remote cache s3:\/\/team\/cache is unavailable \(.*\): cache push stopped \(exit 1\)/);
   assert.doesNotMatch(r.stderr, /continuing with the local cache/);
 });
+
+test('init --help and layers --help name .onnx among the model files they take (README: init model.onnx)', async () => {
+  const { dir } = workspace(recipe('a', 'x'), 'a.yaml');
+  assert.match((await cli(['init', '--help'], dir)).stdout, /\.onnx/);
+  assert.match((await cli(['layers', '--help'], dir)).stdout, /\.onnx/);
+});

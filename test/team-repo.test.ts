@@ -98,3 +98,11 @@ test('init --help and layers --help name .onnx among the model files they take (
   assert.match((await cli(['init', '--help'], dir)).stdout, /\.onnx/);
   assert.match((await cli(['layers', '--help'], dir)).stdout, /\.onnx/);
 });
+
+test('a run with --set says its lock was written with the overrides (a run without them, like CI\'s --frozen, may not match it)', async () => {
+  const { dir } = workspace(recipe('a', 'first'), 'a.yaml');
+  const r = await cli(['run', 'a.yaml', '--set', 'name=b'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /lock: a\.lock \(written with 1 --set override: a run without it, like CI's --frozen, may not match this lock\)/);
+  assert.doesNotMatch((await cli(['run', 'a.yaml'], dir)).stdout, /--set override/);
+});

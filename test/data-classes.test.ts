@@ -21,7 +21,7 @@ test('classes: labels that index fewer classes than the model outputs are taken 
   assert.equal(fitDataToModel(data(3), [2], 'ev', 10).numClasses, 10);
   assert.equal(fitDataToModel(data(10), [2], 'ev', 10).numClasses, 10);
   assert.throws(() => fitDataToModel(data(12), [2], 'ev', 10), /the data has 12 classes but the model's output has 10 units/);
-  assert.throws(() => fitDataToModel(data(3, ['bird', 'cat', 'dog']), [2], 'ft', 1000), /the data has 3 classes \(bird, cat, dog\) but the model's output has 1000 units.*\n.*hint: give the model one output per class folder/s);
+  assert.throws(() => fitDataToModel(data(3, ['bird', 'cat', 'dog']), [2], 'ft', 1000), /the data has 3 classes \(bird, cat, dog\) but the model's output has 1000 units.*\n.*hint: give the model one output per class folder.*or list the model's 1000 class names in its output order as the dataset's classes:/s);
 });
 
 test('classes: a stage whose data has more classes than the model has outputs fails naming both (exit 1, no stack); labels within them evaluate', async () => {

@@ -27,7 +27,7 @@ export function fitClasses(d: Dataset, outputClasses: number): Dataset {
     hint:
       d.numClasses > outputClasses
         ? `use a model with ${d.numClasses} outputs (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})) or data with at most ${outputClasses} classes`
-        : `give the model one output per class folder (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})), or use data labelled with the model's ${outputClasses} classes`,
+        : `give the model one output per class folder (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})), or list the model's ${outputClasses} class names in its output order as the dataset's classes: (image folders may be fewer)`,
   });
 }
 

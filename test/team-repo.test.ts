@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { cli, workspace } from './helpers.js';
@@ -105,4 +105,14 @@ test('a run with --set says its lock was written with the overrides (a run witho
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout, /lock: a\.lock \(written with 1 --set override: a run without it, like CI's --frozen, may not match this lock\)/);
   assert.doesNotMatch((await cli(['run', 'a.yaml'], dir)).stdout, /--set override/);
+});
+
+test('`compress run pipelines` (a directory) says to give one recipe file and lists those in it (exit 2)', async () => {
+  const { dir } = workspace(recipe('a', 'x'), 'compress.config.yaml');
+  mkdirSync(join(dir, 'pipelines'));
+  writeFileSync(join(dir, 'pipelines', 'b.yaml'), recipe('b', 'y'));
+  writeFileSync(join(dir, 'pipelines', 'c.yml'), recipe('c', 'z'));
+  const r = await cli(['run', 'pipelines'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stdout + r.stderr, /pipelines +\(recipe\) +is a directory; give one recipe file \(here: pipelines\/b\.yaml, pipelines\/c\.yml\)/);
 });

@@ -18,15 +18,18 @@ export interface Dataset {
   image?: boolean;
   /** A sample's shape as stored, when `layout: nchw` transposed it on load (so a wrong `layout` can be named). */
   storedShape?: number[];
+  /** The source takes `color:` (image folders): a channel mismatch with the model is fixed there. */
+  colorOption?: true;
 }
 
 /** The optional fields of `d` that describe its samples rather than hold them. */
-function describing(d: Dataset): Pick<Dataset, 'source' | 'classNames' | 'image' | 'storedShape'> {
+function describing(d: Dataset): Pick<Dataset, 'source' | 'classNames' | 'image' | 'storedShape' | 'colorOption'> {
   return {
     ...(d.source ? { source: d.source } : {}),
     ...(d.classNames ? { classNames: d.classNames.slice() } : {}),
     ...(d.image ? { image: true } : {}),
     ...(d.storedShape ? { storedShape: d.storedShape.slice() } : {}),
+    ...(d.colorOption ? { colorOption: true as const } : {}),
   };
 }
 

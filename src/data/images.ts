@@ -257,7 +257,7 @@ export async function loadImages(files: ImageFile[], classes: string[], opts: Im
     normalizeInto(values, x, i * h * w * c, affine);
     y[i] = classes.indexOf(label);
   }
-  return { x, y, n: files.length, sampleShape: [...shape!, c], numClasses: classes.length, source: where, classNames: classes.slice(), image: true };
+  return { x, y, n: files.length, sampleShape: [...shape!, c], numClasses: classes.length, source: where, classNames: classes.slice(), image: true, colorOption: true };
 }
 
 /** Relative names of a tree's images (`class/file.png`): the class names are part of what the data means. */

@@ -102,4 +102,7 @@ test('summary.md says what each accuracy was measured on: how many samples of wh
   assert.equal(cell('| **report**'), '500 test · engine (wasm)');
   assert.equal(cell('| ship'), '500 test · litert-wasm@2.5.3');
   assert.ok(header.includes('latency (batch 1)'), header.join('|'));
+  const html = renderHtml(reportJson(measured));
+  assert.match(html, /<td class="muted" data-measured-on>500 test · engine \(wasm\)<\/td>/);
+  assert.match(html, /<td class="muted" data-measured-on>500 test · litert-wasm@2\.5\.3<\/td>/);
 });

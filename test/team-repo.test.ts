@@ -116,3 +116,14 @@ test('`compress run pipelines` (a directory) says to give one recipe file and li
   assert.equal(r.exitCode, 2);
   assert.match(r.stdout + r.stderr, /pipelines +\(recipe\) +is a directory; give one recipe file \(here: pipelines\/b\.yaml, pipelines\/c\.yml\)/);
 });
+
+test('two recipes that would share one lock (compress.yaml next to compress.config.yaml) are refused (exit 2), not overwriting each other\'s lock', async () => {
+  const { dir } = workspace(recipe('main', 'x'));
+  writeFileSync(join(dir, 'compress.yaml'), recipe('other', 'y'));
+  assert.equal((await cli(['run'], dir)).exitCode, 0);
+  const lock = readFileSync(join(dir, 'compress.lock'), 'utf8');
+  const r = await cli(['run', 'compress.yaml'], dir);
+  assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /compress\.lock is the lock of compress\.config\.yaml, which is next to compress\.yaml: two recipes cannot share one lock/);
+  assert.equal(readFileSync(join(dir, 'compress.lock'), 'utf8'), lock);
+});

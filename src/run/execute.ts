@@ -14,7 +14,7 @@ import { selectIds } from '../recipe/matrix.js';
 import { UsageError } from '../recipe/errors.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyInputs, type StageKey } from './keys.js';
-import { LockWriteError, lockMetrics, lockPathFor, readLock, unreadableLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
+import { LockWriteError, lockMetrics, lockPathFor, readLock, sharedLockProblem, unreadableLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
 import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
@@ -208,6 +208,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
     emit({ type: 'warning', message: `recovered the stale lock ${path} left by ${describeHolder(holder)}, which no longer runs (killed or crashed run)` });
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const lockPath = lockPathFor(recipe.file);
+  const shared = sharedLockProblem(lockPath, recipe.file);
+  if (shared) throw new UsageError(shared);
   const remoteSettings = opts.cache ? undefined : resolveRemote(recipe.cache, opts.remote);
   // The S3 client is loaded only when a remote is configured, and the local store lacks a stage.
   const remote = remoteSettings && new (await import('./remote-stage-cache.js')).RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { checkpoint, describeFsError, writeFileAtomic } from '../cache/fsutil.js';
@@ -49,6 +49,18 @@ export function unreadableLock(path: string): string | undefined {
     return `${(e as Error).message.split('\n')[0].replace(/:$/, '')}: run \`compress run\` to rewrite it`;
   }
   return 'it has no stages: run `compress run` to rewrite it';
+}
+
+/**
+ * Why `recipeFile` may not use the lock at `lockPath`: it is another recipe's (compress.yaml and
+ * compress.config.yaml both lock to compress.lock; x.yaml and x.yml to x.lock) and that recipe is still
+ * there. A lock whose recipe was renamed away is taken over.
+ */
+export function sharedLockProblem(lockPath: string, recipeFile: string): string | undefined {
+  const owner = readLock(lockPath)?.recipe;
+  const mine = basename(recipeFile);
+  if (typeof owner !== 'string' || owner === mine || !existsSync(join(dirname(lockPath), owner))) return undefined;
+  return `${lockPath} is the lock of ${owner}, which is next to ${mine}: two recipes cannot share one lock; rename one of them (x.yaml locks to x.lock)`;
 }
 
 export function readLock(path: string): LockFile | undefined {

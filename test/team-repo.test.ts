@@ -127,3 +127,12 @@ test('two recipes that would share one lock (compress.yaml next to compress.conf
   assert.match(r.stderr, /compress\.lock is the lock of compress\.config\.yaml, which is next to compress\.yaml: two recipes cannot share one lock/);
   assert.equal(readFileSync(join(dir, 'compress.lock'), 'utf8'), lock);
 });
+
+test("a recipe under pipelines/ naming ../models/... is told where its files may be (its own directory and below), not only that '..' climbs out", async () => {
+  const { dir } = workspace(recipe('root', 'x'));
+  mkdirSync(join(dir, 'pipelines'));
+  writeFileSync(join(dir, 'pipelines', 'p.yaml'), 'version: 1\nname: p\nstages:\n  m: { uses: load, with: { path: ../models/m.onnx } }\n');
+  const r = await cli(['validate', 'pipelines/p.yaml'], dir);
+  assert.equal(r.exitCode, 2);
+  assert.match(r.stdout + r.stderr, /model path '\.\.\/models\/m\.onnx' climbs out of the recipe's directory with '\.\.' \(a recipe reads files at or below its own directory: move the file there, or the recipe up\)/);
+});

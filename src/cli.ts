@@ -127,7 +127,7 @@ function program(): Command {
     const { cacheLs } = await import('./commands/cache.js');
     process.exitCode = await cacheLs(recipe, opts);
   });
-  cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference').action(async (recipe, opts) => {
+  cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference (what the other locks in its directory name is kept)').action(async (recipe, opts) => {
     const { cacheGc } = await import('./commands/cache.js');
     process.exitCode = await cacheGc(recipe, opts);
   });
@@ -148,7 +148,7 @@ function program(): Command {
 
   p.command('layers')
     .description('list a model\'s layers (name, type, shape, params, sparsity) to write selectors from')
-    .argument('<model-or-stage>', 'a stage id of the recipe, a model path (model.json, .h5, .keras) or a built-in architecture')
+    .argument('<model-or-stage>', 'a stage id of the recipe, a model path (model.json, .h5, .keras, .onnx) or a built-in architecture')
     .option('--recipe <file>', 'recipe to look stages up in', 'compress.config.yaml')
     .option('--json', 'machine-readable output')
     .action(async (target, opts) => {
@@ -158,7 +158,7 @@ function program(): Command {
 
   p.command('init')
     .description('write a starter recipe (for a model file when given one); asks nothing')
-    .argument('[model]', 'a TF.js model.json, Keras .h5 or .keras file')
+    .argument('[model]', 'a TF.js model.json (layers or graph model), Keras .h5 / .keras, or ONNX .onnx file')
     .option('-o, --output <file>', 'recipe to write', 'compress.config.yaml')
     .option('--force', 'overwrite an existing recipe')
     .action(async (model, opts) => {

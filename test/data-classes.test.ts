@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fitDataToModel } from '../src/data/fit.js';
+import { loadSplits } from '../src/data/load.js';
+import type { DataSpec } from '../src/data/load.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { cli, workspace } from './helpers.js';
 
@@ -19,7 +21,7 @@ test('classes: labels that index fewer classes than the model outputs are taken 
   assert.equal(fitDataToModel(data(3), [2], 'ev', 10).numClasses, 10);
   assert.equal(fitDataToModel(data(10), [2], 'ev', 10).numClasses, 10);
   assert.throws(() => fitDataToModel(data(12), [2], 'ev', 10), /the data has 12 classes but the model's output has 10 units/);
-  assert.throws(() => fitDataToModel(data(3, ['bird', 'cat', 'dog']), [2], 'ft', 1000), /the data has 3 classes \(bird, cat, dog\) but the model's output has 1000 units.*\n.*hint: give the model one output per class folder/s);
+  assert.throws(() => fitDataToModel(data(3, ['bird', 'cat', 'dog']), [2], 'ft', 1000), /the data has 3 classes \(bird, cat, dog\) but the model's output has 1000 units.*\n.*hint: give the model one output per class folder.*or list the model's 1000 class names in its output order as the dataset's classes:/s);
 });
 
 test('classes: a stage whose data has more classes than the model has outputs fails naming both (exit 1, no stack); labels within them evaluate', async () => {
@@ -62,4 +64,44 @@ test('samples whose axes are the model input\'s in another order are refused, no
   // Moving only a size-1 axis keeps the element order: re-viewed as before.
   assert.deepEqual(fitDataToModel(d([1, 28, 28]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
   assert.deepEqual(fitDataToModel(d([784]), [28, 28, 1], 'ev').sampleShape, [28, 28, 1]);
+});
+
+test('`layout: nchw` on one-channel channels-last data ([N, 8, 8, 1] for an [8, 8, 1] input) is refused naming layout, not transposed and re-viewed', async () => {
+  const { dir } = workspace('version: 1\nstages: {}\n');
+  const n = 10;
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(new Float32Array(n * 64).map((_, i) => i % 64), [n, 8, 8, 1], 'f4'));
+  writeFileSync(join(dir, 'y.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 2), [n], 'i4'));
+  const spec = { source: 'files', features: 'x.npy', labels: 'y.npy', layout: 'nchw', split: { train: 0.5, validation: 0, test: 0.5 } } as DataSpec;
+  const { test: t } = await loadSplits(spec, dir, 1);
+  assert.throws(() => fitDataToModel(t, [8, 8, 1], "stage 'ev'"), /stored as \[8, 8, 1\], the model's input shape, but `layout: nchw` reads them as \[C, H, W\][\s\S]*remove `layout: nchw`/);
+});
+
+test('a files dataset takes scale / offset / mean / std like idx and images: uint8 .npy pixels with scale 1/255 load as 0..1 (kept as stored without)', async () => {
+  const { dir } = workspace('version: 1\nstages: {}\n');
+  const n = 10;
+  writeFileSync(join(dir, 'x.npy'), encodeNpy(new Uint8Array(n * 4).fill(255), [n, 2, 2, 1], 'u1'));
+  writeFileSync(join(dir, 'y.npy'), encodeNpy(Int32Array.from({ length: n }, (_, i) => i % 2), [n], 'i4'));
+  const spec = (extra: object) => ({ source: 'files', features: 'x.npy', labels: 'y.npy', split: { train: 0.5, validation: 0, test: 0.5 }, ...extra }) as DataSpec;
+  assert.deepEqual([...new Set((await loadSplits(spec({}), dir, 1)).test.x)], [255]);
+  assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255 }), dir, 1)).test.x)], [1]);
+  assert.deepEqual([...new Set((await loadSplits(spec({ scale: 1 / 255, mean: 0.5, std: 0.25 }), dir, 1)).test.x)], [2]);
+});
+
+test('validate refuses a directory where a data file belongs (and a file where an image folder belongs), at its position (exit 2, not a bare EISDIR)', async () => {
+  const { dir } = workspace(`version: 1
+name: kinds
+data:
+  arrays: { source: files, features: data, labels: data/y.npy }
+  photos: { source: images, dir: data/y.npy }
+stages:
+  a: { uses: evaluate, needs: [m], with: { data: arrays } }
+  b: { uses: evaluate, needs: [m], with: { data: photos } }
+  m: { uses: train, with: { model: mlp-small, epochs: 1, data: arrays } }
+`);
+  mkdirSync(join(dir, 'data'));
+  writeFileSync(join(dir, 'data', 'y.npy'), encodeNpy(Int32Array.of(0, 1), [2], 'i4'));
+  const r = await cli(['validate'], dir);
+  assert.equal(r.exitCode, 2, r.stdout + r.stderr);
+  assert.match(r.stdout + r.stderr, /compress\.config\.yaml:4:\d+ +data\.arrays\.features +data features path 'data' is a directory, not a file/);
+  assert.match(r.stdout + r.stderr, /compress\.config\.yaml:5:\d+ +data\.photos\.dir +data image folder 'data\/y\.npy' is a file, not a folder/);
 });

@@ -56,3 +56,16 @@ test('csv errors name file:line:col', () => {
   assert.throws(() => splitLabelColumn(t, 5), /out of range/);
   assert.throws(() => splitLabelColumn(parseCsv('1,2\n', 'f.csv'), 'label'), /no header line/);
 });
+
+test('a text class name in a csv says how to turn names into class indices (hint), an empty field how to fill it', () => {
+  const hintOf = (text: string) => {
+    try {
+      parseCsv(text, 'g.csv');
+    } catch (e) {
+      return (e as InputError).hint;
+    }
+    return undefined;
+  };
+  assert.match(hintOf('x,label\n0.5,cat\n')!, /text class names must become 0-based class indices.*cat\.codes/);
+  assert.match(hintOf('x,label\n0.5,\n')!, /fill or drop missing values/);
+});

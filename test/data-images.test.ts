@@ -130,7 +130,7 @@ test('images: size resizes every image; without it images of different sizes are
 });
 
 test('images: a dataset is resized to a model input of another height and width; a channel mismatch says which color to set', async () => {
-  const d = { x: Float32Array.of(0, 100), y: Int32Array.of(0), n: 1, sampleShape: [1, 2, 1], numClasses: 2, image: true };
+  const d = { x: Float32Array.of(0, 100), y: Int32Array.of(0), n: 1, sampleShape: [1, 2, 1], numClasses: 2, image: true, colorOption: true as const };
   assert.deepEqual(Array.from(fitDataToModel(d, [1, 4, 1], 'train').x), [0, 25, 75, 100]);
   assert.throws(() => fitDataToModel(d, [1, 4, 3], 'train'), /set the dataset's color: rgb/);
 });
@@ -257,4 +257,32 @@ stages:
   assert.equal(score.metrics.samples, 10, 'the test folder is the test split');
   assert.deepEqual(score.metrics.classes, ['dark', 'light']);
   assert.ok(score.metrics.accuracy >= 0.9, `separable classes are learnt: ${score.metrics.accuracy}`);
+});
+
+test("images: classes: sets the label order (the model's output order) and may list classes without a folder", async () => {
+  const dir = tmp();
+  put(dir, 'set/zebra/a.png', png(solid(2, 2, [10, 10, 10])));
+  put(dir, 'set/apple/b.png', png(solid(2, 2, [200, 200, 200])));
+  const spec = { source: 'images', dir: 'set', color: 'grayscale', classes: ['zebra', 'mango', 'apple'], split: { train: 1, validation: 0, test: 0 } } as DataSpec;
+  const { train } = await loadSplits(spec, dir, 1);
+  assert.equal(train.numClasses, 3);
+  assert.deepEqual(train.classNames, ['zebra', 'mango', 'apple']);
+  const labelOf = (value: number) => train.y[Array.from({ length: train.n }, (_, i) => i).find((i) => Math.round(train.x[i * 4] * 255) === value)!];
+  assert.equal(labelOf(10), 0);
+  assert.equal(labelOf(200), 2);
+});
+
+test('images: a class folder that classes: does not list is refused, naming it', async () => {
+  const dir = tmp();
+  put(dir, 'set/zebra/a.png', png(solid(2, 2, [10, 10, 10])));
+  put(dir, 'set/apple/b.png', png(solid(2, 2, [200, 200, 200])));
+  const spec = { source: 'images', dir: 'set', classes: ['zebra', 'mango'] } as DataSpec;
+  await assert.rejects(loadSplits(spec, dir, 1), (e: Error) => e instanceof InputError && /class folder 'apple' not in the dataset's classes \(zebra, mango\)/.test(e.message));
+});
+
+test('a channel mismatch from a source without color: (idx, .npy) says how to convert the arrays, not to set color:', () => {
+  const idxLike = { x: new Float32Array(16), y: Int32Array.of(0), n: 1, sampleShape: [4, 4, 1], numClasses: 2, image: true };
+  assert.throws(() => fitDataToModel(idxLike, [4, 4, 3], 'ev'), (e: unknown) => e instanceof InputError && /1 channel\(s\) and the model takes 3: repeat the grey channel/.test(e.hint ?? '') && !/set the dataset's color/.test(e.message));
+  const npyRgb = { x: new Float32Array(48), y: Int32Array.of(0), n: 1, sampleShape: [4, 4, 3], numClasses: 2 };
+  assert.throws(() => fitDataToModel(npyRgb, [4, 4, 1], 'ev'), (e: unknown) => e instanceof InputError && /3 channel\(s\) and the model takes 1: make them grey/.test(e.hint ?? ''));
 });

@@ -246,3 +246,31 @@ stages:
   // The unchanged model: the summary's estimate (fp32 bytes / estimated bytes), not the .onnx file's bytes (its overhead).
   assert.match(r.stdout, /ev\s+ran\s+.*estimated ratio 1\.0x/);
 });
+
+test("x.view(x.size(0), -1) in a model exported with a fixed batch of 8 (the constant Reshape [8, -1]) keeps the batch axis and imports, equal to onnxruntime", async () => {
+  const w = Array.from({ length: 3 * 6 }, (_, i) => Math.sin(i + 1) / 2);
+  const path = writeModel('view8.onnx', [
+    { name: '/Reshape', opType: 'Reshape', input: ['input', 'shape'], output: ['flat'] },
+    { name: '/fc/Gemm', opType: 'Gemm', input: ['flat', 'fc.weight', 'fc.bias'], output: ['output'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+  ], { opset: 13, input: [8, 2, 3], output: [8, 3], inits: [i64('shape', [8, -1]), f32('fc.weight', [3, 6], w), f32('fc.bias', [3], [0.1, 0, -0.1])] });
+  const { model, reference, info } = await importOnnx(tf, path, { softmax: false });
+  const check = await checkImport(tf, reference, info, path, randomInputs([2, 3], 8, 11), 8, { inputs: 'random' });
+  assert.ok(check.passed && check.outputScale > 0.1, JSON.stringify(check));
+  assert.deepEqual(model.layers.map((l) => l.getClassName()).slice(-1), ['Dense']);
+  model.dispose();
+});
+
+test('a classifier ending in LogSoftmax (F.log_softmax, PyTorch\'s MNIST example) gets its softmax on the logits: no LogSoftmax layer left for the exporters, same probabilities', async () => {
+  const w = Array.from({ length: 3 * 4 }, (_, i) => Math.cos(i) / 2);
+  const path = writeModel('logsoftmax.onnx', [
+    { name: '/fc/Gemm', opType: 'Gemm', input: ['input', 'fc.weight', 'fc.bias'], output: ['logits'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+    { name: '/LogSoftmax', opType: 'LogSoftmax', input: ['logits'], output: ['output'], attribute: [{ name: 'axis', type: 2, i: 1 }] },
+  ], { opset: 13, input: ['batch', 4], output: ['batch', 3], inits: [f32('fc.weight', [3, 4], w), f32('fc.bias', [3], [0.2, 0, -0.2])] });
+  const { model, reference } = await importOnnx(tf, path);
+  assert.deepEqual(model.layers.map((l) => (l.getConfig() as { activation?: string }).activation ?? l.getClassName()), ['InputLayer', 'linear', 'softmax']);
+  const x = tf.tensor2d([[0.5, -1, 2, 0.25]]);
+  const probs = (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync();
+  const logProbs = (reference.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync();
+  logProbs.forEach((v, i) => assert.ok(Math.abs(Math.exp(v) - probs[i]) < 1e-6, `${Math.exp(v)} vs ${probs[i]}`));
+  model.dispose();
+});

@@ -87,3 +87,22 @@ test('the baseline of a recipe without a stage named baseline is the first stage
   assert.equal(baselineOf(stages)?.id, 'base-eval');
   assert.equal(baselineOf([{ ...stages[0], metrics: { accuracy: 0.91 } }, ...stages.slice(1)])?.id, 'model');
 });
+
+test('summary.md says what each accuracy was measured on: how many samples of which split, in the engine or the exported file\'s runtime', () => {
+  const measured: RunSummary = {
+    ...run,
+    stages: [
+      stage({ id: 'report', uses: 'evaluate', metrics: { accuracy: 0.95, samples: 500, split: 'test', backend: 'wasm' } }),
+      stage({ id: 'ship', uses: 'export', metrics: { exports: [{ ...exportRow('tflite', 279_856, 37_461), samples: 500, runtime: 'litert-wasm@2.5.3' }] } }),
+    ],
+  };
+  const md = summaryMarkdown(measured);
+  const header = rowOf(md, '| model |')!.split('|').map((c) => c.trim());
+  const cell = (row: string) => rowOf(md, row)!.split('|').map((c) => c.trim())[header.indexOf('measured on')];
+  assert.equal(cell('| **report**'), '500 test · engine (wasm)');
+  assert.equal(cell('| ship'), '500 test · litert-wasm@2.5.3');
+  assert.ok(header.includes('latency (batch 1)'), header.join('|'));
+  const html = renderHtml(reportJson(measured));
+  assert.match(html, /<td class="muted" data-measured-on>500 test · engine \(wasm\)<\/td>/);
+  assert.match(html, /<td class="muted" data-measured-on>500 test · litert-wasm@2\.5\.3<\/td>/);
+});

@@ -20,6 +20,8 @@ export interface RemoteOptions {
   requestTimeoutMs?: number;
   /** Requests in flight at once for one entry's objects. */
   parallel?: number;
+  /** What the caller does once the remote is unreachable, ending that warning (default: a run's "continuing with the local cache only"). */
+  whenDown?: string;
 }
 
 /** What a lookup found: a verified record now in the local store, or why nothing was taken. */
@@ -250,7 +252,7 @@ export class RemoteCache {
       if (e instanceof CacheCorruptError) throw e;
       if (this.down) return undefined;
       this.down = describeS3Error(e);
-      this.opts.onWarning?.(`remote cache ${this.settings.url} is unavailable (${this.down}; ${what}, ${this.maxAttempts} attempts): continuing with the local cache only`);
+      this.opts.onWarning?.(`remote cache ${this.settings.url} is unavailable (${this.down}; ${what}, ${this.maxAttempts} attempts): ${this.opts.whenDown ?? 'continuing with the local cache only'}`);
       return undefined;
     }
   }

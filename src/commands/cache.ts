@@ -1,9 +1,9 @@
 import { CacheStore } from '../cache/store.js';
 import { cacheDirFor, stageStates } from '../run/execute.js';
-import { readLock, lockPathFor } from '../run/lockfile.js';
+import { readLock, lockPathFor, LOCK_HEADER } from '../run/lockfile.js';
 import { openRecipe } from './common.js';
-import { existsSync } from 'node:fs';
-import { resolve, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { resolve, join, basename } from 'node:path';
 
 function storeFor(file: string | undefined, flags: { cacheDir?: string }): CacheStore {
   if (flags.cacheDir) return new CacheStore(resolve(flags.cacheDir));
@@ -26,16 +26,41 @@ export async function cacheLs(file: string | undefined, flags: { cacheDir?: stri
   return 0;
 }
 
-/** Keeps what the recipe's lock and current keys reference; removes the rest. */
+/**
+ * Keeps what the recipe's lock and current keys reference, and what the locks of the other recipes in its
+ * directory reference (pipelines/a.yaml and pipelines/b.yaml share pipelines/.compress/cache); removes the rest.
+ */
 export async function cacheGc(file: string | undefined, flags: { cacheDir?: string }): Promise<number> {
   const recipe = openRecipe(file, {});
   const store = flags.cacheDir ? new CacheStore(resolve(flags.cacheDir)) : new CacheStore(cacheDirFor(recipe));
   const keep = new Set<string>();
   for (const s of await stageStates(recipe, flags)) if (s.key && s.state === 'cached') keep.add(s.key);
-  for (const e of Object.values(readLock(lockPathFor(recipe.file))?.stages ?? {})) keep.add(e.key);
+  const ownLock = lockPathFor(recipe.file);
+  for (const e of Object.values(readLock(ownLock)?.stages ?? {})) keep.add(e.key);
+  const others = otherLocks(ownLock);
+  for (const lock of others) for (const e of Object.values(lock.stages)) if (typeof e?.key === 'string') keep.add(e.key);
   const r = await store.exclusive('garbage-collect', () => store.gc(keep));
-  process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries${r.damaged ? `; removed ${r.damaged} damaged (not a file, or missing objects: recomputed by the next run)` : ''}\n`);
+  const also = others.length ? ` (with those the other locks in this directory name: ${others.map((l) => l.name).join(', ')})` : '';
+  process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries${also}${r.damaged ? `; removed ${r.damaged} damaged (not a file, or missing objects: recomputed by the next run)` : ''}\n`);
   return 0;
+}
+
+/** The compress locks next to `ownLock` (other recipes of the same directory, which share its cache), parsed. */
+function otherLocks(ownLock: string): Array<{ name: string; stages: Record<string, { key: string }> }> {
+  const dir = resolve(ownLock, '..');
+  const out: Array<{ name: string; stages: Record<string, { key: string }> }> = [];
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith('.lock') || name === basename(ownLock)) continue;
+    let text = '';
+    try {
+      text = readFileSync(join(dir, name), 'utf8');
+    } catch {
+      continue;
+    }
+    const lock = text.startsWith(LOCK_HEADER) ? readLock(join(dir, name)) : undefined;
+    if (lock) out.push({ name, stages: lock.stages });
+  }
+  return out;
 }
 
 export async function cacheClean(file: string | undefined, flags: { cacheDir?: string }): Promise<number> {

@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { CacheStore } from '../cache/store.js';
 import { stageKind } from '../stages/registry.js';
 import { fmtPct } from '../report/model.js';
 import { join } from 'node:path';
@@ -7,7 +9,7 @@ import { BUILTIN_MODELS, buildModel, type BuiltinModel } from '../engine/models.
 import { loadModelDir } from '../model/io.js';
 import { modelStats } from '../prune/stats.js';
 import { UsageError } from '../recipe/errors.js';
-import { outDirFor, stageStates } from '../run/execute.js';
+import { cacheDirFor, stageStates } from '../run/execute.js';
 import { DEFAULT_RECIPE, openRecipe } from './common.js';
 
 /**
@@ -31,9 +33,18 @@ export async function layersCommand(target: string, flags: { recipe?: string; js
       throw new UsageError(`stage '${target}' (${stage.uses}) produces no model to list; give a stage that does (load, train, prune, quantize, ...) or the exported file's path`);
     }
     const state = (await stageStates(recipe)).find((s) => s.id === target)!;
-    const dir = join(outDirFor(recipe), target);
-    if (state.state !== 'cached' || !existsSync(join(dir, 'model.json'))) throw new UsageError(`stage '${target}' has no model in the cache yet (${state.reason}); run \`compress run --until ${target}\` first`);
-    model = (await loadModelDir(tf, dir)).model;
+    const store = new CacheStore(cacheDirFor(recipe));
+    const rec = state.state === 'cached' && state.key ? await store.getRecord(state.key) : undefined;
+    if (!rec?.outputs['model.json']) throw new UsageError(`stage '${target}' has no model in the cache yet (${state.reason}); run \`compress run --until ${target}\` first`);
+    // The cache entry of the stage's current key, not .compress/out/<stage>: that holds whatever ran last there
+    // (a --set run, another branch's recipe, another recipe of the same directory).
+    const tmp = mkdtempSync(join(tmpdir(), 'compress-layers-'));
+    try {
+      await store.materialize(rec, join(tmp, target));
+      model = (await loadModelDir(tf, join(tmp, target))).model;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   } else {
     throw new UsageError(`'${target}' is not a model path or a built-in model (${BUILTIN_MODELS.join(', ')}), and there is no ${recipeFile} to look up a stage in`);
   }

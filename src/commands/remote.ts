@@ -18,7 +18,7 @@ export interface CacheRemoteFlags extends RecipeFlags {
 const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
 
 /** The recipe, its lock, the local store and the remote a `cache push|pull` works with. */
-function open(file: string | undefined, flags: CacheRemoteFlags, remoteFlags: RemoteFlags) {
+function open(file: string | undefined, flags: CacheRemoteFlags, remoteFlags: RemoteFlags, command: 'push' | 'pull') {
   const recipe = openRecipe(file, flags);
   const lockPath = lockPathFor(recipe.file);
   const lock = readLock(lockPath);
@@ -26,7 +26,7 @@ function open(file: string | undefined, flags: CacheRemoteFlags, remoteFlags: Re
   const settings = resolveRemote(recipe.cache, remoteFlags);
   if (!settings) throw new UsageError('no remote cache: pass --remote s3://bucket/prefix, set COMPRESS_REMOTE, or set cache.remote in the recipe');
   const local = new CacheStore(cacheDirFor(recipe, flags.cacheDir));
-  return { recipe, lock, local, remote: new RemoteCache(settings, { onWarning: warn }) };
+  return { recipe, lock, local, remote: new RemoteCache(settings, { onWarning: warn, whenDown: `cache ${command} stopped (exit 1)` }) };
 }
 
 function lockedKeys(lock: LockFile): Array<{ id: string; key: string }> {
@@ -35,7 +35,7 @@ function lockedKeys(lock: LockFile): Array<{ id: string; key: string }> {
 
 /** `compress cache push`: uploads the local entries the lock names (objects first, record last). */
 export async function cachePush(file: string | undefined, flags: CacheRemoteFlags): Promise<number> {
-  const { lock, local, remote } = open(file, flags, { remote: flags.remote, push: flags.push });
+  const { lock, local, remote } = open(file, flags, { remote: flags.remote, push: flags.push }, 'push');
   try {
     if (!remote.settings.push) throw new UsageError(`remote ${remote.settings.url} is read-only here: ${remote.settings.readOnlyReason}`);
     let pushed = 0;
@@ -65,7 +65,7 @@ export async function cachePush(file: string | undefined, flags: CacheRemoteFlag
 
 /** `compress cache pull`: fetches the entries the lock names into the local cache, verifying every digest. */
 export async function cachePull(file: string | undefined, flags: CacheRemoteFlags): Promise<number> {
-  const { lock, local, remote } = open(file, flags, { remote: flags.remote, push: false });
+  const { lock, local, remote } = open(file, flags, { remote: flags.remote, push: false }, 'pull');
   try {
     let pulled = 0;
     let present = 0;

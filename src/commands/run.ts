@@ -7,6 +7,7 @@ import { resolveRemote } from '../cache/remote-config.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { cacheDirFor, plannedStages, runRecipe, type RunSummary } from '../run/execute.js';
+import { ignoreWorkDir } from '../run/dirs.js';
 import { writeReports } from '../report/write.js';
 import { fmtBytes, fmtMs, fmtPct, fmtRatio } from '../report/model.js';
 import { interruptible, openRecipe, type RecipeFlags } from './common.js';
@@ -40,6 +41,7 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
   // express a layer of the model) fails the run now, not a stage on its way.
   await preflight(recipe);
   mark('preflight');
+  ignoreWorkDir(recipe);
   const mode = progressMode(flags);
   // Only the stages this run takes part in (--only/--from/--until and their upstream) are listed.
   const planned = new Set(plannedStages(recipe, { only: flags.only, from: flags.from, until: flags.until }));
@@ -66,11 +68,11 @@ export async function runCommand(file: string | undefined, flags: RunFlags): Pro
     process.stderr.write(`warning: ${describeFsError(e, `cannot write the run report in ${join(recipe.dir, '.compress', 'reports')}`)}\n`);
   }
   mark('reports written');
-  if (mode !== 'json') printSummary(summary, reportDir, mode === 'quiet', flags.verbose);
+  if (mode !== 'json') printSummary(summary, reportDir, mode === 'quiet', flags.verbose, flags.set?.length ?? 0);
   return summary.exitCode;
 }
 
-function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boolean, verbose?: boolean): void {
+function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boolean, verbose: boolean | undefined, sets: number): void {
   const err = (l: string) => process.stderr.write(l + '\n');
   for (const st of s.stages.filter((x) => x.status === 'failed')) {
     err(`error: stage '${st.id}' failed: ${st.reason}`);
@@ -104,7 +106,9 @@ function printSummary(s: RunSummary, reportDir: string | undefined, quiet: boole
   for (const g of s.gates.filter((x) => x.passed)) out(`  ${g.message}`);
   out(`${s.stages.length} stages: ${ran} ran, ${cached} cached${s.exitCode ? `, exit ${s.exitCode}` : ''} in ${s.seconds.toFixed(1)} s · engine ${s.engine}`);
   if (s.remote) out(remoteLine(s.remote));
-  out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''} · outputs: ${relative(resolve('.'), s.outDir) || '.'}/<stage>/`);
+  // A --set experiment rewrites the committed lock: committed without the recipe change, CI's --frozen fails.
+  const overridden = sets && !s.lockError ? ` (written with ${sets} --set override${sets === 1 ? '' : 's'}: a run without ${sets === 1 ? 'it' : 'them'}, like CI's --frozen, may not match this lock)` : '';
+  out(`${reportDir ? `report: ${reportDir}/summary.md · ` : ''}lock: ${s.lockPath}${s.lockError ? ' (not written)' : ''}${overridden} · outputs: ${relative(resolve('.'), s.outDir) || '.'}/<stage>/`);
 }
 
 /** `remote: s3://b/p (read-only: why) · 3 hits, 2 pushed`, or why it was unavailable. */

@@ -9,7 +9,7 @@ import { UsageError } from '../recipe/errors.js';
 import { selectIds } from '../recipe/matrix.js';
 import type { LoadedRecipe } from '../recipe/load.js';
 import { cacheDirFor, runRecipe, type RunSummary, type StageOutcome } from '../run/execute.js';
-import { lockMetrics, lockPathFor, readLock, type LockFile, type LockStage } from '../run/lockfile.js';
+import { lockMetrics, lockPathFor, readLock, unreadableLock, type LockFile, type LockStage } from '../run/lockfile.js';
 import { createProgress, progressMode } from '../run/progress.js';
 import { EXIT, SIGNAL_EXIT } from '../exit-codes.js';
 import { RemoteCache } from '../cache/remote.js';
@@ -76,7 +76,7 @@ export async function verifyCommand(file: string | undefined, flags: VerifyFlags
   const lockPath = lockPathFor(recipe.file);
   if (!existsSync(lockPath)) throw new UsageError(`no lock file ${lockPath} to verify against: run \`compress run\` first (and commit the lock)`);
   const lock = readLock(lockPath);
-  if (!lock) throw new UsageError(`${lockPath} is not a lock file compress can read: run \`compress run\` to rewrite it`);
+  if (!lock) throw new UsageError(`${lockPath} is not a lock file compress can read: ${unreadableLock(lockPath) ?? 'run `compress run` to rewrite it'}`);
 
   const ids = recipe.stages.map((s) => s.id);
   const nodes = recipe.stages.map((s) => ({ id: s.id, needs: s.needs }));

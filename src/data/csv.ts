@@ -126,9 +126,14 @@ export function parseCsv(text: string, file: string, opts: CsvOptions = {}): Csv
       const f = fields[c];
       const v = parseNumber(f.text);
       if (v === undefined) {
-        const what = f.text.trim() === '' ? 'empty field' : `cannot parse ${JSON.stringify(f.text.trim().slice(0, 40))} as a number`;
+        const empty = f.text.trim() === '';
+        const what = empty ? 'empty field' : `cannot parse ${JSON.stringify(f.text.trim().slice(0, 40))} as a number`;
         const name = header ? ` (column '${header[c]}')` : ` (column ${c + 1})`;
-        throw new InputError(`${what}${name}`, { file, line: lineNo, column: f.col });
+        // Text class names are the usual cause: say how to turn them into the indices compress reads.
+        const hint = empty
+          ? 'fill or drop missing values before compressing'
+          : "every field is a number: text class names must become 0-based class indices, in the model's output order (pandas, sorted names: df[col] = df[col].astype('category').cat.codes)";
+        throw new InputError(`${what}${name}`, { file, line: lineNo, column: f.col, hint });
       }
       values.push(v);
       columns.push(f.col);

@@ -16,14 +16,20 @@ export interface Dataset {
   classNames?: string[];
   /** Samples are images [h, w, c]: fitDataToModel may resize them to the model's input. */
   image?: boolean;
+  /** A sample's shape as stored, when `layout: nchw` transposed it on load (so a wrong `layout` can be named). */
+  storedShape?: number[];
+  /** The source takes `color:` (image folders): a channel mismatch with the model is fixed there. */
+  colorOption?: true;
 }
 
 /** The optional fields of `d` that describe its samples rather than hold them. */
-function describing(d: Dataset): Pick<Dataset, 'source' | 'classNames' | 'image'> {
+function describing(d: Dataset): Pick<Dataset, 'source' | 'classNames' | 'image' | 'storedShape' | 'colorOption'> {
   return {
     ...(d.source ? { source: d.source } : {}),
     ...(d.classNames ? { classNames: d.classNames.slice() } : {}),
     ...(d.image ? { image: true } : {}),
+    ...(d.storedShape ? { storedShape: d.storedShape.slice() } : {}),
+    ...(d.colorOption ? { colorOption: true as const } : {}),
   };
 }
 

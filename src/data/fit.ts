@@ -27,7 +27,7 @@ export function fitClasses(d: Dataset, outputClasses: number): Dataset {
     hint:
       d.numClasses > outputClasses
         ? `use a model with ${d.numClasses} outputs (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})) or data with at most ${outputClasses} classes`
-        : `give the model one output per class folder (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})), or use data labelled with the model's ${outputClasses} classes`,
+        : `give the model one output per class folder (replace its last layer before exporting it, e.g. PyTorch's model.fc = nn.Linear(in_features, ${d.numClasses})), or list the model's ${outputClasses} class names in its output order as the dataset's classes: (image folders may be fewer)`,
   });
 }
 
@@ -36,8 +36,14 @@ function listNames(names: string[]): string {
 }
 
 function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
-  const same = inputShape.length === d.sampleShape.length && inputShape.every((v, i) => v === -1 || v === d.sampleShape[i]);
-  if (same) return d;
+  if (sameShape(d.sampleShape, inputShape)) return d;
+  if (d.storedShape && sameShape(d.storedShape, inputShape)) {
+    // [N, 28, 28, 1] with `layout: nchw` is read as 28 channels of 28x1: a re-view would scramble every image.
+    throw new InputError(
+      `${where}: data samples are stored as [${d.storedShape.join(', ')}], the model's input shape, but \`layout: nchw\` reads them as [C, H, W] and transposes them to [${d.sampleShape.join(', ')}]`,
+      { file: d.source, hint: 'the data is channels-last already: remove `layout: nchw` from the dataset' },
+    );
+  }
   const want = inputShape.reduce((a, b) => a * b, 1);
   if (isAxisPermutation(d.sampleShape, inputShape)) {
     // [3, 96, 96] into [96, 96, 3] has the right size, but a re-view would scramble every image.
@@ -52,16 +58,33 @@ function fitSamples(d: Dataset, inputShape: number[], where: string): Dataset {
   if (inputShape.every((v) => v > 0) && want === sampleSize(d)) return reshapeSamples(d, inputShape);
   const resized = resizeToInput(d, inputShape);
   if (resized) return resized;
-  const channelsDiffer = d.image && inputShape.length === 3 && inputShape[2] > 0 && inputShape[2] !== d.sampleShape[2];
   throw new InputError(
     `${where}: data samples have shape [${d.sampleShape.join(', ')}] but the model's input expects [${inputShape.map((v) => (v < 0 ? '?' : v)).join(', ')}]`,
-    {
-      file: d.source,
-      hint: channelsDiffer
-        ? `the model takes ${inputShape[2]} channel(s): set the dataset's color: ${inputShape[2] === 1 ? 'grayscale' : 'rgb'}`
-        : "choose a model whose input matches the data, or set the dataset's sampleShape",
-    },
+    { file: d.source, hint: shapeHint(d, inputShape) },
   );
+}
+
+/** What to do about samples that do not fit: the channels (where the source converts them, or how to), else the model or sampleShape. */
+function shapeHint(d: Dataset, inputShape: number[]): string {
+  const want = inputShape.length === 3 && inputShape[2] > 0 ? inputShape[2] : undefined;
+  const s = d.sampleShape;
+  // [H, W] or [H, W, C] images whose channels are not the model's (the height and width fit, or are resized).
+  const has = s.length === 2 ? 1 : s.length === 3 ? s[2] : undefined;
+  const sameSize = s[0] === inputShape[0] && s[1] === inputShape[1];
+  if (want === undefined || has === undefined || has === want || !(d.image || sameSize)) return "choose a model whose input matches the data, or set the dataset's sampleShape";
+  if (d.colorOption) return `the model takes ${want} channel(s): set the dataset's color: ${want === 1 ? 'grayscale' : 'rgb'}`;
+  const axis = d.storedShape ? 1 : -1; // the channel axis as stored: [N, C, H, W] with layout: nchw
+  const how =
+    want === 3 && has === 1
+      ? `repeat the grey channel (numpy: np.repeat(x, 3, axis=${axis}) on ${axis === 1 ? '[N, 1, H, W]' : '[N, H, W, 1]'} arrays), or read image files as an \`images\` dataset with color: rgb`
+      : want === 1 && has === 3
+        ? `make them grey (numpy: x.mean(axis=${axis}, keepdims=True)), or read image files as an \`images\` dataset with color: grayscale`
+        : 'convert the arrays';
+  return `the samples have ${has} channel(s) and the model takes ${want}: ${how}; or use a model that takes ${has}`;
+}
+
+function sameShape(a: number[], b: number[]): boolean {
+  return a.length === b.length && b.every((v, i) => v === -1 || v === a[i]);
 }
 
 /**

@@ -41,6 +41,13 @@ export const imagesDataSchema = {
       description: '[height, width] every image is resized to (bilinear); default: the images\' own size, which must then be the same for all',
     },
     color: { enum: ['rgb', 'grayscale'], default: 'rgb', description: 'rgb: 3 channels (alpha dropped); grayscale: 1 channel (BT.601 luma)' },
+    classes: {
+      type: 'array',
+      items: { type: 'string', minLength: 1 },
+      minItems: 2,
+      uniqueItems: true,
+      description: "the class folder names in the model's output order (as Keras' class_names; default: the folders, sorted); folders may be fewer, each must be listed",
+    },
     ...normalizeKeys,
   },
   required: ['source'],
@@ -250,7 +257,7 @@ export async function loadImages(files: ImageFile[], classes: string[], opts: Im
     normalizeInto(values, x, i * h * w * c, affine);
     y[i] = classes.indexOf(label);
   }
-  return { x, y, n: files.length, sampleShape: [...shape!, c], numClasses: classes.length, source: where, classNames: classes.slice(), image: true };
+  return { x, y, n: files.length, sampleShape: [...shape!, c], numClasses: classes.length, source: where, classNames: classes.slice(), image: true, colorOption: true };
 }
 
 /** Relative names of a tree's images (`class/file.png`): the class names are part of what the data means. */

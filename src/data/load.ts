@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { InputError } from '../errors/input-error.js';
 import { transposeImages, type Dataset, type Splits } from './dataset.js';
-import { normalizeProblem } from './normalize.js';
+import { channelAffine, normalizeInto, normalizeProblem } from './normalize.js';
 import { loadIdxPair, idxDataSchema } from './idx.js';
 import { imagesDataSchema, listImageTree, loadImages, treeNames, type ImageTree } from './images.js';
 import { loadMnist, mnistDataSchema, mnistFiles } from './mnist.js';
@@ -15,6 +15,8 @@ import { filesDataSchema, loadUserData } from './validate.js';
 export interface NamedPath {
   at: Array<string | number>;
   ref: DataPathRef;
+  /** A folder (image folders), not a file. */
+  folder?: true;
 }
 
 /**
@@ -61,7 +63,7 @@ const idxPaths = (spec: IdxSpec): NamedPath[] => {
 };
 
 const imageFolders = (spec: ImagesSpec): NamedPath[] =>
-  (['dir', 'train', 'test'] as const).flatMap((k) => (spec[k] === undefined ? [] : [{ at: [k], ref: { file: spec[k]!, root: spec.root, what: `data ${k === 'dir' ? 'image' : k} folder` } }]));
+  (['dir', 'train', 'test'] as const).flatMap((k) => (spec[k] === undefined ? [] : [{ at: [k], ref: { file: spec[k]!, root: spec.root, what: `data ${k === 'dir' ? 'image' : k} folder` }, folder: true as const }]));
 
 /** Each image folder a spec names, with its class tree. */
 function imageTrees(spec: ImagesSpec, recipeDir: string): Array<{ key: string; dir: string; tree: ImageTree }> {
@@ -94,7 +96,7 @@ export const DATA_SOURCES = {
         { features, labels, format: spec.format, labelColumn: spec.labelColumn, numClasses: spec.numClasses, sampleShape: spec.sampleShape },
         dir,
       );
-      return splitDataset(spec.layout === 'nchw' ? channelsLast(all, features) : all, spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
+      return splitDataset(normalized(spec.layout === 'nchw' ? channelsLast(all, features) : all, spec, features), spec.split ?? DEFAULT_SPLIT, seed, spec.limit);
     },
   } satisfies DataSource<FilesSpec> as DataSource<FilesSpec>,
   idx: {
@@ -143,7 +145,8 @@ export const DATA_SOURCES = {
     async load(spec, dir, seed) {
       const opts = { size: spec.size, color: spec.color, scale: spec.scale, offset: spec.offset, mean: spec.mean, std: spec.std };
       const trees = imageTrees(spec, dir);
-      const classes = trees[0].tree.classes;
+      const classes = spec.classes ?? trees[0].tree.classes;
+      if (spec.classes) for (const t of trees) unlistedFolders(t.tree.classes, spec.classes, t.dir);
       // Only the images the splits take are decoded: the seeded order picks them first.
       const decode = (t: (typeof trees)[number], order: Uint32Array) => loadImages(Array.from(order, (i) => t.tree.files[i]), classes, opts, t.dir);
       const inOrder = (n: number) => Uint32Array.from({ length: n }, (_, i) => i);
@@ -229,7 +232,9 @@ export function missingDataFiles(spec: DataSpec, recipeDir: string): SpecProblem
     } catch {
       continue; // a symbolic link out: dataPath says so when the dataset is read
     }
-    if (!existsSync(full)) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' not found (${full})` });
+    const st = statSync(full, { throwIfNoEntry: false });
+    if (!st) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' not found (${full})` });
+    else if (st.isDirectory() !== Boolean(p.folder)) problems.push({ path: p.at, message: `${p.ref.what} '${p.ref.file}' is ${p.folder ? 'a file, not a folder' : 'a directory, not a file'} (${full})` });
   }
   return problems;
 }
@@ -271,10 +276,31 @@ export function dataSourceVersion(spec: DataSpec): string | undefined {
   return sourceOf(spec).version;
 }
 
+/** Refuses class folders that `classes:` does not list (their images would have no label index). */
+function unlistedFolders(folders: string[], classes: readonly string[], dir: string): void {
+  const extra = folders.filter((c) => !classes.includes(c));
+  if (!extra.length) return;
+  throw new InputError(`class folder${extra.length === 1 ? '' : 's'} ${extra.map((c) => `'${c}'`).join(', ')} not in the dataset's classes (${classes.join(', ')})`, {
+    file: dir,
+    hint: "classes: lists every class in the model's output order; add the folder's name there, or move the folder out",
+  });
+}
+
+/** `files` samples with the spec's scale / offset / mean / std applied (channels: the last axis, after `layout`); kept as stored by default. */
+function normalized(d: Dataset, spec: FilesSpec, file: string): Dataset {
+  if (spec.scale === undefined && spec.offset === undefined && spec.mean === undefined && spec.std === undefined) return d;
+  const channels = d.sampleShape[d.sampleShape.length - 1];
+  const bad = normalizeProblem(spec, channels);
+  if (bad) throw new InputError(`${bad} (samples [${d.sampleShape.join(', ')}]: channels are the last axis)`, { file });
+  const x = new Float32Array(d.x.length);
+  normalizeInto(d.x, x, 0, channelAffine(spec, channels, 1));
+  return { ...d, x };
+}
+
 /** `layout: nchw` data (PyTorch's [C, H, W] samples) as the channels-last images every model here takes. */
 function channelsLast(d: Dataset, file: string): Dataset {
   if (d.sampleShape.length !== 3) {
     throw new InputError(`layout: nchw needs image samples [C, H, W], but the samples have shape [${d.sampleShape.join(', ')}]`, { file, hint: 'store the features as [N, C, H, W] or set sampleShape: [C, H, W]' });
   }
-  return transposeImages(d, 'nhwc');
+  return { ...transposeImages(d, 'nhwc'), storedShape: d.sampleShape.slice() };
 }

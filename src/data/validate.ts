@@ -4,6 +4,7 @@ import { reshapeSamples, sampleSize, type Dataset } from './dataset.js';
 import { readCsv, splitLabelColumn, type CsvSplit } from './csv.js';
 import { npyToFloat32, npyToNumbers, readNpy } from './npy.js';
 import { splitKeys } from './split.js';
+import { normalizeKeys } from './normalize.js';
 
 export const filesDataSchema = {
   type: 'object',
@@ -16,6 +17,8 @@ export const filesDataSchema = {
     numClasses: { type: 'integer', minimum: 2 },
     sampleShape: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1 },
     layout: { enum: ['nhwc', 'nchw'], description: 'image samples as stored: nchw = [C, H, W] (PyTorch), transposed to [H, W, C] on load' },
+    ...normalizeKeys,
+    scale: { type: 'number', description: 'value = stored * scale + offset (default 1: files are kept as stored, uint8 too; 0.00392156862745098 = 1/255 maps bytes to 0..1)' },
     split: splitKeys.split,
     limit: { type: 'integer', minimum: 10 },
     seed: { type: 'integer', minimum: 0 },

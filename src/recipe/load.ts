@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { BackendChoice } from '../engine/backend.js';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import { loadValidator } from './validator.js';
 import { LineCounter, parseDocument } from 'yaml';
@@ -74,9 +74,20 @@ export function loadRecipe(file: string, opts: LoadOptions = {}): LoadedRecipe {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new RecipeError([{ file, path: '', message: code === 'ENOENT' ? 'recipe file not found' : `cannot read recipe (${code})` }]);
+    throw new RecipeError([{ file, path: '', message: code === 'ENOENT' ? 'recipe file not found' : code === 'EISDIR' ? recipesIn(file) : `cannot read recipe (${code})` }]);
   }
   return parseRecipe(text, file, opts);
+}
+
+/** For a directory given as the recipe: it is one, and the recipes in it (one is run at a time). */
+function recipesIn(dir: string): string {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((n) => /\.ya?ml$/.test(n)).sort();
+  } catch {
+    // listed below as none
+  }
+  return `is a directory; give one recipe file${names.length ? ` (here: ${names.slice(0, 8).map((n) => join(dir, n)).join(', ')}${names.length > 8 ? ', ...' : ''})` : ''}`;
 }
 
 /** Parses, overrides, interpolates, validates and checks a recipe; throws RecipeError with every problem. */

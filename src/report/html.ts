@@ -81,12 +81,12 @@ function modelsTable(r: ReportJson): string {
     const dAcc = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
     const dCls = dAcc === undefined ? '' : dAcc < -0.005 ? 'worse' : dAcc > 0.005 ? 'better' : '';
     return `<tr${isBase ? ' class="baseline-row"' : ''}><th scope="row">${esc(p.id)}${isBase ? ' <span class="tag">baseline</span>' : ''}</th><td>${esc(p.uses)}${p.note ? ` <span class="muted">${esc(p.note)}</span>` : ''}</td>`
-      + `<td class="n">${fmtPct(p.accuracy)}</td><td class="n ${dCls}">${fmtPp(dAcc)}</td>`
+      + `<td class="n">${fmtPct(p.accuracy)}</td><td class="muted" data-measured-on>${esc(p.measuredOn ?? '')}</td><td class="n ${dCls}">${fmtPp(dAcc)}</td>`
       + `<td class="n" data-size="source">${fmtBytes(p.sourceBytes)}</td><td class="n" data-size="file">${fmtBytes(p.fileBytes)}</td><td class="n" data-size="gzip">${fmtBytes(p.gzipBytes)}</td><td class="n" data-size="file-ratio">${fmtRatio(p.fileRatio)}</td>`
       + `<td class="n" data-size="estimate">${p.estimatedBytes === undefined ? '—' : est(fmtBytes(p.estimatedBytes))}</td><td class="n" data-size="estimated-ratio">${p.estimatedRatio === undefined ? '—' : est(fmtRatio(p.estimatedRatio))}</td>`
       + `<td class="n">${fmtPct(p.sparsity, 1)}</td><td class="n">${fmtMs(p.latencyMs)}</td><td>${badge(p.status, p.status)}</td></tr>`;
   });
-  return `<table class="models"><thead><tr><th>model (stage)</th><th>kind</th><th class="n">accuracy</th><th class="n">Δ vs baseline</th><th class="n">source fp32</th><th class="n">file (raw)</th><th class="n">file (gzip)</th><th class="n">file ratio</th><th class="n">estimate</th><th class="n">est. ratio</th><th class="n">sparsity</th><th class="n">latency / sample</th><th>status</th></tr></thead><tbody>${body.join('')}</tbody></table>`
+  return `<table class="models"><thead><tr><th>model (stage)</th><th>kind</th><th class="n">accuracy</th><th title="the samples (of which split) accuracy is top-1 on, and where they ran: the engine, or an exported file in its own runtime">measured on</th><th class="n">Δ vs baseline</th><th class="n">source fp32</th><th class="n">file (raw)</th><th class="n">file (gzip)</th><th class="n">file ratio</th><th class="n">estimate</th><th class="n">est. ratio</th><th class="n">sparsity</th><th class="n" title="ms per sample at batch 1, where the accuracy was measured">latency (batch 1)</th><th>status</th></tr></thead><tbody>${body.join('')}</tbody></table>`
     + `<p class="note">source fp32: ${esc(SIZE_METRICS.sourceBytes)}. file: ${esc(SIZE_METRICS.fileBytes)}, raw and gzip -9. <sup>est</sup> ${esc(SIZE_METRICS.estimatedBytes)}. Every ratio divides the stage's own source model's dense fp32 bytes.</p>`;
 }
 

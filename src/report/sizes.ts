@@ -48,6 +48,8 @@ export interface ModelRow {
   /** `target precision` of an export. */
   note?: string;
   accuracy?: number;
+  /** What the accuracy and latency were measured on: `500 test · litert-wasm@2.5.3`, `500 test · engine (wasm)`. */
+  measuredOn?: string;
   sparsity?: number;
   latencyMs?: number;
   sourceBytes?: number;
@@ -67,6 +69,12 @@ type Stage = Pick<ReportJson['stages'][number], 'id' | 'uses' | 'status' | 'metr
 type Metrics = Record<string, unknown>;
 
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? a / b : undefined);
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
+
+/** `500 test · <runtime>`: how many samples of which split, and where they ran (undefined without a count). */
+function measured(samples: number | undefined, split: string | undefined, where: string): string | undefined {
+  return samples === undefined ? undefined : `${samples}${split ? ` ${split}` : ''} · ${where}`;
+}
 
 function withPlotSize(r: ModelRow): ModelRow {
   if (r.fileBytes !== undefined) return { ...r, size: r.fileBytes, sizeKind: 'file' };
@@ -89,6 +97,8 @@ function exportRow(s: Stage, m: Metrics, e: Metrics, several: boolean): ModelRow
     status: s.status,
     note,
     accuracy: num(e.accuracy),
+    // Export checks run the file on the test split, in the file's own runtime.
+    measuredOn: measured(num(e.samples), 'test', str(e.runtime) ?? `${str(e.target) ?? 'its'} runtime`),
     latencyMs: num(e.latencyMs),
     sourceBytes,
     fileBytes,
@@ -106,7 +116,8 @@ function exportRow(s: Stage, m: Metrics, e: Metrics, several: boolean): ModelRow
  */
 export function modelRows(s: Stage): ModelRow[] {
   const m = (s.metrics ?? {}) as Metrics;
-  const base: ModelRow = { id: s.id, label: s.id, uses: s.uses, status: s.status, accuracy: num(m.accuracy), sparsity: num(m.sparsity), latencyMs: num(m.latencyMs) };
+  const where = str(m.backend) ? `engine (${str(m.backend)})` : 'engine';
+  const base: ModelRow = { id: s.id, label: s.id, uses: s.uses, status: s.status, accuracy: num(m.accuracy), measuredOn: measured(num(m.samples), str(m.split), where), sparsity: num(m.sparsity), latencyMs: num(m.latencyMs) };
   if (s.uses === 'export') {
     const list = Array.isArray(m.exports) ? (m.exports as Metrics[]).filter((e) => e && typeof e === 'object') : [m];
     return list.map((e) => withPlotSize(exportRow(s, m, e, list.length > 1)));

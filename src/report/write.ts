@@ -110,14 +110,14 @@ function modelsMarkdown(stages: SummaryInput['stages']): string[] {
   const x = (v: number | undefined, est = false) => (v === undefined ? '' : `${fmtRatio(v, 'x')}${est ? ' est.' : ''}`);
   const b = (v: number | undefined) => fmtBytes(v, '');
   const lines = [
-    '| model | accuracy | vs baseline | source fp32 | file (raw) | file (gzip) | file ratio | estimate | est. ratio | sparsity | latency |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| model | accuracy | measured on | vs baseline | source fp32 | file (raw) | file (gzip) | file ratio | estimate | est. ratio | sparsity | latency (batch 1) |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const [p, isBase] of [...baseRows.map((r) => [r, true] as const), ...outputs.flatMap((o) => modelRows(o).map((r) => [r, false] as const))]) {
     const d = !isBase && bAcc !== undefined && p.accuracy !== undefined ? p.accuracy - bAcc : undefined;
-    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${fmtPp(d)} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)}${p.fileRatioOf === 'sourceFileBytes' ? ' of file' : ''} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${fmtMs(p.latencyMs, '')} |`);
+    lines.push(`| ${isBase ? `**${p.label}**${p.id === 'baseline' ? '' : ' (baseline)'}` : p.id}${p.note ? ` · ${p.note}` : ''} | ${pct(p.accuracy)} | ${p.measuredOn ?? ''} | ${fmtPp(d)} | ${b(p.sourceBytes)} | ${b(p.fileBytes)} | ${b(p.gzipBytes)} | ${x(p.fileRatio)}${p.fileRatioOf === 'sourceFileBytes' ? ' of file' : ''} | ${b(p.estimatedBytes)} | ${x(p.estimatedRatio, true)} | ${pct(p.sparsity)} | ${fmtMs(p.latencyMs, '')} |`);
   }
-  lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. Ratios divide the stage's own source model's dense fp32 bytes; *of file*: the loaded file's real bytes (${SIZE_METRICS.sourceFileBytes}).`);
+  lines.push('', `Sizes: *source fp32* = ${SIZE_METRICS.sourceBytes}; *file* = ${SIZE_METRICS.fileBytes}, raw and gzip -9; *estimate* = ${SIZE_METRICS.estimatedBytes}. *measured on*: the samples (of which split) accuracy is top-1 on, and where they ran: the engine, or an exported file in its own runtime; latency is ms per sample at batch 1 there. Ratios divide the stage's own source model's dense fp32 bytes; *of file*: the loaded file's real bytes (${SIZE_METRICS.sourceFileBytes}).`);
   return lines;
 }
 

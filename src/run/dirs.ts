@@ -1,3 +1,4 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { LoadedRecipe } from '../recipe/load.js';
 import { RecipeError } from '../recipe/errors.js';
@@ -34,5 +35,22 @@ function recipeWriteDir(recipe: LoadedRecipe, p: string, what: string): string {
   } catch (e) {
     if (e instanceof PathEscapeError) throw new RecipeError([{ file: recipe.file, path: what, message: what === 'cache.dir' ? `${e.message} (a cache outside the workspace is chosen with --cache-dir or COMPRESS_CACHE_DIR)` : e.message }]);
     throw e;
+  }
+}
+
+/**
+ * Keeps `<recipe dir>/.compress/` (cache, outputs, reports) out of git, as pytest and mypy do with their
+ * caches: a `.gitignore` of `*` inside it, written once, so `git add .` or `git add pipelines/` does not commit
+ * megabytes of cache. A directory compress cannot write is left alone (the run reports that where it matters).
+ */
+export function ignoreWorkDir(recipe: LoadedRecipe): void {
+  const dir = join(recipe.dir, '.compress');
+  const file = join(dir, '.gitignore');
+  if (existsSync(file)) return;
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(file, '# Written by compress: its cache, outputs and reports stay out of git.\n*\n', { flag: 'wx' });
+  } catch {
+    // read-only workspace, or another run wrote it first
   }
 }

@@ -14,7 +14,7 @@ import { selectIds } from '../recipe/matrix.js';
 import { UsageError } from '../recipe/errors.js';
 import { evaluateGates, type GateResult } from './gates.js';
 import { explainChange, keyContext, keyOf, stageKey, type KeyContext, type KeyInputs, type StageKey } from './keys.js';
-import { LockWriteError, lockMetrics, lockPathFor, readLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
+import { LockWriteError, lockMetrics, lockPathFor, readLock, sharedLockProblem, unreadableLock, updateLock, type LockFile, type LockStage } from './lockfile.js';
 import { WorkerThreadExecutor, type StageExecutor } from './executor.js';
 import { LocalStageCache, type CacheLookup, type StageCache } from './stage-cache.js';
 import type { RemoteStageCache, RemoteSummary } from './remote-stage-cache.js';
@@ -184,7 +184,7 @@ export async function runRecipe(recipe: LoadedRecipe, opts: RunOptions = {}): Pr
     mark('cache opened');
     const keys = await keyContext(recipe, run.engine, run.files, plan.order.flatMap((id) => recipe.stageById.get(id)!.datasets));
     await run.files.save().catch(() => undefined);
-    if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys);
+    if (opts.frozen) await checkFrozen(recipe, plan.order, run.lock, keys, run.store);
     mark('data digested');
     const { settled, gates } = await settleStages(run, plan, keys);
     mark('stages settled');
@@ -208,6 +208,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
     emit({ type: 'warning', message: `recovered the stale lock ${path} left by ${describeHolder(holder)}, which no longer runs (killed or crashed run)` });
   const store = new CacheStore(cacheDirFor(recipe, opts.cacheDir), { onStaleLock });
   const lockPath = lockPathFor(recipe.file);
+  const shared = sharedLockProblem(lockPath, recipe.file);
+  if (shared) throw new UsageError(shared);
   const remoteSettings = opts.cache ? undefined : resolveRemote(recipe.cache, opts.remote);
   // The S3 client is loaded only when a remote is configured, and the local store lacks a stage.
   const remote = remoteSettings && new (await import('./remote-stage-cache.js')).RemoteStageCache(store, remoteSettings, (message) => emit({ type: 'warning', message }));
@@ -569,9 +571,24 @@ async function explainStale(store: CacheStore, locked: LockStage | undefined, cu
   return explainChange(prev.keyInputs as KeyInputs, cur, needs);
 }
 
+/**
+ * Why a stage's key differs from its locked one, as `status` says it (`with.sparsity: 0.6 -> 0.7`), from the
+ * locked entry's key inputs where the local cache has it; else the engine when it differs from the lock's.
+ */
+async function frozenChange(store: CacheStore, lockedKey: string, cur: KeyInputs, needs: string[], lockEngine: string | undefined): Promise<string> {
+  const prev = await store.getRecord(lockedKey).catch(() => undefined);
+  if (prev) return explainChange(prev.keyInputs as KeyInputs, cur, needs);
+  if (lockEngine && lockEngine !== cur.engine) return `engine ${lockEngine} -> ${cur.engine}`;
+  return "its with, data, files, seed or compress version differ from the lock's (this cache lacks the locked entry to say which)";
+}
+
 /** In --frozen mode, every key must be derivable from the lock alone and equal to it. */
-async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: LockFile | undefined, keys: KeyContext): Promise<void> {
-  if (!lock) throw new FrozenLockError(`--frozen: no lock file ${lockPathFor(recipe.file)}; run without --frozen first and commit it`);
+async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: LockFile | undefined, keys: KeyContext, store: CacheStore): Promise<void> {
+  if (!lock) {
+    const path = lockPathFor(recipe.file);
+    const why = unreadableLock(path);
+    throw new FrozenLockError(why ? `--frozen: ${path} is not a lock compress can read: ${why}` : `--frozen: no lock file ${path}; run without --frozen first and commit it`);
+  }
   const problems: string[] = [];
   for (const id of order) {
     const stage = recipe.stageById.get(id)!;
@@ -580,14 +597,14 @@ async function checkFrozen(recipe: LoadedRecipe, order: string[], lock: LockFile
       problems.push(`'${id}' is not in the lock`);
       continue;
     }
-    let key: string;
+    let key: StageKey;
     try {
-      key = (await stageKey(keys, stage, stage.needs.map((n) => lock.stages[n]?.outputsDigest ?? 'missing'))).key;
+      key = await stageKey(keys, stage, stage.needs.map((n) => lock.stages[n]?.outputsDigest ?? 'missing'));
     } catch (e) {
       problems.push(`'${id}': ${(e as Error).message}`);
       continue;
     }
-    if (key !== entry.key) problems.push(`'${id}' would change (its params, data, upstream or engine differ from the lock)`);
+    if (key.key !== entry.key) problems.push(`'${id}' would change: ${await frozenChange(store, entry.key, key.inputs, stage.needs, lock.engine)}`);
   }
   for (const id of Object.keys(lock.stages)) if (!recipe.stageById.has(id)) problems.push(`'${id}' is in the lock but not in the recipe`);
   if (problems.length) throw new FrozenLockError(`--frozen: the run would change ${lockPathFor(recipe.file)}:\n  ${problems.join('\n  ')}\nRun \`compress run\` and commit the lock.`);

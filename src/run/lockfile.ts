@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { checkpoint, describeFsError, writeFileAtomic } from '../cache/fsutil.js';
@@ -20,10 +20,47 @@ export interface LockFile {
   stages: Record<string, LockStage>;
 }
 
+/** The first line of every lock compress writes (how `cache gc` tells a recipe's lock from yarn.lock). */
+export const LOCK_HEADER = "# Written by compress: every stage's cache key, output digests and metrics. Commit it.";
+
 /** `compress.config.yaml` locks to `compress.lock`; `pipelines/x.yaml` to `pipelines/x.lock` (as dvc.yaml/dvc.lock). */
 export function lockPathFor(recipeFile: string): string {
   const name = basename(recipeFile).replace(/\.ya?ml$/, '');
   return join(dirname(recipeFile), `${name === 'compress.config' ? 'compress' : name}.lock`);
+}
+
+/**
+ * Why a lock file that exists cannot be read (undefined when it is missing or reads): git's conflict markers
+ * (two branches each updated the lock) named at their line, else the YAML error.
+ */
+export function unreadableLock(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : (e as Error).message;
+  }
+  if (readLock(path)) return undefined;
+  const conflict = text.split('\n').findIndex((l) => /^(<{7}|={7}|>{7})( |$)/.test(l));
+  if (conflict >= 0) return `it has git merge conflict markers (line ${conflict + 1}): run \`compress run\` to rewrite it from the merged recipe, then commit it`;
+  try {
+    parse(text);
+  } catch (e) {
+    return `${(e as Error).message.split('\n')[0].replace(/:$/, '')}: run \`compress run\` to rewrite it`;
+  }
+  return 'it has no stages: run `compress run` to rewrite it';
+}
+
+/**
+ * Why `recipeFile` may not use the lock at `lockPath`: it is another recipe's (compress.yaml and
+ * compress.config.yaml both lock to compress.lock; x.yaml and x.yml to x.lock) and that recipe is still
+ * there. A lock whose recipe was renamed away is taken over.
+ */
+export function sharedLockProblem(lockPath: string, recipeFile: string): string | undefined {
+  const owner = readLock(lockPath)?.recipe;
+  const mine = basename(recipeFile);
+  if (typeof owner !== 'string' || owner === mine || !existsSync(join(dirname(lockPath), owner))) return undefined;
+  return `${lockPath} is the lock of ${owner}, which is next to ${mine}: two recipes cannot share one lock; rename one of them (x.yaml locks to x.lock)`;
 }
 
 export function readLock(path: string): LockFile | undefined {
@@ -85,7 +122,7 @@ export async function updateLock(
     }
     const lock: LockFile = { lockfileVersion: 1, recipe, engine, stages };
     try {
-      await writeFileAtomic(path, `# Written by compress: every stage's cache key, output digests and metrics. Commit it.\n${stringify(lock, { lineWidth: 0 })}`, 'lockfile');
+      await writeFileAtomic(path, `${LOCK_HEADER}\n${stringify(lock, { lineWidth: 0 })}`, 'lockfile');
     } catch (e) {
       throw new LockWriteError(describeFsError(e, `cannot write the lock file ${path}`));
     }

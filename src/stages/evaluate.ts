@@ -96,6 +96,7 @@ export const evaluateStage = defineStage<EvaluateWith>({
         latencyMs,
         backend,
         samples: data.n,
+        split: w.split ?? 'test',
         ...(data.classNames ? { classes: data.classNames } : {}),
         layers: sizes.layers.map((l) => ({
           name: l.name,

@@ -48,7 +48,9 @@ const isOnnxPath = (p: string): boolean => p.toLowerCase().endsWith('.onnx');
 
 export const loadStage = defineStage<LoadWith>({
   kind: 'load',
-  version: '4',
+  // 5: an ONNX model ending in LogSoftmax gets its softmax on the logits (the LogSoftmax layer leaves it);
+  // a fixed-batch export's Reshape to [batch, -1] keeps the batch axis.
+  version: '5',
   description: 'load a TF.js layers model, a Keras (.h5 / .keras) model, a TF.js graph model (imported and checked against tfjs\'s graph executor) or an ONNX model (imported and checked against onnxruntime) from the repository or an upstream stage',
   withSchema: loadWithSchema,
   // A .json / directory may be a graph model (checked on the data too): only Keras files never use it.

@@ -25,7 +25,11 @@ export function lexicalEscape(p: string, root = "the recipe's directory"): strin
   if (isAbsolute(p) || win32.isAbsolute(p)) return `is absolute; use a path relative to ${root}`;
   if (p.includes('\0')) return 'contains a NUL character';
   const n = posix.normalize(p.replace(/\\/g, '/'));
-  if (n === '..' || n.startsWith('../')) return `climbs out of ${root} with '..'`;
+  if (n === '..' || n.startsWith('../')) {
+    // A team's recipes under pipelines/ meet this first: say where the files may be.
+    const where = root === "the recipe's directory" ? ' (a recipe reads files at or below its own directory: move the file there, or the recipe up)' : '';
+    return `climbs out of ${root} with '..'${where}`;
+  }
   return undefined;
 }
 

@@ -68,6 +68,8 @@ export interface NodeCtx {
   readonly tf: typeof tfType;
   readonly node: OnnxNode;
   readonly opset: number;
+  /** The model input's fixed batch size (exported without a dynamic batch axis), else null; the batch is 1 here. */
+  readonly fixedBatch: number | null;
   /** Number of inputs the node names (trailing optional ones may be empty). */
   readonly arity: number;
   has(i: number): boolean;
@@ -172,7 +174,10 @@ export function convertOnnx(tf: typeof tfType, g: OnnxGraph, opts: { softmax?: b
     if (appendSoftmax) {
       let sm = 'softmax';
       for (let k = 1; usedNames.has(sm); k++) sm = `softmax_${k}`;
-      y = tf.layers.activation({ activation: 'softmax', name: sm }).apply(t) as tfType.SymbolicTensor;
+      // softmax(log_softmax(z)) = softmax(z): a model ending in F.log_softmax (PyTorch's MNIST example) gets its
+      // softmax on the logits, and the LogSoftmax layer, which no export target writes, leaves the model.
+      const logits = producer?.opType === 'LogSoftmax' && t.inputs.length === 1 ? t.inputs[0] : t;
+      y = tf.layers.activation({ activation: 'softmax', name: sm }).apply(logits) as tfType.SymbolicTensor;
     }
     const model = tf.model({ inputs: inp, outputs: y, name });
     return {
@@ -238,6 +243,7 @@ function makeCtx(tf: typeof tfType, g: OnnxGraph, node: OnnxNode, values: Map<st
     tf,
     node,
     opset: g.opset,
+    fixedBatch: typeof g.inputs[0]?.dims[0] === 'number' ? g.inputs[0].dims[0] : null,
     arity: node.inputs.length,
     has: (i) => nameOf(i) !== '',
     val(i) {

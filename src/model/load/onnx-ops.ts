@@ -754,7 +754,9 @@ export const OPS: Record<string, OpEntry> = {
     },
     convert(c) {
       const s = c.sym(0);
-      const target = c.ints(1);
+      // Exported with a fixed batch, `x.view(x.size(0), -1)` folds to the constant [8, -1]: that 8 is the batch (1 here).
+      const given = c.ints(1);
+      const target = c.fixedBatch !== null && c.fixedBatch > 1 && given[0] === c.fixedBatch ? [1, ...given.slice(1)] : given;
       const out = reshapeTarget(s.shape, target, c.attrInt('allowzero', 0) === 1);
       if (!out) c.fail(`cannot reshape [${s.shape.join(', ')}] to [${target.join(', ')}]`);
       c.out(reshapeSym(c, s, out!));

@@ -32,11 +32,11 @@ after(async () => {
 
 let prefixes = 0;
 /** A remote on the shared s3rver under a prefix of its own, collecting its warnings. */
-function remoteAt(endpoint: string, opts: { prefix?: string; push?: boolean; maxAttempts?: number; requestTimeoutMs?: number } = {}) {
+function remoteAt(endpoint: string, opts: { prefix?: string; push?: boolean; maxAttempts?: number; requestTimeoutMs?: number; lookupTimeoutMs?: number } = {}) {
   const warnings: string[] = [];
   const env = { ...s3.env(opts.prefix ?? `t${++prefixes}`), AWS_ENDPOINT_URL: endpoint };
   const settings = resolveRemote({}, { push: opts.push ?? true }, env)!;
-  const remote = new RemoteCache(settings, { onWarning: (m) => warnings.push(m), maxAttempts: opts.maxAttempts, requestTimeoutMs: opts.requestTimeoutMs, connectTimeoutMs: 1000 });
+  const remote = new RemoteCache(settings, { onWarning: (m) => warnings.push(m), maxAttempts: opts.maxAttempts, requestTimeoutMs: opts.requestTimeoutMs, lookupTimeoutMs: opts.lookupTimeoutMs, connectTimeoutMs: 1000 });
   return { remote, warnings, prefix: settings.prefix };
 }
 
@@ -207,6 +207,19 @@ test('a server that never answers times out, and the remote is off with one warn
   assert.equal(srv.requests(), 2);
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], /unavailable \(.*[Tt]imeout/);
+  remote.close();
+  await srv.close();
+});
+
+test('a record lookup that gets no answer is not retried past its bound: one request, the remote off with one warning', async () => {
+  const srv = await faultyServer(undefined);
+  // Requests may take a minute (objects are megabytes); a record lookup is bytes.
+  const { remote, warnings } = remoteAt(srv.url, { maxAttempts: 3, requestTimeoutMs: 60_000, lookupTimeoutMs: 300 });
+  assert.deepEqual(await remote.pull(sha256('hung'), newStore(), 'x'), {});
+  assert.equal(await remote.hasRecord(sha256('hung')), undefined, 'off for the rest of the run');
+  assert.equal(srv.requests(), 1);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /unavailable \(LookupTimeout: no answer to a lookup of .* within 0\.3 s/);
   remote.close();
   await srv.close();
 });

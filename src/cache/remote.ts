@@ -18,6 +18,11 @@ export interface RemoteOptions {
   /** A request taking longer (connect, or the whole exchange) counts as failed and is retried. */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /**
+   * A record lookup or HEAD (bytes, not megabytes) with no answer within this, retries included, counts as failed
+   * (default 15 s): a remote that accepts connections and never answers costs a run that once, not 3 x 60 s.
+   */
+  lookupTimeoutMs?: number;
   /** Requests in flight at once for one entry's objects. */
   parallel?: number;
   /** What the caller does once the remote is unreachable, ending that warning (default: a run's "continuing with the local cache only"). */
@@ -258,19 +263,24 @@ export class RemoteCache {
   }
 
   private async getText(key: string): Promise<string> {
-    try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }));
+    return this.lookup(key, async (abortSignal) => {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key: key }), { abortSignal });
       return await res.Body!.transformToString('utf8');
-    } catch (e) {
-      throw notFound(e) ? new NotFound(key) : e;
-    }
+    });
   }
 
   private async headSize(key: string): Promise<number> {
+    return this.lookup(key, async (abortSignal) => (await this.client.send(new HeadObjectCommand({ Bucket: this.settings.bucket, Key: key }), { abortSignal })).ContentLength ?? -1);
+  }
+
+  /** A small request bounded by lookupTimeoutMs, retries included; a 404 is NotFound. */
+  private async lookup<T>(key: string, f: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ms = this.opts.lookupTimeoutMs ?? 15_000;
+    const signal = AbortSignal.timeout(ms);
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.settings.bucket, Key: key }));
-      return res.ContentLength ?? -1;
+      return await f(signal);
     } catch (e) {
+      if (signal.aborted) throw Object.assign(new Error(`no answer to a lookup of ${key} within ${ms / 1000} s`), { name: 'LookupTimeout' });
       throw notFound(e) ? new NotFound(key) : e;
     }
   }

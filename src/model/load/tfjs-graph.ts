@@ -38,6 +38,8 @@ export interface GraphSource {
   specs: tfType.io.WeightsManifestEntry[];
   data: ArrayBuffer;
   file: string;
+  /** Of a model with several outputs, the one to import (a signature key or tensor name). */
+  output?: string;
 }
 
 /** 'StatefulPartitionedCall/model/block_1_expand/Conv2D' -> 'model/block_1_expand' (the Keras layer's path). */
@@ -148,7 +150,7 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
 
 /** Reads and converts the graph; the artifacts are what tfjs's graph executor loads the same model from. */
 export function importTfjsGraph(tf: typeof tfType, src: GraphSource): GraphImport {
-  const g = readTfjsGraph(tf, src.json, src.specs, src.data, src.file);
+  const g = readTfjsGraph(tf, src.json, src.specs, src.data, src.file, src.output);
   const model = convertTfjsGraph(tf, g);
   const batch = g.input.shape[0];
   return {

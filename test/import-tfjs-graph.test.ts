@@ -590,3 +590,40 @@ stages:
   assert.equal(st('eval').status, 'failed');
   assert.match(st('eval').reason ?? '', /the model's output per sample is one value \(a sigmoid binary classifier or a regression head\)/);
 });
+
+test("shape arithmetic on a computed tensor (Shape, StridedSlice, Pack, Mul: Keras's Reshape((-1, 4)) and Conv2DTranspose's output size) folds, the batch kept free", async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 29);
+  const i32 = (name: string, shape: number[], v: number[]) => w.const(name, shape, v, 'int32');
+  const sliceAttrs = (shrink: number, begin = 0, end = 0) => ({ T: A.type('DT_INT32'), Index: A.type('DT_INT32'), begin_mask: A.i(begin), end_mask: A.i(end), ellipsis_mask: A.i(0), new_axis_mask: A.i(0), shrink_axis_mask: A.i(shrink) });
+  const dim = (name: string, shape: string, k: number) => w.op(`${name}/strided_slice_${k}`, 'StridedSlice', [shape, i32(`${name}/stack_${k}`, [1], [k]), i32(`${name}/stack_${k}_1`, [1], [k + 1]), i32(`${name}/stack_${k}_2`, [1], [1])], sliceAttrs(1));
+  const shapeOf = (name: string, t: string) => w.op(`${name}/Shape`, 'Shape', [t], { T: A.type(), out_type: A.type('DT_INT32') });
+  const pack = (name: string, parts: string[]) => w.op(name, 'Pack', parts, { T: A.type('DT_INT32'), N: A.i(parts.length), axis: A.i(0) });
+  const c = w.fusedConv('conv', w.placeholder('input', [-1, 6, 6, 3]), [3, 3, 3, 4], { act: 'Relu', strides: 2 });
+  // Conv2DTranspose with output_shape [batch, 2h, 2w, 5] computed from the input's shape (Keras's dynamic output size).
+  const s = shapeOf('deconv', c);
+  const twice = (k: number) => w.op(`deconv/mul_${k}`, 'Mul', [dim('deconv', s, k), i32(`deconv/two_${k}`, [], [2])], { T: A.type('DT_INT32') });
+  const sizes = pack('deconv/stack', [dim('deconv', s, 0), twice(1), twice(2), i32('deconv/stack/3', [], [5])]);
+  const up = w.op('deconv/conv2d_transpose', 'Conv2DBackpropInput', [sizes, w.randomConst('deconv/kernel', [2, 2, 5, 4]), c], {
+    T: A.type(), strides: A.ints([1, 2, 2, 1]), dilations: A.ints([1, 1, 1, 1]), padding: A.s('SAME'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]), use_cudnn_on_gpu: A.b(true),
+  });
+  // A per-channel shift: a column of a [5, 2] table (begin_mask on the rows, shrink_axis_mask on the columns).
+  const table = w.randomConst('shift/table', [5, 2]);
+  const shift = w.op('shift/strided_slice', 'StridedSlice', [table, i32('shift/begin', [2], [0, 1]), i32('shift/end', [2], [0, 2]), i32('shift/strides', [2], [1, 1])], { ...sliceAttrs(2, 1, 1), T: A.type() });
+  const shifted = w.op('shift/add', 'AddV2', [up, shift]);
+  const target = pack('reshape/Reshape/shape', [dim('reshape', shapeOf('reshape', shifted), 0), i32('reshape/Reshape/shape/1', [], [-1]), i32('reshape/Reshape/shape/2', [], [4])]);
+  const flat = w.op('reshape/Reshape', 'Reshape', [shifted, target], { T: A.type(), Tshape: A.type('DT_INT32') });
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'shape-arith'), w.op('Identity', 'Identity', [flat])), 30);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.deepEqual(model.outputs[0].shape, [null, 45, 4]);
+  assert.deepEqual(model.layers.map((l) => l.getClassName()), ['InputLayer', 'Conv2D', 'Activation', 'Conv2DTranspose', 'BatchNormalization', 'Reshape']);
+  model.dispose();
+});
+
+test('a StridedSlice of a computed tensor (SSR-Net\'s age arithmetic) fails naming the node and saying it is supported on constants only', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 31);
+  const i32 = (name: string, v: number[]) => w.const(name, [2], v, 'int32');
+  const d = w.fusedMatMul('dense', w.op('flatten/Reshape', 'Reshape', [w.placeholder('input_1', [-1, 2, 2, 1]), w.const('flatten/Const', [2], [-1, 4], 'int32')], { T: A.type(), Tshape: A.type('DT_INT32') }), 4, 3);
+  const sl = w.op('pred_a/strided_slice', 'StridedSlice', [d, i32('b', [0, 0]), i32('e', [0, 1]), i32('s', [1, 1])], { T: A.type(), Index: A.type('DT_INT32'), begin_mask: A.i(1), end_mask: A.i(1), ellipsis_mask: A.i(0), new_axis_mask: A.i(0), shrink_axis_mask: A.i(2) });
+  const file = w.write(join(dir, 'slice-sym'), w.op('Identity', 'Identity', [sl]));
+  await assert.rejects(loadModelFrom(tf, file), /node 'StatefulPartitionedCall\/model\/pred_a\/strided_slice' \(StridedSlice\): op 'StridedSlice' is supported only on constants \(shape arithmetic\); on a tensor computed from the model's input it is not supported/);
+});

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { binary, broadcastShape, concat, reshapeTarget, transpose } from './onnx-fold.js';
+import { binary, broadcastShape, concat, constOf, reshapeTarget, slice, transpose } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';
 
 /**
@@ -35,6 +35,7 @@ export interface GraphCtx {
   attrStrs(name: string): string[];
   attrInts(name: string, def?: number[]): number[];
   attrFloat(name: string, def?: number): number;
+  attrInt(name: string, def?: number): number;
   attrBool(name: string, def?: boolean): boolean;
   out(v: Val, i?: number): void;
   /** Throws an InputError naming the node and its op. */
@@ -427,6 +428,23 @@ export const OPS: Record<string, OpEntry> = {
     fold: (c) => c.out({ kind: 'const', c: { ...c.const(0), dims: squeezed(c, c.const(0).dims) } }),
     convert: (c) => c.out(reshapeTo(c, c.sym(0), squeezed(c, [1, ...dimsOf(c.sym(0))]))),
   },
+  Shape: {
+    fold: (c) => c.out({ kind: 'const', c: constOf([c.const(0).dims.length], c.const(0).dims, true) }),
+    // A computed tensor's shape with the batch as 1 (the ONNX importer's convention): what a Reshape / Conv2DBackpropInput
+    // reading it (Keras's Reshape((-1, 16)): [batch, -1, 16]) takes as the batch entry, which they keep as the batch axis.
+    convert: (c) => c.out({ kind: 'const', c: constOf([dimsOf(c.sym(0)).length + 1], [1, ...dimsOf(c.sym(0))], true) }),
+  },
+  StridedSlice: { fold: (c) => c.out({ kind: 'const', c: stridedSlice(c) }) },
+  Pack: {
+    fold(c) {
+      const parts = Array.from({ length: c.arity }, (_, i) => c.const(i));
+      const rank = parts[0].dims.length + 1;
+      const a = c.attrInt('axis', 0);
+      const axis = a < 0 ? a + rank : a;
+      if (parts.some((p) => p.dims.join() !== parts[0].dims.join())) c.fail(`operands of shapes ${parts.map((p) => `[${p.dims.join(', ')}]`).join(', ')} differ`);
+      c.out({ kind: 'const', c: concat(parts.map((p) => ({ ...p, dims: [...p.dims.slice(0, axis), 1, ...p.dims.slice(axis)] })), axis) });
+    },
+  },
   FusedBatchNorm: batchNorm(),
   FusedBatchNormV2: batchNorm(),
   FusedBatchNormV3: batchNorm(),
@@ -476,6 +494,38 @@ function clip(kind: 'max' | 'min'): OpEntry {
       c.fail(kind === 'min' ? `min(x, ${v}) is supported only on a ReLU's output with a bound > 0 (a capped ReLU)` : `max(x, ${v}) is supported only with the bound 0 (a ReLU) or on a ReLU's output`);
     },
   };
+}
+
+/** StridedSlice of a constant (begin / end / strides with their masks; shrink_axis_mask drops the axis; no ellipsis or new axes). */
+function stridedSlice(c: GraphCtx): Const {
+  const x = c.const(0);
+  const [begin, end, strides] = [c.ints(1), c.ints(2), c.ints(3)];
+  const bit = (name: string, a: number): boolean => ((c.attrInt(name, 0) >> a) & 1) === 1;
+  if (c.attrInt('ellipsis_mask', 0) || c.attrInt('new_axis_mask', 0)) c.fail('ellipsis_mask and new_axis_mask are not supported');
+  if (begin.length > x.dims.length || end.length !== begin.length || strides.length !== begin.length) {
+    c.fail(`begin [${begin.join(', ')}], end [${end.join(', ')}] and strides [${strides.join(', ')}] do not fit a tensor of shape [${x.dims.join(', ')}]`);
+  }
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const steps: number[] = [];
+  begin.forEach((b, a) => {
+    const d = x.dims[a];
+    const step = strides[a];
+    if (step === 0) c.fail('a stride of 0 is not valid');
+    if (bit('shrink_axis_mask', a)) {
+      const i = b < 0 ? b + d : b;
+      if (i < 0 || i >= d) c.fail(`index ${b} is out of range for axis ${a} of size ${d}`);
+      starts.push(i);
+      ends.push(i + 1);
+      steps.push(1);
+      return;
+    }
+    starts.push(bit('begin_mask', a) ? (step > 0 ? 0 : d - 1) : b);
+    ends.push(bit('end_mask', a) ? (step > 0 ? d : -d - 1) : end[a]);
+    steps.push(step);
+  });
+  const r = slice(x, starts, ends, begin.map((_, a) => a), steps);
+  return { ...r, dims: r.dims.filter((_, a) => !(a < begin.length && bit('shrink_axis_mask', a))) };
 }
 
 /**

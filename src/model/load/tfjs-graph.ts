@@ -85,7 +85,7 @@ function convertNode(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map
   const ctx = makeCtx(tf, g, node, values, usedNames, weightTensors);
   const allConst = node.inputs.every((n) => values.get(n)?.kind === 'const');
   if (allConst && entry.fold) return entry.fold(ctx);
-  if (!entry.convert) ctx.fail('is supported only on constants');
+  if (!entry.convert) ctx.fail(`op '${node.op}' is supported only on constants (shape arithmetic); on a tensor computed from the model's input it is not supported`);
   if (allConst) ctx.fail('computes on constants only, which is not supported for this op');
   entry.convert!(ctx);
   if (!values.has(`${node.name}:0`)) ctx.fail('produced no output (internal error)');
@@ -123,6 +123,7 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
     attrStrs: (name) => attr(name, [], (a) => a.list?.s?.map(decodeB64) ?? (a.list ? [] : undefined), 'a list of strings'),
     attrInts: (name, def) => attr(name, def, (a) => a.list?.i?.map(Number) ?? (a.list ? [] : undefined), 'a list of integers'),
     attrFloat: (name, def) => attr(name, def, (a) => (typeof a.f === 'number' ? a.f : a.f === undefined && a.i === undefined ? 0 : undefined), 'a number'),
+    attrInt: (name, def) => attr(name, def, (a) => (a.i !== undefined ? Number(a.i) : a.f === undefined && a.b === undefined ? 0 : undefined), 'an integer'),
     attrBool: (name, def) => attr(name, def, (a) => (typeof a.b === 'boolean' ? a.b : a.b === undefined ? false : undefined), 'a boolean'),
     out(v, i = 0) {
       values.set(`${node.name}:${i}`, v);

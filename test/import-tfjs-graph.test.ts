@@ -627,3 +627,16 @@ test('a StridedSlice of a computed tensor (SSR-Net\'s age arithmetic) fails nami
   const file = w.write(join(dir, 'slice-sym'), w.op('Identity', 'Identity', [sl]));
   await assert.rejects(loadModelFrom(tf, file), /node 'StatefulPartitionedCall\/model\/pred_a\/strided_slice' \(StridedSlice\): op 'StridedSlice' is supported only on constants \(shape arithmetic\); on a tensor computed from the model's input it is not supported/);
 });
+
+test('a non-finite constant fails where it would become a weight, naming the node; a -Infinity PadV2 value (max-pool padding) fails as a padding value', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 32);
+  const x = w.placeholder('input_1', [-1, 6, 6, 3]);
+  const kernel = w.random(3 * 4);
+  kernel[5] = NaN;
+  const conv = w.op('conv/Conv2D', 'Conv2D', [x, w.const('conv/kernel', [1, 1, 3, 4], kernel)], { T: A.type(), strides: A.ints([1, 1, 1, 1]), dilations: A.ints([1, 1, 1, 1]), padding: A.s('SAME'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]) });
+  await assert.rejects(loadModelFrom(tf, w.write(join(dir, 'nan-kernel'), w.op('Identity', 'Identity', [conv]))), /node 'StatefulPartitionedCall\/model\/conv\/Conv2D' \(Conv2D\): a weight of shape \[1, 1, 3, 4\] from its constants contains 1 non-finite value\(s\) \(first: NaN at flat index 5\)/);
+  const p = new GraphModelWriter('StatefulPartitionedCall/model', 33);
+  const c = p.fusedConv('conv', p.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 4]);
+  const pad = p.op('PadV2', 'PadV2', [c, p.const('paddings', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0], 'int32'), p.const('PadV2/constant_values', [], [-Infinity])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
+  await assert.rejects(loadModelFrom(tf, p.write(join(dir, 'pad-inf'), p.op('Identity', 'Identity', [pad]))), /node 'StatefulPartitionedCall\/model\/PadV2' \(PadV2\): padding with the value -Infinity is not supported \(only zeros\)/);
+});

@@ -1,6 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError } from '../../errors/input-error.js';
-import { assertFiniteWeights } from './common.js';
 import { constOf } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';
 
@@ -168,10 +167,9 @@ export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tf
   try {
     for (const s of specs) {
       const t = decoded[s.name];
-      const int = t.dtype !== 'float32';
-      const values = t.dataSync();
-      if (!int) assertFiniteWeights(values as Float32Array, file, s.name, s.name);
-      consts.set(s.name, constOf(t.shape, values, int));
+      // Non-finite values are refused where a constant becomes a layer's weight (tfjs-graph.ts), naming the node: a
+      // -Infinity is a legitimate PadV2 value before a max pool, refused there as a padding value.
+      consts.set(s.name, constOf(t.shape, t.dataSync(), t.dtype !== 'float32'));
     }
   } finally {
     for (const t of Object.values(decoded)) t.dispose();

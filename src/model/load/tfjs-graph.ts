@@ -136,6 +136,10 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
       usedNames.add(name);
       const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory];
       if (!make) throw new Error(`no tf.layers factory '${factory}'`);
+      for (const w of weights ?? []) {
+        const bad = w.data.findIndex((v) => !Number.isFinite(v));
+        if (bad >= 0) fail(`a weight of shape [${w.shape.join(', ')}] from its constants contains ${w.data.filter((v) => !Number.isFinite(v)).length} non-finite value(s) (first: ${w.data[bad]} at flat index ${bad})`, 'the model was saved after training diverged, or the file is corrupt');
+      }
       const ws = weights?.map((w) => tf.tensor(w.data, w.shape));
       if (ws) weightTensors.push(...ws);
       try {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
@@ -639,4 +639,28 @@ test('a non-finite constant fails where it would become a weight, naming the nod
   const c = p.fusedConv('conv', p.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 4]);
   const pad = p.op('PadV2', 'PadV2', [c, p.const('paddings', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0], 'int32'), p.const('PadV2/constant_values', [], [-Infinity])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
   await assert.rejects(loadModelFrom(tf, p.write(join(dir, 'pad-inf'), p.op('Identity', 'Identity', [pad]))), /node 'StatefulPartitionedCall\/model\/PadV2' \(PadV2\): padding with the value -Infinity is not supported \(only zeros\)/);
+});
+
+test("the load stage's `output` on a TF.js layers model fails saying it is for graph models", async () => {
+  const { dir: ws, file } = workspace(`version: 1
+name: layers-output
+seed: 3
+stages:
+  base:
+    uses: load
+    with: { path: m, output: Identity_1 }
+`);
+  const input = tf.input({ shape: [4] });
+  const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, activation: 'softmax' }).apply(input) as tfType.SymbolicTensor });
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    mkdirSync(join(ws, 'm'), { recursive: true });
+    writeFileSync(join(ws, 'm', 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, format: 'layers-model', weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] }));
+    writeFileSync(join(ws, 'm', 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  model.dispose();
+  const s = await runRecipe(loadRecipe(file));
+  const st = s.stages.find((x) => x.id === 'base')!;
+  assert.equal(st.status, 'failed');
+  assert.match(st.reason ?? '', /output 'Identity_1': choosing an output is for TF\.js graph models only, and m is not one/);
 });

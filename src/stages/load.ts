@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import type { FromSchema } from 'json-schema-to-ts';
 import { onnxExternalFiles } from '../model/load/onnx-read.js';
 import { emptyMeta } from '../model/meta.js';
+import { InputError } from '../errors/input-error.js';
 import { confinedPath, lexicalEscape } from '../util/paths.js';
 import { defineStage } from './types.js';
 import { engineFor, saveOutputModel } from './support.js';
@@ -14,6 +15,7 @@ export const loadWithSchema = {
     weights: { type: 'string', minLength: 1, description: "Keras's model.save_weights() file (.h5 / .weights.h5) for a `path` holding model.to_json() architecture JSON, relative to the recipe" },
     from: { type: 'string', minLength: 1, description: 'an upstream stage (listed in needs) whose output directory holds `path`, e.g. an exec stage that trains and exports the model in PyTorch' },
     data: { type: 'string', minLength: 1, description: 'ONNX / TF.js graph-model import: the dataset whose samples check the import against onnxruntime / tfjs\'s graph executor (default: the recipe\'s only dataset; seeded random inputs when there is none)' },
+    output: { type: 'string', minLength: 1, description: "TF.js graph-model import of a model with several outputs (a detector's heads, a face model's age and gender): the one to import, by signature key or tensor name (`Identity_1`, `Identity_1:0`)" },
     softmax: { type: 'boolean', description: 'ONNX import: add a Softmax after a classifier that outputs logits or log-probabilities (default true: compress trains and evaluates on probabilities)' },
     verify: {
       type: 'object',
@@ -88,6 +90,8 @@ export const loadStage = defineStage<LoadWith>({
     const { readTfjsGraphSource } = await import('../model/load/tfjs.js');
     // A TF.js graph model is imported and checked like an ONNX file; a layers model.json loads as it is.
     const graph = !ctx.with.weights && (await detectModelFormat(file)) === 'tfjs' ? await readTfjsGraphSource(tf, file) : undefined;
+    if (ctx.with.output !== undefined && !graph) throw new InputError(`output '${ctx.with.output}': choosing an output is for TF.js graph models only, and ${ctx.with.path} is not one`, { file });
+    if (graph) graph.output = ctx.with.output;
     if (isOnnxPath(ctx.with.path)) {
       const { importOnnxVerified } = await import('./load-onnx.js');
       ({ model, importCheck } = await importOnnxVerified(tf, file, ctx, meta));

@@ -43,6 +43,12 @@ export function outputClassesOf(model: tfType.LayersModel, stage?: string): numb
       hint: 'compress loads, lists (`compress layers`) and imports such a model, but its training, evaluation, quantization and export stages work on classifiers ([N, classes] outputs)',
     });
   }
+  if (shape.length === 2 && shape[1] === 1) {
+    // One unit (a sigmoid binary classifier, a regression head): argmax and top-k of one score say nothing about labels.
+    throw new InputError(`${stage ? `stage '${stage}': ` : ''}the model's output per sample is one value (a sigmoid binary classifier or a regression head), not a vector of class scores: this stage scores predictions against the dataset's labels, which needs one output per class`, {
+      hint: 'compress loads, lists (`compress layers`) and imports such a model; to evaluate, quantize or export it, give it one softmax output per class (a binary classifier: two)',
+    });
+  }
   return shape.length === 2 && typeof shape[1] === 'number' && shape[1] > 1 ? shape[1] : undefined;
 }
 

@@ -1,5 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
-import { binary, broadcastShape, concat, reshapeTarget, transpose } from './onnx-fold.js';
+import { binary, broadcastShape, concat, constOf, reshapeTarget, slice, transpose } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';
 
 /**
@@ -35,6 +35,7 @@ export interface GraphCtx {
   attrStrs(name: string): string[];
   attrInts(name: string, def?: number[]): number[];
   attrFloat(name: string, def?: number): number;
+  attrInt(name: string, def?: number): number;
   attrBool(name: string, def?: boolean): boolean;
   out(v: Val, i?: number): void;
   /** Throws an InputError naming the node and its op. */
@@ -154,6 +155,32 @@ function conv(depthwise: boolean, fused: boolean): OpEntry {
       c.out(tail ? tail.finish(sym(y)) : sym(y));
     },
   };
+}
+
+/**
+ * Conv2DBackpropInput (input_sizes, filter [kh, kw, out, in]: Keras's Conv2DTranspose kernel layout, x) as a
+ * Conv2DTranspose without bias, when input_sizes is the size Keras computes for the padding (SAME: in * stride;
+ * VALID: in * stride + max(k - stride, 0)).
+ */
+function convTranspose(c: GraphCtx): Sym {
+  requireNhwc(c);
+  const s = c.sym(2);
+  requireImage(c, s);
+  const w = c.const(1);
+  if (w.dims.length !== 4) c.fail(`filter of shape [${w.dims.join(', ')}] is not [kh, kw, out, in]`);
+  const [kh, kw, O, I] = w.dims;
+  if (I !== channels(s)) c.fail(`the filter reads ${I} channels, the input has ${channels(s)}`);
+  const strides = spatial(c, 'strides');
+  if (Math.max(...spatial(c, 'dilations', [1, 1, 1, 1])) > 1) c.fail('dilations > 1 are not supported');
+  const p = c.attrStr('padding');
+  if (p !== 'SAME' && p !== 'VALID') c.fail(`padding '${p}' is not supported for a transposed convolution`);
+  const [H, W] = dimsOf(s);
+  const size = (n: number, k: number, st: number) => (p === 'SAME' ? n * st : n * st + Math.max(k - st, 0));
+  const want = [1, size(H, kh, strides[0]), size(W, kw, strides[1]), O];
+  const got = c.ints(0);
+  if (got.slice(1).join() !== want.slice(1).join()) c.fail(`output size [${got.join(', ')}] is not the [N, ${want.slice(1).join(', ')}] Keras's Conv2DTranspose computes (output_padding is not supported)`);
+  const cfg = { filters: O, kernelSize: [kh, kw], strides, padding: p.toLowerCase(), useBias: false, kernelInitializer: 'zeros' };
+  return sym(c.layer('conv2dTranspose', cfg, s.t, [{ data: f32(w), shape: w.dims }]));
 }
 
 /** MatMul / _FusedMatMul of a computed [N, K] by a constant [K, N] (transpose_b: [N, K]) as a Dense layer. */
@@ -321,6 +348,7 @@ export const OPS: Record<string, OpEntry> = {
   _FusedConv2D: conv(false, true),
   DepthwiseConv2dNative: conv(true, false),
   FusedDepthwiseConv2dNative: conv(true, true),
+  Conv2DBackpropInput: { convert: (c) => c.out(convTranspose(c)) },
   MatMul: matmul(false),
   _FusedMatMul: matmul(true),
   BiasAdd: {
@@ -333,6 +361,7 @@ export const OPS: Record<string, OpEntry> = {
     },
   },
   Relu: activationOp('Relu'),
+  Prelu: { convert: (c) => c.out(ACTIVATIONS.Prelu(c, c.sym(0), c.const(1))) },
   Relu6: activationOp('Relu6'),
   LeakyRelu: activationOp('LeakyRelu'),
   Elu: activationOp('Elu'),
@@ -344,15 +373,23 @@ export const OPS: Record<string, OpEntry> = {
   Sub: arithmetic('sub'),
   Mul: arithmetic('mul'),
   RealDiv: arithmetic('div'),
-  Mean: {
+  Mean: spatialReduce('mean', 'globalAveragePooling2d'),
+  Max: spatialReduce('maximum', 'globalMaxPooling2d'),
+  AddN: {
+    fold(c) {
+      let sum = c.const(0);
+      for (let i = 1; i < c.arity; i++) sum = binary(sum, c.const(i), (x, y) => x + y, sum.int && c.const(i).int) ?? c.fail('operands do not broadcast');
+      c.out({ kind: 'const', c: sum });
+    },
     convert(c) {
-      const s = c.sym(0);
-      const axes = c.ints(1).map((a) => (a < 0 ? a + dimsOf(s).length + 1 : a)).sort();
-      if (dimsOf(s).length !== 3 || axes.join() !== '1,2') c.fail(`only the mean over the spatial axes [1, 2] of an NHWC image is supported (axes [${c.ints(1).join(', ')}] of [N, ${dimsOf(s).join(', ')}])`);
-      const g = c.layer('globalAveragePooling2d', {}, s.t);
-      c.out(sym(c.attrBool('keep_dims', false) ? c.layer('reshape', { targetShape: [1, 1, channels(s)] }, g, undefined, 'keep_dims') : g));
+      const parts = Array.from({ length: c.arity }, (_, i) => c.sym(i));
+      const d = dimsOf(parts[0]).join();
+      if (parts.some((p) => dimsOf(p).join() !== d)) c.fail(`operands of shapes ${parts.map((p) => `[N, ${dimsOf(p).join(', ')}]`).join(', ')} differ`);
+      c.out(parts.length === 1 ? parts[0] : sym(c.layer('add', {}, parts.map((p) => p.t))));
     },
   },
+  Maximum: clip('max'),
+  Minimum: clip('min'),
   MaxPool: pool('maxPooling2d'),
   AvgPool: pool('averagePooling2d'),
   Pad: { convert: (c) => c.out(zeroPad(c)) },
@@ -391,18 +428,124 @@ export const OPS: Record<string, OpEntry> = {
     fold: (c) => c.out({ kind: 'const', c: { ...c.const(0), dims: squeezed(c, c.const(0).dims) } }),
     convert: (c) => c.out(reshapeTo(c, c.sym(0), squeezed(c, [1, ...dimsOf(c.sym(0))]))),
   },
+  Shape: {
+    fold: (c) => c.out({ kind: 'const', c: constOf([c.const(0).dims.length], c.const(0).dims, true) }),
+    // A computed tensor's shape with the batch as 1 (the ONNX importer's convention): what a Reshape / Conv2DBackpropInput
+    // reading it (Keras's Reshape((-1, 16)): [batch, -1, 16]) takes as the batch entry, which they keep as the batch axis.
+    convert: (c) => c.out({ kind: 'const', c: constOf([dimsOf(c.sym(0)).length + 1], [1, ...dimsOf(c.sym(0))], true) }),
+  },
+  StridedSlice: { fold: (c) => c.out({ kind: 'const', c: stridedSlice(c) }) },
+  Pack: {
+    fold(c) {
+      const parts = Array.from({ length: c.arity }, (_, i) => c.const(i));
+      const rank = parts[0].dims.length + 1;
+      const a = c.attrInt('axis', 0);
+      const axis = a < 0 ? a + rank : a;
+      if (parts.some((p) => p.dims.join() !== parts[0].dims.join())) c.fail(`operands of shapes ${parts.map((p) => `[${p.dims.join(', ')}]`).join(', ')} differ`);
+      c.out({ kind: 'const', c: concat(parts.map((p) => ({ ...p, dims: [...p.dims.slice(0, axis), 1, ...p.dims.slice(axis)] })), axis) });
+    },
+  },
   FusedBatchNorm: batchNorm(),
   FusedBatchNormV2: batchNorm(),
   FusedBatchNormV3: batchNorm(),
 };
 
-/** Pad / PadV2 of an image's spatial axes only (paddings [[0, 0], [t, b], [l, r], [0, 0]]) as a ZeroPadding2D. */
+/** Mean / Max over an NHWC image's spatial axes [1, 2] as a global pooling layer (`keep_dims`: + Reshape to [1, 1, C]). */
+function spatialReduce(what: string, factory: string): OpEntry {
+  return {
+    convert(c) {
+      const s = c.sym(0);
+      const axes = c.ints(1).map((a) => (a < 0 ? a + dimsOf(s).length + 1 : a)).sort();
+      if (dimsOf(s).length !== 3 || axes.join() !== '1,2') c.fail(`only the ${what} over the spatial axes [1, 2] of an NHWC image is supported (axes [${c.ints(1).join(', ')}] of [N, ${dimsOf(s).join(', ')}])`);
+      const g = c.layer(factory, {}, s.t);
+      c.out(sym(c.attrBool('keep_dims', false) ? c.layer('reshape', { targetShape: [1, 1, channels(s)] }, g, undefined, 'keep_dims') : g));
+    },
+  };
+}
+
+/** The layer computing `s` when it is a ReLU (Relu, Relu6, a ReLU with a cap): its input and cap (Infinity: none). */
+function reluOf(s: Sym): { input: ST; cap: number } | undefined {
+  const l = s.t.sourceLayer;
+  const cfg = l.getConfig() as { activation?: string; maxValue?: number | null };
+  const relu = l.getClassName() === 'ReLU' || (l.getClassName() === 'Activation' && cfg.activation === 'relu');
+  return relu ? { input: l.input as ST, cap: cfg.maxValue ?? Infinity } : undefined;
+}
+
+/**
+ * Maximum / Minimum: of two computed tensors a Keras Maximum / Minimum layer; with a scalar constant, the clips Keras's
+ * `clip_by_value` / `ReLU(max_value)` leave in a graph: min(relu(x), k) is a ReLU capped at k (applied to the ReLU's
+ * input), max(x, 0) a ReLU, and max(y, k <= 0) of a ReLU's output y is y. Other constant bounds are refused.
+ */
+function clip(kind: 'max' | 'min'): OpEntry {
+  const f = kind === 'max' ? Math.max : Math.min;
+  return {
+    fold: foldBinary(f),
+    convert(c) {
+      if (!c.isConst(0) && !c.isConst(1)) return c.out(merge(c, kind === 'max' ? 'maximum' : 'minimum'));
+      const xi = c.isConst(0) ? 1 : 0;
+      const s = c.sym(xi);
+      const k = c.const(1 - xi);
+      const v = k.data[0];
+      if (k.data.some((e) => e !== v)) c.fail(`a bound of shape [${k.dims.join(', ')}] with different values is not supported (only one value)`);
+      const relu = reluOf(s);
+      if (kind === 'min' && relu && v > 0) return c.out(sym(c.layer('reLU', { maxValue: Math.min(v, relu.cap) }, relu.input, undefined, 'relu_cap')));
+      if (kind === 'max' && relu && v <= 0) return c.out(s);
+      if (kind === 'max' && v === 0) return c.out(sym(c.layer('reLU', {}, s.t, undefined, 'relu')));
+      c.fail(kind === 'min' ? `min(x, ${v}) is supported only on a ReLU's output with a bound > 0 (a capped ReLU)` : `max(x, ${v}) is supported only with the bound 0 (a ReLU) or on a ReLU's output`);
+    },
+  };
+}
+
+/** StridedSlice of a constant (begin / end / strides with their masks; shrink_axis_mask drops the axis; no ellipsis or new axes). */
+function stridedSlice(c: GraphCtx): Const {
+  const x = c.const(0);
+  const [begin, end, strides] = [c.ints(1), c.ints(2), c.ints(3)];
+  const bit = (name: string, a: number): boolean => ((c.attrInt(name, 0) >> a) & 1) === 1;
+  if (c.attrInt('ellipsis_mask', 0) || c.attrInt('new_axis_mask', 0)) c.fail('ellipsis_mask and new_axis_mask are not supported');
+  if (begin.length > x.dims.length || end.length !== begin.length || strides.length !== begin.length) {
+    c.fail(`begin [${begin.join(', ')}], end [${end.join(', ')}] and strides [${strides.join(', ')}] do not fit a tensor of shape [${x.dims.join(', ')}]`);
+  }
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const steps: number[] = [];
+  begin.forEach((b, a) => {
+    const d = x.dims[a];
+    const step = strides[a];
+    if (step === 0) c.fail('a stride of 0 is not valid');
+    if (bit('shrink_axis_mask', a)) {
+      const i = b < 0 ? b + d : b;
+      if (i < 0 || i >= d) c.fail(`index ${b} is out of range for axis ${a} of size ${d}`);
+      starts.push(i);
+      ends.push(i + 1);
+      steps.push(1);
+      return;
+    }
+    starts.push(bit('begin_mask', a) ? (step > 0 ? 0 : d - 1) : b);
+    ends.push(bit('end_mask', a) ? (step > 0 ? d : -d - 1) : end[a]);
+    steps.push(step);
+  });
+  const r = slice(x, starts, ends, begin.map((_, a) => a), steps);
+  return { ...r, dims: r.dims.filter((_, a) => !(a < begin.length && bit('shrink_axis_mask', a))) };
+}
+
+/**
+ * Pad / PadV2 with zeros of an image: on the spatial axes (paddings [[0, 0], [t, b], [l, r], [0, 0]]) a ZeroPadding2D;
+ * on the channel axis (BlazeFace's `channel_padding` before a residual add) a frozen 1x1 Conv2D copying the C channels
+ * into C + before + after (an identity kernel: exact, and every export target runs it).
+ */
 function zeroPad(c: GraphCtx): Sym {
   const s = c.sym(0);
   requireImage(c, s);
   const p = c.ints(1);
-  if (p.length !== 8 || p[0] || p[1] || p[6] || p[7]) c.fail(`paddings [${p.join(', ')}] pad more than the spatial axes of an NHWC image`);
-  return sym(c.layer('zeroPadding2d', { padding: [[p[2], p[3]], [p[4], p[5]]] }, s.t));
+  if (p.length !== 8 || p[0] || p[1] || p.some((v) => v < 0)) c.fail(`paddings [${p.join(', ')}] pad the batch axis or are negative`);
+  const spatial = p[2] || p[3] || p[4] || p[5] ? sym(c.layer('zeroPadding2d', { padding: [[p[2], p[3]], [p[4], p[5]]] }, s.t)) : s;
+  if (!p[6] && !p[7]) return spatial;
+  const C = channels(s);
+  const O = p[6] + C + p[7];
+  const kernel = F32(C * O);
+  for (let i = 0; i < C; i++) kernel[i * O + p[6] + i] = 1;
+  const cfg = { filters: O, kernelSize: [1, 1], useBias: false, trainable: false, kernelInitializer: 'zeros' };
+  return sym(c.layer('conv2d', cfg, spatial.t, [{ data: kernel, shape: [1, 1, C, O] }], 'channel_pad'));
 }
 
 /** FusedBatchNorm* in inference form (x, scale, offset, mean, variance; is_training false) as BatchNormalization. */

@@ -1,6 +1,5 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { InputError } from '../../errors/input-error.js';
-import { assertFiniteWeights } from './common.js';
 import { constOf } from './onnx-fold.js';
 import type { Const } from './onnx-read.js';
 
@@ -78,8 +77,11 @@ function parseNodes(raw: unknown[], file: string): GraphNode[] {
   });
 }
 
-/** The signature's single input / output (or the one Placeholder and the one unread node). */
-function endpoints(json: GraphModelJson, nodes: GraphNode[], file: string): { input: string; output: string } {
+/**
+ * The signature's single input / output (or the one Placeholder and the one unread node); `choose` picks one of
+ * several outputs by its signature key or tensor name ('Identity_1' / 'Identity_1:0').
+ */
+function endpoints(json: GraphModelJson, nodes: GraphNode[], file: string, choose?: string): { input: string; output: string } {
   const names = (o: Record<string, { name?: string }> | undefined): string[] => Object.values(o ?? {}).map((v) => tensorRef(String(v.name)) as string);
   let inputs = names(json.signature?.inputs).map(nodeOf);
   let outputs = names(json.signature?.outputs);
@@ -89,7 +91,15 @@ function endpoints(json: GraphModelJson, nodes: GraphNode[], file: string): { in
     outputs = nodes.filter((n) => !read.has(n.name) && !['Const', 'NoOp', 'Placeholder'].includes(n.op)).map((n) => `${n.name}:0`);
   }
   if (inputs.length !== 1) throw new InputError(`the graph model has ${inputs.length} inputs (${inputs.join(', ')}); compress imports models with one input`, { file });
-  if (outputs.length !== 1) throw new InputError(`the graph model has ${outputs.length} outputs (${outputs.join(', ')}); compress imports models with one output`, { file, hint: 'convert with --output_node_names naming the classifier output only' });
+  if (choose !== undefined) {
+    const keyed = json.signature?.outputs?.[choose]?.name;
+    const ref = keyed !== undefined ? tensorRef(String(keyed)) : tensorRef(choose);
+    if (!ref || !outputs.includes(ref)) throw new InputError(`output '${choose}' is not one of the graph model's outputs (${outputs.join(', ')})`, { file, hint: "the load stage's `output` names one of them" });
+    return { input: inputs[0], output: ref };
+  }
+  if (outputs.length !== 1) {
+    throw new InputError(`the graph model has ${outputs.length} outputs (${outputs.join(', ')}); compress imports models with one output`, { file, hint: `choose one with the load stage's \`output\` (e.g. output: ${outputs[0].replace(/:0$/, '')}), or convert with --output_node_names naming one` });
+  }
   return { input: inputs[0], output: outputs[0] };
 }
 
@@ -118,7 +128,9 @@ function neededNodes(byName: Map<string, GraphNode>, output: string, file: strin
     state.set(top.name, 'visiting');
     for (const i of node.inputs) {
       const dep = nodeOf(i);
-      if (state.get(dep) === 'visiting') throw new InputError(`the graph has a cycle through node '${dep}'`, { file, hint: 'control flow (while loops) is not supported' });
+      if (state.get(dep) === 'visiting') {
+        throw new InputError(`node '${dep}' (${byName.get(dep)?.op}): the graph has a cycle through it: control flow (a while loop: Enter / Merge / NextIteration) is not supported`, { file, hint: 'convert the model without its loop (post-processing such as non-max suppression), e.g. with --output_node_names naming the network\'s raw outputs' });
+      }
       if (state.get(dep) !== 'done') stack.push({ name: dep, from: node.name, expanded: false });
     }
   }
@@ -140,12 +152,12 @@ function inlineConst(node: GraphNode): Const | undefined {
  * The graph of a parsed graph-model model.json, with the weight shards' bytes (all groups, in manifest order)
  * decoded by tfjs itself (float16 and the converter's uint8 / uint16 quantization included).
  */
-export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tfType.io.WeightsManifestEntry[], data: ArrayBuffer, file: string): TfGraph {
+export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tfType.io.WeightsManifestEntry[], data: ArrayBuffer, file: string, output?: string): TfGraph {
   if (!Array.isArray(json.modelTopology.node)) throw new InputError("modelTopology.node must be an array of nodes", { file });
   const all = parseNodes(json.modelTopology.node, file);
   const byName = new Map(all.map((n) => [n.name, n]));
-  const { input, output } = endpoints(json, all, file);
-  const nodes = neededNodes(byName, output, file);
+  const { input, output: out } = endpoints(json, all, file, output);
+  const nodes = neededNodes(byName, out, file);
   const inputNode = byName.get(input);
   if (!inputNode || inputNode.op !== 'Placeholder') throw new InputError(`the input '${input}' is not a Placeholder node of the graph`, { file });
   const dtype = inputNode.attr.dtype?.type ?? 'DT_FLOAT';
@@ -155,10 +167,9 @@ export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tf
   try {
     for (const s of specs) {
       const t = decoded[s.name];
-      const int = t.dtype !== 'float32';
-      const values = t.dataSync();
-      if (!int) assertFiniteWeights(values as Float32Array, file, s.name, s.name);
-      consts.set(s.name, constOf(t.shape, values, int));
+      // Non-finite values are refused where a constant becomes a layer's weight (tfjs-graph.ts), naming the node: a
+      // -Infinity is a legitimate PadV2 value before a max pool, refused there as a padding value.
+      consts.set(s.name, constOf(t.shape, t.dataSync(), t.dtype !== 'float32'));
     }
   } finally {
     for (const t of Object.values(decoded)) t.dispose();
@@ -170,5 +181,5 @@ export function readTfjsGraph(tf: typeof tfType, json: GraphModelJson, specs: tf
     consts.set(n.name, c);
   }
   const shape = dimsOf(inputNode.attr.shape?.shape);
-  return { file, nodes, consts, input: { node: input, shape }, output, convertedBy: String(json.convertedBy ?? 'unknown converter'), nodeCount: all.length };
+  return { file, nodes, consts, input: { node: input, shape }, output: out, convertedBy: String(json.convertedBy ?? 'unknown converter'), nodeCount: all.length };
 }

@@ -38,6 +38,8 @@ export interface GraphSource {
   specs: tfType.io.WeightsManifestEntry[];
   data: ArrayBuffer;
   file: string;
+  /** Of a model with several outputs, the one to import (a signature key or tensor name). */
+  output?: string;
 }
 
 /** 'StatefulPartitionedCall/model/block_1_expand/Conv2D' -> 'model/block_1_expand' (the Keras layer's path). */
@@ -83,7 +85,7 @@ function convertNode(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map
   const ctx = makeCtx(tf, g, node, values, usedNames, weightTensors);
   const allConst = node.inputs.every((n) => values.get(n)?.kind === 'const');
   if (allConst && entry.fold) return entry.fold(ctx);
-  if (!entry.convert) ctx.fail('is supported only on constants');
+  if (!entry.convert) ctx.fail(`op '${node.op}' is supported only on constants (shape arithmetic); on a tensor computed from the model's input it is not supported`);
   if (allConst) ctx.fail('computes on constants only, which is not supported for this op');
   entry.convert!(ctx);
   if (!values.has(`${node.name}:0`)) ctx.fail('produced no output (internal error)');
@@ -121,6 +123,7 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
     attrStrs: (name) => attr(name, [], (a) => a.list?.s?.map(decodeB64) ?? (a.list ? [] : undefined), 'a list of strings'),
     attrInts: (name, def) => attr(name, def, (a) => a.list?.i?.map(Number) ?? (a.list ? [] : undefined), 'a list of integers'),
     attrFloat: (name, def) => attr(name, def, (a) => (typeof a.f === 'number' ? a.f : a.f === undefined && a.i === undefined ? 0 : undefined), 'a number'),
+    attrInt: (name, def) => attr(name, def, (a) => (a.i !== undefined ? Number(a.i) : a.f === undefined && a.b === undefined ? 0 : undefined), 'an integer'),
     attrBool: (name, def) => attr(name, def, (a) => (typeof a.b === 'boolean' ? a.b : a.b === undefined ? false : undefined), 'a boolean'),
     out(v, i = 0) {
       values.set(`${node.name}:${i}`, v);
@@ -133,6 +136,10 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
       usedNames.add(name);
       const make = (tf.layers as unknown as Record<string, (c: object) => tfType.layers.Layer>)[factory];
       if (!make) throw new Error(`no tf.layers factory '${factory}'`);
+      for (const w of weights ?? []) {
+        const bad = w.data.findIndex((v) => !Number.isFinite(v));
+        if (bad >= 0) fail(`a weight of shape [${w.shape.join(', ')}] from its constants contains ${w.data.filter((v) => !Number.isFinite(v)).length} non-finite value(s) (first: ${w.data[bad]} at flat index ${bad})`, 'the model was saved after training diverged, or the file is corrupt');
+      }
       const ws = weights?.map((w) => tf.tensor(w.data, w.shape));
       if (ws) weightTensors.push(...ws);
       try {
@@ -148,7 +155,7 @@ function makeCtx(tf: typeof tfType, g: TfGraph, node: GraphNode, values: Map<str
 
 /** Reads and converts the graph; the artifacts are what tfjs's graph executor loads the same model from. */
 export function importTfjsGraph(tf: typeof tfType, src: GraphSource): GraphImport {
-  const g = readTfjsGraph(tf, src.json, src.specs, src.data, src.file);
+  const g = readTfjsGraph(tf, src.json, src.specs, src.data, src.file, src.output);
   const model = convertTfjsGraph(tf, g);
   const batch = g.input.shape[0];
   return {

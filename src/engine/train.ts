@@ -195,7 +195,7 @@ export function shardGradients(
  * inference). The gradient tape keeps its own references to what the backward pass reads, so this frees the
  * rest (a batch norm's output that only a fused ReLU reads, a padded copy, a residual branch's sum) while the
  * forward pass goes on. Same layers, same order, same values. Models whose graph modelGraph cannot walk
- * (shared layers, several inputs or outputs) run model.apply.
+ * (shared layers, several inputs or outputs) or that carry masks run model.apply.
  */
 export function trainingForward(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor): tfType.Tensor {
   const graph = trainingGraph(model);
@@ -220,6 +220,7 @@ export function trainingForward(tf: typeof tfType, model: tfType.LayersModel, x:
 }
 
 const trainingGraphs = new WeakMap<tfType.LayersModel, ModelGraph | null>();
+const MASK_SOURCES = new Set(['Embedding', 'Masking']);
 function trainingGraph(model: tfType.LayersModel): ModelGraph | null {
   if (!trainingGraphs.has(model)) {
     let graph: ModelGraph | null = null;
@@ -228,7 +229,9 @@ function trainingGraph(model: tfType.LayersModel): ModelGraph | null {
     } catch {
       graph = null; // shared layers: model.apply
     }
-    trainingGraphs.set(model, graph && graph.inputs.length === 1 && graph.outputIds.length === 1 ? graph : null);
+    // Masks (an Embedding with mask_zero, a Masking layer) travel beside the tensors in tfjs-layers' executor only.
+    const masked = model.layers.some((l) => MASK_SOURCES.has(l.getClassName()));
+    trainingGraphs.set(model, graph && !masked && graph.inputs.length === 1 && graph.outputIds.length === 1 ? graph : null);
   }
   return trainingGraphs.get(model)!;
 }

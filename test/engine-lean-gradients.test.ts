@@ -125,3 +125,21 @@ test('the layer-by-layer training forward pass gives model.apply\'s loss and gra
   tf.dispose(initial);
   model.dispose();
 });
+
+test('a gradient function that returns one tensor for two inputs, or dy itself, is handled (each input gets its own)', () => {
+  const a = tf.variable(tf.tensor1d([1, 2, 3]));
+  const b = tf.variable(tf.tensor1d([4, 5, 6]));
+  const sumBoth = tf.customGrad((x: unknown, y: unknown) => {
+    const value = tf.add(x as tfType.Tensor, y as tfType.Tensor);
+    return { value, gradFunc: (dy: tfType.Tensor) => { const g = tf.mul(dy, 2); return [g, g]; } };
+  });
+  const passOn = tf.customGrad((x: unknown) => ({ value: tf.clone(x as tfType.Tensor), gradFunc: (dy: tfType.Tensor) => dy }));
+  // loss = sum(passOn(sumBoth(a, b)) * a): a's gradient collects two terms (one disposed after it is summed).
+  const { value, grads } = leanVariableGrads(tf, () => tf.sum(tf.mul(passOn(sumBoth(a, b)) as tfType.Tensor, a)) as tfType.Scalar, [a, b]);
+  const stock = tf.variableGrads(() => tf.sum(tf.mul(passOn(sumBoth(a, b)) as tfType.Tensor, a)) as tfType.Scalar, [a, b]);
+  assert.equal(value.dataSync()[0], stock.value.dataSync()[0]);
+  assert.deepEqual([...grads[a.name].dataSync()], [...stock.grads[a.name].dataSync()]);
+  assert.deepEqual([...grads[b.name].dataSync()], [...stock.grads[b.name].dataSync()]);
+  assert.deepEqual([...grads[b.name].dataSync()], [2, 4, 6]);
+  tf.dispose([a, b, value, stock.value, ...Object.values(grads), ...Object.values(stock.grads)]);
+});

@@ -72,21 +72,26 @@ function backward(tf: typeof tfType, engine: EngineInternals, path: TapeNode[], 
     const dys = node.outputs.map((o) => acc.get(o.id) ?? null);
     if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
     const inputGradients = node.gradient(dys);
+    const summed: tfType.Tensor[] = [];
     for (const [name, x] of Object.entries(node.inputs)) {
       if (!(name in inputGradients)) throw new Error(`Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGradients)}.`);
       let dx = engine.tidy(() => inputGradients[name]());
       if (dx.dtype !== 'float32') throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
       if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
-      // A gradient function may hand dy (or a saved tensor) on as is: a clone (no copy) outlives their disposal below.
-      if (dys.includes(dx) || node.saved?.includes(dx)) dx = dx.clone();
+      // A gradient function may hand dy (or a saved tensor, or one gradient for two inputs) on as is: a clone (no copy)
+      // outlives their disposal below.
+      if (dys.includes(dx) || node.saved?.includes(dx) || [...acc.values()].includes(dx)) dx = dx.clone();
       const cur = acc.get(x.id);
       if (cur == null) acc.set(x.id, dx);
       else {
         acc.set(x.id, tf.add(cur, dx));
         cur.dispose();
-        dx.dispose();
+        summed.push(dx);
       }
     }
+    // Summed into another gradient, and not also some input's own (a gradient function may return one tensor twice).
+    const held = new Set(acc.values());
+    for (const dx of summed) if (!held.has(dx)) dx.dispose();
     // Nothing earlier on the tape reads this node's output gradients or its saved tensors.
     for (const o of node.outputs) {
       if (keep.has(o.id)) continue;

@@ -2,7 +2,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { centroidGradients, dequantizeKmeans, kmeansCodes } from '../compression/kmeans.js';
 import { codeRange, roundHalfAway } from '../compression/linear.js';
 import { float16RoundTrip } from '../util/float16.js';
-import { kernelVariable } from '../prune/masks.js';
+import { kernelIndex } from '../compression/fakequant.js';
 import type { TrainHooks } from '../engine/train.js';
 import type { WeightQuant } from '../model/meta.js';
 import { setOwn } from '../util/own.js';
@@ -45,7 +45,10 @@ type State = KmeansState | SteState;
 export function quantFinetuneHooks(tf: typeof tfType, model: tfType.LayersModel, weightQuant: Record<string, WeightQuant>, centroidLr: number) {
   const states = new Map<string, State>();
   for (const [layer, q] of Object.entries(weightQuant)) {
-    const variable = kernelVariable(model.getLayer(layer)) as tfType.LayerVariable | undefined;
+    // The kernel the record describes: applyWeightQuant's (a SeparableConv2D's depthwise kernel, not the
+    // pointwise one pruning masks), else its scales meet another tensor's channels (NaN weights).
+    const l = model.getLayer(layer);
+    const variable = l.weights[kernelIndex(l)] as tfType.LayerVariable | undefined;
     if (!variable) continue;
     const values = Float32Array.from(variable.read().dataSync() as Float32Array);
     const shape = variable.shape as number[];

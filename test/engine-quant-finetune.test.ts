@@ -33,3 +33,20 @@ for (const spec of [{ method: 'linear', bits: 8, perChannel: true }, { method: '
     assert.deepEqual(dwAfter, depthwise, 'the quantized depthwise kernel stays on its grid');
   });
 }
+
+test("quantization-aware fine-tuning keeps a pruned SeparableConv2D's zeros in its pointwise kernel (the pruned one, not quantized) and its gradient there is zero", () => {
+  const model = separableNet();
+  const pw = model.getLayer('sep').weights.find((w) => /pointwise_kernel(_\d+)?$/.test(w.name))!;
+  const pruned = Float32Array.from(pw.read().dataSync(), (v, i) => (i % 2 ? 0 : v));
+  pw.write(tf.tensor(pruned, pw.shape as number[]));
+  const key = (pw.read() as tfType.Variable).name;
+  const applied = applyWeightQuant(tf, model, { sep: { method: 'linear', bits: 8, perChannel: true } });
+  const ft = quantFinetuneHooks(tf, model, applied.weightQuant, 1e-4);
+  const g = ft.hooks.transformGradients!({ [key]: tf.onesLike(pw.read()) }, 1)[key].dataSync();
+  assert.deepEqual(Array.from(g), Array.from(pruned, (v) => (v === 0 ? 0 : 1)), 'gradient masked at the pruned weights');
+  // An optimizer step that moved every weight (weight decay, momentum) by 0.01:
+  pw.write(tf.add(pw.read(), 0.01));
+  ft.hooks.afterStep!(1);
+  const after = pw.read().dataSync();
+  pruned.forEach((v, i) => assert.ok(v === 0 ? after[i] === 0 : Math.abs(after[i] - (v + 0.01)) < 1e-6, `weight ${i}: ${v} -> ${after[i]}`));
+});

@@ -3,6 +3,7 @@ import { centroidGradients, dequantizeKmeans, kmeansCodes } from '../compression
 import { codeRange, roundHalfAway } from '../compression/linear.js';
 import { float16RoundTrip } from '../util/float16.js';
 import { kernelIndex } from '../compression/fakequant.js';
+import { kernelVariable } from '../prune/masks.js';
 import type { TrainHooks } from '../engine/train.js';
 import type { WeightQuant } from '../model/meta.js';
 import { setOwn } from '../util/own.js';
@@ -32,7 +33,16 @@ interface SteState {
   lastQuantized: Float32Array;
 }
 
-type State = KmeansState | SteState;
+/** A kernel that is not quantized but pruned (a SeparableConv2D's pointwise kernel): its zeros stay zero. */
+interface ZerosState {
+  kind: 'zeros';
+  layer: string;
+  variable: tfType.LayerVariable;
+  shape: number[];
+  keep: Uint8Array;
+}
+
+type State = KmeansState | SteState | ZerosState;
 
 /**
  * Hooks that fine-tune a quantized model without leaving its grid:
@@ -50,6 +60,11 @@ export function quantFinetuneHooks(tf: typeof tfType, model: tfType.LayersModel,
     const l = model.getLayer(layer);
     const variable = l.weights[kernelIndex(l)] as tfType.LayerVariable | undefined;
     if (!variable) continue;
+    const pruned = kernelVariable(l) as tfType.LayerVariable | undefined;
+    if (pruned && pruned !== variable) {
+      const v = pruned.read().dataSync() as Float32Array;
+      states.set(pruned.name, { kind: 'zeros', layer, variable: pruned, shape: pruned.shape as number[], keep: Uint8Array.from(v, (x) => (x === 0 ? 0 : 1)) });
+    }
     const values = Float32Array.from(variable.read().dataSync() as Float32Array);
     const shape = variable.shape as number[];
     if (q.method === 'kmeans') {
@@ -84,6 +99,8 @@ export function quantFinetuneHooks(tf: typeof tfType, model: tfType.LayersModel,
       for (const s of states.values()) {
         if (s.kind === 'kmeans') {
           s.variable.write(tf.tensor(dequantizeKmeans(s.indices, s.codebook), s.shape, 'float32'));
+        } else if (s.kind === 'zeros') {
+          s.variable.write(tf.mul(s.variable.read(), tf.tensor(s.keep, s.shape, 'float32')));
         } else {
           const now = s.variable.read().dataSync() as Float32Array;
           for (let i = 0; i < now.length; i++) s.shadow[i] = s.keep[i] ? s.shadow[i] + (now[i] - s.lastQuantized[i]) : 0;

@@ -263,3 +263,27 @@ stages:
   assert.match(String(rows[0].failed), /fails its check/);
   assert.equal(typeof rows[0].fileBytes, 'number');
 });
+
+test("quantize says that a SeparableConv2D's pointwise kernel stays float32 (one record per layer: the depthwise kernel's)", async () => {
+  const { initEngine } = await import('../src/engine/backend.js');
+  const { saveModelDir } = await import('../src/model/io.js');
+  const { emptyMeta } = await import('../src/model/meta.js');
+  const { tf } = await initEngine('wasm');
+  const input = tf.input({ shape: [28, 28, 1] });
+  const sep = tf.layers.separableConv2d({ filters: 8, kernelSize: 3, strides: 2, name: 'sep', activation: 'relu' }).apply(input) as ReturnType<typeof tf.input>;
+  const out = tf.layers.dense({ units: 10, activation: 'softmax', name: 'head' }).apply(tf.layers.flatten().apply(sep)) as ReturnType<typeof tf.input>;
+  const model = tf.model({ inputs: input, outputs: out });
+  const { dir } = workspace(`version: 1
+seed: 2
+data:
+  digits: { source: mnist, limit: 200 }
+stages:
+  model: { uses: load, with: { path: m/model.json } }
+  int8: { uses: quantize, needs: [model], with: { default: { method: linear, bits: 8 } } }
+`);
+  await saveModelDir(tf, model, emptyMeta(), join(dir, 'm'));
+  model.dispose();
+  const r = await cli(['run'], dir);
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /warning: SeparableConv2D layers get their depthwise kernel quantized only; the pointwise kernel stays float32 .*: sep \(8 pointwise weights\)/);
+});

@@ -127,6 +127,7 @@ export const quantizeStage = defineStage<QuantizeWith>({
 
     const policy = Object.fromEntries([...settings].map(([n, s]) => [n, toSpec(s, chosen.get(n) ?? 8)]));
     ctx.progress({ message: `quantizing ${Object.keys(policy).length} layers` });
+    warnFloatKernels(ctx, model, Object.keys(policy));
     const applied = applyWeightQuant(tf, model, policy);
     let weightQuant = applied.weightQuant;
 
@@ -306,3 +307,16 @@ function withTemporaryPolicy<T>(tf: typeof tfType, model: tfType.LayersModel, po
 }
 
 export type { Dataset };
+
+/**
+ * Layers with a second kernel the quantize record cannot describe (a SeparableConv2D's pointwise kernel: one record
+ * per layer, for its depthwise kernel): that kernel stays float32 here (the size estimate counts it so; int8 exports
+ * quantize both kernels from the float model). Said, not silent.
+ */
+function warnFloatKernels(ctx: { log(message: string): void }, model: tfType.LayersModel, names: string[]): void {
+  const partial = names
+    .map((n) => model.layers.find((l) => l.name === n))
+    .filter((l): l is tfType.layers.Layer => !!l && l.getClassName() === 'SeparableConv2D')
+    .map((l) => `${l.name} (${(l.getWeights()[1]?.size ?? 0).toLocaleString('en-US')} pointwise weights)`);
+  if (partial.length) ctx.log(`warning: SeparableConv2D layers get their depthwise kernel quantized only; the pointwise kernel stays float32 in this stage's model and size estimate (int8 exports quantize both from the float model): ${partial.join(', ')}`);
+}

@@ -15,8 +15,8 @@ export function installLeanTrainingLayers(tf: typeof tfType): void {
   if (installed) return;
   installed = true;
   const taping = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0 && tf.getBackend() === 'wasm';
-  for (const [layer, patch] of Object.entries(LEAN_LAYERS)) {
-    const proto = Object.getPrototypeOf(layer === 'Add' ? tf.layers.add({}) : tf.layers.zeroPadding2d({})) as Record<string, Method>;
+  for (const patch of Object.values(LEAN_LAYERS)) {
+    const proto = Object.getPrototypeOf(patch.instance(tf)) as Record<string, Method>;
     const own = proto[patch.method];
     proto[patch.method] = function (this: unknown, ...args: unknown[]) {
       return (taping() && patch.run(tf, this, args)) || own.apply(this, args);
@@ -28,9 +28,19 @@ let installed = false;
 
 type Method = (this: unknown, ...args: unknown[]) => unknown;
 
-/** Per layer class: the method replaced, and its lean run (undefined: not this case, run the layer's own). */
-const LEAN_LAYERS: Record<'Add' | 'ZeroPadding2D', { method: string; run(tf: typeof tfType, layer: unknown, args: unknown[]): tfType.Tensor | undefined }> = {
+interface LeanLayer {
+  /** A layer of the class (its prototype gets the patch). */
+  instance(tf: typeof tfType): object;
+  /** The method replaced. */
+  method: string;
+  /** The lean form; undefined: not this case, the layer's own method runs. */
+  run(tf: typeof tfType, layer: unknown, args: unknown[]): tfType.Tensor | undefined;
+}
+
+/** Per layer class, its lean training form. */
+const LEAN_LAYERS: Record<'Add' | 'ZeroPadding2D', LeanLayer> = {
   Add: {
+    instance: (tf) => tf.layers.add({}),
     method: 'mergeFunction',
     run(tf, _layer, [inputs]) {
       const xs = inputs as tfType.Tensor[];
@@ -44,6 +54,7 @@ const LEAN_LAYERS: Record<'Add' | 'ZeroPadding2D', { method: string; run(tf: typ
     },
   },
   ZeroPadding2D: {
+    instance: (tf) => tf.layers.zeroPadding2d({}),
     method: 'call',
     run(tf, layer, [inputs]) {
       const { padding, dataFormat } = layer as { padding: [[number, number], [number, number]]; dataFormat: string };

@@ -14,53 +14,37 @@ export function registerConvGradients(tf: typeof tfType): void {
 
 type GradFunc = (dy: tfType.Tensor | tfType.Tensor[], saved: tfType.Tensor[], attrs: tfType.NamedAttrMap) => Record<string, () => tfType.Tensor>;
 
-/** Conv2D's gradient for x and the filter, dilations passed through. */
-function conv2dGrad(tf: typeof tfType): GradFunc {
-  return (dy, saved, attrs) => {
-    const [x, filter] = saved;
-    const a = attrs as unknown as {
-      dilations?: number | [number, number];
-      strides: number | [number, number];
-      pad: unknown;
-      dataFormat?: string;
-      dimRoundingMode?: string;
-    };
-    const d = a.dilations == null ? [1, 1] : typeof a.dilations === 'number' ? [a.dilations, a.dilations] : a.dilations;
-    const dilated = d[0] !== 1 || d[1] !== 1;
-    if (dilated && tf.getBackend() !== 'wasm') {
-      throw new Error(
-        `Error in gradient of conv2D: dilation rates greater than 1 are not yet supported in gradients on backend ${tf.getBackend()}. Got dilations '${d}'`,
-      );
-    }
-    const common = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? 'NHWC', dimRoundingMode: a.dimRoundingMode, dilations: d };
-    const g = dy as tfType.Tensor;
-    return {
-      x: () =>
-        tf.engine().runKernel('Conv2DBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
-      filter: () =>
-        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
-    };
-  };
+/** The backprop kernels of a conv op and the name its errors use. */
+interface ConvBackprop {
+  op: string;
+  input: string;
+  filter: string;
+  /** Whether the kernels take a dataFormat attribute (Conv2D's do, the depthwise ones do not). */
+  dataFormat: boolean;
 }
 
+const CONV2D_BACKPROP: ConvBackprop = { op: 'conv2D', input: 'Conv2DBackpropInput', filter: 'Conv2DBackpropFilter', dataFormat: true };
+const DEPTHWISE_BACKPROP: ConvBackprop = { op: 'depthwiseConv2dNative', input: 'DepthwiseConv2dNativeBackpropInput', filter: 'DepthwiseConv2dNativeBackpropFilter', dataFormat: false };
+
+/** Conv2D's gradient for x and the filter, dilations passed through. */
+const conv2dGrad = (tf: typeof tfType): GradFunc => convGrad(tf, CONV2D_BACKPROP);
 /** DepthwiseConv2dNative's gradient for x and the filter, dilations passed through. */
-function depthwiseGrad(tf: typeof tfType): GradFunc {
+const depthwiseGrad = (tf: typeof tfType): GradFunc => convGrad(tf, DEPTHWISE_BACKPROP);
+
+/** A conv's gradient for x and the filter by its backprop kernels, `dilations` passed through (other backends refuse them). */
+function convGrad(tf: typeof tfType, k: ConvBackprop): GradFunc {
   return (dy, saved, attrs) => {
     const [x, filter] = saved;
-    const a = attrs as unknown as { dilations?: unknown; strides: number | [number, number]; pad: unknown; dimRoundingMode?: string };
+    const a = attrs as unknown as { dilations?: unknown; strides: number | [number, number]; pad: unknown; dataFormat?: string; dimRoundingMode?: string };
     const [d, dilated] = dil(a.dilations);
     if (dilated && tf.getBackend() !== 'wasm') {
-      throw new Error(
-        `Error in gradient of depthwiseConv2dNative: dilation rates greater than 1 are not yet supported on backend ${tf.getBackend()}. Got dilations '${d}'`,
-      );
+      throw new Error(`Error in gradient of ${k.op}: dilation rates greater than 1 are not yet supported in gradients on backend ${tf.getBackend()}. Got dilations '${d}'`);
     }
-    const common = { strides: a.strides, pad: a.pad, dimRoundingMode: a.dimRoundingMode, dilations: d };
+    const common = { strides: a.strides, pad: a.pad, ...(k.dataFormat ? { dataFormat: a.dataFormat ?? 'NHWC' } : {}), dimRoundingMode: a.dimRoundingMode, dilations: d };
     const g = dy as tfType.Tensor;
     return {
-      x: () =>
-        tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
-      filter: () =>
-        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
+      x: () => tf.engine().runKernel(k.input, { dy: g, filter }, { ...common, inputShape: x.shape } as never) as tfType.Tensor,
+      filter: () => tf.engine().runKernel(k.filter, { x, dy: g }, { ...common, filterShape: filter.shape } as never) as tfType.Tensor,
     };
   };
 }

@@ -367,7 +367,7 @@ export const LAYERS: Record<string, LayerEntry> = {
   Conv2D: { ir: conv, tfjs: 'native', note: 'a ZeroPadding2D before it folds into SAME padding where exact' },
   GroupedConv2D: { ir: conv, tfjs: 'custom', note: 'Keras Conv2D with groups > 1 (RegNet), an ONNX Conv with 1 < group < channels (ResNeXt); TFLite CONV_2D v6, ONNX Conv group' },
   DepthwiseConv2D: { ir: conv, tfjs: 'native' },
-  SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv' },
+  SeparableConv2D: { ir: conv, tfjs: 'native', note: 'depthwise + 1x1 conv; the quantize stage weight-quantizes the depthwise kernel only (it says so; the pointwise kernel stays float32 there), int8 exports quantize both' },
   Conv2DTranspose: { ir: convTranspose, check: TFJS_IGNORED_OPTIONS.Conv2DTranspose, tfjs: 'native', note: 'same/valid, dilation 1, no output_padding (as tfjs computes it); TFLite dynamic-int8 stores int8 weights + DEQUANTIZE (LiteRT has no hybrid TRANSPOSE_CONV kernel)' },
   BatchNormalization: { ir: batchNorm, tfjs: 'native', note: 'folded into a preceding conv/dense, else a per-channel multiply-add' },
   LayerNormalization: { ir: layerNorm, tfjs: 'native', note: 'last axis; mean/variance/rsqrt ops (full-int8 .tflite: the channel means as 1x1 convs, which LiteRT runs right)' },

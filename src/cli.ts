@@ -127,7 +127,7 @@ function program(): Command {
     const { cacheLs } = await import('./commands/cache.js');
     process.exitCode = await cacheLs(recipe, opts);
   });
-  cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference (what the other locks in its directory name is kept)').action(async (recipe, opts) => {
+  cache.command('gc').argument('[recipe]').option('--cache-dir <dir>').description('remove entries the recipe and its lock no longer reference (what the other locks in its directory, or written from runs on this cache, name is kept)').action(async (recipe, opts) => {
     const { cacheGc } = await import('./commands/cache.js');
     process.exitCode = await cacheGc(recipe, opts);
   });

@@ -24,8 +24,22 @@ test('cache gc of one recipe keeps the entries the other recipes of its director
   assert.equal((await cli(['run', 'b.yaml'], dir)).exitCode, 0);
   const gc = await cli(['cache', 'gc', 'a.yaml'], dir);
   assert.equal(gc.exitCode, 0, gc.stderr);
-  assert.match(gc.stdout, /removed 0 entries .*other locks in this directory name: b\.lock\)/);
+  assert.match(gc.stdout, /removed 0 entries .*other locks using this cache name: b\.lock\)/);
   const status = await cli(['status', 'b.yaml'], dir);
+  assert.match(status.stdout, /^ {2}make +cached/m, status.stdout);
+});
+
+test('cache gc of one recipe keeps the entries of recipes in other directories that share its cache (COMPRESS_CACHE_DIR)', async () => {
+  const { dir } = workspace(recipe('root', 'from root'), 'compress.config.yaml');
+  mkdirSync(join(dir, 'pipelines'));
+  writeFileSync(join(dir, 'pipelines', 'b.yaml'), recipe('b', 'from b'));
+  const env = { COMPRESS_CACHE_DIR: join(dir, 'shared-cache') };
+  assert.equal((await cli(['run'], dir, env)).exitCode, 0);
+  assert.equal((await cli(['run', 'pipelines/b.yaml'], dir, env)).exitCode, 0);
+  const gc = await cli(['cache', 'gc'], dir, env);
+  assert.equal(gc.exitCode, 0, gc.stderr);
+  assert.match(gc.stdout, /removed 0 entries .*other locks using this cache name: pipelines\/b\.lock\)/);
+  const status = await cli(['status', 'pipelines/b.yaml'], dir, env);
   assert.match(status.stdout, /^ {2}make +cached/m, status.stdout);
 });
 

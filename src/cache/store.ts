@@ -105,6 +105,28 @@ export class CacheStore {
     return join(this.root, 'tmp');
   }
 
+  /**
+   * Notes that the lock file `lockPath` (absolute) is written from runs on this cache, once per lock file:
+   * `cache gc` of one recipe keeps what every noted lock names, so recipes in other directories sharing the cache
+   * (COMPRESS_CACHE_DIR, --cache-dir) keep their entries.
+   */
+  async noteLockUser(lockPath: string): Promise<void> {
+    const file = join(this.root, 'users', `${createHash('sha256').update(lockPath).digest('hex').slice(0, 32)}.json`);
+    if (await stat(file).then(() => true, () => false)) return;
+    await writeFileAtomic(file, JSON.stringify({ lock: lockPath }), 'store:user', { tmpDir: this.tmpDir });
+  }
+
+  /** The lock files noted by noteLockUser that still exist. */
+  async lockUsers(): Promise<string[]> {
+    const dir = join(this.root, 'users');
+    const out: string[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const lock = await readFile(join(dir, name), 'utf8').then((t) => (JSON.parse(t) as { lock?: unknown }).lock, () => undefined);
+      if (typeof lock === 'string' && (await stat(lock).then((st) => st.isFile(), () => false))) out.push(lock);
+    }
+    return out.sort();
+  }
+
   objectPath(digest: string): string {
     return join(this.root, 'objects', digest.slice(0, 2), digest);
   }

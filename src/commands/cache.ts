@@ -3,7 +3,7 @@ import { cacheDirFor, stageStates } from '../run/execute.js';
 import { readLock, lockPathFor, LOCK_HEADER } from '../run/lockfile.js';
 import { openRecipe } from './common.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { resolve, join, basename } from 'node:path';
+import { resolve, join, basename, dirname, relative } from 'node:path';
 
 function storeFor(file: string | undefined, flags: { cacheDir?: string }): CacheStore {
   if (flags.cacheDir) return new CacheStore(resolve(flags.cacheDir));
@@ -39,8 +39,13 @@ export async function cacheGc(file: string | undefined, flags: { cacheDir?: stri
   for (const e of Object.values(readLock(ownLock)?.stages ?? {})) keep.add(e.key);
   const others = otherLocks(ownLock);
   for (const lock of others) for (const e of Object.values(lock.stages)) if (typeof e?.key === 'string') keep.add(e.key);
+  // Locks elsewhere written from runs on this cache (recipes in other directories sharing it).
+  const sameDir = new Set([ownLock, ...others.map((l) => join(dirname(ownLock), l.name))].map((p) => resolve(p)));
+  const users = (await store.lockUsers()).filter((p) => !sameDir.has(p));
+  for (const p of users) for (const e of Object.values(readLock(p)?.stages ?? {})) if (typeof e?.key === 'string') keep.add(e.key);
   const r = await store.exclusive('garbage-collect', () => store.gc(keep));
-  const also = others.length ? ` (with those the other locks in this directory name: ${others.map((l) => l.name).join(', ')})` : '';
+  const named = [...others.map((l) => l.name), ...users.map((p) => relative(resolve('.'), p) || p)];
+  const also = named.length ? ` (with those the other locks using this cache name: ${named.join(', ')})` : '';
   process.stdout.write(`removed ${r.records} entries and ${r.objects} objects (${(r.bytes / 1024).toFixed(1)} KiB); kept ${keep.size} entries${also}${r.damaged ? `; removed ${r.damaged} damaged (not a file, or missing objects: recomputed by the next run)` : ''}\n`);
   return 0;
 }

@@ -232,6 +232,8 @@ async function openRun(recipe: LoadedRecipe, opts: RunOptions): Promise<Run> {
     onStaleLock,
   };
   await sweepLeftovers(run);
+  // For `cache gc` of another recipe on this cache; a cache that cannot take it fails the run's own writes, said there.
+  await store.noteLockUser(resolve(lockPath)).catch(() => undefined);
   return run;
 }
 

@@ -217,7 +217,8 @@ test('a record lookup that gets no answer is not retried past its bound: one req
   const { remote, warnings } = remoteAt(srv.url, { maxAttempts: 3, requestTimeoutMs: 60_000, lookupTimeoutMs: 300 });
   assert.deepEqual(await remote.pull(sha256('hung'), newStore(), 'x'), {});
   assert.equal(await remote.hasRecord(sha256('hung')), undefined, 'off for the rest of the run');
-  assert.equal(srv.requests(), 1);
+  // Not retried (on a busy machine the bound may even pass before the first request is out).
+  assert.ok(srv.requests() <= 1, `${srv.requests()} requests`);
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], /unavailable \(LookupTimeout: no answer to a lookup of .* within 0\.3 s/);
   remote.close();
